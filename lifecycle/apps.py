@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class LifecycleConfig(AppConfig):
+    name = "lifecycle"
+    verbose_name = "Task lifecycle inspector"
+
+    def ready(self) -> None:
+        # Dramatiq's broker is global and actors bind to it when their module is imported,
+        # so it is set here, before anything can import an actor, in every process.
+        from lifecycle.broker import setup_broker
+
+        setup_broker()

@@ -1,0 +1,168 @@
+"""The event schema (version 1): one shape for every source, parsed and validated here.
+
+A message on the exchange, a row of ``lifecycle_event`` and an entry of a timeline's JSON
+all carry the same fields; the README documents them. Parsing is pure, so the ingestor's
+rules (what is malformed, and why) are tested without a server.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+# Every source and the kinds it may send. ``db`` events come from the trigger only.
+KINDS: dict[str, frozenset[str]] = {
+    "db": frozenset({"insert", "update", "delete"}),
+    "broker": frozenset({"enqueue", "start", "ack", "fail", "retry", "nack", "skip"}),
+    "api": frozenset({"read"}),
+    "log": frozenset({"warning", "error", "critical"}),
+    "probe": frozenset({"submit", "read", "verdict"}),
+}
+# Sources the ingestor accepts from the exchange (``db`` only comes from the trigger).
+INGEST_SOURCES = frozenset({"broker", "api", "log", "probe"})
+
+
+class MalformedEvent(ValueError):
+    """A message that cannot become an event; the text is the reason the dead-letter keeps."""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as the checker, the timeline and the JSON API see it."""
+
+    id: int
+    source: str
+    kind: str
+    task_key: str
+    status: str | None = None
+    at: datetime | None = None
+    received_at: datetime | None = None
+    txid: int | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    uuid: str | None = None
+
+    @classmethod
+    def from_model(cls, event: Any) -> EventRecord:
+        return cls(
+            id=event.id,
+            source=event.source,
+            kind=event.kind,
+            task_key=event.task_key,
+            status=event.status,
+            at=event.at,
+            received_at=event.received_at,
+            txid=event.txid,
+            body=event.body or {},
+            uuid=str(event.uuid) if event.uuid else None,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "uuid": self.uuid,
+            "task": self.task_key,
+            "source": self.source,
+            "kind": self.kind,
+            "status": self.status,
+            "at": self.at.isoformat() if self.at else None,
+            "received_at": self.received_at.isoformat() if self.received_at else None,
+            "txid": self.txid,
+            "body": self.body,
+        }
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """A validated message from the exchange, ready to insert."""
+
+    uuid: str
+    task_key: str
+    source: str
+    kind: str
+    status: str | None
+    at: datetime
+    txid: int | None
+    body: dict[str, Any]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def make_message(
+    *,
+    source: str,
+    kind: str,
+    task: str,
+    status: str | None = None,
+    at: datetime | None = None,
+    txid: int | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build a schema-1 message as publishers send it."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "uuid": str(uuid.uuid4()),
+        "task": task,
+        "source": source,
+        "kind": kind,
+        "status": status,
+        "at": (at or now()).isoformat(),
+        "txid": txid,
+        "body": body or {},
+    }
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), default=str).encode()
+
+
+def parse_message(raw: bytes) -> IncomingEvent:
+    """Validate one message body; raise MalformedEvent with the reason if it is not an event."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise MalformedEvent(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES} limit")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedEvent("not a JSON object")
+    if data.get("schema") != SCHEMA_VERSION:
+        raise MalformedEvent(f"unsupported schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+    for name in ("uuid", "task", "source", "kind", "at"):
+        if not data.get(name):
+            raise MalformedEvent(f"missing field {name!r}")
+    source, kind = data["source"], data["kind"]
+    if source not in INGEST_SOURCES:
+        raise MalformedEvent(f"unknown source {source!r}")
+    if kind not in KINDS[source]:
+        raise MalformedEvent(f"unknown kind {kind!r} for source {source!r}")
+    try:
+        event_uuid = str(uuid.UUID(str(data["uuid"])))
+    except ValueError:
+        raise MalformedEvent(f"uuid {data['uuid']!r} is not a UUID") from None
+    task = data["task"]
+    if not isinstance(task, str) or len(task) > 200:
+        raise MalformedEvent("task must be a string of at most 200 characters")
+    try:
+        at = datetime.fromisoformat(str(data["at"]))
+    except ValueError:
+        raise MalformedEvent(f"at {data['at']!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise MalformedEvent("at must carry a time zone")
+    status = data.get("status")
+    if status is not None and (not isinstance(status, str) or len(status) > 64):
+        raise MalformedEvent("status must be null or a string of at most 64 characters")
+    txid = data.get("txid")
+    if txid is not None and (not isinstance(txid, int) or isinstance(txid, bool) or txid < 0):
+        raise MalformedEvent("txid must be null or a non-negative integer")
+    body = data.get("body", {})
+    if not isinstance(body, dict):
+        raise MalformedEvent("body must be a JSON object")
+    return IncomingEvent(event_uuid, task, source, kind, status, at, txid, body)

@@ -1,0 +1,75 @@
+"""The inspector's own tables: the append-only event log and scenario runs."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.functions import RandomUUID
+from django.db import models
+from django.db.models.functions import Now
+
+
+class Event(models.Model):
+    """One thing that happened to a task, from one side. Append-only.
+
+    Rows come from the capture trigger (source ``db``), the ingestor (``broker``, ``api``,
+    ``log``) and the scenario probe (``probe``). The schema is documented in the README.
+    """
+
+    class Source(models.TextChoices):
+        DB = "db"
+        BROKER = "broker"
+        API = "api"
+        PROBE = "probe"
+        LOG = "log"
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(unique=True, db_default=RandomUUID())
+    task_key = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    kind = models.CharField(max_length=32)
+    status = models.CharField(max_length=64, null=True, blank=True)
+    at = models.DateTimeField(db_default=Now())
+    received_at = models.DateTimeField(db_default=Now())
+    txid = models.BigIntegerField(null=True, blank=True)
+    body = models.JSONField(default=dict, db_default={})
+
+    class Meta:
+        db_table = "lifecycle_event"
+        indexes = [models.Index(fields=["task_key", "id"], name="lifecycle_event_task_id")]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.source}.{self.kind} {self.task_key} {self.status or ''}"
+
+
+class Run(models.Model):
+    """One execution of a scenario by the probe: submit, poll, verdict."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+
+    class Verdict(models.TextChoices):
+        PASS = "pass"
+        FAIL = "fail"
+
+    id = models.BigAutoField(primary_key=True)
+    scenario = models.CharField(max_length=64)
+    task_key = models.TextField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    verdict = models.CharField(max_length=8, choices=Verdict.choices, null=True, blank=True)
+    expected = models.CharField(max_length=32)
+    observed = models.CharField(max_length=32, null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    base_url = models.TextField(blank=True, default="")
+    resubmit_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmits"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "lifecycle_run"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["scenario", "-id"], name="lifecycle_run_scenario")]
+
+    def __str__(self) -> str:
+        return f"run {self.id} {self.scenario} {self.state} {self.verdict or ''}"

@@ -1,0 +1,3 @@
+"""Websocket routes; filled in by the dashboard."""
+
+websocket_urlpatterns: list = []
