@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+import sys
+
+from django.core.management.base import BaseCommand, CommandParser
 
 from lifecycle.cli import SUBCOMMANDS
 
@@ -33,4 +35,4 @@ class Command(BaseCommand):
         module = options.pop("_module")
         code = module.handle(self, options)
         if code:
-            raise CommandError(f"lifecycle {options['subcommand']} failed", returncode=code)
+            sys.exit(code)
