@@ -1,1 +1,13 @@
-urlpatterns: list = []
+from django.urls import path
+
+from lifecycle import api, views
+
+app_name = "lifecycle"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("runs/<int:run_id>", views.run_page, name="run"),
+    path("api/scenarios", api.scenarios, name="api-scenarios"),
+    path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
+    path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
+    path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
+]

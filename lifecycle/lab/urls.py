@@ -1,1 +1,9 @@
-urlpatterns: list = []
+from django.urls import path
+
+from lifecycle.lab import views
+
+app_name = "lab"
+urlpatterns = [
+    path("api/tasks", views.create_task, name="create"),
+    path("api/tasks/<str:task_id>", views.get_task, name="detail"),
+]

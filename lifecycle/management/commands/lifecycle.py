@@ -26,7 +26,7 @@ class Command(BaseCommand):
                     raise
                 continue  # not built yet
             sub = subparsers.add_parser(
-                name, help=(module.__doc__ or "").strip().splitlines()[0], cmd=self
+                name, help=(module.__doc__ or "").strip().splitlines()[0]
             )
             module.add_arguments(sub)
             sub.set_defaults(_module=module)

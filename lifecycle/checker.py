@@ -1,0 +1,534 @@
+"""The checker: what went wrong in one task's history, each finding pinned to its events.
+
+Pure logic over ``EventRecord`` lists, so every rule is tested without a server. The
+rules lean towards silence: a finding must be proven by the events it names, because a
+checker that cries wolf on clean runs is worse than none. Times from different processes
+are compared only where the event order backs them up, and a reader's snapshot, when the
+API sent one, beats any clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lifecycle.events import EventRecord
+
+PENDING, RUNNING, COMPLETED, FAILED = "PENDING", "RUNNING", "COMPLETED", "FAILED"
+STATUSES = frozenset({PENDING, RUNNING, COMPLETED, FAILED})
+TERMINAL = frozenset({COMPLETED, FAILED})
+# RUNNING -> PENDING is a failed attempt that will be retried; PENDING -> FAILED a task
+# cancelled or rejected before it ran.
+ALLOWED_TRANSITIONS = frozenset(
+    {
+        (PENDING, RUNNING),
+        (RUNNING, COMPLETED),
+        (RUNNING, FAILED),
+        (RUNNING, PENDING),
+        (PENDING, FAILED),
+    }
+)
+
+KINDS = (
+    "stale_read",
+    "unwritten_read",
+    "terminal_overwrite",
+    "forbidden_transition",
+    "non_monotonic_reads",
+    "duplicate_execution",
+    "enqueue_before_commit",
+    "stuck",
+    "expectation_mismatch",
+)
+XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
+NOT_FOUND = re.compile(r"does ?not ?exist|not found|no such task", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """The statuses a task moves through; other applications pass their own."""
+
+    statuses: frozenset[str] = STATUSES
+    terminal: frozenset[str] = TERMINAL
+    allowed: frozenset[tuple[str, str]] = ALLOWED_TRANSITIONS
+    running: str | None = RUNNING  # entering it twice without a retry is a second execution
+
+    def reachable(self, old: str, new: str) -> bool:
+        """Whether ``new`` can follow ``old`` through allowed transitions (a retry goes back)."""
+        seen, todo = {old}, [old]
+        while todo:
+            here = todo.pop()
+            for a, b in self.allowed:
+                if a == here and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        return new in seen
+
+
+LAB_LIFECYCLE = Lifecycle()
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    events: tuple[int, ...]  # ids of the events that prove it, ascending
+    message: str  # one plain sentence
+    cause: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "events": list(self.events),
+            "message": self.message,
+            "cause": self.cause,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """``pg_current_snapshot()``: which transactions the reader could see."""
+
+    xmin: int
+    xmax: int
+    xip: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: object) -> Snapshot | None:
+        if not isinstance(text, str):
+            return None
+        try:
+            xmin, xmax, xip = text.split(":")
+            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+        except ValueError:
+            return None
+
+    def sees(self, txid: int) -> bool:
+        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One committed version of the row: the last change a transaction made to it."""
+
+    index: int  # position in commit order
+    txid: int
+    events: tuple[EventRecord, ...]
+
+    @property
+    def last(self) -> EventRecord:
+        return self.events[-1]
+
+    @property
+    def status(self) -> str | None:
+        return self.last.status
+
+
+def check(
+    events: Sequence[EventRecord],
+    expected: str | None = None,
+    *,
+    lifecycle: Lifecycle = LAB_LIFECYCLE,
+    margin: timedelta = timedelta(0),
+) -> list[Finding]:
+    """Every anomaly in one task's history, sorted by the first event that proves it.
+
+    ``margin`` is how much later than a commit's own clock a read must have begun to
+    count as starting after it, for when the processes' clocks disagree.
+    """
+    history = _History(sorted(events, key=lambda e: e.id), lifecycle, margin)
+    findings = [
+        *_stale_reads(history),
+        *_unwritten_reads(history),
+        *_transitions(history),
+        *_non_monotonic_reads(history),
+        *_duplicate_executions(history),
+        *_enqueue_before_commit(history),
+        *_stuck(history),
+    ]
+    if expected is not None:
+        findings.extend(_expectation_mismatch(history, expected))
+    return sorted(findings, key=lambda f: (f.events[0] if f.events else 0, f.kind, f.events))
+
+
+def final_read(events: Sequence[EventRecord]) -> EventRecord | None:
+    """The read a scenario's verdict rests on: the probe's last, else the API's last."""
+    reads = [e for e in sorted(events, key=lambda e: e.id) if _is_read(e)]
+    return next((r for r in reversed(reads) if r.source == "probe"), reads[-1] if reads else None)
+
+
+class _History:
+    """One task's events with the row's committed versions worked out once."""
+
+    def __init__(self, events: list[EventRecord], lifecycle: Lifecycle, margin: timedelta):
+        self.events, self.lifecycle, self.margin = events, lifecycle, margin
+        by_txid: dict[int, list[EventRecord]] = {}
+        for e in events:
+            if e.source == "db" and e.kind in ("insert", "update") and e.txid is not None:
+                by_txid.setdefault(e.txid, []).append(e)
+        # Row locks serialise the writers, so first arrival is commit order for one row.
+        groups = sorted(by_txid.items(), key=lambda item: item[1][0].id)
+        self.versions = [Version(i, txid, tuple(evs)) for i, (txid, evs) in enumerate(groups)]
+        self.reads = [e for e in events if _is_read(e)]
+        # Each change of the row with the status it left, the trigger's word first.
+        self.changes: list[tuple[EventRecord, str | None]] = []
+        previous: str | None = None
+        for e in (e for e in events if e.source == "db"):
+            old = e.body["old_status"] if "old_status" in e.body else previous
+            self.changes.append((e, old))
+            previous = e.status
+
+    def version_of(self, read: EventRecord) -> Version | None:
+        """The version an API read returned, named by its xmin."""
+        xmin = read.body.get("xmin")
+        if read.source != "api" or not isinstance(xmin, int) or isinstance(xmin, bool):
+            return None
+        matches = [v for v in self.versions if v.txid % XID_WRAP == xmin]
+        earlier = [v for v in matches if v.events[0].id < read.id]
+        return (earlier or matches)[-1] if matches else None
+
+    def committed_before(self, read: EventRecord) -> list[Version]:
+        """Versions whose events all arrived before the read's (a sound, lenient bound)."""
+        return [v for v in self.versions if v.last.id < read.id]
+
+    def began_after(self, read: EventRecord, version: Version) -> bool:
+        """Time evidence that the read began after the version had committed."""
+        commit = version.last
+        if commit.id > read.id or read.at is None or commit.at is None:
+            return False
+        if (commit.received_at or commit.at) > (read.received_at or read.at):
+            return False
+        return read.at - commit.at > self.margin
+
+
+def _stale_reads(h: _History) -> Iterator[Finding]:
+    groups: dict[tuple[int, int], list[tuple[EventRecord, str | None]]] = {}
+    for read in h.reads:
+        returned = h.version_of(read)
+        if returned is None:
+            continue
+        snapshot = Snapshot.parse(read.body.get("snapshot"))
+        for newer in reversed(h.versions[returned.index + 1 :]):
+            cause = _staleness(h, read, newer, snapshot)
+            if cause != "fresh":
+                groups.setdefault((returned.index, newer.index), []).append((read, cause))
+                break
+    for (old, new), hits in groups.items():
+        returned, newer = h.versions[old], h.versions[new]
+        reads = [r for r, _ in hits]
+        cause = next((c for _, c in hits if c), None)
+        why = {
+            "cached_object": ", and the reader's snapshot already saw it (a cached object)",
+            "old_snapshot": ", but the reader used a snapshot taken before it (an old snapshot)",
+        }.get(cause or "", "")
+        yield Finding(
+            "stale_read",
+            _ids(*reads, newer.last),
+            f"{_reads_phrase(reads)} {returned.status}, the version of transaction "
+            f"{returned.txid}, although transaction {newer.txid} had committed {newer.status} "
+            f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads[0].at)}{why}.",
+            cause,
+        )
+
+
+def _staleness(h: _History, read: EventRecord, newer: Version, snap: Snapshot | None) -> str | None:
+    """``"fresh"`` if the read may have begun before ``newer`` committed, else the cause."""
+    if snap is None:
+        return None if h.began_after(read, newer) else "fresh"
+    if snap.sees(newer.txid):
+        return "cached_object"
+    # Not visible: either the snapshot predates the writer (old) or the read began first.
+    if newer.txid >= snap.xmax and h.began_after(read, newer):
+        return "old_snapshot"
+    return "fresh"
+
+
+def _unwritten_reads(h: _History) -> Iterator[Finding]:
+    if not h.versions:
+        return  # no commits captured: nothing to hold the reads against
+    groups: dict[str, list[EventRecord]] = {}
+    for read in h.reads:
+        assert read.status is not None
+        if all(v.status != read.status for v in h.committed_before(read)):
+            groups.setdefault(read.status, []).append(read)
+    for status, reads in groups.items():
+        later = next((v for v in h.versions if v.status == status), None)
+        after = f" (transaction {later.txid} wrote it only later)" if later else ""
+        yield Finding(
+            "unwritten_read",
+            _ids(*reads),
+            f"{_reads_phrase(reads)} {status}, a status no commit of this task had written "
+            f"by then{after}.",
+        )
+
+
+def _transitions(h: _History) -> Iterator[Finding]:
+    """Judge each change the writer made, including steps inside one transaction."""
+    known, terminal = h.lifecycle.statuses, h.lifecycle.terminal
+    previous: EventRecord | None = None
+    for e, old in h.changes:
+        new = e.status
+        if e.kind == "update" and old in known and new in known and old != new:
+            proof = _ids(*([previous] if previous else []), e)
+            when = f"in transaction {e.txid} at {_clock(e.at)}"
+            if old in terminal:
+                yield Finding(
+                    "terminal_overwrite",
+                    proof,
+                    f"The task left terminal status {old} for {new} {when}.",
+                )
+            elif (old, new) not in h.lifecycle.allowed:
+                yield Finding(
+                    "forbidden_transition",
+                    proof,
+                    f"The task went from {old} to {new} {when}, a transition the lifecycle "
+                    "forbids.",
+                )
+        previous = e
+
+
+def _non_monotonic_reads(h: _History) -> Iterator[Finding]:
+    streams: dict[str, list[EventRecord]] = {}
+    for read in h.reads:
+        if read.source == "api" and read.body.get("client"):
+            streams.setdefault(f"Client {read.body['client']}", []).append(read)
+        elif read.source == "probe":
+            streams.setdefault(f"The probe's run {read.body.get('run', '?')}", []).append(read)
+    for who, reads in streams.items():
+        pairs = _regressions(h, reads)
+        if not pairs:
+            continue
+        ahead, behind = pairs[0]
+        more = f", and {len(pairs) - 1} more reads went back" if len(pairs) > 1 else ""
+        yield Finding(
+            "non_monotonic_reads",
+            _ids(*{e.id: e for pair in pairs for e in pair}.values()),
+            f"{who} read {_seen(h, ahead)} at {_clock(ahead.at)}, then went back to "
+            f"{_seen(h, behind)} at {_clock(behind.at)}{more}.",
+        )
+
+
+def _regressions(h: _History, reads: list[EventRecord]) -> list[tuple[EventRecord, EventRecord]]:
+    """(read that saw further, read that went back) pairs for one client's reads.
+
+    A status-only read is placed at the earliest version it may have seen, so a retry
+    (RUNNING, PENDING, RUNNING again) is not taken for going back; without any captured
+    commits the lifecycle's reachability decides instead.
+    """
+    pairs: list[tuple[EventRecord, EventRecord]] = []
+    floor, furthest = -1, None
+    for read in reads:
+        assert read.status is not None
+        if not h.versions:
+            if furthest and furthest.status in h.lifecycle.statuses:
+                if read.status in h.lifecycle.statuses and not h.lifecycle.reachable(
+                    furthest.status, read.status
+                ):
+                    pairs.append((furthest, read))
+                    continue
+            furthest = read
+            continue
+        version = h.version_of(read)
+        if version is None:
+            seen = [v.index for v in h.committed_before(read) if v.status == read.status]
+            if not seen:
+                continue  # an unwritten read, reported as such
+            ahead = [i for i in seen if i >= floor]
+            index = min(ahead) if ahead else max(seen)
+        else:
+            index = version.index
+        if index < floor and furthest is not None:
+            pairs.append((furthest, read))
+        elif index > floor:
+            floor, furthest = index, read
+    return pairs
+
+
+def _duplicate_executions(h: _History) -> Iterator[Finding]:
+    running = h.lifecycle.running
+    open_starts: dict[str, EventRecord] = {}  # message id -> start not followed by a retry
+    starts: list[tuple[EventRecord, EventRecord]] = []
+    # (first entry into RUNNING, second entry, the start that preceded the second)
+    entries: list[tuple[EventRecord, EventRecord, EventRecord | None]] = []
+    entered: EventRecord | None = None
+    last_start: EventRecord | None = None
+    changes = {e.id: old for e, old in h.changes}
+    for e in h.events:
+        message = None if e.body.get("message_id") is None else str(e.body["message_id"])
+        if e.source == "broker" and e.kind == "start":
+            last_start = e
+            if message is not None and message in open_starts:
+                starts.append((open_starts[message], e))
+            if message is not None:
+                open_starts.setdefault(message, e)
+        elif e.source == "broker" and e.kind == "retry":
+            open_starts.pop(message or "", None)
+            entered = None
+        elif e.id in changes and e.kind != "delete" and running is not None:
+            old = changes[e.id]
+            if e.status == running and old != running:
+                if entered is not None:
+                    entries.append((entered, e, last_start))
+                entered = e
+            elif old == running and e.status not in h.lifecycle.terminal:
+                entered = None  # a failed attempt handed back for a retry
+    claimed: set[int] = set()
+    for first, again in starts:
+        rows = [b for _, b, start in entries if start is again]
+        claimed.update(b.id for b in rows)
+        row = f", and transaction {rows[0].txid} put the row in {running} again" if rows else ""
+        yield Finding(
+            "duplicate_execution",
+            _ids(first, again, *rows),
+            f"Message {first.body['message_id']} started at {_clock(first.at)} and again at "
+            f"{_clock(again.at)} with no retry in between{row}.",
+        )
+    for first, again, _ in entries:
+        if again.id not in claimed:
+            yield Finding(
+                "duplicate_execution",
+                _ids(first, again),
+                f"The row entered {running} in transaction {first.txid} at {_clock(first.at)} "
+                f"and again in transaction {again.txid} at {_clock(again.at)} with no retry "
+                "in between.",
+            )
+
+
+def _enqueue_before_commit(h: _History) -> Iterator[Finding]:
+    """The worker got the message before the row it needs was committed.
+
+    The insert's event is written before its commit, so a start arriving after it proves
+    nothing; a start arriving before it does, and so does the worker saying, before it
+    wrote anything, that it could not find the task.
+    """
+    insert = next((e for e in h.events if e.source == "db" and e.kind == "insert"), None)
+    if insert is None:
+        return
+    early = [e for e in h.events if e.source == "broker" and e.id < insert.id]
+    start = next((e for e in early if e.kind == "start"), None)
+    if start is not None:
+        yield Finding(
+            "enqueue_before_commit",
+            _ids(*early, insert),
+            f"The worker started message {start.body.get('message_id')} at {_clock(start.at)}, "
+            f"before transaction {insert.txid} committed the task's row (inserted at "
+            f"{_clock(insert.at)}).",
+        )
+        return
+    start, wrote = None, False
+    for e in h.events:
+        if e.source == "broker" and e.kind == "start":
+            start, wrote = e, False
+        elif e.source == "db" and e.id > insert.id:
+            wrote = True
+        elif e.source == "log" and start is not None and not wrote and _says_not_found(e):
+            yield Finding(
+                "enqueue_before_commit",
+                _ids(insert, start, e),
+                f"The worker started message {start.body.get('message_id')} at "
+                f"{_clock(start.at)} and reported the task not found at {_clock(e.at)}: "
+                f"transaction {insert.txid}, which inserts the row, had not committed yet.",
+            )
+            return
+
+
+def _stuck(h: _History) -> Iterator[Finding]:
+    finishes = [e for e in h.events if e.source == "broker" and e.kind in ("ack", "nack")]
+    db = [e for e in h.events if e.source == "db"]
+    if not finishes or not h.versions or db[-1].kind == "delete":
+        return
+    finish, last = finishes[-1], h.versions[-1]
+    again = any(
+        e.source == "broker" and e.kind in ("enqueue", "start", "retry") and e.id > finish.id
+        for e in h.events
+    )
+    if again or last.status in h.lifecycle.terminal or last.status not in h.lifecycle.statuses:
+        return
+    verb = "acked" if finish.kind == "ack" else "gave up on"
+    yield Finding(
+        "stuck",
+        _ids(last.last, finish),
+        f"The worker {verb} message {finish.body.get('message_id')} at {_clock(finish.at)}, "
+        f"but the row's last commit (transaction {last.txid} at {_clock(last.last.at)}) "
+        f"left it {last.status}, not in a terminal status.",
+    )
+
+
+def _expectation_mismatch(h: _History, expected: str) -> Iterator[Finding]:
+    """The scenario's verdict, traced back to where the wrong status was born."""
+    read = final_read(h.events)
+    if read is None or read.status == expected:
+        return
+    observed, committed = read.status, h.committed_before(read)
+    head = f"The final read at {_clock(read.at)} returned {observed} where {expected} was expected"
+    writers = [v for v in committed if v.status == observed]
+    if committed and committed[-1].status == observed:
+        v = committed[-1]
+        yield Finding(
+            "expectation_mismatch",
+            _ids(v.last, read),
+            f"{head}; the worker committed {observed} in transaction {v.txid} at "
+            f"{_clock(v.last.at)}, so the read path is innocent.",
+            "committed",
+        )
+    elif writers:
+        v, latest = writers[-1], committed[-1]
+        yield Finding(
+            "expectation_mismatch",
+            _ids(v.last, latest.last, read),
+            f"{head}; transaction {v.txid} had committed {observed} but transaction "
+            f"{latest.txid} replaced it with {latest.status} at {_clock(latest.last.at)}, so "
+            "the read path served an old version.",
+            "superseded",
+        )
+    else:
+        yield Finding(
+            "expectation_mismatch",
+            _ids(read),
+            f"{head}; no commit of this task had written {observed}, so it was born in the "
+            "read path.",
+            "reads_only",
+        )
+
+
+def _is_read(e: EventRecord) -> bool:
+    """A read that returned a status: errors and not-founds say nothing about versions."""
+    if e.kind != "read" or e.source not in ("api", "probe") or e.status is None:
+        return False
+    http = e.body.get("http_status")
+    return not isinstance(http, int) or 200 <= http < 300
+
+
+def _says_not_found(e: EventRecord) -> bool:
+    text = f"{e.body.get('message') or ''} {e.body.get('exception') or ''}"
+    return bool(NOT_FOUND.search(text))
+
+
+def _ids(*events: EventRecord) -> tuple[int, ...]:
+    return tuple(sorted({e.id for e in events}))
+
+
+def _clock(t: datetime | None) -> str:
+    """HH:MM:SS.mmm in UTC, the form every message uses."""
+    if t is None:
+        return "an unknown time"
+    return t.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _gap(earlier: datetime | None, later: datetime | None) -> str:
+    if earlier is None or later is None or later <= earlier:
+        return ""
+    return f", {round((later - earlier).total_seconds() * 1000)} ms before the read"
+
+
+def _reads_phrase(reads: list[EventRecord]) -> str:
+    if len(reads) == 1:
+        return f"The read at {_clock(reads[0].at)} returned"
+    return f"{len(reads)} reads from {_clock(reads[0].at)} to {_clock(reads[-1].at)} returned"
+
+
+def _seen(h: _History, read: EventRecord) -> str:
+    version = h.version_of(read)
+    return f"{read.status} (transaction {version.txid})" if version else f"{read.status}"

@@ -1,0 +1,65 @@
+"""Check the services, create and migrate the database, start every process of the stack."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+
+from lifecycle import services
+from lifecycle.cli.worker import worker_child
+from lifecycle.supervisor import Child, Supervisor, python
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--no-migrate", action="store_true", help="skip creating/migrating")
+    parser.add_argument("--port", type=int, default=None, help="web port (PORT, default 8000)")
+
+
+def _wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def handle(command: Any, options: dict[str, Any]) -> int:
+    out, err = command.stdout, command.stderr
+    problems = [p for p in (services.check_postgres(), services.check_rabbitmq()) if p]
+    if problems:
+        for problem in problems:
+            err.write(str(problem))
+        return 2
+    if not options["no_migrate"]:
+        if services.ensure_database():
+            out.write(f"created database {settings.DATABASES['default']['NAME']}")
+        call_command("migrate", interactive=False, verbosity=0)
+        out.write("database migrated")
+
+    host, port = settings.HOST, options["port"] or settings.PORT
+    children = [
+        Child("web", python("-m", "daphne", "-b", host, "-p", str(port),
+                            "dashboard.asgi:application")),
+        worker_child(),
+    ]
+    if importlib.util.find_spec("lifecycle.capture.ingest"):
+        children.append(Child("ingest", python("manage.py", "lifecycle", "ingest"), restart=True))
+    supervisor = Supervisor(children, log=out.write)
+    supervisor.start()
+    if _wait_for_port(host, port, timeout=30):
+        out.write(f"\nDashboard: http://{host}:{port}/   (Ctrl-C stops every process)\n")
+    else:
+        err.write(f"the web server did not start listening on {host}:{port} within 30 s")
+        supervisor.stop()
+        return 1
+    sys.stdout.flush()
+    return supervisor.watch()

@@ -1,0 +1,398 @@
+"""The live feed: one LISTEN connection that follows ``lifecycle_event``, exactly once.
+
+On every (re)connect it runs ``LISTEN`` first, then reads from the table what it has not
+seen, then follows notifications. A notification only says "look again": the rows are
+always read from the table, and every read also polls (on a timer), so a lost NOTIFY costs
+latency, never an event.
+
+Event ids are not commit order: ids 10 and 11 are taken by two transactions and 11 commits
+first. So the position is not one id but ``high`` (the largest id delivered) plus ``gaps``
+(ids below ``high`` not seen yet). A gap is delivered when its row shows up, and given up
+only once it is provably dead: after a grace period (which covers the moment between
+``nextval()`` and the writer's transaction id being assigned) the feed records the xmax of
+its snapshot; once a later snapshot's xmin is above that xmax, every transaction that could
+have held the id has ended, and since its row is still not visible, it rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from lifecycle.events import EventRecord
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "lifecycle_events"
+APPLICATION_NAME = "lifecycle-feed"
+
+OnEvents = Callable[[list[EventRecord]], Awaitable[None]]
+
+# The snapshot is read in a one-row subquery so that an empty result still reports it, and
+# it is the very snapshot the rows were read with (one statement, autocommit).
+FETCH_SQL = """
+SELECT s.xmin, s.xmax,
+       e.id, e.uuid, e.task_key, e.source, e.kind, e.status, e.at, e.received_at, e.txid, e.body
+  FROM (SELECT pg_snapshot_xmin(c)::text::bigint AS xmin,
+               pg_snapshot_xmax(c)::text::bigint AS xmax
+          FROM pg_current_snapshot() AS c) AS s
+  LEFT JOIN LATERAL (
+        SELECT * FROM lifecycle_event
+         WHERE id > %(high)s OR id = ANY(%(gaps)s::bigint[])
+         ORDER BY id
+         LIMIT %(limit)s) AS e ON true
+ ORDER BY e.id
+"""
+
+# Where a feed with no start position begins: after the newest event, watching the ids
+# missing among the last few (their transactions may still be open).
+START_SQL = """
+SELECT id FROM lifecycle_event
+ WHERE id > (SELECT coalesce(max(id), 0) FROM lifecycle_event) - %(lookback)s
+ ORDER BY id
+"""
+
+# Django's OPTIONS that are not libpq connection parameters.
+_DJANGO_ONLY_OPTIONS = {
+    "isolation_level",
+    "server_side_binding",
+    "assume_role",
+    "pool",
+    "cursor_factory",
+}
+
+
+def dsn_from_settings(application_name: str = APPLICATION_NAME) -> str:
+    """A libpq conninfo for Django's default database, read at call time.
+
+    It reads ``connection.settings_dict`` rather than ``settings.DATABASES`` because test
+    runners switch NAME to the test database at runtime.
+    """
+    from django.db import connections
+
+    db = connections["default"].settings_dict
+    params: dict[str, Any] = {
+        key: value
+        for key, value in (db.get("OPTIONS") or {}).items()
+        if key not in _DJANGO_ONLY_OPTIONS
+    }
+    params.update(
+        dbname=db.get("NAME"),
+        user=db.get("USER"),
+        password=db.get("PASSWORD"),
+        host=db.get("HOST"),
+        port=db.get("PORT"),
+        application_name=application_name,
+    )
+    return make_conninfo(**{key: value for key, value in params.items() if value})
+
+
+@dataclass
+class Gap:
+    """An id below ``high`` whose row has not been seen."""
+
+    first_seen: float  # time.monotonic()
+    xmax: int | None = None  # snapshot xmax recorded once the grace period has passed
+
+
+class FeedState:
+    """Which ids were delivered: everything up to ``high`` except ``gaps``. Pure, no I/O."""
+
+    def __init__(self, high: int, *, grace: float = 1.0, max_gaps: int = 50_000) -> None:
+        self.high = high
+        self.gaps: dict[int, Gap] = {}  # ascending ids, in insertion order
+        self.grace = grace
+        self.max_gaps = max_gaps
+        self.expired = 0  # gaps proven dead (their transaction rolled back)
+        self.dropped = 0  # gaps given up unproven because there were too many
+
+    def wants(self, ids: Iterable[int]) -> bool:
+        """Whether any of these ids (from notifications) is not delivered yet."""
+        return any(i > self.high or i in self.gaps for i in ids)
+
+    def observe(
+        self, ids: list[int], *, xmin: int, xmax: int, complete: bool, now: float
+    ) -> list[int]:
+        """Take the ascending ids one fetch returned; return those to deliver.
+
+        ``complete`` says the fetch returned every row it asked for (no LIMIT cut), so a
+        gap it did not return is invisible to its snapshot and may be settled.
+        """
+        fresh: list[int] = []
+        for i in ids:
+            if i > self.high:
+                self.open_gaps(self.high + 1, i, now)
+                self.high = i
+                fresh.append(i)
+            elif self.gaps.pop(i, None) is not None:
+                fresh.append(i)
+        if complete:
+            self._settle(xmin, xmax, now)
+        return fresh
+
+    def open_gaps(self, start: int, stop: int, now: float) -> None:
+        """Mark the ids in ``range(start, stop)`` as not seen yet."""
+        if stop - start > self.max_gaps:
+            self._give_up(stop - start - self.max_gaps, f"{start}..{stop - self.max_gaps - 1}")
+            start = stop - self.max_gaps
+        for i in range(start, stop):
+            self.gaps[i] = Gap(now)
+        excess = len(self.gaps) - self.max_gaps
+        if excess > 0:
+            oldest = list(itertools.islice(self.gaps, excess))
+            for i in oldest:
+                del self.gaps[i]
+            self._give_up(excess, f"{oldest[0]}..{oldest[-1]}")
+
+    def _give_up(self, count: int, ids: str) -> None:
+        self.dropped += count
+        logger.warning(
+            "more than %d unseen event ids: giving up %d of them (%s); "
+            "any of these that commits later will not be delivered",
+            self.max_gaps,
+            count,
+            ids,
+        )
+
+    def _settle(self, xmin: int, xmax: int, now: float) -> None:
+        dead = []
+        for i, gap in self.gaps.items():
+            if gap.xmax is None:
+                if now - gap.first_seen >= self.grace:
+                    gap.xmax = xmax
+            elif xmin > gap.xmax:
+                dead.append(i)
+        for i in dead:
+            del self.gaps[i]
+        self.expired += len(dead)
+
+
+class LiveFeed:
+    """Follow ``lifecycle_event`` and hand each committed event to ``on_events`` once.
+
+    Events arrive in batches (what one fetch returned), in arrival order: ascending ids,
+    except that an event whose transaction committed late comes when it commits. Run
+    ``run()`` in its own task; it reconnects by itself and ends only when cancelled.
+    ``start_after=None`` starts after the newest event (only new events).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        on_events: OnEvents,
+        start_after: int | None = None,
+        *,
+        ping_interval: float = 2.0,
+        gap_poll_interval: float = 0.5,
+        grace: float = 1.0,
+        max_gaps: int = 50_000,
+        batch_size: int = 1000,
+        query_timeout: float = 5.0,
+        start_lookback: int = 1000,
+        application_name: str | None = None,
+    ) -> None:
+        self.dsn = dsn
+        self.on_events = on_events
+        self.ping_interval = ping_interval
+        self.gap_poll_interval = gap_poll_interval
+        self.batch_size = batch_size
+        self.query_timeout = query_timeout
+        self.start_lookback = start_lookback
+        self.application_name = application_name
+        self.state: FeedState | None = None
+        self._grace, self._max_gaps = grace, max_gaps
+        if start_after is not None:
+            self.state = FeedState(start_after, grace=grace, max_gaps=max_gaps)
+
+        self.connected = asyncio.Event()  # set once LISTEN is on and the table read
+        self.backend_pid: int | None = None
+        self.last_disconnect: float | None = None  # time.monotonic() the loss was noticed
+        self.fetches = 0
+        self.notifies = 0
+        self.delivered = 0
+        self.reconnects = 0  # successful connections after the first
+        self.connection_errors = 0
+        self.callback_errors = 0
+        self._connections = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def stats(self) -> dict[str, int]:
+        state = self.state
+        return {
+            "fetches": self.fetches,
+            "notifies": self.notifies,
+            "delivered": self.delivered,
+            "reconnects": self.reconnects,
+            "connection_errors": self.connection_errors,
+            "callback_errors": self.callback_errors,
+            "high": state.high if state else 0,
+            "gaps": len(state.gaps) if state else 0,
+            "gaps_expired": state.expired if state else 0,
+            "gaps_dropped": state.dropped if state else 0,
+        }
+
+    async def run(self) -> None:
+        self._task = asyncio.current_task()
+        delay = 0.1
+        while True:
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                conn = await self._connect()
+                await self._start(conn)
+                delay = 0.1
+                await self._follow(conn)
+            except (psycopg.Error, TimeoutError) as exc:
+                self.connection_errors += 1
+                if self.connected.is_set():
+                    self.last_disconnect = time.monotonic()
+                logger.warning("live feed: %s; reconnecting in %.1fs", str(exc).strip(), delay)
+            finally:
+                self.connected.clear()
+                if conn is not None:
+                    await conn.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def stop(self) -> None:
+        """Cancel ``run()`` and wait until it has closed its connection."""
+        task = self._task
+        if task is None or task.done():
+            return
+        task.cancel()
+        if task is not asyncio.current_task():
+            await asyncio.wait([task])
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        options: dict[str, Any] = {}
+        if self.application_name:
+            options["application_name"] = self.application_name
+        # Keepalives and a TCP user timeout notice a peer that vanished without a word;
+        # pg_terminate_backend and restarts are noticed at once anyway.
+        return await psycopg.AsyncConnection.connect(
+            self.dsn,
+            autocommit=True,
+            connect_timeout=5,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+            tcp_user_timeout=int(self.query_timeout * 1000),
+            **options,
+        )
+
+    async def _start(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        # LISTEN before reading: whatever commits from now on is either read below or
+        # notified afterwards.
+        await conn.execute(f"LISTEN {CHANNEL}")
+        self.backend_pid = conn.info.backend_pid
+        if self.state is None:
+            self.state = await self._start_position(conn)
+        await self._catch_up(conn)
+        self._connections += 1
+        self.reconnects = self._connections - 1
+        self.connected.set()
+
+    async def _start_position(self, conn: psycopg.AsyncConnection[Any]) -> FeedState:
+        async with asyncio.timeout(self.query_timeout):
+            cur = await conn.execute(START_SQL, {"lookback": self.start_lookback})
+            seen = {row[0] for row in await cur.fetchall()}
+        state = FeedState(0, grace=self._grace, max_gaps=self._max_gaps)
+        if seen:
+            state.high = max(seen)
+            now = time.monotonic()
+            for i in range(max(1, state.high - self.start_lookback + 1), state.high):
+                if i not in seen:
+                    state.gaps[i] = Gap(now)
+        return state
+
+    async def _follow(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        assert self.state is not None
+        last_fetch = time.monotonic()
+        while True:
+            interval = self.gap_poll_interval if self.state.gaps else self.ping_interval
+            wake = last_fetch + interval
+            payloads = [
+                n.payload
+                async for n in conn.notifies(
+                    timeout=max(0.0, wake - time.monotonic()), stop_after=1
+                )
+            ]
+            if payloads:
+                # Coalesce a burst: take what has arrived meanwhile, then fetch once.
+                payloads += [n.payload async for n in conn.notifies(timeout=0)]
+                self.notifies += len(payloads)
+            # The timed fetch is also the ping: a dead connection fails it.
+            if time.monotonic() >= wake or self._wants(payloads):
+                await self._catch_up(conn)
+                last_fetch = time.monotonic()
+
+    def _wants(self, payloads: list[str]) -> bool:
+        assert self.state is not None
+        try:
+            return self.state.wants(int(p) for p in payloads)
+        except ValueError:
+            return True
+
+    async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Fetch until the table has nothing more for us, delivering each batch."""
+        state = self.state
+        assert state is not None
+        while True:
+            async with asyncio.timeout(self.query_timeout):
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(
+                    FETCH_SQL,
+                    {"high": state.high, "gaps": list(state.gaps), "limit": self.batch_size},
+                )
+                rows = await cur.fetchall()
+            self.fetches += 1
+            found = [row for row in rows if row["id"] is not None]
+            complete = len(found) < self.batch_size
+            fresh = set(
+                state.observe(
+                    [row["id"] for row in found],
+                    xmin=rows[0]["xmin"],
+                    xmax=rows[0]["xmax"],
+                    complete=complete,
+                    now=time.monotonic(),
+                )
+            )
+            events = [_record(row) for row in found if row["id"] in fresh]
+            if events:
+                await self._deliver(events)
+            if complete:
+                return
+
+    async def _deliver(self, events: list[EventRecord]) -> None:
+        self.delivered += len(events)
+        try:
+            await self.on_events(events)
+        except Exception:
+            # The events count as delivered: redelivering them would break exactly-once
+            # for a callback that failed halfway.
+            self.callback_errors += 1
+            logger.exception("live feed: on_events failed for events %d..%d", events[0].id, events[-1].id)
+
+
+def _record(row: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        source=row["source"],
+        kind=row["kind"],
+        task_key=row["task_key"],
+        status=row["status"],
+        at=row["at"],
+        received_at=row["received_at"],
+        txid=row["txid"],
+        body=row["body"] or {},
+        uuid=str(row["uuid"]) if row["uuid"] else None,
+    )

@@ -1,0 +1,153 @@
+"""How the lab API reads a task: correctly, or through one of the two read-path bugs.
+
+Every path returns the row's ``xmin`` (the version it read) and the reading transaction's
+snapshot, which is what lets the checker tell a cached object from an old snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+from lifecycle.lab.models import Task
+
+COLUMNS = (
+    "id, config, status, error, output, executions, created_at, updated_at, started_at, "
+    "finished_at"
+)
+READ_SQL = f"SELECT {COLUMNS}, xmin::text::bigint, pg_current_snapshot()::text FROM lab_task WHERE id = %s"  # noqa: E501
+
+
+@dataclass(frozen=True)
+class TaskRead:
+    task: dict[str, Any]
+    xmin: int
+    snapshot: str
+    path: str  # "fresh", "cached" or "snapshot": how this read was served
+
+
+def _row_to_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    task = Task(
+        id=row[0], config=row[1], status=row[2], error=row[3], output=row[4], executions=row[5],
+        created_at=row[6], updated_at=row[7], started_at=row[8], finished_at=row[9],
+    )
+    return task.as_json()
+
+
+def _fresh(task_id: str) -> tuple[dict[str, Any], int, str] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(READ_SQL, [task_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    if isinstance(row[1], str):  # Django's cursor may hand back raw JSON text
+        import json
+
+        row = (row[0], json.loads(row[1]), row[2], row[3],
+               json.loads(row[4]) if isinstance(row[4], str) else row[4], *row[5:])
+    return _row_to_json(row), row[10], row[11]
+
+
+def _current_snapshot() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_snapshot()::text")
+        return cursor.fetchone()[0]
+
+
+class _CachedReads:
+    """BUG cached_read: a per-process cache of task objects that is never refreshed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def get(self, task_id: str) -> tuple[dict[str, Any], int] | None:
+        with self._lock:
+            return self._objects.get(task_id)
+
+    def put(self, task_id: str, task: dict[str, Any], xmin: int) -> None:
+        with self._lock:
+            if len(self._objects) > 10_000:
+                self._objects.clear()
+            self._objects[task_id] = (task, xmin)
+
+
+class _SnapshotReads:
+    """BUG snapshot_read: one REPEATABLE READ transaction per task, kept open while polled."""
+
+    MAX_AGE = 60.0
+    MAX_OPEN = 20
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[psycopg.Connection[Any], float]] = {}
+
+    def read(self, task_id: str, dsn: str, *, start: bool) -> tuple[dict[str, Any], int, str] | None:
+        with self._lock:
+            self._expire()
+            entry = self._open.get(task_id)
+            if entry is None:
+                if not start:
+                    return None
+                conn = psycopg.connect(dsn, application_name="lab-api-snapshot")
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                entry = (conn, time.monotonic())
+                self._open[task_id] = entry
+            row = entry[0].execute(READ_SQL, [task_id]).fetchone()
+        if row is None:
+            return None
+        return _row_to_json(row), row[10], row[11]
+
+    def has(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._open
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        stale = [k for k, (_, t) in self._open.items() if now - t > self.MAX_AGE]
+        while len(self._open) - len(stale) >= self.MAX_OPEN:
+            oldest = min((k for k in self._open if k not in stale), key=lambda k: self._open[k][1])
+            stale.append(oldest)
+        for key in stale:
+            conn, _ = self._open.pop(key)
+            conn.close()
+
+
+cached_reads = _CachedReads()
+snapshot_reads = _SnapshotReads()
+
+
+def _dsn() -> str:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    params.pop("prepare_threshold", None)
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
+
+
+def read_task(task_id: str) -> TaskRead | None:
+    """Read a task the way the lab API does, bugs included when its config asks for them."""
+    cached = cached_reads.get(task_id)
+    if cached is not None:
+        return TaskRead(cached[0], cached[1], _current_snapshot(), "cached")
+    if snapshot_reads.has(task_id):
+        result = snapshot_reads.read(task_id, _dsn(), start=False)
+        if result is not None:
+            return TaskRead(*result, "snapshot")
+    fresh = _fresh(task_id)
+    if fresh is None:
+        return None
+    task, xmin, snapshot = fresh
+    config = task.get("config") or {}
+    if config.get("cached_read"):
+        cached_reads.put(task_id, task, xmin)
+    elif config.get("snapshot_read"):
+        result = snapshot_reads.read(task_id, _dsn(), start=True)
+        if result is not None:
+            return TaskRead(*result, "snapshot")
+    return TaskRead(task, xmin, snapshot, "fresh")

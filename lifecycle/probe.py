@@ -1,0 +1,196 @@
+"""The scenario probe: submits a task over HTTP and polls it, exactly like an end-to-end test.
+
+Every response is recorded as a ``probe`` event (time sent, time received, status seen) and
+the run gets its verdict: ``pass`` when the final status seen is the expected one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone as dj_timezone
+
+from lifecycle.models import Event, Run
+from lifecycle.scenarios import Scenario, get_scenario
+
+logger = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+HTTP_TIMEOUT = 5.0
+
+Progress = Callable[[Run, str | None], None]
+
+
+@dataclass
+class Response:
+    http_status: int
+    body: dict[str, Any]
+    sent_at: datetime
+    received_at: datetime
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def http_json(method: str, url: str, payload: dict[str, Any] | None, client: str) -> Response:
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Accept", "application/json")
+    request.add_header("X-Lifecycle-Client", client)
+    sent_at = _utcnow()
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    received_at = _utcnow()
+    try:
+        body = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        body = {"error": raw[:200].decode(errors="replace")}
+    return Response(status, body if isinstance(body, dict) else {}, sent_at, received_at)
+
+
+def _record(run: Run, kind: str, task_key: str, response: Response | None, **extra: Any) -> None:
+    body: dict[str, Any] = {"run": run.id, **extra}
+    status = None
+    at = _utcnow()
+    if response is not None:
+        at = response.sent_at
+        status = response.body.get("status")
+        body.update(
+            sent_at=response.sent_at.isoformat(),
+            received_at=response.received_at.isoformat(),
+            http_status=response.http_status,
+            latency_ms=round((response.received_at - response.sent_at).total_seconds() * 1000, 2),
+        )
+    Event.objects.create(
+        task_key=task_key, source=Event.Source.PROBE, kind=kind, status=status, at=at, body=body
+    )
+
+
+def create_run(scenario: Scenario, base_url: str, resubmit_of: Run | None = None) -> Run:
+    return Run.objects.create(
+        scenario=scenario.name,
+        expected=scenario.expected,
+        base_url=base_url.rstrip("/"),
+        resubmit_of=resubmit_of,
+    )
+
+
+def submit(run: Run, progress: Progress | None = None) -> bool:
+    """POST the scenario's task; record the response. False (and the run done) on failure."""
+    scenario = get_scenario(run.scenario)
+    try:
+        submitted = http_json(
+            "POST", f"{run.base_url}/lab/api/tasks", {"config": scenario.config}, _client(run)
+        )
+        if submitted.http_status != 201:
+            raise RuntimeError(
+                f"submit answered {submitted.http_status}: {submitted.body.get('error', '')}"
+            )
+    except Exception as exc:
+        logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
+        run.error = f"could not submit the task to {run.base_url}: {exc}"
+        _finish(run, None)
+        return False
+    run.task_key = str(submitted.body["id"])
+    Run.objects.filter(pk=run.pk).update(task_key=run.task_key)
+    _record(run, "submit", run.task_key, submitted)
+    if progress:
+        progress(run, submitted.body.get("status"))
+    return True
+
+
+def follow(run: Run, progress: Progress | None = None) -> Run:
+    """Poll the submitted task until it is terminal and settled, or the timeout; judge."""
+    scenario = get_scenario(run.scenario)
+    assert run.task_key
+    url = f"{run.base_url}/lab/api/tasks/{run.task_key}"
+    observed: str | None = None
+    try:
+        deadline = time.monotonic() + scenario.timeout
+        settled_at: float | None = None  # when the current terminal status was first seen
+        while True:
+            response = http_json("GET", url, None, _client(run))
+            _record(run, "read", run.task_key, response)
+            status = response.body.get("status") if response.http_status == 200 else None
+            if status != observed and progress:
+                progress(run, status)
+            if status in TERMINAL:
+                if status != observed or settled_at is None:
+                    settled_at = time.monotonic()
+                if time.monotonic() - settled_at >= scenario.settle:
+                    observed = status
+                    break
+            else:
+                settled_at = None
+            observed = status
+            if time.monotonic() >= deadline + (scenario.settle if settled_at else 0):
+                break
+            time.sleep(scenario.poll_interval)
+    except Exception as exc:  # the probe reports a broken system, it does not crash on it
+        logger.warning("run %s (%s) could not finish: %s", run.id, run.scenario, exc)
+        run.error = str(exc)
+    _finish(run, observed)
+    if progress:
+        progress(run, None)
+    return run
+
+
+def _client(run: Run) -> str:
+    return f"probe-run-{run.id}"
+
+
+def _finish(run: Run, observed: str | None) -> None:
+    run.observed = observed
+    run.verdict = Run.Verdict.PASS if observed == run.expected else Run.Verdict.FAIL
+    run.state = Run.State.DONE
+    run.finished_at = dj_timezone.now()
+    with transaction.atomic():
+        run.save(update_fields=["observed", "verdict", "state", "finished_at", "error"])
+        if run.task_key:
+            _record(run, "verdict", run.task_key, None, expected=run.expected,
+                    observed=observed, verdict=run.verdict, error=run.error)
+
+
+def execute(run: Run, progress: Progress | None = None) -> Run:
+    """Submit and follow in this thread (the CLI's way)."""
+    if submit(run, progress):
+        follow(run, progress)
+    return run
+
+
+def start(scenario: Scenario, base_url: str, resubmit_of: Run | None = None) -> Run:
+    """Create a run, submit its task now, and follow it in a background thread."""
+    run = create_run(scenario, base_url, resubmit_of)
+    if submit(run):
+        follow_in_background(run)
+    return run
+
+
+def follow_in_background(run: Run) -> threading.Thread:
+    """Follow a run in a daemon thread of this process (the web server's, for the UI/API)."""
+
+    def target() -> None:
+        try:
+            follow(run)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    thread = threading.Thread(target=target, name=f"probe-run-{run.id}", daemon=True)
+    thread.start()
+    return thread
