@@ -1,0 +1,194 @@
+"""Shared fixtures: service checks (skip locally, fail in CI) and the live stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """A missing service skips a test on a laptop and fails it in CI."""
+    if CI:
+        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> None:
+    from lifecycle.services import check_postgres
+
+    problem = check_postgres()
+    if problem:
+        skip_or_fail(str(problem))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> None:
+    from lifecycle.services import check_rabbitmq
+
+    problem = check_rabbitmq()
+    if problem:
+        skip_or_fail(str(problem))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@dataclass
+class Stack:
+    """`manage.py lifecycle up` running against the test database, on a free port."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    env: dict[str, str]
+    output: list[str] = field(default_factory=list)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http("GET", self.base_url + path)
+
+    def post(self, path: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        return http("POST", self.base_url + path, payload, raw)
+
+    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, text=True,
+            capture_output=True, timeout=timeout,
+        )
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+
+def http(method: str, url: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except json.JSONDecodeError:
+        return status, body.decode(errors="replace")
+
+
+def stack_env(port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "PORT": str(port),
+        "LAB_BASE_URL": f"http://127.0.0.1:{port}",
+        "LIFECYCLE_NAMESPACE": os.environ["LIFECYCLE_NAMESPACE"],
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def start_stack(port: int) -> Stack:
+    env = stack_env(port)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
+        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    stack = Stack(process, f"http://127.0.0.1:{port}", env)
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout
+        for line in process.stdout:
+            stack.output.append(line)
+            if "Dashboard:" in line:
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(60):
+        process.kill()
+        raise RuntimeError("lifecycle up did not start:\n" + stack.log())
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            stack.process.wait(20)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+
+
+def purge_namespace_queues() -> None:
+    """Drop messages a previous, interrupted test run left in the test namespace."""
+    import pika
+    from django.conf import settings
+
+    try:
+        conn = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    except Exception:
+        return
+    try:
+        for name in (settings.LAB_QUEUE, f"{settings.LIFECYCLE_NAMESPACE}.ingest"):
+            channel = conn.channel()
+            try:
+                channel.queue_purge(name)
+            except Exception:
+                pass  # the queue does not exist yet
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def stack(postgres: None, rabbitmq: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
+    purge_namespace_queues()
+    stack = start_stack(free_port())
+    try:
+        yield stack
+    finally:
+        stop_stack(stack)
+
+
+@pytest.fixture
+def live_db(django_db_blocker: Any) -> Iterator[None]:
+    """ORM access to the test database that other processes write to (no rollback)."""
+    with django_db_blocker.unblock():
+        yield
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

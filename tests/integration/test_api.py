@@ -1,0 +1,79 @@
+"""The JSON APIs' validation and 404s, through Django's test client and the real database."""
+
+import json
+import uuid
+
+import pytest
+
+from lifecycle.lab.models import Task
+from lifecycle.models import Run
+
+pytestmark = [pytest.mark.integration]
+
+
+def post(client, url, body):
+    return client.post(url, data=body, content_type="application/json")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "request body is not valid JSON"),
+        (b"[1, 2]", "request body must be a JSON object"),
+        (b'{"config": {}, "extra": 1}', "unknown field(s): extra"),
+        (b'{"config": {"input": "x"}}', "invalid config: input must be a list"),
+        (b'{"config": {"sleep": 1000}}', "invalid config: sleep must be a number"),
+    ],
+)
+def test_creating_a_task_with_bad_input_is_a_400_that_says_why(client, postgres, body, message):
+    response = post(client, "/lab/api/tasks", body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert Task.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_task_stores_it_pending_and_answers_201(client, postgres, rabbitmq):
+    response = post(client, "/lab/api/tasks", json.dumps({"config": {"input": [1]}}))
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "PENDING"
+    assert response["Location"] == f"/lab/api/tasks/{body['id']}"
+    assert Task.objects.get(pk=body["id"]).config == {"input": [1]}
+
+
+@pytest.mark.django_db
+def test_reading_a_task_returns_it(client, postgres):
+    task = Task.objects.create(config={"input": [2]})
+    response = client.get(f"/lab/api/tasks/{task.id}")
+    assert response.status_code == 200
+    assert response.json()["status"] == "PENDING"
+    assert response.json()["config"] == {"input": [2]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-a-uuid"])
+def test_an_unknown_task_is_a_json_404(client, postgres, task_id):
+    response = client.get(f"/lab/api/tasks/{task_id}")
+    assert response.status_code == 404
+    assert "no task" in response.json()["error"]
+
+
+@pytest.mark.django_db
+def test_the_scenario_catalogue_lists_names_descriptions_and_expectations(client, postgres):
+    scenarios = client.get("/api/scenarios").json()["scenarios"]
+    by_name = {s["name"]: s for s in scenarios}
+    assert by_name["fails"]["expected"] == "FAILED"
+    assert by_name["swallowed-error"]["clean"] is False
+    assert all(s["description"] for s in scenarios)
+
+
+@pytest.mark.django_db
+def test_unknown_scenarios_and_runs_are_404(client, postgres):
+    response = client.post("/api/scenarios/no-such-thing/runs")
+    assert response.status_code == 404
+    assert "unknown scenario 'no-such-thing'" in response.json()["error"]
+    assert client.get("/api/runs/999999").status_code == 404
+    assert client.post("/api/runs/999999/resubmit").status_code == 404
+    assert Run.objects.count() == 0
