@@ -48,6 +48,10 @@ ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],test
 
 DATABASE_URL = env("DATABASE_URL", "postgres://root@127.0.0.1:5432/lifecycle")
 DATABASES = {"default": database_from_url(DATABASE_URL)}
+# Which process this is (set by `lifecycle up` for each child). It becomes the connection's
+# application_name, which the capture trigger records as the writer of each commit.
+PROCESS_ROLE = env("LIFECYCLE_PROCESS_ROLE", "django")
+DATABASES["default"]["OPTIONS"].setdefault("application_name", f"lifecycle-{PROCESS_ROLE}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AMQP_URL = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

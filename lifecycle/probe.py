@@ -81,12 +81,18 @@ def _record(run: Run, kind: str, task_key: str, response: Response | None, **ext
     )
 
 
-def create_run(scenario: Scenario, base_url: str, resubmit_of: Run | None = None) -> Run:
+def create_run(
+    scenario: Scenario,
+    base_url: str,
+    resubmit_of: Run | None = None,
+    request_token: str | None = None,
+) -> Run:
     return Run.objects.create(
         scenario=scenario.name,
         expected=scenario.expected,
         base_url=base_url.rstrip("/"),
         resubmit_of=resubmit_of,
+        request_token=request_token,
     )
 
 

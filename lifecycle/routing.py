@@ -1,3 +1,10 @@
-"""Websocket routes; filled in by the dashboard."""
+"""Websocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from lifecycle.consumers import FeedConsumer, TaskConsumer
+
+websocket_urlpatterns = [
+    path("ws/feed", FeedConsumer.as_asgi()),
+    path("ws/tasks/<str:task_key>", TaskConsumer.as_asgi()),
+]

@@ -5,9 +5,14 @@ from lifecycle import api, views
 app_name = "lifecycle"
 urlpatterns = [
     path("", views.home, name="home"),
+    path("tasks/<str:task_key>", views.task_page, name="task"),
     path("runs/<int:run_id>", views.run_page, name="run"),
+    path("runs/<int:run_id>/resubmit", views.resubmit, name="resubmit"),
+    path("scenarios/<str:name>", views.scenario_page, name="scenario"),
+    path("scenarios/<str:name>/runs", views.start_run, name="start-run"),
     path("api/scenarios", api.scenarios, name="api-scenarios"),
     path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
+    path("api/tasks/<str:task_key>/timeline", views.timeline_json, name="api-timeline"),
 ]

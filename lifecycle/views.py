@@ -1,15 +1,151 @@
-"""Dashboard pages (the dashboard issue fills these in)."""
+"""Dashboard pages: rendered fully on the server, so a permalink works with JavaScript off."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from __future__ import annotations
 
+import json
+import uuid
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from lifecycle import probe, queries
 from lifecycle.models import Run
+from lifecycle.scenarios import CATALOGUE, Scenario, UnknownScenario, get_scenario
+from lifecycle.timeline import LANES, TERMINAL, TimelineBuilder, current_status, in_time_order
 
 
+def _page(request: HttpRequest) -> int:
+    try:
+        return max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+@require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Task lifecycle inspector", content_type="text/plain")
+    page = _page(request)
+    tasks, total = queries.recent_tasks(page)
+    pages = max(1, -(-total // queries.PAGE_SIZE))
+    return render(request, "lifecycle/home.html", {
+        "tasks": tasks, "total": total, "page": page, "pages": pages,
+        "scenarios": list(CATALOGUE.values()), "token": uuid.uuid4().hex,
+    })
 
 
+def timeline_context(task_key: str) -> dict:
+    records = in_time_order(queries.task_events(task_key))
+    views = TimelineBuilder().extend(records)
+    status = current_status(records)
+    return {
+        "task_key": task_key, "events": views, "lanes": LANES, "status": status,
+        "event_count": len(records), "live": status not in TERMINAL or _recent(records),
+    }
+
+
+def _recent(records) -> bool:
+    """A task that just finished may still get events (late reads, a redelivery)."""
+    from django.utils import timezone
+
+    return bool(records) and records[-1].received_at is not None and (
+        timezone.now() - records[-1].received_at
+    ).total_seconds() < 600
+
+
+@require_GET
+def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
+    context = timeline_context(task_key)
+    runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
+    if not context["events"] and not runs:
+        raise Http404(f"no event for task {task_key}")
+    return render(request, "lifecycle/task.html", {**context, "runs": runs})
+
+
+@require_GET
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
-    return HttpResponse(str(run), content_type="text/plain")
+    context = timeline_context(run.task_key) if run.task_key else {"live": False}
+    if run.state != Run.State.DONE:
+        context["live"] = True
+    return render(request, "lifecycle/run.html", {
+        **context, "run": run, "scenario": CATALOGUE.get(run.scenario),
+        "resubmits": list(run.resubmits.order_by("id")), "token": uuid.uuid4().hex,
+    })
+
+
+@require_GET
+def scenario_page(request: HttpRequest, name: str) -> HttpResponse:
+    try:
+        scenario = get_scenario(name)
+    except UnknownScenario as exc:
+        raise Http404(str(exc)) from None
+    runs = list(Run.objects.filter(scenario=name).order_by("-id")[:200])
+    total = Run.objects.filter(scenario=name, state=Run.State.DONE).count()
+    failed = Run.objects.filter(scenario=name, verdict=Run.Verdict.FAIL).count()
+    return render(request, "lifecycle/scenario.html", {
+        "scenario": scenario, "runs": runs, "total": total, "failed": failed,
+        "failure_rate": 100 * failed / total if total else 0,
+        "config_json": json.dumps(scenario.config), "token": uuid.uuid4().hex,
+    })
+
+
+def _start(scenario: Scenario, base_url: str, token: str, resubmit_of: Run | None) -> Run:
+    """Start a run once per form token: a double click lands on the same run."""
+    if token:
+        existing = Run.objects.filter(request_token=token).first()
+        if existing:
+            return existing
+    try:
+        run = probe.create_run(scenario, base_url, resubmit_of, request_token=token or None)
+    except IntegrityError:  # the other click of a double click won the race
+        return Run.objects.get(request_token=token)
+    if probe.submit(run):
+        probe.follow_in_background(run)
+    return run
+
+
+def _base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+# Async: the probe's HTTP submit goes to this same server and must not wait behind this
+# request on Django's one thread for sync views.
+@require_POST
+async def start_run(request: HttpRequest, name: str) -> HttpResponse:
+    try:
+        scenario = get_scenario(name)
+    except UnknownScenario as exc:
+        raise Http404(str(exc)) from None
+    token = request.POST.get("token", "")[:64]
+    run = await sync_to_async(_start, thread_sensitive=False)(
+        scenario, _base_url(request), token, None
+    )
+    return HttpResponseRedirect(reverse("lifecycle:run", args=[run.id]), status=303)
+
+
+@require_POST
+async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
+    old = await Run.objects.filter(pk=run_id).afirst()
+    if old is None:
+        raise Http404(f"no run {run_id}")
+    token = request.POST.get("token", "")[:64]
+    run = await sync_to_async(_start, thread_sensitive=False)(
+        get_scenario(old.scenario), _base_url(request), token, old
+    )
+    return HttpResponseRedirect(reverse("lifecycle:run", args=[run.id]), status=303)
+
+
+@require_GET
+def timeline_json(request: HttpRequest, task_key: str) -> JsonResponse:
+    context = timeline_context(task_key)
+    if not context["events"]:
+        return JsonResponse({"error": f"no event for task {task_key}"}, status=404)
+    return JsonResponse({
+        "task": task_key,
+        "status": context["status"],
+        "order": "time at source, then event id",
+        "events": [view.as_json() for view in context["events"]],
+    })

@@ -19,6 +19,7 @@ def worker_child(threads: int | None = None) -> Child:
             "--queues", settings.LAB_QUEUE,
         ),
         restart=True,
+        env={"LIFECYCLE_PROCESS_ROLE": "worker"},
     )
 
 

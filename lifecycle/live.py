@@ -1,0 +1,52 @@
+"""The HTML fragments pushed over websockets, rendered by the templates the pages use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.template.loader import render_to_string
+
+from lifecycle.queries import TaskSummary
+from lifecycle.timeline import EventView
+
+
+def events_fragment(views: Iterable[EventView], *, first: bool = False) -> str:
+    """Append events to the timeline (``first``: also remove its "No event yet")."""
+    rows = "".join(render_to_string("lifecycle/_event.html", {"ev": v}) for v in views)
+    if not rows:
+        return ""
+    remove_empty = '<p id="timeline-empty" hx-swap-oob="delete"></p>' if first else ""
+    return f'{remove_empty}<div hx-swap-oob="beforeend:#timeline-events">{rows}</div>'
+
+
+
+def header_fragment(task_key: str, status: str | None, event_count: int) -> str:
+    return render_to_string(
+        "lifecycle/_task_header.html",
+        {"task_key": task_key, "status": status, "event_count": event_count},
+    )
+
+
+def verdict_fragment(run: object) -> str:
+    return render_to_string("lifecycle/_verdict.html", {"run": run, "token": ""})
+
+
+def task_rows_fragment(summaries: Iterable[TaskSummary], shown: set[str]) -> str:
+    """Put these rows, newest first, at the top of the list, removing the old ones shown.
+
+    ``shown`` is the set of task keys the page lists; it is updated.
+    """
+    summaries = list(summaries)
+    if not summaries:
+        return ""
+    deletes = '<li id="no-tasks" hx-swap-oob="delete"></li>' if not shown else ""
+    deletes += "".join(
+        f'<li id="task-{s.task_key}" hx-swap-oob="delete"></li>'
+        for s in summaries
+        if s.task_key in shown
+    )
+    shown.update(s.task_key for s in summaries)
+    rows = "".join(
+        render_to_string("lifecycle/_task_row.html", {"summary": s}) for s in summaries
+    )
+    return f'{deletes}<div hx-swap-oob="afterbegin:#task-rows">{rows}</div>'

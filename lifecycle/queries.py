@@ -1,0 +1,98 @@
+"""Reads the dashboard makes: a task's history, the recent tasks, runs by task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+
+from lifecycle.events import EventRecord
+from lifecycle.models import Event, Run
+
+PAGE_SIZE = 25
+
+
+def task_events(task_key: str) -> list[EventRecord]:
+    """The task's whole history, in arrival order (event id)."""
+    return [EventRecord.from_model(e) for e in Event.objects.filter(task_key=task_key).order_by("id")]
+
+
+def task_events_except(task_key: str, have: set[int]) -> list[EventRecord]:
+    """The task's events the caller does not have yet, in arrival order."""
+    rows = Event.objects.filter(task_key=task_key).exclude(id__in=have).order_by("id")
+    return [EventRecord.from_model(e) for e in rows]
+
+
+@dataclass
+class TaskSummary:
+    task_key: str
+    last_event: EventRecord
+    first_at: datetime | None
+    events: int
+    status: str | None
+    run: Run | None = None
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def status_class(self) -> str:
+        return (self.status or "none").lower()
+
+
+def recent_tasks(page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSummary], int]:
+    """Tasks by their latest event, newest first, one page; and the number of tasks."""
+    offset = (page - 1) * per_page
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT task_key, max(id), min(at), count(*)
+              FROM lifecycle_event
+             GROUP BY task_key
+             ORDER BY max(id) DESC
+             LIMIT %s OFFSET %s
+            """,
+            [per_page, offset],
+        )
+        rows = cursor.fetchall()
+        cursor.execute("SELECT count(DISTINCT task_key) FROM lifecycle_event")
+        total = cursor.fetchone()[0]
+    return summaries(rows), total
+
+
+def task_summary(task_key: str) -> TaskSummary | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_key, max(id), min(at), count(*) FROM lifecycle_event "
+            "WHERE task_key = %s GROUP BY task_key",
+            [task_key],
+        )
+        rows = cursor.fetchall()
+    found = summaries(rows)
+    return found[0] if found else None
+
+
+def summaries(rows: list[tuple]) -> list[TaskSummary]:
+    if not rows:
+        return []
+    keys = [r[0] for r in rows]
+    last = {e.id: EventRecord.from_model(e) for e in Event.objects.filter(id__in=[r[1] for r in rows])}
+    statuses = dict(
+        Event.objects.filter(task_key__in=keys, source="db")
+        .order_by("task_key", "-id")
+        .distinct("task_key")
+        .values_list("task_key", "status")
+    )
+    runs = latest_runs(keys)
+    result = []
+    for key, last_id, first_at, count in rows:
+        event = last[last_id]
+        status = statuses.get(key) or event.status
+        result.append(TaskSummary(key, event, first_at, count, status, runs.get(key)))
+    return result
+
+
+def latest_runs(task_keys: list[str]) -> dict[str, Run]:
+    runs: dict[str, Run] = {}
+    for run in Run.objects.filter(task_key__in=task_keys).order_by("id"):
+        runs[run.task_key] = run  # type: ignore[index]
+    return runs

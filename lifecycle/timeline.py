@@ -1,0 +1,210 @@
+"""How a task's events are laid out on its timeline: lanes, labels, links. Pure logic.
+
+The page, the live push and the JSON timeline all go through ``TimelineBuilder``, so an
+event looks the same however it reached the browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lifecycle.events import EventRecord
+
+# Reads next to commits: the comparison the page exists for.
+LANES: list[tuple[str, str]] = [
+    ("probe", "Probe reads"),
+    ("api", "API reads"),
+    ("db", "Commits"),
+    ("broker", "Broker"),
+    ("log", "Warnings"),
+]
+LANE_TITLES = dict(LANES)
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+XID_MODULUS = 2**32  # a row's xmin is the 32-bit part of its writer's 64-bit txid
+
+
+def status_class(status: str | None) -> str:
+    return (status or "none").lower()
+
+
+@dataclass
+class EventView:
+    record: EventRecord
+    lane: str
+    title: str
+    summary: str
+    offset_ms: float
+    fields: list[tuple[str, str]]
+    version_of: int | None = None  # for a read: the id of the commit whose version it got
+    version_txid: int | None = None
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def status(self) -> str | None:
+        return self.record.status
+
+    @property
+    def status_class(self) -> str:
+        return status_class(self.record.status)
+
+    @property
+    def lane_index(self) -> int:
+        return [name for name, _ in LANES].index(self.lane)
+
+    @property
+    def at_us(self) -> int:
+        return round(self.record.at.timestamp() * 1_000_000) if self.record.at else 0
+
+    @property
+    def clock(self) -> str:
+        at = self.record.at
+        return at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}" if at else ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            **self.record.as_json(),
+            "lane": self.lane,
+            "summary": self.summary,
+            "offset_ms": round(self.offset_ms, 3),
+            "version_of": self.version_of,
+            "findings": self.findings,
+        }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "—"
+    return str(value)
+
+
+class TimelineBuilder:
+    """Turns events into views, remembering commits so a read can name its version.
+
+    Keep one per task and feed it events in arrival order, whole history first.
+    """
+
+    def __init__(self) -> None:
+        self.origin: datetime | None = None
+        self.commits_by_xmin: dict[int, EventRecord] = {}
+
+    def add(self, record: EventRecord) -> EventView:
+        if self.origin is None and record.at is not None:
+            self.origin = record.at
+        if record.source == "db" and record.txid is not None:
+            self.commits_by_xmin.setdefault(record.txid % XID_MODULUS, record)
+        offset = (
+            (record.at - self.origin).total_seconds() * 1000
+            if record.at is not None and self.origin is not None
+            else 0.0
+        )
+        view = EventView(
+            record=record,
+            lane=record.source if record.source in LANE_TITLES else "log",
+            title=f"{record.source} {record.kind}",
+            summary=self._summary(record),
+            offset_ms=offset,
+            fields=self._fields(record),
+        )
+        if record.source == "api" and isinstance(record.body.get("xmin"), int):
+            commit = self.commits_by_xmin.get(record.body["xmin"])
+            if commit is not None:
+                view.version_of = commit.id
+                view.version_txid = commit.txid
+        return view
+
+    def extend(self, records: Iterable[EventRecord]) -> list[EventView]:
+        records = list(records)
+        self.index_commits(records)
+        return [self.add(r) for r in records]
+
+    def index_commits(self, records: Iterable[EventRecord]) -> None:
+        """Know every commit first, so a read that arrived before its commit still links."""
+        for r in records:
+            if r.source == "db" and r.txid is not None:
+                # The last write of a transaction is the version readers see.
+                self.commits_by_xmin[r.txid % XID_MODULUS] = r
+            if r.at is not None and (self.origin is None or r.at < self.origin):
+                self.origin = r.at
+
+    @staticmethod
+    def _summary(r: EventRecord) -> str:
+        b = r.body
+        if r.source == "db":
+            writer = b.get("application_name") or "unknown writer"
+            if r.kind == "insert":
+                change = f"created {r.status}"
+            elif r.kind == "delete":
+                change = "deleted"
+            elif b.get("old_status") != b.get("new_status"):
+                change = f"{b.get('old_status')} → {b.get('new_status')}"
+            else:
+                change = "changed " + ", ".join(b.get("changed") or [])
+            return f"{change} · txn {r.txid} · {writer}"
+        if r.source == "api":
+            return f"returned {r.status}" + (" (no version)" if b.get("xmin") is None else "")
+        if r.source == "probe":
+            if r.kind == "verdict":
+                return (f"verdict {str(b.get('verdict', '')).upper()}: expected "
+                        f"{b.get('expected')}, observed {b.get('observed')}")
+            if r.kind == "submit":
+                return f"submitted → HTTP {b.get('http_status')} {r.status or ''}".rstrip()
+            if b.get("http_status") not in (None, 200):
+                return f"HTTP {b.get('http_status')}"
+            return f"saw {r.status} · {b.get('latency_ms', '?')} ms"
+        if r.source == "broker":
+            parts = [f"attempt {b['attempt']}" if b.get("attempt") else "", b.get("actor") or ""]
+            if b.get("exception"):
+                parts.append(str(b["exception"])[:120])
+            return " · ".join(p for p in parts if p)
+        if r.source == "log":
+            message = str(b.get("message") or "")[:160]
+            return f"{r.kind.upper()} {b.get('logger', '')}: {message}"
+        return r.kind
+
+    @staticmethod
+    def _fields(r: EventRecord) -> list[tuple[str, str]]:
+        fields = [
+            ("event", f"#{r.id}"),
+            ("source", r.source),
+            ("kind", r.kind),
+            ("status", _fmt(r.status)),
+            ("at", r.at.isoformat() if r.at else "—"),
+            ("received", r.received_at.isoformat() if r.received_at else "—"),
+        ]
+        if r.txid is not None:
+            fields.append(("txid", str(r.txid)))
+        for key, value in sorted(r.body.items()):
+            text = _fmt(value)
+            fields.append((key, text if len(text) <= 600 else text[:600] + "…"))
+        return fields
+
+
+def in_time_order(records: Iterable[EventRecord]) -> list[EventRecord]:
+    """The timeline's order: each event's time at its source, then arrival (id).
+
+    All sources on one machine share a clock; across machines, skew shows up here, which
+    is why every event also shows its arrival time and id.
+    """
+    return sorted(records, key=lambda r: (r.at.timestamp() if r.at else 0.0, r.id))
+
+
+def current_status(records: Iterable[EventRecord]) -> str | None:
+    """The last committed status, else the last status anyone reported."""
+    committed = reported = None
+    for r in records:
+        if r.source == "db" and r.status:
+            committed = r.status
+        elif r.status and r.source in {"api", "probe"}:
+            reported = r.status
+    return committed or reported
