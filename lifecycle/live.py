@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 from django.template.loader import render_to_string
@@ -28,7 +29,7 @@ def header_fragment(task_key: str, status: str | None, event_count: int) -> str:
 
 
 def verdict_fragment(run: object) -> str:
-    return render_to_string("lifecycle/_verdict.html", {"run": run, "token": ""})
+    return render_to_string("lifecycle/_verdict.html", {"run": run, "token": uuid.uuid4().hex})
 
 
 def task_rows_fragment(summaries: Iterable[TaskSummary], shown: set[str]) -> str:

@@ -1,0 +1,103 @@
+"""The dashboard as a user sees it, in Chromium, against the live stack."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lifecycle.models import Run
+
+pytestmark = pytest.mark.browser
+
+
+def event_ids(page) -> list[str]:
+    return page.eval_on_selector_all("[data-testid=event]", "els => els.map(e => e.dataset.eventId)")
+
+
+def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, live_db):
+    # Given the home page
+    page.goto(stack.base_url + "/")
+    panel = page.get_by_test_id("scenario-panel")
+    assert "fails" in panel.inner_text()
+
+    # When the user runs the `fails` scenario
+    page.get_by_test_id("run-fails").click()
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    run_url = page.url
+    page.evaluate("window.__sameDocument = true")
+
+    # Then the worker's FAILED commit appears on the timeline without a reload
+    page.wait_for_selector("[data-testid=event][data-source=db][data-status=FAILED]")
+    page.wait_for_selector("[data-testid=verdict][data-verdict=pass]")
+    assert page.evaluate("window.__sameDocument") is True
+    commits = page.eval_on_selector_all(
+        "[data-testid=event][data-source=db]", "els => els.map(e => e.dataset.status)"
+    )
+    assert commits[-1] == "FAILED" and "RUNNING" in commits
+
+    # And a read names the commit whose version it returned
+    link = page.locator("[data-testid=version-link]").first
+    target = link.get_attribute("href")
+    assert page.locator(f"{target}[data-source=db]").count() == 1
+
+    # When the user resubmits it
+    page.wait_for_selector("[data-testid=event][data-source=probe][data-kind=verdict]")
+    shown = event_ids(page)
+    page.get_by_test_id("resubmit").click()
+    page.wait_for_url(lambda url: url != run_url and "/runs/" in url)
+    new_run = Run.objects.get(pk=int(page.url.rsplit("/", 1)[1]))
+    assert new_run.resubmit_of_id == int(run_url.rsplit("/", 1)[1])
+    assert page.get_by_test_id("resubmit-of").get_attribute("href").endswith(run_url.rsplit("/", 1)[1])
+
+    # And someone else opens the first run's permalink: the same events, server-rendered
+    other = browser.new_context()
+    try:
+        other_page = other.new_page()
+        other_page.goto(run_url)
+        assert event_ids(other_page) == shown
+        assert other_page.get_by_test_id("resubmitted-as").count() == 1
+    finally:
+        other.close()
+
+
+def test_a_permalink_reads_without_javascript_and_highlights_its_event(stack, browser, live_db):
+    status, run = stack.post("/api/scenarios/fails/runs")
+    assert status == 201
+    from tests.conftest import wait_for
+
+    wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
+    _, timeline = stack.get(f"/api/tasks/{run['task']}/timeline")
+    failed = next(e for e in timeline["events"] if e["source"] == "db" and e["status"] == "FAILED")
+
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{run['url']}#event-{failed['id']}")
+        assert page.get_by_test_id("verdict").get_attribute("data-verdict") == "pass"
+        # The same events, in the same order, as the timeline's JSON
+        assert event_ids(page) == [str(e["id"]) for e in timeline["events"]]
+        # The fragment's event is the :target, which the stylesheet highlights
+        assert page.evaluate("document.querySelector(':target').id") == f"event-{failed['id']}"
+    finally:
+        context.close()
+
+
+def test_a_double_click_on_run_starts_one_run(stack, page, live_db):
+    before = Run.objects.filter(scenario="succeeds").count()
+    page.goto(stack.base_url + "/")
+    page.get_by_test_id("run-succeeds").dblclick()
+    page.wait_for_url(re.compile(r"/runs/\d+$"))
+    page.wait_for_timeout(500)
+    assert Run.objects.filter(scenario="succeeds").count() == before + 1
+
+
+def test_the_home_page_shows_new_tasks_live(stack, page, live_db):
+    page.goto(stack.base_url + "/")
+    page.wait_for_selector("[data-testid=live-state][data-state=open]")
+    status, run = stack.post("/api/scenarios/succeeds/runs")
+    assert status == 201
+    row = page.locator(f"#task-{run['task']}")
+    row.wait_for()
+    assert page.locator("[data-testid=task-row]").first.get_attribute("data-task") == run["task"]
+    page.wait_for_selector(f"#task-{run['task']} [data-status=COMPLETED]")

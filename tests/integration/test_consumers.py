@@ -1,0 +1,115 @@
+"""Websocket consumers against the real database and the process's live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from dashboard.asgi import application
+from lifecycle.feed.hub import get_hub
+from lifecycle.models import Event
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+EVENT_ID = re.compile(r'id="event-(\d+)"')
+
+
+@database_sync_to_async
+def add_event(task: str, status: str = "RUNNING", source: str = "api") -> int:
+    return Event.objects.create(task_key=task, source=source, kind="read", status=status).id
+
+
+async def connect(path: str, have: list[int] | None = None) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"type": "hello", "have": have or [], "tasks": []})
+    return communicator
+
+
+async def received_ids(communicator: WebsocketCommunicator, want: int, timeout: float = 5) -> list[int]:
+    """Event ids in the fragments received until ``want`` ids came (or the timeout)."""
+    ids: list[int] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(ids) < want:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        try:
+            html = await communicator.receive_from(timeout=remaining)
+        except asyncio.TimeoutError:
+            break
+        ids += [int(i) for i in EVENT_ID.findall(html)]
+    return ids
+
+
+@pytest.fixture
+async def hub(postgres):
+    yield get_hub()
+    await get_hub().stop()
+
+
+async def test_a_task_subscriber_receives_only_its_task(hub):
+    # Given a page of task A that already shows A's first event
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    first = await add_event(a, "PENDING")
+    communicator = await connect(f"/ws/tasks/{a}", have=[first])
+
+    # When events of A and B commit
+    a_events = [await add_event(a), await add_event(a, "COMPLETED")]
+    await add_event(b)
+
+    # Then the page receives A's new events, each once, and nothing of B
+    got = await received_ids(communicator, 2)
+    assert got == a_events
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_the_first_hello_brings_what_the_page_lacks(hub):
+    task = str(uuid.uuid4())
+    ids = [await add_event(task) for _ in range(3)]
+    communicator = await connect(f"/ws/tasks/{task}", have=ids[:1])
+    assert sorted(await received_ids(communicator, 2)) == ids[1:]
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_a_reconnect_with_its_last_seen_events_receives_exactly_the_missed_ones(hub):
+    # Given a client that saw two events, then lost its connection
+    task = str(uuid.uuid4())
+    communicator = await connect(f"/ws/tasks/{task}")
+    seen = [await add_event(task, "PENDING"), await add_event(task, "RUNNING")]
+    assert await received_ids(communicator, 2) == seen
+    await communicator.disconnect()
+
+    # When events commit while it is away, and it reconnects saying what it has
+    missed = [await add_event(task, "RUNNING"), await add_event(task, "COMPLETED")]
+    communicator = await connect(f"/ws/tasks/{task}", have=seen)
+
+    # Then it receives the missed ones, once each, and then live ones
+    assert await received_ids(communicator, 2) == missed
+    later = await add_event(task, "COMPLETED")
+    assert await received_ids(communicator, 1) == [later]
+    assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_the_home_feed_moves_a_changed_task_to_the_top(hub):
+    older = str(uuid.uuid4())
+    await add_event(older, "PENDING", source="db")
+    communicator = await connect("/ws/feed")
+    catch_up = await communicator.receive_from(timeout=5)  # the recent tasks, again
+    assert f'id="task-{older}"' in catch_up
+    task = str(uuid.uuid4())
+    await add_event(task, "RUNNING", source="db")
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="task-{task}"' in html and older not in html
+    assert 'hx-swap-oob="afterbegin:#task-rows"' in html
+    assert "RUNNING" in html
+    await communicator.disconnect()
