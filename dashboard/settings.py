@@ -66,6 +66,8 @@ PORT = int(env("PORT", "8000"))
 # Where the scenario probe sends its HTTP requests when it runs outside the web server.
 LAB_BASE_URL = env("LAB_BASE_URL", f"http://{HOST}:{PORT}")
 WORKER_THREADS = int(env("WORKER_THREADS", "4"))
+# Dotted path of a (message) -> str function naming the task a Dramatiq message is about.
+LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 
 INSTALLED_APPS = [
     "daphne",
