@@ -150,7 +150,7 @@ def check(
     ]
     if expected is not None:
         findings.extend(_expectation_mismatch(history, expected))
-    return sorted(findings, key=lambda f: (f.events[0] if f.events else 0, f.kind, f.events))
+    return sorted(findings, key=lambda f: (f.events[:1], KINDS.index(f.kind), f.events))
 
 
 def final_read(events: Sequence[EventRecord]) -> EventRecord | None:
@@ -185,9 +185,9 @@ class _History:
         xmin = read.body.get("xmin")
         if read.source != "api" or not isinstance(xmin, int) or isinstance(xmin, bool):
             return None
-        matches = [v for v in self.versions if v.txid % XID_WRAP == xmin]
-        earlier = [v for v in matches if v.events[0].id < read.id]
-        return (earlier or matches)[-1] if matches else None
+        # A read can only return a version whose events arrived before its own.
+        matches = [v for v in self.committed_before(read) if v.txid % XID_WRAP == xmin]
+        return matches[-1] if matches else None
 
     def committed_before(self, read: EventRecord) -> list[Version]:
         """Versions whose events all arrived before the read's (a sound, lenient bound)."""
@@ -228,7 +228,7 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
             _ids(*reads, newer.last),
             f"{_reads_phrase(reads)} {returned.status}, the version of transaction "
             f"{returned.txid}, although transaction {newer.txid} had committed {newer.status} "
-            f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads[0].at)}{why}.",
+            f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads)}{why}.",
             cause,
         )
 
@@ -304,7 +304,7 @@ def _non_monotonic_reads(h: _History) -> Iterator[Finding]:
         more = f", and {len(pairs) - 1} more reads went back" if len(pairs) > 1 else ""
         yield Finding(
             "non_monotonic_reads",
-            _ids(*{e.id: e for pair in pairs for e in pair}.values()),
+            _ids(*(e for pair in pairs for e in pair)),
             f"{who} read {_seen(h, ahead)} at {_clock(ahead.at)}, then went back to "
             f"{_seen(h, behind)} at {_clock(behind.at)}{more}.",
         )
@@ -417,21 +417,22 @@ def _enqueue_before_commit(h: _History) -> Iterator[Finding]:
             f"{_clock(insert.at)}).",
         )
         return
-    start, wrote = None, False
-    for e in h.events:
-        if e.source == "broker" and e.kind == "start":
-            start, wrote = e, False
-        elif e.source == "db" and e.id > insert.id:
-            wrote = True
-        elif e.source == "log" and start is not None and not wrote and _says_not_found(e):
-            yield Finding(
-                "enqueue_before_commit",
-                _ids(insert, start, e),
-                f"The worker started message {start.body.get('message_id')} at "
-                f"{_clock(start.at)} and reported the task not found at {_clock(e.at)}: "
-                f"transaction {insert.txid}, which inserts the row, had not committed yet.",
-            )
-            return
+    # The worker said the task was missing before anything wrote the row after its insert.
+    first_write = next((e.id for e in h.events if e.source == "db" and e.kind == "update"), None)
+    early = [e for e in h.events if first_write is None or e.id < first_write]
+    starts = [e for e in early if e.source == "broker" and e.kind == "start"]
+    missing = [e for e in early if e.source == "log" and _says_not_found(e)]
+    if starts and missing:
+        log = missing[0]
+        # Publishers race to the ingestor: take the start just before the log, if any.
+        start = ([s for s in starts if s.id < log.id] or starts)[-1]
+        yield Finding(
+            "enqueue_before_commit",
+            _ids(insert, start, log),
+            f"The worker started message {start.body.get('message_id')} at "
+            f"{_clock(start.at)} and reported the task not found at {_clock(log.at)}: "
+            f"transaction {insert.txid}, which inserts the row, had not committed yet.",
+        )
 
 
 def _stuck(h: _History) -> Iterator[Finding]:
@@ -446,6 +447,8 @@ def _stuck(h: _History) -> Iterator[Finding]:
     )
     if again or last.status in h.lifecycle.terminal or last.status not in h.lifecycle.statuses:
         return
+    if _dropped(h, finish):
+        return  # the message came before the row: enqueue_before_commit names it
     verb = "acked" if finish.kind == "ack" else "gave up on"
     yield Finding(
         "stuck",
@@ -454,6 +457,14 @@ def _stuck(h: _History) -> Iterator[Finding]:
         f"but the row's last commit (transaction {last.txid} at {_clock(last.last.at)}) "
         f"left it {last.status}, not in a terminal status.",
     )
+
+
+def _dropped(h: _History, finish: EventRecord) -> bool:
+    """Whether the finished delivery wrote nothing because the row was not there yet."""
+    starts = [e.id for e in h.events if e.source == "broker" and e.kind == "start"]
+    since = max((i for i in starts if i < finish.id), default=0)
+    wrote = any(e.kind == "update" and since < e.id < finish.id for e, _ in h.changes)
+    return not wrote and next(_enqueue_before_commit(h), None) is not None
 
 
 def _expectation_mismatch(h: _History, expected: str) -> Iterator[Finding]:
@@ -466,11 +477,12 @@ def _expectation_mismatch(h: _History, expected: str) -> Iterator[Finding]:
     writers = [v for v in committed if v.status == observed]
     if committed and committed[-1].status == observed:
         v = committed[-1]
+        writer = "the worker committed" if v.last.kind == "update" else "the insert committed"
         yield Finding(
             "expectation_mismatch",
             _ids(v.last, read),
-            f"{head}; the worker committed {observed} in transaction {v.txid} at "
-            f"{_clock(v.last.at)}, so the read path is innocent.",
+            f"{head}; {writer} {observed} in transaction {v.txid} at {_clock(v.last.at)} "
+            "and nothing replaced it, so the read path is innocent.",
             "committed",
         )
     elif writers:
@@ -517,10 +529,13 @@ def _clock(t: datetime | None) -> str:
     return t.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _gap(earlier: datetime | None, later: datetime | None) -> str:
-    if earlier is None or later is None or later <= earlier:
+def _gap(commit: datetime | None, reads: list[EventRecord]) -> str:
+    """How long before the (first) read the commit was, when the clocks agree it was."""
+    read = reads[0].at
+    if commit is None or read is None or read <= commit:
         return ""
-    return f", {round((later - earlier).total_seconds() * 1000)} ms before the read"
+    first = "first read" if len(reads) > 1 else "read"
+    return f", {round((read - commit).total_seconds() * 1000)} ms before the {first}"
 
 
 def _reads_phrase(reads: list[EventRecord]) -> str:

@@ -1,0 +1,1097 @@
+"""The checker over hand-written and generated task histories.
+
+Each test builds a history the way the capture pieces would record it (trigger commits
+with growing txids, broker steps, API reads carrying xmin and snapshot, probe polls) and
+asserts on the findings a user would see. The property tests generate lifecycles that
+obey every rule, check they are silent, then break them one way at a time.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lifecycle.checker import (
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    Finding,
+    Lifecycle,
+    Snapshot,
+    check,
+    final_read,
+)
+from lifecycle.events import EventRecord
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+OTHER_TERMINAL = {COMPLETED: FAILED, FAILED: COMPLETED}
+
+
+@dataclass
+class Version:
+    txid: int
+    status: str
+
+
+@dataclass
+class History:
+    """Records one task's events as the lab would: ids in arrival order, 10 ms apart."""
+
+    first_txid: int = 812
+    txid_step: int = 1
+    run: int = 7
+    events: list[EventRecord] = field(default_factory=list)
+    versions: list[Version] = field(default_factory=list)
+    clock: datetime = T0
+
+    @property
+    def status(self) -> str:
+        return self.versions[-1].status
+
+    def add(self, source: str, kind: str, **fields: Any) -> EventRecord:
+        self.clock += timedelta(milliseconds=fields.pop("after_ms", 10))
+        at = fields.pop("at", self.clock)
+        received_at = fields.pop("received_at", at + timedelta(milliseconds=3))
+        event = EventRecord(
+            id=len(self.events) + 1,
+            source=source,
+            kind=kind,
+            task_key="task-1",
+            at=at,
+            received_at=received_at,
+            **fields,
+        )
+        self.events.append(event)
+        return event
+
+    # The writer: one event per change, in the writer's transaction.
+    def insert(self, status: str = PENDING) -> EventRecord:
+        return self._change("insert", [status])[0]
+
+    def commit(self, *statuses: str, after_ms: int = 10) -> EventRecord:
+        """One transaction changing the row once per status; returns its last event."""
+        return self._change("update", list(statuses), after_ms)[-1]
+
+    def _change(self, kind: str, statuses: list[str], after_ms: int = 10) -> list[EventRecord]:
+        txid = self.versions[-1].txid + self.txid_step if self.versions else self.first_txid
+        old = self.status if self.versions else None
+        made = []
+        for status in statuses:
+            self.clock += timedelta(milliseconds=after_ms)
+            made.append(
+                self.add(
+                    "db",
+                    kind,
+                    status=status,
+                    txid=txid,
+                    after_ms=0,
+                    received_at=self.clock - timedelta(milliseconds=2),  # the writer's now()
+                    body={
+                        "old_status": old,
+                        "new_status": status,
+                        "changed": ["status", "updated_at"],
+                        "values": {"status": status},
+                        "application_name": "lab-worker",
+                        "pid": 4242,
+                        "table": "public.lab_task",
+                    },
+                )
+            )
+            old, kind = status, "update"
+        self.versions.append(Version(txid, statuses[-1]))
+        return made
+
+    # The broker, as the Dramatiq middleware reports it.
+    def broker(self, kind: str, *, message: str = "m1", attempt: int = 1, **extra: Any) -> None:
+        body = {"message_id": message, "actor": "run_task", "queue": "default"}
+        self.add("broker", kind, body={**body, "attempt": attempt, "pid": 51, **extra})
+
+    def log(self, kind: str, message: str, exception: str | None = None) -> None:
+        body = {"logger": "lab.worker", "message": message, "exception": exception}
+        self.add("log", kind, body={**body, "process": 51})
+
+    # The observed API and the probe.
+    def snapshot(self) -> str:
+        """A fresh snapshot: every commit so far visible, other writers' txids in progress."""
+        xmax = self.versions[-1].txid + 1
+        ours = {v.txid for v in self.versions}
+        xip = [t for t in range(xmax - 4, xmax) if t not in ours]
+        return f"{xmax - 4}:{xmax}:{','.join(map(str, xip))}"
+
+    def read(
+        self,
+        client: str | None = "ui",
+        *,
+        version: int = -1,
+        snapshot: str | None | bool = True,
+        xmin: bool = True,
+        status: str | None = None,
+        http_status: int = 200,
+        **fields: Any,
+    ) -> EventRecord:
+        """An API read of ``versions[version]``; ``snapshot=True`` means a fresh one."""
+        returned = self.versions[version]
+        return self.add(
+            "api",
+            "read",
+            status=status or returned.status if http_status == 200 else None,
+            body={
+                "xmin": returned.txid % 2**32 if xmin else None,
+                "snapshot": self.snapshot() if snapshot is True else snapshot or None,
+                "client": client,
+                "http_status": http_status,
+            },
+            **fields,
+        )
+
+    def read_during_commit(self, status: str, client: str = "ui") -> None:
+        """A commit, and a read that began 1 ms before it and so returned the old version."""
+        self.commit(status)
+        txid = self.versions[-1].txid
+        self.read(
+            client,
+            version=-2,
+            snapshot=f"{txid - 2}:{txid + 1}:{txid}",
+            at=self.clock - timedelta(milliseconds=1),
+        )
+
+    def probe(
+        self, status: str | None = None, *, run: int | None = None, after_ms: int = 10
+    ) -> EventRecord:
+        sent = self.clock + timedelta(milliseconds=after_ms)
+        body = {
+            "sent_at": sent.isoformat(),
+            "received_at": (sent + timedelta(milliseconds=4)).isoformat(),
+            "http_status": 200,
+            "run": run or self.run,
+        }
+        status = status or self.status
+        return self.add("probe", "read", status=status, body=body, after_ms=after_ms)
+
+
+def kinds(findings: list[Finding]) -> list[str]:
+    return [f.kind for f in findings]
+
+
+def the(kind: str, findings: list[Finding]) -> Finding:
+    matching = [f for f in findings if f.kind == kind]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+# --- one test per finding kind ------------------------------------------------------------
+
+
+def test_a_read_of_an_old_version_after_a_newer_commit_is_a_stale_read() -> None:
+    # Given a task whose RUNNING commit was followed, 50 ms later, by a read of the insert
+    h = History()
+    h.insert()
+    running = h.commit(RUNNING)
+    read = h.read(version=0, snapshot=None, after_ms=50)
+
+    # When the history is checked
+    findings = check(h.events)
+
+    # Then one stale read names both transactions, without a cause (no snapshot)
+    stale = the("stale_read", findings)
+    assert kinds(findings) == ["stale_read"]
+    assert stale.events == (running.id, read.id)
+    assert stale.cause is None
+    assert stale.message == (
+        "The read at 12:00:00.070 returned PENDING, the version of transaction 812, although "
+        "transaction 813 had committed RUNNING at 12:00:00.020, 50 ms before the read."
+    )
+
+
+def test_a_read_that_began_before_the_commit_is_not_stale() -> None:
+    # Given a read that began 1 ms before the RUNNING commit but was recorded after it
+    h = History()
+    h.insert()
+    h.read_during_commit(RUNNING)
+    running = h.events[-2]
+    assert running.at is not None
+    h.read(snapshot=None, at=running.at - timedelta(milliseconds=1), client="ops", version=0)
+
+    # When / Then nothing is stale, with or without a snapshot
+    assert check(h.events) == []
+
+
+def test_a_read_returning_a_status_no_commit_wrote_is_an_unwritten_read() -> None:
+    # Given a task that only ever committed PENDING and RUNNING, read as COMPLETED twice
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    first = h.read(xmin=False, status=COMPLETED)
+    second = h.probe(COMPLETED)
+
+    # When
+    findings = check(h.events)
+
+    # Then one finding holds both reads
+    assert kinds(findings) == ["unwritten_read"]
+    assert findings[0].events == (first.id, second.id)
+    assert "COMPLETED, a status no commit of this task had written" in findings[0].message
+
+
+def test_a_commit_leaving_a_terminal_status_is_a_terminal_overwrite() -> None:
+    # Given a task that FAILED, then was committed COMPLETED
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    failed = h.commit(FAILED)
+    completed = h.commit(COMPLETED)
+
+    # When
+    findings = check(h.events)
+
+    # Then the overwrite is named, and not also as a forbidden transition
+    assert kinds(findings) == ["terminal_overwrite"]
+    assert findings[0].events == (failed.id, completed.id)
+    assert findings[0].message == (
+        "The task left terminal status FAILED for COMPLETED in transaction 815 at 12:00:00.040."
+    )
+
+
+def test_skipping_running_is_a_forbidden_transition() -> None:
+    # Given a task committed straight from PENDING to COMPLETED
+    h = History()
+    h.insert()
+    done = h.commit(COMPLETED)
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["forbidden_transition"]
+    assert findings[0].events == (1, done.id)
+    assert "from PENDING to COMPLETED" in findings[0].message
+
+
+def test_unknown_statuses_are_not_judged() -> None:
+    # Given an application with its own statuses the lab lifecycle does not know
+    h = History()
+    h.insert("QUEUED")
+    h.commit("CLAIMED")
+    h.commit(COMPLETED)
+    h.commit(FAILED)
+
+    # When checked with the lab lifecycle, and with one that knows QUEUED -> CLAIMED -> DONE
+    custom = Lifecycle(
+        statuses=frozenset({"QUEUED", "CLAIMED", COMPLETED, FAILED}),
+        terminal=frozenset({COMPLETED, FAILED}),
+        allowed=frozenset({("QUEUED", "CLAIMED"), ("CLAIMED", COMPLETED)}),
+        running="CLAIMED",
+    )
+
+    # Then only the transitions between known statuses are judged
+    assert kinds(check(h.events)) == ["terminal_overwrite"]
+    assert kinds(check(h.events, lifecycle=custom)) == ["terminal_overwrite"]
+    h.commit("QUEUED")
+    assert "forbidden_transition" not in kinds(check(h.events))
+
+
+def test_a_client_seeing_an_older_version_after_a_newer_one_is_non_monotonic() -> None:
+    # Given a client that read RUNNING, then a replica's PENDING, both by xmin, no snapshot
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    ahead = h.read(snapshot=None)
+    behind = h.read(version=0, snapshot=None, at=h.events[1].at)  # clock-skewed: not stale
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["non_monotonic_reads"]
+    assert findings[0].events == (ahead.id, behind.id)
+    assert findings[0].message.startswith(
+        "Client ui read RUNNING (transaction 813) at 12:00:00.030, then went back to PENDING "
+        "(transaction 812)"
+    )
+
+
+def test_probe_reads_going_back_in_the_lifecycle_are_non_monotonic() -> None:
+    # Given the probe saw COMPLETED, then RUNNING again
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.probe()
+    h.probe(RUNNING)
+
+    # When / Then
+    finding = the("non_monotonic_reads", check(h.events))
+    assert finding.message.startswith("The probe's run 7 read COMPLETED at")
+
+
+def test_probe_reads_following_a_retry_are_monotonic() -> None:
+    # Given RUNNING, back to PENDING for a retry, RUNNING again, each seen by the probe
+    h = History()
+    h.insert()
+    for status in (RUNNING, PENDING, RUNNING, COMPLETED):
+        h.commit(status)
+        h.probe()
+
+    # When / Then
+    assert check(h.events) == []
+
+
+def test_a_message_started_twice_without_a_retry_is_a_duplicate_execution() -> None:
+    # Given message m1 started, and started again while the first run was going
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.broker("start")
+    h.commit(COMPLETED)
+    h.broker("ack")
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["duplicate_execution"]
+    assert findings[0].events == (2, 4)
+    assert "Message m1 started at 12:00:00.020 and again at 12:00:00.040" in findings[0].message
+
+
+def test_the_row_entering_running_twice_without_a_retry_is_a_duplicate_execution() -> None:
+    # Given two messages for one task, the row going RUNNING, FAILED, RUNNING with no retry
+    h = History()
+    h.insert()
+    h.broker("start", message="m1")
+    first = h.commit(RUNNING)
+    h.commit(FAILED)
+    h.broker("start", message="m2")
+    again = h.commit(RUNNING)
+
+    # When
+    findings = check(h.events)
+
+    # Then the second entry is a duplicate execution (and leaving FAILED an overwrite)
+    assert kinds(findings) == ["duplicate_execution", "terminal_overwrite"]
+    assert the("duplicate_execution", findings).events == (first.id, again.id)
+
+
+def test_a_start_before_the_insert_is_enqueue_before_commit() -> None:
+    # Given the broker delivered the message before the insert's event
+    h = History()
+    h.broker("enqueue")
+    h.broker("start")
+    insert = h.insert()
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["enqueue_before_commit"]
+    assert findings[0].events == (1, 2, insert.id)
+    assert "before transaction 812 committed the task's row" in findings[0].message
+
+
+def test_a_worker_not_finding_the_task_is_enqueue_before_commit() -> None:
+    # Given the insert's trigger ran, the worker started and could not find the row
+    h = History()
+    h.insert()
+    h.broker("enqueue")
+    h.broker("start")
+    h.log("warning", "Task matching query does not exist.")
+    h.broker("fail")
+    h.broker("retry")
+    h.broker("start", attempt=2)
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack", attempt=2)
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["enqueue_before_commit"]
+    assert findings[0].events == (1, 3, 4)
+
+
+def test_a_not_found_log_that_overtook_its_start_event_still_counts() -> None:
+    # Given the log record reached the ingestor before the broker's start event
+    h = History()
+    h.insert()
+    h.log("warning", "task t1 not found; dropping the message")
+    h.broker("start")
+    h.broker("ack")
+
+    # When / Then
+    assert kinds(check(h.events)) == ["enqueue_before_commit"]
+    assert check(h.events)[0].events == (1, 2, 3)
+
+
+def test_an_acked_task_left_running_is_stuck() -> None:
+    # Given the worker acked but the last commit left the row RUNNING
+    h = History()
+    h.insert()
+    h.broker("start")
+    running = h.commit(RUNNING)
+    h.broker("ack")
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["stuck"]
+    assert findings[0].events == (running.id, 4)
+    assert "left it RUNNING, not in a terminal status" in findings[0].message
+
+
+def test_a_task_given_up_on_but_left_pending_is_stuck() -> None:
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.broker("fail", exception="ValueError: boom")
+    h.broker("nack")
+
+    assert kinds(check(h.events)) == ["stuck"]
+
+
+def test_a_final_status_the_worker_committed_is_a_mismatch_born_in_the_commit() -> None:
+    # Given a run expected to FAIL whose worker committed COMPLETED
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    done = h.commit(COMPLETED)
+    last = h.probe()
+
+    # When
+    findings = check(h.events, expected=FAILED)
+
+    # Then
+    mismatch = the("expectation_mismatch", findings)
+    assert mismatch.cause == "committed"
+    assert mismatch.events == (done.id, last.id)
+    assert mismatch.message == (
+        "The final read at 12:00:00.040 returned COMPLETED where FAILED was expected; the "
+        "worker committed COMPLETED in transaction 814 at 12:00:00.030 and nothing replaced "
+        "it, so the read path is innocent."
+    )
+
+
+def test_a_final_status_only_the_reads_show_is_a_mismatch_born_in_the_reads() -> None:
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    last = h.probe(FAILED)
+
+    findings = check(h.events, expected=COMPLETED)
+
+    mismatch = the("expectation_mismatch", findings)
+    assert (mismatch.cause, mismatch.events) == ("reads_only", (last.id,))
+    assert kinds(findings) == ["unwritten_read", "expectation_mismatch"]
+
+
+def test_a_final_status_replaced_by_a_later_commit_is_a_mismatch_of_the_read_path() -> None:
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.probe(PENDING)
+
+    findings = check(h.events, expected=COMPLETED)
+
+    assert the("expectation_mismatch", findings).cause == "superseded"
+    assert "replaced it with COMPLETED" in the("expectation_mismatch", findings).message
+
+
+def test_no_mismatch_when_the_final_read_matches_or_nothing_was_read() -> None:
+    h = History()
+    h.insert()
+    assert check(h.events, expected=COMPLETED) == []
+    h.probe()
+    h.read()  # the probe's read wins over the API's
+    assert check(h.events, expected=PENDING) == []
+    assert final_read(h.events) == h.events[1]
+
+
+# --- the details the rules rest on --------------------------------------------------------
+
+
+def test_a_snapshot_is_visible_below_xmin_and_below_xmax_outside_xip() -> None:
+    snapshot = Snapshot.parse("100:105:101,103")
+    assert snapshot is not None
+    assert [snapshot.sees(t) for t in (99, 100, 101, 102, 103, 104, 105)] == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert Snapshot.parse("not a snapshot") is None
+    assert Snapshot.parse(None) is None
+
+
+def test_polls_of_one_stale_version_make_one_finding() -> None:
+    # Given five polls returning the insert, RUNNING visible in each snapshot
+    h = History()
+    h.insert()
+    running = h.commit(RUNNING)
+    polls = [h.read(version=0) for _ in range(5)]
+
+    # When
+    findings = check(h.events)
+
+    # Then one cached_object finding lists every poll and the newer commit
+    assert kinds(findings) == ["stale_read"]
+    assert findings[0].events == (running.id, *(p.id for p in polls))
+    assert findings[0].message.startswith("5 reads from 12:00:00.030 to 12:00:00.070 returned")
+
+
+def test_the_margin_absorbs_clock_skew() -> None:
+    # Given a read that began 5 ms after the commit by the clocks
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.read(version=0, snapshot=None, after_ms=5)
+
+    # Then it is stale with no margin and not with a 10 ms one
+    assert kinds(check(h.events)) == ["stale_read"]
+    assert check(h.events, margin=timedelta(milliseconds=10)) == []
+
+
+def test_xmin_is_the_txid_modulo_two_to_the_32() -> None:
+    # Given txids past the first wraparound epoch
+    h = History(first_txid=3 * 2**32 + 5)
+    h.insert()
+    h.commit(RUNNING)
+    read = h.read(version=0)
+    assert read.body["xmin"] == 5
+
+    # Then the read is still matched to the insert's version
+    assert the("stale_read", check(h.events)).cause == "cached_object"
+
+
+def test_a_read_whose_snapshot_shows_the_commit_in_progress_is_not_stale() -> None:
+    # Given a read whose clock says it began after the RUNNING commit's trigger ran, but
+    # whose snapshot lists that transaction as still in progress (a slow commit)
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.read(version=0, snapshot="810:814:813", after_ms=30)
+
+    # When / Then the snapshot wins over the clocks
+    assert check(h.events) == []
+
+
+def test_a_read_recorded_before_the_commit_is_not_stale_whatever_the_clocks_say() -> None:
+    # Given a read recorded before the RUNNING commit's event, its clock 50 ms ahead
+    h = History()
+    h.insert()
+    h.read(version=0, snapshot=None, at=h.clock + timedelta(milliseconds=50))
+    h.commit(RUNNING)
+
+    # When / Then
+    assert check(h.events) == []
+
+
+def test_a_status_read_before_its_commit_arrived_is_unwritten_by_then() -> None:
+    # Given the probe saw COMPLETED before any commit of COMPLETED had arrived
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.probe(COMPLETED)
+    h.commit(COMPLETED)
+
+    # When / Then
+    finding = the("unwritten_read", check(h.events))
+    assert finding.message.endswith("by then (transaction 814 wrote it only later).")
+
+
+def test_late_recorded_reads_are_placed_at_the_earliest_version_they_may_have_seen() -> None:
+    # Given RUNNING, PENDING (a retry) and RUNNING again, and probe reads of RUNNING then
+    # PENDING that were both recorded after the second RUNNING had arrived
+    h = History()
+    h.insert()
+    for status in (RUNNING, PENDING, RUNNING):
+        h.commit(status)
+    h.probe(RUNNING)
+    h.probe(PENDING)
+
+    # When / Then they may have seen the first RUNNING and the retry's PENDING: in order
+    assert check(h.events) == []
+
+
+def test_an_ack_followed_by_another_start_is_not_stuck_yet() -> None:
+    # Given a pipeline whose first message is acked while the next stage goes on
+    h = History()
+    h.insert()
+    h.broker("start", message="stage-1")
+    h.commit(RUNNING)
+    h.broker("ack", message="stage-1")
+    h.broker("start", message="stage-2")
+
+    # When / Then
+    assert check(h.events) == []
+
+
+def test_not_found_after_the_worker_wrote_the_row_is_not_enqueue_before_commit() -> None:
+    # Given a worker that logged "not found" about something else, after writing the row
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.log("warning", "Report template not found, using the default")
+    h.commit(COMPLETED)
+    h.broker("ack")
+
+    # When / Then
+    assert check(h.events) == []
+
+
+def test_reads_that_failed_say_nothing() -> None:
+    h = History()
+    h.insert()
+    h.read(http_status=503)
+    h.commit(RUNNING)
+    h.read(http_status=404)
+    assert check(h.events) == []
+
+
+def test_findings_are_sorted_deterministic_and_serialisable() -> None:
+    # Given a history with several anomalies, handed over in shuffled order
+    h = History()
+    h.broker("start")
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.commit(FAILED)
+    h.probe(PENDING)
+    shuffled = list(h.events)
+    random.Random(3).shuffle(shuffled)
+
+    # When
+    findings = check(h.events, expected=COMPLETED)
+
+    # Then the order is by first event and the input order does not matter
+    assert [f.events[0] for f in findings] == sorted(f.events[0] for f in findings)
+    assert check(shuffled, expected=COMPLETED) == findings
+    assert findings[0].as_json() == {
+        "kind": "enqueue_before_commit",
+        "events": [1, 2],
+        "message": findings[0].message,
+        "cause": None,
+    }
+
+
+# --- the lab's scenarios --------------------------------------------------------------------
+
+
+def begin(h: History) -> None:
+    h.insert()
+    h.broker("enqueue")
+    h.add("probe", "submit", body={"run": h.run})
+    h.probe()
+
+
+def test_scenario_succeeds_is_clean() -> None:
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.probe()
+    h.commit(COMPLETED)
+    h.broker("ack")
+    h.probe()
+    assert check(h.events, expected=COMPLETED) == []
+
+
+def test_scenario_fails_cleanly_is_clean() -> None:
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(FAILED)  # the lab's actor returns after committing FAILED: the message is acked
+    h.broker("ack")
+    h.probe()
+    assert check(h.events, expected=FAILED) == []
+
+
+def test_scenario_slow_with_many_reads_while_running_is_clean() -> None:
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    for _ in range(20):
+        h.read("probe-api", after_ms=100)
+        h.probe()
+    h.read_during_commit(COMPLETED, client="probe-api")
+    h.broker("ack")
+    h.read("probe-api")
+    h.probe()
+    assert check(h.events, expected=COMPLETED) == []
+
+
+def test_scenario_retried_then_succeeds_is_clean() -> None:
+    h = History()
+    begin(h)
+    for attempt in (1, 2):
+        h.broker("start", attempt=attempt)
+        h.commit(RUNNING)
+        h.probe()
+        h.read()
+        h.commit(PENDING)
+        h.log("error", f"attempt {attempt} failed", "TimeoutError")
+        h.broker("fail", attempt=attempt, exception="TimeoutError")
+        h.broker("retry", attempt=attempt)
+        h.probe()
+    h.broker("start", attempt=3)
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack", attempt=3)
+    h.read()
+    h.probe()
+    assert check(h.events, expected=COMPLETED) == []
+
+
+def test_scenario_swallowed_error() -> None:
+    # Given the worker caught the error and committed COMPLETED anyway
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.probe()
+    h.log("error", "payment failed", "RuntimeError: card declined")
+    done = h.commit(COMPLETED)
+    h.broker("ack")
+    h.read()
+    last = h.probe()
+
+    # When the scenario expected FAILED
+    findings = check(h.events, expected=FAILED)
+
+    # Then the wrong status was born in the worker's commit and no read is blamed
+    assert kinds(findings) == ["expectation_mismatch"]
+    assert findings[0].cause == "committed"
+    assert findings[0].events == (done.id, last.id)
+
+
+def test_scenario_missing_commit() -> None:
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.broker("ack")
+    h.probe()
+    findings = check(h.events, expected=COMPLETED)
+    assert kinds(findings) == ["stuck", "expectation_mismatch"]
+    assert the("expectation_mismatch", findings).cause == "committed"
+
+
+def test_scenario_overwrite_after_failure() -> None:
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(FAILED)
+    h.commit(COMPLETED, after_ms=200)  # the "always mark it done" cleanup
+    h.broker("ack")
+    h.probe()
+    assert kinds(check(h.events, expected=FAILED)) == [
+        "terminal_overwrite",
+        "expectation_mismatch",
+    ]
+
+
+def test_scenario_cached_read() -> None:
+    # Given an API that keeps serving the object it cached at creation
+    h = History()
+    begin(h)
+    h.read(version=0)
+    h.broker("start")
+    h.commit(RUNNING)
+    stale = [h.read(version=0) for _ in range(3)]
+    h.commit(COMPLETED)
+    h.broker("ack")
+    staler = [h.read(version=0) for _ in range(3)]
+
+    # When
+    findings = check(h.events)
+
+    # Then each (returned, newer) pair is one cached_object finding holding its polls
+    assert kinds(findings) == ["stale_read", "stale_read"]
+    assert {f.cause for f in findings} == {"cached_object"}
+    assert findings[0].events[1:] == tuple(r.id for r in stale)
+    assert findings[1].events[1:] == tuple(r.id for r in staler)
+
+
+def test_scenario_snapshot_read() -> None:
+    # Given a reader in a repeatable-read transaction opened before the worker ran
+    h = History()
+    begin(h)
+    old = f"{h.first_txid + 1}:{h.first_txid + 1}:"
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    reads = [h.read(version=0, snapshot=old, after_ms=100) for _ in range(3)]
+
+    # When
+    findings = check(h.events)
+
+    # Then
+    assert kinds(findings) == ["stale_read"]
+    assert findings[0].cause == "old_snapshot"
+    assert findings[0].events[1:] == tuple(r.id for r in reads)
+    assert "a snapshot taken before it (an old snapshot)" in findings[0].message
+
+
+def test_scenario_enqueue_before_commit() -> None:
+    # Given the lab's API: insert, send inside the transaction, commit 500 ms later; the
+    # worker finds no row, logs it and drops the message (acked)
+    h = History()
+    insert = h.insert()
+    h.broker("enqueue")
+    start = h.add("broker", "start", body={"message_id": "m1", "attempt": 1})
+    log = h.add("log", "warning", body={"message": "task t1 not found; dropping the message"})
+    h.broker("ack")
+    h.probe(after_ms=500)
+
+    # When the scenario expected COMPLETED
+    findings = check(h.events, expected=COMPLETED)
+
+    # Then the cause is named once, not again as a stuck task, and the final PENDING is
+    # the insert's own status
+    assert kinds(findings) == ["enqueue_before_commit", "expectation_mismatch"]
+    assert findings[0].events == (insert.id, start.id, log.id)
+    assert "the insert committed PENDING" in findings[1].message
+
+
+def test_scenario_enqueue_before_commit_with_a_retry() -> None:
+    # Given a worker that raises on the missing row, so Dramatiq retries once it committed
+    h = History()
+    h.broker("enqueue")
+    h.broker("start")
+    h.log("warning", "Task not found", "Task.DoesNotExist")
+    h.insert()
+    h.broker("fail")
+    h.broker("retry")
+    h.broker("start", attempt=2)
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack", attempt=2)
+    assert kinds(check(h.events)) == ["enqueue_before_commit"]
+
+
+def test_scenario_redelivery() -> None:
+    # Given the worker finished, the broker redelivered the same message, and it ran again
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.log("warning", "task t1: worker process dies before acking its message")
+    h.broker("start")
+    again = h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack")
+
+    # When
+    findings = check(h.events)
+
+    # Then one duplicate execution (the start and the row's second RUNNING together),
+    # and the row leaving COMPLETED is an overwrite in its own right
+    assert kinds(findings) == ["duplicate_execution", "terminal_overwrite"]
+    duplicate = the("duplicate_execution", findings)
+    assert again.id in duplicate.events
+    assert "put the row in RUNNING again" in duplicate.message
+
+
+# --- generated histories ------------------------------------------------------------------
+
+PROPERTY = settings(max_examples=200, deadline=None)
+READS = st.lists(st.sampled_from(["ui", "ops", "probe", "error", "concurrent"]), max_size=3)
+
+
+@dataclass
+class Plan:
+    """A lifecycle that obeys every rule: what a fault is inserted into."""
+
+    retries: int
+    outcome: str
+    first_txid: int
+    txid_step: int
+    progress: bool
+    ack_failure: bool  # the lab's actor returns after committing FAILED; others raise
+    reads: list[list[str]]  # the reads in each gap between steps, cycled
+
+
+plans = st.builds(
+    Plan,
+    retries=st.integers(0, 3),
+    outcome=st.sampled_from([COMPLETED, FAILED]),
+    first_txid=st.sampled_from([812, 2**32 - 2, 5 * 2**32 + 700]),
+    txid_step=st.integers(1, 4),
+    progress=st.booleans(),
+    ack_failure=st.booleans(),
+    reads=st.lists(READS, min_size=1, max_size=8),
+)
+
+
+def live(plan: Plan, fault: str | None = None) -> History:
+    """Play a plan as the lab would, with ``fault`` inserted where it belongs."""
+    h = History(first_txid=plan.first_txid, txid_step=plan.txid_step)
+    gaps = iter(plan.reads * 20)
+
+    def reads() -> None:
+        for who in next(gaps):
+            if who == "probe":
+                h.probe()
+            elif who == "error":
+                h.read(who, http_status=503)
+            elif who != "concurrent":
+                h.read(who, snapshot=who == "ui")
+
+    def commit(status: str) -> None:
+        if "concurrent" in next(gaps):
+            h.read_during_commit(status, client="ops")
+        else:
+            h.commit(status)
+
+    if fault == "enqueue_before_commit":
+        h.broker("enqueue")
+        h.broker("start")
+    h.insert()
+    if fault != "enqueue_before_commit":
+        h.broker("enqueue")
+    reads()
+    outcome = COMPLETED if fault == "forbidden_transition" else plan.outcome
+    for attempt in range(1, plan.retries + 2):
+        last = attempt == plan.retries + 1
+        if not (fault == "enqueue_before_commit" and attempt == 1):
+            h.broker("start", attempt=attempt)
+        if last and fault == "forbidden_transition":
+            break
+        commit(RUNNING)
+        reads()
+        if plan.progress:
+            h.commit(RUNNING, RUNNING)  # progress saved twice in one transaction
+        if last and fault == "duplicate_execution":
+            h.broker("start", attempt=attempt)
+        if not last:
+            commit(PENDING)
+            h.log("error", f"attempt {attempt} failed", "TimeoutError")
+            h.broker("fail", attempt=attempt)
+            h.broker("retry", attempt=attempt)
+            reads()
+    if fault != "stuck":
+        commit(outcome)
+    if outcome == COMPLETED or plan.ack_failure:
+        h.broker("ack", attempt=plan.retries + 1)
+    else:
+        h.broker("fail", attempt=plan.retries + 1)
+        h.broker("nack", attempt=plan.retries + 1)
+    reads()
+    if fault == "terminal_overwrite":
+        h.commit(OTHER_TERMINAL[outcome])
+    h.probe()
+    return h
+
+
+@PROPERTY
+@given(plans)
+def test_histories_that_obey_the_lifecycle_have_no_finding(plan: Plan) -> None:
+    h = live(plan)
+    assert check(h.events) == []
+    assert check(h.events, expected=plan.outcome) == []
+
+
+@PROPERTY
+@given(plans, st.sampled_from(["visible", "none", "old"]), st.data())
+def test_an_inserted_stale_read_is_found_alone(plan: Plan, kind: str, data: st.DataObject) -> None:
+    h = live(plan)
+    version = data.draw(st.integers(0, len(h.versions) - 2))
+    snapshot = {"visible": True, "none": None, "old": f"{h.versions[version].txid + 1}:" * 2}
+    h.read("cache", version=version, snapshot=snapshot[kind])
+
+    findings = check(h.events)
+
+    assert kinds(findings) == ["stale_read"]
+    cause = {"visible": "cached_object", "none": None, "old": "old_snapshot"}[kind]
+    assert findings[0].cause == cause
+    assert f"transaction {h.versions[-1].txid} had committed" in findings[0].message
+
+
+@PROPERTY
+@given(plans, st.booleans())
+def test_an_inserted_unwritten_read_is_found_alone(plan: Plan, by_probe: bool) -> None:
+    h = live(plan)
+    never = OTHER_TERMINAL[plan.outcome]
+    read = h.probe(never, run=99) if by_probe else h.read("x", xmin=False, status=never)
+
+    findings = check(h.events)
+
+    assert kinds(findings) == ["unwritten_read"]
+    assert findings[0].events == (read.id,)
+
+
+@PROPERTY
+@given(plans)
+def test_an_inserted_terminal_overwrite_is_found_alone(plan: Plan) -> None:
+    assert kinds(check(live(plan, "terminal_overwrite").events)) == ["terminal_overwrite"]
+
+
+@PROPERTY
+@given(plans)
+def test_an_inserted_forbidden_transition_is_found_alone(plan: Plan) -> None:
+    assert kinds(check(live(plan, "forbidden_transition").events)) == ["forbidden_transition"]
+
+
+@PROPERTY
+@given(plans, st.sampled_from([PENDING, RUNNING]), st.booleans())
+def test_inserted_non_monotonic_reads_are_found_alone(
+    plan: Plan, back_to: str, by_probe: bool
+) -> None:
+    h = live(plan)
+    if by_probe:
+        h.probe(back_to)
+    else:
+        h.read("flaky", xmin=False)
+        h.read("flaky", xmin=False, status=back_to)
+
+    assert kinds(check(h.events)) == ["non_monotonic_reads"]
+
+
+@PROPERTY
+@given(plans)
+def test_an_inserted_duplicate_execution_is_found_alone(plan: Plan) -> None:
+    assert kinds(check(live(plan, "duplicate_execution").events)) == ["duplicate_execution"]
+
+
+@PROPERTY
+@given(plans)
+def test_an_inserted_enqueue_before_commit_is_found_alone(plan: Plan) -> None:
+    assert kinds(check(live(plan, "enqueue_before_commit").events)) == ["enqueue_before_commit"]
+
+
+@PROPERTY
+@given(plans)
+def test_an_inserted_missing_commit_is_found_alone(plan: Plan) -> None:
+    assert kinds(check(live(plan, "stuck").events)) == ["stuck"]
+
+
+@PROPERTY
+@given(plans)
+def test_an_unexpected_final_status_is_found_alone(plan: Plan) -> None:
+    h = live(plan)
+
+    findings = check(h.events, expected=OTHER_TERMINAL[plan.outcome])
+
+    assert kinds(findings) == ["expectation_mismatch"]
+    assert findings[0].cause == "committed"
