@@ -8,12 +8,13 @@ from collections.abc import Iterable
 from django.template.loader import render_to_string
 
 from lifecycle.queries import TaskSummary
+from lifecycle.render import events_html
 from lifecycle.timeline import EventView
 
 
 def events_fragment(views: Iterable[EventView], *, first: bool = False) -> str:
     """Append events to the timeline (``first``: also remove its "No event yet")."""
-    rows = "".join(render_to_string("lifecycle/_event.html", {"ev": v}) for v in views)
+    rows = events_html(views)
     if not rows:
         return ""
     remove_empty = '<p id="timeline-empty" hx-swap-oob="delete"></p>' if first else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -13,9 +14,29 @@ from lifecycle.models import Event, Run
 PAGE_SIZE = 25
 
 
+# body as text: parsing it with json.loads is several times faster than the jsonb loader.
+EVENT_COLUMNS = "id, source, kind, task_key, status, at, received_at, txid, body::text, uuid"
+
+
 def task_events(task_key: str) -> list[EventRecord]:
-    """The task's whole history, in arrival order (event id)."""
-    return [EventRecord.from_model(e) for e in Event.objects.filter(task_key=task_key).order_by("id")]
+    """The task's whole history, in arrival order (event id).
+
+    Straight from the cursor: building 5,000 model instances costs more than the query.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {EVENT_COLUMNS} FROM lifecycle_event WHERE task_key = %s ORDER BY id",
+            [task_key],
+        )
+        return [_record(row) for row in cursor.fetchall()]
+
+
+def _record(row: tuple) -> EventRecord:
+    body = json.loads(row[8]) if row[8] else {}
+    return EventRecord(
+        id=row[0], source=row[1], kind=row[2], task_key=row[3], status=row[4], at=row[5],
+        received_at=row[6], txid=row[7], body=body or {}, uuid=str(row[9]),
+    )
 
 
 def task_events_except(task_key: str, have: set[int]) -> list[EventRecord]:

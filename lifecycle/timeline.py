@@ -37,7 +37,6 @@ class EventView:
     title: str
     summary: str
     offset_ms: float
-    fields: list[tuple[str, str]]
     version_of: int | None = None  # for a read: the id of the commit whose version it got
     version_txid: int | None = None
     findings: list[str] = field(default_factory=list)
@@ -45,6 +44,11 @@ class EventView:
     @property
     def id(self) -> int:
         return self.record.id
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """Every field of the event, for the popover (built only when rendered)."""
+        return TimelineBuilder.fields(self.record)
 
     @property
     def status(self) -> str | None:
@@ -65,7 +69,9 @@ class EventView:
     @property
     def clock(self) -> str:
         at = self.record.at
-        return at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}" if at else ""
+        if at is None:
+            return ""
+        return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,8 @@ class EventView:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, int | float):
+        return str(value)
     if value is None:
         return "—"
     if isinstance(value, list | tuple):
@@ -114,7 +122,6 @@ class TimelineBuilder:
             title=f"{record.source} {record.kind}",
             summary=self._summary(record),
             offset_ms=offset,
-            fields=self._fields(record),
         )
         if record.source == "api" and isinstance(record.body.get("xmin"), int):
             commit = self.commits_by_xmin.get(record.body["xmin"])
@@ -173,19 +180,15 @@ class TimelineBuilder:
         return r.kind
 
     @staticmethod
-    def _fields(r: EventRecord) -> list[tuple[str, str]]:
-        fields = [
-            ("event", f"#{r.id}"),
-            ("source", r.source),
-            ("kind", r.kind),
-            ("status", _fmt(r.status)),
-            ("at", r.at.isoformat() if r.at else "—"),
-            ("received", r.received_at.isoformat() if r.received_at else "—"),
-        ]
+    def fields(r: EventRecord) -> list[tuple[str, str]]:
+        """What the card does not show already: times, transaction, and the whole body."""
+        fields = [("event", f"#{r.id}"), ("at", r.at.isoformat() if r.at else "—")]
+        if r.received_at is not None:
+            fields.append(("received", r.received_at.isoformat()))
         if r.txid is not None:
             fields.append(("txid", str(r.txid)))
-        for key, value in sorted(r.body.items()):
-            text = _fmt(value)
+        for key, value in r.body.items():
+            text = value if isinstance(value, str) else _fmt(value)
             fields.append((key, text if len(text) <= 600 else text[:600] + "…"))
         return fields
 

@@ -12,7 +12,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from django.utils.safestring import mark_safe
+
 from lifecycle import probe, queries
+from lifecycle.render import events_html
 from lifecycle.models import Run
 from lifecycle.scenarios import CATALOGUE, Scenario, UnknownScenario, get_scenario
 from lifecycle.timeline import LANES, TERMINAL, TimelineBuilder, current_status, in_time_order
@@ -41,7 +44,8 @@ def timeline_context(task_key: str) -> dict:
     views = TimelineBuilder().extend(records)
     status = current_status(records)
     return {
-        "task_key": task_key, "events": views, "lanes": LANES, "status": status,
+        "task_key": task_key, "events": views, "events_html": mark_safe(events_html(views)),
+        "lanes": LANES, "status": status,
         "event_count": len(records), "live": status not in TERMINAL or _recent(records),
     }
 

@@ -63,6 +63,33 @@
     form.querySelectorAll("button").forEach(function (b) { b.setAttribute("aria-busy", "true"); });
   });
 
+  // All of an event's fields: the server puts them in the card's title (which is what a
+  // browser without JavaScript shows); here they become a popover on hover and focus.
+  function showFields(card) {
+    if (card.querySelector(".ev-fields") || !card.title) { return; }
+    var dl = document.createElement("dl");
+    dl.className = "ev-fields";
+    dl.setAttribute("role", "tooltip");
+    dl.id = "fields-" + card.parentNode.dataset.eventId;
+    card.title.split("\n").forEach(function (line) {
+      var at = line.indexOf(": ");
+      var dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = at < 0 ? line : line.slice(0, at);
+      dd.textContent = at < 0 ? "" : line.slice(at + 2);
+      dl.append(dt, dd);
+    });
+    card.dataset.fields = card.title;
+    card.removeAttribute("title");
+    card.setAttribute("aria-describedby", dl.id);
+    card.appendChild(dl);
+  }
+  function onCard(evt) {
+    var card = evt.target.closest && evt.target.closest(".ev-card");
+    if (card) { showFields(card); }
+  }
+  document.addEventListener("mouseover", onCard);
+  document.addEventListener("focusin", onCard);
+
   // Highlight the commit whose version a read returned, with a line between the two.
   var line = null;
   function clearLink() {

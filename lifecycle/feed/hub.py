@@ -52,6 +52,8 @@ class Subscription:
 
 
 class Hub:
+    """One LiveFeed fanned out to subscribers by task key; one per process, ``get_hub()``."""
+
     def __init__(self, feed_factory: FeedFactory = _default_feed, *, queue_size: int = 256):
         self.feed_factory = feed_factory
         self.queue_size = queue_size
@@ -93,8 +95,9 @@ class Hub:
         tasks = [s.task for subs in self._topics.values() for s in subs if s.task]
         for sub in [s for subs in self._topics.values() for s in subs]:
             self.unsubscribe(sub)
-        if self.feed is not None:
-            await self.feed.stop()
+        if self._task is not None:
+            self._task.cancel()
+            tasks.append(self._task)
         if tasks:
             await asyncio.wait(tasks)
         self.feed = self._task = self._loop = None

@@ -8,10 +8,24 @@ latency, never an event.
 Event ids are not commit order: ids 10 and 11 are taken by two transactions and 11 commits
 first. So the position is not one id but ``high`` (the largest id delivered) plus ``gaps``
 (ids below ``high`` not seen yet). A gap is delivered when its row shows up, and given up
-only once it is provably dead: after a grace period (which covers the moment between
-``nextval()`` and the writer's transaction id being assigned) the feed records the xmax of
-its snapshot; once a later snapshot's xmin is above that xmax, every transaction that could
-have held the id has ended, and since its row is still not visible, it rolled back.
+only once it is provably dead:
+
+1. After a grace period, which covers the microseconds between the writer's ``nextval()``
+   and its transaction id being assigned, the holder of the id has a transaction id.
+2. The feed then takes a *bound*: a fresh transaction id of its own
+   (``pg_current_xact_id()``), larger than every transaction id assigned so far, so
+   larger than the holder's.
+3. Once a later snapshot's xmin is above the bound, every transaction up to it has ended;
+   the id's row is still not visible in that snapshot, so its transaction rolled back.
+
+The snapshot's xmax is not such a bound: it is the latest *completed* transaction id plus
+one, and a running transaction may have a larger id than that (another transaction took an
+id in between and has not ended). Once that one ends, xmin can pass the old xmax while the
+holder still runs; its event would be lost. The bound costs one transaction id per round of gaps
+older than the grace period, which a steady feed without rollbacks never pays.
+
+This assumes an id is used by a transaction right after ``nextval()`` (a column default,
+sequence cache 1), which holds for every writer of ``lifecycle_event``.
 """
 
 from __future__ import annotations
@@ -37,28 +51,34 @@ APPLICATION_NAME = "lifecycle-feed"
 
 OnEvents = Callable[[list[EventRecord]], Awaitable[None]]
 
-# The snapshot is read in a one-row subquery so that an empty result still reports it, and
-# it is the very snapshot the rows were read with (one statement, autocommit).
+# The snapshot's xmin is read in a one-row subquery so that an empty result still reports
+# it, and it is that of the very snapshot the rows were read with (one statement,
+# autocommit). The bound, when asked for, is assigned after that snapshot was taken.
+# Every visible gap is returned (so a gap not returned is invisible), and new rows up to a
+# limit. Two branches rather than one OR: each keeps its index scan in a generic plan,
+# which psycopg's prepared statements come to use.
 FETCH_SQL = """
-SELECT s.xmin, s.xmax,
+SELECT s.xmin, s.bound,
        e.id, e.uuid, e.task_key, e.source, e.kind, e.status, e.at, e.received_at, e.txid, e.body
-  FROM (SELECT pg_snapshot_xmin(c)::text::bigint AS xmin,
-               pg_snapshot_xmax(c)::text::bigint AS xmax
-          FROM pg_current_snapshot() AS c) AS s
+  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+               CASE WHEN %(bound)s THEN pg_current_xact_id()::text::bigint END AS bound) AS s
   LEFT JOIN LATERAL (
-        SELECT * FROM lifecycle_event
-         WHERE id > %(high)s OR id = ANY(%(gaps)s::bigint[])
-         ORDER BY id
-         LIMIT %(limit)s) AS e ON true
+        SELECT * FROM lifecycle_event WHERE id = ANY(%(gaps)s::bigint[])
+        UNION ALL
+        (SELECT * FROM lifecycle_event WHERE id > %(high)s ORDER BY id LIMIT %(limit)s)
+       ) AS e ON true
  ORDER BY e.id
 """
 
-# Where a feed with no start position begins: after the newest event, watching the ids
-# missing among the last few (their transactions may still be open).
+# Where a feed with no start position begins: after the last id handed out (not the
+# largest id committed, which may be far behind after deletes), watching the ids missing
+# among the last few, as their transactions may still be open.
 START_SQL = """
-SELECT id FROM lifecycle_event
- WHERE id > (SELECT coalesce(max(id), 0) FROM lifecycle_event) - %(lookback)s
- ORDER BY id
+SELECT s.last,
+       array(SELECT id FROM lifecycle_event
+              WHERE id > s.last - %(lookback)s AND id <= s.last) AS seen
+  FROM (SELECT coalesce(pg_sequence_last_value(
+                   pg_get_serial_sequence('lifecycle_event', 'id')::regclass), 0) AS last) AS s
 """
 
 # Django's OPTIONS that are not libpq connection parameters.
@@ -101,7 +121,7 @@ class Gap:
     """An id below ``high`` whose row has not been seen."""
 
     first_seen: float  # time.monotonic()
-    xmax: int | None = None  # snapshot xmax recorded once the grace period has passed
+    bound: int | None = None  # a transaction id above its holder's, taken after the grace
 
 
 class FeedState:
@@ -119,14 +139,12 @@ class FeedState:
         """Whether any of these ids (from notifications) is not delivered yet."""
         return any(i > self.high or i in self.gaps for i in ids)
 
-    def observe(
-        self, ids: list[int], *, xmin: int, xmax: int, complete: bool, now: float
-    ) -> list[int]:
-        """Take the ascending ids one fetch returned; return those to deliver.
+    def needs_bound(self, now: float) -> bool:
+        """Whether a gap has outlived the grace period and has no bound yet."""
+        return any(g.bound is None and now - g.first_seen >= self.grace for g in self.gaps.values())
 
-        ``complete`` says the fetch returned every row it asked for (no LIMIT cut), so a
-        gap it did not return is invisible to its snapshot and may be settled.
-        """
+    def observe(self, ids: list[int], now: float) -> list[int]:
+        """Take the ascending ids one fetch returned; return those to deliver."""
         fresh: list[int] = []
         for i in ids:
             if i > self.high:
@@ -135,9 +153,22 @@ class FeedState:
                 fresh.append(i)
             elif self.gaps.pop(i, None) is not None:
                 fresh.append(i)
-        if complete:
-            self._settle(xmin, xmax, now)
         return fresh
+
+    def settle(self, *, xmin: int, bound: int | None, asked_at: float) -> None:
+        """Apply what one fetch proved, after ``observe`` took its rows.
+
+        The fetch returned every gap visible to its snapshot, whose xmin is ``xmin``;
+        ``bound`` is the transaction id it took, if it was asked for one at ``asked_at``.
+        """
+        dead = [i for i, gap in self.gaps.items() if gap.bound is not None and xmin > gap.bound]
+        for i in dead:
+            del self.gaps[i]
+        self.expired += len(dead)
+        if bound is not None:
+            for gap in self.gaps.values():
+                if gap.bound is None and asked_at - gap.first_seen >= self.grace:
+                    gap.bound = bound
 
     def open_gaps(self, start: int, stop: int, now: float) -> None:
         """Mark the ids in ``range(start, stop)`` as not seen yet."""
@@ -163,18 +194,6 @@ class FeedState:
             ids,
         )
 
-    def _settle(self, xmin: int, xmax: int, now: float) -> None:
-        dead = []
-        for i, gap in self.gaps.items():
-            if gap.xmax is None:
-                if now - gap.first_seen >= self.grace:
-                    gap.xmax = xmax
-            elif xmin > gap.xmax:
-                dead.append(i)
-        for i in dead:
-            del self.gaps[i]
-        self.expired += len(dead)
-
 
 class LiveFeed:
     """Follow ``lifecycle_event`` and hand each committed event to ``on_events`` once.
@@ -182,7 +201,7 @@ class LiveFeed:
     Events arrive in batches (what one fetch returned), in arrival order: ascending ids,
     except that an event whose transaction committed late comes when it commits. Run
     ``run()`` in its own task; it reconnects by itself and ends only when cancelled.
-    ``start_after=None`` starts after the newest event (only new events).
+    ``start_after=None`` starts after the last id handed out (only new events).
     """
 
     def __init__(
@@ -254,7 +273,8 @@ class LiveFeed:
                 self.connection_errors += 1
                 if self.connected.is_set():
                     self.last_disconnect = time.monotonic()
-                logger.warning("live feed: %s; reconnecting in %.1fs", str(exc).strip(), delay)
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                logger.warning("live feed: %s; reconnecting in %.1fs", reason, delay)
             finally:
                 self.connected.clear()
                 if conn is not None:
@@ -304,14 +324,14 @@ class LiveFeed:
     async def _start_position(self, conn: psycopg.AsyncConnection[Any]) -> FeedState:
         async with asyncio.timeout(self.query_timeout):
             cur = await conn.execute(START_SQL, {"lookback": self.start_lookback})
-            seen = {row[0] for row in await cur.fetchall()}
-        state = FeedState(0, grace=self._grace, max_gaps=self._max_gaps)
-        if seen:
-            state.high = max(seen)
-            now = time.monotonic()
-            for i in range(max(1, state.high - self.start_lookback + 1), state.high):
-                if i not in seen:
-                    state.gaps[i] = Gap(now)
+            row = await cur.fetchone()
+        assert row is not None
+        last, seen = row[0], set(row[1])
+        state = FeedState(last, grace=self._grace, max_gaps=self._max_gaps)
+        now = time.monotonic()
+        for i in range(max(1, last - self.start_lookback + 1), last + 1):
+            if i not in seen:
+                state.gaps[i] = Gap(now)
         return state
 
     async def _follow(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -347,29 +367,26 @@ class LiveFeed:
         state = self.state
         assert state is not None
         while True:
+            asked_at = time.monotonic()
+            params = {
+                "high": state.high,
+                "gaps": list(state.gaps),
+                "limit": self.batch_size,
+                "bound": state.needs_bound(asked_at),
+            }
             async with asyncio.timeout(self.query_timeout):
                 cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(
-                    FETCH_SQL,
-                    {"high": state.high, "gaps": list(state.gaps), "limit": self.batch_size},
-                )
+                await cur.execute(FETCH_SQL, params)
                 rows = await cur.fetchall()
             self.fetches += 1
             found = [row for row in rows if row["id"] is not None]
-            complete = len(found) < self.batch_size
-            fresh = set(
-                state.observe(
-                    [row["id"] for row in found],
-                    xmin=rows[0]["xmin"],
-                    xmax=rows[0]["xmax"],
-                    complete=complete,
-                    now=time.monotonic(),
-                )
-            )
+            new = sum(1 for row in found if row["id"] > state.high)
+            fresh = set(state.observe([row["id"] for row in found], time.monotonic()))
+            state.settle(xmin=rows[0]["xmin"], bound=rows[0]["bound"], asked_at=asked_at)
             events = [_record(row) for row in found if row["id"] in fresh]
             if events:
                 await self._deliver(events)
-            if complete:
+            if new < self.batch_size:
                 return
 
     async def _deliver(self, events: list[EventRecord]) -> None:
@@ -380,7 +397,9 @@ class LiveFeed:
             # The events count as delivered: redelivering them would break exactly-once
             # for a callback that failed halfway.
             self.callback_errors += 1
-            logger.exception("live feed: on_events failed for events %d..%d", events[0].id, events[-1].id)
+            logger.exception(
+                "live feed: on_events failed for events %d..%d", events[0].id, events[-1].id
+            )
 
 
 def _record(row: dict[str, Any]) -> EventRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from django import template
@@ -14,6 +15,7 @@ SYMBOLS = {"PENDING": "○", "RUNNING": "◐", "COMPLETED": "✓", "FAILED": "�
 
 
 @register.simple_tag
+@functools.lru_cache(maxsize=256)
 def status_chip(status: str | None) -> str:
     label = status or "unknown"
     symbol = SYMBOLS.get(label, "•")
