@@ -43,6 +43,8 @@ KINDS = (
     "stuck",
     "expectation_mismatch",
 )
+# A read proves it began after a commit, by clocks alone, only this long after the write.
+COMMIT_MARGIN = timedelta(milliseconds=250)
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 NOT_FOUND = re.compile(r"does ?not ?exist|not found|no such task", re.IGNORECASE)
 
@@ -131,12 +133,14 @@ def check(
     expected: str | None = None,
     *,
     lifecycle: Lifecycle = LAB_LIFECYCLE,
-    margin: timedelta = timedelta(0),
+    margin: timedelta = COMMIT_MARGIN,
 ) -> list[Finding]:
     """Every anomaly in one task's history, sorted by the first event that proves it.
 
     ``margin`` is how much later than a commit's own clock a read must have begun to
-    count as starting after it, for when the processes' clocks disagree.
+    count as starting after it, when only clocks can tell: a ``db`` event carries the time
+    of the write, and the commit comes after it (by milliseconds, more under load), and
+    processes' clocks may disagree. A snapshot that sees the commit needs no margin.
     """
     history = _History(sorted(events, key=lambda e: e.id), lifecycle, margin)
     findings = [
@@ -375,8 +379,12 @@ def _duplicate_executions(h: _History) -> Iterator[Finding]:
             elif old == running and e.status not in h.lifecycle.terminal:
                 entered = None  # a failed attempt handed back for a retry
     claimed: set[int] = set()
+    unclaimed = [b for _, b, _ in entries]
     for first, again in starts:
-        rows = [b for _, b, start in entries if start is again]
+        # The row entry of this second start: the one it preceded, else (broker events
+        # reach the table through the ingestor, after the trigger's rows) the first left.
+        rows = [b for _, b, start in entries if start is again] or unclaimed[:1]
+        unclaimed = [b for b in unclaimed if b not in rows]
         claimed.update(b.id for b in rows)
         row = f", and transaction {rows[0].txid} put the row in {running} again" if rows else ""
         yield Finding(
