@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from lifecycle import probe
+from lifecycle import checks, probe
 from lifecycle.models import Run
 from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
 
@@ -33,6 +33,7 @@ def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "resubmit_of": run.resubmit_of_id,
         "resubmits": list(run.resubmits.values_list("id", flat=True)),
+        "findings": checks.findings_json(run.task_key) if run.task_key else [],
         "url": request.build_absolute_uri(reverse("lifecycle:run", args=[run.id])),
         "api_url": request.build_absolute_uri(reverse("lifecycle:api-run", args=[run.id])),
     }

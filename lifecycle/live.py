@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from django.template.loader import render_to_string
 
 from lifecycle.queries import TaskSummary
-from lifecycle.render import events_html
+from lifecycle.render import event_html, events_html
 from lifecycle.timeline import EventView
 
 
@@ -52,3 +52,14 @@ def task_rows_fragment(summaries: Iterable[TaskSummary], shown: set[str]) -> str
         render_to_string("lifecycle/_task_row.html", {"summary": s}) for s in summaries
     )
     return f'{deletes}<div hx-swap-oob="afterbegin:#task-rows">{rows}</div>'
+
+
+def findings_fragment(findings: list, expected: str | None) -> str:
+    return render_to_string(
+        "lifecycle/_findings.html", {"findings": findings, "expected": expected}
+    )
+
+
+def replace_events_fragment(views: Iterable[EventView]) -> str:
+    """Re-render events already shown (their finding marks changed), in place."""
+    return "".join(event_html(v) for v in views)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.functions import RandomUUID
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models.functions import Now
 
@@ -75,3 +77,29 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.id} {self.scenario} {self.state} {self.verdict or ''}"
+
+
+class TaskCheck(models.Model):
+    """The checker's findings for one task, kept so the home page can filter by them.
+
+    Recomputed whenever the task's event count or newest id moved since (an event that
+    commits late with a lower id still changes the count).
+    """
+
+    task_key = models.TextField(primary_key=True)
+    event_count = models.IntegerField()
+    last_event_id = models.BigIntegerField()
+    expected = models.CharField(max_length=32, null=True, blank=True)
+    kinds = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+    checked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "lifecycle_task_check"
+        indexes = [
+            GinIndex(fields=["kinds"], name="lifecycle_task_check_kinds"),
+            models.Index(fields=["-last_event_id"], name="lifecycle_task_check_last"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_key}: {', '.join(self.kinds) or 'no finding'}"

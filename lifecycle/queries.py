@@ -80,6 +80,30 @@ def recent_tasks(page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSum
     return summaries(rows), total
 
 
+def tasks_with_findings(kind: str | None, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSummary], int]:
+    """Tasks whose history has a finding (of ``kind``, if given), newest activity first."""
+    from lifecycle import checks
+    from lifecycle.models import TaskCheck
+
+    checks.refresh()  # every task whose history moved since it was last checked
+    matching = TaskCheck.objects.exclude(kinds=[])
+    if kind:
+        matching = matching.filter(kinds__contains=[kind])
+    total = matching.count()
+    offset = (page - 1) * per_page
+    keys = list(
+        matching.order_by("-last_event_id").values_list("task_key", flat=True)[offset : offset + per_page]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_key, max(id), min(at), count(*) FROM lifecycle_event "
+            "WHERE task_key = ANY(%s) GROUP BY task_key ORDER BY max(id) DESC",
+            [keys],
+        )
+        rows = cursor.fetchall()
+    return summaries(rows), total
+
+
 def task_summary(task_key: str) -> TaskSummary | None:
     with connection.cursor() as cursor:
         cursor.execute(

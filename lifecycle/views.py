@@ -10,13 +10,14 @@ from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET, require_POST
 
-from django.utils.safestring import mark_safe
-
-from lifecycle import probe, queries
-from lifecycle.render import events_html
+from lifecycle import checks, probe, queries
+from lifecycle.checker import KINDS
+from lifecycle.findings import finding_views, pin
 from lifecycle.models import Run
+from lifecycle.render import events_html
 from lifecycle.scenarios import CATALOGUE, Scenario, UnknownScenario, get_scenario
 from lifecycle.timeline import LANES, TERMINAL, TimelineBuilder, current_status, in_time_order
 
@@ -31,21 +32,33 @@ def _page(request: HttpRequest) -> int:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     page = _page(request)
-    tasks, total = queries.recent_tasks(page)
+    wanted = request.GET.get("findings", "")
+    if wanted and wanted != "any" and wanted not in KINDS:
+        wanted = ""
+    if wanted:
+        tasks, total = queries.tasks_with_findings(None if wanted == "any" else wanted, page)
+    else:
+        tasks, total = queries.recent_tasks(page)
+    checked = checks.refresh([t.task_key for t in tasks])
+    for task in tasks:
+        task.findings = checked[task.task_key].kinds if task.task_key in checked else []
     pages = max(1, -(-total // queries.PAGE_SIZE))
     return render(request, "lifecycle/home.html", {
-        "tasks": tasks, "total": total, "page": page, "pages": pages,
-        "scenarios": list(CATALOGUE.values()), "token": uuid.uuid4().hex,
+        "tasks": tasks, "total": total, "page": page, "pages": pages, "wanted": wanted,
+        "kinds": KINDS, "scenarios": list(CATALOGUE.values()), "token": uuid.uuid4().hex,
     })
 
 
-def timeline_context(task_key: str) -> dict:
+def timeline_context(task_key: str, expected: str | None = None) -> dict:
     records = in_time_order(queries.task_events(task_key))
     views = TimelineBuilder().extend(records)
+    findings = checks.findings_for(records, expected)
+    pin(views, findings)
     status = current_status(records)
     return {
         "task_key": task_key, "events": views, "events_html": mark_safe(events_html(views)),
-        "lanes": LANES, "status": status,
+        "findings": finding_views(findings, records), "finding_objects": findings,
+        "expected": expected, "lanes": LANES, "status": status,
         "event_count": len(records), "live": status not in TERMINAL or _recent(records),
     }
 
@@ -61,7 +74,7 @@ def _recent(records) -> bool:
 
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
-    context = timeline_context(task_key)
+    context = timeline_context(task_key, checks.expected_for(task_key))
     runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
     if not context["events"] and not runs:
         raise Http404(f"no event for task {task_key}")
@@ -71,7 +84,9 @@ def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
 @require_GET
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
-    context = timeline_context(run.task_key) if run.task_key else {"live": False}
+    context = (
+        timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
+    )
     if run.state != Run.State.DONE:
         context["live"] = True
     return render(request, "lifecycle/run.html", {
@@ -144,12 +159,14 @@ async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @require_GET
 def timeline_json(request: HttpRequest, task_key: str) -> JsonResponse:
-    context = timeline_context(task_key)
+    context = timeline_context(task_key, checks.expected_for(task_key))
     if not context["events"]:
         return JsonResponse({"error": f"no event for task {task_key}"}, status=404)
     return JsonResponse({
         "task": task_key,
         "status": context["status"],
+        "expected": context["expected"],
         "order": "time at source, then event id",
+        "findings": [f.as_json() for f in context["finding_objects"]],
         "events": [view.as_json() for view in context["events"]],
     })
