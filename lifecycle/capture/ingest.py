@@ -35,7 +35,7 @@ INSERT INTO lifecycle_event ({COLUMNS}, received_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
 ON CONFLICT (uuid) DO NOTHING
 """
-CREATE_STAGING = f"""
+CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS lifecycle_ingest_batch (
     n int, uuid uuid, task_key text, source text, kind text, status text,
     at timestamptz, txid bigint, body jsonb
@@ -48,6 +48,8 @@ SELECT {COLUMNS}, clock_timestamp() FROM lifecycle_ingest_batch ORDER BY n
 ON CONFLICT (uuid) DO NOTHING
 """
 REASON_HEADER = "x-lifecycle-reason"
+# Django's own keys in DATABASES OPTIONS, which libpq would refuse.
+DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "pool", "assume_role"}
 
 
 def ingest_queue_name(namespace: str | None = None) -> str:
@@ -67,13 +69,22 @@ def declare_topology(channel: Any, namespace: str | None = None) -> None:
     channel.queue_declare(dead_queue_name(namespace), durable=True)
 
 
-def database_conninfo(application_name: str = "lifecycle-ingest") -> str:
-    """A libpq connection string for Django's default database (honours the test DB name)."""
+def database_conninfo(application_name: str | None = "lifecycle-ingest") -> str:
+    """A libpq connection string for Django's default database (honours the test DB name).
+
+    ``application_name`` (what the capture trigger records as the writer) replaces the one
+    in the settings; pass None to keep that.
+    """
     from django.db import connections
 
     db = connections["default"].settings_dict
-    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
-    options.setdefault("application_name", application_name)
+    options = {
+        k: str(v)
+        for k, v in (db.get("OPTIONS") or {}).items()
+        if k not in DJANGO_ONLY_OPTIONS and isinstance(v, str | int)
+    }
+    if application_name:
+        options["application_name"] = application_name
     params = {
         "dbname": db.get("NAME"),
         "user": db.get("USER"),
@@ -92,16 +103,14 @@ class IngestStats:
     dead: int = 0
     batches: int = 0
     db_retries: int = 0
+    db_seconds: float = 0.0  # spent storing batches (a share of the run: the rest is AMQP)
 
     def line(self) -> str:
         return (
             f"received {self.received}, stored {self.stored}, duplicates {self.duplicates}, "
-            f"dead-lettered {self.dead}, batches {self.batches}, database retries {self.db_retries}"
+            f"dead-lettered {self.dead}, batches {self.batches}, "
+            f"database retries {self.db_retries}, {self.db_seconds:.1f}s in the database"
         )
-
-
-class _RowRejected(Exception):
-    """The database refused one event's values: it goes to the dead-letter queue."""
 
 
 # Errors that say "these values", not "the database": a batch hitting one is retried row by
@@ -162,7 +171,9 @@ class Ingestor:
                     return self.stats  # the unacked batch goes back to the queue on close
                 except pika.exceptions.AMQPError as exc:
                     # Unacked deliveries go back to the queue; what was committed is harmless.
-                    logger.warning("ingest: RabbitMQ connection lost (%r); retry in %.1fs", exc, backoff)
+                    logger.warning(
+                        "ingest: RabbitMQ connection lost (%r); retry in %.1fs", exc, backoff
+                    )
                     self._close_amqp()
                     self._sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
@@ -186,7 +197,9 @@ class Ingestor:
                     started = now
                 batch.append((method, properties, body))
             if batch and (
-                method is None or len(batch) >= self.batch_size or now - started >= self.batch_seconds
+                method is None
+                or len(batch) >= self.batch_size
+                or now - started >= self.batch_seconds
             ):
                 self._process(batch)
                 batch = []
@@ -200,7 +213,6 @@ class Ingestor:
 
     def _process(self, batch: list[tuple[Any, Any, bytes]]) -> None:
         """Insert the good events of a batch, dead-letter the bad, then ack all of it."""
-        self.stats.received += len(batch)
         good: list[tuple[int, events.IncomingEvent]] = []
         dead: list[tuple[int, str]] = []
         for i, (_, _, body) in enumerate(batch):
@@ -208,16 +220,21 @@ class Ingestor:
                 good.append((i, events.parse_message(body)))
             except events.MalformedEvent as exc:
                 dead.append((i, str(exc)))
+            except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+                dead.append((i, f"cannot parse: {type(exc).__name__}: {exc}"))
         if good:
+            start = time.perf_counter()
             stored, rejected = self._store(good)
+            self.stats.db_seconds += time.perf_counter() - start
             self.stats.stored += stored
             self.stats.duplicates += len(good) - len(rejected) - stored
             dead.extend(rejected)
         for i, reason in sorted(dead):
             self._dead_letter(*batch[i], reason)
+        self._channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        self.stats.received += len(batch)
         self.stats.dead += len(dead)
         self.stats.batches += 1
-        self._channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
 
     # -- the database -----------------------------------------------------------------------
 
@@ -236,7 +253,11 @@ class Ingestor:
                         return self._insert(db, rows), []
                 except DATA_ERRORS:
                     return self._insert_one_by_one(db, good, rows)
-            except (psycopg.OperationalError, psycopg.InterfaceError, psycopg.ProgrammingError) as exc:
+            except (
+                psycopg.OperationalError,
+                psycopg.InterfaceError,
+                psycopg.ProgrammingError,
+            ) as exc:
                 # ProgrammingError too (e.g. the table is missing): only an operator can fix
                 # it, and dead-lettering every event in the meantime would lose them.
                 self.stats.db_retries += 1
@@ -354,4 +375,13 @@ class _Stopped(Exception):
 
 def _row(event: events.IncomingEvent) -> tuple[Any, ...]:
     body = json.dumps(event.body, ensure_ascii=False, separators=(",", ":"))
-    return (event.uuid, event.task_key, event.source, event.kind, event.status, event.at, event.txid, body)
+    return (
+        event.uuid,
+        event.task_key,
+        event.source,
+        event.kind,
+        event.status,
+        event.at,
+        event.txid,
+        body,
+    )

@@ -48,7 +48,9 @@ class LifecycleLogHandler(logging.Handler):
         try:
             publisher = self._publisher or get_publisher()
             publisher.publish(
-                events.make_message(source="log", kind=self.kind(record), task=task, body=self.body(record))
+                events.make_message(
+                    source="log", kind=self.kind(record), task=task, body=self.body(record)
+                )
             )
         except Exception:
             self.handleError(record)

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
 _ATTEMPT = "_lifecycle_attempt"  # stored on the MessageProxy at start, read by ack/fail/nack
+_DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
 
 
 def default_task_key(message: Any) -> str:
@@ -42,11 +43,16 @@ def default_task_key(message: Any) -> str:
 
 
 def _configured_task_key() -> TaskKey:
-    from django.conf import settings
-    from django.utils.module_loading import import_string
+    """The function named by ``settings.LIFECYCLE_TASK_KEY``, else ``default_task_key``."""
+    try:
+        from django.conf import settings
+        from django.utils.module_loading import import_string
 
-    path = getattr(settings, "LIFECYCLE_TASK_KEY", None)
-    return import_string(path) if path else default_task_key
+        path = getattr(settings, "LIFECYCLE_TASK_KEY", None)
+        return import_string(path) if path else default_task_key
+    except Exception:
+        logger.warning("lifecycle middleware: LIFECYCLE_TASK_KEY unusable", exc_info=True)
+        return default_task_key
 
 
 class LifecycleEvents(dramatiq.Middleware):
@@ -57,6 +63,7 @@ class LifecycleEvents(dramatiq.Middleware):
     ) -> None:
         self._task_key = task_key
         self._publisher = publisher
+        self._moving = threading.local()
         self.errors = 0  # hooks that failed (and were swallowed)
 
     def task_key(self, message: Any) -> str:
@@ -70,7 +77,21 @@ class LifecycleEvents(dramatiq.Middleware):
 
     # -- hooks ------------------------------------------------------------------------------
 
+    def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        # A delayed message is enqueued twice: onto the delay queue (the step we report), then
+        # by a worker moving it to its queue when due. The mark tells the second one apart.
+        try:
+            if delay is not None:
+                message.options[_DELAYED] = True
+            elif message.options.pop(_DELAYED, False):
+                self._moving.message_id = message.message_id
+        except Exception:
+            self._swallow("before_enqueue")
+
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        if getattr(self._moving, "message_id", None) == message.message_id:
+            self._moving.message_id = None
+            return
         retries = message.options.get("retries") or 0
         kind = "retry" if retries > 0 else "enqueue"
         self._emit(kind, message, attempt=retries + 1, delay=delay)

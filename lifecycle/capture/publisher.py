@@ -66,7 +66,13 @@ class Publisher:
         self.max_backoff = max_backoff
         self._reset()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (p := ref()) is not None and p._reset())
+
+        def after_fork_in_child() -> None:
+            publisher = ref()
+            if publisher is not None:
+                publisher._reset()
+
+        os.register_at_fork(after_in_child=after_fork_in_child)
 
     def _reset(self) -> None:
         """Fresh state for this process: after ``__init__`` and in a forked child."""
@@ -74,7 +80,6 @@ class Publisher:
         self._lock = threading.Lock()
         self._queue: queue.Queue[tuple[str, bytes, str | None]] = queue.Queue(self.maxsize)
         self._thread: threading.Thread | None = None
-        self._closed = False
         self._published = self._dropped = self._failed = 0
         self._last_warning = float("-inf")
         self._suppressed = 0

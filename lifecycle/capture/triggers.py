@@ -131,10 +131,13 @@ def install(table: str, key: str, status: str, *, replace: bool = False) -> Watc
             key=sql.Literal(key),
             status=sql.Literal(status),
         )
-        with transaction.atomic():
-            if existing is not None:
-                cur.execute(_drop_statement(found))
-            cur.execute(create.as_string(_raw(cur)))
+        try:
+            with transaction.atomic():
+                if existing is not None:
+                    cur.execute(_drop_statement(found))
+                cur.execute(_render(create))
+        except DatabaseError as exc:  # e.g. another session installed it meanwhile
+            raise CaptureError(f"cannot install on {found.name}: {str(exc).strip()}") from None
     return WatchedTable(found.schema, found.table, key, status)
 
 
@@ -209,10 +212,10 @@ def _drop_statement(table: _Table) -> str:
     query = sql.SQL("DROP TRIGGER {trigger} ON {table}").format(
         trigger=sql.Identifier(TRIGGER_NAME), table=table.identifier
     )
-    return query.as_string(_raw(None))
+    return _render(query)
 
 
-def _raw(cur: Any) -> Any:
-    """The psycopg connection under Django's, to render composed SQL with its encoding."""
+def _render(query: sql.Composable) -> str:
+    """Composed SQL as text, rendered by the psycopg connection under Django's."""
     connection.ensure_connection()
-    return connection.connection
+    return query.as_string(connection.connection)

@@ -14,7 +14,9 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it
+# is open, which would break the asyncio tests that run after the browser tests.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         skip_or_fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")
@@ -38,7 +40,12 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
+def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests
     # are plain synchronous reads of the test database, which Django would otherwise refuse.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    yield
+    # Opened inside Playwright's context, this connection is not one pytest-django closes.
+    from django.db import connections
+
+    connections.close_all()

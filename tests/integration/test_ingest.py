@@ -1,0 +1,583 @@
+"""Capture over RabbitMQ, end to end: the publisher, the Dramatiq middleware, the log
+handler, and the ingestor that stores events (once) or dead-letters them (with a reason).
+
+Real PostgreSQL and RabbitMQ; every RabbitMQ name is under ``LIFECYCLE_NAMESPACE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import dramatiq
+import pika
+import pytest
+from django.conf import settings
+from django.db import connection
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import default_middleware
+
+from lifecycle import events
+from lifecycle.capture.context import current_task, task_context
+from lifecycle.capture.ingest import (
+    REASON_HEADER,
+    Ingestor,
+    database_conninfo,
+    dead_queue_name,
+    declare_topology,
+    ingest_queue_name,
+)
+from lifecycle.capture.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
+from lifecycle.capture.middleware import LifecycleEvents
+from lifecycle.capture.publisher import Publisher
+from lifecycle.models import Event
+from tests.services import require_postgres, require_rabbitmq
+
+require_postgres()
+require_rabbitmq()
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def channel() -> Iterator[Any]:
+    """A channel on the test namespace's topology, with the ingest and dead queues empty."""
+    conn = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    ch = conn.channel()
+    declare_topology(ch)
+    ch.queue_purge(ingest_queue_name())
+    ch.queue_purge(dead_queue_name())
+    yield ch
+    conn.close()
+
+
+@pytest.fixture
+def tap(channel: Any) -> Callable[..., list[tuple[Any, Any, bytes]]]:
+    """A private queue bound to every event on the exchange; call it to drain what arrived."""
+    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    channel.queue_bind(queue, settings.LIFECYCLE_EXCHANGE, routing_key="#")
+
+    def drain() -> list[tuple[Any, Any, bytes]]:
+        got: list[tuple[Any, Any, bytes]] = []
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return got
+            got.append((method, properties, body))
+
+    return drain
+
+
+def queue_state(channel: Any, name: str) -> tuple[int, int]:
+    """(ready messages, consumers) of a queue."""
+    ok = channel.queue_declare(name, passive=True).method
+    return ok.message_count, ok.consumer_count
+
+
+def publish_raw(channel: Any, body: bytes, routing_key: str = "broker.enqueue") -> None:
+    channel.basic_publish(
+        settings.LIFECYCLE_EXCHANGE, routing_key, body, pika.BasicProperties(delivery_mode=2)
+    )
+
+
+def stored(uuids: list[str]) -> Counter[str]:
+    return Counter(
+        str(u) for u in Event.objects.filter(uuid__in=uuids).values_list("uuid", flat=True)
+    )
+
+
+def message(task: str, kind: str = "enqueue", **body: Any) -> dict[str, Any]:
+    return events.make_message(source="broker", kind=kind, task=task, body=body)
+
+
+# -- the ingestor --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ingestor(transactional_db: None, channel: Any, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """``manage.py lifecycle ingest`` as its own process, on pytest-django's test database."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    url = f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "LIFECYCLE_NAMESPACE": settings.LIFECYCLE_NAMESPACE,
+        "LOG_LEVEL": "INFO",
+    }
+    log = (tmp_path / "ingest.log").open("w+")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "lifecycle",
+            "ingest",
+            "--batch-ms",
+            "20",
+            "--log-every",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        wait_for(
+            lambda: queue_state(channel, ingest_queue_name())[1] >= 1 or proc.poll() is not None
+        )
+        assert proc.poll() is None, Path(log.name).read_text()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def test_good_events_are_stored_once_and_malformed_ones_dead_lettered(ingestor, channel):
+    # Given good messages interleaved with malformed ones
+    good = [message(f"ingest-{i}", n=i) for i in range(7)]
+    missing_kind = message("ingest-bad")
+    del missing_kind["kind"]
+    malformed = [
+        (b"{this is not json", "not JSON"),
+        (events.encode(missing_kind), "missing field 'kind'"),
+        (events.encode(message("ingest-bad", kind="explode")), "unknown kind 'explode'"),
+        (events.encode(message("ingest-bad", pad="x" * 70_000)), "over the 65536 limit"),
+        (b"[" * 30_000 + b"]" * 30_000, "cannot parse: RecursionError"),
+    ]
+    stream = [events.encode(good[0])]
+    for (raw, _), g in zip(malformed, good[1:6], strict=True):
+        stream += [raw, events.encode(g)]
+
+    # When they are published, then a good one is redelivered (twice, in one later batch)
+    for raw in stream:
+        publish_raw(channel, raw)
+    uuids = [g["uuid"] for g in good]
+    wait_for(lambda: sum(stored(uuids).values()) == 6, what="the six good events")
+    for _ in range(2):
+        publish_raw(channel, events.encode(good[1]))
+    publish_raw(channel, events.encode(good[6]))  # a marker after the duplicates
+    wait_for(lambda: stored(uuids)[good[6]["uuid"]], what="the event after the duplicates")
+
+    # Then every good event is stored exactly once, with its fields
+    assert stored(uuids) == Counter(uuids)
+    row = Event.objects.get(uuid=good[3]["uuid"])
+    assert (row.source, row.kind, row.task_key, row.body) == (
+        "broker",
+        "enqueue",
+        "ingest-3",
+        {"n": 3},
+    )
+    assert row.received_at >= row.at
+
+    # and each malformed message is in the dead-letter queue, intact, with its reason
+    wait_for(
+        lambda: queue_state(channel, dead_queue_name())[0] == len(malformed), what="dead letters"
+    )
+    dead = [channel.basic_get(dead_queue_name(), auto_ack=True) for _ in malformed]
+    for (_, properties, body), (raw, reason) in zip(dead, malformed, strict=True):
+        assert body == raw
+        assert reason in properties.headers[REASON_HEADER]
+        assert properties.headers["x-lifecycle-routing-key"] == "broker.enqueue"
+
+    # and the ingestor is still running, with nothing left unacked
+    assert ingestor.poll() is None
+    assert queue_state(channel, ingest_queue_name())[0] == 0
+
+
+def test_the_ingestor_stops_gracefully_on_sigterm(ingestor, channel):
+    good = message("ingest-stop")
+    publish_raw(channel, events.encode(good))
+    wait_for(lambda: stored([good["uuid"]]), what="the event")
+
+    ingestor.send_signal(signal.SIGTERM)
+
+    assert ingestor.wait(15) == 0
+    text = Path(ingestor.log.name).read_text()
+    assert "SIGTERM received, finishing the current batch" in text
+    assert "ingest: stopped; received 1, stored 1" in text
+
+
+def run_in_thread(ingestor: Ingestor, **kwargs: Any) -> threading.Thread:
+    thread = threading.Thread(target=ingestor.run, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_acked_while_the_database_is_down(channel):
+    # Given an ingestor whose database refuses connections
+    # (in a thread: the test needs to see its counters and swap its database)
+    down = Ingestor(conninfo="host=127.0.0.1 port=1 dbname=x connect_timeout=1", batch_ms=20)
+    thread = run_in_thread(down)
+    wait_for(lambda: queue_state(channel, ingest_queue_name())[1] == 1, what="the consumer")
+
+    # When events arrive, they are retried, not stored and not acked
+    good = [message(f"ingest-down-{i}") for i in range(3)]
+    for m in good:
+        publish_raw(channel, events.encode(m))
+    wait_for(lambda: down.stats.db_retries >= 2, what="database retries")
+    assert down.stats.stored == 0
+    down.stop()
+    thread.join(15)
+    assert not thread.is_alive()
+    # Then stopping gives them back to the queue: nothing was lost
+    wait_for(lambda: queue_state(channel, ingest_queue_name()) == (3, 0), what="requeued events")
+
+    # and an ingestor with a working database stores them
+    up = Ingestor(conninfo=database_conninfo(), batch_ms=20)
+    run_in_thread(up, until=lambda s: s.stored >= 3).join(15)
+    assert stored([m["uuid"] for m in good]) == Counter(m["uuid"] for m in good)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", ["copy", "executemany"])
+def test_values_the_database_rejects_cost_only_their_own_event(channel, method):
+    # Given a batch where one event is valid JSON the database refuses (a NUL in text)
+    good = [message(f"ingest-nul-{i}") for i in range(3)]
+    bad = message("ingest-nul-bad", note="a\u0000b")
+    for raw in [good[0], bad, good[1], good[2]]:
+        publish_raw(channel, events.encode(raw))
+
+    ingestor = Ingestor(conninfo=database_conninfo(), batch_ms=200, method=method)
+    run_in_thread(ingestor, until=lambda s: s.received >= 4).join(15)
+
+    # Then the good ones are stored and the bad one is dead-lettered with the database's reason
+    assert stored([m["uuid"] for m in good]) == Counter(m["uuid"] for m in good)
+    assert (ingestor.stats.stored, ingestor.stats.dead) == (3, 1)
+    _, properties, body = channel.basic_get(dead_queue_name(), auto_ack=True)
+    assert body == events.encode(bad)
+    assert properties.headers[REASON_HEADER].startswith("rejected by the database")
+
+
+# -- the publisher -------------------------------------------------------------------------
+
+
+def test_published_events_reach_the_exchange_routed_and_persistent(tap):
+    publisher = Publisher()
+    sent = [
+        message("pub-1", kind="start"),
+        events.make_message(source="api", kind="read", task="pub-1"),
+    ]
+
+    for m in sent:
+        publisher.publish(m)
+
+    assert publisher.flush(5)
+    got = wait_for(lambda: tap(), what="published events")
+    assert [(d.routing_key, p.delivery_mode, body) for d, p, body in got] == [
+        ("broker.start", 2, events.encode(sent[0])),
+        ("api.read", 2, events.encode(sent[1])),
+    ]
+    assert publisher.stats().published == 2
+    assert publisher.close(2)
+
+
+def test_publish_neither_raises_nor_blocks_when_rabbitmq_is_unreachable():
+    publisher = Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F", exchange="nowhere")
+
+    timings = []
+    for i in range(200):
+        start = time.perf_counter()
+        publisher.publish(message(f"pub-down-{i}"))
+        timings.append(time.perf_counter() - start)
+    publisher.publish({"not": "an event"})  # nor when the message is wrong
+
+    # A few ms at worst (a GIL hand-over can take the 5 ms switch interval); microseconds usually.
+    assert max(timings) < 0.02, max(timings)
+    assert sorted(timings)[len(timings) // 2] < 0.001
+    assert publisher.flush(10)
+    stats = publisher.stats()
+    assert stats.published == 0
+    assert stats.failed + stats.dropped == 201
+    assert stats.dropped >= 1
+
+
+def test_publish_does_not_block_when_rabbitmq_hangs():
+    # Given a "broker" that accepts TCP connections and never speaks AMQP
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    publisher = Publisher(
+        url=f"amqp://guest:guest@127.0.0.1:{port}/%2F", exchange="x", maxsize=10, connect_timeout=1
+    )
+    try:
+        # When many events are published while its thread is stuck connecting
+        start = time.perf_counter()
+        for i in range(500):
+            publisher.publish(message(f"pub-hang-{i}"))
+        elapsed = time.perf_counter() - start
+
+        # Then publish returned at once, dropping what did not fit the bounded queue
+        assert elapsed < 0.2, elapsed
+        assert publisher.stats().dropped >= 480
+    finally:
+        silent.close()
+    assert publisher.flush(15)
+    stats = publisher.stats()
+    assert (stats.published, stats.failed + stats.dropped) == (0, 500)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_publishes_through_its_own_thread(tap):
+    publisher = Publisher()
+    parent = message("pub-fork", who="parent")
+    publisher.publish(parent)
+    assert publisher.flush(5)
+
+    child_message = message("pub-fork", who="child")
+    pid = os.fork()
+    if pid == 0:  # the child: like a Dramatiq worker process
+        code = 1
+        try:
+            publisher.publish(child_message)
+            code = 0 if publisher.close(5) and publisher.stats().published == 1 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    got = wait_for(lambda: tap(), what="events")
+    got += tap() if len(got) < 2 else []
+    assert sorted(events.parse_message(b).body["who"] for _, _, b in got) == ["child", "parent"]
+    # The parent's thread still works after the fork.
+    publisher.publish(message("pub-fork", who="parent again"))
+    assert publisher.flush(5) and publisher.stats().published == 2
+    publisher.close(2)
+
+
+# -- the log handler -----------------------------------------------------------------------
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+
+@pytest.fixture
+def log_handler() -> Iterator[tuple[logging.Logger, Collector]]:
+    collector = Collector()
+    handler = LifecycleLogHandler("api", publisher=collector)  # type: ignore[arg-type]
+    logger = logging.getLogger("tests.capture")
+    logger.addHandler(handler)
+    yield logger, collector
+    logger.removeHandler(handler)
+
+
+def test_a_tasks_warnings_become_log_events(log_handler):
+    logger, collector = log_handler
+
+    logger.warning("outside any task")
+    with task_context("task-7"):
+        logger.info("too quiet to report")
+        logger.warning("disk %s%% full", 91)
+        try:
+            raise ZeroDivisionError("division by zero")
+        except ZeroDivisionError:
+            logger.exception("gave up")
+        logger.critical("on fire")
+    logger.error("after the task")
+
+    assert [(m["task"], m["kind"]) for m in collector.messages] == [
+        ("task-7", "warning"),
+        ("task-7", "error"),
+        ("task-7", "critical"),
+    ]
+    warning, error, _ = (m["body"] for m in collector.messages)
+    assert warning["message"] == "disk 91% full"
+    assert (warning["logger"], warning["process_role"], warning["pid"]) == (
+        "tests.capture",
+        "api",
+        os.getpid(),
+    )
+    assert warning["exception"] is None
+    assert "ZeroDivisionError: division by zero" in error["exception"]
+    assert all(events.parse_message(events.encode(m)) for m in collector.messages)
+
+
+def test_log_events_are_bounded_and_never_about_capture_itself(log_handler):
+    logger, collector = log_handler
+    handler = logger.handlers[-1]
+
+    def deep(n: int) -> None:
+        if n == 0:
+            raise RuntimeError("x" * 20_000)
+        deep(n - 1)
+
+    with task_context("task-8"):
+        try:
+            deep(50)
+        except RuntimeError:
+            logger.exception("deep failure")
+        for name in ("pika.connection", "lifecycle.capture.publisher"):
+            handler.handle(logging.LogRecord(name, logging.ERROR, __file__, 1, "noise", None, None))
+
+    (only,) = collector.messages
+    assert len(only["body"]["exception"]) <= MAX_EXCEPTION_CHARS + 1
+    assert only["body"]["exception"].rstrip().endswith("x" * 100)
+    assert len(events.encode(only)) < events.MAX_MESSAGE_BYTES
+
+
+# -- the Dramatiq middleware, with a real worker -------------------------------------------
+
+
+@pytest.fixture
+def worker_broker(tap: Callable[[], list]) -> Iterator[tuple[RabbitmqBroker, str]]:
+    broker = RabbitmqBroker(
+        url=settings.AMQP_URL, middleware=[m() for m in default_middleware] + [LifecycleEvents()]
+    )
+    queue = f"{settings.LIFECYCLE_NAMESPACE}.capture-test"
+    handler = LifecycleLogHandler("worker")
+    logging.getLogger().addHandler(handler)
+    yield broker, queue
+    logging.getLogger().removeHandler(handler)
+    for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+        broker.channel.queue_delete(name)
+    broker.close()
+
+
+def broker_events(got: list[tuple[Any, Any, bytes]], task: str) -> list[events.IncomingEvent]:
+    parsed = [events.parse_message(body) for _, _, body in got]
+    return [e for e in parsed if e.task_key == task]
+
+
+def test_the_middleware_reports_each_broker_step_with_its_attempt(worker_broker, tap):
+    broker, queue = worker_broker
+    calls: Counter[str] = Counter()
+    log = logging.getLogger("tests.capture.actor")
+
+    def ok(task_id: str) -> None:
+        assert current_task.get() == task_id  # the middleware set the current task
+
+    def flaky(key: str) -> None:
+        calls[key] += 1
+        if calls[key] == 1:
+            log.warning("attempt %d of %s is failing", calls[key], key)
+            raise ValueError("boom")
+
+    def doomed(key: str) -> None:
+        raise ValueError("never works")
+
+    options = {"broker": broker, "queue_name": queue, "min_backoff": 10, "max_backoff": 20}
+    actors = [
+        dramatiq.actor(ok, actor_name="capture_test_ok", **options),
+        dramatiq.actor(flaky, actor_name="capture_test_flaky", max_retries=3, **options),
+        dramatiq.actor(doomed, actor_name="capture_test_doomed", max_retries=0, **options),
+    ]
+    keys = {
+        name: f"mw-{name}-{uuid.uuid4().hex[:8]}" for name in ("ok", "delayed", "flaky", "doomed")
+    }
+
+    # Given a worker with the middleware
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    try:
+        # When one message succeeds, one fails then succeeds on retry, one fails for good
+        sent = {
+            "ok": actors[0].send(task_id=keys["ok"]),
+            "delayed": actors[0].send_with_options(kwargs={"task_id": keys["delayed"]}, delay=30),
+            "flaky": actors[1].send(keys["flaky"]),
+            "doomed": actors[2].send(keys["doomed"]),
+        }
+        got: list[tuple[Any, Any, bytes]] = []
+
+        def all_arrived() -> bool:
+            got.extend(tap())
+            kinds = [e.kind for e in broker_events(got, keys["flaky"])]
+            return (
+                len(broker_events(got, keys["ok"])) >= 3
+                and "ack" in [e.kind for e in broker_events(got, keys["delayed"])]
+                and "ack" in kinds
+                and "nack" in [e.kind for e in broker_events(got, keys["doomed"])]
+            )
+
+        wait_for(all_arrived, what="the broker events")
+        time.sleep(0.2)
+        got.extend(tap())
+    finally:
+        worker.stop()
+
+    def steps(name: str, source: str = "broker") -> list[tuple[str, int]]:
+        return [
+            (e.kind, e.body["attempt"])
+            for e in broker_events(got, keys[name])
+            if e.source == source
+        ]
+
+    # Then each message's steps are reported, with attempt numbers
+    assert Counter(steps("ok")) == Counter([("enqueue", 1), ("start", 1), ("ack", 1)])
+    # A delayed message is one enqueue (with its delay), not a second one when it comes due.
+    assert Counter(steps("delayed")) == Counter([("enqueue", 1), ("start", 1), ("ack", 1)])
+    (delayed_enqueue,) = [e for e in broker_events(got, keys["delayed"]) if e.kind == "enqueue"]
+    assert delayed_enqueue.body["delay"] == 30
+    flaky_steps = steps("flaky")
+    assert Counter(flaky_steps) == Counter(
+        [("enqueue", 1), ("start", 1), ("fail", 1), ("retry", 2), ("start", 2), ("ack", 2)]
+    )
+    # in causal order where the worker's own steps follow each other
+    order = flaky_steps.index
+    assert order(("start", 1)) < order(("fail", 1)) < order(("retry", 2))
+    assert order(("start", 2)) < order(("ack", 2))
+    assert Counter(steps("doomed")) == Counter(
+        [("enqueue", 1), ("start", 1), ("fail", 1), ("nack", 1)]
+    )
+
+    # and the bodies say which message, actor, queue, process and thread
+    flaky_events = [e for e in broker_events(got, keys["flaky"]) if e.source == "broker"]
+    for e in flaky_events:
+        assert e.body["message_id"] == sent["flaky"].message_id
+        assert e.body["actor"] == "capture_test_flaky"
+        assert e.body["queue"] == queue
+        assert e.body["pid"] == os.getpid()
+        assert e.body["thread"]
+    by_kind = {e.kind: e for e in flaky_events}
+    assert by_kind["fail"].body["exception"] == "ValueError('boom')"
+    assert by_kind["retry"].body["delay"] > 0
+    assert by_kind["start"].body["redelivered"] is False
+
+    # and what the worker logged while handling the task is on the same task
+    logs = [e for e in broker_events(got, keys["flaky"]) if e.source == "log"]
+    assert ("warning", "attempt 1 of " + keys["flaky"] + " is failing") in [
+        (e.kind, e.body["message"]) for e in logs
+    ]
+    (error,) = [e for e in logs if e.kind == "error"]  # Dramatiq's "Failed to process message"
+    assert "ValueError: boom" in error.body["exception"]
+    assert error.body["process_role"] == "worker"
+    assert current_task.get() is None

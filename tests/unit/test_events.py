@@ -1,0 +1,148 @@
+"""The event schema's parser: what the ingestor stores and what it dead-letters, and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from lifecycle import events
+from lifecycle.events import MalformedEvent, encode, make_message, parse_message
+
+pytestmark = pytest.mark.unit
+
+
+def good(**changes: object) -> dict[str, object]:
+    message = make_message(
+        source="broker",
+        kind="start",
+        task="task-1",
+        status="RUNNING",
+        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        txid=42,
+        body={"attempt": 1},
+    )
+    message.update(changes)
+    return message
+
+
+def rejected(raw: bytes) -> str:
+    with pytest.raises(MalformedEvent) as excinfo:
+        parse_message(raw)
+    return str(excinfo.value)
+
+
+def test_a_good_message_becomes_an_event() -> None:
+    message = good()
+
+    event = parse_message(encode(message))
+
+    assert event == events.IncomingEvent(
+        uuid=str(message["uuid"]),
+        task_key="task-1",
+        source="broker",
+        kind="start",
+        status="RUNNING",
+        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        txid=42,
+        body={"attempt": 1},
+    )
+
+
+@pytest.mark.parametrize("source", sorted(events.INGEST_SOURCES))
+def test_every_kind_of_every_ingested_source_is_accepted(source: str) -> None:
+    for kind in events.KINDS[source]:
+        assert parse_message(encode(good(source=source, kind=kind))).kind == kind
+
+
+def test_optional_fields_may_be_null_or_absent() -> None:
+    message = good(status=None, txid=None)
+    del message["body"]
+
+    event = parse_message(encode(message))
+
+    assert (event.status, event.txid, event.body) == (None, None, {})
+
+
+def test_not_json_is_rejected() -> None:
+    assert rejected(b"{not json").startswith("not JSON")
+    assert rejected(b"\xff\xfe").startswith("not JSON")
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"text"', b"42", b"null"])
+def test_a_json_value_that_is_not_an_object_is_rejected(raw: bytes) -> None:
+    assert rejected(raw) == "not a JSON object"
+
+
+@pytest.mark.parametrize("name", ["uuid", "task", "source", "kind", "at"])
+def test_each_required_field_is_required(name: str) -> None:
+    missing = good()
+    del missing[name]
+    empty = good(**{name: ""})
+
+    assert rejected(encode(missing)) == f"missing field {name!r}"
+    assert rejected(encode(empty)) == f"missing field {name!r}"
+
+
+@pytest.mark.parametrize("schema", [None, 0, 2, "1"])
+def test_an_unknown_schema_version_is_rejected(schema: object) -> None:
+    message = good(schema=schema)
+    if schema is None:
+        del message["schema"]
+    assert rejected(encode(message)).startswith("unsupported schema")
+
+
+@pytest.mark.parametrize("source", ["db", "cron", "BROKER"])
+def test_an_unknown_source_is_rejected(source: str) -> None:
+    # ``db`` events come from the trigger only; the exchange may not forge them.
+    assert rejected(encode(good(source=source))) == f"unknown source {source!r}"
+
+
+def test_an_unknown_kind_is_rejected() -> None:
+    assert rejected(encode(good(kind="explode"))) == "unknown kind 'explode' for source 'broker'"
+    # A kind of another source is still unknown for this one.
+    assert rejected(encode(good(source="api", kind="ack"))) == "unknown kind 'ack' for source 'api'"
+
+
+def test_a_message_over_the_size_limit_is_rejected_before_parsing() -> None:
+    raw = encode(good(body={"pad": "x" * events.MAX_MESSAGE_BYTES}))
+
+    assert rejected(raw) == (
+        f"message is {len(raw)} bytes, over the {events.MAX_MESSAGE_BYTES} limit"
+    )
+    assert parse_message(encode(good(body={"pad": "x" * 60_000}))).body["pad"]
+
+
+@pytest.mark.parametrize("value", ["not-a-uuid", "1234", 12345])
+def test_a_bad_uuid_is_rejected(value: object) -> None:
+    assert rejected(encode(good(uuid=value))) == f"uuid {value!r} is not a UUID"
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-01T00:00:00+00:00", 1700000000])
+def test_a_bad_time_is_rejected(value: object) -> None:
+    assert rejected(encode(good(at=value))) == f"at {value!r} is not an ISO 8601 time"
+
+
+def test_a_time_without_zone_is_rejected() -> None:
+    assert rejected(encode(good(at="2026-01-02T03:04:05"))) == "at must carry a time zone"
+
+
+@pytest.mark.parametrize("value", [-1, "42", 4.2, True])
+def test_a_bad_txid_is_rejected(value: object) -> None:
+    assert rejected(encode(good(txid=value))) == "txid must be null or a non-negative integer"
+
+
+@pytest.mark.parametrize("value", [7, "x" * 201])
+def test_a_bad_task_is_rejected(value: object) -> None:
+    assert rejected(encode(good(task=value))) == "task must be a string of at most 200 characters"
+
+
+@pytest.mark.parametrize("value", [3, "S" * 65])
+def test_a_bad_status_is_rejected(value: object) -> None:
+    assert rejected(encode(good(status=value))).startswith("status must be null or a string")
+
+
+@pytest.mark.parametrize("value", [[1], "text", 3])
+def test_a_body_that_is_not_an_object_is_rejected(value: object) -> None:
+    assert rejected(json.dumps(good(body=value)).encode()) == "body must be a JSON object"
