@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
@@ -40,7 +40,7 @@ class Response:
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def http_json(method: str, url: str, payload: dict[str, Any] | None, client: str) -> Response:

@@ -61,9 +61,11 @@ class Child:
                 pass
 
     def signal(self, signum: int) -> None:
+        """Signal the child itself; it stops its own children (Dramatiq forwards SIGTERM to
+        its worker processes, and a second SIGTERM from us would make it kill them)."""
         if self.process and self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signum)
+                os.kill(self.process.pid, signum)
             except ProcessLookupError:
                 pass
 
@@ -119,7 +121,7 @@ class Supervisor:
                 time.sleep(0.05)
             if child.exited() is None:
                 self.log(f"{child.name} did not stop in {STOP_TIMEOUT:g} s; killing it")
-                child.signal(signal.SIGKILL)
+                child.kill_group()
                 child.process.wait()  # type: ignore[union-attr]
         # Grandchildren (Dramatiq's worker processes) share their parent's process group.
         for child in self.children:

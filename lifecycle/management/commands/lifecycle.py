@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
 import sys
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
