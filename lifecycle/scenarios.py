@@ -14,8 +14,10 @@ class Scenario:
     expected: str
     # None for a clean scenario; else the lab fault switch it turns on.
     fault: str | None = None
-    # The finding the checker must report for this scenario (None: no finding at all).
+    # The finding the checker must report for this scenario (None: no finding at all), and
+    # its cause where the kind has causes.
     finding: str | None = None
+    finding_cause: str | None = None
     timeout: float = 10.0  # seconds to wait for a terminal status
     settle: float = 1.0  # after a terminal status, keep polling this long: it must stay
     poll_interval: float = 0.1
@@ -32,6 +34,7 @@ class Scenario:
             "clean": self.clean,
             "fault": self.fault,
             "finding": self.finding,
+            "finding_cause": self.finding_cause,
             "config": self.config,
             "timeout": self.timeout,
             "settle": self.settle,
@@ -54,7 +57,8 @@ CATALOGUE: dict[str, Scenario] = {
         Scenario("swallowed-error",
                  "The work fails, the worker logs the error and commits COMPLETED anyway.",
                  {"input": BAD_INPUT, "swallowed_error": True}, "FAILED",
-                 fault="swallowed_error", finding="expectation_mismatch"),
+                 fault="swallowed_error", finding="expectation_mismatch",
+                 finding_cause="committed"),
         Scenario("missing-commit",
                  "The worker writes COMPLETED but never commits it: the task stays RUNNING.",
                  {"input": [1, 2, 3], "missing_commit": True}, "COMPLETED",
@@ -66,11 +70,13 @@ CATALOGUE: dict[str, Scenario] = {
         Scenario("cached-read",
                  "The API serves the task from a per-process cache that is never refreshed.",
                  {"input": [1, 2, 3], "sleep": 1, "cached_read": True}, "COMPLETED",
-                 fault="cached_read", finding="stale_read", timeout=5),
+                 fault="cached_read", finding="stale_read", finding_cause="cached_object",
+                 timeout=5),
         Scenario("snapshot-read",
                  "The API polls the task inside one long REPEATABLE READ transaction.",
                  {"input": [1, 2, 3], "sleep": 1, "snapshot_read": True}, "COMPLETED",
-                 fault="snapshot_read", finding="stale_read", timeout=5),
+                 fault="snapshot_read", finding="stale_read", finding_cause="old_snapshot",
+                 timeout=5),
         Scenario("enqueue-before-commit",
                  "The API sends the message before the row commits; the worker drops it.",
                  {"input": [1, 2, 3], "enqueue_before_commit": True}, "COMPLETED",
