@@ -464,10 +464,18 @@ def worker_broker(tap: Callable[[], list]) -> Iterator[tuple[RabbitmqBroker, str
         url=settings.AMQP_URL, middleware=[m() for m in default_middleware] + [LifecycleEvents()]
     )
     queue = f"{settings.LIFECYCLE_NAMESPACE}.capture-test"
+    root = logging.getLogger()
+    # A handler another test's import installed (dashboard.asgi installs one) would publish
+    # every record a second time: only this test's handler runs meanwhile.
+    others = [h for h in root.handlers if isinstance(h, LifecycleLogHandler)]
+    for other in others:
+        root.removeHandler(other)
     handler = LifecycleLogHandler("worker")
-    logging.getLogger().addHandler(handler)
+    root.addHandler(handler)
     yield broker, queue
-    logging.getLogger().removeHandler(handler)
+    root.removeHandler(handler)
+    for other in others:
+        root.addHandler(other)
     for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
         broker.channel.queue_delete(name)
     broker.close()
