@@ -44,7 +44,9 @@ def database_from_url(url: str) -> dict[str, object]:
 
 SECRET_KEY = env("SECRET_KEY", "dev-only-not-secret-change-me-in-production")
 DEBUG = env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h
+]
 
 DATABASE_URL = env("DATABASE_URL", "postgres://root@127.0.0.1:5432/lifecycle")
 DATABASES = {"default": database_from_url(DATABASE_URL)}

@@ -134,7 +134,9 @@ def parse_message(raw: bytes) -> IncomingEvent:
     if not isinstance(data, dict):
         raise MalformedEvent("not a JSON object")
     if data.get("schema") != SCHEMA_VERSION:
-        raise MalformedEvent(f"unsupported schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        raise MalformedEvent(
+            f"unsupported schema {data.get('schema')!r}, expected {SCHEMA_VERSION}"
+        )
     for name in ("uuid", "task", "source", "kind", "at"):
         if not data.get(name):
             raise MalformedEvent(f"missing field {name!r}")

@@ -168,8 +168,16 @@ def _finish(run: Run, observed: str | None) -> None:
     with transaction.atomic():
         run.save(update_fields=["observed", "verdict", "state", "finished_at", "error"])
         if run.task_key:
-            _record(run, "verdict", run.task_key, None, expected=run.expected,
-                    observed=observed, verdict=run.verdict, error=run.error)
+            _record(
+                run,
+                "verdict",
+                run.task_key,
+                None,
+                expected=run.expected,
+                observed=observed,
+                verdict=run.verdict,
+                error=run.error,
+            )
 
 
 def execute(run: Run, progress: Progress | None = None) -> Run:

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
-logger = logging.getLogger(__name__)
+from lifecycle.capture.logs import install_log_handler
 
 
 def install_instrumentation(role: str) -> None:
-    """Publish WARNING+ log records of the current task as events (capture issue)."""
-    try:
-        from lifecycle.capture.logs import install_log_handler
-    except ImportError:  # capture not installed in this build
-        return
+    """Publish the WARNING+ log records emitted while handling a task as its events."""
     install_log_handler(role)

@@ -1,6 +1,6 @@
 """Module given to Dramatiq's CLI: sets up Django (and so the broker), then the actors.
 
-    python -m dramatiq lifecycle.worker --processes 1 --threads 4
+python -m dramatiq lifecycle.worker --processes 1 --threads 4
 """
 
 import os

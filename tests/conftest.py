@@ -19,33 +19,21 @@ from typing import Any
 
 import pytest
 
+from tests.services import require_postgres, require_rabbitmq, skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
-CI = os.environ.get("CI", "").lower() == "true"
 
-
-def skip_or_fail(reason: str) -> None:
-    """A missing service skips a test on a laptop and fails it in CI."""
-    if CI:
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)")
-    pytest.skip(reason)
+__all__ = ["skip_or_fail"]
 
 
 @pytest.fixture(scope="session")
 def postgres() -> None:
-    from lifecycle.services import check_postgres
-
-    problem = check_postgres()
-    if problem:
-        skip_or_fail(str(problem))
+    require_postgres()
 
 
 @pytest.fixture(scope="session")
 def rabbitmq() -> None:
-    from lifecycle.services import check_rabbitmq
-
-    problem = check_rabbitmq()
-    if problem:
-        skip_or_fail(str(problem))
+    require_rabbitmq()
 
 
 def free_port() -> int:
@@ -79,8 +67,12 @@ class Stack:
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, text=True,
-            capture_output=True, timeout=timeout,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
         )
 
     def log(self) -> str:
@@ -88,7 +80,9 @@ class Stack:
 
 
 def http(method: str, url: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    data = (
+        raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+    )
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
     try:
@@ -118,7 +112,11 @@ def start_stack(port: int) -> Stack:
     env = stack_env(port)
     process = subprocess.Popen(
         [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
-        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     stack = Stack(process, f"http://127.0.0.1:{port}", env)
     ready = threading.Event()
@@ -167,7 +165,9 @@ def purge_namespace_queues() -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(postgres: None, rabbitmq: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
+def stack(
+    postgres: None, rabbitmq: None, django_db_setup: None, django_db_blocker: Any
+) -> Iterator[Stack]:
     purge_namespace_queues()
     stack = start_stack(free_port())
     try:
@@ -201,16 +201,16 @@ def _no_session_left_on_the_test_database(request: pytest.FixtureRequest) -> Ite
     if "django_db_setup" not in request.fixturenames:
         return
     import psycopg
+    from django.db import connection
 
     from lifecycle.services import maintenance_conninfo
-
-    from django.db import connection
 
     name = connection.settings_dict["NAME"]
     with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", [name],
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
         ).fetchall()
         for row in rows:
             print(f"\nstill connected to {name}: {row}")

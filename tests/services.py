@@ -1,7 +1,9 @@
-"""The real services integration tests need: skip when one is missing, fail in CI.
+"""The real services the tests need: a missing one skips a test locally and fails it in CI.
 
 Call ``require_postgres()`` / ``require_rabbitmq()`` at the top of a test module (before
-pytest-django builds the test database) or use the fixtures of the same names.
+pytest-django builds the test database), or use the ``postgres`` / ``rabbitmq`` fixtures of
+tests/conftest.py. The checks are `lifecycle up`'s own, so the message names the address and
+the command that starts the service.
 """
 
 from __future__ import annotations
@@ -14,63 +16,33 @@ import pytest
 CI = os.environ.get("CI", "").strip().lower() == "true"
 
 
+def skip_or_fail(reason: str) -> None:
+    if CI:
+        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 @functools.cache
 def _postgres_error() -> str | None:
-    import psycopg
-    from django.conf import settings
+    from lifecycle.services import check_postgres
 
-    db = settings.DATABASES["default"]
-    try:
-        psycopg.connect(
-            dbname="postgres",
-            host=db["HOST"] or None,
-            port=db["PORT"] or None,
-            user=db["USER"] or None,
-            password=db["PASSWORD"] or None,
-            connect_timeout=2,
-        ).close()
-    except Exception as exc:
-        return f"PostgreSQL unreachable: {exc}"
-    return None
+    problem = check_postgres()
+    return str(problem) if problem else None
 
 
 @functools.cache
 def _rabbitmq_error() -> str | None:
-    import pika
-    from django.conf import settings
+    from lifecycle.services import check_rabbitmq
 
-    params = pika.URLParameters(settings.AMQP_URL)
-    params.socket_timeout = 2
-    params.stack_timeout = 3
-    params.connection_attempts = 1
-    try:
-        pika.BlockingConnection(params).close()
-    except Exception as exc:
-        return f"RabbitMQ unreachable: {exc!r}"
-    return None
-
-
-def _require(error: str | None) -> None:
-    if error is None:
-        return
-    if CI:
-        pytest.fail(error, pytrace=False)
-    pytest.skip(error, allow_module_level=True)
+    problem = check_rabbitmq()
+    return str(problem) if problem else None
 
 
 def require_postgres() -> None:
-    _require(_postgres_error())
+    if error := _postgres_error():
+        skip_or_fail(error)
 
 
 def require_rabbitmq() -> None:
-    _require(_rabbitmq_error())
-
-
-@pytest.fixture
-def postgres() -> None:
-    require_postgres()
-
-
-@pytest.fixture
-def rabbitmq() -> None:
-    require_rabbitmq()
+    if error := _rabbitmq_error():
+        skip_or_fail(error)

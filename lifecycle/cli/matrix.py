@@ -17,7 +17,6 @@ from django.db import connection
 
 from lifecycle import probe, queries
 from lifecycle.checker import KINDS, check
-
 from lifecycle.scenarios import CATALOGUE, Scenario
 
 FAULT_TARGET = 0.95
@@ -108,8 +107,16 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             target = f"{scenario.finding}{cause} in {hits[name]}/{n}, target ≥ {FAULT_TARGET:.0%}"
         if not ok:
             missed.append(name)
-        rows.append({"scenario": name, "runs": n, "counts": dict(counts[name]),
-                     "caught": hits[name], "target": target, "met": ok})
+        rows.append(
+            {
+                "scenario": name,
+                "runs": n,
+                "counts": dict(counts[name]),
+                "caught": hits[name],
+                "target": target,
+                "met": ok,
+            }
+        )
 
     if options["json"]:
         out.write(json.dumps({"rows": rows, "seconds": round(time.monotonic() - began, 1)}))
@@ -117,18 +124,18 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         columns = [*KINDS, "(none)"]
         short = {k: k.replace("_", " ") for k in columns}
         width = max(len(n) for n in names) + 2
-        out.write("scenario".ljust(width) + "runs  " + "  ".join(short[c] for c in columns)
-                  + "  target")
+        out.write(
+            "scenario".ljust(width) + "runs  " + "  ".join(short[c] for c in columns) + "  target"
+        )
         for row in rows:
-            cells = "  ".join(
-                str(row["counts"].get(c, "·")).rjust(len(short[c])) for c in columns
-            )
+            cells = "  ".join(str(row["counts"].get(c, "·")).rjust(len(short[c])) for c in columns)
             verdict = "met" if row["met"] else "MISSED"
-            out.write(f"{row['scenario'].ljust(width)}{row['runs']:>4}  {cells}  "
-                      f"{verdict}: {row['target']}")
-        out.write(f"{sum(totals.values())} runs in {time.monotonic() - began:.0f} s; "
-                  f"{'all targets met' if not missed else 'missed: ' + ', '.join(missed)}")
+            out.write(
+                f"{row['scenario'].ljust(width)}{row['runs']:>4}  {cells}  "
+                f"{verdict}: {row['target']}"
+            )
+        out.write(
+            f"{sum(totals.values())} runs in {time.monotonic() - began:.0f} s; "
+            f"{'all targets met' if not missed else 'missed: ' + ', '.join(missed)}"
+        )
     return 1 if missed else 0
-
-
-

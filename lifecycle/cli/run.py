@@ -17,7 +17,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run it N times")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run")
     parser.add_argument(
-        "--base-url", default=None, help=f"the lab API's server (LAB_BASE_URL, {settings.LAB_BASE_URL})"
+        "--base-url",
+        default=None,
+        help=f"the lab API's server (LAB_BASE_URL, {settings.LAB_BASE_URL})",
     )
 
 
@@ -42,20 +44,32 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     for index in range(options["repeat"]):
         run = probe.create_run(scenario, base_url)
         if not as_json:
-            err.write(f"run {run.id}: {scenario.name} ({index + 1}/{options['repeat']}), "
-                      f"expecting {scenario.expected}")
+            err.write(
+                f"run {run.id}: {scenario.name} ({index + 1}/{options['repeat']}), "
+                f"expecting {scenario.expected}"
+            )
         probe.execute(run, progress)
         failed += run.verdict != Run.Verdict.PASS
         if as_json:
-            out.write(json.dumps({
-                "id": run.id, "scenario": run.scenario, "task": run.task_key,
-                "verdict": run.verdict, "expected": run.expected, "observed": run.observed,
-                "error": run.error or None,
-            }))
+            out.write(
+                json.dumps(
+                    {
+                        "id": run.id,
+                        "scenario": run.scenario,
+                        "task": run.task_key,
+                        "verdict": run.verdict,
+                        "expected": run.expected,
+                        "observed": run.observed,
+                        "error": run.error or None,
+                    }
+                )
+            )
         else:
             detail = f" ({run.error})" if run.error else ""
-            out.write(f"run {run.id}: {run.verdict.upper()} expected {run.expected}, "
-                      f"observed {run.observed or 'nothing'}{detail}")
+            out.write(
+                f"run {run.id}: {run.verdict.upper()} expected {run.expected}, "
+                f"observed {run.observed or 'nothing'}{detail}"
+            )
     if not as_json:
         out.write(f"{options['repeat'] - failed} passed, {failed} failed")
     return 1 if failed else 0

@@ -47,13 +47,22 @@ def handle(command: Any, options: dict[str, Any]) -> int:
 
     host, port = settings.HOST, options["port"] or settings.PORT
     children = [
-        Child("web", python("-m", "daphne", "-b", host, "-p", str(port),
-                            "dashboard.asgi:application"), env={"LIFECYCLE_PROCESS_ROLE": "web"}),
+        Child(
+            "web",
+            python("-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"),
+            env={"LIFECYCLE_PROCESS_ROLE": "web"},
+        ),
         worker_child(),
     ]
     if importlib.util.find_spec("lifecycle.capture.ingest"):
-        children.append(Child("ingest", python("manage.py", "lifecycle", "ingest"), restart=True,
-                              env={"LIFECYCLE_PROCESS_ROLE": "ingest"}))
+        children.append(
+            Child(
+                "ingest",
+                python("manage.py", "lifecycle", "ingest"),
+                restart=True,
+                env={"LIFECYCLE_PROCESS_ROLE": "ingest"},
+            )
+        )
     supervisor = Supervisor(children, log=out.write)
     supervisor.start()
     if _wait_for_port(host, port, timeout=30):

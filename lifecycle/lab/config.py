@@ -48,14 +48,18 @@ def validate_config(config: Any) -> dict[str, Any]:
         raise ConfigError("input must be a list (of numbers, for the task to succeed)")
     if "sleep" in config:
         sleep = config["sleep"]
-        if isinstance(sleep, bool) or not isinstance(sleep, int | float) or not (
-            0 <= sleep <= MAX_SLEEP
+        if (
+            isinstance(sleep, bool)
+            or not isinstance(sleep, int | float)
+            or not (0 <= sleep <= MAX_SLEEP)
         ):
             raise ConfigError(f"sleep must be a number of seconds from 0 to {MAX_SLEEP:g}")
     if "fail_times" in config:
         fail_times = config["fail_times"]
-        if isinstance(fail_times, bool) or not isinstance(fail_times, int) or not (
-            0 <= fail_times <= MAX_FAIL_TIMES
+        if (
+            isinstance(fail_times, bool)
+            or not isinstance(fail_times, int)
+            or not (0 <= fail_times <= MAX_FAIL_TIMES)
         ):
             raise ConfigError(f"fail_times must be an integer from 0 to {MAX_FAIL_TIMES}")
     for switch in FAULT_SWITCHES:

@@ -6,6 +6,7 @@ snapshot, which is what lets the checker tell a cached object from an old snapsh
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from django.db import connection
 from lifecycle.lab.models import Task
 
 COLUMNS = (
-    "id, config, status, error, output, executions, created_at, updated_at, started_at, "
-    "finished_at"
+    "id, config, status, error, output, executions, created_at, updated_at, started_at, finished_at"
 )
-READ_SQL = f"SELECT {COLUMNS}, xmin::text::bigint, pg_current_snapshot()::text FROM lab_task WHERE id = %s"  # noqa: E501
+READ_SQL = (
+    f"SELECT {COLUMNS}, xmin::text::bigint, pg_current_snapshot()::text FROM lab_task WHERE id = %s"  # noqa: E501
+)
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,16 @@ class TaskRead:
 
 def _row_to_json(row: tuple[Any, ...]) -> dict[str, Any]:
     task = Task(
-        id=row[0], config=row[1], status=row[2], error=row[3], output=row[4], executions=row[5],
-        created_at=row[6], updated_at=row[7], started_at=row[8], finished_at=row[9],
+        id=row[0],
+        config=row[1],
+        status=row[2],
+        error=row[3],
+        output=row[4],
+        executions=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+        started_at=row[8],
+        finished_at=row[9],
     )
     return task.as_json()
 
@@ -45,12 +55,9 @@ def _fresh(task_id: str) -> tuple[dict[str, Any], int, str] | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    if isinstance(row[1], str):  # Django's cursor may hand back raw JSON text
-        import json
-
-        row = (row[0], json.loads(row[1]), row[2], row[3],
-               json.loads(row[4]) if isinstance(row[4], str) else row[4], *row[5:])
-    return _row_to_json(row), row[10], row[11]
+    # Django's cursor hands jsonb back as text (config, output).
+    config, output = (json.loads(v) if isinstance(v, str) else v for v in (row[1], row[4]))
+    return _row_to_json((row[0], config, row[2], row[3], output, *row[5:])), row[10], row[11]
 
 
 def _current_snapshot() -> str:
@@ -87,7 +94,9 @@ class _SnapshotReads:
         self._lock = threading.Lock()
         self._open: dict[str, tuple[psycopg.Connection[Any], float]] = {}
 
-    def read(self, task_id: str, dsn: str, *, start: bool) -> tuple[dict[str, Any], int, str] | None:
+    def read(
+        self, task_id: str, dsn: str, *, start: bool
+    ) -> tuple[dict[str, Any], int, str] | None:
         with self._lock:
             self._expire()
             entry = self._open.get(task_id)
@@ -127,7 +136,9 @@ def _dsn() -> str:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params.pop("prepare_threshold", None)
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v not in (None, "")})
+    return psycopg.conninfo.make_conninfo(
+        **{k: v for k, v in params.items() if v not in (None, "")}
+    )
 
 
 def read_task(task_id: str) -> TaskRead | None:

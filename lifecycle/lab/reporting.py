@@ -5,34 +5,27 @@ Reporting never fails a request and never holds it: the publisher only queues.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 
 from lifecycle import events
+from lifecycle.capture.context import task_context
+from lifecycle.capture.publisher import get_publisher
 
 logger = logging.getLogger(__name__)
 
-
-@contextlib.contextmanager
-def task_context(task_key: str) -> Iterator[None]:
-    """Attribute log records emitted inside to the task (capture's context variable)."""
-    try:
-        from lifecycle.capture.context import task_context as capture_context
-    except ImportError:
-        yield
-        return
-    with capture_context(task_key):
-        yield
+__all__ = ["report_read", "task_context"]
 
 
 def report_read(
-    *, task: str, status: str, xmin: int | None, snapshot: str | None, client: str | None,
+    *,
+    task: str,
+    status: str,
+    xmin: int | None,
+    snapshot: str | None,
+    client: str | None,
     path: str,
 ) -> None:
     try:
-        from lifecycle.capture.publisher import get_publisher
-
         get_publisher().publish(
             events.make_message(
                 source="api",

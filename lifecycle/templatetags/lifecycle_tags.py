@@ -21,17 +21,26 @@ def status_chip(status: str | None) -> str:
     symbol = SYMBOLS.get(label, "•")
     return format_html(
         '<span class="chip st-{}" data-status="{}"><span aria-hidden="true">{}</span> {}</span>',
-        label.lower(), label, symbol, label,
+        label.lower(),
+        label,
+        symbol,
+        label,
     )
 
 
 @register.simple_tag
 def verdict_chip(verdict: str | None) -> str:
     if verdict == "pass":
-        return format_html('<span class="chip v-pass"><span aria-hidden="true">✓</span> pass</span>')
+        return format_html(
+            '<span class="chip v-pass"><span aria-hidden="true">✓</span> pass</span>'
+        )
     if verdict == "fail":
-        return format_html('<span class="chip v-fail"><span aria-hidden="true">✕</span> fail</span>')
-    return format_html('<span class="chip v-running"><span aria-hidden="true">◌</span> running</span>')
+        return format_html(
+            '<span class="chip v-fail"><span aria-hidden="true">✕</span> fail</span>'
+        )
+    return format_html(
+        '<span class="chip v-running"><span aria-hidden="true">◌</span> running</span>'
+    )
 
 
 @register.filter

@@ -104,5 +104,12 @@ def test_events_are_one_per_committed_change(stack, live_db):
     commits = Event.objects.filter(task_key=run["task"], source="db").order_by("id")
     statuses = [c.status for c in commits]
     # insert, then per attempt RUNNING and (for the two failures) back to PENDING, then done
-    assert statuses == ["PENDING", "RUNNING", "PENDING", "RUNNING", "PENDING", "RUNNING",
-                        "COMPLETED"]
+    assert statuses == [
+        "PENDING",
+        "RUNNING",
+        "PENDING",
+        "RUNNING",
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+    ]

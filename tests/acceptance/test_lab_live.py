@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from lifecycle.lab.models import Task
@@ -160,7 +158,9 @@ def test_the_cli_exits_zero_when_the_run_passes_and_non_zero_when_it_fails(stack
 
     result = json.loads(failing.stdout.strip().splitlines()[-1])
     assert (result["verdict"], result["expected"], result["observed"]) == (
-        "fail", "FAILED", "COMPLETED"
+        "fail",
+        "FAILED",
+        "COMPLETED",
     )
     assert Run.objects.get(pk=result["id"]).verdict == "fail"
 

@@ -19,8 +19,12 @@ def up(env_overrides: dict[str, str]) -> tuple[subprocess.CompletedProcess[str],
     env = {**os.environ, **env_overrides}
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "manage.py", "lifecycle", "up"], cwd=ROOT, env=env, text=True,
-        capture_output=True, timeout=30,
+        [sys.executable, "manage.py", "lifecycle", "up"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=30,
     )
     return result, time.monotonic() - began
 

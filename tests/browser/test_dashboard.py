@@ -12,7 +12,9 @@ pytestmark = pytest.mark.browser
 
 
 def event_ids(page) -> list[str]:
-    return page.eval_on_selector_all("[data-testid=event]", "els => els.map(e => e.dataset.eventId)")
+    return page.eval_on_selector_all(
+        "[data-testid=event]", "els => els.map(e => e.dataset.eventId)"
+    )
 
 
 def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, live_db):
@@ -48,7 +50,9 @@ def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, l
     page.wait_for_url(lambda url: url != run_url and "/runs/" in url)
     new_run = Run.objects.get(pk=int(page.url.rsplit("/", 1)[1]))
     assert new_run.resubmit_of_id == int(run_url.rsplit("/", 1)[1])
-    assert page.get_by_test_id("resubmit-of").get_attribute("href").endswith(run_url.rsplit("/", 1)[1])
+    assert (
+        page.get_by_test_id("resubmit-of").get_attribute("href").endswith(run_url.rsplit("/", 1)[1])
+    )
 
     # And someone else opens the first run's permalink: the same events, server-rendered
     other = browser.new_context()

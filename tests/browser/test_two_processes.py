@@ -25,9 +25,20 @@ class Web:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "dashboard.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "dashboard.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self.up, 20, 0.2, "the web process")
 
@@ -54,7 +65,9 @@ def second_web(stack):
 
 
 def shown(page) -> set[str]:
-    return set(page.eval_on_selector_all("[data-testid=event]", "els => els.map(e => e.dataset.eventId)"))
+    return set(
+        page.eval_on_selector_all("[data-testid=event]", "els => els.map(e => e.dataset.eventId)")
+    )
 
 
 def test_two_dashboard_processes_both_push_every_event(stack, second_web, browser, live_db):
@@ -69,8 +82,10 @@ def test_two_dashboard_processes_both_push_every_event(stack, second_web, browse
         pages.append(page)
 
     # When events commit
-    ids = {str(Event.objects.create(task_key=task, source="api", kind="read",
-                                    status="RUNNING").id) for _ in range(5)}
+    ids = {
+        str(Event.objects.create(task_key=task, source="api", kind="read", status="RUNNING").id)
+        for _ in range(5)
+    }
 
     # Then both pages show every one of them, once
     for page in pages:
@@ -96,8 +111,10 @@ def test_a_dropped_websocket_reconnects_and_catches_up_exactly(stack, second_web
     # When the process dies, events commit meanwhile, and it comes back
     second_web.stop()
     page.wait_for_selector("[data-testid=live-state][data-state=closed]")
-    missed = [Event.objects.create(task_key=task, source="api", kind="read",
-                                   status="RUNNING").id for _ in range(3)]
+    missed = [
+        Event.objects.create(task_key=task, source="api", kind="read", status="RUNNING").id
+        for _ in range(3)
+    ]
     second_web.start()
 
     # Then the page reconnects by itself and shows every event exactly once

@@ -8,7 +8,11 @@ pytestmark = pytest.mark.unit
 def test_database_url_is_parsed_into_django_settings():
     db = database_from_url("postgres://ann:s%40cret@db.example:6543/tasks?sslmode=require")
     assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
-        "tasks", "ann", "s@cret", "db.example", "6543"
+        "tasks",
+        "ann",
+        "s@cret",
+        "db.example",
+        "6543",
     )
     assert db["OPTIONS"] == {"sslmode": "require"}
 

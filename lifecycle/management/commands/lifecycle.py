@@ -24,9 +24,7 @@ class Command(BaseCommand):
                 if exc.name != module_path:
                     raise
                 continue  # not built yet
-            sub = subparsers.add_parser(
-                name, help=(module.__doc__ or "").strip().splitlines()[0]
-            )
+            sub = subparsers.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
             module.add_arguments(sub)
             sub.set_defaults(_module=module)
 
