@@ -1,6 +1,7 @@
 from django.urls import path
 
 from lifecycle import api, views
+from lifecycle.views_compare import compare_runs
 
 app_name = "lifecycle"
 urlpatterns = [
@@ -8,6 +9,7 @@ urlpatterns = [
     path("tasks/<str:task_key>", views.task_page, name="task"),
     path("runs/<int:run_id>", views.run_page, name="run"),
     path("runs/<int:run_id>/resubmit", views.resubmit, name="resubmit"),
+    path("runs/<int:run_id>/compare/<int:other_id>", compare_runs, name="compare"),
     path("scenarios/<str:name>", views.scenario_page, name="scenario"),
     path("scenarios/<str:name>/runs", views.start_run, name="start-run"),
     path("api/scenarios", api.scenarios, name="api-scenarios"),

@@ -192,25 +192,3 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_session_left_on_the_test_database(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Before pytest-django drops the test database, say who still holds it (and end them)."""
-    yield
-    if "django_db_setup" not in request.fixturenames:
-        return
-    import psycopg
-    from django.db import connection
-
-    from lifecycle.services import maintenance_conninfo
-
-    name = connection.settings_dict["NAME"]
-    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid, application_name, state, left(query, 80) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        ).fetchall()
-        for row in rows:
-            print(f"\nstill connected to {name}: {row}")

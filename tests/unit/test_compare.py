@@ -1,0 +1,325 @@
+"""Two runs' lifecycles as steps, aligned, and the first point where they diverge.
+
+Each test writes a run's history the way the lab records it (the trigger's commits, the
+broker middleware's steps, the API's and the probe's reads, the probe's verdict) and
+asserts on what the compare page would show: the rows, their states and the sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from lifecycle.compare import Step, align, divergence_sentence, lifecycle_steps
+from lifecycle.events import EventRecord
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@dataclass
+class History:
+    """One run's task history in time order; every event `after_ms` after the previous."""
+
+    first_id: int = 100
+    events: list[EventRecord] = field(default_factory=list)
+    status: str | None = None
+    clock: datetime = T0
+    txid: int = 900
+
+    def add(self, source: str, kind: str, status: str | None = None, after_ms: float = 10,
+            **body: Any) -> EventRecord:
+        self.clock += timedelta(milliseconds=after_ms)
+        event = EventRecord(
+            id=self.first_id + len(self.events), source=source, kind=kind, task_key="t",
+            status=status, at=self.clock, received_at=self.clock, body=body,
+            txid=self.txid if source == "db" else None,
+        )
+        self.events.append(event)
+        return event
+
+    def submit(self) -> History:
+        self.add("probe", "submit", "PENDING", after_ms=0, http_status=201)
+        return self
+
+    def commit(self, status: str, **kw: Any) -> History:
+        self.txid += 1
+        kind = "insert" if self.status is None else "update"
+        self.add("db", kind, status, old_status=self.status, new_status=status,
+                 changed=["status", "updated_at"], application_name="lifecycle-worker", **kw)
+        self.status = status
+        return self
+
+    def broker(self, *kinds: str) -> History:
+        for kind in kinds:
+            self.add("broker", kind, attempt=1)
+        return self
+
+    def log(self, level: str = "error", message: str = "boom") -> History:
+        self.add("log", level, message=message, logger="lifecycle.lab")
+        return self
+
+    def polls(self, n: int, status: str | None = None) -> History:
+        """n probe polls, each answered by one API read (what the lab records)."""
+        for _ in range(n):
+            seen = status or self.status
+            self.add("probe", "read", seen, after_ms=100, http_status=200)
+            self.add("api", "read", seen, after_ms=5, xmin=self.txid)
+        return self
+
+    def verdict(self, expected: str, observed: str) -> History:
+        verdict = "pass" if expected == observed else "fail"
+        self.add("probe", "verdict", None, expected=expected, observed=observed, verdict=verdict)
+        return self
+
+    def steps(self) -> list[Step]:
+        return lifecycle_steps(self.events)
+
+
+def fails(polls: int = 8, first_id: int = 100) -> History:
+    """The clean `fails` scenario: the worker commits FAILED; every poll reads FAILED."""
+    h = History(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
+    h.commit("RUNNING").commit("FAILED").broker("ack")
+    return h.polls(polls).verdict("FAILED", "FAILED")
+
+
+def overwrite_after_failure(polls: int = 8, first_id: int = 500) -> History:
+    """A cleanup path commits COMPLETED over FAILED before the ack."""
+    h = History(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
+    h.commit("RUNNING").commit("FAILED").polls(1).commit("COMPLETED").broker("ack")
+    return h.polls(polls).verdict("FAILED", "COMPLETED")
+
+
+def states(rows) -> list[str]:
+    return [row.state for row in rows]
+
+
+# Steps
+
+
+def test_consecutive_reads_of_one_status_are_one_step_with_their_first_and_last_event():
+    h = History().submit().commit("PENDING").polls(3).commit("RUNNING").polls(2)
+    steps = h.steps()
+
+    assert [s.label for s in steps] == [
+        "submit", "created PENDING", "read PENDING ×6", "PENDING → RUNNING", "read RUNNING ×4",
+    ]
+    reads = steps[2]
+    assert reads.token == ("reads", "PENDING") and reads.count == 6
+    assert reads.sources == {"probe": 3, "api": 3} and reads.detail == "3 probe · 3 API"
+    assert (reads.first_id, reads.last_id) == (h.events[2].id, h.events[7].id)
+
+
+def test_reads_of_another_status_start_a_new_step_even_without_a_commit_between():
+    h = History().submit().commit("RUNNING")
+    h.polls(2, "RUNNING").polls(1, "PENDING").polls(1, "RUNNING")
+
+    labels = [s.label for s in h.steps()][2:]
+    assert labels == ["read RUNNING ×4", "read PENDING ×2", "read RUNNING ×2"]
+
+
+def test_each_step_keeps_its_offset_from_the_runs_first_event():
+    h = History().submit().commit("PENDING")  # 10 ms after the submit
+    h.polls(2)  # reads at +110, +115, +215, +220
+
+    submit, created, reads = h.steps()
+    assert (submit.offset_ms, created.offset_ms) == (0, 10)
+    assert (reads.offset_ms, reads.end_ms) == (110, 220)
+    assert reads.offset_text == "+110 ms"
+
+
+def test_a_commit_is_its_transition_a_broker_step_its_kind_a_log_its_level():
+    h = History().commit("PENDING").commit("RUNNING").broker("retry").log("warning")
+    created, running, retry, warning = h.steps()
+
+    assert created.token == ("db", "insert", None, "PENDING")
+    assert running.token == ("db", "update", "PENDING", "RUNNING")
+    assert running.phrase == "committed RUNNING" and running.detail.endswith("lifecycle-worker")
+    assert retry.token == ("broker", "retry") and retry.phrase == "scheduled a retry"
+    assert warning.token == ("log", "warning") and warning.label == "WARNING logged"
+
+
+# Alignment
+
+
+def test_two_identical_lifecycles_align_with_no_divergence():
+    comparison = align(fails().steps(), fails(first_id=900).steps())
+
+    assert comparison.divergence is None
+    assert set(states(comparison.rows)) == {"same"}
+    assert [r.left.label for r in comparison.rows] == [r.right.label for r in comparison.rows]
+    assert divergence_sentence(comparison, 12, 15) == "The runs follow the same lifecycle: 9 steps."
+
+
+def test_runs_that_polled_a_different_number_of_times_still_align():
+    comparison = align(fails(polls=3).steps(), fails(polls=17).steps())
+
+    assert comparison.divergence is None and set(states(comparison.rows)) == {"same"}
+    reads = next(r for r in comparison.rows if r.left.lane == "reads")
+    assert (reads.left.count, reads.right.count) == (6, 34)
+
+
+def test_a_failing_overwrite_diverges_exactly_at_the_extra_completed_commit():
+    passing, failing = fails(), overwrite_after_failure()
+    comparison = align(passing.steps(), failing.steps())
+
+    row = comparison.divergence
+    assert row is not None
+    assert row.left is None and row.right is not None
+    assert row.right.token == ("db", "update", "FAILED", "COMPLETED")
+    completed = next(e for e in failing.events if e.status == "COMPLETED" and e.source == "db")
+    assert row.right.first_id == completed.id
+    # Everything before it is the same lifecycle (a poll that caught FAILED is only timing).
+    assert set(states(comparison.rows[: row.number - 1])) <= {"same", "timing"}
+    assert divergence_sentence(comparison, 12, 15) == (
+        f"The runs diverge at step {row.number}: run 15 committed COMPLETED; "
+        "run 12 has no such step."
+    )
+
+
+def test_two_different_commits_in_the_same_place_are_named_side_by_side():
+    swallowed = History().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
+    swallowed.commit("COMPLETED").broker("ack").polls(5).verdict("FAILED", "COMPLETED")
+    comparison = align(fails().steps(), swallowed.steps())
+
+    row = comparison.divergence
+    assert row is not None and row.left is not None and row.right is not None
+    assert divergence_sentence(comparison, 12, 15) == (
+        f"The runs diverge at step {row.number}: run 12 committed FAILED where run 15 "
+        "committed COMPLETED."
+    )
+
+
+def test_the_same_new_status_from_another_old_one_is_said_with_both():
+    # Histories that start mid-lifecycle, as a task attached after it was created would.
+    a = History(status="RUNNING").commit("FAILED")
+    b = History(status="COMPLETED").commit("FAILED")
+    comparison = align(a.steps(), b.steps())
+
+    assert divergence_sentence(comparison, 1, 2) == (
+        "The runs diverge at step 1: run 1 committed RUNNING → FAILED where run 2 committed "
+        "COMPLETED → FAILED."
+    )
+
+
+def test_divergence_at_the_very_first_step():
+    a = History().commit("PENDING").broker("enqueue")
+    b = History().commit("RUNNING").broker("enqueue")
+    comparison = align(a.steps(), b.steps())
+
+    assert comparison.divergence is comparison.rows[0]
+    assert comparison.divergence.number == 1
+    assert divergence_sentence(comparison, 1, 2) == (
+        "The runs diverge at step 1: run 1 created the row as PENDING where run 2 created "
+        "the row as RUNNING."
+    )
+
+
+def test_divergence_at_the_very_end_when_one_run_has_one_more_step():
+    a, b = fails(), fails()
+    b.commit("COMPLETED")  # a late writer, after the verdict
+    comparison = align(a.steps(), b.steps())
+
+    assert comparison.divergence is comparison.rows[-1]
+    assert comparison.divergence.left is None
+    assert states(comparison.rows[:-1]) == ["same"] * (len(comparison.rows) - 1)
+
+
+def test_divergence_only_in_the_verdict():
+    comparison = align(fails().steps(), fails().verdict("FAILED", "COMPLETED").steps())
+
+    assert comparison.divergence is not None and comparison.divergence.right.lane == "probe"
+
+
+def test_nothing_to_compare():
+    comparison = align([], [])
+    assert comparison.rows == [] and comparison.divergence is None
+    assert divergence_sentence(comparison, 1, 2) == "Neither run has recorded an event yet."
+
+    one_sided = align(fails().steps(), [])
+    assert one_sided.divergence is one_sided.rows[0]
+    assert all(row.right is None for row in one_sided.rows)
+
+
+# What is only timing
+
+
+def test_a_poll_that_caught_the_task_running_in_one_run_only_is_timing():
+    a = History().submit().commit("PENDING").commit("RUNNING").polls(1).commit("FAILED").polls(3)
+    b = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
+    comparison = align(a.steps(), b.steps())
+
+    assert comparison.divergence is None
+    timing = [row for row in comparison.rows if row.state == "timing"]
+    assert len(timing) == 1 and timing[0].left.label == "read RUNNING ×2"
+    assert "timing" in divergence_sentence(comparison, 1, 2)
+
+
+def test_a_probe_read_sent_before_a_commit_and_answered_after_it_is_timing():
+    # a's probe asked 100 ms before COMPLETED was written and got its answer 150 ms later
+    a = History().submit().commit("PENDING").commit("RUNNING")
+    a.add("probe", "read", "COMPLETED", after_ms=100, latency_ms=150.0, http_status=200)
+    a.commit("COMPLETED", after_ms=100).polls(3)
+    b = History().submit().commit("PENDING").commit("RUNNING").commit("COMPLETED").polls(3)
+    assert align(a.steps(), b.steps()).divergence is None
+
+    # Answered before the commit was written, it could not have seen COMPLETED.
+    a.events[3] = replace(a.events[3], body={"latency_ms": 5.0})
+    assert align(a.steps(), b.steps()).divergence is not None
+
+
+def test_a_stale_read_in_one_run_only_is_a_divergence():
+    # b's API keeps answering PENDING long after RUNNING and FAILED committed
+    a = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
+    b = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED")
+    b.polls(3, "PENDING").polls(3)
+    comparison = align(a.steps(), b.steps())
+
+    row = comparison.divergence
+    assert row is not None and row.right is not None and row.right.status == "PENDING"
+    assert "run 2 read PENDING" in divergence_sentence(comparison, 1, 2)
+
+
+def test_reads_of_different_statuses_side_by_side_differ_when_one_is_stale():
+    # Both polled once mid-way; a's read what was committed, b's snapshot was older.
+    a = History().submit().commit("PENDING").commit("RUNNING").polls(3).commit("COMPLETED")
+    b = History().submit().commit("PENDING").commit("RUNNING").polls(3, "PENDING")
+    b.commit("COMPLETED")
+    comparison = align(a.steps(), b.steps())
+
+    assert comparison.divergence is not None
+    assert divergence_sentence(comparison, 1, 2) == (
+        f"The runs diverge at step {comparison.divergence.number}: run 1 read RUNNING where "
+        "run 2 read PENDING."
+    )
+
+
+def test_enqueue_and_start_stamped_in_the_other_order_are_timing():
+    a = History().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
+    b = History().submit().commit("PENDING").broker("start", "enqueue").commit("RUNNING")
+    comparison = align(a.steps(), b.steps())
+
+    assert comparison.divergence is None
+    assert states(comparison.rows).count("timing") == 2
+
+
+def test_retried_lifecycles_line_up_attempt_by_attempt_despite_an_early_poll():
+    def retried(early_poll: bool) -> History:
+        h = History().submit().commit("PENDING").broker("enqueue")
+        if early_poll:
+            h.polls(1)
+        for _ in range(2):
+            h.broker("start").commit("RUNNING").commit("PENDING").log().broker("fail", "retry")
+            h.polls(8)
+        h.broker("start").commit("RUNNING").commit("COMPLETED").broker("ack").polls(10)
+        return h.verdict("COMPLETED", "COMPLETED")
+
+    comparison = align(retried(True).steps(), retried(False).steps())
+
+    assert comparison.divergence is None
+    starts = [row for row in comparison.rows if row.left and row.left.token == ("broker", "start")]
+    assert len(starts) == 3 and all(row.same for row in starts)
