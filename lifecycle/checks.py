@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
@@ -19,8 +21,68 @@ def expected_for(task_key: str) -> str | None:
     ).first()
 
 
+# The checker's last answers, by the exact set of events it was given: a history is
+# append-only and an event never changes, so the same ids and expectation give the same
+# findings. Several connections to one task, and a page rendered again, check once.
+_MEMO: OrderedDict[tuple[object, ...], tuple[frozenset[int], list[Finding]]] = OrderedDict()
+MEMO_SIZE = 32
+_memo_lock = threading.Lock()
+
+
 def findings_for(records: Sequence[EventRecord], expected: str | None) -> list[Finding]:
-    return check(records, expected)
+    if not records:
+        return check(records, expected)
+    ids = frozenset(r.id for r in records)
+    key = (records[0].task_key, expected, len(ids), max(ids), sum(ids))
+    with _memo_lock:
+        hit = _MEMO.get(key)
+        if hit is not None and hit[0] == ids and len(ids) == len(records):
+            _MEMO.move_to_end(key)
+            return list(hit[1])
+    findings = check(records, expected)
+    with _memo_lock:
+        _MEMO[key] = (ids, findings)
+        while len(_MEMO) > MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return list(findings)
+
+
+def stored_findings(
+    task_key: str, records: Sequence[EventRecord], expected: str | None
+) -> list[Finding]:
+    """``findings_for`` a task's whole history, reusing (and keeping) its ``TaskCheck``.
+
+    The stored check is used when it covers exactly as many events up to the same newest
+    id with the same expectation, the rule ``refresh`` keeps it by; the home page brings it
+    up to date for the tasks it lists, so their pages need not run the checker again.
+    """
+    if len(records) < STORE_MIN:
+        return findings_for(records, expected)
+    last = max(r.id for r in records)
+    row = (
+        TaskCheck.objects.filter(
+            task_key=task_key, event_count=len(records), last_event_id=last, expected=expected
+        )
+        .values_list("findings", flat=True)
+        .first()
+    )
+    if row is not None:
+        return [Finding(f["kind"], tuple(f["events"]), f["message"], f.get("cause")) for f in row]
+    findings = findings_for(records, expected)
+    TaskCheck.objects.update_or_create(
+        task_key=task_key,
+        defaults={
+            "event_count": len(records),
+            "last_event_id": last,
+            "expected": expected,
+            "kinds": sorted({f.kind for f in findings}),
+            "findings": [f.as_json() for f in findings],
+        },
+    )
+    return findings
+
+
+STORE_MIN = 1000  # shorter histories check faster than the row is read
 
 
 def _stats(task_keys: Iterable[str] | None) -> dict[str, tuple[int, int]]:

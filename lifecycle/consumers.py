@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,10 +22,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from lifecycle import checks, live, queries
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord
-from lifecycle.findings import finding_views, pin
 from lifecycle.feed.hub import ALL, get_hub
+from lifecycle.findings import finding_views, pin
 from lifecycle.models import Run
-from lifecycle.timeline import EventView, TimelineBuilder, current_status, in_time_order
+from lifecycle.timeline import EventView, StatusTracker, TimelineBuilder, in_time_order
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +86,59 @@ class LiveConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
 
+class CheckBudget:
+    """How much of the process's time live findings may take: a token bucket of seconds.
+
+    The checker reads a task's whole history, and its cost grows faster than the history
+    (1.5 s at 5,000 events here). Checks wait their turn, one at a time, so that together
+    they use at most ``share`` of the time and events keep flowing; under load findings
+    come later, never wrong.
+    """
+
+    def __init__(self, share: float = 0.1, burst: float = 0.05) -> None:
+        self.share, self.burst = share, burst
+        self.tokens = burst
+        self.updated = 0.0
+        self.lock = asyncio.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(
+        self,
+        check: Callable[[list[EventRecord]], Awaitable[list[Finding]]],
+        records: list[EventRecord],
+        loop: asyncio.AbstractEventLoop,
+    ) -> list[Finding]:
+        if self.loop is not loop:  # a new event loop (a test's): a lock belongs to one loop
+            self.lock, self.loop = asyncio.Lock(), loop
+        async with self.lock:
+            now = loop.time()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.share)
+            self.updated = now
+            if self.tokens < 0:
+                await asyncio.sleep(-self.tokens / self.share)
+                self.tokens, self.updated = 0.0, loop.time()
+            findings = await check(records)
+            self.tokens -= loop.time() - self.updated
+            self.updated = loop.time()
+            return findings
+
+
+_budget = CheckBudget()
+
+
 class TaskConsumer(LiveConsumer):
-    """One task's timeline (on the task page, and the run page with ``?run=ID``)."""
+    """One task's timeline (on the task page, and the run page with ``?run=ID``).
+
+    A live event goes out at once, with the header; the findings, which take the checker
+    over the whole history, follow in a message of their own, at most every
+    ``REFRESH_INTERVAL`` and within the process's ``CheckBudget``, so a burst costs one
+    check and an event's latency does not grow with its task's history. Refreshes fall on
+    a common grid, so the connections to one task check the same history once (the
+    checker's answers are memoised by the events they cover).
+    """
+
+    REFRESH_INTERVAL = 0.2
+    THREAD_CHECK = 500  # histories at least this long are checked off the event loop
 
     async def connect(self) -> None:
         self.topic = self.scope["url_route"]["kwargs"]["task_key"]
@@ -95,11 +148,21 @@ class TaskConsumer(LiveConsumer):
         self.builder = TimelineBuilder()
         self.records: list[EventRecord] = []
         self.views: list[EventView] = []
+        self.status = StatusTracker()
         self.findings: list[Finding] | None = None
         self.expected: str | None = None
         self.sent: set[int] = set()
         self.empty_shown = False  # the page shows "No event yet"
+        self.refresher: asyncio.Task[None] | None = None
+        self.stale = False  # events came since the findings were computed
+        self.next_refresh = 0.0  # loop time
+        self.generation = 0  # catch-ups so far: a check of an older history is dropped
         await super().connect()
+
+    async def disconnect(self, code: int) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+        await super().disconnect(code)
 
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
         if hello is not None:
@@ -107,13 +170,22 @@ class TaskConsumer(LiveConsumer):
             self.empty_shown = not self.sent
         records = in_time_order(await database_sync_to_async(queries.task_events)(self.topic))
         self.expected = await database_sync_to_async(self._expected)()
+        self.generation += 1
         self.builder = TimelineBuilder()
         self.views = self.builder.extend(records)
         self.records = records
+        self.status = StatusTracker(records)
         self.findings = None  # the page's findings are as of its render: send them again
         missing = [v for v in self.views if v.id not in self.sent]
         self.sent.update(r.id for r in records)
-        await self.push(missing, verdict=self.run_id is not None)
+        self.stale = False
+        findings = await self._check(records)
+        parts = self._findings_parts(findings, first={v.id for v in missing})
+        parts.insert(0, live.events_fragment(missing, first=self.empty_shown))
+        if missing:
+            self.empty_shown = False
+        parts.append(await self._status_fragment(header=bool(missing), verdict=True))
+        await self._send(parts)
 
     def _expected(self) -> str | None:
         if self.run_id is not None:
@@ -126,33 +198,78 @@ class TaskConsumer(LiveConsumer):
             return
         self.sent.update(r.id for r in fresh)
         self.records.extend(fresh)
+        self.status.update(fresh)
         views = self.builder.extend(fresh)
         self.views.extend(views)
-        await self.push(views, verdict=self.run_id is not None)
-
-    async def push(self, views: list[EventView], verdict: bool) -> None:
-        findings = checks.findings_for(self.records, self.expected)
-        marked = pin(self.views, findings)
-        new_ids = {v.id for v in views}
         parts = [live.events_fragment(views, first=self.empty_shown)]
-        if views:
-            self.empty_shown = False
-        remarked = [v for v in self.views if v.id in marked and v.id not in new_ids]
-        parts.append(live.replace_events_fragment(remarked))
+        self.empty_shown = False
+        # The header is cheap; the verdict needs the run's row: it waits for the refresh.
+        parts.append(await self._status_fragment(header=True, verdict=False))
+        await self._send(parts)
+        self.stale = True
+        if self.refresher is None or self.refresher.done():
+            self.refresher = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Bring the findings (and a run's verdict) up to date, throttled, until current."""
+        try:
+            await self._refresh_until_current()
+        except Exception:
+            logger.exception("refreshing the findings of %r failed", self.topic)
+
+    async def _refresh_until_current(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.stale:
+            delay = self.next_refresh - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.stale = False
+            generation, records = self.generation, list(self.records)
+            findings = await _budget.run(self._check, records, loop)
+            grid = self.REFRESH_INTERVAL
+            self.next_refresh = (loop.time() // grid + 1) * grid
+            async with self.lock:
+                if generation != self.generation:
+                    continue  # a catch-up sent the findings of a newer history meanwhile
+                parts = self._findings_parts(findings)
+                parts.append(await self._status_fragment(header=False, verdict=True))
+                await self._send(parts)
+
+    async def _check(self, records: list[EventRecord]) -> list[Finding]:
+        if len(records) < self.THREAD_CHECK:
+            return checks.findings_for(records, self.expected)
+        # Long: in a thread, so that other connections' events keep flowing meanwhile.
+        return await asyncio.to_thread(checks.findings_for, records, self.expected)
+
+    def _findings_parts(
+        self, findings: list[Finding], first: AbstractSet[int] = frozenset()
+    ) -> list[str]:
+        """Re-mark the events whose findings changed, and the findings if they changed.
+
+        ``first``: events about to be sent for the first time (marked, not replaced).
+        """
+        marked = pin(self.views, findings)
+        remarked = [v for v in self.views if v.id in marked and v.id not in first]
+        parts = [live.replace_events_fragment(remarked)]
         if self.findings is None or findings != self.findings:
             self.findings = findings
             parts.append(live.findings_fragment(
                 finding_views(findings, self.records), self.expected
             ))
-        if views or verdict:
-            if self.run_id is None:
-                parts.append(live.header_fragment(
-                    self.topic, current_status(self.records), len(self.records)
-                ))
-            else:
-                run = await Run.objects.filter(pk=self.run_id).afirst()
-                if run is not None:
-                    parts.append(live.verdict_fragment(run))
+        return parts
+
+    async def _status_fragment(self, *, header: bool, verdict: bool) -> str:
+        """The task header (task page), or the run's verdict (run page)."""
+        if self.run_id is None:
+            if not header:
+                return ""
+            return live.header_fragment(self.topic, self.status.current, len(self.records))
+        if not verdict:
+            return ""
+        run = await Run.objects.filter(pk=self.run_id).afirst()
+        return live.verdict_fragment(run) if run is not None else ""
+
+    async def _send(self, parts: list[str]) -> None:
         html = "".join(p for p in parts if p)
         if html:
             await self.send(text_data=html)

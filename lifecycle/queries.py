@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 
@@ -12,10 +12,15 @@ from lifecycle.events import EventRecord
 from lifecycle.models import Event, Run
 
 PAGE_SIZE = 25
+ZERO = timedelta(0)
 
 
-# body as text: parsing it with json.loads is several times faster than the jsonb loader.
-EVENT_COLUMNS = "id, source, kind, task_key, status, at, received_at, txid, body::text, uuid"
+# body as text: parsing it with json.loads is several times faster than the jsonb loader;
+# times as text for datetime.fromisoformat (C), about 20 times faster than the timestamptz
+# loader; the uuid as text, not a UUID object made only to be turned into a string.
+EVENT_COLUMNS = (
+    "id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text"
+)
 
 
 def task_events(task_key: str) -> list[EventRecord]:
@@ -34,9 +39,18 @@ def task_events(task_key: str) -> list[EventRecord]:
 def _record(row: tuple) -> EventRecord:
     body = json.loads(row[8]) if row[8] else {}
     return EventRecord(
-        id=row[0], source=row[1], kind=row[2], task_key=row[3], status=row[4], at=row[5],
-        received_at=row[6], txid=row[7], body=body or {}, uuid=str(row[9]),
+        id=row[0], source=row[1], kind=row[2], task_key=row[3], status=row[4],
+        at=_time(row[5]), received_at=_time(row[6]), txid=row[7], body=body or {},
+        uuid=row[9],
     )
+
+
+def _time(text: str | None) -> datetime | None:
+    """A timestamptz's text, in UTC like the loader Django sets up gives it."""
+    if text is None:
+        return None
+    at = datetime.fromisoformat(text)
+    return at if at.tzinfo is UTC or at.utcoffset() == ZERO else at.astimezone(UTC)
 
 
 def task_events_except(task_key: str, have: set[int]) -> list[EventRecord]:
@@ -80,7 +94,9 @@ def recent_tasks(page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSum
     return summaries(rows), total
 
 
-def tasks_with_findings(kind: str | None, page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSummary], int]:
+def tasks_with_findings(
+    kind: str | None, page: int = 1, per_page: int = PAGE_SIZE
+) -> tuple[list[TaskSummary], int]:
     """Tasks whose history has a finding (of ``kind``, if given), newest activity first."""
     from lifecycle import checks
     from lifecycle.models import TaskCheck
@@ -92,7 +108,9 @@ def tasks_with_findings(kind: str | None, page: int = 1, per_page: int = PAGE_SI
     total = matching.count()
     offset = (page - 1) * per_page
     keys = list(
-        matching.order_by("-last_event_id").values_list("task_key", flat=True)[offset : offset + per_page]
+        matching.order_by("-last_event_id").values_list("task_key", flat=True)[
+            offset : offset + per_page
+        ]
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -120,7 +138,9 @@ def summaries(rows: list[tuple]) -> list[TaskSummary]:
     if not rows:
         return []
     keys = [r[0] for r in rows]
-    last = {e.id: EventRecord.from_model(e) for e in Event.objects.filter(id__in=[r[1] for r in rows])}
+    last = {
+        e.id: EventRecord.from_model(e) for e in Event.objects.filter(id__in=[r[1] for r in rows])
+    }
     statuses = dict(
         Event.objects.filter(task_key__in=keys, source="db")
         .order_by("task_key", "-id")

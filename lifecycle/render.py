@@ -9,49 +9,83 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
+from lifecycle.events import EventRecord
 from lifecycle.templatetags.lifecycle_tags import status_chip
-from lifecycle.timeline import EventView
+from lifecycle.timeline import LANES, EventView, field_text
+
+LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
+_escaped: dict[str, str] = {}  # kinds and statuses: a small set, escaped once each
 
 
-def _fields_text(ev: EventView) -> str:
-    return "\n".join(f"{name}: {value}" for name, value in ev.fields)
+def _esc(text: str) -> str:
+    found = _escaped.get(text)
+    if found is None:
+        found = escape(text)
+        if len(_escaped) < 1000:
+            _escaped[text] = found
+    return found
+
+
+def _fields_text(r: EventRecord) -> str:
+    """``TimelineBuilder.fields`` as the popover's lines, built straight into one string."""
+    at = r.at
+    text = f"event: #{r.id}\nat: {at.isoformat() if at else '—'}"
+    if r.received_at is not None:
+        text += f"\nreceived: {r.received_at.isoformat()}"
+    if r.txid is not None:
+        text += f"\ntxid: {r.txid}"
+    lines = [text]
+    lines.extend(f"{key}: {field_text(value)}" for key, value in r.body.items())
+    return "\n".join(lines)
 
 
 def event_html(ev: EventView) -> str:
     r = ev.record
-    event_id = ev.id
+    event_id = r.id
     status = r.status
+    at = r.at
     # source and lane come from a closed set (the ingestor refuses others); the rest is
     # escaped.
-    attrs = f' data-status="{escape(status)}"' if status else ""
-    if ev.version_of is not None:
-        attrs += f' data-version-of="{ev.version_of}"'
-    classes = f"ev lane-{ev.lane}" + (" has-finding" if ev.findings else "")
+    attrs = f' data-status="{_esc(status)}"' if status else ""
+    version_of = ev.version_of
+    if version_of is not None:
+        attrs += f' data-version-of="{version_of}"'
+        version = (
+            f'<a class="version-link" href="#event-{version_of}" data-testid="version-link">'
+            f"↖ version of txn {ev.version_txid}</a>"
+        )
+    else:
+        version = ""
+    lane = ev.lane
+    if ev.findings:
+        classes = f"ev lane-{lane} has-finding"
+        findings = "".join(
+            f'<a class="badge finding" href="#findings" title="this event proves a finding">'
+            f"⚠ {escape(kind)}</a>"
+            for kind in ev.findings
+        )
+    else:
+        classes, findings = f"ev lane-{lane}", ""
     chip = status_chip(status) if status else ""
-    version = (
-        f'<a class="version-link" href="#event-{ev.version_of}" data-testid="version-link">'
-        f"↖ version of txn {ev.version_txid}</a>"
-        if ev.version_of is not None
-        else ""
-    )
-    findings = "".join(
-        f'<a class="badge finding" href="#findings" title="this event proves a finding">'
-        f"⚠ {escape(kind)}</a>"
-        for kind in ev.findings
-    )
+    kind = _esc(r.kind)
+    if at is not None:
+        at_us = round(at.timestamp() * 1_000_000)
+        clock = f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
+    else:
+        at_us, clock = 0, ""
     return (
         f'<li class="{classes}" id="event-{event_id}" data-testid="event" '
-        f'data-event-id="{event_id}" data-at="{ev.at_us}" data-source="{r.source}" '
-        f'data-kind="{escape(r.kind)}"{attrs} style="--lane: {ev.lane_index}">'
-        f'<a class="ev-time" href="#event-{event_id}">{ev.clock}'
+        f'data-event-id="{event_id}" data-at="{at_us}" data-source="{r.source}" '
+        f'data-kind="{kind}"{attrs} style="--lane: {LANE_INDEX[lane]}">'
+        f'<a class="ev-time" href="#event-{event_id}">{clock}'
         f"<small>+{ev.offset_ms:.0f} ms</small></a>"
-        f'<div class="ev-card" tabindex="0" data-fields="" title="{escape(_fields_text(ev))}">'
-        f'<span class="ev-lane">{ev.lane}</span>{chip}'
-        f'<span class="ev-kind">{escape(r.kind)}</span>'
+        f'<div class="ev-card" tabindex="0" data-fields="" title="{escape(_fields_text(r))}">'
+        f'<span class="ev-lane">{lane}</span>{chip}'
+        f'<span class="ev-kind">{kind}</span>'
         f'<span class="ev-summary">{escape(ev.summary)}</span>{version}{findings}'
         "</div></li>"
     )
 
 
 def events_html(views: Iterable[EventView]) -> str:
-    return "".join(event_html(v) for v in views)
+    return "".join([event_html(v) for v in views])

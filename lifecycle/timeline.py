@@ -96,6 +96,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def field_text(value: Any) -> str:
+    """A body value as the popover shows it, cut at 600 characters."""
+    text = value if isinstance(value, str) else _fmt(value)
+    return text if len(text) <= 600 else text[:600] + "…"
+
+
 class TimelineBuilder:
     """Turns events into views, remembering commits so a read can name its version.
 
@@ -188,8 +194,7 @@ class TimelineBuilder:
         if r.txid is not None:
             fields.append(("txid", str(r.txid)))
         for key, value in r.body.items():
-            text = value if isinstance(value, str) else _fmt(value)
-            fields.append((key, text if len(text) <= 600 else text[:600] + "…"))
+            fields.append((key, field_text(value)))
         return fields
 
 
@@ -211,3 +216,23 @@ def current_status(records: Iterable[EventRecord]) -> str | None:
         elif r.status and r.source in {"api", "probe"}:
             reported = r.status
     return committed or reported
+
+
+class StatusTracker:
+    """``current_status`` of a list that only grows: the same answer, for the new records only."""
+
+    def __init__(self, records: Iterable[EventRecord] = ()) -> None:
+        self.committed: str | None = None
+        self.reported: str | None = None
+        self.update(records)
+
+    def update(self, records: Iterable[EventRecord]) -> None:
+        for r in records:
+            if r.source == "db" and r.status:
+                self.committed = r.status
+            elif r.status and r.source in {"api", "probe"}:
+                self.reported = r.status
+
+    @property
+    def current(self) -> str | None:
+        return self.committed or self.reported

@@ -52,7 +52,7 @@ def home(request: HttpRequest) -> HttpResponse:
 def timeline_context(task_key: str, expected: str | None = None) -> dict:
     records = in_time_order(queries.task_events(task_key))
     views = TimelineBuilder().extend(records)
-    findings = checks.findings_for(records, expected)
+    findings = checks.stored_findings(task_key, records, expected)
     pin(views, findings)
     status = current_status(records)
     return {
