@@ -9,6 +9,8 @@ API sent one, beats any clock.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -175,6 +177,9 @@ class _History:
         # Row locks serialise the writers, so first arrival is commit order for one row.
         groups = sorted(by_txid.items(), key=lambda item: item[1][0].id)
         self.versions = [Version(i, txid, tuple(evs)) for i, (txid, evs) in enumerate(groups)]
+        # The largest last-event id among the first n versions, to find with a bisection the
+        # versions that arrived before a read (row locks make it the plain last id).
+        self._arrived = list(itertools.accumulate((v.last.id for v in self.versions), max))
         self.reads = [e for e in events if _is_read(e)]
         # Each change of the row with the status it left, the trigger's word first.
         self.changes: list[tuple[EventRecord, str | None]] = []
@@ -190,12 +195,14 @@ class _History:
         if read.source != "api" or not isinstance(xmin, int) or isinstance(xmin, bool):
             return None
         # A read can only return a version whose events arrived before its own.
-        matches = [v for v in self.committed_before(read) if v.txid % XID_WRAP == xmin]
-        return matches[-1] if matches else None
+        for v in reversed(self.committed_before(read)):
+            if v.txid % XID_WRAP == xmin:
+                return v
+        return None
 
     def committed_before(self, read: EventRecord) -> list[Version]:
         """Versions whose events all arrived before the read's (a sound, lenient bound)."""
-        return [v for v in self.versions if v.last.id < read.id]
+        return self.versions[: bisect.bisect_left(self._arrived, read.id)]
 
     def began_after(self, read: EventRecord, version: Version) -> bool:
         """Time evidence that the read began after the version had committed."""
@@ -214,7 +221,9 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
         if returned is None:
             continue
         snapshot = Snapshot.parse(read.body.get("snapshot"))
-        for newer in reversed(h.versions[returned.index + 1 :]):
+        # Only versions that arrived before the read can prove it stale.
+        arrived = len(h.committed_before(read))
+        for newer in reversed(h.versions[returned.index + 1 : arrived]):
             cause = _staleness(h, read, newer, snapshot)
             if cause != "fresh":
                 groups.setdefault((returned.index, newer.index), []).append((read, cause))
