@@ -36,6 +36,13 @@ def task_events(task_key: str) -> list[EventRecord]:
         return [_record(row) for row in cursor.fetchall()]
 
 
+def event(event_id: int) -> EventRecord | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {EVENT_COLUMNS} FROM lifecycle_event WHERE id = %s", [event_id])
+        row = cursor.fetchone()
+    return _record(row) if row else None
+
+
 def _record(row: tuple) -> EventRecord:
     body = json.loads(row[8]) if row[8] else {}
     return EventRecord(

@@ -26,20 +26,30 @@ def _esc(text: str) -> str:
     return found
 
 
-def _fields_text(r: EventRecord) -> str:
-    """``TimelineBuilder.fields`` as the popover's lines, built straight into one string."""
+def _fields(r: EventRecord) -> list[tuple[str, str]]:
+    """What the card does not show already: times, transaction, and the whole body."""
     at = r.at
-    text = f"event: #{r.id}\nat: {at.isoformat() if at else '—'}"
+    pairs = [("event", f"#{r.id}"), ("at", at.isoformat() if at else "—")]
     if r.received_at is not None:
-        text += f"\nreceived: {r.received_at.isoformat()}"
+        pairs.append(("received", r.received_at.isoformat()))
     if r.txid is not None:
-        text += f"\ntxid: {r.txid}"
-    lines = [text]
-    lines.extend(f"{key}: {field_text(value)}" for key, value in r.body.items())
-    return "\n".join(lines)
+        pairs.append(("txid", str(r.txid)))
+    pairs.extend((key, field_text(value)) for key, value in r.body.items())
+    return pairs
 
 
-def event_html(ev: EventView) -> str:
+def _fields_text(r: EventRecord) -> str:
+    """The popover's lines, ``name: value`` (a value's own line breaks continue it)."""
+    return "\n".join(f"{key}: {value}" for key, value in _fields(r))
+
+
+# Up to this many events, each card carries all its fields in its title (a tooltip without
+# JavaScript, a popover with it). A longer timeline leaves them out (they were 60 % of a
+# 5,000-event page) and the popover fetches them from the event's JSON on first hover.
+INLINE_FIELDS_LIMIT = 1000
+
+
+def event_html(ev: EventView, *, inline_fields: bool = True) -> str:
     r = ev.record
     event_id = r.id
     status = r.status
@@ -73,13 +83,14 @@ def event_html(ev: EventView) -> str:
         clock = f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
     else:
         at_us, clock = 0, ""
+    title = f' title="{escape(_fields_text(r))}"' if inline_fields else ""
     return (
         f'<li class="{classes}" id="event-{event_id}" data-testid="event" '
         f'data-event-id="{event_id}" data-at="{at_us}" data-source="{r.source}" '
         f'data-kind="{kind}"{attrs} style="--lane: {LANE_INDEX[lane]}">'
         f'<a class="ev-time" href="#event-{event_id}">{clock}'
         f"<small>+{ev.offset_ms:.0f} ms</small></a>"
-        f'<div class="ev-card" tabindex="0" data-fields="" title="{escape(_fields_text(r))}">'
+        f'<div class="ev-card" tabindex="0"{title}>'
         f'<span class="ev-lane">{lane}</span>{chip}'
         f'<span class="ev-kind">{kind}</span>'
         f'<span class="ev-summary">{escape(ev.summary)}</span>{version}{findings}'
@@ -87,5 +98,10 @@ def event_html(ev: EventView) -> str:
     )
 
 
-def events_html(views: Iterable[EventView]) -> str:
-    return "".join([event_html(v) for v in views])
+def events_html(views: Iterable[EventView], *, inline_fields: bool = True) -> str:
+    return "".join([event_html(v, inline_fields=inline_fields) for v in views])
+
+
+def fields_json(r: EventRecord) -> list[tuple[str, str]]:
+    """The popover's fields for an event whose card does not carry them."""
+    return _fields(r)

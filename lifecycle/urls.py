@@ -17,4 +17,5 @@ urlpatterns = [
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
     path("api/tasks/<str:task_key>/timeline", views.timeline_json, name="api-timeline"),
+    path("api/events/<int:event_id>", views.event_fields, name="api-event"),
 ]

@@ -17,7 +17,7 @@ from lifecycle import checks, probe, queries
 from lifecycle.checker import KINDS
 from lifecycle.findings import finding_views, pin
 from lifecycle.models import Run
-from lifecycle.render import events_html
+from lifecycle.render import INLINE_FIELDS_LIMIT, events_html, fields_json
 from lifecycle.scenarios import CATALOGUE, Scenario, UnknownScenario, get_scenario
 from lifecycle.timeline import LANES, TERMINAL, TimelineBuilder, current_status, in_time_order
 
@@ -56,7 +56,10 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict:
     pin(views, findings)
     status = current_status(records)
     return {
-        "task_key": task_key, "events": views, "events_html": mark_safe(events_html(views)),
+        "task_key": task_key, "events": views,
+        "events_html": mark_safe(
+            events_html(views, inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
+        ),
         "findings": finding_views(findings, records), "finding_objects": findings,
         "expected": expected, "lanes": LANES, "status": status,
         "event_count": len(records), "live": status not in TERMINAL or _recent(records),
@@ -170,3 +173,12 @@ def timeline_json(request: HttpRequest, task_key: str) -> JsonResponse:
         "findings": [f.as_json() for f in context["finding_objects"]],
         "events": [view.as_json() for view in context["events"]],
     })
+
+
+@require_GET
+def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
+    """One event's fields, for the popover of a long timeline (its cards carry none)."""
+    event = queries.event(event_id)
+    if event is None:
+        return JsonResponse({"error": f"no event {event_id}"}, status=404)
+    return JsonResponse({"event": event.as_json(), "fields": fields_json(event)})

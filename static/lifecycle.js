@@ -65,23 +65,43 @@
 
   // All of an event's fields: the server puts them in the card's title (which is what a
   // browser without JavaScript shows); here they become a popover on hover and focus.
-  function showFields(card) {
-    if (card.querySelector(".ev-fields") || !card.title) { return; }
+  // A long timeline's cards carry no title: their fields come from /api/events/<id>.
+  function popover(card, pairs) {
     var dl = document.createElement("dl");
     dl.className = "ev-fields";
     dl.setAttribute("role", "tooltip");
     dl.id = "fields-" + card.parentNode.dataset.eventId;
-    card.title.split("\n").forEach(function (line) {
-      var at = line.indexOf(": ");
+    pairs.forEach(function (pair) {
       var dt = document.createElement("dt"), dd = document.createElement("dd");
-      dt.textContent = at < 0 ? line : line.slice(0, at);
-      dd.textContent = at < 0 ? "" : line.slice(at + 2);
+      dt.textContent = pair[0];
+      dd.textContent = pair.length > 1 ? pair[1] : "";
       dl.append(dt, dd);
     });
-    card.dataset.fields = card.title;
-    card.removeAttribute("title");
     card.setAttribute("aria-describedby", dl.id);
     card.appendChild(dl);
+  }
+  function showFields(card) {
+    if (card.querySelector(".ev-fields") || card.dataset.fields === "loading") { return; }
+    if (card.title) {
+      var pairs = [];
+      card.title.split("\n").forEach(function (line) {
+        var at = line.indexOf(": ");
+        if (at > 0 && /^[\w-]+$/.test(line.slice(0, at))) {
+          pairs.push([line.slice(0, at), line.slice(at + 2)]);
+        } else if (pairs.length) {  // a value's own line break (a traceback)
+          pairs[pairs.length - 1][1] += "\n" + line;
+        }
+      });
+      card.dataset.fields = card.title;
+      card.removeAttribute("title");
+      popover(card, pairs);
+      return;
+    }
+    card.dataset.fields = "loading";
+    fetch("/api/events/" + card.parentNode.dataset.eventId)
+      .then(function (r) { return r.json(); })
+      .then(function (body) { card.dataset.fields = "loaded"; popover(card, body.fields || []); })
+      .catch(function () { delete card.dataset.fields; });
   }
   function onCard(evt) {
     var card = evt.target.closest && evt.target.closest(".ev-card");

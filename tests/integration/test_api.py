@@ -77,3 +77,27 @@ def test_unknown_scenarios_and_runs_are_404(client, postgres):
     assert client.get("/api/runs/999999").status_code == 404
     assert client.post("/api/runs/999999/resubmit").status_code == 404
     assert Run.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_an_events_fields_are_served_for_the_popover_of_a_long_timeline(client, postgres):
+    from lifecycle.models import Event
+    from lifecycle.render import INLINE_FIELDS_LIMIT
+
+    event = Event.objects.create(
+        task_key="t-fields", source="log", kind="error", body={"exception": "a\nb", "pid": 7}
+    )
+    body = client.get(f"/api/events/{event.id}").json()
+    assert body["event"]["id"] == event.id
+    assert ["exception", "a\nb"] in body["fields"] and ["pid", "7"] in body["fields"]
+    assert client.get("/api/events/999999999").status_code == 404
+
+    # A short timeline carries the fields in each card's title; a long one leaves them out
+    assert 'title="event: #' in client.get("/tasks/t-fields").content.decode()
+    Event.objects.bulk_create(
+        Event(task_key="t-long", source="api", kind="read", status="RUNNING")
+        for _ in range(INLINE_FIELDS_LIMIT + 1)
+    )
+    page = client.get("/tasks/t-long").content.decode()
+    assert page.count('data-testid="event"') == INLINE_FIELDS_LIMIT + 1
+    assert 'title="event: #' not in page
