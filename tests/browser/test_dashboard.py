@@ -45,6 +45,11 @@ def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, l
 
     # When the user resubmits it
     page.wait_for_selector("[data-testid=event][data-source=probe][data-kind=verdict]")
+    # Every probe read has its API read (those come through the ingestor): all events are in
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-source=probe][data-kind=read]').length"
+        " === document.querySelectorAll('[data-source=api][data-kind=read]').length"
+    )
     shown = event_ids(page)
     page.get_by_test_id("resubmit").click()
     page.wait_for_url(lambda url: url != run_url and "/runs/" in url)
@@ -71,7 +76,16 @@ def test_a_permalink_reads_without_javascript_and_highlights_its_event(stack, br
     from tests.conftest import wait_for
 
     wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
-    _, timeline = stack.get(f"/api/tasks/{run['task']}/timeline")
+
+    def settled():
+        # Every probe read was served by the API, whose read events come through the
+        # ingestor: once each probe read has its API read, no event is still on its way.
+        _, body = stack.get(f"/api/tasks/{run['task']}/timeline")
+        count = {s: sum(e["source"] == s and e["kind"] == "read" for e in body["events"])
+                 for s in ("probe", "api")}
+        return body if count["probe"] == count["api"] else None
+
+    timeline = wait_for(settled, 10, 0.2, "the API reads to be ingested")
     failed = next(e for e in timeline["events"] if e["source"] == "db" and e["status"] == "FAILED")
 
     context = browser.new_context(java_script_enabled=False)
