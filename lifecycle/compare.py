@@ -136,8 +136,16 @@ def _offset(at: datetime | None, origin: datetime | None) -> float:
 
 def _read_step(r: EventRecord, offset: float) -> Step:
     step = Step(
-        lane="reads", token=("reads", r.status), label="", phrase=f"read {r.status or 'nothing'}",
-        first_id=r.id, last_id=r.id, offset_ms=offset, end_ms=offset, status=r.status, count=0,
+        lane="reads",
+        token=("reads", r.status),
+        label="",
+        phrase=f"read {r.status or 'nothing'}",
+        first_id=r.id,
+        last_id=r.id,
+        offset_ms=offset,
+        end_ms=offset,
+        status=r.status,
+        count=0,
     )
     _add_read(step, r, offset)
     return step
@@ -161,29 +169,39 @@ def _step(r: EventRecord, offset: float) -> Step:
         fields = _commit(r)
     elif r.source == "broker":
         fields = {
-            "lane": "broker", "token": ("broker", r.kind), "label": r.kind,
+            "lane": "broker",
+            "token": ("broker", r.kind),
+            "label": r.kind,
             "phrase": BROKER_PHRASES.get(r.kind, f"had broker step {r.kind}"),
             "detail": f"attempt {r.body['attempt']}" if r.body.get("attempt") else "",
         }
     elif r.source == "log":
         level = r.kind.upper()
         fields = {
-            "lane": "log", "token": ("log", r.kind), "label": f"{level} logged",
-            "phrase": f"logged an {level}", "detail": str(r.body.get("message") or "")[:160],
+            "lane": "log",
+            "token": ("log", r.kind),
+            "label": f"{level} logged",
+            "phrase": f"logged an {level}",
+            "detail": str(r.body.get("message") or "")[:160],
         }
     elif r.source == "probe" and r.kind == "verdict":
         observed, verdict = r.body.get("observed"), str(r.body.get("verdict") or "none")
         fields = {
-            "lane": "probe", "token": ("probe", "verdict", observed), "label": f"verdict {verdict}",
+            "lane": "probe",
+            "token": ("probe", "verdict", observed),
+            "label": f"verdict {verdict}",
             "phrase": f"ended with verdict {verdict} (observed {observed or 'nothing'})",
-            "detail": f"observed {observed or 'nothing'}", "status": observed,
+            "detail": f"observed {observed or 'nothing'}",
+            "status": observed,
         }
     else:  # the probe's submit, or a kind this version does not know
         http = r.body.get("http_status")
         fields = {
             "lane": "probe" if r.source == "probe" else "log",
-            "token": (r.source, r.kind, r.status), "label": r.kind,
-            "phrase": f"{r.source} {r.kind}", "detail": f"HTTP {http}" if http else "",
+            "token": (r.source, r.kind, r.status),
+            "label": r.kind,
+            "phrase": f"{r.source} {r.kind}",
+            "detail": f"HTTP {http}" if http else "",
             "status": r.status,
         }
     return Step(first_id=r.id, last_id=r.id, offset_ms=offset, end_ms=offset, **fields)
@@ -196,19 +214,35 @@ def _commit(r: EventRecord) -> dict[str, Any]:
     writer = " · ".join(p for p in parts if p)
     fields: dict[str, Any] = {"lane": "db", "status": new, "old_status": old, "detail": writer}
     if r.kind == "insert":
-        return {**fields, "token": ("db", "insert", None, new), "label": f"created {new}",
-                "phrase": f"created the row as {new}"}
+        return {
+            **fields,
+            "token": ("db", "insert", None, new),
+            "label": f"created {new}",
+            "phrase": f"created the row as {new}",
+        }
     if r.kind == "delete":
-        return {**fields, "token": ("db", "delete", old, None), "label": "deleted",
-                "phrase": "deleted the row"}
+        return {
+            **fields,
+            "token": ("db", "delete", old, None),
+            "label": "deleted",
+            "phrase": "deleted the row",
+        }
     if old != new:
-        return {**fields, "token": ("db", "update", old, new), "label": f"{old} → {new}",
-                "phrase": f"committed {new}"}
+        return {
+            **fields,
+            "token": ("db", "update", old, new),
+            "label": f"{old} → {new}",
+            "phrase": f"committed {new}",
+        }
     # The status stayed: which columns changed is what tells two such commits apart.
     changed = tuple(sorted(c for c in b.get("changed") or [] if c != "updated_at"))
     what = ", ".join(changed) or "the row"
-    return {**fields, "token": ("db", "update", old, new, *changed), "label": f"updated {what}",
-            "phrase": f"updated {what}"}
+    return {
+        **fields,
+        "token": ("db", "update", old, new, *changed),
+        "label": f"updated {what}",
+        "phrase": f"updated {what}",
+    }
 
 
 # Alignment
@@ -336,7 +370,8 @@ def _mark_timely_reads(rows: list[Row], left: Sequence[Step], right: Sequence[St
         sides = [
             (step, run, theirs)
             for step, run, theirs in (
-                (row.left, left, right_committed), (row.right, right, left_committed)
+                (row.left, left, right_committed),
+                (row.right, right, left_committed),
             )
             if step is not None
         ]

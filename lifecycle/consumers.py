@@ -22,7 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from lifecycle import checks, live, queries
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord
-from lifecycle.feed.hub import ALL, get_hub
+from lifecycle.feed.hub import ALL, Subscription, get_hub
 from lifecycle.findings import finding_views, pin
 from lifecycle.models import Run
 from lifecycle.timeline import EventView, StatusTracker, TimelineBuilder, in_time_order
@@ -52,7 +52,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
     topic: str = ALL
 
     async def connect(self) -> None:
-        self.subscription = None
+        self.subscription: Subscription | None = None
         self.lock = asyncio.Lock()
         await self.accept()
 
@@ -253,9 +253,9 @@ class TaskConsumer(LiveConsumer):
         parts = [live.replace_events_fragment(remarked)]
         if self.findings is None or findings != self.findings:
             self.findings = findings
-            parts.append(live.findings_fragment(
-                finding_views(findings, self.records), self.expected
-            ))
+            parts.append(
+                live.findings_fragment(finding_views(findings, self.records), self.expected)
+            )
         return parts
 
     async def _status_fragment(self, *, header: bool, verdict: bool) -> str:

@@ -59,9 +59,7 @@ def task_rows_fragment(summaries: Iterable[TaskSummary], shown: set[str]) -> str
         if s.task_key in shown
     )
     shown.update(s.task_key for s in summaries)
-    rows = "".join(
-        render_to_string("lifecycle/_task_row.html", {"summary": s}) for s in summaries
-    )
+    rows = "".join(render_to_string("lifecycle/_task_row.html", {"summary": s}) for s in summaries)
     return f'{deletes}<div hx-swap-oob="afterbegin:#task-rows">{rows}</div>'
 
 

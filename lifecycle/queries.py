@@ -46,8 +46,15 @@ def event(event_id: int) -> EventRecord | None:
 def _record(row: tuple) -> EventRecord:
     body = json.loads(row[8]) if row[8] else {}
     return EventRecord(
-        id=row[0], source=row[1], kind=row[2], task_key=row[3], status=row[4],
-        at=_time(row[5]), received_at=_time(row[6]), txid=row[7], body=body or {},
+        id=row[0],
+        source=row[1],
+        kind=row[2],
+        task_key=row[3],
+        status=row[4],
+        at=_time(row[5]),
+        received_at=_time(row[6]),
+        txid=row[7],
+        body=body or {},
         uuid=row[9],
     )
 

@@ -168,8 +168,10 @@ class TimelineBuilder:
             return f"returned {r.status}" + (" (no version)" if b.get("xmin") is None else "")
         if r.source == "probe":
             if r.kind == "verdict":
-                return (f"verdict {str(b.get('verdict', '')).upper()}: expected "
-                        f"{b.get('expected')}, observed {b.get('observed')}")
+                return (
+                    f"verdict {str(b.get('verdict', '')).upper()}: expected "
+                    f"{b.get('expected')}, observed {b.get('observed')}"
+                )
             if r.kind == "submit":
                 return f"submitted → HTTP {b.get('http_status')} {r.status or ''}".rstrip()
             if b.get("http_status") not in (None, 200):

@@ -43,10 +43,20 @@ def home(request: HttpRequest) -> HttpResponse:
     for task in tasks:
         task.findings = checked[task.task_key].kinds if task.task_key in checked else []
     pages = max(1, -(-total // queries.PAGE_SIZE))
-    return render(request, "lifecycle/home.html", {
-        "tasks": tasks, "total": total, "page": page, "pages": pages, "wanted": wanted,
-        "kinds": KINDS, "scenarios": list(CATALOGUE.values()), "token": uuid.uuid4().hex,
-    })
+    return render(
+        request,
+        "lifecycle/home.html",
+        {
+            "tasks": tasks,
+            "total": total,
+            "page": page,
+            "pages": pages,
+            "wanted": wanted,
+            "kinds": KINDS,
+            "scenarios": list(CATALOGUE.values()),
+            "token": uuid.uuid4().hex,
+        },
+    )
 
 
 def timeline_context(task_key: str, expected: str | None = None) -> dict:
@@ -56,13 +66,18 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict:
     pin(views, findings)
     status = current_status(records)
     return {
-        "task_key": task_key, "events": views,
+        "task_key": task_key,
+        "events": views,
         "events_html": mark_safe(
             events_html(views, inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
         ),
-        "findings": finding_views(findings, records), "finding_objects": findings,
-        "expected": expected, "lanes": LANES, "status": status,
-        "event_count": len(records), "live": status not in TERMINAL or _recent(records),
+        "findings": finding_views(findings, records),
+        "finding_objects": findings,
+        "expected": expected,
+        "lanes": LANES,
+        "status": status,
+        "event_count": len(records),
+        "live": status not in TERMINAL or _recent(records),
     }
 
 
@@ -70,9 +85,11 @@ def _recent(records) -> bool:
     """A task that just finished may still get events (late reads, a redelivery)."""
     from django.utils import timezone
 
-    return bool(records) and records[-1].received_at is not None and (
-        timezone.now() - records[-1].received_at
-    ).total_seconds() < 600
+    return (
+        bool(records)
+        and records[-1].received_at is not None
+        and (timezone.now() - records[-1].received_at).total_seconds() < 600
+    )
 
 
 @require_GET
@@ -87,15 +104,20 @@ def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
 @require_GET
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=run_id)
-    context = (
-        timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
-    )
+    context = timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
     if run.state != Run.State.DONE:
         context["live"] = True
-    return render(request, "lifecycle/run.html", {
-        **context, "run": run, "scenario": CATALOGUE.get(run.scenario),
-        "resubmits": list(run.resubmits.order_by("id")), "token": uuid.uuid4().hex,
-    })
+    return render(
+        request,
+        "lifecycle/run.html",
+        {
+            **context,
+            "run": run,
+            "scenario": CATALOGUE.get(run.scenario),
+            "resubmits": list(run.resubmits.order_by("id")),
+            "token": uuid.uuid4().hex,
+        },
+    )
 
 
 @require_GET
@@ -107,11 +129,19 @@ def scenario_page(request: HttpRequest, name: str) -> HttpResponse:
     runs = list(Run.objects.filter(scenario=name).order_by("-id")[:200])
     total = Run.objects.filter(scenario=name, state=Run.State.DONE).count()
     failed = Run.objects.filter(scenario=name, verdict=Run.Verdict.FAIL).count()
-    return render(request, "lifecycle/scenario.html", {
-        "scenario": scenario, "runs": runs, "total": total, "failed": failed,
-        "failure_rate": 100 * failed / total if total else 0,
-        "config_json": json.dumps(scenario.config), "token": uuid.uuid4().hex,
-    })
+    return render(
+        request,
+        "lifecycle/scenario.html",
+        {
+            "scenario": scenario,
+            "runs": runs,
+            "total": total,
+            "failed": failed,
+            "failure_rate": 100 * failed / total if total else 0,
+            "config_json": json.dumps(scenario.config),
+            "token": uuid.uuid4().hex,
+        },
+    )
 
 
 def _start(scenario: Scenario, base_url: str, token: str, resubmit_of: Run | None) -> Run:
@@ -165,14 +195,16 @@ def timeline_json(request: HttpRequest, task_key: str) -> JsonResponse:
     context = timeline_context(task_key, checks.expected_for(task_key))
     if not context["events"]:
         return JsonResponse({"error": f"no event for task {task_key}"}, status=404)
-    return JsonResponse({
-        "task": task_key,
-        "status": context["status"],
-        "expected": context["expected"],
-        "order": "time at source, then event id",
-        "findings": [f.as_json() for f in context["finding_objects"]],
-        "events": [view.as_json() for view in context["events"]],
-    })
+    return JsonResponse(
+        {
+            "task": task_key,
+            "status": context["status"],
+            "expected": context["expected"],
+            "order": "time at source, then event id",
+            "findings": [f.as_json() for f in context["finding_objects"]],
+            "events": [view.as_json() for view in context["events"]],
+        }
+    )
 
 
 @require_GET

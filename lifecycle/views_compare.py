@@ -48,15 +48,21 @@ def compare_runs(request: HttpRequest, run_id: int, other_id: int) -> HttpRespon
         )
         return render(request, "lifecycle/compare.html", context, status=400)
     comparison = align(run_steps(run), run_steps(other))
-    return render(request, "lifecycle/compare.html", {
-        **context,
-        "comparison": comparison,
-        "sides": [(run, "This run"), (other, "Other run")],
-        "rows": [RowView(row, [(row.left, run), (row.right, other)]) for row in comparison.rows],
-        "sentence": divergence_sentence(comparison, run.id, other.id),
-        "counts": {state: comparison.count(state) for state in ("same", "timing", "differs")},
-        "running": [r for r in (run, other) if r.state != Run.State.DONE],
-    })
+    return render(
+        request,
+        "lifecycle/compare.html",
+        {
+            **context,
+            "comparison": comparison,
+            "sides": [(run, "This run"), (other, "Other run")],
+            "rows": [
+                RowView(row, [(row.left, run), (row.right, other)]) for row in comparison.rows
+            ],
+            "sentence": divergence_sentence(comparison, run.id, other.id),
+            "counts": {state: comparison.count(state) for state in ("same", "timing", "differs")},
+            "running": [r for r in (run, other) if r.state != Run.State.DONE],
+        },
+    )
 
 
 @dataclass

@@ -155,7 +155,11 @@ def bench_websocket(
                 raise RuntimeError(f"{name} did not get ready in 60 s:\n{_tail(log)}")
         time.sleep(0.5)  # let the catch-up pushes settle
 
-        watched = {"daphne": daphne.pid, "clients": client_proc.pid, "LISTEN": listener.pid}
+        watched: dict[str, int] = {
+            "daphne": daphne.pid,
+            "clients": client_proc.pid or 0,
+            "LISTEN": listener.pid or 0,
+        }
         cpu_before = {name: _cpu_seconds(pid) for name, pid in watched.items()}
         system_before = _system_cpu()
         started = time.monotonic()

@@ -41,8 +41,12 @@ def start(stack, scenario: str) -> dict:
 def overwritten_run(stack) -> dict:
     """A run of `fails` whose FAILED a late writer overwrites with COMPLETED."""
     run = start(stack, "fails")
-    wait_for(lambda: Task.objects.filter(pk=run["task"], status="FAILED").exists(), 20, 0.02,
-             "the worker to commit FAILED")
+    wait_for(
+        lambda: Task.objects.filter(pk=run["task"], status="FAILED").exists(),
+        20,
+        0.02,
+        "the worker to commit FAILED",
+    )
     Task.objects.filter(pk=run["task"]).update(status="COMPLETED")
     return finished(stack, run["id"])
 

@@ -81,8 +81,10 @@ def test_a_permalink_reads_without_javascript_and_highlights_its_event(stack, br
         # Every probe read was served by the API, whose read events come through the
         # ingestor: once each probe read has its API read, no event is still on its way.
         _, body = stack.get(f"/api/tasks/{run['task']}/timeline")
-        count = {s: sum(e["source"] == s and e["kind"] == "read" for e in body["events"])
-                 for s in ("probe", "api")}
+        count = {
+            s: sum(e["source"] == s and e["kind"] == "read" for e in body["events"])
+            for s in ("probe", "api")
+        }
         return body if count["probe"] == count["api"] else None
 
     timeline = wait_for(settled, 10, 0.2, "the API reads to be ingested")

@@ -25,14 +25,18 @@ def add_event(task: str, status: str = "RUNNING", source: str = "api") -> int:
 
 
 async def connect(path: str, have: list[int] | None = None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=[(b"origin", b"http://127.0.0.1")])
+    communicator = WebsocketCommunicator(
+        application, path, headers=[(b"origin", b"http://127.0.0.1")]
+    )
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to({"type": "hello", "have": have or [], "tasks": []})
     return communicator
 
 
-async def received_ids(communicator: WebsocketCommunicator, want: int, timeout: float = 5) -> list[int]:
+async def received_ids(
+    communicator: WebsocketCommunicator, want: int, timeout: float = 5
+) -> list[int]:
     """Event ids in the fragments received until ``want`` ids came (or the timeout)."""
     ids: list[int] = []
     deadline = asyncio.get_running_loop().time() + timeout
@@ -42,7 +46,7 @@ async def received_ids(communicator: WebsocketCommunicator, want: int, timeout: 
             break
         try:
             html = await communicator.receive_from(timeout=remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         ids += [int(i) for i in EVENT_ID.findall(html)]
     return ids

@@ -31,12 +31,19 @@ class History:
     clock: datetime = T0
     txid: int = 900
 
-    def add(self, source: str, kind: str, status: str | None = None, after_ms: float = 10,
-            **body: Any) -> EventRecord:
+    def add(
+        self, source: str, kind: str, status: str | None = None, after_ms: float = 10, **body: Any
+    ) -> EventRecord:
         self.clock += timedelta(milliseconds=after_ms)
         event = EventRecord(
-            id=self.first_id + len(self.events), source=source, kind=kind, task_key="t",
-            status=status, at=self.clock, received_at=self.clock, body=body,
+            id=self.first_id + len(self.events),
+            source=source,
+            kind=kind,
+            task_key="t",
+            status=status,
+            at=self.clock,
+            received_at=self.clock,
+            body=body,
             txid=self.txid if source == "db" else None,
         )
         self.events.append(event)
@@ -49,8 +56,16 @@ class History:
     def commit(self, status: str, **kw: Any) -> History:
         self.txid += 1
         kind = "insert" if self.status is None else "update"
-        self.add("db", kind, status, old_status=self.status, new_status=status,
-                 changed=["status", "updated_at"], application_name="lifecycle-worker", **kw)
+        self.add(
+            "db",
+            kind,
+            status,
+            old_status=self.status,
+            new_status=status,
+            changed=["status", "updated_at"],
+            application_name="lifecycle-worker",
+            **kw,
+        )
         self.status = status
         return self
 
@@ -106,7 +121,11 @@ def test_consecutive_reads_of_one_status_are_one_step_with_their_first_and_last_
     steps = h.steps()
 
     assert [s.label for s in steps] == [
-        "submit", "created PENDING", "read PENDING ×6", "PENDING → RUNNING", "read RUNNING ×4",
+        "submit",
+        "created PENDING",
+        "read PENDING ×6",
+        "PENDING → RUNNING",
+        "read RUNNING ×4",
     ]
     reads = steps[2]
     assert reads.token == ("reads", "PENDING") and reads.count == 6
