@@ -2,40 +2,87 @@
 
     DATABASE_URL=postgres://... python -m lifecycle.cli.bench_capture [--updates 20000]
 
-(a) Two tables shaped like ``lab_task`` (``LIKE ... INCLUDING ALL``) with the same rows, one
-with the capture trigger; single-row UPDATEs of the status, each its own transaction on
-one connection, alternating between the tables in rounds so drift hits both alike. Run with
-``synchronous_commit`` on (as deployed: the WAL flush of each commit is part of the price)
-and off (CPU only: the trigger's relative cost is largest there), then as the lab worker
-writes (``SELECT ... FOR UPDATE`` and ``UPDATE`` in one transaction). The trigger function's
-own time per row comes from ``EXPLAIN ANALYZE``.
+(a) Tables shaped like ``lab_task`` (``LIKE ... INCLUDING ALL``) with the same 1,000 rows:
+one without a trigger, one with the installed capture trigger (``lifecycle capture
+install``, writing to ``lifecycle_event``), and, unless ``--no-compare``, one each for the
+capture function of migration 0002 (before), that of 0005 (after) and a floor (a trigger
+that only writes a bare event row, which the event table's trigger announces: what any
+capture in the writer's transaction costs). Each of those three is created from its
+migration's own SQL in a schema of its own, writing to a fresh copy of the event table
+with its indexes and notify trigger, notifying a channel nobody listens to. The UPDATEs
+alternate between the tables in rounds, in a rotating order, so that drift on a shared
+machine hits all of them alike; the overhead is given from the total time and as the
+median of the rounds' overheads.
+
+Two workloads: bare single-row UPDATEs of the status (autocommit), and the lab worker's
+transaction (``BEGIN``; ``UPDATE`` of the status with ``updated_at`` and the columns the
+worker writes with it; ``COMMIT``: what Django's ``atomic()`` sends, without the ORM's own
+time). Both with ``synchronous_commit`` on (as deployed: the WAL flush of each commit is
+part of the price), and the bare UPDATEs also with it off (CPU only: the trigger's
+relative cost is largest there, and nothing in the measured path is unlogged). The trigger
+function's own time per row comes from ``EXPLAIN ANALYZE`` of an UPDATE of all rows.
 
 (b) Events published through ``Publisher`` to a namespace of its own (``<ns>-bench``), then
 consumed by the ``Ingestor`` until all are stored, once per insert method.
 
-Everything it creates is removed at the end: the schema, the events, the queues.
+Everything it creates is removed at the end: the schemas, the events, the queues.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
+import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 TARGET_TRIGGER_OVERHEAD = 25.0  # percent
 TARGET_INGEST_RATE = 5000.0  # events per second
 SCHEMA = "lifecycle_bench"
 STATUSES = ["RUNNING", "COMPLETED", "FAILED", "PENDING"]
+CONFIGS = ("on:update", "on:worker", "off:update")
+BENCH_CHANNEL = "lifecycle_bench_events"
+COMPARE_TRIGGER = "bench_capture"
+
+# The floor: one plpgsql call, one event row with its indexes, its NOTIFY (sent by the
+# event table's trigger), with the same SECURITY DEFINER and search_path as the real one.
+FLOOR_FUNCTION = r"""
+CREATE FUNCTION lifecycle_capture() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    INSERT INTO lifecycle_event (task_key, source, kind, status, at, txid)
+    VALUES (NEW.id::text, 'db', 'update', NEW.status, clock_timestamp(),
+            pg_current_xact_id()::text::bigint);
+    RETURN NULL;
+END
+$fn$;
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--updates", type=int, default=20_000, help="UPDATEs per table")
     parser.add_argument("--rows", type=int, default=1_000, help="rows in each table")
-    parser.add_argument("--rounds", type=int, default=10, help="alternations between tables")
+    parser.add_argument("--rounds", type=int, default=40, help="alternations between tables")
+    parser.add_argument(
+        "--trigger-configs",
+        default=",".join(CONFIGS),
+        help="synchronous_commit:workload pairs, workload update or worker "
+        f"(default {','.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="only the installed trigger against none (not the 0002, 0005 and floor copies)",
+    )
     parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--skip-trigger", action="store_true")
@@ -45,8 +92,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def handle(command: Any, options: dict[str, Any]) -> int | None:
     ok = True
     if not options["skip_trigger"]:
-        for sync, style in (("on", "update"), ("off", "update"), ("on", "worker")):
-            ok &= bench_trigger(options["updates"], options["rows"], options["rounds"], sync, style)
+        for config in options.get("trigger_configs", ",".join(CONFIGS)).split(","):
+            sync, _, style = config.strip().partition(":")
+            ok &= bench_trigger(
+                options["updates"],
+                options["rows"],
+                options["rounds"],
+                sync,
+                style or "update",
+                compare=options.get("compare", True),
+            )
     if not options["skip_ingest"]:
         for method in ("copy", "executemany"):
             ok &= bench_ingest(options["events"], method, options["batch_size"])
@@ -56,103 +111,232 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
 # -- (a) the trigger ---------------------------------------------------------------------------
 
 
+@dataclass
+class Variant:
+    """One table of the run: its label, its trigger (if any) and the event table it fills."""
+
+    name: str
+    label: str
+    trigger: str | None = None  # the trigger's name on the table
+    events: str | None = None  # the event table its events go to
+    rounds: list[float] = field(default_factory=list)  # seconds per round
+    captured: int = 0
+    function_us: float = float("nan")
+
+    @property
+    def table(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.rounds)
+
+
 def bench_trigger(
-    updates: int, rows: int, rounds: int, synchronous_commit: str, style: str = "update"
+    updates: int,
+    rows: int,
+    rounds: int,
+    synchronous_commit: str,
+    style: str = "update",
+    *,
+    compare: bool = True,
 ) -> bool:
     """Time UPDATEs with and without the trigger; True unless the deployed case misses."""
     import psycopg
-    from psycopg import sql
 
-    from lifecycle.capture import triggers
     from lifecycle.capture.ingest import database_conninfo
 
+    if style not in {"update", "worker"}:
+        raise ValueError(f"unknown workload {style!r} (update or worker)")
+    if synchronous_commit not in {"on", "off"}:
+        raise ValueError(f"synchronous_commit {synchronous_commit!r}: on or off")
+    sync = synchronous_commit
+    variants = [
+        Variant("plain", "without trigger"),
+        Variant("watched", "with trigger", "lifecycle_capture", "public.lifecycle_event"),
+    ]
+    if compare:
+        variants += [
+            Variant("v0002", "0002 function (before)", COMPARE_TRIGGER),
+            Variant("v0005", "0005 function (after)", COMPARE_TRIGGER),
+            Variant("floor", "floor: bare row + NOTIFY", COMPARE_TRIGGER),
+        ]
     conninfo = database_conninfo(application_name="lifecycle-bench")
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        _drop(conn, variants)
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
         try:
             keys = [str(uuid.uuid4()) for _ in range(rows)]
-            for table in ("plain", "watched"):
-                conn.execute(
-                    sql.SQL("CREATE TABLE {} (LIKE public.lab_task INCLUDING ALL)").format(
-                        sql.Identifier(SCHEMA, table)
-                    )
-                )
-                with conn.cursor().copy(
-                    sql.SQL(
-                        "COPY {} (id, config, status, error, executions, created_at, updated_at)"
-                        " FROM STDIN"
-                    ).format(sql.Identifier(SCHEMA, table))
-                ) as copy:
-                    for key in keys:
-                        copy.write_row(
-                            (key, '{"mode": "bench", "sleep": 0}', "PENDING", "", 0, "now", "now")
-                        )
-                conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(SCHEMA, table)))
-            triggers.install(f"{SCHEMA}.watched", "id", "status")
-            conn.execute(
-                f"SET synchronous_commit = {'on' if synchronous_commit == 'on' else 'off'}"
-            )
+            for variant in variants:
+                _create(conn, variant, keys)
+            conn.execute(f"SET synchronous_commit = {sync}")
 
-            elapsed = {"plain": 0.0, "watched": 0.0}
             per_round = max(1, updates // rounds)
-            done = 0
-            # A warm-up for both, so neither pays for the first prepares and cache misses.
-            for table in ("plain", "watched"):
-                _updates(conn, table, keys, 500, 0, style)
-            rounds_done = 0
+            # A warm-up for each, so none pays for the first prepares and cache misses.
+            for variant in variants:
+                _updates(conn, variant.table, keys, 500, 0, style)
+            done = rounds_done = 0
             while done < updates:
                 n = min(per_round, updates - done)
-                order = ("plain", "watched") if rounds_done % 2 == 0 else ("watched", "plain")
-                for table in order:
+                shift = rounds_done % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
                     start = time.perf_counter()
-                    _updates(conn, table, keys, n, done, style)
-                    elapsed[table] += time.perf_counter() - start
+                    _updates(conn, variant.table, keys, n, done, style)
+                    variant.rounds.append(time.perf_counter() - start)
                 done += n
                 rounds_done += 1
-            captured = conn.execute(
-                "SELECT count(*) FROM lifecycle_event WHERE body->>'table' = %s",
-                [f"{SCHEMA}.watched"],
-            ).fetchone()
-            function_us = _trigger_function_time(conn)
+            for variant in variants:
+                if variant.events:
+                    variant.captured = _count(conn, variant)
+                    variant.function_us = _trigger_function_time(conn, variant)
         finally:
             conn.execute(
                 "DELETE FROM lifecycle_event WHERE body->>'table' = %s", [f"{SCHEMA}.watched"]
             )
-            conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            _drop(conn, variants)
 
-    plain_rate, watched_rate = updates / elapsed["plain"], updates / elapsed["watched"]
-    overhead = (elapsed["watched"] / elapsed["plain"] - 1) * 100
+    plain, watched = variants[0], variants[1]
+    overhead = (watched.seconds / plain.seconds - 1) * 100
     ok = overhead <= TARGET_TRIGGER_OVERHEAD
-    what = "single-row UPDATEs" if style == "update" else "worker-style transactions"
-    print(
-        f"trigger (synchronous_commit={synchronous_commit}): {updates} {what} each\n"
-        f"  without trigger: {plain_rate:9.0f} rows/s  ({1e6 / plain_rate:.0f} µs)\n"
-        f"  with trigger:    {watched_rate:9.0f} rows/s  ({1e6 / watched_rate:.0f} µs)"
-        f"  [{captured[0] if captured else 0} events captured]\n"
-        f"  trigger function alone: {function_us:.0f} µs per row (EXPLAIN ANALYZE)\n"
+    what = "single-row UPDATEs" if style == "update" else "lab-worker transactions"
+    expected = updates + 500
+    lost = [v.label for v in variants if v.events and v.captured != expected]
+    lines = [
+        f"trigger (synchronous_commit={sync}): {updates} {what} per table,"
+        f" {rounds_done} interleaved rounds",
+        f"  without trigger: {updates / plain.seconds:9.0f} rows/s"
+        f"  ({plain.seconds / updates * 1e6:.0f} µs)",
+        f"  with trigger:    {updates / watched.seconds:9.0f} rows/s"
+        f"  ({watched.seconds / updates * 1e6:.0f} µs)  [{watched.captured} events captured]",
+        f"  trigger function alone: {watched.function_us:.0f} µs per row (EXPLAIN ANALYZE)",
         f"  overhead: {overhead:+.1f}% time per transaction"
+        f" (median of rounds {_median_overhead(watched, plain):+.1f}%)"
         f" (target ≤ {TARGET_TRIGGER_OVERHEAD:.0f}%: {'met' if ok else 'MISSED'})",
-        flush=True,
-    )
+    ]
+    if compare:
+        lines.append("  in the same rounds, each writing to a fresh copy of the event table:")
+        for variant in variants[2:]:
+            lines.append(
+                f"    {variant.label:<26} {updates / variant.seconds:7.0f} rows/s"
+                f"  ({variant.seconds / updates * 1e6:4.0f} µs)"
+                f"  {(variant.seconds / plain.seconds - 1) * 100:+6.1f}%"
+                f" (median of rounds {_median_overhead(variant, plain):+.1f}%)"
+                f"  function {variant.function_us:3.0f} µs/row"
+            )
+    if lost:
+        lines.append(f"  EVENTS MISSING OR DOUBLED ({expected} expected): {', '.join(lost)}")
+    print("\n".join(lines), flush=True)
     # The target is for the deployed setting and the plain UPDATE; the rest is context.
-    return ok or synchronous_commit != "on" or style != "update"
+    return not lost and (ok or sync != "on" or style != "update")
+
+
+def _median_overhead(variant: Variant, plain: Variant) -> float:
+    ratios = [a / b for a, b in zip(variant.rounds, plain.rounds, strict=True)]
+    return (statistics.median(ratios) - 1) * 100
+
+
+def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
+    """The variant's table with the rows, and its trigger with what that trigger needs."""
+    from psycopg import sql
+
+    from lifecycle.capture import triggers
+
+    table = sql.Identifier(SCHEMA, variant.name)
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE public.lab_task INCLUDING ALL)").format(table))
+    with conn.cursor().copy(
+        sql.SQL(
+            "COPY {} (id, config, status, error, executions, created_at, updated_at) FROM STDIN"
+        ).format(table)
+    ) as copy:
+        for key in keys:
+            copy.write_row((key, '{"mode": "bench", "sleep": 0}', "PENDING", "", 0, "now", "now"))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+    if variant.name == "watched":
+        triggers.install(variant.table, "id", "status")
+    elif variant.trigger:
+        schema = f"{SCHEMA}_{variant.name}"
+        variant.events = f"{schema}.lifecycle_event"
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE public.lifecycle_event INCLUDING ALL)").format(
+                    sql.Identifier(schema, "lifecycle_event")
+                )
+            )
+            # The migrations' SQL names nothing by schema: run in this one, it makes copies.
+            conn.execute(
+                sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema))
+            )
+            for ddl in _ddl(variant.name):
+                conn.execute(ddl.replace("'lifecycle_events'", f"'{BENCH_CHANNEL}'"))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {}"
+                    " FOR EACH ROW EXECUTE FUNCTION {}('id', 'status')"
+                ).format(
+                    sql.Identifier(variant.trigger),
+                    table,
+                    sql.Identifier(schema, "lifecycle_capture"),
+                )
+            )
+
+
+def _ddl(name: str) -> list[str]:
+    m0002 = importlib.import_module("lifecycle.migrations.0002_capture_trigger")
+    m0005 = importlib.import_module("lifecycle.migrations.0005_cheaper_capture")
+    if name == "v0002":
+        return [m0002.CAPTURE_FUNCTION, m0002.NOTIFY_FUNCTION]
+    # The event table's notify trigger as 0002 created it, with 0005's function.
+    notify = [m0002.NOTIFY_FUNCTION, m0005.NOTIFY_FUNCTION]
+    if name == "v0005":
+        return [m0005.BODY_TYPE, m0005.CAPTURE_FUNCTION, *notify]
+    return [FLOOR_FUNCTION, *notify]
+
+
+def _drop(conn: Any, variants: list[Variant]) -> None:
+    schemas = [SCHEMA] + [f"{SCHEMA}_{v.name}" for v in variants if v.name != "watched"]
+    conn.execute(f"DROP SCHEMA IF EXISTS {', '.join(schemas)} CASCADE")
+
+
+def _count(conn: Any, variant: Variant) -> int:
+    if variant.name == "watched":
+        row = conn.execute(
+            "SELECT count(*) FROM lifecycle_event WHERE body->>'table' = %s", [variant.table]
+        ).fetchone()
+    else:
+        row = conn.execute(f"SELECT count(*) FROM {variant.events}").fetchone()
+    return row[0] if row else 0
 
 
 def _updates(conn: Any, table: str, keys: list[str], n: int, offset: int, style: str) -> None:
-    update = f"UPDATE {SCHEMA}.{table} SET status = %s, updated_at = now() WHERE id = %s"
-    lock = f"SELECT status FROM {SCHEMA}.{table} WHERE id = %s FOR UPDATE"
-    for i in range(offset, offset + n):
-        key = keys[i % len(keys)]
-        if style == "worker":
+    from psycopg.types.json import Jsonb
+
+    if style == "worker":
+        # As lifecycle.lab.work does it: one transaction per status, the row's other
+        # columns written with it (RUNNING: started_at, executions; COMPLETED: output,
+        # error, finished_at).
+        start = (
+            f"UPDATE {table} SET status = 'RUNNING', started_at = now(), updated_at = now(),"
+            " executions = executions + 1 WHERE id = %s"
+        )
+        finish = (
+            f"UPDATE {table} SET status = 'COMPLETED', output = %s, error = '',"
+            " finished_at = now(), updated_at = now() WHERE id = %s"
+        )
+        for i in range(offset, offset + n):
+            key = keys[(i // 2) % len(keys)]  # each row: started, then completed
             with conn.transaction():
-                conn.execute(lock, [key]).fetchone()
-                conn.execute(update, [STATUSES[i % len(STATUSES)], key])
-        else:
-            conn.execute(update, [STATUSES[i % len(STATUSES)], key])
+                if i % 2 == 0:
+                    conn.execute(start, [key])
+                else:
+                    conn.execute(finish, [Jsonb({"sum": i, "count": 3}), key])
+        return
+    update = f"UPDATE {table} SET status = %s, updated_at = now() WHERE id = %s"
+    for i in range(offset, offset + n):
+        conn.execute(update, [STATUSES[i % len(STATUSES)], keys[i % len(keys)]])
 
 
-def _trigger_function_time(conn: Any) -> float:
+def _trigger_function_time(conn: Any, variant: Variant) -> float:
     """Microseconds per row inside the trigger, from EXPLAIN ANALYZE of a rolled-back UPDATE."""
     import psycopg
 
@@ -162,11 +346,13 @@ def _trigger_function_time(conn: Any) -> float:
             plan = "\n".join(
                 row[0]
                 for row in conn.execute(
-                    f"EXPLAIN ANALYZE UPDATE {SCHEMA}.watched"
+                    f"EXPLAIN ANALYZE UPDATE {variant.table}"
                     " SET status = 'BENCH', updated_at = now()"
                 )
             )
-            found = re.search(r"Trigger lifecycle_capture: time=([\d.]+) calls=(\d+)", plan)
+            found = re.search(
+                rf"Trigger {re.escape(variant.trigger or '')}: time=([\d.]+) calls=(\d+)", plan
+            )
             if found:
                 best = min(best, float(found[1]) * 1000 / int(found[2]))
             raise psycopg.Rollback()

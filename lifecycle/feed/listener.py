@@ -357,10 +357,10 @@ class LiveFeed:
 
     def _wants(self, payloads: list[str]) -> bool:
         assert self.state is not None
-        try:
-            return self.state.wants(int(p) for p in payloads)
-        except ValueError:
+        # Only a plain decimal id may let the fetch be skipped ("+5", " 5", "٥" must not).
+        if not all(p.isascii() and p.isdigit() for p in payloads):
             return True
+        return self.state.wants(int(p) for p in payloads)
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Fetch until the table has nothing more for us, delivering each batch."""
