@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -133,7 +134,7 @@ class TaskConsumer(LiveConsumer):
     over the whole history, follow in a message of their own, at most every
     ``REFRESH_INTERVAL`` and within the process's ``CheckBudget``, so a burst costs one
     check and an event's latency does not grow with its task's history. Refreshes fall on
-    a common grid, so the connections to one task check the same history once (the
+    a grid shifted per task, so the connections to one task check the same history once (the
     checker's answers are memoised by the events they cover).
     """
 
@@ -226,14 +227,19 @@ class TaskConsumer(LiveConsumer):
             self.stale = False
             generation, records = self.generation, list(self.records)
             findings = await _budget.run(self._check, records, loop)
-            grid = self.REFRESH_INTERVAL
-            self.next_refresh = (loop.time() // grid + 1) * grid
+            grid, phase = self.REFRESH_INTERVAL, self._phase()
+            self.next_refresh = ((loop.time() - phase) // grid + 1) * grid + phase
             async with self.lock:
                 if generation != self.generation:
                     continue  # a catch-up sent the findings of a newer history meanwhile
                 parts = self._findings_parts(findings)
                 parts.append(await self._status_fragment(header=False, verdict=True))
                 await self._send(parts)
+
+    def _phase(self) -> float:
+        """Where in the refresh grid this task's connections refresh: the same for one task
+        (they share the memoised check), spread across tasks (no burst of every check)."""
+        return (zlib.crc32(self.topic.encode()) % 1000) / 1000 * self.REFRESH_INTERVAL
 
     async def _check(self, records: list[EventRecord]) -> list[Finding]:
         if len(records) < self.THREAD_CHECK:
