@@ -15,6 +15,7 @@ target is printed, not an exit status (figures on a shared machine vary).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import re
 import sys
@@ -128,7 +129,7 @@ def _capture(options: dict[str, Any], rows: list[Row]) -> bool:
 
     for sync in ("on", "off"):
         _, text = _printed(
-            lambda sync=sync: bench_capture.bench_trigger(options["updates"], 1000, 10, sync)
+            functools.partial(bench_capture.bench_trigger, options["updates"], 1000, 10, sync)
         )
         overhead = re.search(r"overhead: ([+-][\d.]+)%", text)
         plain = re.search(r"without trigger:\s+(\d+) rows/s", text)
