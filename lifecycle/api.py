@@ -81,4 +81,4 @@ def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
         return error(404, f"no run {run_id}")
-    return JsonResponse(run_json(run, request))
+    return JsonResponse(run_json(probe.expire_if_abandoned(run), request))

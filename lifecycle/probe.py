@@ -195,6 +195,36 @@ def start(scenario: Scenario, base_url: str, resubmit_of: Run | None = None) -> 
     return run
 
 
+# How long past its scenario's timeout and settle time a run may stay "running" before it
+# is taken for abandoned (the process following it stopped: a restart, a crash).
+ABANDON_AFTER = 60.0
+
+
+def expire_if_abandoned(run: Run) -> Run:
+    """Close a run nobody follows any more, so it does not read "running" forever."""
+    if run.state != Run.State.RUNNING or run.started_at is None:
+        return run
+    scenario = get_scenario(run.scenario)
+    limit = scenario.timeout + scenario.settle + ABANDON_AFTER
+    if (dj_timezone.now() - run.started_at).total_seconds() < limit:
+        return run
+    run.error = (
+        f"abandoned: still running {limit:.0f} s after it started; the process following "
+        "it stopped (a restart or a crash) before its verdict"
+    )
+    updated = Run.objects.filter(pk=run.pk, state=Run.State.RUNNING).update(
+        state=Run.State.DONE,
+        verdict=Run.Verdict.FAIL,
+        finished_at=dj_timezone.now(),
+        error=run.error,
+    )
+    if updated:
+        run.state, run.verdict = Run.State.DONE, Run.Verdict.FAIL
+    else:
+        run.refresh_from_db()  # its follower finished after all
+    return run
+
+
 def follow_in_background(run: Run) -> threading.Thread:
     """Follow a run in a daemon thread of this process (the web server's, for the UI/API)."""
 

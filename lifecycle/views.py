@@ -103,7 +103,7 @@ def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
 
 @require_GET
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(Run, pk=run_id)
+    run = probe.expire_if_abandoned(get_object_or_404(Run, pk=run_id))
     context = timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
     if run.state != Run.State.DONE:
         context["live"] = True

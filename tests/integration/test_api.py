@@ -101,3 +101,23 @@ def test_an_events_fields_are_served_for_the_popover_of_a_long_timeline(client, 
     page = client.get("/tasks/t-long").content.decode()
     assert page.count('data-testid="event"') == INLINE_FIELDS_LIMIT + 1
     assert 'title="event: #' not in page
+
+
+@pytest.mark.django_db
+def test_a_run_nobody_follows_any_more_is_closed_as_abandoned(client, postgres):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # Given a run whose following thread died with its web process long ago
+    run = Run.objects.create(scenario="succeeds", expected="COMPLETED", task_key="t-gone")
+    Run.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    fresh = Run.objects.create(scenario="succeeds", expected="COMPLETED", task_key="t-now")
+
+    # When someone looks at it
+    body = client.get(f"/api/runs/{run.id}").json()
+
+    # Then it is done and failed, and says why; a run still in its time is left alone
+    assert (body["state"], body["verdict"]) == ("done", "fail")
+    assert body["error"].startswith("abandoned:")
+    assert client.get(f"/api/runs/{fresh.id}").json()["state"] == "running"
