@@ -11,7 +11,7 @@ from django.db import connection
 from lifecycle import queries
 from lifecycle.checker import Finding, check
 from lifecycle.events import EventRecord
-from lifecycle.models import Run, TaskCheck
+from lifecycle.models import CheckCursor, Event, Run, TaskCheck
 
 
 def expected_for(task_key: str) -> str | None:
@@ -101,13 +101,47 @@ def _stats(task_keys: Iterable[str] | None) -> dict[str, tuple[int, int]]:
         return {key: (count, last) for key, count, last in cursor.fetchall()}
 
 
+def _expected_by_task(task_keys: list[str]) -> dict[str, str]:
+    """What each task's latest run expects, in one query."""
+    runs = (
+        Run.objects.filter(task_key__in=task_keys)
+        .order_by("task_key", "-id")
+        .distinct("task_key")
+        .values_list("task_key", "expected")
+    )
+    return {key: expected for key, expected in runs if key}
+
+
+# Ids that commit out of order may land this far below the newest id already passed.
+REFRESH_MARGIN = 10_000
+
+
+def refresh_changed() -> None:
+    """Check every task whose events moved since the last pass (all of them the first time).
+
+    The pass's position is kept in lifecycle_check_cursor; a pass reads only the newer part
+    of the event table (by primary key), not all of it.
+    """
+    cursor_row, _ = CheckCursor.objects.get_or_create(pk=1)
+    newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    if cursor_row.checked_through == 0:
+        refresh()
+    else:
+        since = max(0, cursor_row.checked_through - REFRESH_MARGIN)
+        keys = set(Event.objects.filter(id__gt=since).values_list("task_key", flat=True).distinct())
+        if keys:
+            refresh(keys)
+    CheckCursor.objects.filter(pk=1).update(checked_through=newest)
+
+
 def refresh(task_keys: Iterable[str] | None = None) -> dict[str, TaskCheck]:
     """Bring the stored findings of these tasks (or of all) up to date; return them."""
     stats = _stats(task_keys)
     stored = {c.task_key: c for c in TaskCheck.objects.filter(task_key__in=list(stats))}
+    expectations = _expected_by_task(list(stats))
     for key, (count, last) in stats.items():
         check_row = stored.get(key)
-        expected = expected_for(key)
+        expected = expectations.get(key)
         if (
             check_row is not None
             and check_row.event_count == count

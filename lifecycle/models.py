@@ -103,3 +103,16 @@ class TaskCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_key}: {', '.join(self.kinds) or 'no finding'}"
+
+
+class CheckCursor(models.Model):
+    """How far through the event table the last pass of the checker over all tasks got."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    checked_through = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "lifecycle_check_cursor"
+
+    def __str__(self) -> str:
+        return f"checked through event {self.checked_through}"

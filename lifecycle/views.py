@@ -36,21 +36,19 @@ def home(request: HttpRequest) -> HttpResponse:
     if wanted and wanted != "any" and wanted not in KINDS:
         wanted = ""
     if wanted:
-        tasks, total = queries.tasks_with_findings(None if wanted == "any" else wanted, page)
+        tasks, has_next = queries.tasks_with_findings(None if wanted == "any" else wanted, page)
     else:
-        tasks, total = queries.recent_tasks(page)
+        tasks, has_next = queries.recent_tasks(page)
     checked = checks.refresh([t.task_key for t in tasks])
     for task in tasks:
         task.findings = checked[task.task_key].kinds if task.task_key in checked else []
-    pages = max(1, -(-total // queries.PAGE_SIZE))
     return render(
         request,
         "lifecycle/home.html",
         {
             "tasks": tasks,
-            "total": total,
             "page": page,
-            "pages": pages,
+            "has_next": has_next,
             "wanted": wanted,
             "kinds": KINDS,
             "scenarios": list(CATALOGUE.values()),

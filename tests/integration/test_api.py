@@ -121,3 +121,29 @@ def test_a_run_nobody_follows_any_more_is_closed_as_abandoned(client, postgres):
     assert (body["state"], body["verdict"]) == ("done", "fail")
     assert body["error"].startswith("abandoned:")
     assert client.get(f"/api/runs/{fresh.id}").json()["state"] == "running"
+
+
+@pytest.mark.django_db
+def test_the_home_page_lists_tasks_by_their_newest_event_a_page_at_a_time(client, postgres):
+    from lifecycle.models import Event
+    from lifecycle.queries import PAGE_SIZE, recent_tasks
+
+    # Given more tasks than a page, one of which is busy (many events, an old first one)
+    busy = "t-busy"
+    Event.objects.create(task_key=busy, source="api", kind="read")
+    Event.objects.bulk_create(
+        Event(task_key=f"t-{i:03d}", source="api", kind="read") for i in range(PAGE_SIZE + 5)
+    )
+    Event.objects.bulk_create(Event(task_key=busy, source="api", kind="read") for _ in range(300))
+
+    # Then page 1 starts with the task whose event is newest, with its whole count
+    first, has_next = recent_tasks(1)
+    assert first[0].task_key == busy and first[0].events == 301
+    assert len(first) == PAGE_SIZE and has_next
+    second, has_next = recent_tasks(2)
+    assert len(second) == 6 and not has_next
+    assert not {t.task_key for t in first} & {t.task_key for t in second}
+    assert second[-1].task_key == "t-000"
+    # and the page says so
+    page = client.get("/?page=2").content.decode()
+    assert 'rel="prev"' in page and 'rel="next"' not in page
