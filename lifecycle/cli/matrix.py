@@ -20,6 +20,19 @@ from lifecycle.checker import KINDS, check
 from lifecycle.scenarios import CATALOGUE, Scenario
 
 FAULT_TARGET = 0.95
+# Column headings of the printed matrix (a legend line spells them out).
+COLUMN_NAMES = {
+    "stale_read": "stale",
+    "unwritten_read": "unwrit",
+    "terminal_overwrite": "overwr",
+    "forbidden_transition": "forbid",
+    "non_monotonic_reads": "nonmon",
+    "duplicate_execution": "dupl",
+    "enqueue_before_commit": "enq<c",
+    "stuck": "stuck",
+    "expectation_mismatch": "expect",
+    "(none)": "none",
+}
 READ_KINDS = frozenset({"stale_read", "unwritten_read", "non_monotonic_reads"})
 SETTLE_EVENTS = 1.0  # seconds for the ingestor to store a run's last reads before checking
 
@@ -122,8 +135,9 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         out.write(json.dumps({"rows": rows, "seconds": round(time.monotonic() - began, 1)}))
     else:
         columns = [*KINDS, "(none)"]
-        short = {k: k.replace("_", " ") for k in columns}
+        short = COLUMN_NAMES
         width = max(len(n) for n in names) + 2
+        out.write("  ".join(f"{short[k]} = {k}" for k in columns))
         out.write(
             "scenario".ljust(width) + "runs  " + "  ".join(short[c] for c in columns) + "  target"
         )
