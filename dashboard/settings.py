@@ -68,7 +68,7 @@ HOST = env("HOST", "127.0.0.1")
 PORT = int(env("PORT", "8000"))
 # Where the scenario probe sends its HTTP requests when it runs outside the web server.
 LAB_BASE_URL = env("LAB_BASE_URL", f"http://{HOST}:{PORT}")
-WORKER_THREADS = int(env("WORKER_THREADS", "4"))
+WORKER_THREADS = int(env("WORKER_THREADS", "8"))
 # Dotted path of a (message) -> str function naming the task a Dramatiq message is about.
 LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 
