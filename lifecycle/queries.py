@@ -68,12 +68,6 @@ def _time(text: str | None) -> datetime | None:
     return at if at.tzinfo is UTC or at.utcoffset() == ZERO else at.astimezone(UTC)
 
 
-def task_events_except(task_key: str, have: set[int]) -> list[EventRecord]:
-    """The task's events the caller does not have yet, in arrival order."""
-    rows = Event.objects.filter(task_key=task_key).exclude(id__in=have).order_by("id")
-    return [EventRecord.from_model(e) for e in rows]
-
-
 @dataclass
 class TaskSummary:
     task_key: str

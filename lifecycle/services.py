@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 from django.conf import settings
-from django.db import connection
+
+from lifecycle.database import conninfo
 
 CONNECT_TIMEOUT = 3  # seconds per service: both checks together stay well under 10 s
 
@@ -37,9 +38,7 @@ def _postgres_start_command() -> str:
 
 def maintenance_conninfo() -> str:
     """libpq conninfo for the server's `postgres` database (to create ours if missing)."""
-    params = connection.get_connection_params()
-    keep = {k: params[k] for k in ("user", "host", "port", "password") if params.get(k)}
-    return psycopg.conninfo.make_conninfo(dbname="postgres", **keep)
+    return conninfo(dbname="postgres")
 
 
 def postgres_address() -> str:

@@ -46,11 +46,6 @@ class EventView:
         return self.record.id
 
     @property
-    def fields(self) -> list[tuple[str, str]]:
-        """Every field of the event, for the popover (built only when rendered)."""
-        return TimelineBuilder.fields(self.record)
-
-    @property
     def status(self) -> str | None:
         return self.record.status
 
@@ -186,18 +181,6 @@ class TimelineBuilder:
             message = str(b.get("message") or "")[:160]
             return f"{r.kind.upper()} {b.get('logger', '')}: {message}"
         return r.kind
-
-    @staticmethod
-    def fields(r: EventRecord) -> list[tuple[str, str]]:
-        """What the card does not show already: times, transaction, and the whole body."""
-        fields = [("event", f"#{r.id}"), ("at", r.at.isoformat() if r.at else "—")]
-        if r.received_at is not None:
-            fields.append(("received", r.received_at.isoformat()))
-        if r.txid is not None:
-            fields.append(("txid", str(r.txid)))
-        for key, value in r.body.items():
-            fields.append((key, field_text(value)))
-        return fields
 
 
 def in_time_order(records: Iterable[EventRecord]) -> list[EventRecord]:

@@ -21,9 +21,9 @@ from typing import Any
 import pika
 import psycopg
 from django.conf import settings
-from psycopg.conninfo import make_conninfo
 
 from lifecycle import events
+from lifecycle.database import conninfo
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ ON CONFLICT (uuid) DO NOTHING
 """
 REASON_HEADER = "x-lifecycle-reason"
 # Django's own keys in DATABASES OPTIONS, which libpq would refuse.
-DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "pool", "assume_role"}
 
 
 def ingest_queue_name(namespace: str | None = None) -> str:
@@ -70,29 +69,8 @@ def declare_topology(channel: Any, namespace: str | None = None) -> None:
 
 
 def database_conninfo(application_name: str | None = "lifecycle-ingest") -> str:
-    """A libpq connection string for Django's default database (honours the test DB name).
-
-    ``application_name`` (what the capture trigger records as the writer) replaces the one
-    in the settings; pass None to keep that.
-    """
-    from django.db import connections
-
-    db = connections["default"].settings_dict
-    options = {
-        k: str(v)
-        for k, v in (db.get("OPTIONS") or {}).items()
-        if k not in DJANGO_ONLY_OPTIONS and isinstance(v, str | int)
-    }
-    if application_name:
-        options["application_name"] = application_name
-    params = {
-        "dbname": db.get("NAME"),
-        "user": db.get("USER"),
-        "password": db.get("PASSWORD"),
-        "host": db.get("HOST"),
-        "port": db.get("PORT"),
-    }
-    return make_conninfo(**{k: v for k, v in params.items() if v}, **options)
+    """Django's database for the ingestor; pass None to keep the settings' application_name."""
+    return conninfo(application_name=application_name)
 
 
 @dataclass

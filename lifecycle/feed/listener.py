@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
+from lifecycle.database import conninfo
 from lifecycle.events import EventRecord
 
 logger = logging.getLogger(__name__)
@@ -81,39 +81,10 @@ SELECT s.last,
                    pg_get_serial_sequence('lifecycle_event', 'id')::regclass), 0) AS last) AS s
 """
 
-# Django's OPTIONS that are not libpq connection parameters.
-_DJANGO_ONLY_OPTIONS = {
-    "isolation_level",
-    "server_side_binding",
-    "assume_role",
-    "pool",
-    "cursor_factory",
-}
-
 
 def dsn_from_settings(application_name: str = APPLICATION_NAME) -> str:
-    """A libpq conninfo for Django's default database, read at call time.
-
-    It reads ``connection.settings_dict`` rather than ``settings.DATABASES`` because test
-    runners switch NAME to the test database at runtime.
-    """
-    from django.db import connections
-
-    db = connections["default"].settings_dict
-    params: dict[str, Any] = {
-        key: value
-        for key, value in (db.get("OPTIONS") or {}).items()
-        if key not in _DJANGO_ONLY_OPTIONS
-    }
-    params.update(
-        dbname=db.get("NAME"),
-        user=db.get("USER"),
-        password=db.get("PASSWORD"),
-        host=db.get("HOST"),
-        port=db.get("PORT"),
-        application_name=application_name,
-    )
-    return make_conninfo(**{key: value for key, value in params.items() if value})
+    """Django's database, as the feed connects to it (see lifecycle.database)."""
+    return conninfo(application_name=application_name)
 
 
 @dataclass

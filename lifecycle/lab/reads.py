@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from django.db import connection
 
+from lifecycle.database import conninfo
 from lifecycle.lab.models import Task
 
 COLUMNS = (
@@ -131,23 +132,13 @@ cached_reads = _CachedReads()
 snapshot_reads = _SnapshotReads()
 
 
-def _dsn() -> str:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params.pop("prepare_threshold", None)
-    return psycopg.conninfo.make_conninfo(
-        **{k: v for k, v in params.items() if v not in (None, "")}
-    )
-
-
 def read_task(task_id: str) -> TaskRead | None:
     """Read a task the way the lab API does, bugs included when its config asks for them."""
     cached = cached_reads.get(task_id)
     if cached is not None:
         return TaskRead(cached[0], cached[1], _current_snapshot(), "cached")
     if snapshot_reads.has(task_id):
-        result = snapshot_reads.read(task_id, _dsn(), start=False)
+        result = snapshot_reads.read(task_id, conninfo(), start=False)
         if result is not None:
             return TaskRead(*result, "snapshot")
     fresh = _fresh(task_id)
@@ -158,7 +149,7 @@ def read_task(task_id: str) -> TaskRead | None:
     if config.get("cached_read"):
         cached_reads.put(task_id, task, xmin)
     elif config.get("snapshot_read"):
-        result = snapshot_reads.read(task_id, _dsn(), start=True)
+        result = snapshot_reads.read(task_id, conninfo(), start=True)
         if result is not None:
             return TaskRead(*result, "snapshot")
     return TaskRead(task, xmin, snapshot, "fresh")
