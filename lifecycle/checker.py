@@ -14,10 +14,10 @@ import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, clock
 
 PENDING, RUNNING, COMPLETED, FAILED = "PENDING", "RUNNING", "COMPLETED", "FAILED"
 STATUSES = frozenset({PENDING, RUNNING, COMPLETED, FAILED})
@@ -541,9 +541,7 @@ def _ids(*events: EventRecord) -> tuple[int, ...]:
 
 def _clock(t: datetime | None) -> str:
     """HH:MM:SS.mmm in UTC, the form every message uses."""
-    if t is None:
-        return "an unknown time"
-    return t.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+    return clock(t) or "an unknown time"
 
 
 def _gap(commit: datetime | None, reads: list[EventRecord]) -> str:

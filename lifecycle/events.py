@@ -91,6 +91,14 @@ class IncomingEvent:
     body: dict[str, Any]
 
 
+def clock(at: datetime | None) -> str:
+    """HH:MM:SS.mmm in UTC: how events and findings name a time ("" for none)."""
+    if at is None:
+        return ""
+    at = at.astimezone(UTC)
+    return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

@@ -10,7 +10,7 @@ from html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from lifecycle.checker import Finding
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, clock
 from lifecycle.timeline import EventView
 
 TRANSACTION = re.compile(r"transaction (\d+)")
@@ -33,10 +33,7 @@ class FindingView:
 
 
 def _clock(record: EventRecord) -> str:
-    at = record.at
-    if at is None:
-        return ""
-    return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
+    return clock(record.at)
 
 
 def _label(record: EventRecord) -> str:

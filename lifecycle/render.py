@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from html import escape
 
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, clock
 from lifecycle.templatetags.lifecycle_tags import status_chip
 from lifecycle.timeline import LANES, EventView, field_text
 
@@ -78,17 +78,14 @@ def event_html(ev: EventView, *, inline_fields: bool = True) -> str:
         classes, findings = f"ev lane-{lane}", ""
     chip = status_chip(status) if status else ""
     kind = _esc(r.kind)
-    if at is not None:
-        at_us = round(at.timestamp() * 1_000_000)
-        clock = f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
-    else:
-        at_us, clock = 0, ""
+    at_us = round(at.timestamp() * 1_000_000) if at is not None else 0
+    time_text = clock(at)
     title = f' title="{escape(_fields_text(r))}"' if inline_fields else ""
     return (
         f'<li class="{classes}" id="event-{event_id}" data-testid="event" '
         f'data-event-id="{event_id}" data-at="{at_us}" data-source="{r.source}" '
         f'data-kind="{kind}"{attrs} style="--lane: {LANE_INDEX[lane]}">'
-        f'<a class="ev-time" href="#event-{event_id}">{clock}'
+        f'<a class="ev-time" href="#event-{event_id}">{time_text}'
         f"<small>+{ev.offset_ms:.0f} ms</small></a>"
         f'<div class="ev-card" tabindex="0"{title}>'
         f'<span class="ev-lane">{lane}</span>{chip}'

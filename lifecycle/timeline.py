@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, clock
 
 # Reads next to commits: the comparison the page exists for.
 LANES: list[tuple[str, str]] = [
@@ -63,10 +63,7 @@ class EventView:
 
     @property
     def clock(self) -> str:
-        at = self.record.at
-        if at is None:
-            return ""
-        return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
+        return clock(self.record.at)
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -58,12 +58,5 @@ def age(value: datetime | None) -> str:
 
 
 @register.filter
-def clock(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
-
-
-@register.filter
 def short_key(value: str | None) -> str:
     return (value or "")[:8]
