@@ -22,11 +22,13 @@ test: $(STAMP)
 
 ## Print the benchmark figures (each with its baseline measured in the same run).
 bench: $(STAMP)
-	$(PY) manage.py lifecycle bench
+	$(PY) -m bench
 
+## Lint, format check and types: the same as CI runs.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dashboard lifecycle tests
-	$(VENV)/bin/ruff format --check dashboard lifecycle tests
+	$(VENV)/bin/ruff check dashboard lifecycle bench tests
+	$(VENV)/bin/ruff format --check dashboard lifecycle bench tests
+	$(VENV)/bin/mypy dashboard lifecycle bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -8,14 +8,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 django_asgi_app = get_asgi_application()
 
-from lifecycle.roles import install_instrumentation  # noqa: E402
+from lifecycle.client.logs import install_log_handler  # noqa: E402
 
-install_instrumentation("web")
+# The WARNING+ records logged while serving a task (the lab API) become its events.
+install_log_handler("web")
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from lifecycle.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

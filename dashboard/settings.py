@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,25 +24,24 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def database_from_url(url: str) -> dict[str, Any]:
-    """Turn ``postgres://user:pass@host:port/name?application_name=x`` into Django's dict."""
+    """``postgres://user:pass@host:port/name?application_name=x`` as Django's dict; the
+    query's parameters become libpq options."""
+    if urlsplit(url).scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"DATABASE_URL must start with postgres://, got {_without_password(url)}")
+    db: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
+    db["NAME"] = db.get("NAME") or "lifecycle"
+    db["PORT"] = str(db.get("PORT") or "")
+    db["OPTIONS"] = dict(db.get("OPTIONS") or {})
+    db["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
+    return db
+
+
+def _without_password(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(f"DATABASE_URL must start with postgres://, got {url!r}")
-    options: dict[str, str] = {}
-    for pair in filter(None, parts.query.split("&")):
-        key, _, value = pair.partition("=")
-        options[key] = unquote(value)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(parts.path.lstrip("/")) or "lifecycle",
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-        "OPTIONS": options,
-        "CONN_MAX_AGE": 0,
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or None},
-    }
+    if parts.password is None:
+        return repr(url)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return repr(parts._replace(netloc=netloc).geturl())
 
 
 SECRET_KEY = env("SECRET_KEY", "dev-only-not-secret-change-me-in-production")
@@ -61,7 +62,7 @@ AMQP_URL = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # Prefix of every RabbitMQ name the project declares (exchange, queues), so that several
 # installations, or a test run beside `make run`, share one RabbitMQ without crossing.
 LIFECYCLE_NAMESPACE = env("LIFECYCLE_NAMESPACE", "lifecycle")
-LIFECYCLE_EXCHANGE = f"{LIFECYCLE_NAMESPACE}.events"
+LIFECYCLE_EXCHANGE = f"{LIFECYCLE_NAMESPACE}.events"  # lifecycle.client.config.exchange_name
 LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    "dashboard.apps.DashboardConfig",
     "lifecycle.apps.LifecycleConfig",
     "lifecycle.lab.apps.LabConfig",
 ]

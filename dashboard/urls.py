@@ -1,10 +1,31 @@
+"""Every URL of the dashboard and the lab."""
+
 from django.conf import settings
 from django.urls import include, path, re_path
 from django.views.static import serve
 
+from dashboard import api
+from dashboard.pages import compare, home, run, scenario, task
+
+pages = [
+    path("", home.home, name="home"),
+    path("tasks/<str:task_key>", task.task_page, name="task"),
+    path("runs/<int:run_id>", run.run_page, name="run"),
+    path("runs/<int:run_id>/resubmit", run.resubmit, name="resubmit"),
+    path("runs/<int:run_id>/compare/<int:other_id>", compare.compare_runs, name="compare"),
+    path("scenarios/<str:name>", scenario.scenario_page, name="scenario"),
+    path("scenarios/<str:name>/runs", run.start_run, name="start-run"),
+    path("api/scenarios", api.scenarios, name="api-scenarios"),
+    path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
+    path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
+    path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
+    path("api/tasks/<str:task_key>/timeline", api.timeline, name="api-timeline"),
+    path("api/events/<int:event_id>", api.event_fields, name="api-event"),
+]
+
 urlpatterns = [
     path("lab/", include("lifecycle.lab.urls")),
-    path("", include("lifecycle.urls")),
+    path("", include((pages, "dashboard"))),
     # daphne serves the few static files itself: no separate web server to set up.
     re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.BASE_DIR / "static"}),
 ]

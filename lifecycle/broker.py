@@ -7,6 +7,8 @@ from django.conf import settings
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, default_middleware
 
+from lifecycle.client.dramatiq import LifecycleEvents
+
 _broker: dramatiq.Broker | None = None
 
 
@@ -14,8 +16,6 @@ def setup_broker() -> dramatiq.Broker:
     """Create the RabbitMQ broker once per process and make it Dramatiq's global broker."""
     global _broker
     if _broker is None:
-        from lifecycle.capture.middleware import LifecycleEvents
-
         middleware = [m() for m in default_middleware] + [CurrentMessage(), LifecycleEvents()]
         _broker = RabbitmqBroker(url=settings.AMQP_URL, middleware=middleware)
         dramatiq.set_broker(_broker)

@@ -18,21 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lifecycle.events import EventRecord, clock
-
-PENDING, RUNNING, COMPLETED, FAILED = "PENDING", "RUNNING", "COMPLETED", "FAILED"
-STATUSES = frozenset({PENDING, RUNNING, COMPLETED, FAILED})
-TERMINAL = frozenset({COMPLETED, FAILED})
-# RUNNING -> PENDING is a failed attempt that will be retried; PENDING -> FAILED a task
-# cancelled or rejected before it ran.
-ALLOWED_TRANSITIONS = frozenset(
-    {
-        (PENDING, RUNNING),
-        (RUNNING, COMPLETED),
-        (RUNNING, FAILED),
-        (RUNNING, PENDING),
-        (PENDING, FAILED),
-    }
-)
+from lifecycle.lifecycles import LAB, Lifecycle
 
 KINDS = (
     "stale_read",
@@ -52,30 +38,6 @@ NOT_FOUND = re.compile(r"does ?not ?exist|not found|no such task", re.IGNORECASE
 
 
 @dataclass(frozen=True)
-class Lifecycle:
-    """The statuses a task moves through; other applications pass their own."""
-
-    statuses: frozenset[str] = STATUSES
-    terminal: frozenset[str] = TERMINAL
-    allowed: frozenset[tuple[str, str]] = ALLOWED_TRANSITIONS
-    running: str | None = RUNNING  # entering it twice without a retry is a second execution
-
-    def reachable(self, old: str, new: str) -> bool:
-        """Whether ``new`` can follow ``old`` through allowed transitions (a retry goes back)."""
-        seen, todo = {old}, [old]
-        while todo:
-            here = todo.pop()
-            for a, b in self.allowed:
-                if a == here and b not in seen:
-                    seen.add(b)
-                    todo.append(b)
-        return new in seen
-
-
-LAB_LIFECYCLE = Lifecycle()
-
-
-@dataclass(frozen=True)
 class Finding:
     kind: str
     events: tuple[int, ...]  # ids of the events that prove it, ascending
@@ -89,6 +51,10 @@ class Finding:
             "message": self.message,
             "cause": self.cause,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        return cls(data["kind"], tuple(data["events"]), data["message"], data.get("cause"))
 
 
 @dataclass(frozen=True)
@@ -134,7 +100,7 @@ def check(
     events: Sequence[EventRecord],
     expected: str | None = None,
     *,
-    lifecycle: Lifecycle = LAB_LIFECYCLE,
+    lifecycle: Lifecycle = LAB,
     margin: timedelta = COMMIT_MARGIN,
 ) -> list[Finding]:
     """Every anomaly in one task's history, sorted by the first event that proves it.

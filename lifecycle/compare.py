@@ -23,6 +23,7 @@ from lifecycle.events import EventRecord
 
 Token = tuple[Any, ...]
 RowState = Literal["same", "timing", "differs"]
+ROW_STATES: tuple[RowState, ...] = ("same", "timing", "differs")
 Pair = tuple["Step | None", "Step | None"]
 
 READ_SOURCES = frozenset({"api", "probe"})

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone as dj_timezone
 
+from lifecycle import lifecycles
 from lifecycle.models import Event, Run
 from lifecycle.scenarios import Scenario, get_scenario
 
 logger = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
 HTTP_TIMEOUT = 5.0
 
 Progress = Callable[[Run, str | None], None]
@@ -135,7 +135,7 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
             status = response.body.get("status") if response.http_status == 200 else None
             if status != observed and progress:
                 progress(run, status)
-            if status in TERMINAL:
+            if lifecycles.DEFAULT.is_terminal(status):
                 if status != observed or settled_at is None:
                     settled_at = time.monotonic()
                 if time.monotonic() - settled_at >= scenario.settle:
@@ -187,9 +187,25 @@ def execute(run: Run, progress: Progress | None = None) -> Run:
     return run
 
 
-def start(scenario: Scenario, base_url: str, resubmit_of: Run | None = None) -> Run:
-    """Create a run, submit its task now, and follow it in a background thread."""
-    run = create_run(scenario, base_url, resubmit_of)
+def start(
+    scenario: Scenario,
+    base_url: str,
+    resubmit_of: Run | None = None,
+    request_token: str | None = None,
+) -> Run:
+    """Create a run, submit its task now, and follow it in a background thread.
+
+    With a ``request_token`` (the form's), a run is started once per token: the second
+    click of a double click lands on the run the first one started.
+    """
+    if request_token:
+        existing = Run.objects.filter(request_token=request_token).first()
+        if existing:
+            return existing
+    try:
+        run = create_run(scenario, base_url, resubmit_of, request_token=request_token)
+    except IntegrityError:  # the other click of a double click won the race
+        return Run.objects.get(request_token=request_token)
     if submit(run):
         follow_in_background(run)
     return run

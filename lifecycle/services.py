@@ -11,7 +11,10 @@ from urllib.parse import urlsplit
 import psycopg
 from django.conf import settings
 
+from lifecycle import sql
 from lifecycle.database import conninfo
+
+SERVICES = sql.load("services")
 
 CONNECT_TIMEOUT = 3  # seconds per service: both checks together stay well under 10 s
 
@@ -81,7 +84,7 @@ def ensure_database() -> bool:
     """Create the configured database if it is missing. True when it was created."""
     name = settings.DATABASES["default"]["NAME"]
     with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        exists = conn.execute(SERVICES["database_exists"], [name]).fetchone()
         if exists:
             return False
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))

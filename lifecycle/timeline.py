@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, clock
 
 # Reads next to commits: the comparison the page exists for.
@@ -22,7 +23,6 @@ LANES: list[tuple[str, str]] = [
     ("log", "Warnings"),
 ]
 LANE_TITLES = dict(LANES)
-TERMINAL = frozenset({"COMPLETED", "FAILED"})
 XID_MODULUS = 2**32  # a row's xmin is the 32-bit part of its writer's 64-bit txid
 
 
@@ -218,3 +218,19 @@ class StatusTracker:
     @property
     def current(self) -> str | None:
         return self.committed or self.reported
+
+
+def pin(views: Iterable[EventView], findings: Iterable[Finding]) -> set[int]:
+    """Mark each event view with the kinds of findings it proves; return the ids changed."""
+    kinds: dict[int, list[str]] = {}
+    for f in findings:
+        for event_id in f.events:
+            if f.kind not in kinds.setdefault(event_id, []):
+                kinds[event_id].append(f.kind)
+    changed = set()
+    for view in views:
+        new = kinds.get(view.id, [])
+        if new != view.findings:
+            view.findings = new
+            changed.add(view.id)
+    return changed

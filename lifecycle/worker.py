@@ -11,8 +11,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 os.environ.setdefault("LIFECYCLE_PROCESS_ROLE", "worker")
 django.setup()
 
-from lifecycle.roles import install_instrumentation  # noqa: E402
+from lifecycle.client.logs import install_log_handler  # noqa: E402
 
-install_instrumentation("worker")
+# The WARNING+ records logged while handling a task become its events.
+install_log_handler("worker")
 
 import lifecycle.lab.actors  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """Subcommands of ``python manage.py lifecycle``: one module each, with ``add_arguments``
-and ``handle``. Registered in ``SUBCOMMANDS`` by name."""
+and ``handle``, registered in ``SUBCOMMANDS`` by name. They use the engine, never the web."""
 
 SUBCOMMANDS = {
     "up": "lifecycle.cli.up",
@@ -7,6 +7,5 @@ SUBCOMMANDS = {
     "worker": "lifecycle.cli.worker",
     "ingest": "lifecycle.cli.ingest",
     "capture": "lifecycle.cli.capture",
-    "bench": "lifecycle.cli.bench",
     "matrix": "lifecycle.cli.matrix",
 }

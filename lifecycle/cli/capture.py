@@ -28,22 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle.capture import triggers
+    from lifecycle import capture
 
     action = options["action"]
     try:
         if action == "install":
-            table = triggers.install(
+            table = capture.install(
                 options["table"], options["key"], options["status"], replace=options["replace"]
             )
             command.stdout.write(
                 f"capturing changes of {table.name} (key {table.key}, status {table.status})"
             )
         elif action == "remove":
-            table = triggers.remove(options["table"])
+            table = capture.remove(options["table"])
             command.stdout.write(f"stopped capturing changes of {table.name}")
         else:
-            tables = triggers.watched()
+            tables = capture.watched()
             if not tables:
                 command.stdout.write("no table is watched")
             for t in tables:
@@ -52,7 +52,7 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
                     notes.append("missing column " + ", ".join(t.missing_columns))
                 suffix = f"  ({'; '.join(notes)})" if notes else ""
                 command.stdout.write(f"{t.name}  key={t.key}  status={t.status}{suffix}")
-    except triggers.CaptureError as exc:
+    except capture.CaptureError as exc:
         command.stderr.write(f"capture {action}: {exc}")
         return EXIT_REFUSED
     return None

@@ -10,7 +10,7 @@ import logging
 import signal
 from typing import Any
 
-logger = logging.getLogger("lifecycle.capture.ingest")
+logger = logging.getLogger("lifecycle.ingest")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle.capture.ingest import Ingestor, ingest_queue_name
+    from lifecycle.ingest import Ingestor, ingest_queue_name
 
     ingestor = Ingestor(
         batch_size=options["batch_size"],

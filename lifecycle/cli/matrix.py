@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from lifecycle import probe, queries
+from lifecycle import probe, store
 from lifecycle.checker import KINDS, check
 from lifecycle.scenarios import CATALOGUE, Scenario
 
@@ -55,7 +55,7 @@ def one_run(scenario: Scenario, base_url: str) -> tuple[str, list[str], bool, in
     try:
         run = probe.execute(probe.create_run(scenario, base_url))
         time.sleep(SETTLE_EVENTS)
-        findings = check(queries.task_events(run.task_key), run.expected) if run.task_key else []
+        findings = check(store.task_events(run.task_key), run.expected) if run.task_key else []
         return scenario.name, sorted({f.kind for f in findings}), caught(scenario, findings), run.id
     finally:
         connection.close()

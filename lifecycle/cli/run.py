@@ -67,7 +67,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         else:
             detail = f" ({run.error})" if run.error else ""
             out.write(
-                f"run {run.id}: {run.verdict.upper()} expected {run.expected}, "
+                f"run {run.id}: {(run.verdict or 'no verdict').upper()} expected {run.expected}, "
                 f"observed {run.observed or 'nothing'}{detail}"
             )
     if not as_json:

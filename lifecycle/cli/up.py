@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import sys
 import time
@@ -53,16 +52,13 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             env={"LIFECYCLE_PROCESS_ROLE": "web"},
         ),
         worker_child(),
+        Child(
+            "ingest",
+            python("manage.py", "lifecycle", "ingest"),
+            restart=True,
+            env={"LIFECYCLE_PROCESS_ROLE": "ingest"},
+        ),
     ]
-    if importlib.util.find_spec("lifecycle.capture.ingest"):
-        children.append(
-            Child(
-                "ingest",
-                python("manage.py", "lifecycle", "ingest"),
-                restart=True,
-                env={"LIFECYCLE_PROCESS_ROLE": "ingest"},
-            )
-        )
     supervisor = Supervisor(children, log=out.write)
     supervisor.start()
     if _wait_for_port(host, port, timeout=30):

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
+from lifecycle import sql
 from lifecycle.database import conninfo
 from lifecycle.events import EventRecord
 
@@ -51,35 +51,7 @@ APPLICATION_NAME = "lifecycle-feed"
 
 OnEvents = Callable[[list[EventRecord]], Awaitable[None]]
 
-# The snapshot's xmin is read in a one-row subquery so that an empty result still reports
-# it, and it is that of the very snapshot the rows were read with (one statement,
-# autocommit). The bound, when asked for, is assigned after that snapshot was taken.
-# Every visible gap is returned (so a gap not returned is invisible), and new rows up to a
-# limit. Two branches rather than one OR: each keeps its index scan in a generic plan,
-# which psycopg's prepared statements come to use.
-FETCH_SQL = """
-SELECT s.xmin, s.bound,
-       e.id, e.uuid, e.task_key, e.source, e.kind, e.status, e.at, e.received_at, e.txid, e.body
-  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
-               CASE WHEN %(bound)s THEN pg_current_xact_id()::text::bigint END AS bound) AS s
-  LEFT JOIN LATERAL (
-        SELECT * FROM lifecycle_event WHERE id = ANY(%(gaps)s::bigint[])
-        UNION ALL
-        (SELECT * FROM lifecycle_event WHERE id > %(high)s ORDER BY id LIMIT %(limit)s)
-       ) AS e ON true
- ORDER BY e.id
-"""
-
-# Where a feed with no start position begins: after the last id handed out (not the
-# largest id committed, which may be far behind after deletes), watching the ids missing
-# among the last few, as their transactions may still be open.
-START_SQL = """
-SELECT s.last,
-       array(SELECT id FROM lifecycle_event
-              WHERE id > s.last - %(lookback)s AND id <= s.last) AS seen
-  FROM (SELECT coalesce(pg_sequence_last_value(
-                   pg_get_serial_sequence('lifecycle_event', 'id')::regclass), 0) AS last) AS s
-"""
+FEED = sql.load("feed")
 
 
 def dsn_from_settings(application_name: str = APPLICATION_NAME) -> str:
@@ -294,7 +266,7 @@ class LiveFeed:
 
     async def _start_position(self, conn: psycopg.AsyncConnection[Any]) -> FeedState:
         async with asyncio.timeout(self.query_timeout):
-            cur = await conn.execute(START_SQL, {"lookback": self.start_lookback})
+            cur = await conn.execute(FEED["start"], {"lookback": self.start_lookback})
             row = await cur.fetchone()
         assert row is not None
         last, seen = row[0], set(row[1])
@@ -346,15 +318,15 @@ class LiveFeed:
                 "bound": state.needs_bound(asked_at),
             }
             async with asyncio.timeout(self.query_timeout):
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(FETCH_SQL, params)
+                cur = await conn.execute(FEED["fetch"], params)
                 rows = await cur.fetchall()
             self.fetches += 1
-            found = [row for row in rows if row["id"] is not None]
-            new = sum(1 for row in found if row["id"] > state.high)
-            fresh = set(state.observe([row["id"] for row in found], time.monotonic()))
-            state.settle(xmin=rows[0]["xmin"], bound=rows[0]["bound"], asked_at=asked_at)
-            events = [_record(row) for row in found if row["id"] in fresh]
+            # Each row: the snapshot's xmin, the bound, then the event (id first) or NULLs.
+            found = [row[2:] for row in rows if row[2] is not None]
+            new = sum(1 for row in found if row[0] > state.high)
+            fresh = set(state.observe([row[0] for row in found], time.monotonic()))
+            state.settle(xmin=rows[0][0], bound=rows[0][1], asked_at=asked_at)
+            events = [EventRecord.from_row(row) for row in found if row[0] in fresh]
             if events:
                 await self._deliver(events)
             if new < self.batch_size:
@@ -371,18 +343,3 @@ class LiveFeed:
             logger.exception(
                 "live feed: on_events failed for events %d..%d", events[0].id, events[-1].id
             )
-
-
-def _record(row: dict[str, Any]) -> EventRecord:
-    return EventRecord(
-        id=row["id"],
-        source=row["source"],
-        kind=row["kind"],
-        task_key=row["task_key"],
-        status=row["status"],
-        at=row["at"],
-        received_at=row["received_at"],
-        txid=row["txid"],
-        body=row["body"] or {},
-        uuid=str(row["uuid"]) if row["uuid"] else None,
-    )

@@ -6,15 +6,19 @@ import uuid
 
 from django.db import models
 
+from lifecycle import lifecycles
+
 
 class Task(models.Model):
     class Status(models.TextChoices):
-        PENDING = "PENDING"
-        RUNNING = "RUNNING"
-        COMPLETED = "COMPLETED"
-        FAILED = "FAILED"
+        """The statuses of the lab's lifecycle (``lifecycle.lifecycles.LAB``)."""
 
-    TERMINAL = frozenset({Status.COMPLETED, Status.FAILED})
+        PENDING = lifecycles.PENDING, "Pending"
+        RUNNING = lifecycles.RUNNING, "Running"
+        COMPLETED = lifecycles.COMPLETED, "Completed"
+        FAILED = lifecycles.FAILED, "Failed"
+
+    TERMINAL = lifecycles.LAB.terminal
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     config = models.JSONField(default=dict)

@@ -10,20 +10,17 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from django.db import connection
 
+from lifecycle import sql
 from lifecycle.database import conninfo
 from lifecycle.lab.models import Task
 
-COLUMNS = (
-    "id, config, status, error, output, executions, created_at, updated_at, started_at, finished_at"
-)
-READ_SQL = (
-    f"SELECT {COLUMNS}, xmin::text::bigint, pg_current_snapshot()::text FROM lab_task WHERE id = %s"  # noqa: E501
-)
+READS = sql.read(Path(__file__).with_name("reads.sql"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ def _row_to_json(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _fresh(task_id: str) -> tuple[dict[str, Any], int, str] | None:
     with connection.cursor() as cursor:
-        cursor.execute(READ_SQL, [task_id])
+        cursor.execute(READS["read_task"], [task_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -63,7 +60,7 @@ def _fresh(task_id: str) -> tuple[dict[str, Any], int, str] | None:
 
 def _current_snapshot() -> str:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_snapshot()::text")
+        cursor.execute(READS["current_snapshot"])
         return cursor.fetchone()[0]
 
 
@@ -108,7 +105,7 @@ class _SnapshotReads:
                 conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
                 entry = (conn, time.monotonic())
                 self._open[task_id] = entry
-            row = entry[0].execute(READ_SQL, [task_id]).fetchone()
+            row = entry[0].execute(READS["read_task"], [task_id]).fetchone()
         if row is None:
             return None
         return _row_to_json(row), row[10], row[11]

@@ -12,19 +12,16 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from lifecycle.client import report_read, task_context
+from lifecycle.http import json_error
 from lifecycle.lab.config import ConfigError, validate_config
 from lifecycle.lab.models import Task
 from lifecycle.lab.reads import read_task
-from lifecycle.lab.reporting import report_read, task_context
 
 logger = logging.getLogger("lifecycle.lab.api")
 
 # With enqueue_before_commit, how long the API keeps its transaction open after sending.
 ENQUEUE_BEFORE_COMMIT_DELAY = 0.5
-
-
-def error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
 
 
 @csrf_exempt  # a JSON API without cookie authentication: CSRF does not apply
@@ -33,16 +30,16 @@ def create_task(request: HttpRequest) -> JsonResponse:
     try:
         payload = json.loads(request.body or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error(400, f"request body is not valid JSON: {exc}")
+        return json_error(400, f"request body is not valid JSON: {exc}")
     if not isinstance(payload, dict):
-        return error(400, 'request body must be a JSON object like {"config": {...}}')
+        return json_error(400, 'request body must be a JSON object like {"config": {...}}')
     unknown = sorted(set(payload) - {"config"})
     if unknown:
-        return error(400, f"unknown field(s): {', '.join(unknown)}; expected only 'config'")
+        return json_error(400, f"unknown field(s): {', '.join(unknown)}; expected only 'config'")
     try:
         config = validate_config(payload.get("config", {}))
     except ConfigError as exc:
-        return error(400, f"invalid config: {exc}")
+        return json_error(400, f"invalid config: {exc}")
 
     from lifecycle.lab.actors import run_task
 
@@ -60,7 +57,7 @@ def create_task(request: HttpRequest) -> JsonResponse:
                     transaction.on_commit(lambda: run_task.send(str(task_id)), robust=False)
         except Exception as exc:  # the broker is down: say so instead of a bare 500
             logger.error("could not create or enqueue task %s: %s", task_id, exc)
-            return error(503, f"could not enqueue the task: {exc}")
+            return json_error(503, f"could not enqueue the task: {exc}")
     response = JsonResponse(task.as_json(), status=201)
     response["Location"] = f"/lab/api/tasks/{task.id}"
     return response
@@ -71,11 +68,11 @@ def get_task(request: HttpRequest, task_id: str) -> JsonResponse:
     try:
         key = str(uuid.UUID(task_id))
     except ValueError:
-        return error(404, f"no task {task_id!r}: task ids are UUIDs")
+        return json_error(404, f"no task {task_id!r}: task ids are UUIDs")
     with task_context(key):
         result = read_task(key)
         if result is None:
-            return error(404, f"no task {key}")
+            return json_error(404, f"no task {key}")
         report_read(
             task=key,
             status=result.task["status"],

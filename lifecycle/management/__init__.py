@@ -1,0 +1,1 @@
+"""``manage.py lifecycle``: the Django command that dispatches to ``lifecycle.cli``."""

@@ -42,128 +42,26 @@ its three indexes, its NOTIFY at commit, SECURITY DEFINER) is about 175k; the re
 two ``to_jsonb`` of the row (70k), the query comparing them (~100k) and the body.
 """
 
-import importlib
+from pathlib import Path
 
 from django.db import migrations
 
-capture_0002 = importlib.import_module("lifecycle.migrations.0002_capture_trigger")
+from lifecycle import sql
 
+APP = Path(__file__).resolve().parent.parent
 # Unqualified names throughout: ``SET search_path FROM CURRENT`` pins the schema the
 # migration runs in (and the capture benchmark creates copies in a schema of its own).
-BODY_TYPE = r"""
-CREATE TYPE lifecycle_capture_body AS (
-    schema int,
-    "table" text,
-    op text,
-    old_status text,
-    new_status text,
-    changed text[],
-    "values" jsonb,
-    application_name text,
-    pid int,
-    "user" text
-);
-COMMENT ON TYPE lifecycle_capture_body IS
-    'The body of a db event, as lifecycle_capture() writes it (event schema version 1).';
-"""
-
-CAPTURE_FUNCTION = r"""
-CREATE OR REPLACE FUNCTION lifecycle_capture() RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path FROM CURRENT
-AS $fn$
--- Installed on a watched table as
---   CREATE TRIGGER lifecycle_capture AFTER INSERT OR UPDATE OR DELETE ON t
---   FOR EACH ROW EXECUTE FUNCTION lifecycle_capture('<key column>', '<status column>');
--- It runs in the writer's transaction, so the event exists if and only if the change commits.
--- The event table's own trigger sends the NOTIFY.
-DECLARE
-    new_row jsonb;
-    old_row jsonb;
-    changed text[];
-    changed_values jsonb;
-BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        new_row := to_jsonb(NEW);
-        old_row := to_jsonb(OLD);
-        -- One pass: the changed columns (sorted) and their new values, long ones cut.
-        SELECT array_agg(n.key ORDER BY n.key),
-               jsonb_object_agg(n.key,
-                   CASE WHEN length(n.value::text) > 500
-                        THEN to_jsonb(left(new_row ->> n.key, 500) || '…')
-                        ELSE n.value END)
-          INTO changed, changed_values
-          FROM jsonb_each(new_row) AS n
-         WHERE n.value IS DISTINCT FROM old_row -> n.key;
-        IF changed IS NULL THEN
-            RETURN NULL;  -- an UPDATE that changed nothing is not a change
-        END IF;
-    ELSIF TG_OP = 'INSERT' THEN
-        new_row := to_jsonb(NEW);
-        SELECT coalesce(array_agg(n.key ORDER BY n.key), '{}'),
-               coalesce(jsonb_object_agg(n.key,
-                   CASE WHEN length(n.value::text) > 500
-                        THEN to_jsonb(left(new_row ->> n.key, 500) || '…')
-                        ELSE n.value END), '{}')
-          INTO changed, changed_values
-          FROM jsonb_each(new_row) AS n;
-    ELSE
-        old_row := to_jsonb(OLD);
-        SELECT coalesce(array_agg(k ORDER BY k), '{}')
-          INTO changed
-          FROM jsonb_object_keys(old_row) AS k;
-        changed_values := '{}';
-    END IF;
-
-    INSERT INTO lifecycle_event (task_key, source, kind, status, at, txid, body)
-    VALUES (
-        -- Instrumentation must never fail the writer: a NULL key and an over-long status
-        -- (the event table keeps 64 characters) are recorded, not refused.
-        coalesce(coalesce(new_row, old_row) ->> TG_ARGV[0], '(null)'),
-        'db',
-        lower(TG_OP),
-        left(coalesce(new_row, old_row) ->> TG_ARGV[1], 64),
-        clock_timestamp(),
-        pg_current_xact_id()::text::bigint,
-        to_jsonb(ROW(
-            1,
-            TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
-            TG_OP,
-            old_row ->> TG_ARGV[1],
-            new_row ->> TG_ARGV[1],
-            changed,
-            changed_values,
-            current_setting('application_name'),
-            pg_backend_pid(),
-            session_user
-        )::lifecycle_capture_body)
-    );
-    RETURN NULL;
-END
-$fn$;
-"""
-
-NOTIFY_FUNCTION = r"""
-CREATE OR REPLACE FUNCTION lifecycle_event_notify() RETURNS trigger
-LANGUAGE plpgsql
-AS $fn$
-DECLARE
-    sent text;
-BEGIN
-    -- The id only: payloads are capped at 8000 bytes, and listeners read the row.
-    -- An assignment rather than PERFORM: PL/pgSQL evaluates it without an executor.
-    sent := pg_notify('lifecycle_events', NEW.id::text);
-    RETURN NULL;
-END
-$fn$;
-"""
+SQL = sql.migration(APP, "0005_cheaper_capture")
+SQL_0002 = sql.migration(APP, "0002_capture_trigger")
+BODY_TYPE = SQL["body_type"] + "\n"
+CAPTURE_FUNCTION = SQL["capture_function"] + "\n"
+NOTIFY_FUNCTION = SQL["notify_function"] + "\n"
 
 # Back to 0002, word for word: its function, and its notify function and trigger.
-REVERSE_CAPTURE = capture_0002.CAPTURE_FUNCTION + "DROP TYPE IF EXISTS lifecycle_capture_body;"
+REVERSE_CAPTURE = SQL_0002["capture_function"] + "\nDROP TYPE IF EXISTS lifecycle_capture_body;"
 REVERSE_NOTIFY = (
     "DROP TRIGGER IF EXISTS lifecycle_event_notify ON lifecycle_event;"
-    + capture_0002.NOTIFY_FUNCTION
+    + SQL_0002["notify_function"]
 )
 
 

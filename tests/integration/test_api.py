@@ -81,8 +81,8 @@ def test_unknown_scenarios_and_runs_are_404(client, postgres):
 
 @pytest.mark.django_db
 def test_an_events_fields_are_served_for_the_popover_of_a_long_timeline(client, postgres):
+    from dashboard.render import INLINE_FIELDS_LIMIT
     from lifecycle.models import Event
-    from lifecycle.render import INLINE_FIELDS_LIMIT
 
     event = Event.objects.create(
         task_key="t-fields", source="log", kind="error", body={"exception": "a\nb", "pid": 7}
@@ -126,7 +126,7 @@ def test_a_run_nobody_follows_any_more_is_closed_as_abandoned(client, postgres):
 @pytest.mark.django_db
 def test_the_home_page_lists_tasks_by_their_newest_event_a_page_at_a_time(client, postgres):
     from lifecycle.models import Event
-    from lifecycle.queries import PAGE_SIZE, recent_tasks
+    from lifecycle.store import PAGE_SIZE, recent_tasks
 
     # Given more tasks than a page, one of which is busy (many events, an old first one)
     busy = "t-busy"

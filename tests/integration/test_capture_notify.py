@@ -7,7 +7,6 @@ the events the 0002 function wrote, which is the contract the rest of the app re
 
 from __future__ import annotations
 
-import importlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,12 +16,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from lifecycle.capture.ingest import (
-    COPY_STAGING,
-    CREATE_STAGING,
-    INSERT_FROM_STAGING,
-    database_conninfo,
-)
+from lifecycle import sql as lifecycle_sql
+from lifecycle.ingest import INGEST, database_conninfo
 from tests.services import require_postgres
 
 require_postgres()
@@ -30,8 +25,9 @@ require_postgres()
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CHANNEL = "lifecycle_events"
-migration_0002 = importlib.import_module("lifecycle.migrations.0002_capture_trigger")
-migration_0005 = importlib.import_module("lifecycle.migrations.0005_cheaper_capture")
+APP = lifecycle_sql.HERE.parent
+SQL_0002 = lifecycle_sql.migration(APP, "0002_capture_trigger")  # the frozen files the
+SQL_0005 = lifecycle_sql.migration(APP, "0005_cheaper_capture")  # migrations run
 
 
 @pytest.fixture
@@ -141,14 +137,14 @@ def test_an_ingestor_batch_at_depth_zero_notifies_once_per_stored_row(conninfo, 
         for n, kind in enumerate(["enqueue", "start"])
     ]
     with psycopg.connect(conninfo, autocommit=True) as ingest:
-        ingest.execute(CREATE_STAGING)
+        ingest.execute(INGEST["create_staging"])
 
         def store(batch: list[tuple[Any, ...]]) -> None:
             with ingest.transaction(), ingest.cursor() as cur:
-                with cur.copy(COPY_STAGING) as copy:
+                with cur.copy(INGEST["copy_staging"]) as copy:
                     for row in batch:
                         copy.write_row(row)
-                cur.execute(INSERT_FROM_STAGING)
+                cur.execute(INGEST["insert_from_staging"])
 
         # When the ingestor stores a batch of two events
         before = last_id(reader)
@@ -202,8 +198,8 @@ def both_functions(writer: psycopg.Connection[Any]) -> Iterator[psycopg.Connecti
         conn.execute("CREATE SCHEMA capture_eq")
         conn.execute(WATCHED)
         for schema, ddl in (
-            ("capture_eq_0002", migration_0002.CAPTURE_FUNCTION),
-            ("capture_eq_0005", migration_0005.BODY_TYPE + migration_0005.CAPTURE_FUNCTION),
+            ("capture_eq_0002", SQL_0002["capture_function"]),
+            ("capture_eq_0005", SQL_0005["body_type"] + "\n" + SQL_0005["capture_function"]),
         ):
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             conn.execute(
@@ -330,13 +326,13 @@ def test_a_statement_changing_three_rows_announces_three_events(writer, reader, 
 
 
 def test_a_null_key_or_an_over_long_status_never_fails_the_writer(conninfo: str) -> None:
-    from lifecycle.capture import triggers
+    from lifecycle import capture
 
     # Given a watched table of another application with loose columns
     url = conninfo
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE loose (id serial PRIMARY KEY, ref text, state text)")
-    triggers.install("public.loose", "ref", "state")
+    capture.install("public.loose", "ref", "state")
     try:
         # When its writer stores a NULL key and a 100-character status
         with psycopg.connect(url, autocommit=True) as conn:
@@ -347,4 +343,4 @@ def test_a_null_key_or_an_over_long_status_never_fails_the_writer(conninfo: str)
             ).fetchone()
         assert row == ("(null)", "S" * 64)
     finally:
-        triggers.remove("public.loose")
+        capture.remove("public.loose")

@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from lifecycle.events import EventRecord
 from lifecycle.feed.hub import ALL, Hub, get_hub
-from lifecycle.feed.listener import FeedState, LiveFeed, dsn_from_settings
+from lifecycle.feed.listener import LiveFeed, dsn_from_settings
 
 pytestmark = pytest.mark.integration
 
@@ -101,54 +101,6 @@ async def following(
 
 def ids(events: list[EventRecord]) -> list[int]:
     return [e.id for e in events]
-
-
-# The position bookkeeping, without a server.
-
-
-def test_state_keeps_a_gap_until_a_late_commit_delivers_it_once() -> None:
-    # Given 10 is missing when 11 shows up
-    state = FeedState(9, grace=1.0)
-    assert state.observe([11], now=0.0) == [11]
-    assert list(state.gaps) == [10] and not state.needs_bound(0.5)
-    # When the grace period has passed, the next fetch takes a bound
-    assert state.needs_bound(1.0)
-    state.settle(xmin=100, bound=120, asked_at=1.0)
-    assert state.gaps[10].bound == 120 and not state.needs_bound(2.0)
-    # Then the gap lives while a transaction up to the bound may hold the id
-    state.settle(xmin=120, bound=None, asked_at=2.0)
-    assert 10 in state.gaps
-    # And a late commit is delivered once
-    assert state.observe([10, 12], now=2.1) == [10, 12]
-    assert state.gaps == {} and state.high == 12
-    assert state.observe([12], now=2.2) == []
-
-
-def test_state_gives_up_a_gap_once_every_transaction_that_could_hold_it_ended() -> None:
-    state = FeedState(0, grace=1.0)
-    state.observe([2], now=0.0)
-    state.settle(xmin=50, bound=None, asked_at=0.5)  # within the grace
-    state.settle(xmin=50, bound=60, asked_at=1.0)
-    state.settle(xmin=60, bound=None, asked_at=1.1)  # the bound's own transaction may run
-    assert 1 in state.gaps
-    state.settle(xmin=61, bound=None, asked_at=1.2)
-    assert state.gaps == {} and state.expired == 1
-
-
-def test_state_bounds_only_the_gaps_older_than_the_grace() -> None:
-    state = FeedState(0, grace=1.0)
-    state.observe([2], now=0.0)
-    state.observe([4], now=0.8)
-    state.settle(xmin=50, bound=60, asked_at=1.0)
-    assert state.gaps[1].bound == 60 and state.gaps[3].bound is None
-
-
-def test_state_caps_the_gaps_and_gives_up_the_oldest() -> None:
-    state = FeedState(0, max_gaps=3)
-    state.observe([5, 10], now=0.0)
-    assert list(state.gaps) == [7, 8, 9] and state.dropped == 5
-    state.observe([1_000_000], now=0.0)
-    assert list(state.gaps) == [999_997, 999_998, 999_999]
 
 
 # The feed.
@@ -349,50 +301,3 @@ async def test_hub_gives_each_subscriber_its_topic(pg: str, hub: Hub) -> None:
     assert [e.id for e in got["b"]] == [i for i, key in written if key == "b"]
     assert sum(broken_calls) == 2
     assert hub.feed is not None and hub.feed.callback_errors == 0
-
-
-class IdleFeed(LiveFeed):
-    """A feed that never reads: the hub's fan-out is driven by hand."""
-
-    async def run(self) -> None:
-        self.connected.set()
-        await asyncio.Event().wait()
-
-
-async def test_hub_asks_a_subscriber_that_fell_behind_to_resync() -> None:
-    hub = Hub(lambda on_events: IdleFeed("", on_events), queue_size=3)
-    release = asyncio.Event()
-    slow_got: list[int] = []
-    fast_got: list[int] = []
-    resyncs: list[int] = []
-
-    async def slow(events: list[EventRecord]) -> None:
-        await release.wait()
-        slow_got.extend(e.id for e in events)
-
-    async def fast(events: list[EventRecord]) -> None:
-        fast_got.extend(e.id for e in events)
-
-    async def resync() -> None:
-        resyncs.append(len(slow_got))
-
-    try:
-        await hub.ensure_started()
-        hub.subscribe("t", slow, on_resync=resync)
-        hub.subscribe("t", fast)
-        # Given a subscriber stuck on its first batch
-        await hub.dispatch([EventRecord(1, "probe", "read", "t")])
-        await wait_until(lambda: fast_got == [1], "the first batch")
-        # When more batches come than its queue holds
-        for i in range(2, 6):
-            await hub.dispatch([EventRecord(i, "probe", "read", "t")])
-            # Then the others are not held back
-            await wait_until(lambda: fast_got[-1] == i, f"batch {i}")  # noqa: B023
-        release.set()
-        # And the slow one, once free, is told to reload instead of getting a partial backlog
-        await wait_until(lambda: resyncs == [1], "the resync")
-        await hub.dispatch([EventRecord(8, "probe", "read", "t")])
-        await wait_until(lambda: slow_got[-1:] == [8], "the next batch")
-        assert slow_got == [1, 8]
-    finally:
-        await hub.stop()

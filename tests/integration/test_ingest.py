@@ -30,8 +30,11 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import default_middleware
 
 from lifecycle import events
-from lifecycle.capture.context import current_task, task_context
-from lifecycle.capture.ingest import (
+from lifecycle.client.context import current_task, task_context
+from lifecycle.client.dramatiq import LifecycleEvents
+from lifecycle.client.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
+from lifecycle.client.publisher import Publisher
+from lifecycle.ingest import (
     REASON_HEADER,
     Ingestor,
     database_conninfo,
@@ -39,9 +42,6 @@ from lifecycle.capture.ingest import (
     declare_topology,
     ingest_queue_name,
 )
-from lifecycle.capture.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
-from lifecycle.capture.middleware import LifecycleEvents
-from lifecycle.capture.publisher import Publisher
 from lifecycle.models import Event
 from tests.services import require_postgres, require_rabbitmq
 
@@ -446,7 +446,7 @@ def test_log_events_are_bounded_and_never_about_capture_itself(log_handler):
             deep(50)
         except RuntimeError:
             logger.exception("deep failure")
-        for name in ("pika.connection", "lifecycle.capture.publisher"):
+        for name in ("pika.connection", "lifecycle.client.publisher"):
             handler.handle(logging.LogRecord(name, logging.ERROR, __file__, 1, "noise", None, None))
 
     (only,) = collector.messages

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def conninfo() -> str:
-    from lifecycle.capture.ingest import database_conninfo
+    from lifecycle.ingest import database_conninfo
 
     return database_conninfo(application_name="trigger-test-writer")
 

@@ -17,18 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle.checker import (
-    COMPLETED,
-    FAILED,
-    PENDING,
-    RUNNING,
-    Finding,
-    Lifecycle,
-    Snapshot,
-    check,
-    final_read,
-)
+from lifecycle.checker import Finding, Snapshot, check, final_read
 from lifecycle.events import EventRecord
+from lifecycle.lifecycles import COMPLETED, FAILED, PENDING, RUNNING, Lifecycle
 
 pytestmark = pytest.mark.unit
 
@@ -286,7 +277,7 @@ def test_unknown_statuses_are_not_judged() -> None:
 
     # When checked with the lab lifecycle, and with one that knows QUEUED -> CLAIMED -> DONE
     custom = Lifecycle(
-        statuses=frozenset({"QUEUED", "CLAIMED", COMPLETED, FAILED}),
+        statuses=("QUEUED", "CLAIMED", COMPLETED, FAILED),
         terminal=frozenset({COMPLETED, FAILED}),
         allowed=frozenset({("QUEUED", "CLAIMED"), ("CLAIMED", COMPLETED)}),
         running="CLAIMED",

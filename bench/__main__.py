@@ -1,0 +1,255 @@
+"""Run the benchmarks: capture, ingest, live feed, websocket latency, task page render.
+
+Each prints its figures beside its target and the baseline measured in the same run (a
+table without the trigger, a bare LISTEN, the same page with 50 events), and a summary
+table closes the run. It works on the configured database without disturbing a running
+stack: its rows, tables, queues and task keys are its own, and it removes them at the end
+(while it runs, its tasks do show up on a live home page).
+
+    python -m bench [--only websocket] [--seconds 10]      (make bench)
+
+It exits 1 when a benchmark failed to run or its events were lost or doubled; a missed
+target is printed, not an exit status (figures on a shared machine vary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import os
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+NAMES = ("capture", "ingest", "feed", "websocket", "render")
+
+# (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
+Row = dict[str, Any]
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(NAMES)}",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="how long the feed and websocket runs write"
+    )
+    parser.add_argument("--rate", type=int, default=500, help="commits a second (feed, websocket)")
+    parser.add_argument("--updates", type=int, default=20_000, help="UPDATEs per table (capture)")
+    parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
+
+
+def run(options: dict[str, Any]) -> int:
+    wanted = options.get("only") or list(NAMES)
+    rows: list[Row] = []
+    failed: list[str] = []
+    runners: dict[str, Callable[[dict[str, Any], list[Row]], bool]] = {
+        "capture": _capture,
+        "ingest": _ingest,
+        "feed": _feed,
+        "websocket": _websocket,
+        "render": _render,
+    }
+    for name in NAMES:
+        if name not in wanted:
+            continue
+        print(f"\n== {name} ==", flush=True)
+        started = time.monotonic()
+        try:
+            ok = runners[name](options, rows)
+        except Exception:
+            traceback.print_exc()
+            rows.append(
+                {
+                    "bench": name,
+                    "figure": "error (see above)",
+                    "value": "—",
+                    "baseline": "—",
+                    "target": "—",
+                    "verdict": "ERROR",
+                }
+            )
+            ok = False
+        if not ok:
+            failed.append(name)
+        print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
+    print(summary(rows), flush=True)
+    return 1 if failed else 0
+
+
+def summary(rows: list[Row]) -> str:
+    head = ("benchmark", "figure", "value", "baseline", "target", "")
+    table = [head] + [
+        (r["bench"], r["figure"], r["value"], r["baseline"], r["target"], r["verdict"])
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(head))]
+    lines = ["", "== summary =="]
+    for i, line in enumerate(table):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+class _Tee(io.TextIOBase):
+    """Print as usual and keep a copy, to read figures that a benchmark only prints."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _printed(run: Callable[[], bool]) -> tuple[bool, str]:
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        ok = run()
+    return ok, tee.copy.getvalue()
+
+
+def _capture(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import capture as bench_capture
+
+    for sync in ("on", "off"):
+        _, text = _printed(
+            functools.partial(bench_capture.bench_trigger, options["updates"], 1000, 10, sync)
+        )
+        overhead = re.search(r"overhead: ([+-][\d.]+)%", text)
+        plain = re.search(r"without trigger:\s+(\d+) rows/s", text)
+        watched = re.search(r"with trigger:\s+(\d+) rows/s", text)
+        deployed = sync == "on"
+        value = float(overhead[1]) if overhead else None
+        rows.append(
+            {
+                "bench": "capture",
+                "figure": f"trigger overhead per UPDATE (synchronous_commit={sync})",
+                "value": f"{value:+.1f}% ({watched[1] if watched else '?'} rows/s)"
+                if value is not None
+                else "?",
+                "baseline": f"{plain[1]} rows/s without trigger" if plain else "?",
+                "target": f"≤ {bench_capture.TARGET_TRIGGER_OVERHEAD:g}%"
+                if deployed
+                else "(context)",
+                "verdict": _verdict(
+                    value is not None and value <= bench_capture.TARGET_TRIGGER_OVERHEAD
+                )
+                if deployed
+                else "",
+            }
+        )
+    return True  # a missed target is printed, not a failure
+
+
+def _ingest(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import capture as bench_capture
+
+    met, text = _printed(lambda: bench_capture.bench_ingest(options["events"], "copy", 500))
+    rate = re.search(r"ingestor:\s+(\d+) events/s", text)
+    rows.append(
+        {
+            "bench": "ingest",
+            "figure": "ingestor throughput (COPY, batches of 500)",
+            "value": f"{rate[1]} events/s" if rate else "?",
+            "baseline": "—",
+            "target": f"≥ {bench_capture.TARGET_INGEST_RATE:g}/s",
+            "verdict": _verdict(met),
+        }
+    )
+    return rate is not None
+
+
+def _feed(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import feed as bench_feed
+
+    result = bench_feed.bench_feed(options["seconds"], options["rate"])
+    feed, raw = result["listeners"]["LiveFeed"], result["listeners"]["raw LISTEN"]
+    rows.append(
+        {
+            "bench": "feed",
+            "figure": f"commit -> LiveFeed callback, p50 / p99 at {result['achieved_rate']:.0f}/s",
+            "value": f"{feed['p50_ms']:.2f} / {feed['p99_ms']:.2f} ms",
+            "baseline": f"raw LISTEN {raw['p50_ms']:.2f} / {raw['p99_ms']:.2f} ms",
+            "target": "(part of websocket)",
+            "verdict": "",
+        }
+    )
+    lost = any(f["received"] < result["commits"] for f in result["listeners"].values())
+    return not lost and not result["feed_duplicates"]
+
+
+def _websocket(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import dashboard as bd
+
+    ok = True
+    for per_task in (1, 5):
+        r = bd.bench_websocket(options["seconds"], options["rate"], 50, per_task)
+        ws, raw = r["websocket"], r["raw"]
+        rows.append(
+            {
+                "bench": "websocket",
+                "figure": f"commit -> fragment p50 / p99, 50 clients, {per_task} per task, "
+                f"{r['achieved_rate']:.0f}/s (lost {r['lost']}, doubled {r['duplicates']}; "
+                f"daphne CPU {r['cpu']['daphne']:.0%})",
+                "value": f"{ws['p50']:.2f} / {ws['p99']:.2f} ms",
+                "baseline": f"raw LISTEN {raw['p50']:.2f} / {raw['p99']:.2f} ms",
+                "target": f"≤ {bd.TARGET_WS_P50_MS:g} / {bd.TARGET_WS_P99_MS:g} ms",
+                "verdict": _verdict(
+                    ws["p50"] <= bd.TARGET_WS_P50_MS and ws["p99"] <= bd.TARGET_WS_P99_MS
+                ),
+            }
+        )
+        ok &= r["lost"] == 0 and r["duplicates"] == 0
+    return ok
+
+
+def _render(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import dashboard as bd
+
+    r = bd.bench_render()
+    for count in (r["events"],):
+        page, base = r["pages"][count], r["pages"][r["baseline"]]
+        rows.append(
+            {
+                "bench": "render",
+                "figure": f"GET /tasks/<key>, {count} events (first GET {page['first_ms']:.0f} ms)",
+                "value": f"{page['page_ms']:.1f} ms",
+                "baseline": f"{r['baseline']} events: {base['page_ms']:.1f} ms",
+                "target": f"≤ {bd.TARGET_RENDER_MS:g} ms",
+                "verdict": _verdict(page["page_ms"] <= bd.TARGET_RENDER_MS),
+            }
+        )
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    options = vars(parser.parse_args(argv))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+    return run(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

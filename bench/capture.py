@@ -1,0 +1,475 @@
+"""Benchmark capture: the trigger's cost on UPDATEs, and the ingestor's throughput.
+
+    DATABASE_URL=postgres://... python -m bench.capture [--updates 20000]
+
+(a) Tables shaped like ``lab_task`` (``LIKE ... INCLUDING ALL``) with the same 1,000 rows:
+one without a trigger, one with the installed capture trigger (``lifecycle capture
+install``, writing to ``lifecycle_event``), and, unless ``--no-compare``, one each for the
+capture function of migration 0002 (before), that of 0005 (after) and a floor (a trigger
+that only writes a bare event row, which the event table's trigger announces: what any
+capture in the writer's transaction costs). Each of those three is created from its
+migration's own SQL in a schema of its own, writing to a fresh copy of the event table
+with its indexes and notify trigger, notifying a channel nobody listens to. The UPDATEs
+alternate between the tables in rounds, in a rotating order, so that drift on a shared
+machine hits all of them alike; the overhead is given from the total time and as the
+median of the rounds' overheads.
+
+Two workloads: bare single-row UPDATEs of the status (autocommit), and the lab worker's
+transaction (``BEGIN``; ``UPDATE`` of the status with ``updated_at`` and the columns the
+worker writes with it; ``COMMIT``: what Django's ``atomic()`` sends, without the ORM's own
+time). Both with ``synchronous_commit`` on (as deployed: the WAL flush of each commit is
+part of the price), and the bare UPDATEs also with it off (CPU only: the trigger's
+relative cost is largest there, and nothing in the measured path is unlogged). The trigger
+function's own time per row comes from ``EXPLAIN ANALYZE`` of an UPDATE of all rows.
+
+(b) Events published through ``Publisher`` to a namespace of its own (``<ns>-bench``), then
+consumed by the ``Ingestor`` until all are stored, once per insert method.
+
+Everything it creates is removed at the end: the schemas, the events, the queues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+TARGET_TRIGGER_OVERHEAD = 25.0  # percent
+TARGET_INGEST_RATE = 5000.0  # events per second
+SCHEMA = "lifecycle_bench"
+STATUSES = ["RUNNING", "COMPLETED", "FAILED", "PENDING"]
+CONFIGS = ("on:update", "on:worker", "off:update")
+BENCH_CHANNEL = "lifecycle_bench_events"
+COMPARE_TRIGGER = "bench_capture"
+
+# The floor: one plpgsql call, one event row with its indexes, its NOTIFY (sent by the
+# event table's trigger), with the same SECURITY DEFINER and search_path as the real one.
+FLOOR_FUNCTION = r"""
+CREATE FUNCTION lifecycle_capture() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $fn$
+BEGIN
+    INSERT INTO lifecycle_event (task_key, source, kind, status, at, txid)
+    VALUES (NEW.id::text, 'db', 'update', NEW.status, clock_timestamp(),
+            pg_current_xact_id()::text::bigint);
+    RETURN NULL;
+END
+$fn$;
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--updates", type=int, default=20_000, help="UPDATEs per table")
+    parser.add_argument("--rows", type=int, default=1_000, help="rows in each table")
+    parser.add_argument("--rounds", type=int, default=40, help="alternations between tables")
+    parser.add_argument(
+        "--trigger-configs",
+        default=",".join(CONFIGS),
+        help="synchronous_commit:workload pairs, workload update or worker "
+        f"(default {','.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="only the installed trigger against none (not the 0002, 0005 and floor copies)",
+    )
+    parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--skip-trigger", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
+
+
+def handle(command: Any, options: dict[str, Any]) -> int | None:
+    ok = True
+    if not options["skip_trigger"]:
+        for config in options.get("trigger_configs", ",".join(CONFIGS)).split(","):
+            sync, _, style = config.strip().partition(":")
+            ok &= bench_trigger(
+                options["updates"],
+                options["rows"],
+                options["rounds"],
+                sync,
+                style or "update",
+                compare=options.get("compare", True),
+            )
+    if not options["skip_ingest"]:
+        for method in ("copy", "executemany"):
+            ok &= bench_ingest(options["events"], method, options["batch_size"])
+    return 0 if ok else 1
+
+
+# -- (a) the trigger ---------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    """One table of the run: its label, its trigger (if any) and the event table it fills."""
+
+    name: str
+    label: str
+    trigger: str | None = None  # the trigger's name on the table
+    events: str | None = None  # the event table its events go to
+    rounds: list[float] = field(default_factory=list)  # seconds per round
+    captured: int = 0
+    function_us: float = float("nan")
+
+    @property
+    def table(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.rounds)
+
+
+def bench_trigger(
+    updates: int,
+    rows: int,
+    rounds: int,
+    synchronous_commit: str,
+    style: str = "update",
+    *,
+    compare: bool = True,
+) -> bool:
+    """Time UPDATEs with and without the trigger; True unless the deployed case misses."""
+    import psycopg
+
+    from lifecycle.ingest import database_conninfo
+
+    if style not in {"update", "worker"}:
+        raise ValueError(f"unknown workload {style!r} (update or worker)")
+    if synchronous_commit not in {"on", "off"}:
+        raise ValueError(f"synchronous_commit {synchronous_commit!r}: on or off")
+    sync = synchronous_commit
+    variants = [
+        Variant("plain", "without trigger"),
+        Variant("watched", "with trigger", "lifecycle_capture", "public.lifecycle_event"),
+    ]
+    if compare:
+        variants += [
+            Variant("v0002", "0002 function (before)", COMPARE_TRIGGER),
+            Variant("v0005", "0005 function (after)", COMPARE_TRIGGER),
+            Variant("floor", "floor: bare row + NOTIFY", COMPARE_TRIGGER),
+        ]
+    conninfo = database_conninfo(application_name="lifecycle-bench")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _drop(conn, variants)
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        try:
+            keys = [str(uuid.uuid4()) for _ in range(rows)]
+            for variant in variants:
+                _create(conn, variant, keys)
+            conn.execute(f"SET synchronous_commit = {sync}")
+
+            per_round = max(1, updates // rounds)
+            # A warm-up for each, so none pays for the first prepares and cache misses.
+            for variant in variants:
+                _updates(conn, variant.table, keys, 500, 0, style)
+            done = rounds_done = 0
+            while done < updates:
+                n = min(per_round, updates - done)
+                shift = rounds_done % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    start = time.perf_counter()
+                    _updates(conn, variant.table, keys, n, done, style)
+                    variant.rounds.append(time.perf_counter() - start)
+                done += n
+                rounds_done += 1
+            for variant in variants:
+                if variant.events:
+                    variant.captured = _count(conn, variant)
+                    variant.function_us = _trigger_function_time(conn, variant)
+        finally:
+            conn.execute(
+                "DELETE FROM lifecycle_event WHERE body->>'table' = %s", [f"{SCHEMA}.watched"]
+            )
+            _drop(conn, variants)
+
+    plain, watched = variants[0], variants[1]
+    overhead = (watched.seconds / plain.seconds - 1) * 100
+    ok = overhead <= TARGET_TRIGGER_OVERHEAD
+    what = "single-row UPDATEs" if style == "update" else "lab-worker transactions"
+    expected = updates + 500
+    lost = [v.label for v in variants if v.events and v.captured != expected]
+    lines = [
+        f"trigger (synchronous_commit={sync}): {updates} {what} per table,"
+        f" {rounds_done} interleaved rounds",
+        f"  without trigger: {updates / plain.seconds:9.0f} rows/s"
+        f"  ({plain.seconds / updates * 1e6:.0f} µs)",
+        f"  with trigger:    {updates / watched.seconds:9.0f} rows/s"
+        f"  ({watched.seconds / updates * 1e6:.0f} µs)  [{watched.captured} events captured]",
+        f"  trigger function alone: {watched.function_us:.0f} µs per row (EXPLAIN ANALYZE)",
+        f"  overhead: {overhead:+.1f}% time per transaction"
+        f" (median of rounds {_median_overhead(watched, plain):+.1f}%)"
+        f" (target ≤ {TARGET_TRIGGER_OVERHEAD:.0f}%: {'met' if ok else 'MISSED'})",
+    ]
+    if compare:
+        lines.append("  in the same rounds, each writing to a fresh copy of the event table:")
+        for variant in variants[2:]:
+            lines.append(
+                f"    {variant.label:<26} {updates / variant.seconds:7.0f} rows/s"
+                f"  ({variant.seconds / updates * 1e6:4.0f} µs)"
+                f"  {(variant.seconds / plain.seconds - 1) * 100:+6.1f}%"
+                f" (median of rounds {_median_overhead(variant, plain):+.1f}%)"
+                f"  function {variant.function_us:3.0f} µs/row"
+            )
+    if lost:
+        lines.append(f"  EVENTS MISSING OR DOUBLED ({expected} expected): {', '.join(lost)}")
+    print("\n".join(lines), flush=True)
+    # The target is for the deployed setting and the plain UPDATE; the rest is context.
+    return not lost and (ok or sync != "on" or style != "update")
+
+
+def _median_overhead(variant: Variant, plain: Variant) -> float:
+    ratios = [a / b for a, b in zip(variant.rounds, plain.rounds, strict=True)]
+    return (statistics.median(ratios) - 1) * 100
+
+
+def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
+    """The variant's table with the rows, and its trigger with what that trigger needs."""
+    from psycopg import sql
+
+    from lifecycle import capture
+
+    table = sql.Identifier(SCHEMA, variant.name)
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE public.lab_task INCLUDING ALL)").format(table))
+    with conn.cursor().copy(
+        sql.SQL(
+            "COPY {} (id, config, status, error, executions, created_at, updated_at) FROM STDIN"
+        ).format(table)
+    ) as copy:
+        for key in keys:
+            copy.write_row((key, '{"mode": "bench", "sleep": 0}', "PENDING", "", 0, "now", "now"))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+    if variant.name == "watched":
+        capture.install(variant.table, "id", "status")
+    elif variant.trigger:
+        schema = f"{SCHEMA}_{variant.name}"
+        variant.events = f"{schema}.lifecycle_event"
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (LIKE public.lifecycle_event INCLUDING ALL)").format(
+                    sql.Identifier(schema, "lifecycle_event")
+                )
+            )
+            # The migrations' SQL names nothing by schema: run in this one, it makes copies.
+            conn.execute(
+                sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema))
+            )
+            for ddl in _ddl(variant.name):
+                conn.execute(ddl.replace("'lifecycle_events'", f"'{BENCH_CHANNEL}'"))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {}"
+                    " FOR EACH ROW EXECUTE FUNCTION {}('id', 'status')"
+                ).format(
+                    sql.Identifier(variant.trigger),
+                    table,
+                    sql.Identifier(schema, "lifecycle_capture"),
+                )
+            )
+
+
+def _ddl(name: str) -> list[str]:
+    from lifecycle import sql
+
+    app = sql.HERE.parent
+    m0002 = sql.migration(app, "0002_capture_trigger")  # the frozen files the migrations run
+    m0005 = sql.migration(app, "0005_cheaper_capture")
+    if name == "v0002":
+        return [m0002["capture_function"], m0002["notify_function"]]
+    # The event table's notify trigger as 0002 created it, with 0005's function.
+    notify = [m0002["notify_function"], m0005["notify_function"]]
+    if name == "v0005":
+        return [m0005["body_type"], m0005["capture_function"], *notify]
+    return [FLOOR_FUNCTION, *notify]
+
+
+def _drop(conn: Any, variants: list[Variant]) -> None:
+    schemas = [SCHEMA] + [f"{SCHEMA}_{v.name}" for v in variants if v.name != "watched"]
+    conn.execute(f"DROP SCHEMA IF EXISTS {', '.join(schemas)} CASCADE")
+
+
+def _count(conn: Any, variant: Variant) -> int:
+    if variant.name == "watched":
+        row = conn.execute(
+            "SELECT count(*) FROM lifecycle_event WHERE body->>'table' = %s", [variant.table]
+        ).fetchone()
+    else:
+        row = conn.execute(f"SELECT count(*) FROM {variant.events}").fetchone()
+    return row[0] if row else 0
+
+
+def _updates(conn: Any, table: str, keys: list[str], n: int, offset: int, style: str) -> None:
+    from psycopg.types.json import Jsonb
+
+    if style == "worker":
+        # As lifecycle.lab.work does it: one transaction per status, the row's other
+        # columns written with it (RUNNING: started_at, executions; COMPLETED: output,
+        # error, finished_at).
+        start = (
+            f"UPDATE {table} SET status = 'RUNNING', started_at = now(), updated_at = now(),"
+            " executions = executions + 1 WHERE id = %s"
+        )
+        finish = (
+            f"UPDATE {table} SET status = 'COMPLETED', output = %s, error = '',"
+            " finished_at = now(), updated_at = now() WHERE id = %s"
+        )
+        for i in range(offset, offset + n):
+            key = keys[(i // 2) % len(keys)]  # each row: started, then completed
+            with conn.transaction():
+                if i % 2 == 0:
+                    conn.execute(start, [key])
+                else:
+                    conn.execute(finish, [Jsonb({"sum": i, "count": 3}), key])
+        return
+    update = f"UPDATE {table} SET status = %s, updated_at = now() WHERE id = %s"
+    for i in range(offset, offset + n):
+        conn.execute(update, [STATUSES[i % len(STATUSES)], keys[i % len(keys)]])
+
+
+def _trigger_function_time(conn: Any, variant: Variant) -> float:
+    """Microseconds per row inside the trigger, from EXPLAIN ANALYZE of a rolled-back UPDATE."""
+    import psycopg
+
+    best = float("inf")
+    for _ in range(3):
+        with conn.transaction():
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    f"EXPLAIN ANALYZE UPDATE {variant.table}"
+                    " SET status = 'BENCH', updated_at = now()"
+                )
+            )
+            found = re.search(
+                rf"Trigger {re.escape(variant.trigger or '')}: time=([\d.]+) calls=(\d+)", plan
+            )
+            if found:
+                best = min(best, float(found[1]) * 1000 / int(found[2]))
+            raise psycopg.Rollback()
+    return best
+
+
+# -- (b) the ingestor --------------------------------------------------------------------------
+
+
+def bench_ingest(count: int, method: str, batch_size: int) -> bool:
+    import pika
+    import psycopg
+    from django.conf import settings
+
+    from lifecycle import events
+    from lifecycle.client.publisher import Publisher
+    from lifecycle.ingest import (
+        Ingestor,
+        database_conninfo,
+        dead_queue_name,
+        declare_topology,
+        ingest_queue_name,
+    )
+
+    namespace = f"{settings.LIFECYCLE_NAMESPACE}-bench"
+    prefix = f"bench-capture-{uuid.uuid4().hex[:8]}-"
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    channel = connection.channel()
+    try:
+        declare_topology(channel, namespace)
+        channel.queue_purge(ingest_queue_name(namespace))
+
+        publisher = Publisher(exchange=f"{namespace}.events", maxsize=count + 1)
+        start = time.perf_counter()
+        for i in range(count):
+            publisher.publish(
+                events.make_message(
+                    source="broker",
+                    kind=("enqueue", "start", "ack")[i % 3],
+                    task=f"{prefix}{i // 3}",
+                    body={
+                        "message_id": str(uuid.uuid4()),
+                        "actor": "run_task",
+                        "queue": "lifecycle.lab",
+                        "attempt": 1,
+                        "pid": os.getpid(),
+                        "thread": "Thread-1",
+                        "redelivered": False,
+                    },
+                )
+            )
+        queued = time.perf_counter() - start
+        publisher.close(timeout=120)
+        published = time.perf_counter() - start
+        stats = publisher.stats()
+        deadline = time.monotonic() + 30
+        while (
+            channel.queue_declare(ingest_queue_name(namespace), passive=True).method.message_count
+            < count
+        ):
+            if time.monotonic() > deadline:
+                break
+            connection.sleep(0.05)
+
+        ingestor = Ingestor(
+            namespace=namespace, method=method, batch_size=batch_size, log_every=3600
+        )
+        start = time.perf_counter()
+        result = ingestor.run(until=lambda s: s.received >= count)
+        ingested = time.perf_counter() - start
+
+        with psycopg.connect(database_conninfo("lifecycle-bench"), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
+                [prefix + "%"],
+            ).fetchone()
+            conn.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+    finally:
+        for queue in (ingest_queue_name(namespace), dead_queue_name(namespace)):
+            channel.queue_delete(queue)
+        channel.exchange_delete(f"{namespace}.events")
+        connection.close()
+
+    rate = count / ingested
+    ok = rate >= TARGET_INGEST_RATE and row is not None and row[0] == count
+    print(
+        f"ingest ({method}, batches of {batch_size}): {count} events\n"
+        f"  publish():  {count / queued:9.0f} events/s queued by callers"
+        f"  ({queued / count * 1e6:.1f} µs each)\n"
+        f"  publisher:  {stats.published / published:9.0f} events/s sent to RabbitMQ"
+        f"  (published {stats.published}, dropped {stats.dropped}, failed {stats.failed})\n"
+        f"  ingestor:   {rate:9.0f} events/s stored  ({result.batches} batches,"
+        f" {row[0] if row else 0} rows, {row[1] if row else 0} distinct;"
+        f" {result.db_seconds / ingested:.0%} of the time in the database,"
+        f" {result.db_seconds / max(result.batches, 1) * 1000:.1f} ms per batch)"
+        f"  (target ≥ {TARGET_INGEST_RATE:.0f}/s: {'met' if ok else 'MISSED'})",
+        flush=True,
+    )
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+
+    class Printer:
+        stdout = sys.stdout
+        stderr = sys.stderr
+
+    parser = argparse.ArgumentParser(prog="bench_capture", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return handle(Printer(), vars(parser.parse_args(argv))) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

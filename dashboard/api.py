@@ -1,0 +1,108 @@
+"""The dashboard's JSON API: scenarios, runs, timelines and events (README: JSON API).
+
+Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from dashboard.pages.timeline import timeline_context
+from dashboard.render import fields_json
+from lifecycle import findings, probe, store
+from lifecycle.http import base_url, json_error
+from lifecycle.models import Run
+from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
+
+
+def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "scenario": run.scenario,
+        "state": run.state,
+        "verdict": run.verdict,
+        "expected": run.expected,
+        "observed": run.observed,
+        "task": run.task_key,
+        "error": run.error or None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "resubmit_of": run.resubmit_of_id,
+        "resubmits": list(run.resubmits.values_list("id", flat=True)),
+        "findings": findings.findings_json(run.task_key) if run.task_key else [],
+        "url": request.build_absolute_uri(reverse("dashboard:run", args=[run.id])),
+        "api_url": request.build_absolute_uri(reverse("dashboard:api-run", args=[run.id])),
+    }
+
+
+@require_GET
+def scenarios(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"scenarios": [s.as_json() for s in CATALOGUE.values()]})
+
+
+# Async so that the HTTP submit the probe makes to this same server is not queued behind
+# this request on Django's single thread for sync views.
+@csrf_exempt
+@require_POST
+async def start_run(request: HttpRequest, name: str) -> JsonResponse:
+    try:
+        scenario = get_scenario(name)
+    except UnknownScenario as exc:
+        return json_error(404, str(exc))
+    run = await sync_to_async(probe.start, thread_sensitive=False)(scenario, base_url(request))
+    body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
+    return JsonResponse(body, status=201)
+
+
+@csrf_exempt
+@require_POST
+async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
+    old = await Run.objects.filter(pk=run_id).afirst()
+    if old is None:
+        return json_error(404, f"no run {run_id}")
+    run = await sync_to_async(probe.start, thread_sensitive=False)(
+        get_scenario(old.scenario), base_url(request), old
+    )
+    body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
+    return JsonResponse(body, status=201)
+
+
+@require_GET
+def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return json_error(404, f"no run {run_id}")
+    return JsonResponse(run_json(probe.expire_if_abandoned(run), request))
+
+
+@require_GET
+def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
+    """The task's events in the page's order, each with its lane, summary and findings."""
+    context = timeline_context(task_key, store.expected_for(task_key))
+    if not context["events"]:
+        return json_error(404, f"no event for task {task_key}")
+    return JsonResponse(
+        {
+            "task": task_key,
+            "status": context["status"],
+            "expected": context["expected"],
+            "order": "time at source, then event id",
+            "findings": [f.as_json() for f in context["finding_objects"]],
+            "events": [view.as_json() for view in context["events"]],
+        }
+    )
+
+
+@require_GET
+def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
+    """One event's fields, for the popover of a long timeline (its cards carry none)."""
+    event = store.event(event_id)
+    if event is None:
+        return json_error(404, f"no event {event_id}")
+    return JsonResponse({"event": event.as_json(), "fields": fields_json(event)})

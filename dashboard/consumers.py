@@ -1,0 +1,263 @@
+"""Websocket consumers: subscribe to the process's hub, forward fragments, clean up.
+
+The client opens with ``{"type": "hello", "have": [event ids it shows]}``; the consumer
+subscribes first, then sends what the client lacks from the table, then follows the hub,
+never sending an event twice on one connection. A reconnecting client says what it has,
+so it gets exactly what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Set as AbstractSet
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from dashboard import fragments
+from dashboard.render import finding_views
+from lifecycle import findings, store
+from lifecycle.checker import Finding
+from lifecycle.events import EventRecord
+from lifecycle.feed.hub import ALL, Subscription, get_hub
+from lifecycle.live_findings import FindingsRefresher, check_history
+from lifecycle.models import Run
+from lifecycle.timeline import EventView, StatusTracker, TimelineBuilder, in_time_order, pin
+
+logger = logging.getLogger(__name__)
+
+MAX_HAVE = 100_000
+
+
+def _hello(text_data: str | None) -> dict[str, Any] | None:
+    try:
+        message = json.loads(text_data or "")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "hello":
+        return None
+    return message
+
+
+def _ids(values: Any) -> set[int]:
+    if not isinstance(values, list):
+        return set()
+    return {v for v in values[:MAX_HAVE] if isinstance(v, int) and not isinstance(v, bool)}
+
+
+class LiveConsumer(AsyncWebsocketConsumer):
+    topic: str = ALL
+
+    async def connect(self) -> None:
+        self.subscription: Subscription | None = None
+        self.lock = asyncio.Lock()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.subscription is not None:
+            get_hub().unsubscribe(self.subscription)
+            self.subscription = None
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        hello = _hello(text_data)
+        if hello is None or self.subscription is not None:
+            return
+        hub = get_hub()
+        await hub.ensure_started()
+        async with self.lock:  # live batches wait until the catch-up is sent
+            self.subscription = hub.subscribe(self.topic, self.on_events, on_resync=self.resync)
+            await self.catch_up(hello)
+
+    async def on_events(self, batch: list[EventRecord]) -> None:
+        async with self.lock:
+            await self.forward(batch)
+
+    async def resync(self) -> None:
+        async with self.lock:
+            await self.catch_up(None)
+
+    async def catch_up(self, hello: dict[str, Any] | None) -> None:
+        raise NotImplementedError
+
+    async def forward(self, batch: list[EventRecord]) -> None:
+        raise NotImplementedError
+
+
+class TaskConsumer(LiveConsumer):
+    """One task's timeline (on the task page, and the run page with ``?run=ID``).
+
+    A live event goes out at once, with the header; the findings follow in a message of
+    their own, paced by ``lifecycle.live_findings``.
+    """
+
+    async def connect(self) -> None:
+        self.topic = self.scope["url_route"]["kwargs"]["task_key"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        run = query.get("run", [""])[0]
+        self.run_id = int(run) if run.isdigit() else None
+        self.builder = TimelineBuilder()
+        self.records: list[EventRecord] = []
+        self.views: list[EventView] = []
+        self.status = StatusTracker()
+        self.findings: list[Finding] | None = None
+        self.expected: str | None = None
+        self.sent: set[int] = set()
+        self.empty_shown = False  # the page shows "No event yet"
+        self.refresher = FindingsRefresher(
+            self.topic, lambda: self.records, self.check, self.publish_findings
+        )
+        await super().connect()
+
+    async def disconnect(self, code: int) -> None:
+        self.refresher.cancel()
+        await super().disconnect(code)
+
+    async def catch_up(self, hello: dict[str, Any] | None) -> None:
+        if hello is not None:
+            self.sent |= _ids(hello.get("have"))
+            self.empty_shown = not self.sent
+        records = in_time_order(await database_sync_to_async(store.task_events)(self.topic))
+        self.expected = await database_sync_to_async(self._expected)()
+        self.refresher.replaced()
+        self.builder = TimelineBuilder()
+        self.views = self.builder.extend(records)
+        self.records = records
+        self.status = StatusTracker(records)
+        self.findings = None  # the page's findings are as of its render: send them again
+        missing = [v for v in self.views if v.id not in self.sent]
+        self.sent.update(r.id for r in records)
+        found = await self.check(records)
+        parts = self._findings_parts(found, first={v.id for v in missing})
+        parts.insert(0, fragments.events_fragment(missing, first=self.empty_shown))
+        if missing:
+            self.empty_shown = False
+        parts.append(await self._status_fragment(header=bool(missing), verdict=True))
+        await self._send(parts)
+
+    def _expected(self) -> str | None:
+        if self.run_id is not None:
+            return Run.objects.filter(pk=self.run_id).values_list("expected", flat=True).first()
+        return store.expected_for(self.topic)
+
+    async def forward(self, batch: list[EventRecord]) -> None:
+        fresh = [r for r in batch if r.id not in self.sent]
+        if not fresh:
+            return
+        self.sent.update(r.id for r in fresh)
+        self.records.extend(fresh)
+        self.status.update(fresh)
+        views = self.builder.extend(fresh)
+        self.views.extend(views)
+        parts = [fragments.events_fragment(views, first=self.empty_shown)]
+        self.empty_shown = False
+        # The header is cheap; the verdict needs the run's row: it waits for the refresh.
+        parts.append(await self._status_fragment(header=True, verdict=False))
+        await self._send(parts)
+        self.refresher.stale()
+
+    async def check(self, records: list[EventRecord]) -> list[Finding]:
+        return await check_history(records, self.expected)
+
+    async def publish_findings(self, found: list[Finding], generation: int) -> None:
+        async with self.lock:
+            if generation != self.refresher.generation:
+                return  # a catch-up sent the findings of a newer history meanwhile
+            parts = self._findings_parts(found)
+            parts.append(await self._status_fragment(header=False, verdict=True))
+            await self._send(parts)
+
+    def _findings_parts(
+        self, found: list[Finding], first: AbstractSet[int] = frozenset()
+    ) -> list[str]:
+        """Re-mark the events whose findings changed, and the findings if they changed.
+
+        ``first``: events about to be sent for the first time (marked, not replaced).
+        """
+        marked = pin(self.views, found)
+        remarked = [v for v in self.views if v.id in marked and v.id not in first]
+        parts = [fragments.replace_events_fragment(remarked)]
+        if self.findings is None or found != self.findings:
+            self.findings = found
+            parts.append(
+                fragments.findings_fragment(finding_views(found, self.records), self.expected)
+            )
+        return parts
+
+    async def _status_fragment(self, *, header: bool, verdict: bool) -> str:
+        """The task header (task page), or the run's verdict (run page)."""
+        if self.run_id is None:
+            if not header:
+                return ""
+            return fragments.header_fragment(self.topic, self.status.current, len(self.records))
+        if not verdict:
+            return ""
+        run = await Run.objects.filter(pk=self.run_id).afirst()
+        return fragments.verdict_fragment(run) if run is not None else ""
+
+    async def _send(self, parts: list[str]) -> None:
+        html = "".join(p for p in parts if p)
+        if html:
+            await self.send(text_data=html)
+
+
+class FeedConsumer(LiveConsumer):
+    """The home page's list of recent tasks: every event moves its task to the top."""
+
+    topic = ALL
+
+    # Rows are re-rendered at most this often: under a burst, once for many events.
+    FLUSH_DELAY = 0.2
+
+    async def connect(self) -> None:
+        self.shown: set[str] = set()  # task keys the page lists
+        self.pending: dict[str, None] = {}  # task keys to refresh, newest last
+        self.flusher: asyncio.Task[None] | None = None
+        await super().connect()
+
+    async def disconnect(self, code: int) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+        await super().disconnect(code)
+
+    async def catch_up(self, hello: dict[str, Any] | None) -> None:
+        if hello is not None:
+            tasks = hello.get("tasks")
+            if isinstance(tasks, list):
+                self.shown |= {t for t in tasks[:1000] if isinstance(t, str)}
+        # Whatever changed between the page's render (or a lost connection) and now.
+        summaries = await database_sync_to_async(_recent)()
+        html = fragments.task_rows_fragment(summaries, self.shown)
+        if html:
+            await self.send(text_data=html)
+
+    async def forward(self, batch: list[EventRecord]) -> None:
+        for record in batch:
+            self.pending.pop(record.task_key, None)
+            self.pending[record.task_key] = None
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        await asyncio.sleep(self.FLUSH_DELAY)
+        async with self.lock:
+            keys = list(reversed(self.pending))  # newest first
+            self.pending.clear()
+            summaries = await database_sync_to_async(_summaries)(keys)
+            html = fragments.task_rows_fragment(summaries, self.shown)
+            if html:
+                await self.send(text_data=html)
+
+
+def _summaries(keys: list[str]) -> list[store.TaskSummary]:
+    found = {s.task_key: s for s in (store.task_summary(k) for k in keys) if s}
+    findings.with_findings(list(found.values()))
+    return [found[k] for k in keys if k in found]
+
+
+def _recent() -> list[store.TaskSummary]:
+    summaries, _ = store.recent_tasks(1)
+    return _summaries([s.task_key for s in summaries])

@@ -1,0 +1,3 @@
+"""The dashboard's pages, one module per page, named like its template in
+``templates/dashboard/``. Each renders fully on the server: a permalink reads with
+JavaScript off."""

@@ -1,0 +1,45 @@
+"""The timeline and findings of one task, as the task and run pages show them
+(``_timeline.html``, ``_findings.html``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from dashboard.render import INLINE_FIELDS_LIMIT, events_html, finding_views
+from lifecycle import findings, lifecycles, store
+from lifecycle.events import EventRecord
+from lifecycle.timeline import LANES, TimelineBuilder, current_status, in_time_order, pin
+
+# A task that finished this recently may still get events (late reads, a redelivery).
+STILL_LIVE_SECONDS = 600
+
+
+def timeline_context(task_key: str, expected: str | None = None) -> dict[str, Any]:
+    records = in_time_order(store.task_events(task_key))
+    views = TimelineBuilder().extend(records)
+    found = findings.stored_findings(task_key, records, expected)
+    pin(views, found)
+    status = current_status(records)
+    return {
+        "task_key": task_key,
+        "events": views,
+        "events_html": mark_safe(
+            events_html(views, inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
+        ),
+        "findings": finding_views(found, records),
+        "finding_objects": found,
+        "expected": expected,
+        "lanes": LANES,
+        "status": status,
+        "event_count": len(records),
+        "live": not lifecycles.DEFAULT.is_terminal(status) or _recent(records),
+    }
+
+
+def _recent(records: Sequence[EventRecord]) -> bool:
+    last = records[-1].received_at if records else None
+    return last is not None and (timezone.now() - last).total_seconds() < STILL_LIVE_SECONDS

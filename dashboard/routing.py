@@ -1,0 +1,10 @@
+"""Websocket routes."""
+
+from django.urls import path
+
+from dashboard.consumers import FeedConsumer, TaskConsumer
+
+websocket_urlpatterns = [
+    path("ws/feed", FeedConsumer.as_asgi()),
+    path("ws/tasks/<str:task_key>", TaskConsumer.as_asgi()),
+]

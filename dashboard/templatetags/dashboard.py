@@ -1,0 +1,49 @@
+"""Template helpers: status chips carry a shape and a label, never colour alone; DOM ids.
+
+No tag here runs a query: a page's view gathers what its template shows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+from dashboard import dom
+from dashboard.render import status_chip, verdict_chip
+
+register = template.Library()
+
+register.simple_tag(status_chip)
+register.simple_tag(verdict_chip)
+
+
+@register.filter
+def age(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    seconds = (timezone.now() - value).total_seconds()
+    if seconds < 60:
+        return f"{max(seconds, 0):.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h ago"
+    return f"{seconds // 86400:.0f} d ago"
+
+
+@register.filter
+def short_key(value: str | None) -> str:
+    return (value or "")[:8]
+
+
+@register.simple_tag(name="dom")
+def dom_id(name: str, arg: object = None) -> str:
+    """A shared DOM id (``dashboard.dom``): ``{% dom "timeline_events" %}``,
+    ``{% dom "task_row" summary.task_key %}``, ``{% dom "event" view.id %}``."""
+    if name == "task_row":
+        return dom.task_row_id(str(arg))
+    if name == "event":
+        return dom.event_id(int(str(arg)))
+    return dom.IDS[name]

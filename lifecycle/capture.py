@@ -1,0 +1,197 @@
+"""Capture: install, remove and list the capture trigger on any table, checked against the
+catalog.
+
+The trigger function ``lifecycle_capture()`` (migrations 0002 and 0005) is generic: a
+watched table gets ``CREATE TRIGGER lifecycle_capture ... EXECUTE FUNCTION
+lifecycle_capture('<key>', '<status>')``. Names given by the user are looked up in
+``pg_class``/``pg_attribute`` first (``sql/capture.sql``); only the catalog's own spelling
+goes into the DDL, quoted with ``psycopg.sql``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+from psycopg import sql as pgsql
+
+from lifecycle import sql
+
+TRIGGER_NAME = "lifecycle_capture"
+TABLE_KINDS = {"r": "table", "p": "partitioned table"}
+RELKIND_NAMES = {
+    "v": "a view",
+    "m": "a materialized view",
+    "f": "a foreign table",
+    "i": "an index",
+    "I": "an index",
+    "S": "a sequence",
+    "c": "a composite type",
+    "t": "a TOAST table",
+}
+
+CATALOG = sql.load("capture")
+
+
+class CaptureError(Exception):
+    """A request the catalog refuses; the text says why, for the user."""
+
+
+@dataclass(frozen=True)
+class WatchedTable:
+    schema: str
+    table: str
+    key: str
+    status: str
+    enabled: bool = True
+    missing_columns: tuple[str, ...] = ()  # columns the trigger names that are gone
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+@dataclass(frozen=True)
+class _Table:
+    oid: int
+    schema: str
+    table: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def identifier(self) -> pgsql.Identifier:
+        return pgsql.Identifier(self.schema, self.table)
+
+
+def install(table: str, key: str, status: str, *, replace: bool = False) -> WatchedTable:
+    """Watch ``table`` (``name`` or ``schema.name``) with ``key``/``status`` columns."""
+    with connection.cursor() as cur:
+        found = _resolve(cur, table)
+        columns = _columns(cur, found.oid)
+        for role, column in (("key", key), ("status", status)):
+            if column not in columns:
+                raise CaptureError(
+                    f"table {found.name} has no {role} column {column!r} "
+                    f"(columns: {', '.join(columns)})"
+                )
+        cur.execute(CATALOG["capture_function"])
+        function = cur.fetchone()
+        if function is None:
+            raise CaptureError(
+                "the trigger function lifecycle_capture() is missing: run `manage.py migrate`"
+            )
+        existing = _trigger(cur, found)
+        if existing is not None and not replace:
+            old_key, old_status, inherited = existing
+            where = " (inherited from its partitioned parent)" if inherited else ""
+            raise CaptureError(
+                f"the capture trigger is already installed on {found.name}{where} "
+                f"with key {old_key!r} and status {old_status!r}; use --replace to reinstall it"
+            )
+        if existing is not None and existing[2]:
+            raise CaptureError(
+                f"the capture trigger on {found.name} is inherited from its partitioned parent; "
+                "replace it on the parent"
+            )
+        create = pgsql.SQL(
+            "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION {function}({key}, {status})"
+        ).format(
+            trigger=pgsql.Identifier(TRIGGER_NAME),
+            table=found.identifier,
+            function=pgsql.Identifier(function[0], "lifecycle_capture"),
+            key=pgsql.Literal(key),
+            status=pgsql.Literal(status),
+        )
+        try:
+            with transaction.atomic():
+                if existing is not None:
+                    cur.execute(_drop_statement(found))
+                cur.execute(_render(create))
+        except DatabaseError as exc:  # e.g. another session installed it meanwhile
+            raise CaptureError(f"cannot install on {found.name}: {str(exc).strip()}") from None
+    return WatchedTable(found.schema, found.table, key, status)
+
+
+def remove(table: str) -> WatchedTable:
+    """Stop watching ``table``; returns what the trigger was watching."""
+    with connection.cursor() as cur:
+        found = _resolve(cur, table)
+        existing = _trigger(cur, found)
+        if existing is None:
+            raise CaptureError(f"the capture trigger is not installed on {found.name}")
+        key, status, inherited = existing
+        if inherited:
+            raise CaptureError(
+                f"the capture trigger on {found.name} is inherited from its partitioned parent; "
+                "remove it from the parent"
+            )
+        cur.execute(_drop_statement(found))
+    return WatchedTable(found.schema, found.table, key, status)
+
+
+def watched() -> list[WatchedTable]:
+    """Every table carrying the capture trigger, with the columns it names."""
+    with connection.cursor() as cur:
+        cur.execute(CATALOG["watched_tables"], [TRIGGER_NAME])
+        result = []
+        for schema, table, tgargs, nargs, enabled, columns in cur.fetchall():
+            key, status = (_args(tgargs, nargs) + [None, None])[:2]
+            missing = tuple(c or "?" for c in (key, status) if c not in columns)
+            result.append(WatchedTable(schema, table, key or "?", status or "?", enabled, missing))
+    return result
+
+
+def _resolve(cur: Any, name: str) -> _Table:
+    if not name or "\x00" in name:
+        raise CaptureError(f"no table named {name!r}")
+    try:
+        with transaction.atomic():
+            cur.execute(CATALOG["resolve_table"], [name])
+            row = cur.fetchone()
+    except DatabaseError as exc:  # e.g. too many dots, or a cross-database reference
+        raise CaptureError(f"no table named {name!r}: {str(exc).strip()}") from None
+    if row is None:
+        raise CaptureError(f"no table named {name!r}")
+    oid, schema, table, relkind = row
+    if relkind not in TABLE_KINDS:
+        kind = RELKIND_NAMES.get(relkind, f"a relation of kind {relkind!r}")
+        raise CaptureError(f"{schema}.{table} is {kind}, not a table")
+    return _Table(oid, schema, table)
+
+
+def _columns(cur: Any, oid: int) -> list[str]:
+    cur.execute(CATALOG["table_columns"], [oid])
+    return [name for (name,) in cur.fetchall()]
+
+
+def _trigger(cur: Any, table: _Table) -> tuple[str, str, bool] | None:
+    cur.execute(CATALOG["table_trigger"], [table.oid, TRIGGER_NAME])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    tgargs, nargs, inherited = row
+    key, status = (_args(tgargs, nargs) + ["?", "?"])[:2]
+    return key, status, inherited
+
+
+def _args(tgargs: bytes | memoryview, nargs: int) -> list[str]:
+    """pg_trigger.tgargs: the trigger's arguments, each ended by a NUL byte."""
+    return bytes(tgargs).decode().split("\x00")[:nargs]
+
+
+def _drop_statement(table: _Table) -> str:
+    query = pgsql.SQL("DROP TRIGGER {trigger} ON {table}").format(
+        trigger=pgsql.Identifier(TRIGGER_NAME), table=table.identifier
+    )
+    return _render(query)
+
+
+def _render(query: pgsql.Composable) -> str:
+    """Composed SQL as text, rendered by the psycopg connection under Django's."""
+    connection.ensure_connection()
+    return query.as_string(connection.connection)

@@ -1,0 +1,11 @@
+-- How the lab API reads a task (lifecycle/lab/reads.py): the row, the version it read
+-- (xmin) and the reading transaction's snapshot, in one statement.
+
+-- read_task --
+SELECT id, config, status, error, output, executions, created_at, updated_at, started_at,
+       finished_at, xmin::text::bigint, pg_current_snapshot()::text
+  FROM lab_task
+ WHERE id = %s
+
+-- current_snapshot --
+SELECT pg_current_snapshot()::text

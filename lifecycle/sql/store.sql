@@ -1,0 +1,65 @@
+-- Reads of the event store (lifecycle/store.py). Every block that returns events selects
+-- the columns EventRecord.from_row maps, in its order:
+--   id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
+
+-- task_events --
+-- A task's whole history, in arrival order.
+SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
+  FROM lifecycle_event
+ WHERE task_key = %s
+ ORDER BY id
+
+-- event --
+SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
+  FROM lifecycle_event
+ WHERE id = %s
+
+-- events_by_id --
+SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
+  FROM lifecycle_event
+ WHERE id = ANY(%s)
+
+-- recent_tasks --
+-- Tasks by their newest event among the newest events (a window of that many, read backwards
+-- through the primary key), newest first; ``read`` is how many tasks the window holds.
+SELECT task_key, max(id), count(*) OVER () AS read
+  FROM (SELECT task_key, id FROM lifecycle_event ORDER BY id DESC LIMIT %s) w
+ GROUP BY task_key
+ ORDER BY max(id) DESC
+ LIMIT %s
+
+-- more_than --
+-- Whether the table holds more events than the given number.
+SELECT EXISTS (SELECT 1 FROM lifecycle_event ORDER BY id DESC OFFSET %s)
+
+-- task_extent --
+-- Each task's first time and event count, through the (task_key, id) index.
+SELECT task_key, min(at), count(*)
+  FROM lifecycle_event
+ WHERE task_key = ANY(%s)
+ GROUP BY task_key
+
+-- tasks_newest_event --
+SELECT task_key, max(id)
+  FROM lifecycle_event
+ WHERE task_key = ANY(%s)
+ GROUP BY task_key
+ ORDER BY max(id) DESC
+
+-- task_summary --
+SELECT task_key, max(id), min(at), count(*)
+  FROM lifecycle_event
+ WHERE task_key = %s
+ GROUP BY task_key
+
+-- task_stats --
+-- Event count and newest id per task.
+SELECT task_key, count(*), max(id)
+  FROM lifecycle_event
+ WHERE task_key = ANY(%s)
+ GROUP BY task_key
+
+-- all_task_stats --
+SELECT task_key, count(*), max(id)
+  FROM lifecycle_event
+ GROUP BY task_key

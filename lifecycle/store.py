@@ -1,0 +1,164 @@
+"""Reads of the event store: a task's history, one event, the recent tasks and their summaries.
+
+The SQL is in ``sql/store.sql``; rows become ``EventRecord`` through ``EventRecord.from_row``
+only. Straight from the cursor: building thousands of model instances costs more than the
+query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from lifecycle import sql
+from lifecycle.events import EventRecord
+from lifecycle.models import Event, Run
+
+PAGE_SIZE = 25
+STORE = sql.load("store")
+
+
+def task_events(task_key: str) -> list[EventRecord]:
+    """The task's whole history, in arrival order (event id)."""
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["task_events"], [task_key])
+        return [EventRecord.from_row(row) for row in cursor.fetchall()]
+
+
+def event(event_id: int) -> EventRecord | None:
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["event"], [event_id])
+        row = cursor.fetchone()
+    return EventRecord.from_row(row) if row else None
+
+
+def events_by_id(ids: list[int]) -> dict[int, EventRecord]:
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["events_by_id"], [ids])
+        return {row[0]: EventRecord.from_row(row) for row in cursor.fetchall()}
+
+
+def task_stats(task_keys: list[str] | None) -> dict[str, tuple[int, int]]:
+    """Event count and newest id per task (every task when ``task_keys`` is None)."""
+    with connection.cursor() as cursor:
+        if task_keys is None:
+            cursor.execute(STORE["all_task_stats"])
+        else:
+            cursor.execute(STORE["task_stats"], [task_keys])
+        return {key: (count, last) for key, count, last in cursor.fetchall()}
+
+
+@dataclass
+class TaskSummary:
+    task_key: str
+    last_event: EventRecord
+    first_at: datetime | None
+    events: int
+    status: str | None
+    run: Run | None = None
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def status_class(self) -> str:
+        return (self.status or "none").lower()
+
+
+def recent_tasks(page: int = 1, per_page: int = PAGE_SIZE) -> tuple[list[TaskSummary], bool]:
+    """Tasks by their latest event, newest first, one page; and whether older ones exist.
+
+    It reads the newest events backwards through the primary key until it has found enough
+    tasks, instead of grouping the whole table (1 s at a million events): a task's place in
+    the list is its newest event, so tasks found in the newest events come first, exactly.
+    """
+    need = page * per_page + 1  # one more than shown tells whether there is a next page
+    window = max(2_000, need * 40)
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(STORE["recent_tasks"], [window, need])
+            found = cursor.fetchall()
+            if len(found) >= need or not _more_than(cursor, window):
+                break
+            window *= 8
+    rows = [(key, last) for key, last, _ in found[(page - 1) * per_page : page * per_page]]
+    return summaries(_with_extent(rows)), len(found) >= need
+
+
+def _more_than(cursor: Any, n: int) -> bool:
+    cursor.execute(STORE["more_than"], [n])
+    return bool(cursor.fetchone()[0])
+
+
+def _with_extent(rows: list[tuple[str, int]]) -> list[tuple[str, int, datetime | None, int]]:
+    """Add each task's first time and event count."""
+    if not rows:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["task_extent"], [[key for key, _ in rows]])
+        extent = {key: (first, count) for key, first, count in cursor.fetchall()}
+    return [(key, last, *extent.get(key, (None, 0))) for key, last in rows]
+
+
+def summaries_of(task_keys: list[str]) -> list[TaskSummary]:
+    """Summaries of these tasks, newest activity first."""
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["tasks_newest_event"], [task_keys])
+        rows = cursor.fetchall()
+    return summaries(_with_extent(rows))
+
+
+def task_summary(task_key: str) -> TaskSummary | None:
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["task_summary"], [task_key])
+        rows = cursor.fetchall()
+    found = summaries(rows)
+    return found[0] if found else None
+
+
+def summaries(rows: list[tuple[Any, ...]]) -> list[TaskSummary]:
+    """``(task_key, newest id, first time, count)`` rows as summaries, in the same order."""
+    if not rows:
+        return []
+    keys = [r[0] for r in rows]
+    last = events_by_id([r[1] for r in rows])
+    statuses = dict(
+        Event.objects.filter(task_key__in=keys, source="db")
+        .order_by("task_key", "-id")
+        .distinct("task_key")
+        .values_list("task_key", "status")
+    )
+    runs = latest_runs(keys)
+    result = []
+    for key, last_id, first_at, count in rows:
+        event = last[last_id]
+        status = statuses.get(key) or event.status
+        result.append(TaskSummary(key, event, first_at, count, status, runs.get(key)))
+    return result
+
+
+def latest_runs(task_keys: list[str]) -> dict[str, Run]:
+    runs: dict[str, Run] = {}
+    for run in Run.objects.filter(task_key__in=task_keys).order_by("id"):
+        if run.task_key:
+            runs[run.task_key] = run
+    return runs
+
+
+def expected_for(task_key: str) -> str | None:
+    """What the task's latest scenario run expects (None: not a scenario's task)."""
+    return (
+        Run.objects.filter(task_key=task_key).order_by("-id").values_list("expected", flat=True)
+    ).first()
+
+
+def expected_by_task(task_keys: list[str]) -> dict[str, str]:
+    """What each task's latest run expects, in one query."""
+    runs = (
+        Run.objects.filter(task_key__in=task_keys)
+        .order_by("task_key", "-id")
+        .distinct("task_key")
+        .values_list("task_key", "expected")
+    )
+    return {key: expected for key, expected in runs if key}

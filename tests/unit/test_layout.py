@@ -1,0 +1,88 @@
+"""The house's rules, checked on the code: the web imports the engine, never the reverse;
+the client that other applications import needs no Django and nothing else of ours."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, at any depth of the file (functions included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files(package)
+        for name in sorted(imports(path))
+        if name.split(".")[0] in forbidden or name.startswith(forbidden)
+    ]
+
+
+def test_the_engine_never_imports_the_web_or_the_benchmarks() -> None:
+    assert offenders("lifecycle", ("dashboard", "bench")) == []
+
+
+def test_the_web_never_imports_the_benchmarks() -> None:
+    assert offenders("dashboard", ("bench",)) == []
+
+
+def test_the_client_imports_nothing_of_ours_but_itself_and_no_django() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files("lifecycle/client")
+        for name in sorted(imports(path))
+        if name.split(".")[0] in {"django", "channels", "daphne", "dashboard"}
+        or (name.startswith("lifecycle") and not name.startswith("lifecycle.client"))
+    ]
+    assert bad == []
+
+
+def test_the_client_imports_in_a_process_where_django_cannot_be_imported() -> None:
+    # Given a process in which importing Django fails, as in an application without it
+    code = """
+import sys
+class NoDjango:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"django", "channels", "daphne"}:
+            raise ImportError(f"{name} is not installed here")
+sys.meta_path.insert(0, NoDjango())
+import lifecycle.client, lifecycle.client.dramatiq
+from lifecycle.client import Publisher, report_read, install_log_handler, task_context
+from lifecycle.client.dramatiq import LifecycleEvents
+publisher = Publisher(maxsize=1)
+middleware = LifecycleEvents(publisher=publisher)
+print(publisher.exchange, sorted(m for m in sys.modules if m.startswith("django")))
+"""
+    # When the client, its Dramatiq middleware and its publisher are set up there
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "LIFECYCLE_NAMESPACE": "elsewhere"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then they work, configured from the environment, with no Django module loaded
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["elsewhere.events", "[]"]

@@ -1,0 +1,94 @@
+"""The one place a timeline event, a chip and a finding become HTML: everything that came
+from an observed system is escaped, and ids are those the live fragments aim at."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from html import escape
+
+import django
+import pytest
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+django.setup()
+
+from dashboard import dom, fragments  # noqa: E402
+from dashboard.render import event_html, finding_views, linked_message, status_chip  # noqa: E402
+from lifecycle.checker import Finding  # noqa: E402
+from lifecycle.events import EventRecord  # noqa: E402
+from lifecycle.store import TaskSummary  # noqa: E402
+from lifecycle.timeline import TimelineBuilder  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+AT = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+HOSTILE = '"><img src=x onerror=alert(1)>'
+
+
+def view(record: EventRecord):  # type: ignore[no-untyped-def]
+    return TimelineBuilder().extend([record])[0]
+
+
+def test_an_event_of_an_observed_system_is_escaped_everywhere() -> None:
+    # Given a log event whose every field an attacker chose
+    record = EventRecord(
+        7,
+        "log",
+        "error",
+        HOSTILE,
+        status=HOSTILE,
+        at=AT,
+        body={"message": HOSTILE, "logger": HOSTILE},
+    )
+    # When it is rendered, with its fields inline
+    html = event_html(view(record))
+    # Then no markup of theirs survives, and the row carries the shared id
+    assert "<img" not in html and "onerror=alert(1)>" not in html.replace("&gt;", "")
+    assert f'id="{dom.event_id(7)}"' in html and 'href="#event-7"' in html
+    assert "12:00:00.250" in html
+
+
+def test_a_long_timeline_leaves_the_fields_out_of_the_card() -> None:
+    record = EventRecord(8, "api", "read", "k", status="RUNNING", at=AT, body={"xmin": 5})
+    assert "title=" in event_html(view(record))
+    assert "title=" not in event_html(view(record), inline_fields=False)
+
+
+def test_a_status_chip_has_a_shape_and_a_label_and_escapes_an_unknown_status() -> None:
+    assert "◐" in status_chip("RUNNING") and "RUNNING" in status_chip("RUNNING")
+    chip = status_chip(HOSTILE)
+    assert "<img" not in chip and "•" in chip
+
+
+def test_a_finding_sentence_links_its_transactions_and_times_to_their_events() -> None:
+    # Given a commit and a read, and a finding whose sentence names both
+    commit = EventRecord(1, "db", "update", "k", status="RUNNING", at=AT, txid=812)
+    read = EventRecord(2, "api", "read", "k", status="PENDING", at=AT.replace(second=1))
+    finding = Finding(
+        "stale_read", (1, 2), f"The read at 12:00:01.250 missed transaction 812 <{HOSTILE}>."
+    )
+    # When it is rendered
+    html = linked_message(finding, {1: commit, 2: read})
+    # Then the mentions link to their events and the rest is escaped
+    assert '<a href="#event-1">transaction 812</a>' in html
+    assert '<a href="#event-2">12:00:01.250</a>' in html
+    assert "<img" not in html
+    (shown,) = finding_views([finding], [commit, read])
+    assert [ref.id for ref in shown.refs] == [1, 2]
+    assert shown.refs[0].label == "db update (txn 812) at 12:00:00.250"
+
+
+def test_a_live_task_row_cannot_break_out_of_its_id() -> None:
+    # Given a task key made to close the id attribute, as a hostile writer could store it
+    key = 'q" hx-swap-oob="beforeend:body"><img src=x onerror=alert(1)><b x="'
+    summary = TaskSummary(
+        key, EventRecord(3, "db", "update", key, status="RUNNING"), AT, 1, "RUNNING"
+    )
+    # When the live feed moves its row (already shown) to the top
+    html = fragments.task_rows_fragment([summary], {key})
+    # Then the key stays inside its attributes: no element or swap of the attacker's
+    assert "<img" not in html and 'hx-swap-oob="beforeend:body"' not in html
+    # the delete of the old row and the insert of the new are the only swaps
+    assert html.count('hx-swap-oob="') == 2
+    assert f'id="{escape(dom.task_row_id(key))}"' in html
