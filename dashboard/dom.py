@@ -2,7 +2,8 @@
 
 A fragment pushed over a websocket lands where the page put an element with the same id;
 both sides take the id from here (templates through ``{% dom "name" %}``), so they cannot
-drift apart. ``static/lifecycle.js`` reads the timeline list by ``TIMELINE_EVENTS`` too.
+drift apart. ``static/lifecycle.js`` reads the ids it needs from ``<body>``'s data
+attributes, which ``base.html`` fills from here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ EVENT_PREFIX = "event-"  # + the event's id
 TASK_ROW_PREFIX = "task-"  # + the task's key
 
 IDS = {
+    "event_prefix": EVENT_PREFIX,
     "timeline_events": TIMELINE_EVENTS,
     "timeline_empty": TIMELINE_EMPTY,
     "task_rows": TASK_ROWS,

@@ -25,13 +25,19 @@ def env_bool(name: str, default: bool) -> bool:
 
 def database_from_url(url: str) -> dict[str, Any]:
     """``postgres://user:pass@host:port/name?application_name=x`` as Django's dict; the
-    query's parameters become libpq options."""
+    query's parameters become libpq options, as text."""
     if urlsplit(url).scheme not in {"postgres", "postgresql"}:
         raise ValueError(f"DATABASE_URL must start with postgres://, got {_without_password(url)}")
     db: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=0))
+    options: dict[str, str] = {}
+    for key, value in (db.get("OPTIONS") or {}).items():
+        if isinstance(value, list):
+            raise ValueError(f"DATABASE_URL gives the option {key!r} more than once")
+        # dj-database-url turns "5" into 5 and "true" into True; libpq wants the text.
+        options[key] = str(value).lower() if isinstance(value, bool) else str(value)
     db["NAME"] = db.get("NAME") or "lifecycle"
     db["PORT"] = str(db.get("PORT") or "")
-    db["OPTIONS"] = dict(db.get("OPTIONS") or {})
+    db["OPTIONS"] = options
     db["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
     return db
 
@@ -62,7 +68,6 @@ AMQP_URL = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 # Prefix of every RabbitMQ name the project declares (exchange, queues), so that several
 # installations, or a test run beside `make run`, share one RabbitMQ without crossing.
 LIFECYCLE_NAMESPACE = env("LIFECYCLE_NAMESPACE", "lifecycle")
-LIFECYCLE_EXCHANGE = f"{LIFECYCLE_NAMESPACE}.events"  # lifecycle.client.config.exchange_name
 LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")

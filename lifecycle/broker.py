@@ -7,7 +7,7 @@ from django.conf import settings
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import CurrentMessage, default_middleware
 
-from lifecycle.client.dramatiq import LifecycleEvents
+from lifecycle.client.dramatiq_middleware import LifecycleEvents
 
 _broker: dramatiq.Broker | None = None
 

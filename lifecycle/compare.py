@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from difflib import SequenceMatcher
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from lifecycle.events import EventRecord
 
 Token = tuple[Any, ...]
 RowState = Literal["same", "timing", "differs"]
-ROW_STATES: tuple[RowState, ...] = ("same", "timing", "differs")
+ROW_STATES: tuple[RowState, ...] = get_args(RowState)
 Pair = tuple["Step | None", "Step | None"]
 
 READ_SOURCES = frozenset({"api", "probe"})

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lifecycle.client.messages import SCHEMA_VERSION, encode, make_message, now
-
-__all__ = ["SCHEMA_VERSION", "encode", "make_message", "now"]  # the wire format, from the client
+# The wire format is the client's, which publishers import without Django.
+from lifecycle.client.messages import SCHEMA_VERSION as SCHEMA_VERSION
+from lifecycle.client.messages import encode as encode
+from lifecycle.client.messages import make_message as make_message
+from lifecycle.client.messages import now as now
 
 MAX_MESSAGE_BYTES = 64 * 1024
 

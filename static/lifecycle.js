@@ -38,7 +38,9 @@
   function key(el) { return [Number(el.dataset.at), Number(el.dataset.eventId)]; }
   function before(a, b) { return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]); }
   var shownBefore = 0;
-  function timelineList() { return document.getElementById("timeline-events"); }
+  // The DOM ids of dashboard/dom.py, which base.html puts on <body>.
+  var ids = document.body.dataset;
+  function timelineList() { return document.getElementById(ids.domTimelineEvents); }
   document.addEventListener("htmx:wsBeforeMessage", function () {
     var list = timelineList();
     shownBefore = list ? list.children.length : 0;
@@ -118,7 +120,7 @@
   }
   function showLink(readEl) {
     clearLink();
-    var commit = document.getElementById("event-" + readEl.dataset.versionOf);
+    var commit = document.getElementById(ids.domEventPrefix + readEl.dataset.versionOf);
     if (!commit) { return; }
     commit.classList.add("linked");
     readEl.classList.add("linked");

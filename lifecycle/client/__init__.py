@@ -2,8 +2,13 @@
 the Dramatiq middleware. It imports no Django and nothing else of the inspector.
 
     from lifecycle.client import report_read, task_context, install_log_handler
-    from lifecycle.client.dramatiq import LifecycleEvents   # needs dramatiq
+    from lifecycle.client import LifecycleEvents     # the Dramatiq middleware: needs dramatiq
+
+``LifecycleEvents`` is imported on first use, so that a process without Dramatiq (an API)
+can use the rest.
 """
+
+from typing import Any
 
 from lifecycle.client.context import current_task, task_context
 from lifecycle.client.logs import LifecycleLogHandler, install_log_handler
@@ -12,6 +17,7 @@ from lifecycle.client.publisher import Publisher, get_publisher
 from lifecycle.client.reads import report_read
 
 __all__ = [
+    "LifecycleEvents",
     "LifecycleLogHandler",
     "Publisher",
     "current_task",
@@ -21,3 +27,11 @@ __all__ = [
     "report_read",
     "task_context",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LifecycleEvents":
+        from lifecycle.client.dramatiq_middleware import LifecycleEvents
+
+        return LifecycleEvents
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,14 @@ def _django_setting(name: str) -> str | None:
         return None
     settings = conf.settings
     try:
-        return getattr(settings, name, None) if settings.configured else None
+        # Django's settings load lazily: a process that names its settings module is a
+        # Django process even before anything read them.
+        if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+            return None
+        value = getattr(settings, name, None)
     except Exception:  # settings that fail to load are the application's business, not ours
         return None
+    return value if isinstance(value, str) else None
 
 
 def setting(name: str, default: str | None = None) -> str | None:

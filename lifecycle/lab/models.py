@@ -18,8 +18,6 @@ class Task(models.Model):
         COMPLETED = lifecycles.COMPLETED, "Completed"
         FAILED = lifecycles.FAILED, "Failed"
 
-    TERMINAL = lifecycles.LAB.terminal
-
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     config = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

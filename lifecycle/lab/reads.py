@@ -102,7 +102,7 @@ class _SnapshotReads:
                 if not start:
                     return None
                 conn = psycopg.connect(dsn, application_name="lab-api-snapshot")
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                conn.execute(READS["begin_snapshot"])
                 entry = (conn, time.monotonic())
                 self._open[task_id] = entry
             row = entry[0].execute(READS["read_task"], [task_id]).fetchone()

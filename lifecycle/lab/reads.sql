@@ -9,3 +9,7 @@ SELECT id, config, status, error, output, executions, created_at, updated_at, st
 
 -- current_snapshot --
 SELECT pg_current_snapshot()::text
+
+-- begin_snapshot --
+-- BUG snapshot_read: one long transaction per task, whose snapshot every read reuses.
+BEGIN ISOLATION LEVEL REPEATABLE READ

@@ -20,10 +20,6 @@ class Migration(migrations.Migration):
     dependencies = [("lifecycle", "0001_initial")]
 
     operations = [
-        migrations.RunSQL(CAPTURE_FUNCTION, "DROP FUNCTION IF EXISTS lifecycle_capture() CASCADE;"),
-        migrations.RunSQL(
-            NOTIFY_FUNCTION,
-            "DROP TRIGGER IF EXISTS lifecycle_event_notify ON lifecycle_event;"
-            "DROP FUNCTION IF EXISTS lifecycle_event_notify();",
-        ),
+        migrations.RunSQL(CAPTURE_FUNCTION, SQL["capture_function_reverse"]),
+        migrations.RunSQL(NOTIFY_FUNCTION, SQL["notify_function_reverse"]),
     ]

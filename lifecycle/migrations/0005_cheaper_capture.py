@@ -58,11 +58,8 @@ CAPTURE_FUNCTION = SQL["capture_function"] + "\n"
 NOTIFY_FUNCTION = SQL["notify_function"] + "\n"
 
 # Back to 0002, word for word: its function, and its notify function and trigger.
-REVERSE_CAPTURE = SQL_0002["capture_function"] + "\nDROP TYPE IF EXISTS lifecycle_capture_body;"
-REVERSE_NOTIFY = (
-    "DROP TRIGGER IF EXISTS lifecycle_event_notify ON lifecycle_event;"
-    + SQL_0002["notify_function"]
-)
+REVERSE_CAPTURE = SQL_0002["capture_function"] + "\n" + SQL["body_type_reverse"]
+REVERSE_NOTIFY = SQL["notify_trigger_reverse"] + "\n" + SQL_0002["notify_function"]
 
 
 class Migration(migrations.Migration):

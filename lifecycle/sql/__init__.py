@@ -6,8 +6,9 @@ after the header describe the block and are dropped. Code refers to a block by i
     STORE = sql.load("store")            # lifecycle/sql/store.sql
     cursor.execute(STORE["task_events"], [key])
 
-Migrations read frozen copies of their own (``lifecycle/migrations/sql/``) with
-``sql.read(path)``, so that editing a live file never changes what an old migration did.
+Migrations read frozen copies of their own (``<app>/migrations/sql/<migration>.sql``) with
+``sql.migration(app_dir, name)``, so that editing a live file never changes what an old
+migration did.
 """
 
 from __future__ import annotations

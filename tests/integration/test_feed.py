@@ -22,6 +22,7 @@ from psycopg.conninfo import make_conninfo
 from lifecycle.events import EventRecord
 from lifecycle.feed.hub import ALL, Hub, get_hub
 from lifecycle.feed.listener import LiveFeed, dsn_from_settings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,16 +51,6 @@ requires_postgres = pytest.mark.skipif(
 def pg(transactional_db: None) -> str:
     """The migrated test database, whose commits other connections see: its DSN."""
     return dsn_from_settings()
-
-
-async def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> float:
-    """Wait for ``condition()`` to hold; return the seconds it took."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 async def fetches_after(feed: LiveFeed, n: int = 2) -> None:

@@ -30,8 +30,9 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import default_middleware
 
 from lifecycle import events
+from lifecycle.client.config import exchange_name
 from lifecycle.client.context import current_task, task_context
-from lifecycle.client.dramatiq import LifecycleEvents
+from lifecycle.client.dramatiq_middleware import LifecycleEvents
 from lifecycle.client.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
 from lifecycle.client.publisher import Publisher
 from lifecycle.ingest import (
@@ -81,7 +82,7 @@ def channel() -> Iterator[Any]:
 def tap(channel: Any) -> Callable[..., list[tuple[Any, Any, bytes]]]:
     """A private queue bound to every event on the exchange; call it to drain what arrived."""
     queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-    channel.queue_bind(queue, settings.LIFECYCLE_EXCHANGE, routing_key="#")
+    channel.queue_bind(queue, exchange_name(), routing_key="#")
 
     def drain() -> list[tuple[Any, Any, bytes]]:
         got: list[tuple[Any, Any, bytes]] = []
@@ -101,9 +102,7 @@ def queue_state(channel: Any, name: str) -> tuple[int, int]:
 
 
 def publish_raw(channel: Any, body: bytes, routing_key: str = "broker.enqueue") -> None:
-    channel.basic_publish(
-        settings.LIFECYCLE_EXCHANGE, routing_key, body, pika.BasicProperties(delivery_mode=2)
-    )
+    channel.basic_publish(exchange_name(), routing_key, body, pika.BasicProperties(delivery_mode=2))
 
 
 def stored(uuids: list[str]) -> Counter[str]:

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from lifecycle.events import EventRecord
 from lifecycle.feed.hub import Hub
 from lifecycle.feed.listener import LiveFeed
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.unit
-
-
-async def wait_until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class IdleFeed(LiveFeed):

@@ -67,9 +67,9 @@ class NoDjango:
         if name.split(".")[0] in {"django", "channels", "daphne"}:
             raise ImportError(f"{name} is not installed here")
 sys.meta_path.insert(0, NoDjango())
-import lifecycle.client, lifecycle.client.dramatiq
+import lifecycle.client, lifecycle.client.dramatiq_middleware
 from lifecycle.client import Publisher, report_read, install_log_handler, task_context
-from lifecycle.client.dramatiq import LifecycleEvents
+from lifecycle.client.dramatiq_middleware import LifecycleEvents
 publisher = Publisher(maxsize=1)
 middleware = LifecycleEvents(publisher=publisher)
 print(publisher.exchange, sorted(m for m in sys.modules if m.startswith("django")))

@@ -20,3 +20,16 @@ def test_database_url_is_parsed_into_django_settings():
 def test_a_non_postgres_url_is_refused():
     with pytest.raises(ValueError, match="must start with postgres://"):
         database_from_url("mysql://root@localhost/x")
+
+
+def test_options_reach_libpq_as_text_and_a_repeated_one_is_refused():
+    db = database_from_url("postgres://root@h/db?connect_timeout=5&keepalives=true")
+    assert db["OPTIONS"] == {"connect_timeout": "5", "keepalives": "true"}
+    with pytest.raises(ValueError, match="'sslmode' more than once"):
+        database_from_url("postgres://root@h/db?sslmode=require&sslmode=disable")
+
+
+def test_a_refused_url_never_shows_its_password():
+    with pytest.raises(ValueError) as refused:
+        database_from_url("mysql://root:hunter2@localhost/x")
+    assert "hunter2" not in str(refused.value) and "***" in str(refused.value)

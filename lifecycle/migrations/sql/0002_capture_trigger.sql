@@ -87,3 +87,10 @@ $fn$;
 
 CREATE TRIGGER lifecycle_event_notify AFTER INSERT ON lifecycle_event
 FOR EACH ROW EXECUTE FUNCTION lifecycle_event_notify();
+
+-- capture_function_reverse --
+DROP FUNCTION IF EXISTS lifecycle_capture() CASCADE;
+
+-- notify_function_reverse --
+DROP TRIGGER IF EXISTS lifecycle_event_notify ON lifecycle_event;
+DROP FUNCTION IF EXISTS lifecycle_event_notify();

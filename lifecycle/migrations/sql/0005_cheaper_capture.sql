@@ -109,3 +109,11 @@ BEGIN
     RETURN NULL;
 END
 $fn$;
+
+-- body_type_reverse --
+-- Run after 0002's capture_function, which takes the function back to its 0002 body.
+DROP TYPE IF EXISTS lifecycle_capture_body;
+
+-- notify_trigger_reverse --
+-- Run before 0002's notify_function, which creates the trigger again.
+DROP TRIGGER IF EXISTS lifecycle_event_notify ON lifecycle_event;

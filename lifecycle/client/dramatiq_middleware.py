@@ -52,11 +52,14 @@ def _configured_task_key() -> TaskKey:
     module, _, name = path.rpartition(".")
     try:
         found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
+        if not callable(found):
+            raise TypeError(f"{path} is not a function")
+    except Exception as exc:  # any failure of theirs: a default key beats no event at all
         logger.warning(
-            "lifecycle middleware: LIFECYCLE_TASK_KEY=%r is not importable (%s); "
+            "lifecycle middleware: LIFECYCLE_TASK_KEY=%r is unusable (%s: %s); "
             "using the default task key",
             path,
+            type(exc).__name__,
             exc,
         )
         return default_task_key
@@ -100,11 +103,11 @@ class LifecycleEvents(dramatiq.Middleware):
             self._swallow("before_enqueue")
 
     def after_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
+        stamped = getattr(self._moving, "enqueue", None)
+        self._moving.enqueue = None
         if getattr(self._moving, "message_id", None) == message.message_id:
             self._moving.message_id = None
             return
-        stamped = getattr(self._moving, "enqueue", None)
-        self._moving.enqueue = None
         at = stamped[1] if stamped and stamped[0] == message.message_id else None
         retries = message.options.get("retries") or 0
         kind = "retry" if retries > 0 else "enqueue"
