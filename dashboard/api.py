@@ -5,9 +5,12 @@ Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
-from lifecycle import findings, probe, store
+from lifecycle import events, findings, probe, store
 from lifecycle.http import base_url, json_error
 from lifecycle.models import Run
 from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
@@ -106,3 +109,55 @@ def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
     if event is None:
         return json_error(404, f"no event {event_id}")
     return JsonResponse({"event": event.as_json(), "fields": fields_json(event)})
+
+
+MAX_EVENTS = 1000  # per request
+# Django's own cap on a request body (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).
+MAX_REQUEST_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
+
+
+@csrf_exempt  # no cookie makes this request: a JSON body only, see the content type below
+@require_POST
+def post_events(request: HttpRequest) -> JsonResponse:
+    """Store one schema-1 event, or a list of up to ``MAX_EVENTS``, from any language.
+
+    Validated like the ingestor's messages (``events.parse_message``); the good ones are
+    stored and each bad one answered with its reason, 400 when none is good. A uuid already
+    stored is a duplicate, not an error: a client may retry.
+    """
+    # Only JSON: a browser cannot send this type cross-site without a preflight, so a web
+    # page cannot post events in a visitor's name. (Tokens come with the accounts.)
+    if request.content_type != "application/json":
+        return json_error(415, "send the events as JSON, with Content-Type: application/json")
+    if int(request.headers.get("Content-Length") or 0) > MAX_REQUEST_BYTES:
+        return json_error(413, f"a request holds at most {MAX_REQUEST_BYTES} bytes")
+    try:
+        payload = json.loads(request.body)
+    except RequestDataTooBig:
+        return json_error(413, f"a request holds at most {MAX_REQUEST_BYTES} bytes")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return json_error(400, f"the body is not JSON: {type(exc).__name__}: {exc}"[:500])
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        return json_error(400, "no event: send one event object or a list of them")
+    if len(items) > MAX_EVENTS:
+        return json_error(413, f"{len(items)} events: send at most {MAX_EVENTS} a request")
+    good: list[tuple[int, events.IncomingEvent]] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            good.append((index, events.parse_message(events.encode(item))))
+        except events.MalformedEvent as exc:
+            rejected.append({"index": index, "error": str(exc)})
+        except Exception as exc:  # e.g. RecursionError on a deeply nested body
+            rejected.append({"index": index, "error": f"cannot parse: {type(exc).__name__}"})
+    stored, refused = store.append([event for _, event in good]) if good else (0, [])
+    rejected += [{"index": good[i][0], "error": reason} for i, reason in refused]
+    rejected.sort(key=lambda r: r["index"])
+    accepted = len(good) - len(refused)
+    body = {
+        "stored": stored,
+        "duplicates": accepted - stored,
+        "rejected": rejected,
+    }
+    return JsonResponse(body, status=200 if accepted else 400)

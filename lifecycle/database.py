@@ -1,4 +1,5 @@
-"""The one way to get a libpq connection string for Django's database, outside the ORM.
+"""Connection strings: Django's database outside the ORM, and how any database's address is
+shown (never with its password).
 
 It reads ``connections["default"].settings_dict`` at call time, not ``settings.DATABASES``,
 because test runners switch NAME to the test database at runtime.
@@ -7,8 +8,9 @@ because test runners switch NAME to the test database at runtime.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Django's OPTIONS that are not libpq connection parameters.
 DJANGO_ONLY_OPTIONS = {
@@ -41,3 +43,30 @@ def conninfo(*, application_name: str | None = None, dbname: str | None = None) 
     if application_name:
         params["application_name"] = application_name
     return make_conninfo(**{key: value for key, value in params.items() if value})
+
+
+def redact(url: str) -> str:
+    """A database URL or conninfo as it may be shown: any password replaced by ``***``."""
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:
+        return "(a database address that does not parse)"
+    if "password" in params:
+        params["password"] = "***"
+    as_conninfo = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    if "://" not in url:
+        return as_conninfo
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url if "password=" not in parts.query else as_conninfo
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def display_name(url: str) -> str:
+    """``dbname@host:port``: how a watched database is named unless it is given a name."""
+    params = conninfo_to_dict(url)
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{params.get('dbname') or params.get('user') or '?'}@{host}:{port}"

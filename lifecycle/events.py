@@ -121,6 +121,11 @@ def clock(at: datetime | None) -> str:
     return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
 
 
+def encode_body(body: dict[str, Any]) -> str:
+    """A body as the event table stores it."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
 def parse_message(raw: bytes) -> IncomingEvent:
     """Validate one message body; raise MalformedEvent with the reason if it is not an event."""
     if len(raw) > MAX_MESSAGE_BYTES:
@@ -129,6 +134,11 @@ def parse_message(raw: bytes) -> IncomingEvent:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"not JSON: {exc}") from None
+    return validate(data)
+
+
+def validate(data: Any) -> IncomingEvent:
+    """Validate one decoded message (a JSON value); raise MalformedEvent with the reason."""
     if not isinstance(data, dict):
         raise MalformedEvent("not a JSON object")
     if data.get("schema") != SCHEMA_VERSION:

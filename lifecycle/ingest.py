@@ -11,7 +11,6 @@ unreachable nothing is acked; the batch is retried until it lands.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -333,7 +332,7 @@ class _Stopped(Exception):
 
 
 def _row(event: events.IncomingEvent) -> tuple[Any, ...]:
-    body = json.dumps(event.body, ensure_ascii=False, separators=(",", ":"))
+    body = events.encode_body(event.body)
     return (
         event.uuid,
         event.task_key,

@@ -116,3 +116,21 @@ class CheckCursor(models.Model):
 
     def __str__(self) -> str:
         return f"checked through event {self.checked_through}"
+
+
+class WatchedDatabase(models.Model):
+    """An application's database with capture installed (``capture install --database``):
+    the follower copies its outbox into the event table, after a restart too."""
+
+    name = models.CharField(max_length=200, unique=True)
+    # The address as given, password included when it has one: shown only through
+    # lifecycle.database.redact, never on a page, in a log or in an error.
+    url = models.TextField()
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "lifecycle_watched_database"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DataError, connection, transaction
 
 from lifecycle import sql
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, IncomingEvent, encode_body
 from lifecycle.models import Event, Run
 
 PAGE_SIZE = 25
 STORE = sql.load("store")
+INGEST = sql.load("ingest")
 
 
 def task_events(task_key: str) -> list[EventRecord]:
@@ -49,6 +50,31 @@ def task_stats(task_keys: list[str] | None) -> dict[str, tuple[int, int]]:
         else:
             cursor.execute(STORE["task_stats"], [task_keys])
         return {key: (count, last) for key, count, last in cursor.fetchall()}
+
+
+def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
+    """Store validated events (a known uuid is skipped); returns how many were new, and the
+    index and reason of each one the database refused (the others are stored anyway)."""
+    rows = [
+        (e.uuid, e.task_key, e.source, e.kind, e.status, e.at, e.txid, encode_body(e.body))
+        for e in events
+    ]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(INGEST["insert_row"], rows)
+            return max(cursor.rowcount, 0), []
+    except DataError:
+        pass  # one bad value (a NUL character, say): each row on its own
+    stored, refused = 0, []
+    with transaction.atomic(), connection.cursor() as cursor:
+        for i, row in enumerate(rows):
+            try:
+                with transaction.atomic():  # a savepoint: one bad row spoils only itself
+                    cursor.execute(INGEST["insert_row"], row)
+                    stored += max(cursor.rowcount, 0)
+            except DataError as exc:
+                refused.append((i, f"refused by the database: {str(exc).strip()}"))
+    return stored, refused
 
 
 @dataclass

@@ -7,5 +7,6 @@ SUBCOMMANDS = {
     "worker": "lifecycle.cli.worker",
     "ingest": "lifecycle.cli.ingest",
     "capture": "lifecycle.cli.capture",
+    "follow": "lifecycle.cli.follow",
     "matrix": "lifecycle.cli.matrix",
 }

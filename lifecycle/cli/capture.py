@@ -1,7 +1,8 @@
-"""Install, remove or list the capture trigger on any table.
+"""Install, remove or list capture: in the inspector's own database, or in an application's.
 
-lifecycle capture install TABLE --key COL --status COL [--replace]
-lifecycle capture remove TABLE
+lifecycle capture install TABLE --key COL --status COL [--database URL [--name NAME]] [--replace]
+lifecycle capture remove TABLE [--database URL]
+lifecycle capture remove --all --database URL
 lifecycle capture list
 """
 
@@ -20,39 +21,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument("--key", required=True, help="column holding the task key")
     install.add_argument("--status", required=True, help="column holding the task status")
     install.add_argument(
+        "--database",
+        metavar="URL",
+        help="the application's database (default: the inspector's own, DATABASE_URL)",
+    )
+    install.add_argument("--name", help="how the timeline names that database (dbname@host:port)")
+    install.add_argument(
         "--replace", action="store_true", help="reinstall if the trigger is already there"
     )
-    remove = actions.add_parser("remove", help="stop watching a table")
-    remove.add_argument("table", help="table name, optionally schema-qualified (schema.table)")
-    actions.add_parser("list", help="show the watched tables with their key and status columns")
+    remove = actions.add_parser("remove", help="stop watching a table (or, with --all, a database)")
+    remove.add_argument("table", nargs="?", help="table name, optionally schema-qualified")
+    remove.add_argument("--database", metavar="URL", help="the application's database")
+    remove.add_argument(
+        "--all", action="store_true", help="every table of --database, and the capture schema"
+    )
+    actions.add_parser(
+        "list", help="every watched table, with its events and the newest one's time"
+    )
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle import capture
+    from lifecycle import watching
+    from lifecycle.capture import CaptureError
 
-    action = options["action"]
+    out, action = command.stdout, options["action"]
     try:
         if action == "install":
-            table = capture.install(
-                options["table"], options["key"], options["status"], replace=options["replace"]
+            where, table = watching.install(
+                options["table"],
+                options["key"],
+                options["status"],
+                database=options["database"],
+                name=options["name"],
+                replace=options["replace"],
             )
-            command.stdout.write(
-                f"capturing changes of {table.name} (key {table.key}, status {table.status})"
+            out.write(
+                f"capturing changes of {table.name} in {where} "
+                f"(key {table.key}, status {table.status})"
             )
         elif action == "remove":
-            table = capture.remove(options["table"])
-            command.stdout.write(f"stopped capturing changes of {table.name}")
+            if options["all"] == bool(options["table"]):
+                command.stderr.write("capture remove: give a TABLE, or --all with --database")
+                return EXIT_REFUSED
+            if options["all"] and not options["database"]:
+                command.stderr.write("capture remove --all: say which --database")
+                return EXIT_REFUSED
+            removed, cleaned = watching.remove(options["table"], database=options["database"])
+            for where, table in removed:
+                out.write(f"stopped capturing changes of {table.name} in {where}")
+            if cleaned:
+                out.write("dropped the schema lifecycle_capture: nothing of ours is left there")
         else:
-            tables = capture.watched()
-            if not tables:
-                command.stdout.write("no table is watched")
-            for t in tables:
-                notes = [] if t.enabled else ["disabled"]
-                if t.missing_columns:
-                    notes.append("missing column " + ", ".join(t.missing_columns))
-                suffix = f"  ({'; '.join(notes)})" if notes else ""
-                command.stdout.write(f"{t.name}  key={t.key}  status={t.status}{suffix}")
-    except capture.CaptureError as exc:
+            rows = watching.listing()
+            if not rows:
+                out.write("no table is watched")
+            for row in rows:
+                out.write(row.line())
+    except CaptureError as exc:
         command.stderr.write(f"capture {action}: {exc}")
         return EXIT_REFUSED
     return None

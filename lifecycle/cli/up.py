@@ -58,6 +58,12 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             restart=True,
             env={"LIFECYCLE_PROCESS_ROLE": "ingest"},
         ),
+        Child(
+            "follow",
+            python("manage.py", "lifecycle", "follow"),
+            restart=True,
+            env={"LIFECYCLE_PROCESS_ROLE": "follow"},
+        ),
     ]
     supervisor = Supervisor(children, log=out.write)
     supervisor.start()

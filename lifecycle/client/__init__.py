@@ -14,7 +14,7 @@ from lifecycle.client.context import current_task, task_context
 from lifecycle.client.logs import LifecycleLogHandler, install_log_handler
 from lifecycle.client.messages import make_message
 from lifecycle.client.publisher import Publisher, get_publisher
-from lifecycle.client.reads import report_read
+from lifecycle.client.reads import aread_object, aread_row, read_object, read_row, report_read
 
 __all__ = [
     "LifecycleEvents",
@@ -23,7 +23,11 @@ __all__ = [
     "current_task",
     "get_publisher",
     "install_log_handler",
+    "aread_object",
+    "aread_row",
     "make_message",
+    "read_object",
+    "read_row",
     "report_read",
     "task_context",
 ]

@@ -170,8 +170,10 @@ def test_install_then_remove_capture_on_any_table(orders, writer, reader):
     # and ``list`` shows it with its columns, beside the lab's table
     code, out, _ = capture("list")
     assert code == 0
-    assert "public.orders  key=order_no  status=state" in out.splitlines()
-    assert "public.lab_task  key=id  status=status" in out.splitlines()
+    # (with how many events each has, and when the last one came)
+    lines = out.splitlines()
+    assert any("public.orders  key=order_no  status=state  events=2  last=20" in x for x in lines)
+    assert any("public.lab_task  key=id  status=status  events=" in x for x in lines)
 
     # When it is removed, changes stop producing events
     code, out, err = capture("remove", "orders")

@@ -33,3 +33,19 @@ def test_a_refused_url_never_shows_its_password():
     with pytest.raises(ValueError) as refused:
         database_from_url("mysql://root:hunter2@localhost/x")
     assert "hunter2" not in str(refused.value) and "***" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "postgres://app:hunter2@db.example:5433/app?sslmode=require",
+        "postgresql:///app?host=/tmp&password=hunter2",
+        "host=db dbname=app user=app password=hunter2",
+    ],
+)
+def test_a_database_address_is_shown_without_its_password(address):
+    from lifecycle.database import display_name, redact
+
+    shown = redact(address)
+    assert "hunter2" not in shown and "***" in shown
+    assert "hunter2" not in display_name(address)

@@ -1,0 +1,38 @@
+"""Copy every watched application database's captured changes into the event table.
+
+Stops on SIGTERM or SIGINT; what is not copied yet stays in each outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+logger = logging.getLogger("lifecycle.follow")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reload-every", type=float, default=3.0, help="seconds between reads of the watch list"
+    )
+
+
+def handle(command: Any, options: dict[str, Any]) -> int | None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import follow_all
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        logger.info("follow: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    follow_all(
+        conninfo(application_name="lifecycle-follow"), stop, reload_every=options["reload_every"]
+    )
+    return None

@@ -1,0 +1,184 @@
+"""The follower: every watched database's outbox copied into the event table, exactly once.
+
+One thread per watched database (``lifecycle_watched_database``, re-read every few
+seconds, so a database added by ``capture install --database`` is followed at once). Each
+LISTENs on its database, then copies what the outbox holds, then waits for a NOTIFY or
+the poll interval, whose fetch is also the ping that finds a dead connection.
+
+Why an outbox that is emptied, not a position: a row is visible only once its writer
+committed, and a copied row is deleted, so whatever commits late (ids out of order) or
+while the inspector is stopped is simply still there at the next fetch. A copy is stored
+under the row's uuid before the row is deleted: a crash between the two stores it again,
+and the uuid makes that second copy nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from lifecycle import sql
+from lifecycle.database import redact
+
+logger = logging.getLogger(__name__)
+
+OUTBOX = sql.load("outbox")
+FOLLOW = sql.load("follow")
+
+
+@dataclass
+class FollowStats:
+    copied: int = 0  # rows taken from the outbox and stored
+    duplicates: int = 0  # rows whose uuid the store already had (copied before a crash)
+    fetches: int = 0
+    errors: int = 0
+
+
+def copy_outbox(
+    watched: psycopg.Connection[Any],
+    store: psycopg.Connection[Any],
+    database: str,
+    *,
+    batch: int = 1000,
+    stats: FollowStats | None = None,
+) -> int:
+    """Copy every committed outbox row into the store and delete it; return how many.
+
+    Both connections are in autocommit: the store's insert commits before the rows are
+    deleted from the outbox.
+    """
+    stats = stats or FollowStats()
+    commit_times = bool(watched.execute(OUTBOX["commit_timestamps"]).fetchone()[0])  # type: ignore[index]
+    total = 0
+    while True:
+        rows = watched.execute(
+            OUTBOX["fetch"], {"commit_times": commit_times, "limit": batch}
+        ).fetchall()
+        stats.fetches += 1
+        if not rows:
+            return total
+        events = []
+        for _, uuid, task_key, kind, status, at, txid, body, committed_at in rows:
+            event_body = json.loads(body)
+            event_body["database"] = database
+            if committed_at is not None:
+                event_body["committed_at"] = committed_at.isoformat()
+            events.append(
+                {
+                    "uuid": uuid,
+                    "task_key": task_key,
+                    "kind": kind,
+                    "status": status,
+                    "at": at.isoformat(),
+                    "txid": txid,
+                    "body": event_body,
+                }
+            )
+        stored = store.execute(OUTBOX["store_events"], [json.dumps(events)]).rowcount
+        watched.execute(OUTBOX["delete"], [[row[0] for row in rows]])
+        stats.copied += len(rows)
+        stats.duplicates += len(rows) - max(stored, 0)
+        total += len(rows)
+        if len(rows) < batch:
+            return total
+
+
+@dataclass
+class Follower:
+    """Follow one watched database until ``stop``; reconnects by itself."""
+
+    name: str
+    url: str
+    store_conninfo: str
+    poll_interval: float = 1.0
+    stats: FollowStats = field(default_factory=FollowStats)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"follow-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                with (
+                    psycopg.connect(
+                        self.url,
+                        autocommit=True,
+                        connect_timeout=5,
+                        application_name="lifecycle-follow",
+                    ) as watched,
+                    psycopg.connect(
+                        self.store_conninfo, autocommit=True, connect_timeout=5
+                    ) as store,
+                ):
+                    watched.execute(OUTBOX["listen"])
+                    delay = 0.5
+                    self._follow(watched, store)
+            except psycopg.Error as exc:
+                self.stats.errors += 1
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                logger.warning(
+                    "follow %s (%s): %s; retrying in %.1fs",
+                    self.name,
+                    redact(self.url),
+                    reason,
+                    delay,
+                )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _follow(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
+        while not self._stopping.is_set():
+            copy_outbox(watched, store, self.name, stats=self.stats)
+            # Wake on the first notification (and take the rest of a burst with it), or
+            # poll: a notification only says "look again".
+            for _ in watched.notifies(timeout=self.poll_interval, stop_after=1):
+                pass
+
+
+def watched_databases(store_conninfo: str) -> dict[str, str]:
+    with psycopg.connect(store_conninfo, autocommit=True, connect_timeout=5) as store:
+        return dict(store.execute(FOLLOW["watched_databases"]).fetchall())
+
+
+def follow_all(store_conninfo: str, stop: threading.Event, *, reload_every: float = 3.0) -> None:
+    """Follow every watched database until ``stop`` is set, picking up added and removed ones."""
+    followers: dict[str, Follower] = {}
+    try:
+        while not stop.is_set():
+            try:
+                wanted = watched_databases(store_conninfo)
+            except psycopg.Error as exc:
+                logger.warning(
+                    "follow: cannot read the watched databases (%s)",
+                    str(exc).strip().splitlines()[0],
+                )
+                wanted = {name: f.url for name, f in followers.items()}
+            for name in [n for n in followers if followers[n].url != wanted.get(n)]:
+                followers.pop(name).stop()
+            for name, url in wanted.items():
+                if name not in followers:
+                    logger.info("follow: following %s (%s)", name, redact(url))
+                    followers[name] = Follower(name, url, store_conninfo)
+                    followers[name].start()
+            stop.wait(reload_every)
+    finally:
+        for follower in followers.values():
+            follower.stop()
+        for follower in followers.values():
+            follower.join(5)

@@ -1,0 +1,263 @@
+"""Capture in an application's own database: install, remove and list, there.
+
+``capture install TABLE --database URL`` puts into that database only the schema
+``lifecycle_capture``: an outbox table, and one trigger function per watched table,
+generated at install time for that table's columns. The function compares each column
+of the old and new row directly (no row is turned into JSON to find what changed) and
+writes one outbox row per committed change, in the writer's own transaction, so an event
+exists if and only if the change commits. ``lifecycle.follow`` copies the outbox into the
+inspector's store and deletes what it stored.
+
+Names given by the user are looked up in the catalog first; only the catalog's spelling
+goes into the generated DDL, quoted by ``psycopg.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from lifecycle import sql
+from lifecycle.capture import RELKIND_NAMES, TABLE_KINDS, TRIGGER_NAME, CaptureError, WatchedTable
+
+OUTBOX = sql.load("outbox")
+SCHEMA = "lifecycle_capture"
+CHANNEL = "lifecycle_capture"
+
+
+def connect(conninfo: str, **options: Any) -> psycopg.Connection[Any]:
+    """A connection to a watched database; its errors never carry the password."""
+    try:
+        return psycopg.connect(conninfo, connect_timeout=5, **options)
+    except psycopg.Error as exc:
+        raise CaptureError(f"cannot connect: {_reason(exc)}") from None
+
+
+def install(
+    conninfo: str, table: str, key: str, status: str, *, replace: bool = False
+) -> WatchedTable:
+    """Watch ``table`` of the database at ``conninfo`` (created: schema, outbox, function)."""
+    with connect(conninfo) as conn:
+        oid, schema, name = _resolve(conn, table)
+        columns = [c for (c,) in conn.execute(OUTBOX["table_columns"], [oid]).fetchall()]
+        for role, column in (("key", key), ("status", status)):
+            if column not in columns:
+                raise CaptureError(
+                    f"table {schema}.{name} has no {role} column {column!r} "
+                    f"(columns: {', '.join(sorted(columns))})"
+                )
+        existing = conn.execute(OUTBOX["table_trigger"], [oid]).fetchone()
+        if existing is not None and not replace:
+            raise CaptureError(
+                f"the capture trigger is already installed on {schema}.{name}; "
+                "use --replace to reinstall it"
+            )
+        try:
+            with conn.transaction():
+                conn.execute(OUTBOX["create_schema"])
+                if existing is not None:
+                    conn.execute(_drop_trigger(schema, name))
+                function = pgsql.Identifier(SCHEMA, f"capture_{oid}")
+                conn.execute(capture_function(function, columns, key, status))
+                conn.execute(
+                    pgsql.SQL("COMMENT ON FUNCTION {}() IS {}").format(
+                        function,
+                        pgsql.Literal(
+                            json.dumps({"table": f"{schema}.{name}", "key": key, "status": status})
+                        ),
+                    )
+                )
+                conn.execute(
+                    pgsql.SQL(
+                        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                        "FOR EACH ROW EXECUTE FUNCTION {function}()"
+                    ).format(
+                        trigger=pgsql.Identifier(TRIGGER_NAME),
+                        table=pgsql.Identifier(schema, name),
+                        function=function,
+                    )
+                )
+        except psycopg.Error as exc:
+            raise CaptureError(f"cannot install on {schema}.{name}: {_reason(exc)}") from None
+    return WatchedTable(schema, name, key, status)
+
+
+def capture_function(
+    function: pgsql.Identifier, columns: list[str], key: str, status: str
+) -> pgsql.Composed:
+    """The trigger function of one table: its columns compared one by one, in name order
+    (the order of a db event's ``changed``), new values cut at 500 characters."""
+    cols = sorted(columns)
+    ident = pgsql.Identifier
+    compare = pgsql.SQL("\n").join(
+        pgsql.SQL(
+            "        IF NEW.{c} IS DISTINCT FROM OLD.{c} THEN\n"
+            "            changed := changed || {name}::text;\n"
+            "            vals := vals || jsonb_build_object(\n"
+            "                {name}, lifecycle_capture.cut(to_jsonb(NEW.{c})));\n"
+            "        END IF;"
+        ).format(c=ident(c), name=pgsql.Literal(c))
+        for c in cols
+    )
+    names = pgsql.SQL("ARRAY[{}]::text[]").format(
+        pgsql.SQL(", ").join(pgsql.Literal(c) for c in cols)
+    )
+    values = pgsql.SQL("jsonb_build_object({})").format(
+        pgsql.SQL(", ").join(
+            pgsql.SQL("{}, lifecycle_capture.cut(to_jsonb(NEW.{}))").format(
+                pgsql.Literal(c), ident(c)
+            )
+            for c in cols
+        )
+    )
+    return pgsql.SQL(
+        """CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+-- Generated by `lifecycle capture install` for one table; its trigger is lifecycle_capture.
+DECLARE
+    changed text[];
+    vals jsonb;
+    row_key text;
+    row_status text;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        changed := '{{}}';
+        vals := '{{}}';
+{compare}
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;  -- an UPDATE that changed nothing is not a change
+        END IF;
+        row_key := NEW.{key}::text;
+        row_status := NEW.{status}::text;
+    ELSIF TG_OP = 'INSERT' THEN
+        changed := {names};
+        vals := {values};
+        row_key := NEW.{key}::text;
+        row_status := NEW.{status}::text;
+    ELSE
+        changed := {names};
+        vals := '{{}}';
+        row_key := OLD.{key}::text;
+        row_status := OLD.{status}::text;
+    END IF;
+    -- Instrumentation must never fail the writer: a NULL key and an over-long status are
+    -- recorded, not refused.
+    INSERT INTO lifecycle_capture.outbox (task_key, kind, status, at, txid, body)
+    VALUES (
+        coalesce(row_key, '(null)'),
+        lower(TG_OP),
+        left(row_status, 64),
+        clock_timestamp(),
+        pg_current_xact_id()::text::bigint,
+        jsonb_build_object(
+            'schema', 1,
+            'table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+            'op', TG_OP,
+            'old_status', CASE WHEN TG_OP <> 'INSERT' THEN OLD.{status}::text END,
+            'new_status', CASE WHEN TG_OP <> 'DELETE' THEN NEW.{status}::text END,
+            'changed', to_jsonb(changed),
+            'values', vals,
+            'application_name', current_setting('application_name'),
+            'pid', pg_backend_pid(),
+            'user', session_user
+        )
+    );
+    PERFORM pg_notify({channel}, '');
+    RETURN NULL;
+END
+$fn$"""
+    ).format(
+        function=function,
+        compare=compare,
+        names=names,
+        values=values,
+        key=ident(key),
+        status=ident(status),
+        channel=pgsql.Literal(CHANNEL),
+    )
+
+
+def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
+    """Stop watching ``table``; returns what was watched and whether it was the last table
+    of that database (then nothing of ours is left there but the outbox, which the caller
+    drains and drops with ``remove_all``)."""
+    with connect(conninfo) as conn:
+        oid, schema, name = _resolve(conn, table)
+        found = {(t.schema, t.table): t for t in _watched(conn)}
+        watched_table = found.get((schema, name))
+        if watched_table is None:
+            raise CaptureError(f"the capture trigger is not installed on {schema}.{name}")
+        with conn.transaction():
+            conn.execute(_drop_trigger(schema, name))
+            conn.execute(
+                pgsql.SQL("DROP FUNCTION IF EXISTS {}()").format(
+                    pgsql.Identifier(SCHEMA, f"capture_{oid}")
+                )
+            )
+    return watched_table, len(found) == 1
+
+
+def remove_all(conninfo: str) -> list[WatchedTable]:
+    """Drop every trigger and the whole schema: nothing of ours is left in that database."""
+    with connect(conninfo) as conn:
+        tables = _watched(conn) if has_schema(conn) else []
+        with conn.transaction():
+            for t in tables:
+                conn.execute(_drop_trigger(t.schema, t.table))
+            conn.execute(OUTBOX["drop_schema"])
+    return tables
+
+
+def watched(conninfo: str) -> list[WatchedTable]:
+    with connect(conninfo) as conn:
+        return _watched(conn) if has_schema(conn) else []
+
+
+def _watched(conn: psycopg.Connection[Any]) -> list[WatchedTable]:
+    result = []
+    for schema, table, _, comment, enabled in conn.execute(OUTBOX["watched_tables"]).fetchall():
+        meta = json.loads(comment) if comment else {}
+        result.append(
+            WatchedTable(schema, table, meta.get("key", "?"), meta.get("status", "?"), enabled)
+        )
+    return result
+
+
+def has_schema(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(OUTBOX["schema_exists"]).fetchone()
+    return bool(row and row[0])
+
+
+def _resolve(conn: psycopg.Connection[Any], name: str) -> tuple[int, str, str]:
+    if not name or "\x00" in name:
+        raise CaptureError(f"no table named {name!r}")
+    try:
+        row = conn.execute(OUTBOX["resolve_table"], [name]).fetchone()
+    except psycopg.Error as exc:  # e.g. too many dots, or a cross-database reference
+        conn.rollback()
+        raise CaptureError(f"no table named {name!r}: {_reason(exc)}") from None
+    if row is None:
+        raise CaptureError(f"no table named {name!r}")
+    oid, schema, table, relkind = row
+    if relkind not in TABLE_KINDS:
+        kind = RELKIND_NAMES.get(relkind, f"a relation of kind {relkind!r}")
+        raise CaptureError(f"{schema}.{table} is {kind}, not a table")
+    return oid, schema, table
+
+
+def _drop_trigger(schema: str, table: str) -> pgsql.Composed:
+    return pgsql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+        pgsql.Identifier(TRIGGER_NAME), pgsql.Identifier(schema, table)
+    )
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """The server's message, first line: libpq's never repeat a password."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

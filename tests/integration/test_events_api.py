@@ -1,0 +1,105 @@
+"""Events over HTTP, for any language: ``POST /api/events`` validates like the ingestor,
+stores the good events, answers each bad one with its reason, and never doubles one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from lifecycle.events import make_message
+from lifecycle.models import Event
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db]
+
+
+def post(client: Any, body: Any, content_type: str = "application/json") -> Any:
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return client.post("/api/events", data=data, content_type=content_type)
+
+
+def read(task: str, status: str = "RUNNING") -> dict[str, Any]:
+    return make_message(source="api", kind="read", task=task, status=status, body={"xmin": 7})
+
+
+def test_one_event_is_stored_as_the_ingestor_would(client: Any, postgres: None) -> None:
+    # Given one API read, as a service in another language would send it
+    event = read("job-1")
+    # When it is posted
+    response = post(client, event)
+    # Then it is stored once, with its uuid, and a repeat is a duplicate, not an error
+    assert response.status_code == 200
+    assert response.json() == {"stored": 1, "duplicates": 0, "rejected": []}
+    stored = Event.objects.get(task_key="job-1")
+    assert (str(stored.uuid), stored.source, stored.kind, stored.status) == (
+        event["uuid"],
+        "api",
+        "read",
+        "RUNNING",
+    )
+    assert stored.body == {"xmin": 7}
+    assert post(client, event).json() == {"stored": 0, "duplicates": 1, "rejected": []}
+    assert Event.objects.filter(task_key="job-1").count() == 1
+
+
+def test_good_events_are_stored_and_each_bad_one_gets_its_reason(
+    client: Any, postgres: None
+) -> None:
+    # Given a batch with two good events around three bad ones
+    db_event = {**read("job-2"), "source": "db", "kind": "update"}
+    no_task = {**read("job-2"), "task": ""}
+    nul = {**read("job-2"), "status": "bad\u0000status"}
+    batch = [read("job-2", "PENDING"), db_event, no_task, nul, read("job-2", "COMPLETED")]
+    # When it is posted
+    response = post(client, batch)
+    # Then the good ones are stored and the bad ones named by index, with why
+    assert response.status_code == 200
+    body = response.json()
+    assert body["stored"] == 2
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 3]
+    assert "unknown source 'db'" in body["rejected"][0]["error"]
+    assert "missing field 'task'" in body["rejected"][1]["error"]
+    assert "refused by the database" in body["rejected"][2]["error"]
+    statuses = list(Event.objects.filter(task_key="job-2").values_list("status", flat=True))
+    assert sorted(statuses) == ["COMPLETED", "PENDING"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        (b"{nope", "application/json", 400, "not JSON"),
+        ([], "application/json", 400, "no event"),
+        ([{"schema": 2}], "application/json", 400, "unsupported schema 2"),
+        ("{}", "text/plain", 415, "Content-Type: application/json"),
+    ],
+)
+def test_a_request_with_no_good_event_is_a_400_that_says_why(
+    client: Any, postgres: None, body: Any, content_type: str, status: int, says: str
+) -> None:
+    response = post(client, body, content_type)
+    assert response.status_code == status
+    text = json.dumps(response.json())
+    assert says in text
+    assert Event.objects.count() == 0
+
+
+def test_more_than_a_thousand_events_are_refused_whole(client: Any, postgres: None) -> None:
+    response = post(client, [read(f"job-{uuid.uuid4()}") for _ in range(1001)])
+    assert response.status_code == 413
+    assert "at most 1000" in response.json()["error"]
+    assert Event.objects.count() == 0
+
+
+def test_a_cross_site_form_cannot_post_events(client: Any, postgres: None) -> None:
+    # Given what a web page elsewhere can send without a preflight: a text/plain POST
+    response = client.post(
+        "/api/events",
+        data=json.dumps(read("job-3")),
+        content_type="text/plain",
+        HTTP_ORIGIN="http://evil.example",
+    )
+    # Then it is refused, and nothing is stored
+    assert response.status_code == 415
+    assert not Event.objects.filter(task_key="job-3").exists()

@@ -1,0 +1,263 @@
+"""Capture in an application's own database, on real PostgreSQL: a database other than the
+inspector's, on the same server. Its commits reach the inspector's store exactly once,
+whatever the order they commit in and whether the inspector was running; removing capture
+leaves nothing behind there."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from psycopg import sql as pgsql
+
+from tests.services import require_postgres
+
+require_postgres()
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+TABLE = "billing.jobs"
+
+
+@pytest.fixture
+def app_db() -> Iterator[str]:
+    """A database of the application's own, created for the test, with its task table."""
+    from lifecycle.database import conninfo
+
+    name = f"test_app_{uuid.uuid4().hex[:10]}"
+    admin = conninfo(dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    url = conninfo(dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SCHEMA billing; CREATE TABLE billing.jobs ("
+            " id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+            " state text NOT NULL DEFAULT 'queued', note text)"
+        )
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def watched(app_db: str) -> str:
+    from lifecycle import watching
+
+    watching.install(TABLE, "id", "state", database=app_db, name="billing-db")
+    return app_db
+
+
+def store_events(task: str) -> list[dict[str, Any]]:
+    from lifecycle.models import Event
+
+    return list(Event.objects.filter(task_key=task).order_by("id").values())
+
+
+def start_follower(app_db: str):  # type: ignore[no-untyped-def]
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    follower = Follower("billing-db", app_db, conninfo(), poll_interval=0.2)
+    follower.start()
+    return follower
+
+
+def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_commits_reach_the_store_once_with_writer_and_transaction(watched: str) -> None:
+    # Given the follower running
+    follower = start_follower(watched)
+    try:
+        # When the application creates a job and moves it, and a third write rolls back
+        with psycopg.connect(watched, application_name="billing-worker") as conn:
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+            conn.commit()
+            conn.execute("UPDATE billing.jobs SET state = 'working' WHERE id = %s", [job])
+            txid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]
+            conn.commit()
+            conn.execute("UPDATE billing.jobs SET state = 'lost' WHERE id = %s", [job])
+            conn.rollback()
+        wait_for(lambda: len(store_events(job)) >= 2, "the two commits")
+        time.sleep(0.5)  # time for a third, if the rolled-back write were to arrive
+    finally:
+        follower.stop()
+        follower.join(5)
+    # Then the store holds exactly the two commits, as the timeline shows them
+    events = store_events(job)
+    assert [(e["source"], e["kind"], e["status"]) for e in events] == [
+        ("db", "insert", "queued"),
+        ("db", "update", "working"),
+    ]
+    update = events[1]
+    assert update["txid"] == txid
+    assert update["body"]["application_name"] == "billing-worker"
+    assert update["body"]["database"] == "billing-db"
+    assert update["body"]["table"] == TABLE
+    assert (update["body"]["old_status"], update["body"]["changed"]) == ("queued", ["state"])
+    # And the outbox is empty: what is stored is deleted there
+    with psycopg.connect(watched) as conn:
+        assert conn.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone() == (0,)
+
+
+def test_an_id_that_commits_after_a_later_one_is_not_lost(watched: str) -> None:
+    # Given two writers: the first takes the lower outbox id and commits last
+    follower = start_follower(watched)
+    try:
+        with (
+            psycopg.connect(watched) as first,
+            psycopg.connect(watched) as second,
+        ):
+            early = str(
+                first.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+            late = str(
+                second.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+            second.commit()
+            wait_for(lambda: len(store_events(late)) == 1, "the later id, committed first")
+            # When the earlier id commits after the follower has copied the later one
+            first.commit()
+            # Then it is copied too
+            wait_for(lambda: len(store_events(early)) == 1, "the earlier id, committed last")
+    finally:
+        follower.stop()
+        follower.join(5)
+
+
+def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(watched: str) -> None:
+    # Given commits made while no follower runs
+    with psycopg.connect(watched, autocommit=True) as conn:
+        jobs = [
+            str(conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0])  # type: ignore[index]
+            for _ in range(3)
+        ]
+    assert all(store_events(job) == [] for job in jobs)
+    # And the first one already stored by a follower that crashed before deleting it
+    from lifecycle import sql
+    from lifecycle.database import conninfo
+
+    with (
+        psycopg.connect(watched, autocommit=True) as app,
+        psycopg.connect(conninfo(), autocommit=True) as store,
+    ):
+        first = app.execute(
+            "SELECT json_agg(json_build_object('uuid', uuid, 'task_key', task_key, 'kind', kind,"
+            " 'status', status, 'at', at, 'txid', txid, 'body', body))"
+            " FROM lifecycle_capture.outbox WHERE task_key = %s",
+            [jobs[0]],
+        ).fetchone()[0]  # type: ignore[index]
+        store.execute(sql.load("outbox")["store_events"], [json.dumps(first)])
+    assert len(store_events(jobs[0])) == 1
+    # When the follower starts
+    follower = start_follower(watched)
+    try:
+        wait_for(lambda: follower.stats.fetches >= 2, "the follower's first fetches")
+    finally:
+        follower.stop()
+        follower.join(5)
+    # Then every job has its one insert: nothing lost, nothing doubled
+    assert [len(store_events(job)) for job in jobs] == [1, 1, 1]
+    assert follower.stats.duplicates == 1
+
+
+def test_list_shows_each_database_and_table_with_its_events(watched: str) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import copy_outbox
+
+    with psycopg.connect(watched, autocommit=True) as conn:
+        conn.execute("INSERT INTO billing.jobs DEFAULT VALUES")
+        with psycopg.connect(conninfo(), autocommit=True) as store:
+            copy_outbox(conn, store, "billing-db")
+    out = io.StringIO()
+    call_command("lifecycle", "capture", "list", stdout=out)
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("billing-db"))
+    assert f")  {TABLE}  key=id  status=state  events=1  last=20" in line
+
+
+def test_remove_all_leaves_nothing_of_ours_in_the_database(watched: str) -> None:
+    # Given a change still in the outbox when capture is removed
+    with psycopg.connect(watched, autocommit=True) as conn:
+        job = str(
+            conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+        )  # type: ignore[index]
+    out = io.StringIO()
+    # When capture is removed from the whole database
+    call_command("lifecycle", "capture", "remove", "--all", "--database", watched, stdout=out)
+    # Then the change was copied first, and no schema, function or trigger of ours is left
+    assert len(store_events(job)) == 1
+    assert "nothing of ours is left there" in out.getvalue()
+    with psycopg.connect(watched) as conn:
+        leftovers = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'lifecycle_capture'),"
+            " (SELECT count(*) FROM pg_trigger WHERE tgname = 'lifecycle_capture'),"
+            " (SELECT count(*) FROM pg_proc WHERE proname LIKE 'capture\\_%%'"
+            "   OR proname = 'cut')"
+        ).fetchone()
+    assert leftovers == (0, 0, 0)
+    from lifecycle.models import WatchedDatabase
+
+    assert not WatchedDatabase.objects.filter(url=watched).exists()
+
+
+def test_a_password_in_the_url_is_never_shown(app_db: str) -> None:
+    # Given a database address with a password (trust auth here ignores it)
+    secret = "s3cret-" + uuid.uuid4().hex[:6]
+    with_password = app_db + f" password={secret}"
+    from lifecycle import watching
+
+    watching.install(TABLE, "id", "state", database=with_password, name="pw-db")
+    out, err = io.StringIO(), io.StringIO()
+    # When it is listed, and when a follower cannot reach it
+    call_command("lifecycle", "capture", "list", stdout=out, stderr=err)
+    unreachable = with_password + " port=1"  # the last one counts: nobody listens there
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    logs: list[str] = []
+    handler = _ListHandler(logs)
+    import logging
+
+    logging.getLogger("lifecycle.follow").addHandler(handler)
+    follower = Follower("pw-db", unreachable, conninfo(), poll_interval=0.1)
+    thread = threading.Thread(target=follower.run)
+    thread.start()
+    wait_for(lambda: follower.stats.errors >= 1, "a failed connection")
+    follower.stop()
+    thread.join(5)
+    logging.getLogger("lifecycle.follow").removeHandler(handler)
+    # Then the password appears nowhere
+    assert "pw-db" in out.getvalue() and "***" in out.getvalue()
+    for text in [out.getvalue(), err.getvalue(), *logs]:
+        assert secret not in text
+    watching.remove(None, database=with_password)
+
+
+class _ListHandler:
+    level = 0
+
+    def __init__(self, sink: list[str]) -> None:
+        self.sink = sink
+
+    def handle(self, record: Any) -> None:
+        self.sink.append(record.getMessage())
