@@ -156,6 +156,20 @@ def _capture(options: dict[str, Any], rows: list[Row]) -> bool:
                 else "",
             }
         )
+        against = re.search(r"generated function against the floor: ([+-][\d.]+)%", text)
+        floor = re.search(r"floor: bare row \+ NOTIFY\s+(\d+) rows/s", text)
+        if deployed and against:
+            value = float(against[1])
+            rows.append(
+                {
+                    "bench": "capture",
+                    "figure": "generated per-table function (outbox) against the floor",
+                    "value": f"{value:+.1f}%",
+                    "baseline": f"floor {floor[1]} rows/s" if floor else "?",
+                    "target": f"≤ {bench_capture.TARGET_GENERATED_OVER_FLOOR:g}%",
+                    "verdict": _verdict(value <= bench_capture.TARGET_GENERATED_OVER_FLOOR),
+                }
+            )
     return True  # a missed target is printed, not a failure
 
 

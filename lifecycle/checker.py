@@ -10,6 +10,7 @@ API sent one, beats any clock.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterator, Sequence
@@ -110,7 +111,8 @@ def check(
     of the write, and the commit comes after it (by milliseconds, more under load), and
     processes' clocks may disagree. A snapshot that sees the commit needs no margin.
     """
-    history = _History(sorted(events, key=lambda e: e.id), lifecycle, margin)
+    arrived, real_id = arrival_order(events)
+    history = _History(arrived, lifecycle, margin)
     findings = [
         *_stale_reads(history),
         *_unwritten_reads(history),
@@ -122,7 +124,64 @@ def check(
     ]
     if expected is not None:
         findings.extend(_expectation_mismatch(history, expected))
+    if real_id is not None:
+        findings = [
+            dataclasses.replace(f, events=tuple(sorted(real_id[i] for i in f.events)))
+            for f in findings
+        ]
     return sorted(findings, key=lambda f: (f.events[:1], KINDS.index(f.kind), f.events))
+
+
+def arrival_order(
+    events: Sequence[EventRecord],
+) -> tuple[list[EventRecord], dict[int, int] | None]:
+    """The events in the order the rules read as "happened before"; when that is not the
+    order of their ids, renumbered 1, 2, ... with each new number's real event id.
+
+    That order is arrival (the event id): a ``db`` event is stored in its writer's own
+    transaction, so it arrives as its commit does. A ``db`` event copied from an
+    application's own database (its body names the ``database``) arrives whenever the
+    follower copied it, later by any amount (the inspector may have been stopped), so it
+    is placed by its commit time where the server records one (``committed_at``), else by
+    the time of its write, among the events that arrived by then: early rather than late,
+    which the rules' margins and snapshots absorb, where late would invent findings.
+    """
+    ordered = sorted(events, key=lambda e: e.id)
+    copied = [e for e in ordered if _copied(e)]
+    if not copied:
+        return ordered, None
+    backbone = [e for e in ordered if not _copied(e)]
+    if backbone:
+        latest: list[float] = list(
+            itertools.accumulate(((e.at.timestamp() if e.at else 0.0) for e in backbone), max)
+        )
+        slots: dict[int, list[EventRecord]] = {}
+        for e in copied:
+            when = _commit_time(e)
+            slots.setdefault(bisect.bisect_right(latest, when), []).append(e)
+        merged: list[EventRecord] = []
+        for i, e in enumerate(backbone):
+            merged.extend(slots.pop(i, []))
+            merged.append(e)
+        for i in sorted(slots):
+            merged.extend(slots[i])
+        ordered = merged
+    real_id = {n: e.id for n, e in enumerate(ordered, start=1)}
+    return [dataclasses.replace(e, id=n) for n, e in enumerate(ordered, start=1)], real_id
+
+
+def _copied(e: EventRecord) -> bool:
+    return e.source == "db" and "database" in e.body
+
+
+def _commit_time(e: EventRecord) -> float:
+    committed = e.body.get("committed_at")
+    if isinstance(committed, str):
+        try:
+            return datetime.fromisoformat(committed).timestamp()
+        except ValueError:
+            pass
+    return e.at.timestamp() if e.at else 0.0
 
 
 def final_read(events: Sequence[EventRecord]) -> EventRecord | None:

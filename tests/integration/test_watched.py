@@ -261,3 +261,103 @@ class _ListHandler:
 
     def handle(self, record: Any) -> None:
         self.sink.append(record.getMessage())
+
+
+@pytest.fixture
+def second_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on another port, started for the test."""
+    import glob
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import free_port
+    from tests.services import skip_or_fail
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found or shutil.which("runuser") is None:
+        skip_or_fail("initdb (PostgreSQL's server binaries) or runuser is missing")
+    bin_dir = os.path.dirname(found[-1])
+    # Not under pytest's temporary folder: that one is private to root, and the server
+    # runs as postgres.
+    where = Path(tempfile.mkdtemp(prefix="lifecycle-second-server-"))
+    data, sockets = where / "data", where / "sockets"
+    sockets.mkdir()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(where, "postgres")
+        shutil.chown(sockets, "postgres")
+    port = free_port()
+    subprocess.run(
+        [*as_postgres, f"{bin_dir}/initdb", "-D", str(data), "-U", "app", "--auth=trust"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    # -l: the server writes to a file, not to pipes that subprocess.run would wait on.
+    subprocess.run(
+        [
+            *as_postgres,
+            f"{bin_dir}/pg_ctl",
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(sockets / "server.log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
+    url = f"postgres://app@127.0.0.1:{port}/postgres"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE SCHEMA billing; CREATE TABLE billing.jobs ("
+                " id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+                " state text NOT NULL DEFAULT 'queued', note text)"
+            )
+        yield url
+    finally:
+        subprocess.run(
+            [*as_postgres, f"{bin_dir}/pg_ctl", "-D", str(data), "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_database_on_another_server_is_followed_too(second_server: str) -> None:
+    # Given capture installed on a table of another PostgreSQL server
+    from lifecycle import watching
+
+    watching.install(TABLE, "id", "state", database=second_server, name="other-server")
+    follower = start_follower(second_server)
+    try:
+        # When the application there commits a change
+        with psycopg.connect(second_server, autocommit=True) as conn:
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+        # Then it reaches the inspector's store, from the other server
+        wait_for(lambda: len(store_events(job)) == 1, "the other server's commit")
+    finally:
+        follower.stop()
+        follower.join(5)
+    (event,) = store_events(job)
+    assert (event["status"], event["body"]["database"]) == ("queued", "billing-db")
+    # And removing capture there leaves that server as it was
+    removed, cleaned = watching.remove(None, database=second_server)
+    assert cleaned and [t.name for _, t in removed] == [TABLE]
+    with psycopg.connect(second_server) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'lifecycle_capture'"
+        ).fetchone() == (0,)

@@ -9,7 +9,7 @@ obey every rule, check they are silent, then break them one way at a time.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -1099,3 +1099,95 @@ def test_an_unexpected_final_status_is_found_alone(plan: Plan) -> None:
 
     assert kinds(findings) == ["expectation_mismatch"]
     assert findings[0].cause == "committed"
+
+
+# Commits copied from an application's own database (capture --database): they reach the
+# store whenever the follower copies them, after the reads and broker steps around them.
+
+
+def copied_late(events: list[EventRecord], lag: int = 1000) -> list[EventRecord]:
+    """The same history, its commits arriving after everything else (the follower was
+    stopped meanwhile): new, higher ids; the same times; their database named."""
+    others = [e for e in events if e.source != "db"]
+    commits = [e for e in events if e.source == "db"]
+    return others + [
+        replace(e, id=lag + i, body={**e.body, "database": "app"}) for i, e in enumerate(commits)
+    ]
+
+
+def same_findings(events: list[EventRecord], expected: str | None = None) -> None:
+    late = copied_late(events)
+    moved = {
+        e.id: c.id
+        for e, c in zip(
+            sorted((e for e in events if e.source == "db"), key=lambda e: e.id),
+            sorted((e for e in late if e.source == "db"), key=lambda e: e.id),
+            strict=True,
+        )
+    }
+    want = [
+        (f.kind, f.cause, tuple(sorted(moved.get(i, i) for i in f.events)))
+        for f in check(events, expected)
+    ]
+    got = [(f.kind, f.cause, f.events) for f in check(late, expected)]
+    assert sorted(got) == sorted(want)
+
+
+def test_commits_copied_late_are_judged_as_if_they_had_come_on_time() -> None:
+    # Given a clean run, a stuck one and a cached read, each with its commits copied late
+    clean = History()
+    begin(clean)
+    clean.broker("start")
+    clean.commit(RUNNING)
+    clean.read()
+    clean.commit(COMPLETED)
+    clean.broker("ack")
+    clean.read()
+    stuck = History()
+    stuck.insert()
+    stuck.broker("start")
+    stuck.commit(RUNNING)
+    stuck.broker("ack")
+    stuck.read()
+    cached = History()
+    begin(cached)
+    cached.broker("start")
+    cached.commit(RUNNING)
+    for _ in range(3):
+        cached.read(version=0)
+    cached.commit(COMPLETED)
+    cached.broker("ack")
+    # Then the findings are those of the same history arriving on time, on their events
+    for h in (clean, stuck, cached):
+        same_findings(h.events)
+    assert kinds(check(copied_late(clean.events))) == []
+    assert kinds(check(copied_late(stuck.events))) == ["stuck"]
+
+
+def test_a_start_before_a_copied_insert_was_written_is_still_enqueue_before_commit() -> None:
+    h = History()
+    h.broker("enqueue")
+    h.broker("start")
+    h.insert()
+    findings = check(copied_late(h.events))
+    assert kinds(findings) == ["enqueue_before_commit"]
+    assert findings[0].events == (1, 2, 1000)
+
+
+def test_a_copied_commit_is_placed_by_its_commit_time_when_the_server_has_one() -> None:
+    # Given an insert written first, a start 20 ms later, and the insert's commit 200 ms
+    # after its write (the API held its transaction open)
+    h = History()
+    insert = h.insert()
+    h.broker("enqueue")
+    h.broker("start")
+    late = copied_late(h.events)
+    # When the server recorded no commit time, the write time is all there is
+    assert kinds(check(late)) == []
+    # Then with the commit time, the start came before the commit: the message was early
+    committed = (insert.at + timedelta(milliseconds=200)).isoformat()  # type: ignore[operator]
+    late = [
+        replace(e, body={**e.body, "committed_at": committed}) if e.source == "db" else e
+        for e in late
+    ]
+    assert kinds(check(late)) == ["enqueue_before_commit"]
