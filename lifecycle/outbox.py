@@ -125,6 +125,7 @@ DECLARE
     vals jsonb;
     row_key text;
     row_status text;
+    sent text;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         changed := '{{}}';
@@ -168,7 +169,8 @@ BEGIN
             'user', session_user
         )
     );
-    PERFORM pg_notify({channel}, '');
+    -- An assignment, not PERFORM: PL/pgSQL evaluates it without starting an executor.
+    sent := pg_notify({channel}, '');
     RETURN NULL;
 END
 $fn$"""

@@ -20,9 +20,10 @@ CREATE TABLE IF NOT EXISTS lifecycle_capture.outbox (
     body jsonb NOT NULL
 );
 REVOKE ALL ON lifecycle_capture.outbox FROM PUBLIC;
+-- No SET search_path here: it would stop PostgreSQL from inlining the call, and the
+-- only callers, the generated functions, pin their own to pg_catalog.
 CREATE OR REPLACE FUNCTION lifecycle_capture.cut(value jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN length(value::text) > 500
             THEN to_jsonb(left(value #>> '{}', 500) || '…')
             ELSE value END;
