@@ -174,13 +174,22 @@ def _copied(e: EventRecord) -> bool:
     return e.source == "db" and "database" in e.body
 
 
+def commit_time(e: EventRecord) -> datetime | None:
+    """A db event's commit time, where its server records them (``committed_at``)."""
+    committed = e.body.get("committed_at") if e.source == "db" else None
+    if not isinstance(committed, str):
+        return None
+    try:
+        at = datetime.fromisoformat(committed)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
 def _commit_time(e: EventRecord) -> float:
-    committed = e.body.get("committed_at")
-    if isinstance(committed, str):
-        try:
-            return datetime.fromisoformat(committed).timestamp()
-        except ValueError:
-            pass
+    committed = commit_time(e)
+    if committed is not None:
+        return committed.timestamp()
     return e.at.timestamp() if e.at else 0.0
 
 
@@ -234,6 +243,11 @@ class _History:
         commit = version.last
         if commit.id > read.id or read.at is None or commit.at is None:
             return False
+        committed = commit_time(commit)
+        if committed is not None:
+            # The server's own commit time (track_commit_timestamp): no margin for the gap
+            # between the write and its commit.
+            return read.at > committed
         if (commit.received_at or commit.at) > (read.received_at or read.at):
             return False
         return read.at - commit.at > self.margin

@@ -34,6 +34,17 @@
   }
   document.addEventListener("htmx:wsAfterMessage", fillCsrf);
 
+  // The permalink's event stays highlighted when a live message re-renders it (a swapped
+  // element is no longer the :target, so the class carries the highlight).
+  function markTarget() {
+    document.querySelectorAll(".ev.targeted").forEach(function (el) { el.classList.remove("targeted"); });
+    var el = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+    if (el && el.classList.contains("ev")) { el.classList.add("targeted"); }
+  }
+  markTarget();
+  window.addEventListener("hashchange", markTarget);
+  document.addEventListener("htmx:wsAfterMessage", markTarget);
+
   // Live events are appended as they arrive; move each back to its place in time order.
   function key(el) { return [Number(el.dataset.at), Number(el.dataset.eventId)]; }
   function before(a, b) { return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]); }

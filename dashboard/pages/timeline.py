@@ -11,6 +11,7 @@ from django.utils.safestring import mark_safe
 
 from dashboard.render import INLINE_FIELDS_LIMIT, events_html, finding_views
 from lifecycle import findings, lifecycles, store
+from lifecycle.checker import COMMIT_MARGIN, commit_time
 from lifecycle.events import EventRecord
 from lifecycle.timeline import LANES, TimelineBuilder, current_status, in_time_order, pin
 
@@ -37,7 +38,21 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict[str, An
         "status": status,
         "event_count": len(records),
         "live": not lifecycles.DEFAULT.is_terminal(status) or _recent(records),
+        "commit_clock": _commit_clock(records),
     }
+
+
+def _commit_clock(records: Sequence[EventRecord]) -> str:
+    """Which clock the checker used for the commits: the page says so."""
+    if any(commit_time(r) is not None for r in records):
+        return (
+            "Commits are placed at their commit time, as their server recorded it "
+            "(track_commit_timestamp)."
+        )
+    return (
+        "Commits are placed at their write (the commit follows it); proof by clocks alone "
+        f"needs a read to begin {COMMIT_MARGIN.total_seconds() * 1000:.0f} ms after it."
+    )
 
 
 def _recent(records: Sequence[EventRecord]) -> bool:

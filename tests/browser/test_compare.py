@@ -91,7 +91,9 @@ def test_two_clean_runs_align_and_the_page_reads_without_javascript(stack, brows
         href = link.get_attribute("href")
         assert re.fullmatch(rf"/runs/{first['id']}#event-\d+", href)
         page.goto(stack.base_url + href)
-        target = page.evaluate("document.querySelector(':target').dataset.eventId")
+        # (highlighted by :target, or by the class that keeps it once a live message
+        # re-rendered the event)
+        target = page.evaluate("document.querySelector(':target, .ev.targeted').dataset.eventId")
         assert href.endswith(f"#event-{target}")
     finally:
         context.close()
@@ -140,7 +142,7 @@ def test_the_failing_run_is_compared_with_the_latest_passing_one_at_one_click(st
     assert page.evaluate("document.querySelector(':target').id") == "diverge"
     this_side.get_by_test_id("step-link").click()
     page.wait_for_url(re.compile(rf"/runs/{failing['id']}#event-\d+$"))
-    target = page.evaluate("[document.querySelector(':target')].map(t => t.dataset)[0]")
+    target = page.evaluate("({...document.querySelector(':target, .ev.targeted').dataset})")
     assert (target["source"], target["status"]) == ("db", "COMPLETED")
 
 

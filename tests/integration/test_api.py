@@ -147,3 +147,26 @@ def test_the_home_page_lists_tasks_by_their_newest_event_a_page_at_a_time(client
     # and the page says so
     page = client.get("/?page=2").content.decode()
     assert 'rel="prev"' in page and 'rel="next"' not in page
+
+
+@pytest.mark.django_db
+def test_the_task_page_says_which_clock_placed_the_commits(client, postgres):
+    from lifecycle.models import Event
+
+    # Given a commit copied with its server's commit time, and one without
+    body = {"old_status": None, "new_status": "PENDING", "table": "public.jobs"}
+    Event.objects.create(
+        task_key="clock-a",
+        source="db",
+        kind="insert",
+        status="PENDING",
+        txid=5,
+        body={**body, "database": "app", "committed_at": "2026-12-01T12:00:00.005+00:00"},
+    )
+    Event.objects.create(
+        task_key="clock-b", source="db", kind="insert", status="PENDING", txid=6, body=body
+    )
+    # Then each page names its clock
+    assert "as their server recorded it" in client.get("/tasks/clock-a").content.decode()
+    page = client.get("/tasks/clock-b").content.decode()
+    assert "placed at their write" in page and "250 ms" in page

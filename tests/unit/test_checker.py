@@ -1191,3 +1191,22 @@ def test_a_copied_commit_is_placed_by_its_commit_time_when_the_server_has_one() 
         for e in late
     ]
     assert kinds(check(late)) == ["enqueue_before_commit"]
+
+
+def test_a_commit_time_from_the_server_replaces_the_margin() -> None:
+    # Given a read of the old version 100 ms after the new one was written: within the
+    # margin, so clocks alone cannot say the read began after its commit
+    h = History()
+    h.insert()
+    h.broker("start")
+    running = h.commit(RUNNING)
+    h.read(version=0, snapshot=None, after_ms=100)
+    assert "stale_read" not in kinds(check(h.events))
+    # When the server says the commit came 5 ms after the write
+    committed = (running.at + timedelta(milliseconds=5)).isoformat()  # type: ignore[operator]
+    events = [
+        replace(e, body={**e.body, "committed_at": committed}) if e.id == running.id else e
+        for e in h.events
+    ]
+    # Then the read began after it: stale
+    assert kinds(check(events)) == ["stale_read"]
