@@ -343,15 +343,19 @@ def _drop(conn: Any, variants: list[Variant], had_outbox: bool = True) -> None:
             conn.execute("DROP SCHEMA lifecycle_capture CASCADE")  # the bench created it
         elif exists:
             conn.execute(
-                "DELETE FROM lifecycle_capture.outbox WHERE body->>'table' = %s",
+                "DELETE FROM lifecycle_capture.outbox WHERE table_name = %s",
                 [f"{SCHEMA}.generated"],
             )
 
 
 def _count(conn: Any, variant: Variant) -> int:
-    if variant.name in ("watched", "generated"):
+    if variant.name == "watched":
         row = conn.execute(
-            f"SELECT count(*) FROM {variant.events} WHERE body->>'table' = %s", [variant.table]
+            "SELECT count(*) FROM lifecycle_event WHERE body->>'table' = %s", [variant.table]
+        ).fetchone()
+    elif variant.name == "generated":
+        row = conn.execute(
+            "SELECT count(*) FROM lifecycle_capture.outbox WHERE table_name = %s", [variant.table]
         ).fetchone()
     else:
         row = conn.execute(f"SELECT count(*) FROM {variant.events}").fetchone()

@@ -155,13 +155,18 @@ def _resolve(cur: Any, name: str) -> _Table:
             row = cur.fetchone()
     except DatabaseError as exc:  # e.g. too many dots, or a cross-database reference
         raise CaptureError(f"no table named {name!r}: {str(exc).strip()}") from None
+    return _Table(*table_of(name, row))
+
+
+def table_of(name: str, row: tuple[Any, ...] | None) -> tuple[int, str, str]:
+    """The ``resolve_table`` row of ``name`` as (oid, schema, table), or why it is none."""
     if row is None:
         raise CaptureError(f"no table named {name!r}")
     oid, schema, table, relkind = row
     if relkind not in TABLE_KINDS:
         kind = RELKIND_NAMES.get(relkind, f"a relation of kind {relkind!r}")
         raise CaptureError(f"{schema}.{table} is {kind}, not a table")
-    return _Table(oid, schema, table)
+    return oid, schema, table
 
 
 def _columns(cur: Any, oid: int) -> list[str]:

@@ -63,11 +63,24 @@ def copy_outbox(
         if not rows:
             return total
         events = []
-        for _, uuid, task_key, kind, status, at, txid, body, committed_at in rows:
-            event_body = json.loads(body)
-            event_body["database"] = database
+        for row in rows:
+            (_, uuid, task_key, kind, status, old_status, at, txid, table) = row[:9]
+            changed, values, application_name, pid, user, committed_at = row[9:]
+            body: dict[str, Any] = {
+                "schema": 1,
+                "table": table,
+                "op": kind.upper(),
+                "old_status": old_status,
+                "new_status": status if kind != "delete" else None,
+                "changed": changed,
+                "values": json.loads(values),
+                "application_name": application_name,
+                "pid": pid,
+                "user": user,
+                "database": database,
+            }
             if committed_at is not None:
-                event_body["committed_at"] = committed_at.isoformat()
+                body["committed_at"] = committed_at.isoformat()
             events.append(
                 {
                     "uuid": uuid,
@@ -76,7 +89,7 @@ def copy_outbox(
                     "status": status,
                     "at": at.isoformat(),
                     "txid": txid,
-                    "body": event_body,
+                    "body": body,
                 }
             )
         stored = store.execute(OUTBOX["store_events"], [json.dumps(events)]).rowcount

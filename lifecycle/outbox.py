@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from lifecycle import sql
-from lifecycle.capture import RELKIND_NAMES, TABLE_KINDS, TRIGGER_NAME, CaptureError, WatchedTable
+from lifecycle.capture import TRIGGER_NAME, CaptureError, WatchedTable, table_of
 
 OUTBOX = sql.load("outbox")
 SCHEMA = "lifecycle_capture"
@@ -58,6 +58,11 @@ def install(
         try:
             with conn.transaction():
                 conn.execute(OUTBOX["create_schema"])
+                if not conn.execute(OUTBOX["outbox_layout"]).fetchone()[0]:  # type: ignore[index]
+                    raise CaptureError(
+                        "this database holds an older capture schema; run `lifecycle capture "
+                        "remove --all --database ...` first (it copies what is left)"
+                    )
                 if existing is not None:
                     conn.execute(_drop_trigger(schema, name))
                 function = pgsql.Identifier(SCHEMA, f"capture_{oid}")
@@ -147,27 +152,24 @@ BEGIN
         row_key := OLD.{key}::text;
         row_status := OLD.{status}::text;
     END IF;
-    -- Instrumentation must never fail the writer: a NULL key and an over-long status are
-    -- recorded, not refused.
-    INSERT INTO lifecycle_capture.outbox (task_key, kind, status, at, txid, body)
+    -- Instrumentation must never fail the writer: a NULL key is recorded, not refused
+    -- (and an over-long status is cut when the event is stored).
+    INSERT INTO lifecycle_capture.outbox (
+        task_key, kind, status, old_status, at, txid, table_name, changed, changed_values,
+        application_name, pid, db_user)
     VALUES (
         coalesce(row_key, '(null)'),
         lower(TG_OP),
-        left(row_status, 64),
+        row_status,
+        CASE WHEN TG_OP <> 'INSERT' THEN OLD.{status}::text END,
         clock_timestamp(),
         pg_current_xact_id()::text::bigint,
-        jsonb_build_object(
-            'schema', 1,
-            'table', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
-            'op', TG_OP,
-            'old_status', CASE WHEN TG_OP <> 'INSERT' THEN OLD.{status}::text END,
-            'new_status', CASE WHEN TG_OP <> 'DELETE' THEN NEW.{status}::text END,
-            'changed', to_jsonb(changed),
-            'values', vals,
-            'application_name', current_setting('application_name'),
-            'pid', pg_backend_pid(),
-            'user', session_user
-        )
+        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+        changed,
+        vals,
+        current_setting('application_name'),
+        pg_backend_pid(),
+        session_user
     );
     -- An assignment, not PERFORM: PL/pgSQL evaluates it without starting an executor.
     sent := pg_notify({channel}, '');
@@ -244,13 +246,7 @@ def _resolve(conn: psycopg.Connection[Any], name: str) -> tuple[int, str, str]:
     except psycopg.Error as exc:  # e.g. too many dots, or a cross-database reference
         conn.rollback()
         raise CaptureError(f"no table named {name!r}: {_reason(exc)}") from None
-    if row is None:
-        raise CaptureError(f"no table named {name!r}")
-    oid, schema, table, relkind = row
-    if relkind not in TABLE_KINDS:
-        kind = RELKIND_NAMES.get(relkind, f"a relation of kind {relkind!r}")
-        raise CaptureError(f"{schema}.{table} is {kind}, not a table")
-    return oid, schema, table
+    return table_of(name, row)
 
 
 def _drop_trigger(schema: str, table: str) -> pgsql.Composed:

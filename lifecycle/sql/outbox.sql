@@ -9,15 +9,23 @@ CREATE SCHEMA IF NOT EXISTS lifecycle_capture;
 COMMENT ON SCHEMA lifecycle_capture IS
     'The task lifecycle inspector''s capture: lifecycle capture remove --all drops it.';
 REVOKE ALL ON SCHEMA lifecycle_capture FROM PUBLIC;
+-- Plain columns rather than a JSON body: the writer's transaction pays for the least, and
+-- the follower builds the event's body (README: the event schema) when it copies the row.
 CREATE TABLE IF NOT EXISTS lifecycle_capture.outbox (
     id bigserial PRIMARY KEY,
     uuid uuid NOT NULL DEFAULT gen_random_uuid(),
     task_key text NOT NULL,
     kind text NOT NULL,
     status text,
+    old_status text,
     at timestamptz NOT NULL,
     txid bigint NOT NULL,
-    body jsonb NOT NULL
+    table_name text NOT NULL,
+    changed text[] NOT NULL,
+    changed_values jsonb NOT NULL,
+    application_name text,
+    pid int NOT NULL,
+    db_user text NOT NULL
 );
 REVOKE ALL ON lifecycle_capture.outbox FROM PUBLIC;
 -- No SET search_path here: it would stop PostgreSQL from inlining the call, and the
@@ -27,6 +35,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN length(value::text) > 500
             THEN to_jsonb(left(value #>> '{}', 500) || '…')
             ELSE value END;
+
+-- outbox_layout --
+-- Whether the outbox has this version's columns (an older capture schema does not).
+SELECT count(*) = 1 FROM pg_attribute
+ WHERE attrelid = 'lifecycle_capture.outbox'::regclass AND attname = 'table_name'
+   AND NOT attisdropped
 
 -- schema_exists --
 SELECT to_regclass('lifecycle_capture.outbox') IS NOT NULL
@@ -68,7 +82,8 @@ SELECT current_setting('track_commit_timestamp')::bool
 -- fetch --
 -- Every committed row, oldest first. A row of a transaction still open is invisible and
 -- comes in a later fetch, once it commits: no position to keep, so no id is ever skipped.
-SELECT id, uuid::text, task_key, kind, status, at, txid, body::text,
+SELECT id, uuid::text, task_key, kind, status, old_status, at, txid, table_name, changed,
+       changed_values::text, application_name, pid, db_user,
        CASE WHEN %(commit_times)s THEN pg_xact_commit_timestamp(xmin) END
   FROM lifecycle_capture.outbox
  ORDER BY id
@@ -87,7 +102,7 @@ DROP SCHEMA IF EXISTS lifecycle_capture CASCADE
 -- store_events --
 -- Into the inspector's store: a uuid already there (copied before a crash) is skipped.
 INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)
-SELECT uuid, task_key, 'db', kind, status, at, txid, body, clock_timestamp()
+SELECT uuid, task_key, 'db', kind, left(status, 64), at, txid, body, clock_timestamp()
   FROM jsonb_to_recordset(%s::jsonb)
        AS e(uuid uuid, task_key text, kind text, status text, at timestamptz, txid bigint,
             body jsonb)

@@ -6,7 +6,6 @@ leaves nothing behind there."""
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 import uuid
@@ -153,22 +152,26 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
             for _ in range(3)
         ]
     assert all(store_events(job) == [] for job in jobs)
-    # And the first one already stored by a follower that crashed before deleting it
-    from lifecycle import sql
+    # And a follower that stored them and crashed before its delete reached the first one
     from lifecycle.database import conninfo
+    from lifecycle.follow import copy_outbox
 
     with (
         psycopg.connect(watched, autocommit=True) as app,
         psycopg.connect(conninfo(), autocommit=True) as store,
     ):
-        first = app.execute(
-            "SELECT json_agg(json_build_object('uuid', uuid, 'task_key', task_key, 'kind', kind,"
-            " 'status', status, 'at', at, 'txid', txid, 'body', body))"
-            " FROM lifecycle_capture.outbox WHERE task_key = %s",
+        app.execute(
+            "CREATE TEMP TABLE kept AS SELECT * FROM lifecycle_capture.outbox WHERE task_key = %s",
             [jobs[0]],
-        ).fetchone()[0]  # type: ignore[index]
-        store.execute(sql.load("outbox")["store_events"], [json.dumps(first)])
-    assert len(store_events(jobs[0])) == 1
+        )
+        copy_outbox(app, store, "billing-db")
+        app.execute("INSERT INTO lifecycle_capture.outbox SELECT * FROM kept")
+        # and two more commits while nothing follows
+        jobs += [
+            str(app.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0])  # type: ignore[index]
+            for _ in range(2)
+        ]
+    assert [len(store_events(job)) for job in jobs] == [1, 1, 1, 0, 0]
     # When the follower starts
     follower = start_follower(watched)
     try:
@@ -177,7 +180,7 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
         follower.stop()
         follower.join(5)
     # Then every job has its one insert: nothing lost, nothing doubled
-    assert [len(store_events(job)) for job in jobs] == [1, 1, 1]
+    assert [len(store_events(job)) for job in jobs] == [1, 1, 1, 1, 1]
     assert follower.stats.duplicates == 1
 
 
