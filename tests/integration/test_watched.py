@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -299,7 +300,10 @@ def second_server() -> Iterator[str]:
         capture_output=True,
         timeout=120,
     )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off"
+        " -c track_commit_timestamp=on"  # this server records commit times
+    )
     # -l: the server writes to a file, not to pipes that subprocess.run would wait on.
     subprocess.run(
         [
@@ -357,6 +361,11 @@ def test_a_database_on_another_server_is_followed_too(second_server: str) -> Non
         follower.join(5)
     (event,) = store_events(job)
     assert (event["status"], event["body"]["database"]) == ("queued", "billing-db")
+    # with its commit time, which that server records: after the write, within a second
+    from datetime import datetime
+
+    committed = datetime.fromisoformat(event["body"]["committed_at"])
+    assert timedelta(0) <= committed - event["at"] < timedelta(seconds=1)
     # And removing capture there leaves that server as it was
     removed, cleaned = watching.remove(None, database=second_server)
     assert cleaned and [t.name for _, t in removed] == [TABLE]
