@@ -30,6 +30,7 @@ KINDS = (
     "duplicate_execution",
     "enqueue_before_commit",
     "stuck",
+    "swallowed_error",
     "expectation_mismatch",
 )
 # A read proves it began after a commit, by clocks alone, only this long after the write.
@@ -121,6 +122,7 @@ def check(
         *_duplicate_executions(history),
         *_enqueue_before_commit(history),
         *_stuck(history),
+        *_swallowed_errors(history),
     ]
     if expected is not None:
         findings.extend(_expectation_mismatch(history, expected))
@@ -143,8 +145,10 @@ def arrival_order(
     application's own database (its body names the ``database``) arrives whenever the
     follower copied it, later by any amount (the inspector may have been stopped), so it
     is placed by its commit time where the server records one (``committed_at``), else by
-    the time of its write, among the events that arrived by then: early rather than late,
-    which the rules' margins and snapshots absorb, where late would invent findings.
+    the time of its write, among the events that had arrived in the store by then (their
+    ``received_at``): where it would have arrived had its transaction written it into the
+    store, or a little early, which the rules' margins and snapshots absorb, where late
+    would invent findings.
     """
     ordered = sorted(events, key=lambda e: e.id)
     copied = [e for e in ordered if _copied(e)]
@@ -152,9 +156,9 @@ def arrival_order(
         return ordered, None
     backbone = [e for e in ordered if not _copied(e)]
     if backbone:
-        latest: list[float] = list(
-            itertools.accumulate(((e.at.timestamp() if e.at else 0.0) for e in backbone), max)
-        )
+        # When each had arrived: the store's clock, as a commit written into the store in
+        # its own transaction would have been stamped.
+        latest: list[float] = list(itertools.accumulate((_arrival_time(e) for e in backbone), max))
         slots: dict[int, list[EventRecord]] = {}
         for e in copied:
             when = _commit_time(e)
@@ -168,6 +172,11 @@ def arrival_order(
         ordered = merged
     real_id = {n: e.id for n, e in enumerate(ordered, start=1)}
     return [dataclasses.replace(e, id=n) for n, e in enumerate(ordered, start=1)], real_id
+
+
+def _arrival_time(e: EventRecord) -> float:
+    at = e.received_at or e.at
+    return at.timestamp() if at else 0.0
 
 
 def _copied(e: EventRecord) -> bool:
@@ -513,6 +522,78 @@ def _stuck(h: _History) -> Iterator[Finding]:
         f"but the row's last commit (transaction {last.txid} at {_clock(last.last.at)}) "
         f"left it {last.status}, not in a terminal status.",
     )
+
+
+def _swallowed_errors(h: _History) -> Iterator[Finding]:
+    """An attempt that logged an error, then committed success and acked, in a history where
+    no failure was ever committed: the error was caught and swallowed.
+
+    An attempt is one delivery: from a broker ``start`` to the ``ack`` of the same message
+    and attempt, by the worker's own clock. An error is a log record at ERROR or above, or
+    one at WARNING that carries an exception's traceback (a caught exception logged as a
+    warning, as client libraries do); a plain warning is not one. The attempt's commits are
+    the writes whose time falls between its start and its ack.
+    """
+    if any(e.status in h.lifecycle.failed for e, _ in h.changes if e.kind != "delete"):
+        return
+    succeeded = h.lifecycle.succeeded
+    finishes = [e for e in h.events if e.source == "broker" and e.kind in _FINISHES]
+    for start in (e for e in h.events if e.source == "broker" and e.kind == "start"):
+        end = next((f for f in finishes if f.id > start.id and _same_attempt(start, f)), None)
+        if end is None or end.kind != "ack" or start.at is None or end.at is None:
+            continue
+        errors = [
+            e
+            for e in h.events
+            if e.source == "log"
+            and _is_error(e)
+            and _same_process(start, e)
+            and e.at is not None
+            and start.at <= e.at <= end.at
+        ]
+        commits = [
+            e
+            for e, _ in h.changes
+            if e.kind != "delete"
+            and e.status in succeeded
+            and e.at is not None
+            and start.at <= e.at <= end.at
+        ]
+        if not errors or not commits:
+            continue
+        error, commit = errors[0], commits[-1]
+        logged = str(error.body.get("message") or "")[:160]
+        yield Finding(
+            "swallowed_error",
+            _ids(start, error, commit, end),
+            f"Attempt {start.body.get('attempt', 1)} of message {start.body.get('message_id')} "
+            f"logged {error.kind.upper()} at {_clock(error.at)} ({logged!r}), then committed "
+            f"{commit.status} in transaction {commit.txid} at {_clock(commit.at)} and acked at "
+            f"{_clock(end.at)}; no failure was ever committed, so the error was swallowed.",
+        )
+
+
+_FINISHES = frozenset({"ack", "fail", "nack", "skip"})
+
+
+def _same_attempt(start: EventRecord, finish: EventRecord) -> bool:
+    return start.body.get("message_id") == finish.body.get("message_id") and start.body.get(
+        "attempt"
+    ) == finish.body.get("attempt")
+
+
+def _same_process(start: EventRecord, log: EventRecord) -> bool:
+    """Whether a log record came from the worker thread that ran the attempt, as far as both
+    say (a record that names no pid or thread is not ruled out)."""
+    for key in ("pid", "thread"):
+        a, b = start.body.get(key), log.body.get(key)
+        if a is not None and b is not None and a != b:
+            return False
+    return True
+
+
+def _is_error(log: EventRecord) -> bool:
+    return log.kind in ("error", "critical") or bool(log.body.get("exception"))
 
 
 def _dropped(h: _History, finish: EventRecord) -> bool:

@@ -19,6 +19,12 @@ class Lifecycle:
     terminal: frozenset[str]
     allowed: frozenset[tuple[str, str]]
     running: str | None = None  # entering it twice without a retry is a second execution
+    failed: frozenset[str] = frozenset()  # the terminal statuses that mean failure
+
+    @property
+    def succeeded(self) -> frozenset[str]:
+        """The terminal statuses that mean success."""
+        return self.terminal - self.failed
 
     def is_terminal(self, status: str | None) -> bool:
         return status in self.terminal
@@ -50,5 +56,6 @@ LAB = Lifecycle(
         }
     ),
     running=RUNNING,
+    failed=frozenset({FAILED}),
 )
 DEFAULT = LAB

@@ -30,6 +30,7 @@ COLUMN_NAMES = {
     "duplicate_execution": "dupl",
     "enqueue_before_commit": "enq<c",
     "stuck": "stuck",
+    "swallowed_error": "swallw",
     "expectation_mismatch": "expect",
     "(none)": "none",
 }

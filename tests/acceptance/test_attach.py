@@ -117,7 +117,19 @@ def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     )
     try:
         assert api.stdout is not None and "listening" in api.stdout.readline()
-        yield f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}"
+        # A first job, through to the inspector: the follower has picked up the database
+        # (it reads the watch list every few seconds) and every process is connected.
+        _, first = http("POST", f"{base}/jobs", {"mode": "ok"})
+        wait_for(
+            lambda: (
+                ("broker", "ack") in kinds(timeline(stack, first["id"]))
+                and ("db", "insert") in kinds(timeline(stack, first["id"]))
+            ),
+            45,
+            what="the service's first job on the inspector's timeline",
+        )
+        yield base
     finally:
         for process in (api, worker):
             process.terminate()
@@ -159,11 +171,19 @@ def test_a_foreign_service_is_attached_and_its_lost_commit_is_named_stuck(
         ("broker", "ack"),
         ("api", "read"),
     }
-    body = wait_for(
-        lambda: (b := timeline(stack, job["id"])) and wanted <= kinds(b) and b["findings"] and b,
-        30,
-        what="the foreign task's commits, broker steps, reads and finding",
-    )
+    seen: dict[str, Any] = {}
+
+    def arrived() -> Any:
+        seen.update(timeline(stack, job["id"]))
+        return wanted <= kinds(seen) and seen["findings"] and dict(seen)
+
+    try:
+        body = wait_for(arrived, 45, what="the foreign task's commits, steps, reads and finding")
+    except AssertionError:
+        raise AssertionError(
+            f"on the timeline: {sorted(kinds(seen))}, findings {seen.get('findings')}; "
+            f"missing {sorted(wanted - kinds(seen))}\n" + stack.log()[-3000:]
+        ) from None
     commits = [e for e in body["events"] if e["source"] == "db"]
     assert [c["status"] for c in commits] == ["PENDING", "RUNNING"]
     assert [c["body"]["application_name"] for c in commits] == ["foreign-api", "foreign-worker"]
@@ -198,3 +218,10 @@ def test_a_foreign_workers_swallowed_error_sits_next_to_its_commit(
         e for e in body["events"] if e["source"] == "db" and e["status"] == "COMPLETED"
     )
     assert warning["at"] < completed["at"]
+    # And the checker names it with no expectation given: a WARNING with a traceback, then
+    # a COMPLETED commit and an ack in the same attempt
+    body = wait_for(
+        lambda: (b := timeline(stack, job["id"])) and b["findings"] and b, 15, what="findings"
+    )
+    assert [f["kind"] for f in body["findings"]] == ["swallowed_error"]
+    assert "LLM call failed" in body["findings"][0]["message"]

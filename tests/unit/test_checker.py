@@ -781,9 +781,12 @@ def test_scenario_swallowed_error() -> None:
     findings = check(h.events, expected=FAILED)
 
     # Then the wrong status was born in the worker's commit and no read is blamed
-    assert kinds(findings) == ["expectation_mismatch"]
-    assert findings[0].cause == "committed"
-    assert findings[0].events == (done.id, last.id)
+    assert kinds(findings) == ["swallowed_error", "expectation_mismatch"]
+    mismatch = the("expectation_mismatch", findings)
+    assert mismatch.cause == "committed"
+    assert mismatch.events == (done.id, last.id)
+    # And the swallowed error is named on its own, expectation or not
+    assert kinds(check(h.events)) == ["swallowed_error"]
 
 
 def test_scenario_missing_commit() -> None:
@@ -1210,3 +1213,78 @@ def test_a_commit_time_from_the_server_replaces_the_margin() -> None:
     ]
     # Then the read began after it: stale
     assert kinds(check(events)) == ["stale_read"]
+
+
+# swallowed_error: found with no expectation at all.
+
+
+def swallowing(level: str = "error", exception: str | None = "LLMError: timed out") -> History:
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.log(level, "LLM call failed", exception)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    return h
+
+
+def test_an_error_logged_then_success_committed_and_acked_is_a_swallowed_error() -> None:
+    h = swallowing()
+    (found,) = check(h.events)
+    assert found.kind == "swallowed_error"
+    assert found.events == (2, 4, 5, 6)  # the start, the log, the COMPLETED commit, the ack
+    assert "logged ERROR at 12:00:00.040 ('LLM call failed'), then committed COMPLETED" in (
+        found.message
+    )
+    assert "no failure was ever committed" in found.message
+
+
+def test_a_warning_counts_only_when_it_carries_an_exception() -> None:
+    assert kinds(check(swallowing("warning").events)) == ["swallowed_error"]
+    assert kinds(check(swallowing("warning", exception=None).events)) == []
+
+
+def test_errors_of_a_failed_attempt_that_is_retried_are_not_swallowed() -> None:
+    # Given retry-then-succeeds: the first attempt logs its error and fails, the second
+    # succeeds without one
+    h = History()
+    h.insert()
+    h.broker("start", attempt=1)
+    h.commit(RUNNING)
+    h.log("error", "transient failure on attempt 1", "TransientError")
+    h.commit(PENDING)
+    h.broker("fail", attempt=1, exception="TransientError()")
+    h.broker("retry", attempt=2)
+    h.broker("start", attempt=2)
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack", attempt=2)
+    assert kinds(check(h.events, expected=COMPLETED)) == []
+
+
+def test_no_error_is_swallowed_once_a_failure_was_committed() -> None:
+    # Given the worker committed FAILED and a cleanup path COMPLETED over it
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.log("error", "invalid input", "LabError")
+    h.commit(FAILED)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    # Then that is an overwrite, not a swallowed error
+    assert kinds(check(h.events)) == ["terminal_overwrite"]
+
+
+def test_an_error_from_another_worker_thread_is_not_this_attempts() -> None:
+    h = History()
+    h.insert()
+    h.broker("start", thread="worker-1")
+    h.commit(RUNNING)
+    h.add(
+        "log", "error", body={"message": "other task broke", "exception": "X", "thread": "worker-2"}
+    )
+    h.commit(COMPLETED)
+    h.broker("ack", thread="worker-1")
+    assert kinds(check(h.events)) == []
