@@ -146,7 +146,8 @@ def post_events(request: HttpRequest) -> JsonResponse:
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            good.append((index, events.parse_message(events.encode(item))))
+            events.check_size(events.encode(item))  # the exchange's limit, per event
+            good.append((index, events.validate(item)))
         except events.MalformedEvent as exc:
             rejected.append({"index": index, "error": str(exc)})
         except Exception as exc:  # e.g. RecursionError on a deeply nested body

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
+from lifecycle.client import config as client_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -64,10 +66,10 @@ PROCESS_ROLE = env("LIFECYCLE_PROCESS_ROLE", "django")
 DATABASES["default"]["OPTIONS"].setdefault("application_name", f"lifecycle-{PROCESS_ROLE}")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AMQP_URL = env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+AMQP_URL = env("AMQP_URL", client_config.DEFAULT_AMQP_URL)
 # Prefix of every RabbitMQ name the project declares (exchange, queues), so that several
 # installations, or a test run beside `make run`, share one RabbitMQ without crossing.
-LIFECYCLE_NAMESPACE = env("LIFECYCLE_NAMESPACE", "lifecycle")
+LIFECYCLE_NAMESPACE = env("LIFECYCLE_NAMESPACE", client_config.DEFAULT_NAMESPACE)
 LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")

@@ -45,6 +45,12 @@ def conninfo(*, application_name: str | None = None, dbname: str | None = None) 
     return make_conninfo(**{key: value for key, value in params.items() if value})
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's message as logs and answers show it: its first line (libpq's never
+    repeat a password)."""
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
 def redact(url: str) -> str:
     """A database URL or conninfo as it may be shown: any password replaced by ``***``."""
     try:

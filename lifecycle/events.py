@@ -112,6 +112,20 @@ class IncomingEvent:
     txid: int | None
     body: dict[str, Any]
 
+    def as_row(self) -> tuple[Any, ...]:
+        """The values of ``sql/ingest.sql``'s insert_row, in its order."""
+        body = encode_body(self.body)
+        return (
+            self.uuid,
+            self.task_key,
+            self.source,
+            self.kind,
+            self.status,
+            self.at,
+            self.txid,
+            body,
+        )
+
 
 def clock(at: datetime | None) -> str:
     """HH:MM:SS.mmm in UTC: how events and findings name a time ("" for none)."""
@@ -126,10 +140,14 @@ def encode_body(body: dict[str, Any]) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-def parse_message(raw: bytes) -> IncomingEvent:
-    """Validate one message body; raise MalformedEvent with the reason if it is not an event."""
+def check_size(raw: bytes) -> None:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise MalformedEvent(f"message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES} limit")
+
+
+def parse_message(raw: bytes) -> IncomingEvent:
+    """Validate one message body; raise MalformedEvent with the reason if it is not an event."""
+    check_size(raw)
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

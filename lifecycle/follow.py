@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from lifecycle import sql
-from lifecycle.database import redact
+from lifecycle.database import first_line, redact
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +46,17 @@ def copy_outbox(
     *,
     batch: int = 1000,
     stats: FollowStats | None = None,
+    commit_times: bool | None = None,
 ) -> int:
     """Copy every committed outbox row into the store and delete it; return how many.
 
     Both connections are in autocommit: the store's insert commits before the rows are
-    deleted from the outbox.
+    deleted from the outbox. ``commit_times``: whether that server records them (asked
+    when not given; a follower asks once per connection).
     """
     stats = stats or FollowStats()
-    commit_times = bool(watched.execute(OUTBOX["commit_timestamps"]).fetchone()[0])  # type: ignore[index]
+    if commit_times is None:
+        commit_times = records_commit_times(watched)
     total = 0
     while True:
         rows = watched.execute(
@@ -101,6 +104,12 @@ def copy_outbox(
             return total
 
 
+def records_commit_times(watched: psycopg.Connection[Any]) -> bool:
+    """Whether the watched server records commit times (track_commit_timestamp)."""
+    row = watched.execute(OUTBOX["commit_timestamps"]).fetchone()
+    return bool(row and row[0])
+
+
 @dataclass
 class Follower:
     """Follow one watched database until ``stop``; reconnects by itself."""
@@ -144,7 +153,7 @@ class Follower:
                     self._follow(watched, store)
             except psycopg.Error as exc:
                 self.stats.errors += 1
-                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                reason = first_line(exc)
                 logger.warning(
                     "follow %s (%s): %s; retrying in %.1fs",
                     self.name,
@@ -156,8 +165,9 @@ class Follower:
                 delay = min(delay * 2, 10.0)
 
     def _follow(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
+        commit_times = records_commit_times(watched)
         while not self._stopping.is_set():
-            copy_outbox(watched, store, self.name, stats=self.stats)
+            copy_outbox(watched, store, self.name, stats=self.stats, commit_times=commit_times)
             # Wake on the first notification (and take the rest of a burst with it), or
             # poll: a notification only says "look again".
             for _ in watched.notifies(timeout=self.poll_interval, stop_after=1):
@@ -179,7 +189,7 @@ def follow_all(store_conninfo: str, stop: threading.Event, *, reload_every: floa
             except psycopg.Error as exc:
                 logger.warning(
                     "follow: cannot read the watched databases (%s)",
-                    str(exc).strip().splitlines()[0],
+                    first_line(exc),
                 )
                 wanted = {name: f.url for name, f in followers.items()}
             for name in [n for n in followers if followers[n].url != wanted.get(n)]:

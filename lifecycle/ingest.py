@@ -201,7 +201,7 @@ class Ingestor:
     ) -> tuple[int, list[tuple[int, str]]]:
         """Insert in one transaction; retry while the database is unreachable, never giving up
         (stop() gives up: nothing is acked then). Returns (rows inserted, rows rejected)."""
-        rows = [_row(event) for _, event in good]
+        rows = [event.as_row() for _, event in good]
         delay = 0.5
         while True:
             try:
@@ -329,17 +329,3 @@ class Ingestor:
 
 class _Stopped(Exception):
     """Stop requested while the database was down: leave the batch unacked and return."""
-
-
-def _row(event: events.IncomingEvent) -> tuple[Any, ...]:
-    body = events.encode_body(event.body)
-    return (
-        event.uuid,
-        event.task_key,
-        event.source,
-        event.kind,
-        event.status,
-        event.at,
-        event.txid,
-        body,
-    )

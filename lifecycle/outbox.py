@@ -22,6 +22,7 @@ from psycopg import sql as pgsql
 
 from lifecycle import sql
 from lifecycle.capture import TRIGGER_NAME, CaptureError, WatchedTable, table_of
+from lifecycle.database import first_line
 
 OUTBOX = sql.load("outbox")
 SCHEMA = "lifecycle_capture"
@@ -33,7 +34,7 @@ def connect(conninfo: str, **options: Any) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, connect_timeout=5, **options)
     except psycopg.Error as exc:
-        raise CaptureError(f"cannot connect: {_reason(exc)}") from None
+        raise CaptureError(f"cannot connect: {first_line(exc)}") from None
 
 
 def install(
@@ -86,7 +87,7 @@ def install(
                     )
                 )
         except psycopg.Error as exc:
-            raise CaptureError(f"cannot install on {schema}.{name}: {_reason(exc)}") from None
+            raise CaptureError(f"cannot install on {schema}.{name}: {first_line(exc)}") from None
     return WatchedTable(schema, name, key, status)
 
 
@@ -245,7 +246,7 @@ def _resolve(conn: psycopg.Connection[Any], name: str) -> tuple[int, str, str]:
         row = conn.execute(OUTBOX["resolve_table"], [name]).fetchone()
     except psycopg.Error as exc:  # e.g. too many dots, or a cross-database reference
         conn.rollback()
-        raise CaptureError(f"no table named {name!r}: {_reason(exc)}") from None
+        raise CaptureError(f"no table named {name!r}: {first_line(exc)}") from None
     return table_of(name, row)
 
 
@@ -253,9 +254,3 @@ def _drop_trigger(schema: str, table: str) -> pgsql.Composed:
     return pgsql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
         pgsql.Identifier(TRIGGER_NAME), pgsql.Identifier(schema, table)
     )
-
-
-def _reason(exc: psycopg.Error) -> str:
-    """The server's message, first line: libpq's never repeat a password."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import DataError, connection, transaction
 
 from lifecycle import sql
-from lifecycle.events import EventRecord, IncomingEvent, encode_body
+from lifecycle.events import EventRecord, IncomingEvent
 from lifecycle.models import Event, Run
 
 PAGE_SIZE = 25
@@ -55,10 +55,7 @@ def task_stats(task_keys: list[str] | None) -> dict[str, tuple[int, int]]:
 def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
     """Store validated events (a known uuid is skipped); returns how many were new, and the
     index and reason of each one the database refused (the others are stored anyway)."""
-    rows = [
-        (e.uuid, e.task_key, e.source, e.kind, e.status, e.at, e.txid, encode_body(e.body))
-        for e in events
-    ]
+    rows = [e.as_row() for e in events]
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(INGEST["insert_row"], rows)

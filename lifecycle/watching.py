@@ -57,7 +57,7 @@ def remove(
         if table is None:
             raise CaptureError("say which table, or which --database to remove everything from")
         return [(OWN, capture.remove(table))], False
-    name = _known_name(database)
+    name = _name_of(database)
     if table is not None:
         removed, last = outbox.remove(database, table)
         if not last:
@@ -127,11 +127,6 @@ def _name_of(database: str) -> str:
         return display_name(database)
     except psycopg.ProgrammingError:
         raise CaptureError(f"not a database address: {redact(database)}") from None
-
-
-def _known_name(database: str) -> str:
-    known = WatchedDatabase.objects.filter(url=database).first()
-    return known.name if known is not None else _name_of(database)
 
 
 def _drain(database: str, name: str) -> None:

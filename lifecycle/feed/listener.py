@@ -41,7 +41,7 @@ from typing import Any
 import psycopg
 
 from lifecycle import sql
-from lifecycle.database import conninfo
+from lifecycle.database import conninfo, first_line
 from lifecycle.events import EventRecord
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class LiveFeed:
                 self.connection_errors += 1
                 if self.connected.is_set():
                     self.last_disconnect = time.monotonic()
-                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                reason = first_line(exc)
                 logger.warning("live feed: %s; reconnecting in %.1fs", reason, delay)
             finally:
                 self.connected.clear()
