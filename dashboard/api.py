@@ -21,7 +21,14 @@ from dashboard.render import fields_json
 from lifecycle import events, findings, probe, store
 from lifecycle.http import base_url, json_error
 from lifecycle.models import Run
-from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
+from lifecycle.scenarios import (
+    BodyError,
+    UnknownScenario,
+    all_scenarios,
+    check_body,
+    find_scenario,
+    get_scenario,
+)
 
 
 def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
@@ -36,6 +43,7 @@ def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
         "error": run.error or None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "body": run.body,
         "resubmit_of": run.resubmit_of_id,
         "resubmits": list(run.resubmits.values_list("id", flat=True)),
         "findings": findings.findings_json(run.task_key) if run.task_key else [],
@@ -46,7 +54,33 @@ def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
 
 @require_GET
 def scenarios(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"scenarios": [s.as_json() for s in CATALOGUE.values()]})
+    return JsonResponse({"scenarios": [s.as_json() for s in all_scenarios()]})
+
+
+MAX_RUN_REQUEST = 128 * 1024
+
+
+def run_options(request: HttpRequest) -> dict[str, Any] | JsonResponse:
+    """The options of a request that starts a run: none, or a JSON object whose ``body``
+    (any JSON value) replaces the body the scenario would submit."""
+    if not request.body:
+        return {}
+    if request.content_type != "application/json":
+        return json_error(415, "send the options as JSON, with Content-Type: application/json")
+    if len(request.body) > MAX_RUN_REQUEST:
+        return json_error(413, f"a request holds at most {MAX_RUN_REQUEST} bytes")
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return json_error(400, f"the request is not JSON: {exc}"[:500])
+    if not isinstance(payload, dict) or set(payload) - {"body"}:
+        return json_error(400, 'send {} or {"body": <the JSON body to submit>}')
+    if "body" not in payload:
+        return {}
+    try:
+        return {"body": check_body(payload["body"])}
+    except BodyError as exc:
+        return json_error(400, f"the body {exc}")
 
 
 # Async so that the HTTP submit the probe makes to this same server is not queued behind
@@ -58,7 +92,12 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         return json_error(404, str(exc))
-    run = await sync_to_async(probe.start, thread_sensitive=False)(scenario, base_url(request))
+    options = run_options(request)
+    if isinstance(options, JsonResponse):
+        return options
+    run = await sync_to_async(probe.start, thread_sensitive=False)(
+        scenario, base_url(request), **options
+    )
     body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
     return JsonResponse(body, status=201)
 
@@ -66,11 +105,18 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
 @csrf_exempt
 @require_POST
 async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
+    """The run again, with its body or the one sent (an edit): a new run linked to it."""
     old = await Run.objects.filter(pk=run_id).afirst()
     if old is None:
         return json_error(404, f"no run {run_id}")
+    scenario = find_scenario(old.scenario)
+    if scenario is None:
+        return json_error(409, f"scenario {old.scenario!r} is no longer in the scenario files")
+    options = run_options(request)
+    if isinstance(options, JsonResponse):
+        return options
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        get_scenario(old.scenario), base_url(request), old
+        scenario, base_url(request), old, **options
     )
     body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
     return JsonResponse(body, status=201)

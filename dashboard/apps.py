@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class DashboardConfig(AppConfig):
     name = "dashboard"
     verbose_name = "Lifecycle inspector dashboard"
+
+    def ready(self) -> None:
+        # Every process reads the scenario files now: a bad one stops it before it serves,
+        # naming the file, the line and the reason (ScenarioFileError).
+        from lifecycle import scenarios
+
+        scenarios.activate()

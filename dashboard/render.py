@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from dashboard import dom
+from lifecycle import lifecycles
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, clock
-from lifecycle.lifecycles import COMPLETED, FAILED, PENDING, RUNNING
 from lifecycle.timeline import LANES, EventView, field_text
 
 LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
@@ -36,20 +36,27 @@ def _esc(text: str) -> str:
     return found
 
 
-# A shape for each status of the lab's lifecycle; any other status gets a dot.
-SYMBOLS = {PENDING: "○", RUNNING: "◐", COMPLETED: "✓", FAILED: "✕"}
+# A shape for each role a status plays in its lifecycle (``Lifecycle.role``); a status no
+# lifecycle knows gets a dot.
+SYMBOLS = {"initial": "○", "running": "◐", "other": "◑", "success": "✓", "failure": "✕"}
 EV = dom.EVENT_PREFIX
 
 
-@functools.lru_cache(maxsize=256)
 def status_chip(status: str | None) -> str:
+    """A status as a chip: its shape and colour say its role in the configured lifecycles."""
+    return _status_chip(status, lifecycles.role_of(status))
+
+
+@functools.lru_cache(maxsize=256)
+def _status_chip(status: str | None, role: str | None) -> str:
     label = status or "unknown"
-    symbol = SYMBOLS.get(label, "•")
     return format_html(
-        '<span class="chip st-{}" data-status="{}"><span aria-hidden="true">{}</span> {}</span>',
-        label.lower(),
+        '<span class="chip st-{}" data-status="{}" data-role="{}">'
+        '<span aria-hidden="true">{}</span> {}</span>',
+        role or "unknown",
         label,
-        symbol,
+        role or "unknown",
+        SYMBOLS.get(role or "", "•"),
         label,
     )
 

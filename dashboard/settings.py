@@ -77,6 +77,12 @@ PORT = int(env("PORT", "8000"))
 # Where the scenario probe sends its HTTP requests when it runs outside the web server.
 LAB_BASE_URL = env("LAB_BASE_URL", f"http://{HOST}:{PORT}")
 WORKER_THREADS = int(env("WORKER_THREADS", "8"))
+# The scenario files (README: Scenario files), separated by ":": their scenarios fill the
+# scenario panel and their [lifecycles] describe the captured tables. A bad file stops every
+# process at start-up, naming the file, the line and the reason.
+LIFECYCLE_SCENARIOS = env(
+    "LIFECYCLE_SCENARIOS", str(BASE_DIR / "lifecycle" / "lab" / "scenarios.toml")
+)
 # Dotted path of a (message) -> str function naming the task a Dramatiq message is about.
 LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 

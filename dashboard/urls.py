@@ -12,6 +12,7 @@ pages = [
     path("tasks/<str:task_key>", task.task_page, name="task"),
     path("runs/<int:run_id>", run.run_page, name="run"),
     path("runs/<int:run_id>/resubmit", run.resubmit, name="resubmit"),
+    path("runs/<int:run_id>/edit", run.edit_and_run, name="edit-run"),
     path("runs/<int:run_id>/compare/<int:other_id>", compare.compare_runs, name="compare"),
     path("scenarios/<str:name>", scenario.scenario_page, name="scenario"),
     path("scenarios/<str:name>/runs", run.start_run, name="start-run"),

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from lifecycle import lifecycles
 from lifecycle.events import EventRecord, clock
-from lifecycle.lifecycles import LAB, Lifecycle
+from lifecycle.lifecycles import Lifecycle
 
 KINDS = (
     "stale_read",
@@ -33,6 +34,11 @@ KINDS = (
     "swallowed_error",
     "expectation_mismatch",
 )
+# The causes a finding of these kinds may carry (Finding.cause).
+CAUSES = {
+    "stale_read": ("cached_object", "old_snapshot"),
+    "expectation_mismatch": ("committed", "superseded", "reads_only"),
+}
 # A read proves it began after a commit, by clocks alone, only this long after the write.
 COMMIT_MARGIN = timedelta(milliseconds=250)
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
@@ -102,7 +108,7 @@ def check(
     events: Sequence[EventRecord],
     expected: str | None = None,
     *,
-    lifecycle: Lifecycle = LAB,
+    lifecycle: Lifecycle | None = None,
     margin: timedelta = COMMIT_MARGIN,
 ) -> list[Finding]:
     """Every anomaly in one task's history, sorted by the first event that proves it.
@@ -111,9 +117,11 @@ def check(
     count as starting after it, when only clocks can tell: a ``db`` event carries the time
     of the write, and the commit comes after it (by milliseconds, more under load), and
     processes' clocks may disagree. A snapshot that sees the commit needs no margin.
+
+    ``lifecycle`` defaults to the one of the table the task's commits came from.
     """
     arrived, real_id = arrival_order(events)
-    history = _History(arrived, lifecycle, margin)
+    history = _History(arrived, lifecycle or lifecycles.of_history(arrived), margin)
     findings = [
         *_stale_reads(history),
         *_unwritten_reads(history),

@@ -62,6 +62,8 @@ class Run(models.Model):
     observed = models.CharField(max_length=32, null=True, blank=True)
     error = models.TextField(blank=True, default="")
     base_url = models.TextField(blank=True, default="")
+    # The JSON body the run submitted: its scenario's, or an edit's (null: none was sent).
+    body = models.JSONField(null=True, blank=True)
     # The token of the form that started the run: a double click starts one run, not two.
     request_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
     resubmit_of = models.ForeignKey(

@@ -20,9 +20,15 @@ from typing import Any
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone as dj_timezone
 
-from lifecycle import lifecycles
 from lifecycle.models import Event, Run
-from lifecycle.scenarios import Scenario, get_scenario
+from lifecycle.scenarios import (
+    MAX_SETTLE,
+    MAX_TIMEOUT,
+    Scenario,
+    dig,
+    find_scenario,
+    get_scenario,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +49,30 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def http_json(method: str, url: str, payload: dict[str, Any] | None, client: str) -> Response:
+MAX_RESPONSE = 1024 * 1024  # bytes of a response the probe reads; the rest is not kept
+
+
+def http_json(
+    method: str,
+    url: str,
+    payload: Any,
+    client: str,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
     data = json.dumps(payload).encode() if payload is not None else None
     request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
+    for name, value in headers:
+        request.add_header(name, value)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     request.add_header("Accept", "application/json")
     request.add_header("X-Lifecycle-Client", client)
     sent_at = _utcnow()
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
-            status, raw = resp.status, resp.read()
+            status, raw = resp.status, resp.read(MAX_RESPONSE)
     except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
+        status, raw = exc.code, exc.read(MAX_RESPONSE)
     received_at = _utcnow()
     try:
         body = json.loads(raw) if raw else {}
@@ -63,13 +81,29 @@ def http_json(method: str, url: str, payload: dict[str, Any] | None, client: str
     return Response(status, body if isinstance(body, dict) else {}, sent_at, received_at)
 
 
-def _record(run: Run, kind: str, task_key: str, response: Response | None, **extra: Any) -> None:
+def status_of(scenario: Scenario, response: Response) -> str | None:
+    """The status a response gives, at the scenario's path (None: none there, or not text)."""
+    try:
+        status = dig(response.body, scenario.status_path)
+    except KeyError:
+        return None
+    if isinstance(status, bool) or not isinstance(status, str | int):
+        return None
+    return str(status)[:64]
+
+
+def _record(
+    run: Run,
+    kind: str,
+    task_key: str,
+    response: Response | None,
+    status: str | None = None,
+    **extra: Any,
+) -> None:
     body: dict[str, Any] = {"run": run.id, **extra}
-    status = None
     at = _utcnow()
     if response is not None:
         at = response.sent_at
-        status = response.body.get("status")
         body.update(
             sent_at=response.sent_at.isoformat(),
             received_at=response.received_at.isoformat(),
@@ -81,42 +115,56 @@ def _record(run: Run, kind: str, task_key: str, response: Response | None, **ext
     )
 
 
+_SCENARIO_BODY: Any = object()  # create_run's default: no edited body
+
+
 def create_run(
     scenario: Scenario,
     base_url: str,
     resubmit_of: Run | None = None,
     request_token: str | None = None,
+    body: Any = _SCENARIO_BODY,
 ) -> Run:
+    """A run of the scenario, with its body: ``body`` (an edit's), else the one of the run it
+    resubmits, else the scenario's."""
+    if body is _SCENARIO_BODY:
+        body = resubmit_of.body if resubmit_of is not None else scenario.body
     return Run.objects.create(
         scenario=scenario.name,
         expected=scenario.expected,
         base_url=base_url.rstrip("/"),
+        body=body,
         resubmit_of=resubmit_of,
         request_token=request_token,
     )
 
 
 def submit(run: Run, progress: Progress | None = None) -> bool:
-    """POST the scenario's task; record the response. False (and the run done) on failure."""
+    """Send the scenario's task; record the response. False (and the run done) on failure."""
     scenario = get_scenario(run.scenario)
+    url = scenario.submit_to(run.base_url)
     try:
-        submitted = http_json(
-            "POST", f"{run.base_url}/lab/api/tasks", {"config": scenario.config}, _client(run)
-        )
-        if submitted.http_status != 201:
-            raise RuntimeError(
-                f"submit answered {submitted.http_status}: {submitted.body.get('error', '')}"
-            )
+        submitted = http_json(scenario.method, url, run.body, _client(run), scenario.headers)
+        if not 200 <= submitted.http_status < 300:
+            error = submitted.body.get("error") or submitted.body.get("detail") or ""
+            raise RuntimeError(f"it answered {submitted.http_status} {str(error)[:200]}".rstrip())
+        try:
+            key = dig(submitted.body, scenario.key_path)
+        except KeyError:
+            raise RuntimeError(f"its answer has no task key at {scenario.key_path!r}") from None
+        if isinstance(key, bool) or not isinstance(key, str | int) or not str(key):
+            raise RuntimeError(f"its answer's {scenario.key_path!r} is not a task key: {key!r}")
     except Exception as exc:
         logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
-        run.error = f"could not submit the task to {run.base_url}: {exc}"
+        run.error = f"could not submit the task to {url}: {exc}"
         _finish(run, None)
         return False
-    run.task_key = str(submitted.body["id"])
+    run.task_key = str(key)[:500]
     Run.objects.filter(pk=run.pk).update(task_key=run.task_key)
-    _record(run, "submit", run.task_key, submitted)
+    status = status_of(scenario, submitted)
+    _record(run, "submit", run.task_key, submitted, status)
     if progress:
-        progress(run, submitted.body.get("status"))
+        progress(run, status)
     return True
 
 
@@ -124,18 +172,18 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
     """Poll the submitted task until it is terminal and settled, or the timeout; judge."""
     scenario = get_scenario(run.scenario)
     assert run.task_key
-    url = f"{run.base_url}/lab/api/tasks/{run.task_key}"
+    url = scenario.poll_at(run.base_url, run.task_key)
     observed: str | None = None
     try:
         deadline = time.monotonic() + scenario.timeout
         settled_at: float | None = None  # when the current terminal status was first seen
         while True:
-            response = http_json("GET", url, None, _client(run))
-            _record(run, "read", run.task_key, response)
-            status = response.body.get("status") if response.http_status == 200 else None
+            response = http_json("GET", url, None, _client(run), scenario.headers)
+            status = status_of(scenario, response) if response.http_status == 200 else None
+            _record(run, "read", run.task_key, response, status)
             if status != observed and progress:
                 progress(run, status)
-            if lifecycles.DEFAULT.is_terminal(status):
+            if scenario.lifecycle.is_terminal(status):
                 if status != observed or settled_at is None:
                     settled_at = time.monotonic()
                 if time.monotonic() - settled_at >= scenario.settle:
@@ -192,6 +240,7 @@ def start(
     base_url: str,
     resubmit_of: Run | None = None,
     request_token: str | None = None,
+    body: Any = _SCENARIO_BODY,
 ) -> Run:
     """Create a run, submit its task now, and follow it in a background thread.
 
@@ -203,7 +252,7 @@ def start(
         if existing:
             return existing
     try:
-        run = create_run(scenario, base_url, resubmit_of, request_token=request_token)
+        run = create_run(scenario, base_url, resubmit_of, request_token=request_token, body=body)
     except IntegrityError:  # the other click of a double click won the race
         return Run.objects.get(request_token=request_token)
     if submit(run):
@@ -220,8 +269,11 @@ def expire_if_abandoned(run: Run) -> Run:
     """Close a run nobody follows any more, so it does not read "running" forever."""
     if run.state != Run.State.RUNNING or run.started_at is None:
         return run
-    scenario = get_scenario(run.scenario)
-    limit = scenario.timeout + scenario.settle + ABANDON_AFTER
+    scenario = find_scenario(run.scenario)
+    if scenario is None:  # no longer in the scenario files: the longest a run may take
+        limit = MAX_TIMEOUT + MAX_SETTLE + ABANDON_AFTER
+    else:
+        limit = scenario.timeout + scenario.settle + ABANDON_AFTER
     if (dj_timezone.now() - run.started_at).total_seconds() < limit:
         return run
     run.error = (

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 
 from lifecycle import findings, store
 from lifecycle.checker import KINDS
-from lifecycle.scenarios import CATALOGUE
+from lifecycle.scenarios import all_scenarios
 
 
 def page_number(request: HttpRequest) -> int:
@@ -40,7 +40,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "has_next": has_next,
             "wanted": wanted,
             "kinds": KINDS,
-            "scenarios": list(CATALOGUE.values()),
+            "scenarios": all_scenarios(),
             "token": uuid.uuid4().hex,
         },
     )

@@ -1,9 +1,12 @@
-"""Run (``run.html``): the verdict, the task's timeline, Resubmit and Compare with…; and the
-form posts that start a run (from the scenario panel, or Resubmit)."""
+"""Run (``run.html``): the verdict, the body it submitted, the task's timeline, Resubmit,
+Edit and run, and Compare with…; and the form posts that start a run (from the scenario
+panel, Resubmit, or Edit and run)."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -16,14 +19,26 @@ from dashboard.pages.timeline import timeline_context
 from lifecycle import probe
 from lifecycle.http import base_url
 from lifecycle.models import Run
-from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
+from lifecycle.scenarios import (
+    BodyError,
+    Scenario,
+    UnknownScenario,
+    find_scenario,
+    get_scenario,
+    parse_body,
+)
 
 MAX_TOKEN = 64
 
 
-@require_GET
-def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = probe.expire_if_abandoned(get_object_or_404(Run, pk=run_id))
+def body_text(body: Any) -> str:
+    """A body as the editor shows it: indented JSON ("" for a run that sent none)."""
+    return "" if body is None else json.dumps(body, indent=2, ensure_ascii=False)
+
+
+def _page(
+    request: HttpRequest, run: Run, edited: str | None = None, error: str = "", status: int = 200
+) -> HttpResponse:
     context = timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
     if run.state != Run.State.DONE:
         context["live"] = True
@@ -33,16 +48,29 @@ def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
         {
             **context,
             "run": run,
-            "scenario": CATALOGUE.get(run.scenario),
+            "scenario": find_scenario(run.scenario),
+            "body_text": body_text(run.body),
+            "edited_text": body_text(run.body) if edited is None else edited,
+            "edit_error": error,
             "resubmits": list(run.resubmits.order_by("id")),
             "candidates": compare_candidates(run) if run.task_key else [],
             "token": uuid.uuid4().hex,
         },
+        status=status,
     )
+
+
+@require_GET
+def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    return _page(request, probe.expire_if_abandoned(get_object_or_404(Run, pk=run_id)))
 
 
 def _to_run_page(run: Run) -> HttpResponse:
     return HttpResponseRedirect(reverse("dashboard:run", args=[run.id]), status=303)
+
+
+def _token(request: HttpRequest) -> str | None:
+    return request.POST.get("token", "")[:MAX_TOKEN] or None
 
 
 # Async: the probe's HTTP submit goes to this same server and must not wait behind this
@@ -53,20 +81,44 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
-    token = request.POST.get("token", "")[:MAX_TOKEN] or None
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), None, token
+        scenario, base_url(request), None, _token(request)
+    )
+    return _to_run_page(run)
+
+
+async def _old_run(run_id: int) -> tuple[Run, Scenario]:
+    old = await Run.objects.filter(pk=run_id).afirst()
+    if old is None:
+        raise Http404(f"no run {run_id}")
+    scenario = find_scenario(old.scenario)
+    if scenario is None:
+        raise Http404(f"scenario {old.scenario!r} is no longer in the scenario files")
+    return old, scenario
+
+
+@require_POST
+async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
+    old, scenario = await _old_run(run_id)
+    run = await sync_to_async(probe.start, thread_sensitive=False)(
+        scenario, base_url(request), old, _token(request)
     )
     return _to_run_page(run)
 
 
 @require_POST
-async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
-    old = await Run.objects.filter(pk=run_id).afirst()
-    if old is None:
-        raise Http404(f"no run {run_id}")
-    token = request.POST.get("token", "")[:MAX_TOKEN] or None
+async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Start the run again with the body from the editor; a bad body comes back to the
+    editor with the reason, as typed."""
+    old, scenario = await _old_run(run_id)
+    text = request.POST.get("body", "")
+    try:
+        body = parse_body(text) if text.strip() else None
+    except BodyError as exc:
+        return await sync_to_async(_page, thread_sensitive=False)(
+            request, old, text, f"Not started: {exc}", 400
+        )
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        get_scenario(old.scenario), base_url(request), old, token
+        scenario, base_url(request), old, _token(request), body
     )
     return _to_run_page(run)

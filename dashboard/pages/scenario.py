@@ -33,7 +33,7 @@ def scenario_page(request: HttpRequest, name: str) -> HttpResponse:
             "total": total,
             "failed": failed,
             "failure_rate": 100 * failed / total if total else 0,
-            "config_json": json.dumps(scenario.config),
+            "body_text": json.dumps(scenario.body, indent=2, ensure_ascii=False),
             "token": uuid.uuid4().hex,
         },
     )

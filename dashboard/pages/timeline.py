@@ -37,7 +37,7 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict[str, An
         "lanes": LANES,
         "status": status,
         "event_count": len(records),
-        "live": not lifecycles.DEFAULT.is_terminal(status) or _recent(records),
+        "live": not lifecycles.of_history(records).is_terminal(status) or _recent(records),
         "commit_clock": _commit_clock(records),
     }
 

@@ -9,4 +9,5 @@ SUBCOMMANDS = {
     "capture": "lifecycle.cli.capture",
     "follow": "lifecycle.cli.follow",
     "matrix": "lifecycle.cli.matrix",
+    "scenarios": "lifecycle.cli.scenarios",
 }

@@ -9,13 +9,16 @@ from django.conf import settings
 
 from lifecycle import probe
 from lifecycle.models import Run
-from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
+from lifecycle.scenarios import BodyError, UnknownScenario, get_scenario, parse_body
 
 
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("scenario", help=f"one of: {', '.join(CATALOGUE)}")
+    parser.add_argument("scenario", help="a scenario (`lifecycle scenarios` lists them)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run it N times")
     parser.add_argument("--json", action="store_true", help="print one JSON object per run")
+    parser.add_argument(
+        "--body", default=None, metavar="JSON", help="submit this JSON body instead of its own"
+    )
     parser.add_argument(
         "--base-url",
         default=None,
@@ -33,6 +36,13 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     if options["repeat"] < 1:
         err.write("--repeat must be at least 1")
         return 2
+    edit: dict[str, Any] = {}
+    if options["body"] is not None:
+        try:
+            edit["body"] = parse_body(options["body"])
+        except BodyError as exc:
+            err.write(f"--body: {exc}")
+            return 2
     base_url = (options["base_url"] or settings.LAB_BASE_URL).rstrip("/")
     as_json = options["json"]
     failed = 0
@@ -42,7 +52,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             err.write(f"  run {run.id}: task {run.task_key} is {status}")
 
     for index in range(options["repeat"]):
-        run = probe.create_run(scenario, base_url)
+        run = probe.create_run(scenario, base_url, **edit)
         if not as_json:
             err.write(
                 f"run {run.id}: {scenario.name} ({index + 1}/{options['repeat']}), "

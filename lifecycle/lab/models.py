@@ -10,13 +10,10 @@ from lifecycle import lifecycles
 
 
 class Task(models.Model):
-    class Status(models.TextChoices):
-        """The statuses of the lab's lifecycle (``lifecycle.lifecycles.LAB``)."""
-
-        PENDING = lifecycles.PENDING, "Pending"
-        RUNNING = lifecycles.RUNNING, "Running"
-        COMPLETED = lifecycles.COMPLETED, "Completed"
-        FAILED = lifecycles.FAILED, "Failed"
+    # The statuses of the lab's lifecycle, as it defines them (``lifecycle.lifecycles.LAB``).
+    Status = models.TextChoices(  # type: ignore[call-overload]  # the functional API
+        "Status", [(s, (s, s.title())) for s in lifecycles.LAB.statuses]
+    )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     config = models.JSONField(default=dict)

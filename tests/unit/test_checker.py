@@ -8,7 +8,9 @@ obey every rule, check they are silent, then break them one way at a time.
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lifecycle import lifecycles
 from lifecycle.checker import Finding, Snapshot, check, final_read
 from lifecycle.events import EventRecord
 from lifecycle.lifecycles import COMPLETED, FAILED, PENDING, RUNNING, Lifecycle
@@ -1288,3 +1291,158 @@ def test_an_error_from_another_worker_thread_is_not_this_attempts() -> None:
     h.commit(COMPLETED)
     h.broker("ack", thread="worker-1")
     assert kinds(check(h.events)) == []
+
+
+# Another application's lifecycle (a scenario file's [lifecycles."public.jobs"]): the same
+# histories, their statuses renamed, must give the same findings under its lifecycle.
+
+JOBS = Lifecycle.parse(
+    {
+        "statuses": ["queued", "working", "done", "errored"],
+        "running": "working",
+        "success": ["done"],
+        "failure": ["errored"],
+        "transitions": [
+            "queued -> working",
+            "working -> done",
+            "working -> errored",
+            "working -> queued",
+            "queued -> errored",
+        ],
+    }
+)
+RENAMED = {PENDING: "queued", RUNNING: "working", COMPLETED: "done", FAILED: "errored"}
+
+
+def renamed(events: list[EventRecord], table: str = "public.jobs") -> list[EventRecord]:
+    """The history as the jobs service would record it: its statuses, its table."""
+
+    def name(status: Any) -> Any:
+        return RENAMED.get(status, status)
+
+    out = []
+    for e in events:
+        body = dict(e.body)
+        if e.source == "db":
+            body.update(
+                old_status=name(body.get("old_status")),
+                new_status=name(body.get("new_status")),
+                values={"status": name(e.status)},
+                table=table,
+            )
+        out.append(replace(e, status=name(e.status), body=body))
+    return out
+
+
+def summary(findings: list[Finding]) -> list[tuple[str, str | None, tuple[int, ...]]]:
+    return [(f.kind, f.cause, f.events) for f in findings]
+
+
+@contextlib.contextmanager
+def jobs_table() -> Iterator[None]:
+    """public.jobs has the JOBS lifecycle, as its scenario file would say."""
+    lifecycles.configure({"public.jobs": JOBS})
+    try:
+        yield
+    finally:
+        lifecycles.configure({})
+
+
+@pytest.fixture
+def jobs_configured() -> Iterator[None]:
+    with jobs_table():
+        yield
+
+
+FAULTS = [
+    None,
+    "terminal_overwrite",
+    "forbidden_transition",
+    "duplicate_execution",
+    "enqueue_before_commit",
+    "stuck",
+]
+
+
+@PROPERTY
+@given(plans, st.sampled_from(FAULTS), st.booleans())
+def test_another_lifecycle_gets_the_same_findings_in_its_own_words(
+    plan: Plan, fault: str | None, expect_other: bool
+) -> None:
+    h = live(plan, fault)
+    expected = OTHER_TERMINAL[plan.outcome] if expect_other else plan.outcome
+    want = check(h.events, expected)
+
+    # Given as a parameter, and found from the table the commits came from.
+    given_lc = check(renamed(h.events), RENAMED[expected], lifecycle=JOBS)
+    with jobs_table():
+        found_lc = check(renamed(h.events), RENAMED[expected])
+
+    assert summary(given_lc) == summary(want)
+    assert summary(found_lc) == summary(want)
+    for finding in found_lc:
+        for lab_status in (PENDING, COMPLETED, FAILED):
+            assert f" {lab_status}" not in finding.message, finding.message
+
+
+def test_queued_working_done_errored_gets_the_right_findings(jobs_configured: None) -> None:
+    # Given a job that fails, is then overwritten with done, and is read done
+    h = History()
+    h.insert()
+    h.broker("enqueue")
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(FAILED)
+    h.broker("ack")
+    h.commit(COMPLETED)
+    h.probe()
+    events = renamed(h.events)
+
+    # When it is checked with the lifecycle of its table
+    findings = check(events, "errored")
+
+    # Then the overwrite of a terminal status is named in its own statuses
+    assert kinds(findings) == ["terminal_overwrite", "expectation_mismatch"]
+    assert "terminal status errored for done" in the("terminal_overwrite", findings).message
+
+
+def test_a_swallowed_error_under_another_lifecycle(jobs_configured: None) -> None:
+    h = History()
+    h.insert()
+    h.broker("enqueue")
+    h.broker("start")
+    h.commit(RUNNING)
+    h.log("warning", "LLM call failed", "Traceback (most recent call last): ...")
+    h.commit(COMPLETED)
+    h.broker("ack")
+    h.probe()
+
+    findings = check(renamed(h.events), "errored")
+
+    assert kinds(findings) == ["swallowed_error", "expectation_mismatch"]
+    assert "committed done in transaction" in the("swallowed_error", findings).message
+
+
+def test_a_transition_its_lifecycle_does_not_allow_is_forbidden(jobs_configured: None) -> None:
+    # Given a lifecycle with no retry (working -> queued is not in its transitions)
+    strict = replace(JOBS, allowed=JOBS.allowed - {("working", "queued")})
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(PENDING)
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+
+    assert check(renamed(h.events), lifecycle=JOBS) == []
+    assert kinds(check(renamed(h.events), lifecycle=strict)) == ["forbidden_transition"]
+
+
+def test_an_unconfigured_table_is_judged_by_the_default_lifecycle() -> None:
+    # Without its lifecycle the jobs' statuses are unknown ones: not judged at all.
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(FAILED)
+    h.commit(COMPLETED)
+    assert kinds(check(h.events)) == ["terminal_overwrite"]
+    assert check(renamed(h.events, table="public.unconfigured")) == []

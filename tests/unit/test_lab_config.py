@@ -4,7 +4,7 @@ import pytest
 
 from lifecycle.lab.config import FAULT_SWITCHES, ConfigError, validate_config
 from lifecycle.lab.work import LabError, TransientError, do_work
-from lifecycle.scenarios import CATALOGUE, UnknownScenario, get_scenario
+from lifecycle.scenarios import LAB_FILE, UnknownScenario, get_scenario, load
 
 pytestmark = pytest.mark.unit
 
@@ -50,16 +50,18 @@ def test_fail_times_fails_the_first_attempts_only():
     assert do_work(config, 3) == {"sum": 1, "count": 1}
 
 
-def test_the_catalogue_has_the_clean_scenarios_and_one_per_fault_switch():
-    clean = {name for name, s in CATALOGUE.items() if s.clean}
+def test_the_lab_file_has_the_clean_scenarios_and_one_per_fault_switch():
+    catalogue = load([LAB_FILE]).scenarios
+    clean = {name for name, s in catalogue.items() if s.clean}
     assert {"succeeds", "fails", "slow", "retry-then-succeeds"} <= clean
     for switch in FAULT_SWITCHES:
-        scenario = get_scenario(switch.replace("_", "-"))
-        assert scenario.fault == switch
-        assert scenario.config[switch] is True
-        assert scenario.finding
-    for scenario in CATALOGUE.values():
-        validate_config(scenario.config)
+        scenario = catalogue[switch.replace("_", "-")]
+        assert scenario.bug == switch
+        assert scenario.body["config"][switch] is True
+        assert scenario.findings
+    for scenario in catalogue.values():
+        validate_config(scenario.body["config"])  # the lab API accepts every body
+        assert scenario.submit_url == "/lab/api/tasks"
 
 
 def test_an_unknown_scenario_lists_the_known_ones():

@@ -92,3 +92,31 @@ def test_a_live_task_row_cannot_break_out_of_its_id() -> None:
     # the delete of the old row and the insert of the new are the only swaps
     assert html.count('hx-swap-oob="') == 2
     assert f'id="{escape(dom.task_row_id(key))}"' in html
+
+
+def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycles() -> None:
+    from dashboard.render import status_chip
+    from lifecycle import lifecycles
+    from lifecycle.lifecycles import Lifecycle
+
+    jobs = Lifecycle.parse(
+        {
+            "statuses": ["queued", "working", "done", "errored"],
+            "running": "working",
+            "success": ["done"],
+            "failure": ["errored"],
+            "transitions": ["queued -> working", "working -> done", "working -> errored"],
+        }
+    )
+    lifecycles.configure({"public.jobs": jobs})
+    try:
+        assert 'class="chip st-failure"' in status_chip("errored") and "✕" in status_chip("errored")
+        assert 'class="chip st-success"' in status_chip("done") and "✓" in status_chip("done")
+        assert 'class="chip st-running"' in status_chip("working")
+        assert 'class="chip st-initial"' in status_chip("queued")
+        assert 'class="chip st-failure"' in status_chip("FAILED")  # the default's still
+        assert 'class="chip st-unknown"' in status_chip("<b>odd</b>")
+        assert "&lt;b&gt;odd&lt;/b&gt;" in status_chip("<b>odd</b>")
+    finally:
+        lifecycles.configure({})
+    assert 'class="chip st-unknown"' in status_chip("errored")
