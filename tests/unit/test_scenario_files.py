@@ -269,7 +269,7 @@ def test_a_bad_file_changes_nothing_that_was_active(tmp_path: Path) -> None:
 
 
 def test_the_setting_lists_files_like_path() -> None:
-    assert paths_of(f"/a.toml:  :/b.toml:") == [Path("/a.toml"), Path("/b.toml")]
+    assert paths_of("/a.toml:  :/b.toml:") == [Path("/a.toml"), Path("/b.toml")]
 
 
 def test_dig_follows_dotted_paths_and_list_indexes() -> None:
