@@ -20,6 +20,7 @@ from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
 from lifecycle import events, findings, probe, store
 from lifecycle.http import base_url, json_error
+from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
 from lifecycle.scenarios import (
     BodyError,
@@ -132,13 +133,21 @@ def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
 
 @require_GET
 def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
-    """The task's events in the page's order, each with its lane, summary and findings."""
-    context = timeline_context(task_key, store.expected_for(task_key))
+    """The task's events in the page's order, each with its lane, summary and findings.
+
+    ``?expected=STATUS`` checks it against that final status (the pytest plugin's
+    ``watch(key, expect=...)``); otherwise against its scenario run's, if it has one.
+    """
+    expected = request.GET.get("expected") or store.expected_for(task_key)
+    if expected is not None and len(expected) > MAX_STATUS:
+        return json_error(400, f"expected is a status of at most {MAX_STATUS} characters")
+    context = timeline_context(task_key, expected)
     if not context["events"]:
         return json_error(404, f"no event for task {task_key}")
     return JsonResponse(
         {
             "task": task_key,
+            "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
             "status": context["status"],
             "expected": context["expected"],
             "order": "time at source, then event id",

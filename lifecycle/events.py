@@ -27,7 +27,8 @@ KINDS: dict[str, frozenset[str]] = {
     "broker": frozenset({"enqueue", "start", "ack", "fail", "retry", "nack", "skip"}),
     "api": frozenset({"read"}),
     "log": frozenset({"warning", "error", "critical"}),
-    "probe": frozenset({"submit", "read", "verdict"}),
+    # expect: a test states the final status it expects (the pytest plugin's watch()).
+    "probe": frozenset({"submit", "read", "verdict", "expect"}),
 }
 # Sources the ingestor accepts from the exchange (``db`` only comes from the trigger).
 INGEST_SOURCES = frozenset({"broker", "api", "log", "probe"})

@@ -38,6 +38,22 @@ MAX_BODY = 64 * 1024  # bytes of a submitted JSON body, from a file or an edit
 MAX_TIMEOUT, MAX_SETTLE = 3600.0, 600.0
 MIN_POLL, MAX_POLL = 0.01, 60.0
 KEY = "{key}"
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand(text: str) -> str:
+    """``${NAME}`` replaced by the environment's NAME (URLs and header values may use it,
+    so a file holds no secret and serves every deployment). KeyError names a missing one."""
+    return VARIABLE.sub(lambda m: os.environ[m[1]], text)
+
+
+def _expanded(text: str, key: str, fail: Any) -> str:
+    try:
+        return expand(text)
+    except KeyError as exc:
+        raise fail(
+            key, f"{key} uses ${{{exc.args[0]}}}, which is not set in the environment"
+        ) from None
 
 
 class ScenarioFileError(ImproperlyConfigured):
@@ -259,10 +275,13 @@ def _scenarios(
         raise ScenarioFileError(path, lines.top("title"), "title must be a string")
     base_url = data.get("base_url")
     if base_url is not None:
-        if not isinstance(base_url, str) or not _is_http(base_url):
-            raise ScenarioFileError(
-                path, lines.top("base_url"), "base_url must be an http:// or https:// URL"
+        line = lines.top("base_url")
+        if isinstance(base_url, str):
+            base_url = _expanded(
+                base_url, "base_url", lambda _, reason: ScenarioFileError(path, line, reason)
             )
+        if not isinstance(base_url, str) or not _is_http(base_url):
+            raise ScenarioFileError(path, line, "base_url must be an http:// or https:// URL")
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise ScenarioFileError(path, lines.top("defaults"), "defaults must be a table")
@@ -442,6 +461,7 @@ def _is_http(url: str) -> bool:
 def _url(value: Any, key: str, fail: Any, base_url: str | None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise fail(key, f"{key} must be a URL, or a path such as /api/tasks")
+    value = _expanded(value, key, fail)
     if urllib.parse.urlsplit(value).scheme:
         if not _is_http(value):
             raise fail(key, f"{key} must be an http:// or https:// URL, or a path")
@@ -463,6 +483,8 @@ def _headers(value: Any, fail: Any) -> tuple[tuple[str, str], ...]:
         raise fail("submit.headers", "submit.headers must be a table of name = value")
     headers = []
     for name, text in value.items():
+        if isinstance(text, str):
+            text = _expanded(text, "submit.headers", fail)
         if not HEADER_NAME.match(name) or not isinstance(text, str) or re.search(r"[\r\n\0]", text):
             raise fail("submit.headers", f"header {name!r} needs a token name and a one-line value")
         headers.append((name, text))

@@ -170,10 +170,9 @@ def latest_runs(task_keys: list[str]) -> dict[str, Run]:
 
 
 def expected_for(task_key: str) -> str | None:
-    """What the task's latest scenario run expects (None: not a scenario's task)."""
-    return (
-        Run.objects.filter(task_key=task_key).order_by("-id").values_list("expected", flat=True)
-    ).first()
+    """What the task's latest scenario run expects, else the latest test that stated an
+    expectation (a ``probe.expect`` event, the pytest plugin's); None: nobody expects."""
+    return expected_by_task([task_key]).get(task_key)
 
 
 def expected_by_task(task_keys: list[str]) -> dict[str, str]:
@@ -184,4 +183,14 @@ def expected_by_task(task_keys: list[str]) -> dict[str, str]:
         .distinct("task_key")
         .values_list("task_key", "expected")
     )
-    return {key: expected for key, expected in runs if key}
+    found = {key: expected for key, expected in runs if key}
+    rest = [k for k in task_keys if k not in found]
+    if rest:
+        stated = (
+            Event.objects.filter(task_key__in=rest, source=Event.Source.PROBE, kind="expect")
+            .order_by("task_key", "-id")
+            .distinct("task_key")
+            .values_list("task_key", "status")
+        )
+        found.update({key: status for key, status in stated if status})
+    return found

@@ -164,6 +164,9 @@ class TimelineBuilder:
                     f"verdict {str(b.get('verdict', '')).upper()}: expected "
                     f"{b.get('expected')}, observed {b.get('observed')}"
                 )
+            if r.kind == "expect":
+                test = f" ({str(b['test'])[:160]})" if b.get("test") else ""
+                return f"a test expects {r.status}{test}"
             if r.kind == "submit":
                 return f"submitted → HTTP {b.get('http_status')} {r.status or ''}".rstrip()
             if b.get("http_status") not in (None, 200):

@@ -24,6 +24,7 @@ from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["skip_or_fail"]
+pytest_plugins = ["tests.foreign"]
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +97,22 @@ def http(method: str, url: str, payload: Any = None, raw: bytes | None = None) -
         return status, body.decode(errors="replace")
 
 
+# The foreign service's API listens here (tests/foreign.py), and the stack's scenario files
+# include its scenario file, which reads the address from JOBS_API_URL.
+FOREIGN_API_PORT = free_port()
+SCENARIO_FILES = os.pathsep.join(
+    [
+        str(ROOT / "lifecycle" / "lab" / "scenarios.toml"),
+        str(ROOT / "tests" / "acceptance" / "foreign_service" / "scenarios.toml"),
+    ]
+)
+
+
 def stack_env(port: int) -> dict[str, str]:
     return {
         **os.environ,
+        "LIFECYCLE_SCENARIOS": SCENARIO_FILES,
+        "JOBS_API_URL": f"http://127.0.0.1:{FOREIGN_API_PORT}",
         "DATABASE_URL": test_database_url(),
         "PORT": str(port),
         "LAB_BASE_URL": f"http://127.0.0.1:{port}",

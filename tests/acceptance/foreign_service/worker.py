@@ -1,4 +1,5 @@
-"""The foreign service's Dramatiq worker, on its own broker, with two real bugs.
+"""The foreign service's Dramatiq worker, on its own broker, with two real bugs. Its jobs
+go queued -> working -> done (or errored): statuses of its own, declared in scenarios.toml.
 
     python -m dramatiq worker --processes 1 --threads 2
 
@@ -41,7 +42,7 @@ def call_llm() -> str:
 def process_job(job_id: str) -> None:
     with psycopg.connect(DATABASE, application_name="foreign-worker") as conn:
         mode = conn.execute(
-            "UPDATE jobs SET state = 'RUNNING', updated_at = now() WHERE id = %s RETURNING mode",
+            "UPDATE jobs SET state = 'working', updated_at = now() WHERE id = %s RETURNING mode",
             [job_id],
         ).fetchone()[0]
         conn.commit()
@@ -55,7 +56,7 @@ def process_job(job_id: str) -> None:
         else:
             result = "42"
         conn.execute(
-            "UPDATE jobs SET state = 'COMPLETED', result = %s, updated_at = now() WHERE id = %s",
+            "UPDATE jobs SET state = 'done', result = %s, updated_at = now() WHERE id = %s",
             [result, job_id],
         )
         if mode == "flush_without_commit":

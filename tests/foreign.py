@@ -1,0 +1,149 @@
+"""The foreign service (``tests/acceptance/foreign_service/``), attached exactly as the README
+says, as fixtures: the client alone in its own venv, its own database with capture
+installed, its API and Dramatiq worker running. The session's stack reads its scenario file
+(``JOBS_API_URL`` names the port its API listens on)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from tests.conftest import FOREIGN_API_PORT, ROOT, Stack, http, wait_for
+
+SERVICE = ROOT / "tests" / "acceptance" / "foreign_service"
+SCENARIOS = SERVICE / "scenarios.toml"
+
+
+@pytest.fixture(scope="session")
+def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """README, step 2: the client alone in the service's environment (no Django), with the
+    pytest extra for the plugin."""
+    where = tmp_path_factory.mktemp("foreign-venv")
+    source = where / "client-source"
+    shutil.copytree(
+        ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
+    python = where / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"{source}[dramatiq,psycopg,pytest]"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    found = subprocess.run([str(python), "-c", "import django"], capture_output=True)
+    assert found.returncode != 0, "the client's environment must not have Django"
+    return python
+
+
+@pytest.fixture(scope="module")
+def foreign_db(stack: Stack) -> Iterator[str]:
+    """The service's own database, beside the inspector's on the same server."""
+    from lifecycle.database import conninfo
+
+    name = f"foreign_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    url = conninfo(dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute((SERVICE / "schema.sql").read_text())
+    yield url
+    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
+        conn.execute(
+            pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="module")
+def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
+    """README, steps 1 and 3: capture installed on its table, its worker and API started."""
+    done = stack.manage(
+        "lifecycle",
+        "capture",
+        "install",
+        "public.jobs",
+        "--key",
+        "id",
+        "--status",
+        "state",
+        "--database",
+        foreign_db,
+        "--name",
+        "jobs-db",
+    )
+    assert done.returncode == 0, done.stderr
+    port = FOREIGN_API_PORT
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
+        "JOBS_DATABASE_URL": foreign_db,
+        "JOBS_QUEUE": f"foreign-{uuid.uuid4().hex[:8]}",
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = subprocess.Popen(
+        [
+            str(client_venv),
+            "-m",
+            "dramatiq",
+            "worker",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--queues",
+            env["JOBS_QUEUE"],
+        ],
+        cwd=SERVICE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    api = subprocess.Popen(
+        [str(client_venv), "api.py"], cwd=SERVICE, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert api.stdout is not None and "listening" in api.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        # A first job, through to the inspector: the follower has picked up the database
+        # (it reads the watch list every few seconds) and every process is connected.
+        _, first = http("POST", f"{base}/jobs", {"mode": "ok"})
+        wait_for(
+            lambda: (
+                ("broker", "ack") in kinds(timeline(stack, first["id"]))
+                and ("db", "insert") in kinds(timeline(stack, first["id"]))
+            ),
+            45,
+            what="the service's first job on the inspector's timeline",
+        )
+        yield base
+    finally:
+        for process in (api, worker):
+            process.terminate()
+        for process in (api, worker):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stack.manage("lifecycle", "capture", "remove", "--all", "--database", foreign_db)
+
+
+def timeline(stack: Stack, task: str) -> dict[str, Any]:
+    status, body = stack.get(f"/api/tasks/{task}/timeline")
+    return body if status == 200 else {"events": [], "findings": []}
+
+
+def kinds(body: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(e["source"], e["kind"]) for e in body["events"]}
