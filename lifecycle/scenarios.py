@@ -296,18 +296,27 @@ def _scenarios(
         def fail(
             key: str | None, reason: str, index: int = index, entry: Any = entry
         ) -> ScenarioFileError:
-            top = key.split(".")[0] if key else ""
             line = None
-            if top in entry:
+            if key and _has(entry, key):
                 line = lines.entry(index, key)
-            elif top in defaults:
-                line = lines.key_after(lines.section("defaults"), top)
+            elif key and _has(defaults, key):
+                line = lines.key_after(lines.section("defaults"), key.split(".")[0])
+            elif key:
+                line = lines.entry(index, key.split(".")[0])
             name = entry.get("name") if isinstance(entry.get("name"), str) else f"#{index + 1}"
             return ScenarioFileError(
                 path, line or lines.entry(index, None), f"scenario {name}: {reason}"
             )
 
         yield _scenario(merged, fail, tables, base_url, title, str(path))
+
+
+def _has(table: Any, key: str) -> bool:
+    for part in key.split("."):
+        if not isinstance(table, dict) or part not in table:
+            return False
+        table = table[part]
+    return True
 
 
 def _merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:

@@ -290,3 +290,25 @@ def test_an_edited_body_must_be_json_and_bounded() -> None:
         parse_body('{"x": NaN}')
     with pytest.raises(BodyError, match="more than"):
         parse_body('"' + "x" * MAX_BODY + '"')
+
+
+def test_urls_and_header_values_take_variables_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBS_API_URL", "http://jobs.internal:9000")
+    monkeypatch.setenv("JOBS_TOKEN", "t0ken")
+    text = JOBS.replace('base_url = "http://127.0.0.1:8001"', 'base_url = "${JOBS_API_URL}"')
+    text = text.replace("Bearer s3cret", "Bearer ${JOBS_TOKEN}")
+    ok = load([write(tmp_path, text)]).scenarios["ok"]
+    assert ok.submit_to("http://dashboard") == "http://jobs.internal:9000/jobs"
+    assert ok.headers == (("Authorization", "Bearer t0ken"),)
+
+    monkeypatch.delenv("JOBS_TOKEN")
+    with pytest.raises(ScenarioFileError) as info:
+        load([write(tmp_path, text)])
+    assert "submit.headers uses ${JOBS_TOKEN}, which is not set" in info.value.reason
+    assert (
+        info.value.line
+        == text.splitlines().index(next(line for line in text.splitlines() if "JOBS_TOKEN" in line))
+        + 1
+    )
