@@ -157,6 +157,7 @@ def test_the_plugin_puts_the_permalink_and_the_finding_in_the_failing_tests_repo
     # When the service runs its seed-like test and its clean one, with the plugin
     done = service_pytest(client_venv, stack, service, "-k", "expect_failure or good_job")
     out = done.stdout
+    print(out)  # the report as the service's developer sees it (shown when this test fails)
     # Then the seed-like test fails, and its report says what the inspector saw
     assert done.returncode == 1, out + done.stderr
     assert "1 failed, 1 passed" in out, out
