@@ -5,12 +5,10 @@ Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -19,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
 from lifecycle import events, findings, probe, store
-from lifecycle.http import base_url, json_error
+from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
 from lifecycle.scenarios import (
@@ -66,14 +64,9 @@ def run_options(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     (any JSON value) replaces the body the scenario would submit."""
     if not request.body:
         return {}
-    if request.content_type != "application/json":
-        return json_error(415, "send the options as JSON, with Content-Type: application/json")
-    if len(request.body) > MAX_RUN_REQUEST:
-        return json_error(413, f"a request holds at most {MAX_RUN_REQUEST} bytes")
-    try:
-        payload = json.loads(request.body)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return json_error(400, f"the request is not JSON: {exc}"[:500])
+    payload = json_request(request, MAX_RUN_REQUEST, what="the request", send="the options")
+    if isinstance(payload, JsonResponse):
+        return payload
     if not isinstance(payload, dict) or set(payload) - {"body"}:
         return json_error(400, 'send {} or {"body": <the JSON body to submit>}')
     if "body" not in payload:
@@ -182,16 +175,9 @@ def post_events(request: HttpRequest) -> JsonResponse:
     """
     # Only JSON: a browser cannot send this type cross-site without a preflight, so a web
     # page cannot post events in a visitor's name. (Tokens come with the accounts.)
-    if request.content_type != "application/json":
-        return json_error(415, "send the events as JSON, with Content-Type: application/json")
-    if int(request.headers.get("Content-Length") or 0) > MAX_REQUEST_BYTES:
-        return json_error(413, f"a request holds at most {MAX_REQUEST_BYTES} bytes")
-    try:
-        payload = json.loads(request.body)
-    except RequestDataTooBig:
-        return json_error(413, f"a request holds at most {MAX_REQUEST_BYTES} bytes")
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return json_error(400, f"the body is not JSON: {type(exc).__name__}: {exc}"[:500])
+    payload = json_request(request, MAX_REQUEST_BYTES, what="the body", send="the events")
+    if isinstance(payload, JsonResponse):
+        return payload
     items = payload if isinstance(payload, list) else [payload]
     if not items:
         return json_error(400, "no event: send one event object or a list of them")

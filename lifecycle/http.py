@@ -1,8 +1,13 @@
 """HTTP facts that the dashboard and the lab share: the one JSON error shape of every API
-here, ``{"error": "<what went wrong, for a person>"}``, and a request's own server."""
+here, ``{"error": "<what went wrong, for a person>"}``, a request's own server, and the
+reading of a JSON request."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 
 
@@ -13,3 +18,24 @@ def json_error(status: int, message: str) -> JsonResponse:
 def base_url(request: HttpRequest) -> str:
     """The server that received the request, as the probe reaches it: the lab API there."""
     return request.build_absolute_uri("/").rstrip("/")
+
+
+def json_request(request: HttpRequest, limit: int, *, what: str, send: str) -> Any:
+    """The decoded JSON of a request of at most ``limit`` bytes, or the ``json_error`` that
+    says why not: 415 without a JSON content type ("send <send> as JSON"), 413 past the
+    limit, 400 for bad JSON ("<what> is not JSON")."""
+    if request.content_type != "application/json":
+        return json_error(415, f"send {send} as JSON, with Content-Type: application/json")
+    too_big = json_error(413, f"a request holds at most {limit} bytes")
+    if int(request.headers.get("Content-Length") or 0) > limit:
+        return too_big
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        return too_big
+    if len(raw) > limit:
+        return too_big
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return json_error(400, f"{what} is not JSON: {type(exc).__name__}: {exc}"[:500])

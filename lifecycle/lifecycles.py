@@ -182,14 +182,18 @@ def table_name(name: str) -> str:
     return name if "." in name else f"public.{name}"
 
 
-# The lifecycles of the active scenario files, by table (``configure``).
+# The lifecycles of the active scenario files, by table (``configure``), and the role of
+# each status met so far in them (a chip per event asks: a page of 100,000 events).
 _TABLES: dict[str, Lifecycle] = {}
+_ROLES: dict[str | None, str | None] = {}
+ROLES_KEPT = 1000
 
 
 def configure(tables: Mapping[str, Lifecycle]) -> None:
     """Make these the lifecycles of their tables (the scenario files', at start-up)."""
     _TABLES.clear()
     _TABLES.update({table_name(name): lc for name, lc in tables.items()})
+    _ROLES.clear()
 
 
 def for_table(table: str | None) -> Lifecycle:
@@ -218,7 +222,14 @@ def of_history(events: Iterable[_Event]) -> Lifecycle:
 def role_of(status: str | None, lifecycles: Sequence[Lifecycle] | None = None) -> str | None:
     """A status's role in the first of these lifecycles (all configured ones and the
     default, unless given) that knows it; None for a status none of them knows."""
-    for lifecycle in lifecycles if lifecycles is not None else [*_TABLES.values(), DEFAULT]:
+    if lifecycles is None:
+        if status in _ROLES:
+            return _ROLES[status]
+        found = role_of(status, [*_TABLES.values(), DEFAULT])
+        if len(_ROLES) < ROLES_KEPT:  # statuses come from observed systems: bounded
+            _ROLES[status] = found
+        return found
+    for lifecycle in lifecycles:
         found = lifecycle.role(status)
         if found is not None:
             return found

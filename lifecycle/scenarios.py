@@ -312,10 +312,10 @@ def _scenarios(
 
 
 def _has(table: Any, key: str) -> bool:
-    for part in key.split("."):
-        if not isinstance(table, dict) or part not in table:
-            return False
-        table = table[part]
+    try:
+        dig(table, key)
+    except KeyError:
+        return False
     return True
 
 
