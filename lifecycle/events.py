@@ -31,6 +31,8 @@ KINDS: dict[str, frozenset[str]] = {
     "probe": frozenset({"submit", "read", "verdict", "expect"}),
 }
 # Sources the ingestor accepts from the exchange (``db`` only comes from the trigger).
+MAX_TASK_KEY = 200  # characters of a task key, from any source
+
 INGEST_SOURCES = frozenset({"broker", "api", "log", "probe"})
 
 
@@ -177,8 +179,8 @@ def validate(data: Any) -> IncomingEvent:
     except ValueError:
         raise MalformedEvent(f"uuid {data['uuid']!r} is not a UUID") from None
     task = data["task"]
-    if not isinstance(task, str) or len(task) > 200:
-        raise MalformedEvent("task must be a string of at most 200 characters")
+    if not isinstance(task, str) or len(task) > MAX_TASK_KEY:
+        raise MalformedEvent(f"task must be a string of at most {MAX_TASK_KEY} characters")
     try:
         at = datetime.fromisoformat(str(data["at"]))
     except ValueError:

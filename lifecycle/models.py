@@ -36,7 +36,16 @@ class Event(models.Model):
 
     class Meta:
         db_table = "lifecycle_event"
-        indexes = [models.Index(fields=["task_key", "id"], name="lifecycle_event_task_id")]
+        indexes = [
+            models.Index(fields=["task_key", "id"], name="lifecycle_event_task_id"),
+            # The expectations tests state (probe.expect): few rows, read for every task
+            # the home page lists that has no scenario run (store.expected_by_task).
+            models.Index(
+                fields=["task_key", "-id"],
+                name="lifecycle_event_expect",
+                condition=models.Q(source="probe", kind="expect"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.id} {self.source}.{self.kind} {self.task_key} {self.status or ''}"

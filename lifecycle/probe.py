@@ -20,6 +20,8 @@ from typing import Any
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone as dj_timezone
 
+from lifecycle.events import MAX_TASK_KEY
+from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Event, Run
 from lifecycle.scenarios import (
     MAX_SETTLE,
@@ -89,7 +91,7 @@ def status_of(scenario: Scenario, response: Response) -> str | None:
         return None
     if isinstance(status, bool) or not isinstance(status, str | int):
         return None
-    return str(status)[:64]
+    return str(status)[:MAX_STATUS]
 
 
 def _record(
@@ -154,12 +156,16 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
             raise RuntimeError(f"its answer has no task key at {scenario.key_path!r}") from None
         if isinstance(key, bool) or not isinstance(key, str | int) or not str(key):
             raise RuntimeError(f"its answer's {scenario.key_path!r} is not a task key: {key!r}")
+        if len(str(key)) > MAX_TASK_KEY:
+            raise RuntimeError(
+                f"its task key is {len(str(key))} characters; events hold at most {MAX_TASK_KEY}"
+            )
     except Exception as exc:
         logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
         run.error = f"could not submit the task to {url}: {exc}"
         _finish(run, None)
         return False
-    run.task_key = str(key)[:500]
+    run.task_key = str(key)
     Run.objects.filter(pk=run.pk).update(task_key=run.task_key)
     status = status_of(scenario, submitted)
     _record(run, "submit", run.task_key, submitted, status)

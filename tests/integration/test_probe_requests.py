@@ -1,0 +1,149 @@
+"""The probe against a real HTTP server of its own (a stdlib one in a thread): a scenario's
+method, headers, body, dotted key and status paths, and the answers it refuses."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lifecycle import probe
+from lifecycle.models import Event, Run
+from lifecycle.scenarios import LAB_FILE, Scenario, activate
+
+pytestmark = pytest.mark.integration
+
+
+class Service:
+    """Answers PUT /things with ``submit_answer`` and GET /things/<key> with a done thing;
+    keeps every request it got."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.submit_answer: tuple[int, Any] = (202, {"data": {"thing": {"key": "k/1 #"}}})
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                service.requests.append(
+                    {
+                        "method": "PUT",
+                        "path": self.path,
+                        "auth": self.headers.get("Authorization"),
+                        "body": json.loads(self.rfile.read(length)),
+                    }
+                )
+                self.answer(*service.submit_answer)
+
+            def do_GET(self) -> None:
+                service.requests.append(
+                    {"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")}
+                )
+                self.answer(200, {"thing": {"state": ["x", "finished"]}})
+
+            def answer(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    found = Service()
+    yield found
+    found.server.shutdown()
+    found.server.server_close()
+
+
+def scenario(tmp_path: Path, url: str) -> Scenario:
+    """The things service's scenario, made the process's (with the lab's) like a file in
+    LIFECYCLE_SCENARIOS would be."""
+    path = tmp_path / "things.toml"
+    path.write_text(
+        f"""
+base_url = "{url}"
+[lifecycles.things]
+statuses = ["new", "finished"]
+success = ["finished"]
+transitions = ["new -> finished"]
+
+[[scenarios]]
+name = "thing"
+table = "things"
+expect = "finished"
+settle = 0
+timeout = 2
+poll_interval = 0.05
+[scenarios.submit]
+method = "PUT"
+url = "/things"
+key = "data.thing.key"
+body = [1, "two"]
+headers = {{ Authorization = "Bearer abc" }}
+[scenarios.poll]
+url = "/things/{{key}}"
+status = "thing.state.1"
+"""
+    )
+    return activate(f"{LAB_FILE}:{path}").scenarios["thing"]
+
+
+@pytest.fixture(autouse=True)
+def _lab_scenarios_after() -> Iterator[None]:
+    yield
+    activate(str(LAB_FILE))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scenario_submits_and_polls_as_its_file_says(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    found = scenario(tmp_path, service.url)
+
+    run = probe.execute(probe.create_run(found, "http://unused"))
+
+    assert (run.verdict, run.observed, run.task_key) == (Run.Verdict.PASS, "finished", "k/1 #")
+    submit, poll = service.requests[0], service.requests[1]
+    assert submit == {"method": "PUT", "path": "/things", "auth": "Bearer abc", "body": [1, "two"]}
+    assert poll == {"method": "GET", "path": "/things/k%2F1%20%23", "auth": "Bearer abc"}
+    reads = Event.objects.filter(task_key="k/1 #", source="probe", kind="read")
+    assert set(reads.values_list("status", flat=True)) == {"finished"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ((500, {"error": "boom"}), "it answered 500 boom"),
+        ((201, {"data": {}}), "its answer has no task key at 'data.thing.key'"),
+        ((201, {"data": {"thing": {"key": True}}}), "is not a task key: True"),
+        ((201, {"data": {"thing": {"key": "k" * 201}}}), "201 characters; events hold at most 200"),
+    ],
+)
+def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
+    tmp_path: Path, service: Service, postgres: None, answer: tuple[int, Any], error: str
+) -> None:
+    service.submit_answer = answer
+
+    run = probe.execute(probe.create_run(scenario(tmp_path, service.url), "http://unused"))
+
+    assert run.verdict == Run.Verdict.FAIL and run.task_key is None
+    assert f"could not submit the task to {service.url}/things: " in run.error
+    assert error in run.error
+    assert len(service.requests) == 1  # nothing was polled
