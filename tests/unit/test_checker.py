@@ -707,6 +707,25 @@ def begin(h: History) -> None:
     h.probe()
 
 
+def end(h: History) -> EventRecord:
+    """The run's verdict, which the probe records after its last read."""
+    return h.add("probe", "verdict", body={"run": h.run})
+
+
+def test_a_run_still_polling_has_no_final_read_yet() -> None:
+    # Given a run mid-way: its latest read says RUNNING, where FAILED is expected
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    h.probe()
+    # Then nothing is said of the expectation (a live page asks mid-run)
+    assert check(h.events, expected=FAILED) == []
+    # Until the run has its verdict: the read before it was the final one
+    end(h)
+    assert kinds(check(h.events, expected=FAILED)) == ["expectation_mismatch"]
+
+
 def test_scenario_succeeds_is_clean() -> None:
     h = History()
     begin(h)
@@ -779,6 +798,7 @@ def test_scenario_swallowed_error() -> None:
     h.broker("ack")
     h.read()
     last = h.probe()
+    end(h)
 
     # When the scenario expected FAILED
     findings = check(h.events, expected=FAILED)
@@ -799,6 +819,7 @@ def test_scenario_missing_commit() -> None:
     h.commit(RUNNING)
     h.broker("ack")
     h.probe()
+    end(h)
     findings = check(h.events, expected=COMPLETED)
     assert kinds(findings) == ["stuck", "expectation_mismatch"]
     assert the("expectation_mismatch", findings).cause == "committed"
@@ -813,6 +834,7 @@ def test_scenario_overwrite_after_failure() -> None:
     h.commit(COMPLETED, after_ms=200)  # the "always mark it done" cleanup
     h.broker("ack")
     h.probe()
+    end(h)
     assert kinds(check(h.events, expected=FAILED)) == [
         "terminal_overwrite",
         "expectation_mismatch",
