@@ -249,3 +249,45 @@ def test_names_are_checked_and_quoted_never_spliced(reader, writer):
     finally:
         reader.execute('DROP SCHEMA "cap test" CASCADE')
     assert reader.execute("SELECT to_regclass('lab_task') IS NOT NULL").fetchone() == (True,)
+
+
+def test_a_writers_temp_table_named_like_the_event_table_neither_diverts_nor_suppresses(
+    writer: psycopg.Connection[Any], reader: psycopg.Connection[Any]
+) -> None:
+    # Given a writer whose session has a temp table shaped and named like the event table
+    # (pg_temp comes first on any search_path that does not name it)
+    writer.execute(
+        "CREATE TEMP TABLE lifecycle_event (task_key text, source text, kind text,"
+        " status text, at timestamptz, txid bigint, body jsonb)"
+    )
+    writer.commit()
+    key = str(uuid.uuid4())
+    # When it writes a captured row
+    write(writer, INSERT_TASK, [key, "PENDING"])
+    # Then the event is in the real event table, and the temp table got nothing
+    assert [e["kind"] for e in events_of(reader, key)] == ["insert"]
+    assert writer.execute("SELECT count(*) FROM pg_temp.lifecycle_event").fetchone() == (0,)
+
+
+def test_the_capture_function_is_pinned_and_owned_by_a_role_that_may_only_insert_events(
+    reader: psycopg.Connection[Any],
+) -> None:
+    config, owner, database, superuser = reader.execute(
+        "SELECT p.proconfig, pg_get_userbyid(p.proowner), current_database(), r.rolsuper"
+        " FROM pg_proc p, pg_roles r"
+        " WHERE p.proname = 'lifecycle_capture' AND r.rolname = current_user"
+    ).fetchone()  # type: ignore[misc]
+    assert config == ["search_path=pg_catalog, pg_temp"]
+    if not superuser:
+        pytest.skip("the owner role is made by a superuser's migration")
+    assert owner == f"{database}_lifecycle_capture"[:63]
+    rights = reader.execute(
+        "SELECT has_table_privilege(%(r)s, 'lifecycle_event', 'INSERT'),"
+        " has_table_privilege(%(r)s, 'lifecycle_event', 'SELECT'),"
+        " has_table_privilege(%(r)s, 'lifecycle_event', 'DELETE'),"
+        " has_table_privilege(%(r)s, 'lab_task', 'SELECT'),"
+        " has_schema_privilege(%(r)s, current_schema(), 'CREATE'),"
+        " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %(r)s)",
+        {"r": owner},
+    ).fetchone()
+    assert rights == (True, False, False, False, False, False)

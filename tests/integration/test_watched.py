@@ -120,6 +120,21 @@ def test_commits_reach_the_store_once_with_writer_and_transaction(watched: str) 
         assert conn.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone() == (0,)
 
 
+def test_a_writers_temp_tables_cannot_divert_the_outbox(watched: str) -> None:
+    # Given a writer with temp tables named like the outbox and the event table
+    with psycopg.connect(watched) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE outbox (LIKE lifecycle_capture.outbox);"
+            " CREATE TEMP TABLE lifecycle_event (id bigint)"
+        )
+        # When it writes a captured row
+        conn.execute("INSERT INTO billing.jobs DEFAULT VALUES")
+        conn.commit()
+        # Then the change is in the real outbox, and its temp tables got nothing
+        assert conn.execute("SELECT count(*) FROM pg_temp.outbox").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone() == (1,)
+
+
 def test_an_id_that_commits_after_a_later_one_is_not_lost(watched: str) -> None:
     # Given two writers: the first takes the lower outbox id and commits last
     follower = start_follower(watched)
