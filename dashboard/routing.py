@@ -6,5 +6,5 @@ from dashboard.consumers import FeedConsumer, TaskConsumer
 
 websocket_urlpatterns = [
     path("ws/feed", FeedConsumer.as_asgi()),
-    path("ws/tasks/<str:task_key>", TaskConsumer.as_asgi()),
+    path("ws/tasks/<path:task_key>", TaskConsumer.as_asgi()),  # a key may hold "/"
 ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,8 +54,29 @@ def _without_password(url: str) -> str:
     return repr(parts._replace(netloc=netloc).geturl())
 
 
-SECRET_KEY = env("SECRET_KEY", "dev-only-not-secret-change-me-in-production")
-DEBUG = env_bool("DEBUG", True)
+def secret_key(path: Path) -> str:
+    """The installation's own key: made at random on first start and kept in ``path``
+    (readable by its owner only), so that sessions outlive a restart and no two
+    installations share a key. SECRET_KEY in the environment wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Made before, or by another process of the stack a moment ago: wait for its text.
+        for _ in range(100):
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty: delete it, or set SECRET_KEY") from None
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY") or secret_key(BASE_DIR / "var" / "secret_key")
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [
     h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",") if h
 ]
@@ -102,6 +125,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dashboard.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"

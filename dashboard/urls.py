@@ -9,7 +9,8 @@ from dashboard.pages import compare, home, run, scenario, task
 
 pages = [
     path("", home.home, name="home"),
-    path("tasks/<str:task_key>", task.task_page, name="task"),
+    # path: a task key is the observed system's, and may hold "/" (and anything else).
+    path("tasks/<path:task_key>", task.task_page, name="task"),
     path("runs/<int:run_id>", run.run_page, name="run"),
     path("runs/<int:run_id>/resubmit", run.resubmit, name="resubmit"),
     path("runs/<int:run_id>/edit", run.edit_and_run, name="edit-run"),
@@ -20,7 +21,7 @@ pages = [
     path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
-    path("api/tasks/<str:task_key>/timeline", api.timeline, name="api-timeline"),
+    path("api/tasks/<path:task_key>/timeline", api.timeline, name="api-timeline"),
     path("api/events", api.post_events, name="api-events"),
     path("api/events/<int:event_id>", api.event_fields, name="api-event"),
 ]

@@ -1,5 +1,6 @@
 // The little the pages need beyond htmx: say what we have when a websocket (re)opens,
-// keep forms posting with a CSRF token, and draw the read -> commit link on hover.
+// keep forms posting with a CSRF token, submit auto-submitting filters, and draw the
+// read -> commit link on hover.
 (function () {
   "use strict";
 
@@ -20,6 +21,13 @@
     evt.detail.socketWrapper.send(JSON.stringify({ type: "hello", have: shownEventIds(), tasks: tasks }));
   });
   document.addEventListener("htmx:wsClose", function () { setLiveState("○ reconnecting…", "closed"); });
+
+  // A filter that applies when it changes (no inline handler: the policy allows none).
+  document.addEventListener("change", function (evt) {
+    if (evt.target.matches && evt.target.matches("select[data-autosubmit]")) {
+      evt.target.form.submit();
+    }
+  });
 
   // Fragments pushed over the websocket carry no CSRF token; give their forms the page's.
   function fillCsrf() {

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from lifecycle.client import report_read, task_context
-from lifecycle.http import json_error
+from lifecycle.http import cross_origin, json_error
 from lifecycle.lab.config import ConfigError, validate_config
 from lifecycle.lab.models import Task
 from lifecycle.lab.reads import read_task
@@ -27,6 +27,11 @@ ENQUEUE_BEFORE_COMMIT_DELAY = 0.5
 @csrf_exempt  # a JSON API without cookie authentication: CSRF does not apply
 @require_POST
 def create_task(request: HttpRequest) -> JsonResponse:
+    # The system under test stays open to programs, like an application's API; but another
+    # site's page must not start tasks in a visitor's browser (a text/plain POST needs no
+    # preflight, and the redelivery switch kills the worker).
+    if cross_origin(request):
+        return json_error(403, "cross-origin requests may not create lab tasks")
     try:
         payload = json.loads(request.body or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -170,3 +170,39 @@ def test_the_task_page_says_which_clock_placed_the_commits(client, postgres):
     assert "as their server recorded it" in client.get("/tasks/clock-a").content.decode()
     page = client.get("/tasks/clock-b").content.decode()
     assert "placed at their write" in page and "250 ms" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_ORIGIN": "http://evil.example"},
+        {"HTTP_ORIGIN": "null"},
+        {"HTTP_ORIGIN": "http://testserver:8001"},  # another port is another origin
+        {"HTTP_SEC_FETCH_SITE": "cross-site"},
+    ],
+)
+def test_another_sites_page_cannot_create_lab_tasks(client, postgres, headers):
+    # A simple request: text/plain needs no preflight, so a page elsewhere could send it
+    before = Task.objects.count()
+    response = client.post(
+        "/lab/api/tasks",
+        data=b'{"config": {"redelivery": true}}',
+        content_type="text/plain",
+        **headers,
+    )
+    assert response.status_code == 403
+    assert "cross-origin" in response.json()["error"]
+    assert Task.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lab_api_stays_open_to_programs_and_its_own_pages(client, postgres, rabbitmq):
+    for headers in ({}, {"HTTP_ORIGIN": "http://testserver"}):
+        response = client.post(
+            "/lab/api/tasks",
+            data=b'{"config": {"input": [1]}}',
+            content_type="application/json",
+            **headers,
+        )
+        assert response.status_code == 201, response.content
