@@ -11,9 +11,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard.access import access_of, needs
 from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
 from lifecycle import events, findings, probe, store
@@ -43,6 +43,7 @@ def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "body": run.body,
+        "started_by": run.started_by or None,
         "resubmit_of": run.resubmit_of_id,
         "resubmits": list(run.resubmits.values_list("id", flat=True)),
         "findings": findings.findings_json(run.task_key) if run.task_key else [],
@@ -62,7 +63,7 @@ MAX_RUN_REQUEST = 128 * 1024
 def run_options(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     """The options of a request that starts a run: none, or a JSON object whose ``body``
     (any JSON value) replaces the body the scenario would submit."""
-    if not request.body:
+    if not request.body and request.content_type == "application/json":
         return {}
     payload = json_request(request, MAX_RUN_REQUEST, what="the request", send="the options")
     if isinstance(payload, JsonResponse):
@@ -79,8 +80,8 @@ def run_options(request: HttpRequest) -> dict[str, Any] | JsonResponse:
 
 # Async so that the HTTP submit the probe makes to this same server is not queued behind
 # this request on Django's single thread for sync views.
-@csrf_exempt
 @require_POST
+@needs("run")
 async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     try:
         scenario = get_scenario(name)
@@ -90,14 +91,14 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     if isinstance(options, JsonResponse):
         return options
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), **options
+        scenario, base_url(request), started_by=access_of(request).who, **options
     )
     body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
     return JsonResponse(body, status=201)
 
 
-@csrf_exempt
 @require_POST
+@needs("run")
 async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     """The run again, with its body or the one sent (an edit): a new run linked to it."""
     old = await Run.objects.filter(pk=run_id).afirst()
@@ -110,7 +111,7 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     if isinstance(options, JsonResponse):
         return options
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), old, **options
+        scenario, base_url(request), old, started_by=access_of(request).who, **options
     )
     body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
     return JsonResponse(body, status=201)
@@ -164,8 +165,8 @@ MAX_EVENTS = 1000  # per request
 MAX_REQUEST_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
 
 
-@csrf_exempt  # no cookie makes this request: a JSON body only, see the content type below
 @require_POST
+@needs("run")
 def post_events(request: HttpRequest) -> JsonResponse:
     """Store one schema-1 event, or a list of up to ``MAX_EVENTS``, from any language.
 
@@ -173,8 +174,8 @@ def post_events(request: HttpRequest) -> JsonResponse:
     stored and each bad one answered with its reason, 400 when none is good. A uuid already
     stored is a duplicate, not an error: a client may retry.
     """
-    # Only JSON: a browser cannot send this type cross-site without a preflight, so a web
-    # page cannot post events in a visitor's name. (Tokens come with the accounts.)
+    # Only JSON (a browser cannot send it cross-site without a preflight), from a runner's
+    # token, or a runner's session with its CSRF token.
     payload = json_request(request, MAX_REQUEST_BYTES, what="the body", send="the events")
     if isinstance(payload, JsonResponse):
         return payload

@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from dashboard import fragments
+from dashboard.access import may_read
 from dashboard.render import finding_views
 from lifecycle import findings, store
 from lifecycle.checker import Finding
@@ -55,6 +56,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.subscription: Subscription | None = None
         self.lock = asyncio.Lock()
+        # The session's user (AuthMiddlewareStack), who must be able to read, as for pages;
+        # the origin was checked before (AllowedHostsOriginValidator).
+        if not await database_sync_to_async(may_read)(self.scope):
+            await self.close(code=4403)
+            return
         await self.accept()
 
     async def disconnect(self, code: int) -> None:

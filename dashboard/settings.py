@@ -104,25 +104,41 @@ WORKER_THREADS = int(env("WORKER_THREADS", "8"))
 # scenario panel and their [lifecycles] describe the captured tables. A bad file stops every
 # process at start-up, naming the file, the line and the reason.
 LIFECYCLE_SCENARIOS = env(
-    "LIFECYCLE_SCENARIOS", str(BASE_DIR / "lifecycle" / "lab" / "scenarios.toml")
+    "LIFECYCLE_SCENARIOS",
+    str(BASE_DIR / "lifecycle" / "lab" / "scenarios.toml")
+    if env_bool("LIFECYCLE_LAB", True)
+    else "",
 )
 # Dotted path of a (message) -> str function naming the task a Dramatiq message is about.
 LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 
+# Anyone may read pages, permalinks and websockets (never write): for a trusted network.
+LIFECYCLE_PUBLIC_READ = env_bool("LIFECYCLE_PUBLIC_READ", False)
+# off: no lab at all (no app, no URLs, no worker, no scenarios of its own).
+LIFECYCLE_LAB = env_bool("LIFECYCLE_LAB", True)
+
 INSTALLED_APPS = [
     "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
     "dashboard.apps.DashboardConfig",
     "lifecycle.apps.LifecycleConfig",
-    "lifecycle.lab.apps.LabConfig",
+    *(["lifecycle.lab.apps.LabConfig"] if LIFECYCLE_LAB else []),
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "dashboard.access.AccessMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dashboard.security.ContentSecurityPolicyMiddleware",
@@ -139,6 +155,9 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dashboard.access.context",
             ],
         },
     }
@@ -167,3 +186,10 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"

@@ -1,8 +1,10 @@
-"""Every URL of the dashboard and the lab."""
+"""Every URL of the dashboard, its accounts and admin, and the lab."""
 
 from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.staticfiles.views import serve
 from django.urls import include, path, re_path
-from django.views.static import serve
 
 from dashboard import api
 from dashboard.pages import compare, home, run, scenario, task
@@ -26,9 +28,21 @@ pages = [
     path("api/events/<int:event_id>", api.event_fields, name="api-event"),
 ]
 
+accounts = [
+    path(
+        "login",
+        auth_views.LoginView.as_view(template_name="registration/login.html"),
+        name="login",
+    ),
+    path("logout", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
+
 urlpatterns = [
-    path("lab/", include("lifecycle.lab.urls")),
+    *([path("lab/", include("lifecycle.lab.urls"))] if settings.LIFECYCLE_LAB else []),
+    *accounts,
     path("", include((pages, "dashboard"))),
-    # daphne serves the few static files itself: no separate web server to set up.
-    re_path(r"^static/(?P<path>.*)$", serve, {"document_root": settings.BASE_DIR / "static"}),
+    # daphne serves the few static files itself (ours and the admin's, found by the
+    # staticfiles finders): no separate web server to set up, DEBUG or not.
+    re_path(r"^static/(?P<path>.*)$", serve, {"insecure": True}),
 ]

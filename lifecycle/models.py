@@ -78,6 +78,8 @@ class Run(models.Model):
     resubmit_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmits"
     )
+    # Who started it: a user's name, "token <name>", or "<os user> (cli)".
+    started_by = models.CharField(max_length=200, blank=True, default="")
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -85,6 +87,12 @@ class Run(models.Model):
         db_table = "lifecycle_run"
         ordering = ["-id"]
         indexes = [models.Index(fields=["scenario", "-id"], name="lifecycle_run_scenario")]
+        # The roles (lifecycle.roles) are groups holding these.
+        permissions = [
+            ("read_dashboard", "Can read pages, permalinks, timelines and events"),
+            ("start_run", "Can start, resubmit and edit-and-run scenarios, and post events"),
+            ("manage_capture", "Can manage capture, scenario files and tokens"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.id} {self.scenario} {self.state} {self.verdict or ''}"
@@ -145,3 +153,31 @@ class WatchedDatabase(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ApiToken(models.Model):
+    """A machine's credential for the JSON API (``Authorization: Bearer <token>``).
+
+    Only the SHA-256 of the token is kept; the token itself is printed once, when made
+    (``lifecycle token create``). A revoked token stays listed, and is refused.
+    """
+
+    class Role(models.TextChoices):
+        VIEWER = "viewer"
+        RUNNER = "runner"
+
+    name = models.CharField(max_length=100, unique=True)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)  # the token's first characters, to recognise it
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "lifecycle_api_token"
+        ordering = ["name"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.role}{', revoked' if self.revoked_at else ''})"

@@ -126,9 +126,10 @@ def create_run(
     resubmit_of: Run | None = None,
     request_token: str | None = None,
     body: Any = _SCENARIO_BODY,
+    started_by: str = "",
 ) -> Run:
     """A run of the scenario, with its body: ``body`` (an edit's), else the one of the run it
-    resubmits, else the scenario's."""
+    resubmits, else the scenario's; ``started_by`` says who asked."""
     if body is _SCENARIO_BODY:
         body = resubmit_of.body if resubmit_of is not None else scenario.body
     return Run.objects.create(
@@ -138,6 +139,7 @@ def create_run(
         body=body,
         resubmit_of=resubmit_of,
         request_token=request_token,
+        started_by=started_by[:200],
     )
 
 
@@ -247,6 +249,7 @@ def start(
     resubmit_of: Run | None = None,
     request_token: str | None = None,
     body: Any = _SCENARIO_BODY,
+    started_by: str = "",
 ) -> Run:
     """Create a run, submit its task now, and follow it in a background thread.
 
@@ -258,7 +261,14 @@ def start(
         if existing:
             return existing
     try:
-        run = create_run(scenario, base_url, resubmit_of, request_token=request_token, body=body)
+        run = create_run(
+            scenario,
+            base_url,
+            resubmit_of,
+            request_token=request_token,
+            body=body,
+            started_by=started_by,
+        )
     except IntegrityError:  # the other click of a double click won the race
         return Run.objects.get(request_token=request_token)
     if submit(run):

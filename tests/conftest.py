@@ -59,12 +59,15 @@ class Stack:
     base_url: str
     env: dict[str, str]
     output: list[str] = field(default_factory=list)
+    # A runner's token for the JSON API, and a runner's account for the browser.
+    token: str = ""
+    account: tuple[str, str] = ("", "")
 
     def get(self, path: str) -> tuple[int, Any]:
-        return http("GET", self.base_url + path)
+        return http("GET", self.base_url + path, token=self.token)
 
     def post(self, path: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        return http("POST", self.base_url + path, payload, raw)
+        return http("POST", self.base_url + path, payload, raw, token=self.token)
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -80,12 +83,16 @@ class Stack:
         return "".join(self.output)
 
 
-def http(method: str, url: str, payload: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+def http(
+    method: str, url: str, payload: Any = None, raw: bytes | None = None, token: str = ""
+) -> tuple[int, Any]:
     data = (
         raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
     )
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             status, body = resp.status, resp.read()
@@ -185,6 +192,12 @@ def stack(
     purge_namespace_queues()
     stack = start_stack(free_port())
     try:
+        made = stack.manage("lifecycle", "token", "create", "tests", "--role", "runner")
+        assert made.returncode == 0, made.stderr
+        stack.token = made.stdout.strip()
+        made = stack.manage("lifecycle", "user", "add", "runner-tester", "--role", "runner")
+        assert made.returncode == 0, made.stderr
+        stack.account = ("runner-tester", made.stdout.strip())
         yield stack
     finally:
         stop_stack(stack)
@@ -206,3 +219,25 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def client() -> Any:
+    """Django's test client, logged in as a superuser: tests of the pages and the API see
+    everything (tests of who may do what use ``anonymous_client``)."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, made = get_user_model().objects.get_or_create(
+        username="tester", defaults={"is_superuser": True, "is_staff": True}
+    )
+    logged_in = Client()
+    logged_in.force_login(user)
+    return logged_in
+
+
+@pytest.fixture
+def anonymous_client() -> Any:
+    from django.test import Client
+
+    return Client()

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard.access import access_of, needs
 from dashboard.pages.compare import compare_candidates
 from dashboard.pages.timeline import timeline_context
 from lifecycle import probe
@@ -73,16 +74,21 @@ def _token(request: HttpRequest) -> str | None:
     return request.POST.get("token", "")[:MAX_TOKEN] or None
 
 
+def _who(request: HttpRequest) -> str:
+    return access_of(request).who
+
+
 # Async: the probe's HTTP submit goes to this same server and must not wait behind this
 # request on Django's one thread for sync views.
 @require_POST
+@needs("run")
 async def start_run(request: HttpRequest, name: str) -> HttpResponse:
     try:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), None, _token(request)
+        scenario, base_url(request), None, _token(request), started_by=_who(request)
     )
     return _to_run_page(run)
 
@@ -98,15 +104,17 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 
 
 @require_POST
+@needs("run")
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), old, _token(request)
+        scenario, base_url(request), old, _token(request), started_by=_who(request)
     )
     return _to_run_page(run)
 
 
 @require_POST
+@needs("run")
 async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
     """Start the run again with the body from the editor; a bad body comes back to the
     editor with the reason, as typed."""
@@ -119,6 +127,6 @@ async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
             request, old, text, f"Not started: {exc}", 400
         )
     run = await sync_to_async(probe.start, thread_sensitive=False)(
-        scenario, base_url(request), old, _token(request), body
+        scenario, base_url(request), old, _token(request), body, started_by=_who(request)
     )
     return _to_run_page(run)

@@ -10,4 +10,6 @@ SUBCOMMANDS = {
     "follow": "lifecycle.cli.follow",
     "matrix": "lifecycle.cli.matrix",
     "scenarios": "lifecycle.cli.scenarios",
+    "token": "lifecycle.cli.token",
+    "user": "lifecycle.cli.user",
 }

@@ -7,6 +7,7 @@ clean run. Exits 1 when a target is missed, so it can gate a CI job.
 
 from __future__ import annotations
 
+import getpass
 import json
 import time
 from collections import Counter
@@ -57,7 +58,8 @@ def add_arguments(parser: Any) -> None:
 def one_run(scenario: Scenario, base_url: str) -> tuple[str, list[str], bool, int]:
     """Run once; return the finding kinds and whether the scenario's own finding was there."""
     try:
-        run = probe.execute(probe.create_run(scenario, base_url))
+        who = f"{getpass.getuser()} (matrix)"
+        run = probe.execute(probe.create_run(scenario, base_url, started_by=who))
         time.sleep(SETTLE_EVENTS)
         findings = check(store.task_events(run.task_key), run.expected) if run.task_key else []
         return scenario.name, sorted({f.kind for f in findings}), caught(scenario, findings), run.id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
@@ -52,7 +53,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             err.write(f"  run {run.id}: task {run.task_key} is {status}")
 
     for index in range(options["repeat"]):
-        run = probe.create_run(scenario, base_url, **edit)
+        run = probe.create_run(scenario, base_url, started_by=f"{getpass.getuser()} (cli)", **edit)
         if not as_json:
             err.write(
                 f"run {run.id}: {scenario.name} ({index + 1}/{options['repeat']}), "

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
-from lifecycle import services
+from lifecycle import accounts, services
 from lifecycle.cli.worker import worker_child
 from lifecycle.supervisor import Child, Supervisor, python
 
@@ -43,6 +43,13 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             out.write(f"created database {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         out.write("database migrated")
+    first = accounts.first_admin()
+    if first:
+        out.write(
+            f"\nNo account yet: made the admin account {first[0]!r}, password {first[1]}\n"
+            "  (shown this once; change it at /admin/password_change/, or add accounts with\n"
+            "  `python manage.py lifecycle user add NAME --role viewer|runner|maintainer`)\n"
+        )
 
     host, port = settings.HOST, options["port"] or settings.PORT
     children = [
@@ -51,7 +58,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             python("-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"),
             env={"LIFECYCLE_PROCESS_ROLE": "web"},
         ),
-        worker_child(),
+        *([worker_child()] if settings.LIFECYCLE_LAB else []),
         Child(
             "ingest",
             python("manage.py", "lifecycle", "ingest"),

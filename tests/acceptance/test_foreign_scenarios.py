@@ -140,6 +140,7 @@ def service_pytest(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "JOBS_API_URL": service,
         "LIFECYCLE_URL": stack.base_url,
+        "LIFECYCLE_TOKEN": stack.token,
     }
     return subprocess.run(
         [str(client_venv), "-m", "pytest", "test_jobs_e2e.py", *args],

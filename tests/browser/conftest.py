@@ -30,9 +30,28 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
+def log_in(page: Any, stack: Any) -> None:
+    """Through the login page, as the stack's runner account."""
+    page.goto(stack.base_url + "/login")
+    page.fill("#id_username", stack.account[0])
+    page.fill("#id_password", stack.account[1])
+    page.get_by_test_id("login-submit").click()
+    page.wait_for_selector("[data-testid=logout]")
+
+
+def logged_in_context(browser: Any, stack: Any, **options: Any) -> Any:
+    """A browser context with the runner's session (cookies are per host, not per port:
+    the session also reaches other dashboard processes on 127.0.0.1)."""
+    context = browser.new_context(**options)
+    page = context.new_page()
+    log_in(page, stack)
+    page.close()
+    return context
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def page(browser: Any, stack: Any) -> Iterator[Any]:
+    context = logged_in_context(browser, stack, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
     yield page

@@ -13,6 +13,7 @@ import re
 import pytest
 
 from lifecycle.lab.models import Task
+from tests.browser.conftest import logged_in_context
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.browser
@@ -65,7 +66,7 @@ def test_two_clean_runs_align_and_the_page_reads_without_javascript(stack, brows
     assert (first["verdict"], second["verdict"]) == ("pass", "pass")
 
     # When someone opens their comparison with JavaScript off
-    context = browser.new_context(java_script_enabled=False)
+    context = logged_in_context(browser, stack, java_script_enabled=False)
     try:
         page = context.new_page()
         page.goto(f"{stack.base_url}/runs/{second['id']}/compare/{first['id']}")

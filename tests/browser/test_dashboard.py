@@ -7,6 +7,7 @@ import re
 import pytest
 
 from lifecycle.models import Run
+from tests.browser.conftest import logged_in_context
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +61,7 @@ def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, l
     )
 
     # And someone else opens the first run's permalink: the same events, server-rendered
-    other = browser.new_context()
+    other = logged_in_context(browser, stack)
     try:
         other_page = other.new_page()
         other_page.goto(run_url)
@@ -90,7 +91,7 @@ def test_a_permalink_reads_without_javascript_and_highlights_its_event(stack, br
     timeline = wait_for(settled, 10, 0.2, "the API reads to be ingested")
     failed = next(e for e in timeline["events"] if e["source"] == "db" and e["status"] == "FAILED")
 
-    context = browser.new_context(java_script_enabled=False)
+    context = logged_in_context(browser, stack, java_script_enabled=False)
     try:
         page = context.new_page()
         page.goto(f"{run['url']}#event-{failed['id']}")

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from lifecycle.models import Event
+from tests.browser.conftest import logged_in_context
 from tests.conftest import ROOT, free_port, http, wait_for
 
 pytestmark = pytest.mark.browser
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.browser
 class Web:
     """One more dashboard process (daphne) on its own port, which a test can restart."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], token: str) -> None:
+        self.token = token
         self.port = free_port()
         self.env = {**env, "PORT": str(self.port), "LIFECYCLE_PROCESS_ROLE": "web"}
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,7 +46,7 @@ class Web:
 
     def up(self) -> bool:
         try:
-            return http("GET", self.url + "/api/scenarios")[0] == 200
+            return http("GET", self.url + "/api/scenarios", token=self.token)[0] == 200
         except OSError:
             return False
 
@@ -56,7 +58,7 @@ class Web:
 
 @pytest.fixture
 def second_web(stack):
-    web = Web(stack.env)
+    web = Web(stack.env, stack.token)
     web.start()
     try:
         yield web
@@ -76,7 +78,7 @@ def test_two_dashboard_processes_both_push_every_event(stack, second_web, browse
     Event.objects.create(task_key=task, source="api", kind="read", status="PENDING")
     pages = []
     for base in (stack.base_url, second_web.url):
-        page = browser.new_page()
+        page = logged_in_context(browser, stack).new_page()
         page.goto(f"{base}/tasks/{task}")
         page.wait_for_selector("[data-testid=live-state][data-state=open]")
         pages.append(page)
@@ -101,7 +103,7 @@ def test_a_dropped_websocket_reconnects_and_catches_up_exactly(stack, second_web
     # Given a viewer of a task, live through a dashboard process
     task = f"reconnect-{uuid.uuid4()}"
     first = Event.objects.create(task_key=task, source="api", kind="read", status="PENDING")
-    page = browser.new_page()
+    page = logged_in_context(browser, stack).new_page()
     page.goto(f"{second_web.url}/tasks/{task}")
     page.wait_for_selector("[data-testid=live-state][data-state=open]")
     page.evaluate("window.__sameDocument = true")

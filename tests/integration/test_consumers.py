@@ -52,6 +52,12 @@ async def received_ids(
     return ids
 
 
+@pytest.fixture(autouse=True)
+def _public_read(settings):
+    # These sockets carry no session: reading is open here (test_access covers refusal).
+    settings.LIFECYCLE_PUBLIC_READ = True
+
+
 @pytest.fixture
 async def hub(postgres):
     yield get_hub()

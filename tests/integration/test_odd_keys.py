@@ -39,7 +39,8 @@ def test_an_odd_key_opens_its_page_and_its_json(client, postgres, key: str) -> N
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_an_odd_keys_websocket_follows_it(postgres) -> None:
+async def test_an_odd_keys_websocket_follows_it(postgres, settings) -> None:
+    settings.LIFECYCLE_PUBLIC_READ = True  # a socket without a session (see test_access)
     from channels.db import database_sync_to_async
 
     from lifecycle.feed.hub import get_hub
