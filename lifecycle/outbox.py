@@ -15,6 +15,7 @@ goes into the generated DDL, quoted by ``psycopg.sql``.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from lifecycle import sql
 from lifecycle.capture import TRIGGER_NAME, CaptureError, WatchedTable, table_of
 from lifecycle.database import first_line
 
+logger = logging.getLogger(__name__)
 OUTBOX = sql.load("outbox")
 SCHEMA = "lifecycle_capture"
 CHANNEL = "lifecycle_capture"
@@ -68,6 +70,7 @@ def install(
                     conn.execute(_drop_trigger(schema, name))
                 function = pgsql.Identifier(SCHEMA, f"capture_{oid}")
                 conn.execute(capture_function(function, columns, key, status))
+                _give_to_owner_role(conn, function)
                 conn.execute(
                     pgsql.SQL("COMMENT ON FUNCTION {}() IS {}").format(
                         function,
@@ -216,7 +219,42 @@ def remove_all(conninfo: str) -> list[WatchedTable]:
             for t in tables:
                 conn.execute(_drop_trigger(t.schema, t.table))
             conn.execute(OUTBOX["drop_schema"])
+            superuser, database = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+            if superuser:
+                try:
+                    with conn.transaction():  # a savepoint: a role still in use elsewhere stays
+                        conn.execute(_with_role(OUTBOX["drop_owner_role"], owner_role(database)))
+                except psycopg.Error as exc:
+                    logger.warning("kept the role %s: %s", owner_role(database), first_line(exc))
     return tables
+
+
+def owner_role(database: str) -> str:
+    """The role that owns a database's capture functions (cluster-wide, so named by it)."""
+    return f"{database}_lifecycle_capture"[:63]
+
+
+def _with_role(block: str, role: str) -> pgsql.Composed:
+    return pgsql.SQL(block).format(role=pgsql.Identifier(role), role_literal=pgsql.Literal(role))
+
+
+def _give_to_owner_role(conn: psycopg.Connection[Any], function: pgsql.Identifier) -> None:
+    """Run as a superuser, hand the function to a role that may only insert into the
+    outbox: the code every writer runs with its owner's rights can do no more. Run as
+    another user (who may not make roles), the function stays that user's."""
+    superuser, database = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+    if not superuser:
+        return
+    role = pgsql.Identifier(owner_role(database))
+    conn.execute(_with_role(OUTBOX["owner_role"], owner_role(database)))
+    # A new owner needs CREATE on the function's schema when it is given it: that moment only.
+    conn.execute(
+        pgsql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(pgsql.Identifier(SCHEMA), role)
+    )
+    conn.execute(pgsql.SQL("ALTER FUNCTION {}() OWNER TO {}").format(function, role))
+    conn.execute(
+        pgsql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(pgsql.Identifier(SCHEMA), role)
+    )
 
 
 def watched(conninfo: str) -> list[WatchedTable]:

@@ -62,6 +62,11 @@ def foreign_db(stack: Stack) -> Iterator[str]:
         conn.execute(
             pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
         )
+        conn.execute(  # the capture functions' owner role outlives the database
+            pgsql.SQL("DROP ROLE IF EXISTS {}").format(
+                pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
+            )
+        )
 
 
 @pytest.fixture(scope="module")

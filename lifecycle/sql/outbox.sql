@@ -99,6 +99,27 @@ SELECT count(*) FROM lifecycle_capture.outbox
 -- drop_schema --
 DROP SCHEMA IF EXISTS lifecycle_capture CASCADE
 
+-- is_superuser --
+SELECT rolsuper, current_database() FROM pg_roles WHERE rolname = current_user
+
+-- owner_role --
+-- The role that owns the generated functions: no login, the right to insert into the
+-- outbox, nothing else ({role}, {role_literal}: the database's, made by outbox.py).
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {role_literal}) THEN
+        CREATE ROLE {role} NOLOGIN;
+    END IF;
+END
+$do$;
+GRANT USAGE ON SCHEMA lifecycle_capture TO {role};
+GRANT INSERT ON lifecycle_capture.outbox TO {role};
+GRANT USAGE ON SEQUENCE lifecycle_capture.outbox_id_seq TO {role}
+
+-- drop_owner_role --
+-- After the schema is gone, the role owns nothing here and holds no grant.
+DROP ROLE IF EXISTS {role}
+
 -- store_events --
 -- Into the inspector's store: a uuid already there (copied before a crash) is skipped.
 INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)

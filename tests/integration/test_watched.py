@@ -50,6 +50,12 @@ def app_db() -> Iterator[str]:
             conn.execute(
                 pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
             )
+            # The capture functions' owner role is the cluster's: it outlives the database.
+            conn.execute(
+                pgsql.SQL("DROP ROLE IF EXISTS {}").format(
+                    pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
+                )
+            )
 
 
 @pytest.fixture
@@ -133,6 +139,43 @@ def test_a_writers_temp_tables_cannot_divert_the_outbox(watched: str) -> None:
         # Then the change is in the real outbox, and its temp tables got nothing
         assert conn.execute("SELECT count(*) FROM pg_temp.outbox").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone() == (1,)
+
+
+def test_the_capture_functions_are_owned_by_a_role_that_may_only_write_the_outbox(
+    watched: str,
+) -> None:
+    from lifecycle import outbox
+
+    with psycopg.connect(watched) as conn:
+        superuser, database = conn.execute(
+            "SELECT rolsuper, current_database() FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()  # type: ignore[misc]
+        if not superuser:
+            pytest.skip("the owner role is made by a superuser's install")
+        role = outbox.owner_role(database)
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(proowner), proconfig FROM pg_proc"
+            " WHERE pronamespace = 'lifecycle_capture'::regnamespace AND proname LIKE 'capture_%'"
+        ).fetchall()
+        assert owners == [(role, ["search_path=pg_catalog, pg_temp"])]
+        rights = conn.execute(
+            "SELECT has_table_privilege(%(r)s, 'lifecycle_capture.outbox', 'INSERT'),"
+            " has_table_privilege(%(r)s, 'lifecycle_capture.outbox', 'SELECT'),"
+            " has_table_privilege(%(r)s, 'billing.jobs', 'SELECT'),"
+            " has_schema_privilege(%(r)s, 'lifecycle_capture', 'CREATE'),"
+            " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %(r)s)",
+            {"r": role},
+        ).fetchone()
+        assert rights == (True, False, False, False, False)
+        # And the writers' commits still reach the outbox through it
+        conn.execute("INSERT INTO billing.jobs DEFAULT VALUES")
+        conn.commit()
+        assert conn.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone() == (1,)
+    # Removing the last table takes the role away with the schema
+    outbox.remove_all(watched)
+    with psycopg.connect(watched) as conn:
+        gone = conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", [role])
+        assert gone.fetchone() == (0,)
 
 
 def test_an_id_that_commits_after_a_later_one_is_not_lost(watched: str) -> None:
