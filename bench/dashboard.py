@@ -82,6 +82,15 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     return 0 if ok else 1
 
 
+def _bench_user() -> Any:
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(
+        username="bench-reader", defaults={"is_superuser": True}
+    )
+    return user
+
+
 # -- (a) websocket latency ----------------------------------------------------------------------
 
 
@@ -127,7 +136,12 @@ def bench_websocket(
                 "dashboard.asgi:application",
             ],
             cwd=ROOT,
-            env={**os.environ, "LIFECYCLE_PROCESS_ROLE": "bench-web"},
+            # The clients carry no session: reading is open for this server only.
+            env={
+                **os.environ,
+                "LIFECYCLE_PROCESS_ROLE": "bench-web",
+                "LIFECYCLE_PUBLIC_READ": "true",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -551,6 +565,7 @@ def _render_one(count: int, repeat: int) -> dict[str, float]:
     key = f"bench-render-{uuid.uuid4()}"
     host = "testserver" if "testserver" in settings.ALLOWED_HOSTS else settings.ALLOWED_HOSTS[0]
     client = Client(HTTP_HOST=host.strip("[]") if host != "*" else "127.0.0.1")
+    client.force_login(_bench_user())  # the page a logged-in reader gets, not the login's
     _insert_history(key, count)
     try:
         # The first GET runs the checker (nothing stored for this history yet) and loads
