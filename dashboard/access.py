@@ -26,8 +26,8 @@ from lifecycle import roles, tokens
 from lifecycle.http import json_error
 
 # Paths that are not the dashboard's: the lab (the system under test, open like any
-# application's API), the static files, the login page and the admin (its own login).
-OPEN_PREFIXES = ("/lab/", "/static/", "/login", "/admin/")
+# application's API), the static files, logging in and out, and the admin (its own login).
+OPEN_PREFIXES = ("/lab/", "/static/", "/login", "/logout", "/admin/")
 
 
 @dataclass(frozen=True)

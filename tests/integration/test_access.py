@@ -188,3 +188,14 @@ async def test_a_websocket_needs_a_reader_from_this_origin(postgres):
     assert (await connect("/ws/feed", b"http://127.0.0.1", cookie))[0] is True
     assert (await connect("/ws/tasks/x", b"http://127.0.0.1", cookie))[0] is True
     assert (await connect("/ws/feed", b"http://evil.example", cookie))[0] is False
+
+
+def test_an_account_without_a_role_is_told_so_and_can_log_out(postgres):
+    name = f"norole-{uuid.uuid4().hex[:6]}"
+    get_user_model().objects.create_user(name, password="pw-1234567")
+    c = Client()
+    assert c.login(username=name, password="pw-1234567")
+    page = c.get("/", follow=True)
+    assert b"Your account may not open that page." in page.content
+    assert c.post("/logout").status_code == 302
+    assert "_auth_user_id" not in c.session
