@@ -129,8 +129,8 @@ def stack_env(port: int) -> dict[str, str]:
     }
 
 
-def start_stack(port: int) -> Stack:
-    env = stack_env(port)
+def start_stack(port: int, **overrides: str) -> Stack:
+    env = {**stack_env(port), **overrides}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
         cwd=ROOT,

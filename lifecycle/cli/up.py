@@ -31,12 +31,38 @@ def _wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def port_taken(host: str, port: int) -> str:
+    """Why the web port cannot be used ("" when it can)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as daphne binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return (
+                f"port {port} on {host} is taken ({exc.strerror}): another `make run`, or "
+                "another server; stop it, or choose another with PORT=..."
+            )
+    return ""
+
+
 def handle(command: Any, options: dict[str, Any]) -> int:
     out, err = command.stdout, command.stderr
     problems = [p for p in (services.check_postgres(), services.check_rabbitmq()) if p]
     if problems:
         for problem in problems:
             err.write(str(problem))
+        return 2
+    host, port = settings.HOST, options["port"] or settings.PORT
+    refusal = port_taken(host, port)
+    lock: services.StackLock | None = None
+    if not refusal:
+        got = services.stack_lock(settings.LIFECYCLE_NAMESPACE)
+        if isinstance(got, str):
+            refusal = got
+        else:
+            lock = got
+    if refusal or lock is None:  # before any process starts: a second stack's worker would compete
+        err.write(refusal)
         return 2
     if not options["no_migrate"]:
         if services.ensure_database():
@@ -51,7 +77,6 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             "  `python manage.py lifecycle user add NAME --role viewer|runner|maintainer`)\n"
         )
 
-    host, port = settings.HOST, options["port"] or settings.PORT
     children = [
         Child(
             "web",
@@ -73,7 +98,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         ),
     ]
     supervisor = Supervisor(children, log=out.write)
-    supervisor.start()
+    supervisor.start()  # the stack lock is held (its connection open) until this returns
     if _wait_for_port(host, port, timeout=30):
         out.write(f"\nDashboard: http://{host}:{port}/   (Ctrl-C stops every process)\n")
     else:
@@ -81,4 +106,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         supervisor.stop()
         return 1
     sys.stdout.flush()
-    return supervisor.watch()
+    try:
+        return supervisor.watch()
+    finally:
+        lock.release()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,11 +16,11 @@ from tests.conftest import ROOT, free_port, start_stack, stop_stack
 pytestmark = pytest.mark.acceptance
 
 
-def up(env_overrides: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+def up(env_overrides: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     env = {**os.environ, **env_overrides}
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "manage.py", "lifecycle", "up"],
+        [sys.executable, "manage.py", "lifecycle", "up", *args],
         cwd=ROOT,
         env=env,
         text=True,
@@ -73,8 +74,9 @@ def alive(pid: int) -> bool:
 
 
 def test_ctrl_c_stops_every_process(postgres, rabbitmq, django_db_setup):
-    # Given the whole stack, started as `make run` starts it
-    stack = start_stack(free_port())
+    # Given the whole stack, started as `make run` starts it (in a namespace of its own: the
+    # suite's stack may be running, and a second one in its namespace would be refused)
+    stack = start_stack(free_port(), LIFECYCLE_NAMESPACE="lifecycle-test-up")
     processes = descendants(stack.process.pid)
     # web, the worker's supervisor process, its worker process, the ingestor
     assert len(processes) >= 3, stack.log()
@@ -90,3 +92,30 @@ def test_ctrl_c_stops_every_process(postgres, rabbitmq, django_db_setup):
     while any(alive(p) for p in processes) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in processes if alive(p)]
+
+
+def test_a_taken_port_is_refused_before_any_process_starts(postgres, rabbitmq):
+    # Given something listening on the port
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # When `lifecycle up` is asked to use it
+        result, elapsed = up(
+            {"PORT": str(port), "LIFECYCLE_NAMESPACE": "lifecycle-test-taken"}, "--no-migrate"
+        )
+    # Then it says so in one line, and started nothing
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"port {port} on 127.0.0.1 is taken" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "started" not in result.stdout
+    assert elapsed < 15
+
+
+def test_a_second_stack_of_the_same_namespace_is_refused(stack):
+    # Given the suite's stack running; when a second one starts beside it, on another port
+    result, _ = up({**stack.env, "PORT": str(free_port())}, "--no-migrate")
+    # Then it is refused before it starts a worker that would compete for the lab's queue
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "another `lifecycle up` is running with the namespace 'lifecycle-test'" in result.stderr
+    assert "started" not in result.stdout
