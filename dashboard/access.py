@@ -69,8 +69,8 @@ def of_token(token: str) -> Access | None:
     return Access(f"token {row.name}", read=True, run=runner, by_token=True)
 
 
-def _is_api(path: str) -> bool:
-    return path.startswith("/api/")
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith("/api/")
 
 
 class AccessMiddleware:
@@ -78,7 +78,9 @@ class AccessMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        open_path = request.path.startswith(OPEN_PREFIXES)
+        # path_info, the path the URLs are resolved by: request.path also holds the root
+        # path, which daphne takes from a client's Daphne-Root-Path header.
+        open_path = request.path_info.startswith(OPEN_PREFIXES)
         header = request.headers.get("Authorization", "")
         if header and not open_path:
             scheme, _, token = header.partition(" ")
@@ -96,7 +98,7 @@ class AccessMiddleware:
 
     @staticmethod
     def _refuse(request: HttpRequest, why: str, status: int) -> HttpResponse:
-        if _is_api(request.path) or request.headers.get("Authorization"):
+        if _is_api(request) or request.headers.get("Authorization"):
             response = json_error(status, why)
             response["WWW-Authenticate"] = 'Bearer realm="lifecycle"'
             return response
@@ -121,7 +123,7 @@ def needs(what: str) -> Callable[[Any], Any]:
         def refusal(request: HttpRequest) -> HttpResponse:
             access = access_of(request)
             message = f"{access.who or 'you'} may not {WHAT[what]}"
-            if _is_api(request.path):
+            if _is_api(request):
                 return json_error(403, message)
             return HttpResponseForbidden(message)
 

@@ -18,13 +18,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.security import SameOriginWebsockets  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # A page of another origin cannot open one; the session's user must be able to read.
+        # Only this server's own pages (allowed host, and the very host and port) may open
+        # one; the session's user must be able to read.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            SameOriginWebsockets(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

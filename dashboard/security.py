@@ -1,4 +1,5 @@
-"""Response headers that keep an observed system's data from becoming code in a page.
+"""Response headers that keep an observed system's data from becoming code in a page, and
+the same-origin rule for websockets.
 
 Everything an observed system sends is escaped where HTML is made (``dashboard.render``,
 the templates); the Content-Security-Policy is the second wall: no inline script runs, no
@@ -11,7 +12,10 @@ eval, no injected indicator styles).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
 
+from channels.security.websocket import WebsocketDenier
 from django.http import HttpRequest, HttpResponse
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -38,3 +42,28 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class SameOriginWebsockets:
+    """Websockets only from this server's own pages: the ``Origin`` must name the very
+    host and port the socket was opened on (its ``Host``). ``AllowedHostsOriginValidator``
+    alone matches host names only, so a page on another port of an allowed host (an
+    observed application, a notebook) could open one with a reader's cookie: cookies are
+    not bound to ports."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and not _same_origin(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _same_origin(scope: dict[str, Any]) -> bool:
+    headers = {k.lower(): v for k, v in scope.get("headers", [])}
+    origin, host = headers.get(b"origin"), headers.get(b"host")
+    if not origin or not host:
+        return False
+    netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
+    return netloc == host.decode("latin-1").lower()

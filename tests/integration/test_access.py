@@ -164,8 +164,10 @@ def test_the_admin_shows_what_is_stored_read_only(postgres):
     assert admin.get("/admin/lifecycle/apitoken/").status_code == 200
 
 
-async def connect(path: str, origin: bytes, cookie: str = "") -> tuple[bool, Any]:
-    headers = [(b"origin", origin)]
+async def connect(
+    path: str, origin: bytes, cookie: str = "", host: bytes = b"127.0.0.1:8000"
+) -> tuple[bool, Any]:
+    headers = [(b"origin", origin), (b"host", host)]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     from dashboard.asgi import application
@@ -179,15 +181,25 @@ async def connect(path: str, origin: bytes, cookie: str = "") -> tuple[bool, Any
 async def test_a_websocket_needs_a_reader_from_this_origin(postgres):
     from channels.db import database_sync_to_async
 
+    here = b"http://127.0.0.1:8000"
     # Nobody: refused
-    assert (await connect("/ws/feed", b"http://127.0.0.1"))[0] is False
+    assert (await connect("/ws/feed", here))[0] is False
 
     # A viewer's session: accepted from this origin, refused from another
     viewer = await database_sync_to_async(as_role)("viewer")
     cookie = f"sessionid={viewer.cookies['sessionid'].value}"
-    assert (await connect("/ws/feed", b"http://127.0.0.1", cookie))[0] is True
-    assert (await connect("/ws/tasks/x", b"http://127.0.0.1", cookie))[0] is True
-    assert (await connect("/ws/feed", b"http://evil.example", cookie))[0] is False
+    assert (await connect("/ws/feed", here, cookie))[0] is True
+    assert (await connect("/ws/tasks/x", here, cookie))[0] is True
+    # Another site, or another port or scheme of this host (cookies are not per port)
+    for origin in (
+        b"http://evil.example",
+        b"http://127.0.0.1:9999",
+        b"https://127.0.0.1",
+        b"http://127.0.0.1",
+        b"null",
+    ):
+        assert (await connect("/ws/feed", origin, cookie))[0] is False, origin
+    assert (await connect("/ws/feed", here, cookie, host=b"127.0.0.1:9999"))[0] is False
 
 
 def test_an_account_without_a_role_is_told_so_and_can_log_out(postgres):
@@ -199,3 +211,43 @@ def test_an_account_without_a_role_is_told_so_and_can_log_out(postgres):
     assert b"Your account may not open that page." in page.content
     assert c.post("/logout").status_code == 302
     assert "_auth_user_id" not in c.session
+
+
+def test_every_response_carries_the_policy_early_refusals_too(anonymous_client, postgres):
+    for response in (
+        anonymous_client.get("/"),  # the redirect to the login
+        anonymous_client.get("/api/runs/1"),  # the 401
+        anonymous_client.get("/api/runs/1", HTTP_AUTHORIZATION="Bearer nope"),
+        anonymous_client.get("/login", HTTP_HOST="evil.example"),  # DisallowedHost's 400
+    ):
+        assert "script-src 'self'" in response["Content-Security-Policy"], response
+        assert response["X-Frame-Options"] == "DENY"
+
+
+async def test_a_root_path_from_a_client_header_opens_nothing(postgres):
+    """Daphne takes a client's Daphne-Root-Path header as the ASGI root_path: /lab/api/...
+    then reaches the dashboard's /api/... with request.path under the open /lab/."""
+    from asgiref.testing import ApplicationCommunicator
+
+    from dashboard.asgi import application
+
+    for root, path in (("/lab", "/lab/api/scenarios"), ("/static", "/static/api/runs/1")):
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": root,
+            "query_string": b"",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 5555),
+            "server": ("testserver", 80),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(10)
+        await communicator.wait(10)
+        assert start["status"] == 401, (root, start)

@@ -26,7 +26,7 @@ def add_event(task: str, status: str = "RUNNING", source: str = "api") -> int:
 
 async def connect(path: str, have: list[int] | None = None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(
-        application, path, headers=[(b"origin", b"http://127.0.0.1")]
+        application, path, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     connected, _ = await communicator.connect()
     assert connected

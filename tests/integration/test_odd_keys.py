@@ -48,7 +48,7 @@ async def test_an_odd_keys_websocket_follows_it(postgres, settings) -> None:
     key = f"tenant/{uuid.uuid4()}/job #1"
     path = reverse("dashboard:task", args=[key]).replace("/tasks/", "/ws/tasks/", 1)
     communicator = WebsocketCommunicator(
-        application, path, headers=[(b"origin", b"http://127.0.0.1")]
+        application, path, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     try:
         connected, _ = await communicator.connect()
