@@ -171,7 +171,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 
-LOG_LEVEL = env("LOG_LEVEL", "INFO")
+# What the console shows. It does not decide what is captured: the root logger lets
+# WARNING and above through whatever LOG_LEVEL says, for the capture's log handler.
+LOG_LEVEL = env("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -179,9 +181,12 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "level": LOG_LEVEL},
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {
+        "handlers": ["console"],
+        "level": LOG_LEVEL if LOG_LEVEL in ("DEBUG", "INFO", "WARNING") else "WARNING",
+    },
     "loggers": {
         "pika": {"level": "WARNING"},
         "django.channels.server": {"level": "WARNING"},

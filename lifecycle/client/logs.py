@@ -12,6 +12,7 @@ import threading
 import traceback
 
 from lifecycle.client import messages
+from lifecycle.client import publisher as publisher_module
 from lifecycle.client.context import current_task
 from lifecycle.client.publisher import Publisher, get_publisher
 
@@ -21,6 +22,9 @@ MAX_MESSAGE_CHARS = 4 * 1024
 # would otherwise publish about itself, over and over.
 IGNORED_LOGGERS = ("pika", "lifecycle.client")
 KIND_BY_LEVEL = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "critical"}
+
+
+FLUSH_TIMEOUT = 3.0  # seconds logging.shutdown() may wait for the records to be sent
 
 
 class LifecycleLogHandler(logging.Handler):
@@ -56,6 +60,18 @@ class LifecycleLogHandler(logging.Handler):
             self.handleError(record)
         finally:
             self._busy.active = False
+
+    def flush(self) -> None:
+        """Wait (a few seconds at most) until the records published so far were sent:
+        ``logging.shutdown()`` calls it, so a process that ends on purpose (``os._exit``
+        after a last warning) does not lose that warning in the publisher's queue."""
+        publisher = self._publisher or publisher_module.current()
+        if publisher is None:  # nothing was ever published: nothing to wait for
+            return
+        try:
+            publisher.flush(timeout=FLUSH_TIMEOUT)
+        except Exception:  # instrumentation never fails the application
+            pass
 
     @staticmethod
     def kind(record: logging.LogRecord) -> str:

@@ -262,6 +262,11 @@ _publisher: Publisher | None = None
 _publisher_lock = threading.Lock()
 
 
+def current() -> Publisher | None:
+    """The process's publisher if it was ever made (None: nothing was published)."""
+    return _publisher
+
+
 def get_publisher() -> Publisher:
     """The process's publisher, created on first use (``lifecycle.client.config``)."""
     global _publisher

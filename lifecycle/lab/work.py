@@ -100,7 +100,7 @@ def execute(task_id: str, attempt: int = 1) -> None:
     )
     if config.get("redelivery") and first_execution:
         logger.warning("task %s: worker process dies before acking its message", task_id)
-        logging.shutdown()
+        logging.shutdown()  # flushes the log handler, and so the events published so far
         os._exit(REDELIVERY_EXIT_CODE)
 
 

@@ -144,6 +144,9 @@ def test_redelivery_runs_the_task_twice(stack, fault_runs, live_db):
     assert task.executions == 2
     assert committed_statuses(run["task"]).count("RUNNING") == 2
     assert "worker exited with status 3; restarting" in stack.log()
+    # And the dying worker's last warning reached the timeline before it exited
+    last_words = Event.objects.filter(task_key=run["task"], source="log", kind="warning")
+    assert any("dies before acking" in e.body.get("message", "") for e in last_words)
 
 
 def test_the_cli_exits_zero_when_the_run_passes_and_non_zero_when_it_fails(stack, live_db):

@@ -1,6 +1,11 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from dashboard.settings import database_from_url
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +54,25 @@ def test_a_database_address_is_shown_without_its_password(address):
     shown = redact(address)
     assert "hunter2" not in shown and "***" in shown
     assert "hunter2" not in display_name(address)
+
+
+def test_log_level_sets_the_console_not_what_is_captured() -> None:
+    """LOG_LEVEL=ERROR keeps warnings off the console, yet the capture's handler gets them."""
+    script = (
+        "import logging, logging.config\n"
+        "from dashboard import settings\n"
+        "logging.config.dictConfig(settings.LOGGING)\n"
+        "root = logging.getLogger()\n"
+        "console = root.handlers[0]\n"
+        "print(logging.getLogger('lab.worker').isEnabledFor(logging.WARNING),"
+        " logging.getLevelName(console.level))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "error"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "ERROR"]
