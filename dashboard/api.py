@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
@@ -17,6 +16,7 @@ from dashboard.access import access_of, needs
 from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
 from lifecycle import events, findings, probe, store
+from lifecycle.database import off_thread
 from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
@@ -90,10 +90,10 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await sync_to_async(probe.start, thread_sensitive=False)(
+    run = await off_thread(probe.start)(
         scenario, base_url(request), started_by=access_of(request).who, **options
     )
-    body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
+    body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 
 
@@ -110,10 +110,10 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await sync_to_async(probe.start, thread_sensitive=False)(
+    run = await off_thread(probe.start)(
         scenario, base_url(request), old, started_by=access_of(request).who, **options
     )
-    body = await sync_to_async(run_json, thread_sensitive=False)(run, request)
+    body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 
 

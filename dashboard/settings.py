@@ -43,6 +43,9 @@ def database_from_url(url: str) -> dict[str, Any]:
     db["PORT"] = str(db.get("PORT") or "")
     db["OPTIONS"] = options
     db["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
+    # A connection kept between requests (CONN_MAX_AGE) is checked before it is reused, so
+    # a PostgreSQL restart costs one reconnect, not errors.
+    db["CONN_HEALTH_CHECKS"] = True
     return db
 
 

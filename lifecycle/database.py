@@ -7,9 +7,12 @@ because test runners switch NAME to the test database at runtime.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from asgiref.sync import sync_to_async
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Django's OPTIONS that are not libpq connection parameters.
@@ -76,3 +79,26 @@ def display_name(url: str) -> str:
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     return f"{params.get('dbname') or params.get('user') or '?'}@{host}:{port}"
+
+
+T = TypeVar("T")
+
+
+def off_thread(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``fn`` for an async view, run in a worker thread (``thread_sensitive=False``: not
+    queued behind Django's one thread for sync work) with a connection of its own that is
+    closed when it returns. Worker threads are reused and see no request's end: a
+    connection they kept would be dead after a PostgreSQL restart, and every later call
+    in that thread would fail with it."""
+
+    @functools.wraps(fn)
+    def with_own_connection(*args: Any, **kwargs: Any) -> T:
+        from django.db import close_old_connections, connection
+
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(with_own_connection, thread_sensitive=False)

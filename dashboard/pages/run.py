@@ -8,7 +8,6 @@ import json
 import uuid
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -18,6 +17,7 @@ from dashboard.access import access_of, needs
 from dashboard.pages.compare import compare_candidates
 from dashboard.pages.timeline import timeline_context
 from lifecycle import probe
+from lifecycle.database import off_thread
 from lifecycle.http import base_url
 from lifecycle.models import Run
 from lifecycle.scenarios import (
@@ -87,7 +87,7 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
-    run = await sync_to_async(probe.start, thread_sensitive=False)(
+    run = await off_thread(probe.start)(
         scenario, base_url(request), None, _token(request), started_by=_who(request)
     )
     return _to_run_page(run)
@@ -107,7 +107,7 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 @needs("run")
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
-    run = await sync_to_async(probe.start, thread_sensitive=False)(
+    run = await off_thread(probe.start)(
         scenario, base_url(request), old, _token(request), started_by=_who(request)
     )
     return _to_run_page(run)
@@ -123,10 +123,8 @@ async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
     try:
         body = parse_body(text) if text.strip() else None
     except BodyError as exc:
-        return await sync_to_async(_page, thread_sensitive=False)(
-            request, old, text, f"Not started: {exc}", 400
-        )
-    run = await sync_to_async(probe.start, thread_sensitive=False)(
+        return await off_thread(_page)(request, old, text, f"Not started: {exc}", 400)
+    run = await off_thread(probe.start)(
         scenario, base_url(request), old, _token(request), body, started_by=_who(request)
     )
     return _to_run_page(run)

@@ -20,6 +20,7 @@ def test_database_url_is_parsed_into_django_settings():
         "6543",
     )
     assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["CONN_HEALTH_CHECKS"] is True
 
 
 def test_a_non_postgres_url_is_refused():
