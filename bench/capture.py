@@ -439,7 +439,7 @@ def bench_ingest(count: int, method: str, batch_size: int) -> bool:
         declare_topology(channel, namespace)
         channel.queue_purge(ingest_queue_name(namespace))
 
-        publisher = Publisher(exchange=f"{namespace}.events", maxsize=count + 1)
+        publisher = Publisher(namespace=namespace, max_events=count + 1, max_bytes=2**31)
         start = time.perf_counter()
         for i in range(count):
             publisher.publish(

@@ -23,11 +23,18 @@ from dashboard.access import may_read
 from dashboard.render import finding_views
 from lifecycle import findings, store
 from lifecycle.checker import Finding
-from lifecycle.events import EventRecord
+from lifecycle.events import GAP, EventRecord
 from lifecycle.feed.hub import ALL, Subscription, get_hub
 from lifecycle.live_findings import FindingsRefresher, check_history
 from lifecycle.models import Run
-from lifecycle.timeline import EventView, StatusTracker, TimelineBuilder, in_time_order, pin
+from lifecycle.timeline import (
+    EventView,
+    StatusTracker,
+    TimelineBuilder,
+    gap_notices,
+    in_time_order,
+    pin,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +116,7 @@ class TaskConsumer(LiveConsumer):
         self.records: list[EventRecord] = []
         self.views: list[EventView] = []
         self.status = StatusTracker()
+        self.gaps: list[str] = []  # the history's gap sentences, for the header
         self.findings: list[Finding] | None = None
         self.expected: str | None = None
         self.sent: set[int] = set()
@@ -133,6 +141,7 @@ class TaskConsumer(LiveConsumer):
         self.views = self.builder.extend(records)
         self.records = records
         self.status = StatusTracker(records)
+        self.gaps = gap_notices(records)
         self.findings = None  # the page's findings are as of its render: send them again
         missing = [v for v in self.views if v.id not in self.sent]
         self.sent.update(r.id for r in records)
@@ -156,6 +165,8 @@ class TaskConsumer(LiveConsumer):
         self.sent.update(r.id for r in fresh)
         self.records.extend(fresh)
         self.status.update(fresh)
+        if any(r.kind == GAP for r in fresh):
+            self.gaps = gap_notices(self.records)
         views = self.builder.extend(fresh)
         self.views.extend(views)
         parts = [fragments.events_fragment(views, first=self.empty_shown)]
@@ -198,7 +209,9 @@ class TaskConsumer(LiveConsumer):
         if self.run_id is None:
             if not header:
                 return ""
-            return fragments.header_fragment(self.topic, self.status.current, len(self.records))
+            return fragments.header_fragment(
+                self.topic, self.status.current, len(self.records), self.gaps
+            )
         if not verdict:
             return ""
         run = await Run.objects.filter(pk=self.run_id).afirst()

@@ -29,20 +29,24 @@ def events_fragment(views: Iterable[EventView], *, first: bool = False) -> str:
 
 # The last header rendered per task: every connection to a task sends the same one after
 # each batch, and the template costs about 0.1 ms.
-_headers: dict[str, tuple[str | None, int, str]] = {}
+_headers: dict[str, tuple[str | None, int, tuple[str, ...], str]] = {}
 
 
-def header_fragment(task_key: str, status: str | None, event_count: int) -> str:
+def header_fragment(
+    task_key: str, status: str | None, event_count: int, gaps: Iterable[str] = ()
+) -> str:
+    """The task header; ``gaps``: the sentences of its ``gap`` events (``gap_notices``)."""
+    gaps = tuple(gaps)
     last = _headers.get(task_key)
-    if last is not None and last[0] == status and last[1] == event_count:
-        return last[2]
+    if last is not None and last[:3] == (status, event_count, gaps):
+        return last[3]
     html = render_to_string(
         "dashboard/_task_header.html",
-        {"task_key": task_key, "status": status, "event_count": event_count},
+        {"task_key": task_key, "status": status, "event_count": event_count, "gaps": gaps},
     )
     if last is None and len(_headers) >= 1000:
         _headers.pop(next(iter(_headers)))
-    _headers[task_key] = (status, event_count, html)
+    _headers[task_key] = (status, event_count, gaps, html)
     return html
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lifecycle import lifecycles
-from lifecycle.events import EventRecord, clock
+from lifecycle.events import GAP, EventRecord, clock, gap_span
 from lifecycle.lifecycles import Lifecycle
 
 KINDS = (
@@ -134,6 +134,7 @@ def check(
     ]
     if expected is not None:
         findings.extend(_expectation_mismatch(history, expected))
+    findings = _without_what_gaps_could_contradict(history, findings, margin)
     if real_id is not None:
         findings = [
             dataclasses.replace(f, events=tuple(sorted(real_id[i] for i in f.events)))
@@ -671,6 +672,45 @@ def _is_read(e: EventRecord) -> bool:
 def _says_not_found(e: EventRecord) -> bool:
     text = f"{e.body.get('message') or ''} {e.body.get('exception') or ''}"
     return bool(NOT_FOUND.search(text))
+
+
+# Findings that rest on broker steps being absent (no retry between two starts; nothing
+# after an ack): a publisher that dropped broker events (a ``gap``) could have dropped
+# exactly those, so while a gap overlaps them the checker makes no such claim.
+RESTS_ON_ABSENCE = frozenset({"duplicate_execution", "stuck"})
+
+
+def _without_what_gaps_could_contradict(
+    h: _History, findings: list[Finding], margin: timedelta
+) -> list[Finding]:
+    spans = [gap_span(e) for e in h.events if e.kind == GAP and e.source == "broker"]
+    if not spans or not findings:
+        return findings
+    by_id = {e.id: e for e in h.events}
+    kept = []
+    for f in findings:
+        proof = [by_id[i] for i in f.events if i in by_id]
+        times = [e.at for e in proof if e.at is not None]
+        if f.kind not in RESTS_ON_ABSENCE or not times:
+            kept.append(f)
+            continue
+        if f.kind == "duplicate_execution" and any(
+            e.source == "broker" and e.kind == "start" and e.body.get("redelivered") is True
+            for e in proof
+        ):
+            kept.append(
+                f
+            )  # RabbitMQ said it delivered the message again: no lost retry explains that
+            continue
+        start = min(times) - margin
+        end = max(times) + margin if f.kind == "duplicate_execution" else None
+        overlaps = any(
+            (last is None or last >= start) and (end is None or first is None or first <= end)
+            for first, last in spans
+        )
+        if not overlaps:
+            kept.append(f)
+    return kept
 
 
 def _ids(*events: EventRecord) -> tuple[int, ...]:

@@ -30,6 +30,11 @@ KINDS: dict[str, frozenset[str]] = {
     # expect: a test states the final status it expects (the pytest plugin's watch()).
     "probe": frozenset({"submit", "read", "verdict", "expect"}),
 }
+# gap: a publisher tells how many of the task's events of this source it had to drop (its
+# buffer was full while RabbitMQ was away), and between which times. Any ingested source.
+GAP = "gap"
+for _source in ("broker", "api", "log", "probe"):
+    KINDS[_source] = KINDS[_source] | {GAP}
 # Sources the ingestor accepts from the exchange (``db`` only comes from the trigger).
 MAX_TASK_KEY = 200  # characters of a task key, from any source
 
@@ -138,6 +143,20 @@ def clock(at: datetime | None) -> str:
     return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
 
 
+def gap_span(record: EventRecord) -> tuple[datetime | None, datetime | None]:
+    """When the events a ``gap`` event counts were dropped: its body's first and last times
+    (the event's own time when the body cannot tell)."""
+
+    def read(name: str) -> datetime | None:
+        try:
+            at = datetime.fromisoformat(str(record.body.get(name)))
+        except ValueError:
+            return record.at
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+    return read("first_at"), read("last_at")
+
+
 def encode_body(body: dict[str, Any]) -> str:
     """A body as the event table stores it."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -156,6 +175,17 @@ def parse_message(raw: bytes) -> IncomingEvent:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedEvent(f"not JSON: {exc}") from None
     return validate(data)
+
+
+def _check_gap(body: dict[str, Any]) -> None:
+    dropped = body.get("dropped")
+    if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 1:
+        raise MalformedEvent("a gap's body.dropped must be a positive integer")
+    for name in ("first_at", "last_at"):
+        try:
+            datetime.fromisoformat(str(body.get(name)))
+        except ValueError:
+            raise MalformedEvent(f"a gap's body.{name} must be an ISO 8601 time") from None
 
 
 def validate(data: Any) -> IncomingEvent:
@@ -196,4 +226,6 @@ def validate(data: Any) -> IncomingEvent:
     body = data.get("body", {})
     if not isinstance(body, dict):
         raise MalformedEvent("body must be a JSON object")
+    if kind == GAP:
+        _check_gap(body)
     return IncomingEvent(event_uuid, task, source, kind, status, at, txid, body)

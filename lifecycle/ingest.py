@@ -22,7 +22,7 @@ import psycopg
 from django.conf import settings
 
 from lifecycle import events, sql
-from lifecycle.client.config import exchange_name
+from lifecycle.client import topology
 from lifecycle.database import conninfo
 
 logger = logging.getLogger(__name__)
@@ -40,12 +40,9 @@ def dead_queue_name(namespace: str | None = None) -> str:
 
 
 def declare_topology(channel: Any, namespace: str | None = None) -> None:
-    """The exchange, the ingest queue bound to every routing key, and the dead-letter queue."""
-    exchange = exchange_name(namespace or settings.LIFECYCLE_NAMESPACE)
-    channel.exchange_declare(exchange, "topic", durable=True)
-    channel.queue_declare(ingest_queue_name(namespace), durable=True)
-    channel.queue_bind(ingest_queue_name(namespace), exchange, routing_key="#")
-    channel.queue_declare(dead_queue_name(namespace), durable=True)
+    """The exchange, the ingest queue bound to every routing key, and the dead-letter queue
+    (the publishers declare the first two as well: ``lifecycle.client.topology``)."""
+    topology.declare(channel, namespace or settings.LIFECYCLE_NAMESPACE, dead=True)
 
 
 def database_conninfo(application_name: str | None = "lifecycle-ingest") -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.checker import Finding
-from lifecycle.events import EventRecord, clock
+from lifecycle.events import GAP, EventRecord, clock, gap_span
 
 # Reads next to commits: the comparison the page exists for.
 LANES: list[tuple[str, str]] = [
@@ -145,6 +145,8 @@ class TimelineBuilder:
     @staticmethod
     def _summary(r: EventRecord) -> str:
         b = r.body
+        if r.kind == GAP and r.source != "db":
+            return gap_sentence(r)
         if r.source == "db":
             writer = b.get("application_name") or "unknown writer"
             if r.kind == "insert":
@@ -181,6 +183,30 @@ class TimelineBuilder:
             message = str(b.get("message") or "")[:160]
             return f"{r.kind.upper()} {b.get('logger', '')}: {message}"
         return r.kind
+
+
+def gap_sentence(r: EventRecord) -> str:
+    """What a ``gap`` event means, in the words the timeline and the task header use."""
+    first, last = gap_span(r)
+    who = str(r.body.get("process") or "a process")[:64]
+    pid = r.body.get("pid")
+    dropped = r.body.get("dropped")
+    count = dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else "some"
+    noun = "event" if count == 1 else "events"
+    span = f"at {clock(first)}" if first == last else f"between {clock(first)} and {clock(last)}"
+    return (
+        f"the {who}{f' (pid {pid})' if isinstance(pid, int) else ''} dropped {count} "
+        f"{r.source} {noun} {span}; this history may be incomplete"
+    )
+
+
+def gap_notices(records: Iterable[EventRecord]) -> list[str]:
+    """One sentence per ``gap`` event of a history, oldest first (at most 5, then a count)."""
+    gaps = [r for r in records if r.kind == GAP and r.source != "db"]
+    notices = [gap_sentence(r) for r in gaps[:5]]
+    if len(gaps) > 5:
+        notices.append(f"and {len(gaps) - 5} more gaps")
+    return notices
 
 
 def in_time_order(records: Iterable[EventRecord]) -> list[EventRecord]:

@@ -13,7 +13,14 @@ from dashboard.render import INLINE_FIELDS_LIMIT, events_html, finding_views
 from lifecycle import findings, lifecycles, store
 from lifecycle.checker import COMMIT_MARGIN, commit_time
 from lifecycle.events import EventRecord
-from lifecycle.timeline import LANES, TimelineBuilder, current_status, in_time_order, pin
+from lifecycle.timeline import (
+    LANES,
+    TimelineBuilder,
+    current_status,
+    gap_notices,
+    in_time_order,
+    pin,
+)
 
 # A task that finished this recently may still get events (late reads, a redelivery).
 STILL_LIVE_SECONDS = 600
@@ -37,6 +44,7 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict[str, An
         "lanes": LANES,
         "status": status,
         "event_count": len(records),
+        "gaps": gap_notices(records),
         "live": not lifecycles.of_history(records).is_terminal(status) or _recent(records),
         "commit_clock": _commit_clock(records),
     }

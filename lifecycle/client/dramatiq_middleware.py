@@ -4,6 +4,12 @@ Kinds: ``enqueue`` (or ``retry`` when the Retries middleware re-enqueues), ``sta
 ``ack``, ``fail``, ``nack`` and ``skip``. Every hook swallows its own errors: an event
 that cannot be published is counted and logged, and the worker carries on.
 
+``enqueue`` is stamped before the publish (a worker may start the message before the
+enqueuing thread runs again). ``ack`` comes from Dramatiq's ``after_ack``, once RabbitMQ
+was told, not when the actor returned: a worker killed in between never acked, RabbitMQ
+redelivers, and the timeline shows exactly that. A failed attempt that Retries hands back
+is acked too; its ``fail`` and ``retry`` tell its story, so that ack is not reported.
+
 Which task a message is about: by default ``message.kwargs["task_id"]``, else the first
 positional argument, else the message id. Another app points the setting
 ``LIFECYCLE_TASK_KEY`` at its own ``(message) -> str`` function (a dotted path), or passes
@@ -31,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
 _ATTEMPT = "_lifecycle_attempt"  # stored on the MessageProxy at start, read by ack/fail/nack
+_THREAD = "_lifecycle_thread"  # the worker thread that ran it (the ack comes from another)
+_SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
 
 
@@ -117,6 +125,7 @@ class LifecycleEvents(dramatiq.Middleware):
         try:
             attempt = (message.options.get("retries") or 0) + 1
             setattr(message, _ATTEMPT, attempt)
+            setattr(message, _THREAD, threading.current_thread().name)
             current_task.set(self.task_key(message))
         except Exception:
             self._swallow("before_process_message")
@@ -131,10 +140,17 @@ class LifecycleEvents(dramatiq.Middleware):
         exception: BaseException | None = None,
     ) -> None:
         if exception is None:
-            self._emit("ack", message)
+            try:
+                setattr(message, _SUCCEEDED, True)  # reported once acked (after_ack)
+            except Exception:
+                self._swallow("after_process_message")
         else:
             self._emit("fail", message, exception=repr(exception)[:2000])
         current_task.set(None)
+
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        if getattr(message, _SUCCEEDED, False):
+            self._emit("ack", message)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("skip", message)
@@ -161,7 +177,7 @@ class LifecycleEvents(dramatiq.Middleware):
                 "attempt": getattr(message, _ATTEMPT, None)
                 or (message.options.get("retries") or 0) + 1,
                 "pid": os.getpid(),
-                "thread": threading.current_thread().name,
+                "thread": getattr(message, _THREAD, None) or threading.current_thread().name,
             }
             redelivered = getattr(message, "redelivered", None)
             if redelivered is not None:

@@ -1,46 +1,102 @@
-"""A process-wide publisher of event messages that never blocks and never raises.
+"""A process-wide publisher of event messages that never blocks, never raises, and loses
+only what overflows its buffer, and says so.
 
-``publish`` only encodes the message and puts it on a bounded in-memory queue; a daemon
+``publish`` only encodes the message and appends it to a bounded buffer (at most
+``LIFECYCLE_BUFFER_EVENTS`` messages and ``LIFECYCLE_BUFFER_BYTES`` bytes); a daemon
 thread owns the pika connection (pika is not thread-safe) and sends to the topic exchange
-``<namespace>.events`` (``lifecycle.client.config``) with routing key
-``"{source}.{kind}"``. When the queue is full the message is dropped; when RabbitMQ is
-down the thread drops what it takes off the queue until a reconnect (with backoff)
-succeeds. Both are counted, and logged at most once per ``LOG_EVERY`` seconds, because
-instrumentation must never break the observed system.
+``<namespace>.events`` with routing key ``"{source}.{kind}"``, in publisher-confirm mode:
+a message leaves the buffer only once RabbitMQ has confirmed it. While RabbitMQ is down
+the buffer holds what comes and the thread reconnects with backoff; once it is back the
+buffer drains, in order.
 
-Dramatiq forks worker processes: a child gets a fresh queue and thread on first use (a
+What does not fit is dropped and counted per task and source, with the time span of the
+dropped events. Once the connection is back and the buffer has drained, each of those
+becomes a ``gap`` event of its task (README: Event schema), so the timeline says its
+history may be incomplete instead of looking complete. Warnings are logged at most once
+per ``LOG_EVERY`` seconds, because instrumentation must never break the observed system.
+
+Before its first publish the thread declares the exchange and the ingest queue
+(``lifecycle.client.topology``), so nothing is unroutable on a fresh RabbitMQ.
+
+Dramatiq forks worker processes: a child gets a fresh buffer and thread on first use (a
 thread does not survive ``fork``, and the parent's locks may have been copied held).
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
+import json
 import logging
 import os
-import queue
+import sys
 import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pika
 
-from lifecycle.client import config, messages
+from lifecycle.client import config, messages, topology
 
 logger = logging.getLogger(__name__)
 
 LOG_EVERY = 30.0  # seconds between two warnings about the same trouble
 IDLE_TICK = 1.0  # how often an idle thread services the connection (heartbeats)
-_STOP = ("", b"", None)  # sentinel item: close the connection and end the thread
+MAX_GAPS = 1000  # tasks whose dropped events are told apart; beyond, only counted
+MAX_REFUSALS = 3  # a message RabbitMQ refuses this many times in a row is dropped
+REFUSED_PAUSE = 0.5  # seconds between two tries of a refused message
+DEFAULT_BUFFER_EVENTS = 10_000
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class PublisherStats:
-    published: int  # handed to RabbitMQ
-    dropped: int  # refused by ``publish``: queue full or message not encodable
-    failed: int  # taken off the queue but not sent: RabbitMQ unreachable or publish error
-    queued: int  # waiting in the queue now
+    published: int  # confirmed by RabbitMQ
+    dropped: int  # refused by ``publish``: buffer full, or message not encodable
+    failed: int  # sends that did not go through (each is retried: nothing is lost by them)
+    queued: int  # waiting in the buffer now
+    gaps: int = 0  # ``gap`` events sent, each telling a task how many of its events were lost
+
+
+@dataclass
+class _Gap:
+    """Dropped events of one task and source: how many, and between which times."""
+
+    count: int
+    first_at: str
+    last_at: str
+
+
+def _setting_int(name: str, default: int) -> int:
+    raw = config.setting(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+        if value < 1:
+            raise ValueError
+        return value
+    except ValueError:
+        logger.warning(
+            "lifecycle publisher: %s=%r is not a positive integer; using %d", name, raw, default
+        )
+        return default
+
+
+def process_name() -> str:
+    """Who is publishing, for the timeline's "the worker dropped 12 events": the
+    ``LIFECYCLE_PROCESS_ROLE`` if set, else the program's name (``dramatiq``, ``gunicorn``)."""
+    role = os.environ.get("LIFECYCLE_PROCESS_ROLE")
+    if role:
+        return role
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    name = os.path.basename(argv0)
+    if name in ("__main__.py", "-m", "-c"):
+        name = os.path.basename(os.path.dirname(argv0)) or "python"
+    return name.removesuffix(".py")[:64] or "python"
 
 
 class Publisher:
@@ -49,15 +105,20 @@ class Publisher:
     def __init__(
         self,
         url: str | None = None,
-        exchange: str | None = None,
+        namespace: str | None = None,
         *,
-        maxsize: int = 10_000,
+        max_events: int | None = None,
+        max_bytes: int | None = None,
         connect_timeout: float = 2.0,
         max_backoff: float = 10.0,
     ) -> None:
         self.url = url or config.amqp_url()
-        self.exchange = exchange or config.exchange_name()
-        self.maxsize = maxsize
+        self.namespace = namespace or config.namespace()
+        self.exchange = config.exchange_name(self.namespace)
+        self.max_events = max_events or _setting_int(
+            "LIFECYCLE_BUFFER_EVENTS", DEFAULT_BUFFER_EVENTS
+        )
+        self.max_bytes = max_bytes or _setting_int("LIFECYCLE_BUFFER_BYTES", DEFAULT_BUFFER_BYTES)
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
         self._reset()
@@ -74,68 +135,109 @@ class Publisher:
         """Fresh state for this process: after ``__init__`` and in a forked child."""
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, bytes, str | None]] = queue.Queue(self.maxsize)
+        self._changed = threading.Condition(self._lock)  # the buffer, the stop flag
+        self._buffer: collections.deque[tuple[str, bytes, str | None]] = collections.deque()
+        self._bytes = 0
+        self._busy = False  # the thread holds the head of the buffer, sending it
+        self._stopping = False
         self._thread: threading.Thread | None = None
-        self._published = self._dropped = self._failed = 0
+        self._published = self._dropped = self._failed = self._gaps_sent = 0
+        self._gaps: dict[tuple[str, str], _Gap] = {}
+        self._unattributed = 0  # dropped events of no known task, or beyond MAX_GAPS tasks
         self._last_warning = float("-inf")
         self._suppressed = 0
 
     # -- any thread ---------------------------------------------------------------------
 
     def publish(self, message: dict[str, Any]) -> None:
-        """Queue one schema-1 message (``messages.make_message``); never raises or waits."""
+        """Buffer one schema-1 message (``messages.make_message``); never raises or waits."""
         try:
             if self._pid != os.getpid():
                 self._reset()  # forked without the at-fork hook (should not happen)
             routing_key = f"{message['source']}.{message['kind']}"
-            item = (routing_key, messages.encode(message), message.get("uuid"))
+            body = messages.encode(message)
+        except Exception as exc:
+            self._drop(message, "cannot encode an event (%r): dropping it", exc)
+            return
+        try:
+            with self._lock:
+                full = (
+                    len(self._buffer) >= self.max_events or self._bytes + len(body) > self.max_bytes
+                )
+                if not full:
+                    self._buffer.append((routing_key, body, message.get("uuid")))
+                    self._bytes += len(body)
+                    self._changed.notify_all()
+            if full:
+                self._drop(
+                    message,
+                    "the buffer is full (%d events, %d bytes): dropping events",
+                    self.max_events,
+                    self.max_bytes,
+                )
+                return
             if self._thread is None or not self._thread.is_alive():
                 self._start_thread()
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._count_dropped("event queue is full (%d): dropping events", self.maxsize)
-        except Exception as exc:
-            self._count_dropped("cannot queue an event (%r): dropping it", exc)
+        except Exception as exc:  # never the caller's problem
+            self._drop(message, "cannot buffer an event (%r): dropping it", exc)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every queued message was sent or given up; False on timeout."""
+        """Wait until every buffered message was confirmed; False on timeout (RabbitMQ down)."""
         deadline = time.monotonic() + timeout
-        q = self._queue
-        with q.all_tasks_done:
-            while q.unfinished_tasks:
+        with self._lock:
+            while self._buffer or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
-                q.all_tasks_done.wait(remaining)
+                self._changed.wait(remaining)
         return True
 
     def close(self, timeout: float = 2.0) -> bool:
-        """Flush, then close the connection and end the thread; False if it took too long."""
+        """Flush, then close the connection and end the thread; False if events were left."""
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-            return True
+            return not self._buffer
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout)
-        try:
-            self._queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Full:
-            return False
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._stopping = True
+            left = len(self._buffer)
+            self._changed.notify_all()
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        if left:
+            self._warn_now("closing with %d events not sent (RabbitMQ unreachable)", left)
         return flushed and not self._thread.is_alive()
 
     def stats(self) -> PublisherStats:
-        return PublisherStats(self._published, self._dropped, self._failed, self._queue.qsize())
+        return PublisherStats(
+            self._published, self._dropped, self._failed, len(self._buffer), self._gaps_sent
+        )
 
     def _start_thread(self) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
                 self._thread = threading.Thread(
-                    target=self._run, args=(self._queue,), name="lifecycle-publisher", daemon=True
+                    target=self._run, name="lifecycle-publisher", daemon=True
                 )
                 self._thread.start()
 
-    def _count_dropped(self, reason: str, *args: object) -> None:
+    def _drop(self, message: Any, reason: str, *args: object) -> None:
+        """Count a lost message against its task and source (for its ``gap`` event)."""
+        try:
+            task, source = str(message["task"]), str(message["source"])
+            at = str(message.get("at") or messages.now().isoformat())
+        except Exception:
+            task = source = at = ""
         with self._lock:
             self._dropped += 1
+            gap = self._gaps.get((task, source)) if task else None
+            if gap is not None:
+                gap.count += 1
+                gap.first_at, gap.last_at = min(gap.first_at, at), max(gap.last_at, at)
+            elif task and len(self._gaps) < MAX_GAPS:
+                self._gaps[(task, source)] = _Gap(1, at, at)
+            else:
+                self._unattributed += 1
         self._warn(reason, *args)
 
     def _warn(self, reason: str, *args: object) -> None:
@@ -146,46 +248,140 @@ class Publisher:
                 self._suppressed += 1
                 return
             self._last_warning, suppressed, self._suppressed = now, self._suppressed, 0
+        self._warn_now(reason + " (%d similar warnings suppressed)", *args, suppressed)
+
+    def _warn_now(self, reason: str, *args: object) -> None:
         try:
             logger.warning(
-                "lifecycle publisher: " + reason + " (published %d, dropped %d, failed %d; "
-                "%d similar warnings suppressed)",
+                "lifecycle publisher: " + reason + "; published %d, dropped %d, buffered %d",
                 *args,
                 self._published,
                 self._dropped,
-                self._failed,
-                suppressed,
+                len(self._buffer),
             )
         except Exception:  # a broken logging setup must not break the caller
             pass
 
     # -- the publisher thread -------------------------------------------------------------
 
-    def _run(self, q: queue.Queue[tuple[str, bytes, str | None]]) -> None:
+    def _run(self) -> None:
         sender = _Sender(self)
+        refusals = 0  # consecutive refusals of the message at the head of the buffer
         try:
             while True:
-                try:
-                    item = q.get(timeout=IDLE_TICK)
-                except queue.Empty:
-                    sender.idle()
+                with self._lock:
+                    while not self._buffer and not self._stopping:
+                        if self._gaps and sender.channel is not None:
+                            break  # connected, drained: time to tell what was lost
+                        if not self._changed.wait(IDLE_TICK):
+                            break
+                    if self._stopping:
+                        return
+                    item = self._buffer[0] if self._buffer else None
+                    self._busy = item is not None
+                if item is None:
+                    if self._gaps and (sender.channel is not None or sender.connect()):
+                        self._send_gaps(sender)
+                    else:
+                        sender.idle()
                     continue
-                if item is _STOP:
-                    q.task_done()
-                    return
                 try:
-                    sent = sender.send(*item)
+                    outcome = sender.send(*item)
                 except Exception as exc:  # the thread must outlive any one message
                     self._warn("cannot send an event (%r)", exc)
-                    sent = False
-                # Only this thread writes these two counters.
-                if sent:
-                    self._published += 1
-                else:
-                    self._failed += 1
-                q.task_done()
+                    outcome = REFUSED
+                refusals = refusals + 1 if outcome == REFUSED else 0
+                poison = refusals >= MAX_REFUSALS
+                with self._lock:
+                    self._busy = False
+                    if outcome == SENT or poison:
+                        self._buffer.popleft()
+                        self._bytes -= len(item[1])
+                    if outcome == SENT:
+                        self._published += 1
+                    else:
+                        self._failed += 1
+                    self._changed.notify_all()
+                if poison:  # RabbitMQ keeps refusing this one: it must not hold up the rest
+                    refusals = 0
+                    self._drop(
+                        _about(item[1]),
+                        "RabbitMQ refused an event %d times: dropping it",
+                        MAX_REFUSALS,
+                    )
+                elif outcome == DOWN:
+                    self._wait_for(sender.next_connect)
+                elif outcome == REFUSED:
+                    self._wait_for(time.monotonic() + REFUSED_PAUSE)
         finally:
+            with self._lock:
+                self._busy = False
+                self._changed.notify_all()
             sender.close()
+
+    def _wait_for(self, when: float) -> None:
+        """Sleep until ``when`` (the next connection attempt), waking early to stop."""
+        with self._lock:
+            while not self._stopping and (remaining := when - time.monotonic()) > 0:
+                self._changed.wait(min(remaining, IDLE_TICK))
+
+    def _send_gaps(self, sender: _Sender) -> None:
+        """Send a ``gap`` event per task and source that lost events, once they can go."""
+        with self._lock:
+            gaps, self._gaps = self._gaps, {}
+            unattributed, self._unattributed = self._unattributed, 0
+        if unattributed:
+            self._warn_now("%d dropped events belonged to no task that could be told", unattributed)
+        name, pid = process_name(), os.getpid()
+        for n, ((task, source), gap) in enumerate(gaps.items()):
+            message = messages.make_message(
+                source=source or "log",
+                kind="gap",
+                task=task,
+                at=_parse_time(gap.first_at),
+                body={
+                    "dropped": gap.count,
+                    "first_at": gap.first_at,
+                    "last_at": gap.last_at,
+                    "process": name,
+                    "pid": pid,
+                    "reason": "the publisher's buffer was full",
+                },
+            )
+            try:
+                sent = sender.send(
+                    f"{message['source']}.gap", messages.encode(message), message["uuid"]
+                )
+            except Exception:
+                sent = REFUSED
+            if sent != SENT:  # keep the rest (and this one) for the next connection
+                with self._lock:
+                    for key, rest in list(gaps.items())[n:]:
+                        kept = self._gaps.setdefault(key, _Gap(0, rest.first_at, rest.last_at))
+                        kept.count += rest.count
+                        kept.first_at = min(kept.first_at, rest.first_at)
+                        kept.last_at = max(kept.last_at, rest.last_at)
+                return
+            self._gaps_sent += 1
+
+
+def _about(body: bytes) -> dict[str, Any]:
+    """The task, source and time of an encoded message, for counting it as dropped."""
+    try:
+        found = json.loads(body)
+        return found if isinstance(found, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+SENT, DOWN, REFUSED = "sent", "down", "refused"
 
 
 class _Sender:
@@ -198,7 +394,9 @@ class _Sender:
         self.next_connect = 0.0
         self.backoff = 0.0
 
-    def send(self, routing_key: str, body: bytes, message_id: str | None) -> bool:
+    def send(self, routing_key: str, body: bytes, message_id: str | None) -> str:
+        """Publish one message and wait for RabbitMQ's confirm: SENT, DOWN (no connection)
+        or REFUSED (connected, but the publish failed twice)."""
         properties = pika.BasicProperties(
             content_type="application/json",
             delivery_mode=pika.DeliveryMode.Persistent,
@@ -206,14 +404,20 @@ class _Sender:
         )
         for _ in range(2):  # a dropped connection is retried once, at once
             if self.channel is None and not self.connect():
-                return False
+                return DOWN
             try:
-                self.channel.basic_publish(self.publisher.exchange, routing_key, body, properties)
-                return True
+                self.channel.basic_publish(
+                    self.publisher.exchange, routing_key, body, properties, mandatory=True
+                )
+                return SENT
+            except pika.exceptions.UnroutableError:
+                # Someone deleted the ingest queue: declare it again, then retry.
+                self.publisher._warn("an event was unroutable; declaring the ingest queue again")
+                self.disconnect()
             except Exception as exc:
                 self.publisher._warn("publish failed (%r), reconnecting", exc)
                 self.disconnect()
-        return False
+        return REFUSED
 
     def connect(self) -> bool:
         if time.monotonic() < self.next_connect:
@@ -226,13 +430,16 @@ class _Sender:
             params.connection_attempts = 1
             self.connection = pika.BlockingConnection(params)
             self.channel = self.connection.channel()
-            self.channel.exchange_declare(self.publisher.exchange, "topic", durable=True)
+            topology.declare(self.channel, self.publisher.namespace)
+            self.channel.confirm_delivery()
         except Exception as exc:
             self.disconnect()
             self.backoff = min(max(0.5, self.backoff * 2), self.publisher.max_backoff)
             self.next_connect = time.monotonic() + self.backoff
             self.publisher._warn(
-                "RabbitMQ unreachable (%r), dropping events; next try in %.1fs", exc, self.backoff
+                "RabbitMQ unreachable (%r), buffering events; next try in %.1fs",
+                exc,
+                self.backoff,
             )
             return False
         self.backoff = 0.0

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import dramatiq
 import pika
@@ -44,6 +44,7 @@ from lifecycle.ingest import (
     ingest_queue_name,
 )
 from lifecycle.models import Event
+from tests.faults import TcpProxy, tcp_proxy
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()
@@ -306,23 +307,25 @@ def test_published_events_reach_the_exchange_routed_and_persistent(tap):
 
 
 def test_publish_neither_raises_nor_blocks_when_rabbitmq_is_unreachable():
-    publisher = Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F", exchange="nowhere")
+    publisher = Publisher(
+        url="amqp://guest:guest@127.0.0.1:1/%2F", namespace="nowhere", max_events=50
+    )
 
     timings = []
     for i in range(200):
         start = time.perf_counter()
-        publisher.publish(message(f"pub-down-{i}"))
+        publisher.publish(message(f"pub-down-{i % 4}"))
         timings.append(time.perf_counter() - start)
     publisher.publish({"not": "an event"})  # nor when the message is wrong
 
     # A few ms at worst (a GIL hand-over can take the 5 ms switch interval); microseconds usually.
     assert max(timings) < 0.02, max(timings)
     assert sorted(timings)[len(timings) // 2] < 0.001
-    assert publisher.flush(10)
+    # The buffer keeps what fits, for when RabbitMQ comes back; only the overflow is lost.
+    assert not publisher.flush(1)
     stats = publisher.stats()
-    assert stats.published == 0
-    assert stats.failed + stats.dropped == 201
-    assert stats.dropped >= 1
+    assert (stats.published, stats.queued, stats.dropped) == (0, 50, 151)
+    assert not publisher.close(1)
 
 
 def test_publish_does_not_block_when_rabbitmq_hangs():
@@ -332,7 +335,10 @@ def test_publish_does_not_block_when_rabbitmq_hangs():
     silent.listen(8)
     port = silent.getsockname()[1]
     publisher = Publisher(
-        url=f"amqp://guest:guest@127.0.0.1:{port}/%2F", exchange="x", maxsize=10, connect_timeout=1
+        url=f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+        namespace="x",
+        max_events=10,
+        connect_timeout=1,
     )
     try:
         # When many events are published while its thread is stuck connecting
@@ -341,14 +347,106 @@ def test_publish_does_not_block_when_rabbitmq_hangs():
             publisher.publish(message(f"pub-hang-{i}"))
         elapsed = time.perf_counter() - start
 
-        # Then publish returned at once, dropping what did not fit the bounded queue
+        # Then publish returned at once, keeping what fits the bounded buffer
         assert elapsed < 0.2, elapsed
-        assert publisher.stats().dropped >= 480
+        stats = publisher.stats()
+        assert (stats.published, stats.queued, stats.dropped) == (0, 10, 490)
     finally:
         silent.close()
+    publisher.close(1)
+
+
+@pytest.fixture
+def rabbit_proxy() -> Iterator[TcpProxy]:
+    """The real RabbitMQ behind a proxy this test can cut, as if RabbitMQ went down."""
+    url = pika.URLParameters(settings.AMQP_URL)
+    with tcp_proxy(url.host, url.port) as proxy:
+        yield proxy
+
+
+def proxied_url(proxy: TcpProxy) -> str:
+    parts = urlsplit(settings.AMQP_URL)
+    return urlunsplit(
+        parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{proxy.port}")
+    )
+
+
+def test_events_published_while_rabbitmq_is_down_are_sent_when_it_returns(tap, rabbit_proxy):
+    publisher = Publisher(url=proxied_url(rabbit_proxy), max_backoff=0.5)
+    before = [message("pub-outage", n=i) for i in range(5)]
+    during = [message("pub-outage", n=i) for i in range(5, 35)]
+    for m in before:
+        publisher.publish(m)
+    assert publisher.flush(5)
+
+    # When RabbitMQ goes away and events keep coming
+    rabbit_proxy.cut()
+    for m in during:
+        publisher.publish(m)
+    assert not publisher.flush(1.5)
+    assert publisher.stats().queued == len(during)
+
+    # Then they are sent, in order and once each, when it is back; none was lost
+    rabbit_proxy.restore()
     assert publisher.flush(15)
+    got = []
+    wait_for(lambda: got.extend(tap()) or len(got) >= 35, what="every event")
+    assert [events.parse_message(b).body["n"] for _, _, b in got] == list(range(35))
     stats = publisher.stats()
-    assert (stats.published, stats.failed + stats.dropped) == (0, 500)
+    assert (stats.published, stats.dropped, stats.queued, stats.gaps) == (35, 0, 0, 0)
+    publisher.close(2)
+
+
+def test_overflow_while_rabbitmq_is_down_becomes_a_gap_event_per_task(tap, rabbit_proxy):
+    publisher = Publisher(url=proxied_url(rabbit_proxy), max_events=10, max_backoff=0.5)
+    publisher.publish(message("pub-gap-a", n=0))
+    assert publisher.flush(5)
+    rabbit_proxy.cut()
+
+    # When more events come than the buffer holds, for two tasks
+    sent = [message("pub-gap-a" if i % 3 else "pub-gap-b", n=i + 1) for i in range(25)]
+    for m in sent:
+        publisher.publish(m)
+    assert publisher.stats().dropped == 15
+
+    # Then, once RabbitMQ is back, the buffered ten arrive, then one gap event per task
+    # that lost events, with how many and between which times
+    rabbit_proxy.restore()
+    got = []
+    wait_for(lambda: got.extend(tap()) or len(got) >= 1 + 10 + 2, what="events and gaps")
+    parsed = [events.parse_message(b) for _, _, b in got]
+    assert [e.body["n"] for e in parsed if e.kind != "gap"] == list(range(11))
+    gaps = {e.task_key: e for e in parsed if e.kind == "gap"}
+    lost = sent[10:]
+    for task in ("pub-gap-a", "pub-gap-b"):
+        mine = [m for m in lost if m["task"] == task]
+        gap = gaps[task]
+        assert gap.source == "broker"
+        assert gap.body["dropped"] == len(mine)
+        assert (gap.body["first_at"], gap.body["last_at"]) == (mine[0]["at"], mine[-1]["at"])
+        assert gap.body["pid"] == os.getpid()
+    assert [d.routing_key for d, _, _ in got][-2:] == ["broker.gap", "broker.gap"]
+    assert publisher.stats().gaps == 2
+    publisher.close(2)
+
+
+def test_a_fresh_namespace_routes_the_first_event_to_the_ingest_queue(channel):
+    # Given a RabbitMQ where nothing of this namespace exists yet (no ingestor ever ran)
+    namespace = f"{settings.LIFECYCLE_NAMESPACE}-fresh-{uuid.uuid4().hex[:8]}"
+    publisher = Publisher(namespace=namespace)
+    try:
+        # When a process publishes its first event
+        first = message("pub-fresh")
+        publisher.publish(first)
+        assert publisher.flush(5)
+
+        # Then the publisher declared the ingest queue first, and the event waits there
+        method, _, body = channel.basic_get(f"{namespace}.ingest", auto_ack=True)
+        assert method is not None and events.parse_message(body).uuid == first["uuid"]
+    finally:
+        publisher.close(2)
+        channel.queue_delete(f"{namespace}.ingest")
+        channel.exchange_delete(f"{namespace}.events")
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -576,6 +674,12 @@ def test_the_middleware_reports_each_broker_step_with_its_attempt(worker_broker,
         assert e.body["thread"]
     by_kind = {e.kind: e for e in flaky_events}
     assert by_kind["fail"].body["exception"] == "ValueError('boom')"
+    # The ack is reported once RabbitMQ has it (after_ack, in Dramatiq's consumer thread),
+    # naming the worker thread that ran the attempt; the failed attempt's own ack is not.
+    (ack,) = [e for e in flaky_events if e.kind == "ack"]
+    (second_start,) = [e for e in flaky_events if e.kind == "start" and e.body["attempt"] == 2]
+    assert ack.body["thread"] == second_start.body["thread"]
+    assert ack.at >= second_start.at
     assert by_kind["retry"].body["delay"] > 0
     assert by_kind["start"].body["redelivered"] is False
 

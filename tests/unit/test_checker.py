@@ -1468,3 +1468,94 @@ def test_an_unconfigured_table_is_judged_by_the_default_lifecycle() -> None:
     h.commit(COMPLETED)
     assert kinds(check(h.events)) == ["terminal_overwrite"]
     assert check(renamed(h.events, table="public.unconfigured")) == []
+
+
+# -- gaps: a publisher dropped events -------------------------------------------------------
+
+
+def gap(h: History, *, first: datetime, last: datetime, dropped: int = 12) -> EventRecord:
+    """A gap event as the publisher sends it once RabbitMQ is back: at its first drop."""
+    body = {
+        "dropped": dropped,
+        "first_at": first.isoformat(),
+        "last_at": last.isoformat(),
+        "process": "worker",
+        "pid": 51,
+    }
+    return h.add("broker", "gap", at=first, body=body, after_ms=0)
+
+
+def test_no_duplicate_execution_is_claimed_where_a_gap_could_hide_the_retry() -> None:
+    # Given message m1 started twice, and the worker dropped broker events in between
+    h = History()
+    h.insert()
+    h.broker("start")
+    first = h.clock
+    h.commit(RUNNING)
+    h.broker("start")
+    h.commit(COMPLETED)
+    h.broker("ack")
+    gap(h, first=first + timedelta(milliseconds=5), last=first + timedelta(milliseconds=15))
+
+    # When / Then: the dropped events may be the retry, so no duplicate is claimed
+    assert kinds(check(h.events)) == []
+
+
+def test_a_redelivered_start_is_a_duplicate_execution_even_with_a_gap() -> None:
+    # Given RabbitMQ said it delivered m1 again: no lost retry explains that
+    h = History()
+    h.insert()
+    h.broker("start")
+    first = h.clock
+    h.commit(RUNNING)
+    h.broker("start", redelivered=True)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    gap(h, first=first, last=first + timedelta(milliseconds=20))
+
+    # When / Then
+    assert kinds(check(h.events)) == ["duplicate_execution"]
+
+
+def test_a_gap_elsewhere_in_time_changes_nothing() -> None:
+    # Given a duplicate start, and a gap an hour before it
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.broker("start")
+    h.commit(COMPLETED)
+    h.broker("ack")
+    gap(h, first=T0 - timedelta(hours=1), last=T0 - timedelta(minutes=59))
+
+    # When / Then
+    assert kinds(check(h.events)) == ["duplicate_execution"]
+
+
+def test_an_ack_followed_by_a_gap_is_not_stuck() -> None:
+    # Given the worker acked with the row RUNNING, then dropped broker events (a new start?)
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.broker("ack")
+    later = h.clock + timedelta(seconds=1)
+    gap(h, first=later, last=later + timedelta(seconds=2))
+
+    # When / Then: what came after the ack is unknown, so "stuck" is not claimed
+    assert kinds(check(h.events)) == []
+
+
+def test_a_gap_does_not_hide_what_events_prove() -> None:
+    # Given a stale read (proven by the events present) and a gap around it
+    h = History()
+    h.insert()
+    h.broker("start")
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    h.read(version=-2, snapshot=False, after_ms=400)
+    gap(h, first=T0, last=h.clock)
+
+    # When / Then
+    assert "stale_read" in kinds(check(h.events))

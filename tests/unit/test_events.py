@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lifecycle import events
-from lifecycle.events import MalformedEvent, encode, make_message, parse_message
+from lifecycle.events import MalformedEvent, encode, make_message, parse_message, validate
 
 pytestmark = pytest.mark.unit
 
@@ -52,8 +52,14 @@ def test_a_good_message_becomes_an_event() -> None:
 
 @pytest.mark.parametrize("source", sorted(events.INGEST_SOURCES))
 def test_every_kind_of_every_ingested_source_is_accepted(source: str) -> None:
+    gap = {
+        "dropped": 1,
+        "first_at": "2026-12-02T18:00:00+00:00",
+        "last_at": "2026-12-02T18:00:00+00:00",
+    }
     for kind in events.KINDS[source]:
-        assert parse_message(encode(good(source=source, kind=kind))).kind == kind
+        body = gap if kind == events.GAP else {}
+        assert parse_message(encode(good(source=source, kind=kind, body=body))).kind == kind
 
 
 def test_optional_fields_may_be_null_or_absent() -> None:
@@ -146,3 +152,36 @@ def test_a_bad_status_is_rejected(value: object) -> None:
 @pytest.mark.parametrize("value", [[1], "text", 3])
 def test_a_body_that_is_not_an_object_is_rejected(value: object) -> None:
     assert rejected(json.dumps(good(body=value)).encode()) == "body must be a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"first_at": "2026-12-02T18:00:00+00:00", "last_at": "2026-12-02T18:00:01+00:00"},
+            "body.dropped must be a positive integer",
+        ),
+        (
+            {"dropped": 0, "first_at": "2026-12-02T18:00:00+00:00", "last_at": "x"},
+            "body.dropped must be a positive integer",
+        ),
+        (
+            {"dropped": 3, "first_at": "yesterday", "last_at": "2026-12-02T18:00:01+00:00"},
+            "body.first_at must be an ISO 8601 time",
+        ),
+    ],
+)
+def test_a_gap_must_say_how_many_events_and_when(body: dict, reason: str) -> None:
+    message = make_message(source="broker", kind="gap", task="t1", body=body)
+    with pytest.raises(MalformedEvent, match=reason):
+        validate(message)
+
+
+def test_a_gap_from_any_ingested_source_is_accepted() -> None:
+    body = {
+        "dropped": 2,
+        "first_at": "2026-12-02T18:00:00+00:00",
+        "last_at": "2026-12-02T18:00:01+00:00",
+    }
+    for source in ("broker", "api", "log", "probe"):
+        assert validate(make_message(source=source, kind="gap", task="t", body=body)).kind == "gap"

@@ -70,7 +70,7 @@ sys.meta_path.insert(0, NoDjango())
 import lifecycle.client, lifecycle.client.dramatiq_middleware
 from lifecycle.client import Publisher, report_read, install_log_handler, task_context
 from lifecycle.client.dramatiq_middleware import LifecycleEvents
-publisher = Publisher(maxsize=1)
+publisher = Publisher(max_events=1)
 middleware = LifecycleEvents(publisher=publisher)
 print(publisher.exchange, sorted(m for m in sys.modules if m.startswith("django")))
 """

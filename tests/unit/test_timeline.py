@@ -103,3 +103,26 @@ def test_pin_marks_the_events_a_finding_proves_and_reports_the_changes() -> None
     # Pinning the same findings again changes nothing; dropping them unmarks the events
     assert pin(views, found) == set()
     assert pin(views, []) == {1, 2} and all(v.findings == [] for v in views)
+
+
+def test_a_gap_event_reads_as_a_sentence_and_a_notice() -> None:
+    from lifecycle.timeline import gap_notices
+
+    body = {
+        "dropped": 12,
+        "first_at": "2026-12-02T18:33:57.120000+00:00",
+        "last_at": "2026-12-02T18:34:02.480000+00:00",
+        "process": "worker",
+        "pid": 4242,
+    }
+    gap = EventRecord(id=9, source="broker", kind="gap", task_key="t", body=body)
+
+    (view,) = TimelineBuilder().extend([gap])
+
+    expected = (
+        "the worker (pid 4242) dropped 12 broker events between 18:33:57.120 and "
+        "18:34:02.480; this history may be incomplete"
+    )
+    assert view.summary == expected
+    assert gap_notices([gap]) == [expected]
+    assert gap_notices([EventRecord(id=1, source="api", kind="read", task_key="t")]) == []
