@@ -31,6 +31,13 @@ application = ProtocolTypeRouter(
     }
 )
 
+# Runs started from a web process that died (kill -9, a restart) are followed on from here,
+# so they get their true verdict; only the web processes `lifecycle up` starts adopt.
+if os.environ.get("LIFECYCLE_PROCESS_ROLE") == "web":
+    from lifecycle.probe import start_adopting  # noqa: E402
+
+    start_adopting()
+
 # The long-lived objects of start-up (modules, settings, templates) never become garbage:
 # freezing them keeps the collector's full passes short, which are the live push's
 # longest pauses.

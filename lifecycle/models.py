@@ -80,6 +80,10 @@ class Run(models.Model):
     )
     # Who started it: a user's name, "token <name>", or "<os user> (cli)".
     started_by = models.CharField(max_length=200, blank=True, default="")
+    # Which process follows the run now ("host:pid:nonce"), and when it last said so: a
+    # run whose follower went quiet is adopted by a web process (probe.adopt_orphans).
+    follower = models.CharField(max_length=100, blank=True, default="")
+    followed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

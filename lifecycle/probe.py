@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    models,
+    transaction,
+)
 from django.utils import timezone as dj_timezone
 
 from lifecycle.events import MAX_TASK_KEY
@@ -33,8 +44,14 @@ from lifecycle.scenarios import (
 )
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HTTP_TIMEOUT = 5.0
+# Who follows a run: this process, told apart from its predecessor on the same pid.
+ME = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+HEARTBEAT = 2.0  # seconds between a follower's "still here" (Run.followed_at)
+ORPHAN_AFTER = 10.0  # a run whose follower has been quiet this long is adopted
+DB_PATIENCE = 300.0  # how long a follower waits out an unreachable database
 
 Progress = Callable[[Run, str | None], None]
 
@@ -112,9 +129,32 @@ def _record(
             http_status=response.http_status,
             latency_ms=round((response.received_at - response.sent_at).total_seconds() * 1000, 2),
         )
-    Event.objects.create(
-        task_key=task_key, source=Event.Source.PROBE, kind=kind, status=status, at=at, body=body
+    _db(
+        lambda: Event.objects.create(
+            task_key=task_key, source=Event.Source.PROBE, kind=kind, status=status, at=at, body=body
+        )
     )
+
+
+def _db(work: Callable[[], T], patience: float = DB_PATIENCE) -> T:
+    """Do ``work`` on Django's database, waiting out a restart of PostgreSQL: a lost
+    connection is closed and the work retried (with backoff) until ``patience`` runs out.
+    ``work`` must be safe to repeat: each is one statement or one atomic block."""
+    deadline, delay = time.monotonic() + patience, 0.2
+    while True:
+        try:
+            return work()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline or connection.in_atomic_block:
+                raise
+            logger.warning(
+                "probe: database unavailable (%s); retrying in %.1fs",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                delay,
+            )
+            connection.close()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 _SCENARIO_BODY: Any = object()  # create_run's default: no edited body
@@ -168,7 +208,7 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
         _finish(run, None)
         return False
     run.task_key = str(key)
-    Run.objects.filter(pk=run.pk).update(task_key=run.task_key)
+    _db(lambda: Run.objects.filter(pk=run.pk).update(task_key=run.task_key))
     status = status_of(scenario, submitted)
     _record(run, "submit", run.task_key, submitted, status)
     if progress:
@@ -177,15 +217,28 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
 
 
 def follow(run: Run, progress: Progress | None = None) -> Run:
-    """Poll the submitted task until it is terminal and settled, or the timeout; judge."""
+    """Poll the submitted task until it is terminal and settled, or the timeout; judge.
+
+    The timeout counts from the run's start, so a run adopted from a process that died
+    (``adopt_orphans``) keeps its deadline. Every ``HEARTBEAT`` it says it is still
+    following; if another process has taken the run over meanwhile (this one was thought
+    dead: a long pause), it stops without a verdict, which is the other's to give.
+    """
     scenario = get_scenario(run.scenario)
     assert run.task_key
     url = scenario.poll_at(run.base_url, run.task_key)
     observed: str | None = None
     try:
-        deadline = time.monotonic() + scenario.timeout
+        elapsed = (dj_timezone.now() - run.started_at).total_seconds() if run.started_at else 0
+        deadline = time.monotonic() + scenario.timeout - max(0.0, elapsed)
         settled_at: float | None = None  # when the current terminal status was first seen
+        beat = time.monotonic()
         while True:
+            if time.monotonic() - beat >= HEARTBEAT:
+                beat = time.monotonic()
+                if not _still_mine(run):
+                    logger.warning("run %s was adopted by another process; leaving it", run.id)
+                    return run
             response = http_json("GET", url, None, _client(run), scenario.headers)
             status = status_of(scenario, response) if response.http_status == 200 else None
             _record(run, "read", run.task_key, response, status)
@@ -216,28 +269,50 @@ def _client(run: Run) -> str:
     return f"probe-run-{run.id}"
 
 
+def _still_mine(run: Run) -> bool:
+    """Renew this process's claim on the run; False if another process holds it now."""
+    return bool(
+        _db(
+            lambda: Run.objects.filter(
+                pk=run.pk, state=Run.State.RUNNING, follower__in=[ME, ""]
+            ).update(follower=ME, followed_at=dj_timezone.now())
+        )
+    )
+
+
+def claim(run: Run) -> None:
+    """This process follows the run from now on."""
+    _db(lambda: Run.objects.filter(pk=run.pk).update(follower=ME, followed_at=dj_timezone.now()))
+    run.follower = ME
+
+
 def _finish(run: Run, observed: str | None) -> None:
     run.observed = observed
     run.verdict = Run.Verdict.PASS if observed == run.expected else Run.Verdict.FAIL
     run.state = Run.State.DONE
     run.finished_at = dj_timezone.now()
-    with transaction.atomic():
-        run.save(update_fields=["observed", "verdict", "state", "finished_at", "error"])
-        if run.task_key:
-            _record(
-                run,
-                "verdict",
-                run.task_key,
-                None,
-                expected=run.expected,
-                observed=observed,
-                verdict=run.verdict,
-                error=run.error,
-            )
+
+    def save() -> None:
+        with transaction.atomic():
+            run.save(update_fields=["observed", "verdict", "state", "finished_at", "error"])
+            if run.task_key:
+                _record(
+                    run,
+                    "verdict",
+                    run.task_key,
+                    None,
+                    expected=run.expected,
+                    observed=observed,
+                    verdict=run.verdict,
+                    error=run.error,
+                )
+
+    _db(save)
 
 
 def execute(run: Run, progress: Progress | None = None) -> Run:
     """Submit and follow in this thread (the CLI's way)."""
+    claim(run)
     if submit(run, progress):
         follow(run, progress)
     return run
@@ -271,6 +346,7 @@ def start(
         )
     except IntegrityError:  # the other click of a double click won the race
         return Run.objects.get(request_token=request_token)
+    claim(run)
     if submit(run):
         follow_in_background(run)
     return run
@@ -292,6 +368,8 @@ def expire_if_abandoned(run: Run) -> Run:
         limit = scenario.timeout + scenario.settle + ABANDON_AFTER
     if (dj_timezone.now() - run.started_at).total_seconds() < limit:
         return run
+    if run.followed_at and (dj_timezone.now() - run.followed_at).total_seconds() < ORPHAN_AFTER:
+        return run  # its follower is alive (it waited out the database, say)
     run.error = (
         f"abandoned: still running {limit:.0f} s after it started; the process following "
         "it stopped (a restart or a crash) before its verdict"
@@ -307,6 +385,64 @@ def expire_if_abandoned(run: Run) -> Run:
     else:
         run.refresh_from_db()  # its follower finished after all
     return run
+
+
+def adopt_orphans(now: datetime | None = None) -> list[Run]:
+    """Follow, from this process, every submitted run whose follower went quiet (the web
+    process that started it was restarted or killed): it gets its true verdict, not
+    "abandoned". Each run is claimed with one conditional update, so two web processes
+    adopting at once never both follow it."""
+    now = now or dj_timezone.now()
+    quiet = now - timedelta(seconds=ORPHAN_AFTER)
+    candidates = list(
+        Run.objects.filter(state=Run.State.RUNNING, task_key__isnull=False)
+        .exclude(follower=ME)
+        .filter(
+            models.Q(followed_at__lt=quiet)
+            | models.Q(followed_at__isnull=True, started_at__lt=quiet)
+        )
+        .order_by("id")[:100]
+    )
+    adopted = []
+    for run in candidates:
+        if find_scenario(run.scenario) is None:
+            continue  # its scenario file is gone: expire_if_abandoned will close it
+        taken = Run.objects.filter(
+            pk=run.pk, state=Run.State.RUNNING, follower=run.follower, followed_at=run.followed_at
+        ).update(follower=ME, followed_at=now)
+        if taken:
+            logger.info(
+                "run %s (%s): adopted from %s",
+                run.id,
+                run.scenario,
+                run.follower or "a process that never claimed it",
+            )
+            run.follower, run.followed_at = ME, now
+            follow_in_background(run)
+            adopted.append(run)
+    return adopted
+
+
+def adopt_forever(stop: threading.Event, every: float = 5.0) -> None:
+    """``adopt_orphans`` every few seconds until ``stop`` (a web process's thread)."""
+    while not stop.is_set():
+        try:
+            adopt_orphans()
+        except Exception as exc:  # the database may be restarting: try again later
+            logger.warning("adopting orphaned runs failed (%s); retrying", exc)
+        finally:
+            close_old_connections()
+            connection.close()
+        stop.wait(every)
+
+
+def start_adopting() -> threading.Thread:
+    """Start this process's adopter thread (the web process does at start)."""
+    thread = threading.Thread(
+        target=adopt_forever, args=(threading.Event(),), name="probe-adopter", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def follow_in_background(run: Run) -> threading.Thread:

@@ -81,6 +81,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         Child(
             "web",
             python("-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"),
+            restart=True,  # a killed web process comes back and adopts the runs it followed
             env={"LIFECYCLE_PROCESS_ROLE": "web"},
         ),
         *([worker_child()] if settings.LIFECYCLE_LAB else []),

@@ -97,18 +97,33 @@ class _SnapshotReads:
     ) -> tuple[dict[str, Any], int, str] | None:
         with self._lock:
             self._expire()
-            entry = self._open.get(task_id)
-            if entry is None:
-                if not start:
-                    return None
-                conn = psycopg.connect(dsn, application_name="lab-api-snapshot")
-                conn.execute(READS["begin_snapshot"])
-                entry = (conn, time.monotonic())
-                self._open[task_id] = entry
-            row = entry[0].execute(READS["read_task"], [task_id]).fetchone()
+            for _ in range(2):  # a connection the server ended (a restart) is opened again
+                entry = self._open.get(task_id)
+                if entry is None:
+                    if not start:
+                        return None
+                    conn = psycopg.connect(dsn, application_name="lab-api-snapshot")
+                    conn.execute(READS["begin_snapshot"])
+                    entry = (conn, time.monotonic())
+                    self._open[task_id] = entry
+                try:
+                    row = entry[0].execute(READS["read_task"], [task_id]).fetchone()
+                    break
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    self._open.pop(task_id, None)
+                    entry[0].close()
+            else:
+                raise psycopg.OperationalError("the snapshot's connection was lost twice")
         if row is None:
             return None
         return _row_to_json(row), row[10], row[11]
+
+    def close_all(self) -> None:
+        """End every kept snapshot (a test's cleanup: an open one blocks a TRUNCATE)."""
+        with self._lock:
+            entries, self._open = list(self._open.values()), {}
+        for conn, _ in entries:
+            conn.close()
 
     def has(self, task_id: str) -> bool:
         with self._lock:

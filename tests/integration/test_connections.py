@@ -51,3 +51,25 @@ async def test_starting_runs_works_after_the_connections_were_cut(postgres, test
         )
         assert response.status_code == 201, (attempt, response.content[:300])
         await database_sync_to_async(cut_every_other_connection)(test_backend)
+
+
+def test_the_labs_snapshot_reads_survive_their_connection_being_cut(
+    postgres: None, request: pytest.FixtureRequest
+) -> None:
+    from lifecycle.lab.models import Task
+    from lifecycle.lab.reads import read_task, snapshot_reads
+
+    # Given a snapshot_read task whose kept snapshot connection PostgreSQL then ends
+    task = Task.objects.create(config={"snapshot_read": True})
+    request.addfinalizer(snapshot_reads.close_all)
+    assert read_task(str(task.id)).path == "snapshot"
+    with psycopg.connect(conninfo(), autocommit=True) as other:
+        other.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'lab-api-snapshot' AND datname = current_database()"
+        )
+
+    # When the API reads the task again, Then it answers, from a new snapshot
+    again = read_task(str(task.id))
+    assert again is not None and again.path == "snapshot"
+    assert again.task["status"] == task.status

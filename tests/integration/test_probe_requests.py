@@ -147,3 +147,75 @@ def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
     assert f"could not submit the task to {service.url}/things: " in run.error
     assert error in run.error
     assert len(service.requests) == 1  # nothing was polled
+
+
+# -- runs outlive the process that follows them ----------------------------------------------
+
+
+def wait_until(probe_fn: Any, timeout: float = 15.0) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe_fn()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # Given a run submitted by a process that then died (it stopped saying it follows)
+    found = scenario(tmp_path, service.url)
+    run = probe.create_run(found, "http://unused")
+    assert probe.submit(run)
+    quiet = timezone.now() - timedelta(seconds=probe.ORPHAN_AFTER + 1)
+    Run.objects.filter(pk=run.pk).update(follower="gone:4242:dead", followed_at=quiet)
+    # and one whose follower is alive
+    alive = probe.create_run(found, "http://unused")
+    assert probe.submit(alive)
+    Run.objects.filter(pk=alive.pk).update(follower="alive:1:x", followed_at=timezone.now())
+
+    # When a web process looks for orphans (twice at once: as two processes would)
+    adopted = probe.adopt_orphans()
+    again = probe.adopt_orphans()
+
+    # Then it follows the dead one's run, once, to its true verdict
+    assert [r.id for r in adopted] == [run.id] and again == []
+    done = wait_until(lambda: Run.objects.filter(pk=run.pk, state=Run.State.DONE).first())
+    assert (done.verdict, done.observed, done.error) == (Run.Verdict.PASS, "finished", "")
+    assert done.follower == probe.ME
+    assert Run.objects.get(pk=alive.pk).state == Run.State.RUNNING  # not taken from the living
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follower_waits_out_a_database_that_cut_its_connection(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    from django.db import connection
+
+    found = scenario(tmp_path, service.url)
+    run = probe.create_run(found, "http://unused")
+    assert probe.submit(run)
+
+    # When PostgreSQL ends this process's connection (as a restart does) mid-run
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    import psycopg
+
+    with psycopg.connect(f"dbname={connection.settings_dict['NAME']}", autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    # Then the follow reconnects, records its reads and gives the verdict
+    probe.follow(run)
+    run.refresh_from_db()
+    assert (run.verdict, run.observed) == (Run.Verdict.PASS, "finished")
+    assert Event.objects.filter(task_key=run.task_key, kind="verdict").count() == 1
