@@ -1,11 +1,21 @@
 """Findings per task: the checker run over stored histories, memoised, and kept in
-``lifecycle_task_check`` so the home page can filter tasks by them."""
+``lifecycle_task_check`` so the home page can filter tasks by them.
+
+Who writes ``lifecycle_task_check``: the maintainer process (``lifecycle maintain``, see
+``lifecycle.maintain``), which follows the event table and rechecks every task whose
+events moved, each at most as often as its history's cost allows. Page views and
+websockets only read it; where a stored check is missing or behind, a page checks a short
+history itself (memoised, never written) and shows nothing for a long one until the
+maintainer gets there.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lifecycle import store
 from lifecycle.checker import Finding, check
@@ -41,12 +51,9 @@ def findings_for(records: Sequence[EventRecord], expected: str | None) -> list[F
 def stored_findings(
     task_key: str, records: Sequence[EventRecord], expected: str | None
 ) -> list[Finding]:
-    """``findings_for`` a task's whole history, reusing (and keeping) its ``TaskCheck``.
-
-    The stored check is used when it covers exactly as many events up to the same newest
-    id with the same expectation, the rule ``refresh`` keeps it by; the home page brings it
-    up to date for the tasks it lists, so their pages need not run the checker again.
-    """
+    """``findings_for`` a task's whole history, reusing its ``TaskCheck`` when it covers
+    exactly these events (as many, up to the same newest id, the same expectation): the
+    maintainer keeps it so, and a page then need not run the checker. Nothing is written."""
     if len(records) < STORE_MIN:
         return findings_for(records, expected)
     last = max(r.id for r in records)
@@ -59,9 +66,7 @@ def stored_findings(
     )
     if row is not None:
         return [Finding.from_json(f) for f in row]
-    findings = findings_for(records, expected)
-    _keep(task_key, len(records), last, expected, findings)
-    return findings
+    return findings_for(records, expected)
 
 
 def _keep(
@@ -87,29 +92,46 @@ STORE_MIN = 1000  # shorter histories check faster than the row is read
 REFRESH_MARGIN = 10_000
 
 
-def refresh_changed() -> None:
-    """Check every task whose events moved since the last pass (all of them the first time).
+def first_pass_done() -> bool:
+    """Whether the maintainer has checked every task once (the home page says if not)."""
+    return CheckCursor.objects.filter(pk=1, checked_through__gt=0).exists()
 
-    The pass's position is kept in lifecycle_check_cursor; a pass reads only the newer part
-    of the event table (by primary key), not all of it.
+
+def changed_tasks() -> tuple[set[str] | None, int]:
+    """The tasks whose events moved since the last pass (None: every task, the first time),
+    and the newest event id now; the pass ends with ``passed(newest)``.
+
+    The position is kept in lifecycle_check_cursor; a pass reads only the newer part of
+    the event table (by primary key), not all of it.
     """
     cursor_row, _ = CheckCursor.objects.get_or_create(pk=1)
     newest = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
     if cursor_row.checked_through == 0:
-        refresh()
-    else:
-        since = max(0, cursor_row.checked_through - REFRESH_MARGIN)
-        keys = set(Event.objects.filter(id__gt=since).values_list("task_key", flat=True).distinct())
-        if keys:
-            refresh(keys)
-    CheckCursor.objects.filter(pk=1).update(checked_through=newest)
+        return None, newest
+    since = max(0, cursor_row.checked_through - REFRESH_MARGIN)
+    keys = set(Event.objects.filter(id__gt=since).values_list("task_key", flat=True).distinct())
+    return keys, newest
 
 
-def refresh(task_keys: Iterable[str] | None = None) -> dict[str, TaskCheck]:
-    """Bring the stored findings of these tasks (or of all) up to date; return them."""
+def passed(newest: int) -> None:
+    CheckCursor.objects.filter(pk=1).update(checked_through=max(newest, 1))
+
+
+def refresh_changed() -> None:
+    """Check every task whose events moved since the last pass (all of them the first time)."""
+    keys, newest = changed_tasks()
+    if keys is None or keys:
+        refresh(keys)
+    passed(newest)
+
+
+def refresh(task_keys: Iterable[str] | None = None, *, timings: bool = False) -> dict[str, Any]:
+    """Bring the stored findings of these tasks (or of all) up to date; return them (with
+    ``timings``: the seconds each recheck took, for the tasks rechecked only)."""
     stats = store.task_stats(None if task_keys is None else list(task_keys))
     stored = {c.task_key: c for c in TaskCheck.objects.filter(task_key__in=list(stats))}
     expectations = store.expected_by_task(list(stats))
+    took: dict[str, float] = {}
     for key, (count, last) in stats.items():
         check_row = stored.get(key)
         expected = expectations.get(key)
@@ -120,21 +142,28 @@ def refresh(task_keys: Iterable[str] | None = None) -> dict[str, TaskCheck]:
             and check_row.expected == expected
         ):
             continue
+        started = time.perf_counter()
         findings = findings_for(store.task_events(key), expected)
         stored[key] = _keep(key, count, last, expected, findings)
-    return stored
+        took[key] = time.perf_counter() - started
+    return took if timings else stored
 
 
 def findings_json(task_key: str) -> list[dict]:
-    found = refresh([task_key]).get(task_key)
-    return found.findings if found else []
+    """A task's findings as JSON: its stored check if current, else checked now (unkept)."""
+    return [
+        f.as_json()
+        for f in stored_findings(
+            task_key, store.task_events(task_key), store.expected_for(task_key)
+        )
+    ]
 
 
 def tasks_with_findings(
     kind: str | None, page: int = 1, per_page: int = store.PAGE_SIZE
 ) -> tuple[list[store.TaskSummary], bool]:
-    """Tasks whose history has a finding (of ``kind``, if given), newest activity first."""
-    refresh_changed()  # every task whose history moved since the last pass
+    """Tasks whose stored check has a finding (of ``kind``, if given), newest activity
+    first. It reads what the maintainer stored: no task is checked here."""
     matching = TaskCheck.objects.exclude(kinds=[])
     if kind:
         matching = matching.filter(kinds__contains=[kind])
@@ -147,10 +176,28 @@ def tasks_with_findings(
     return store.summaries_of(keys[:per_page]), len(keys) > per_page
 
 
+# A listed task whose stored check is missing or behind is checked by the page itself only
+# when its history is at most this long (a few ms); a longer one waits for the maintainer.
+PAGE_CHECK_MAX = 500
+
+
 def with_findings(summaries: list[store.TaskSummary]) -> list[store.TaskSummary]:
-    """Set each summary's finding kinds, bringing the stored checks up to date."""
-    checked = refresh([s.task_key for s in summaries])
+    """Set each summary's finding kinds from the stored checks (read, never written)."""
+    keys = [s.task_key for s in summaries]
+    stored = {c.task_key: c for c in TaskCheck.objects.filter(task_key__in=keys)}
+    expectations = store.expected_by_task(keys) if keys else {}
     for summary in summaries:
-        found = checked.get(summary.task_key)
-        summary.findings = list(found.kinds) if found else []
+        row = stored.get(summary.task_key)
+        expected = expectations.get(summary.task_key)
+        current = (
+            row is not None
+            and row.event_count == summary.events
+            and row.last_event_id == summary.last_event.id
+            and row.expected == expected
+        )
+        if current or summary.events > PAGE_CHECK_MAX:
+            summary.findings = list(row.kinds) if row is not None else []
+        else:
+            found = findings_for(store.task_events(summary.task_key), expected)
+            summary.findings = sorted({f.kind for f in found})
     return summaries

@@ -39,6 +39,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "page": page,
             "has_next": has_next,
             "wanted": wanted,
+            "first_pass": bool(wanted) and not findings.first_pass_done(),
             "kinds": KINDS,
             "scenarios": all_scenarios(),
             "token": uuid.uuid4().hex,

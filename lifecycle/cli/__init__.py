@@ -8,6 +8,7 @@ SUBCOMMANDS = {
     "ingest": "lifecycle.cli.ingest",
     "capture": "lifecycle.cli.capture",
     "follow": "lifecycle.cli.follow",
+    "maintain": "lifecycle.cli.maintain",
     "matrix": "lifecycle.cli.matrix",
     "scenarios": "lifecycle.cli.scenarios",
     "token": "lifecycle.cli.token",

@@ -97,6 +97,12 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             restart=True,
             env={"LIFECYCLE_PROCESS_ROLE": "follow"},
         ),
+        Child(
+            "maintain",
+            python("manage.py", "lifecycle", "maintain"),
+            restart=True,
+            env={"LIFECYCLE_PROCESS_ROLE": "maintain"},
+        ),
     ]
     supervisor = Supervisor(children, log=out.write)
     supervisor.start()  # the stack lock is held (its connection open) until this returns

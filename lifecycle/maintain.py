@@ -1,0 +1,143 @@
+"""The maintainer: keeps every task's stored findings current, and the event table pruned.
+
+It follows the event table, whichever path stored the events (the ingestor, the
+follower, the capture trigger, the probe): woken by the ``NOTIFY`` every insert sends,
+or every ``poll`` seconds, it rechecks each task whose events moved since its last pass
+(``findings.changed_tasks``) and keeps the answer in ``lifecycle_task_check``. Page views
+and websockets only read those rows, so no page waits for the checker.
+
+A task is rechecked at most once per ``max(min_interval, 10 × its last check's time)``:
+a history that takes the checker 2 s is rechecked every 20 s while it grows, and the
+maintainer stays at a tenth of a core for it. The first pass over an existing table
+checks every task once, newest first, in chunks, and the home page says it is under way.
+
+Once an hour it also runs ``lifecycle.retention.maintain`` (partitions ahead, and pruning
+when ``LIFECYCLE_RETENTION`` is set). A database that goes away is waited out.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+from lifecycle import findings, store
+from lifecycle.database import conninfo, first_line
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 500  # tasks per transaction of the first pass
+COST_FACTOR = 10.0  # a task waits this many times its last check's duration before another
+
+
+@dataclass
+class MaintainStats:
+    passes: int = 0
+    checked: int = 0  # task checks run
+    deferred: int = 0  # checks put off because the task was checked moments ago
+    errors: int = 0
+    check_seconds: float = 0.0
+
+
+@dataclass
+class Maintainer:
+    poll: float = 1.0
+    min_interval: float = 1.0
+    retention_every: float = 3600.0
+    cost_factor: float = COST_FACTOR
+    stats: MaintainStats = field(default_factory=MaintainStats)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _next_check: dict[str, float] = field(default_factory=dict)  # task -> monotonic time
+    _deferred: set[str] = field(default_factory=set)
+    _next_retention: float = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, until: Callable[[MaintainStats], bool] | None = None) -> MaintainStats:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    conninfo(application_name="lifecycle-maintain"),
+                    autocommit=True,
+                    connect_timeout=5,
+                ) as listener:
+                    listener.execute("LISTEN lifecycle_events")
+                    delay = 0.5
+                    while not self._stop.is_set():
+                        self.once()
+                        if until is not None and until(self.stats):
+                            return self.stats
+                        # Wake on the first notification (taking a burst with it), or poll.
+                        for _ in listener.notifies(timeout=self.poll, stop_after=1):
+                            pass
+            except (psycopg.Error, OperationalError, InterfaceError) as exc:
+                self.stats.errors += 1
+                logger.warning(
+                    "maintain: database unavailable (%s); retry in %.1fs", first_line(exc), delay
+                )
+                connection.close()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        return self.stats
+
+    def once(self) -> None:
+        """One pass: recheck what moved (and what was put off), then retention if due."""
+        close_old_connections()
+        keys, newest = findings.changed_tasks()
+        self.stats.passes += 1
+        if keys is None:
+            self._first_pass()
+        else:
+            self._check(keys | self._deferred)
+        findings.passed(newest)
+        now = time.monotonic()
+        if now >= self._next_retention:
+            self._next_retention = now + self.retention_every
+            self._retention()
+
+    def _first_pass(self) -> None:
+        """Every task once, newest first, a chunk at a time (the table may be large)."""
+        keys = [key for key, _ in sorted(store.task_stats(None).items(), key=lambda kv: -kv[1][1])]
+        logger.info("maintain: first pass over %d tasks", len(keys))
+        for start in range(0, len(keys), CHUNK):
+            if self._stop.is_set():
+                return
+            self._check(set(keys[start : start + CHUNK]), throttle=False)
+
+    def _check(self, keys: set[str], *, throttle: bool = True) -> None:
+        now = time.monotonic()
+        due = {k for k in keys if not throttle or self._next_check.get(k, 0.0) <= now}
+        self._deferred = keys - due
+        self.stats.deferred += len(self._deferred)
+        if not due:
+            return
+        started = time.perf_counter()
+        timed = findings.refresh(due, timings=True)
+        self.stats.check_seconds += time.perf_counter() - started
+        for key, seconds in timed.items():
+            self.stats.checked += 1
+            self._next_check[key] = now + max(self.min_interval, self.cost_factor * seconds)
+        if len(self._next_check) > 100_000:  # forget tasks long quiet
+            self._next_check = {k: t for k, t in self._next_check.items() if t > now}
+
+    def _retention(self) -> None:
+        try:
+            from lifecycle import retention  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:  # pragma: no cover - retention arrives with partitioning
+            return
+        try:
+            line = retention.maintain()
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("maintain: retention failed; next try in an hour")
+            return
+        if line:
+            logger.info("maintain: %s", line)

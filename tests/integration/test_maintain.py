@@ -1,0 +1,137 @@
+"""The maintainer keeps stored findings current from the event table; pages only read them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from lifecycle import findings
+from lifecycle.maintain import Maintainer
+from lifecycle.models import CheckCursor, Event, TaskCheck
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def stuck_task(key: str) -> None:
+    """A task the worker acked while its row was left RUNNING: the checker says stuck."""
+    rows = [
+        (
+            "db",
+            "insert",
+            "PENDING",
+            {"old_status": None, "new_status": "PENDING", "table": "public.lab_task"},
+        ),
+        ("broker", "start", None, {"message_id": "m1", "attempt": 1}),
+        (
+            "db",
+            "update",
+            "RUNNING",
+            {"old_status": "PENDING", "new_status": "RUNNING", "table": "public.lab_task"},
+        ),
+        ("broker", "ack", None, {"message_id": "m1", "attempt": 1}),
+    ]
+    for n, (source, kind, status, body) in enumerate(rows):
+        Event.objects.create(
+            task_key=key,
+            source=source,
+            kind=kind,
+            status=status,
+            at=T0 + timedelta(milliseconds=10 * n),
+            txid=900 + n if source == "db" else None,
+            body=body,
+        )
+
+
+def test_a_pass_stores_the_findings_of_the_tasks_whose_events_moved(postgres: None) -> None:
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    stuck_task("mt-a")
+
+    # When the maintainer makes its first pass, then a task moves
+    maintainer.once()
+    assert TaskCheck.objects.get(task_key="mt-a").kinds == ["stuck"]
+    assert findings.first_pass_done()
+    Event.objects.create(
+        task_key="mt-a",
+        source="db",
+        kind="update",
+        status="COMPLETED",
+        at=T0 + timedelta(seconds=1),
+        txid=990,
+        body={"old_status": "RUNNING", "new_status": "COMPLETED", "table": "public.lab_task"},
+    )
+    stuck_task("mt-b")
+    maintainer.once()
+
+    # Then both stored checks are current: a's finding is gone, b's is there
+    assert TaskCheck.objects.get(task_key="mt-a").kinds == []
+    assert TaskCheck.objects.get(task_key="mt-b").kinds == ["stuck"]
+    assert CheckCursor.objects.get(pk=1).checked_through == Event.objects.order_by("-id").first().id
+
+
+def test_the_findings_filter_reads_stored_checks_and_runs_no_checker(
+    postgres: None, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck_task("mt-c")
+    Maintainer().once()
+    stuck_task("mt-d")  # not checked yet: the page must not check it itself
+
+    def no_checking(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a page view ran the checker over the history")
+
+    monkeypatch.setattr(findings, "refresh", no_checking)
+    page = client.get("/?findings=stuck").content.decode()
+
+    assert "mt-c" in page and "mt-d" not in page
+    assert 'data-testid="first-pass"' not in page
+
+
+def test_the_page_says_when_the_first_pass_is_under_way(postgres: None, client: Client) -> None:
+    CheckCursor.objects.update_or_create(pk=1, defaults={"checked_through": 0})
+    page = client.get("/?findings=any").content.decode()
+    assert 'data-testid="first-pass"' in page
+
+
+def test_a_task_checked_moments_ago_waits_its_turn(postgres: None) -> None:
+    maintainer = Maintainer(min_interval=60)
+    stuck_task("mt-e")
+    maintainer.once()
+    Event.objects.create(task_key="mt-e", source="broker", kind="enqueue", at=T0, body={})
+    maintainer.once()  # within a minute of its last check: deferred, not lost
+
+    assert maintainer.stats.deferred >= 1
+    assert "mt-e" in maintainer._deferred
+    maintainer._next_check["mt-e"] = 0
+    maintainer.once()
+    assert TaskCheck.objects.get(task_key="mt-e").event_count == 5
+
+
+def test_the_maintainer_waits_out_a_cut_connection(postgres: None) -> None:
+    import psycopg
+
+    from lifecycle.database import conninfo
+
+    stuck_task("mt-f")
+    maintainer = Maintainer(poll=0.1, min_interval=0, cost_factor=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    done = []
+
+    def until(stats: object) -> bool:
+        if not done:
+            done.append(1)
+            with psycopg.connect(conninfo(), autocommit=True) as other:
+                other.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                    "application_name = 'lifecycle-maintain' AND datname = current_database()"
+                )
+            stuck_task("mt-g")
+            return False
+        return TaskCheck.objects.filter(task_key="mt-g").exists()
+
+    maintainer.run(until=until)
+    assert TaskCheck.objects.get(task_key="mt-g").kinds == ["stuck"]
