@@ -37,6 +37,7 @@ KINDS = (
 # The causes a finding of these kinds may carry (Finding.cause).
 CAUSES = {
     "stale_read": ("cached_object", "old_snapshot"),
+    "duplicate_execution": ("redelivery",),
     "expectation_mismatch": ("committed", "superseded", "reads_only"),
 }
 # A read proves it began after a commit, by clocks alone, only this long after the write.
@@ -453,6 +454,18 @@ def _duplicate_executions(h: _History) -> Iterator[Finding]:
         unclaimed = [b for b in unclaimed if b not in rows]
         claimed.update(b.id for b in rows)
         row = f", and transaction {rows[0].txid} put the row in {running} again" if rows else ""
+        if again.body.get("redelivered") is True:
+            # RabbitMQ's own word: the first delivery was never acked (its worker died, or
+            # lost its connection, before the ack reached RabbitMQ).
+            yield Finding(
+                "duplicate_execution",
+                _ids(first, again, *rows),
+                f"Message {first.body['message_id']} started at {_clock(first.at)} and again "
+                f"at {_clock(again.at)}: RabbitMQ redelivered it, as its first delivery was "
+                f"never acked{row}.",
+                cause="redelivery",
+            )
+            continue
         yield Finding(
             "duplicate_execution",
             _ids(first, again, *rows),

@@ -6,6 +6,7 @@ the run gets its verdict: ``pass`` when the final status seen is the expected on
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -239,9 +240,15 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
                 if not _still_mine(run):
                     logger.warning("run %s was adopted by another process; leaving it", run.id)
                     return run
-            response = http_json("GET", url, None, _client(run), scenario.headers)
-            status = status_of(scenario, response) if response.http_status == 200 else None
-            _record(run, "read", run.task_key, response, status)
+            try:
+                response = http_json("GET", url, None, _client(run), scenario.headers)
+            except (OSError, http.client.HTTPException) as exc:
+                # The service is restarting, say: an unanswered poll is a fact, not the end.
+                _record(run, "read", run.task_key, None, None, error=f"no answer: {exc}"[:300])
+                status = None
+            else:
+                status = status_of(scenario, response) if response.http_status == 200 else None
+                _record(run, "read", run.task_key, response, status)
             if status != observed and progress:
                 progress(run, status)
             if scenario.lifecycle.is_terminal(status):

@@ -171,6 +171,8 @@ class TimelineBuilder:
                 return f"a test expects {r.status}{test}"
             if r.kind == "submit":
                 return f"submitted → HTTP {b.get('http_status')} {r.status or ''}".rstrip()
+            if b.get("error"):
+                return str(b["error"])[:160]
             if b.get("http_status") not in (None, 200):
                 return f"HTTP {b.get('http_status')}"
             return f"saw {r.status} · {b.get('latency_ms', '?')} ms"

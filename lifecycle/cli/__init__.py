@@ -9,6 +9,7 @@ SUBCOMMANDS = {
     "capture": "lifecycle.cli.capture",
     "follow": "lifecycle.cli.follow",
     "maintain": "lifecycle.cli.maintain",
+    "chaos": "lifecycle.cli.chaos",
     "matrix": "lifecycle.cli.matrix",
     "scenarios": "lifecycle.cli.scenarios",
     "token": "lifecycle.cli.token",

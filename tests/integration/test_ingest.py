@@ -35,6 +35,7 @@ from lifecycle.client.context import current_task, task_context
 from lifecycle.client.dramatiq_middleware import LifecycleEvents
 from lifecycle.client.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
 from lifecycle.client.publisher import Publisher
+from lifecycle.faults import TcpProxy, tcp_proxy
 from lifecycle.ingest import (
     REASON_HEADER,
     Ingestor,
@@ -44,7 +45,6 @@ from lifecycle.ingest import (
     ingest_queue_name,
 )
 from lifecycle.models import Event
-from tests.faults import TcpProxy, tcp_proxy
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()

@@ -1559,3 +1559,21 @@ def test_a_gap_does_not_hide_what_events_prove() -> None:
 
     # When / Then
     assert "stale_read" in kinds(check(h.events))
+
+
+def test_a_redelivered_message_is_a_duplicate_execution_named_as_redelivery() -> None:
+    # Given the worker died before acking m1, and RabbitMQ delivered it again
+    h = History()
+    h.insert()
+    h.broker("start", redelivered=False)
+    h.commit(RUNNING)
+    h.broker("start", redelivered=True)
+    h.commit(COMPLETED)
+    h.broker("ack", redelivered=True)
+
+    # When
+    (finding,) = check(h.events)
+
+    # Then it is named for what it is
+    assert (finding.kind, finding.cause) == ("duplicate_execution", "redelivery")
+    assert "RabbitMQ redelivered it, as its first delivery was never acked" in finding.message

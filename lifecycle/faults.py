@@ -1,4 +1,5 @@
-"""Faults to inject into real services without stopping them for everyone else.
+"""Faults to inject into real services without stopping them for everyone else (the
+fault suite, ``lifecycle chaos``, and the tests use it).
 
 ``TcpProxy`` stands between a client and a real server (RabbitMQ, PostgreSQL) on a port of
 its own: ``cut()`` closes every connection through it and refuses new ones, as a server

@@ -1,0 +1,40 @@
+"""The fault suite (``lifecycle chaos``): runs of the lab's ``slow`` scenario while each
+fault strikes a real stack (RabbitMQ and PostgreSQL away behind their proxies, kill -9 of
+the ingestor, the worker and the web process, the feed's connection terminated). Every
+run must keep all its reads and broker steps, be stored once, get its true verdict, and
+carry no finding but those a real redelivery causes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from lifecycle.chaos import FAULTS, run_suite, table
+from tests.services import require_postgres, require_rabbitmq
+
+require_postgres()
+require_rabbitmq()
+
+pytestmark = pytest.mark.acceptance
+
+
+def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    name = os.environ.get("TEST_DATABASE_NAME") or "test_lifecycle"
+    results = run_suite(
+        list(FAULTS),
+        log=lambda line: None,
+        where={
+            "database": f"{name}_chaos"[:63],
+            "namespace": f"{os.environ['LIFECYCLE_NAMESPACE']}-chaos",
+        },
+        seconds=9.0,
+    )
+    report = table(results)
+    print(report)  # shown with -s, and in the failure below
+
+    assert [r.fault for r in results] == list(FAULTS)
+    failed = [r for r in results if not r.passed]
+    assert not failed, "\n" + report
+    # The faults did strike: RabbitMQ's outage refused some starts or redelivered messages.
+    assert all(len(r.runs) >= 3 for r in results), "\n" + report
