@@ -26,7 +26,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-NAMES = ("capture", "ingest", "feed", "websocket", "render")
+NAMES = ("capture", "ingest", "feed", "websocket", "render", "soak")
+# The soak takes ten minutes: it runs when asked for (--only soak).
+DEFAULT = ("capture", "ingest", "feed", "websocket", "render")
 
 # (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
 Row = dict[str, Any]
@@ -46,10 +48,12 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--rate", type=int, default=500, help="commits a second (feed, websocket)")
     parser.add_argument("--updates", type=int, default=20_000, help="UPDATEs per table (capture)")
     parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
+    parser.add_argument("--soak-minutes", type=float, default=10.0, help="how long the soak runs")
+    parser.add_argument("--soak-rate", type=int, default=100, help="commits a second (soak)")
 
 
 def run(options: dict[str, Any]) -> int:
-    wanted = options.get("only") or list(NAMES)
+    wanted = options.get("only") or list(DEFAULT)
     rows: list[Row] = []
     failed: list[str] = []
     runners: dict[str, Callable[[dict[str, Any], list[Row]], bool]] = {
@@ -58,6 +62,7 @@ def run(options: dict[str, Any]) -> int:
         "feed": _feed,
         "websocket": _websocket,
         "render": _render,
+        "soak": _soak,
     }
     for name in NAMES:
         if name not in wanted:
@@ -252,6 +257,25 @@ def _render(options: dict[str, Any], rows: list[Row]) -> bool:
             }
         )
     return True
+
+
+def _soak(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench.soak import TARGET_GROWTH, bench_soak, format_soak
+
+    result = bench_soak(options["soak_minutes"], options["soak_rate"])
+    print(format_soak(result), flush=True)
+    for name, growth in result["growth"].items():
+        rows.append(
+            {
+                "bench": "soak",
+                "figure": f"{name} RSS growth after warm-up",
+                "value": f"{growth * 100:+.1f} % ({result['end'][name] / 1024:.0f} MiB)",
+                "baseline": f"{result['warm'][name] / 1024:.0f} MiB warm",
+                "target": f"≤ {TARGET_GROWTH * 100:.0f} %",
+                "verdict": _verdict(growth <= TARGET_GROWTH),
+            }
+        )
+    return result["db_events"] >= result["commits"] and result["api_events"] >= result["published"]
 
 
 def main(argv: list[str] | None = None) -> int:
