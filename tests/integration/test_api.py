@@ -206,3 +206,32 @@ def test_the_lab_api_stays_open_to_programs_and_its_own_pages(client, postgres, 
             **headers,
         )
         assert response.status_code == 201, response.content
+
+
+@pytest.mark.django_db
+def test_a_task_with_a_gap_says_its_history_may_be_incomplete(client, postgres):
+    from lifecycle.models import Event
+
+    # Given a publisher told it dropped 12 of the task's broker events (its name untrusted)
+    Event.objects.create(
+        task_key="t-gap",
+        source="broker",
+        kind="gap",
+        body={
+            "dropped": 12,
+            "first_at": "2026-12-02T18:33:57+00:00",
+            "last_at": "2026-12-02T18:34:02+00:00",
+            "process": "<b>worker</b>",
+            "pid": 42,
+        },
+    )
+
+    page = client.get("/tasks/t-gap").content.decode()
+
+    assert 'data-testid="incomplete"' in page
+    assert "This history may be incomplete." in page
+    assert (
+        "The &lt;b&gt;worker&lt;/b&gt; (pid 42) dropped 12 broker events between "
+        "18:33:57.000 and 18:34:02.000" in page
+    )
+    assert "<b>worker</b>" not in page
