@@ -58,9 +58,10 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
     from lifecycle.database import conninfo
 
     db = settings.DATABASES["default"]
-    where = {
+    where: dict[str, Any] = {
         "database": f"{db['NAME']}_soak"[:63],
         "namespace": f"{settings.LIFECYCLE_NAMESPACE}-soak",
+        "proxied": False,
     }
     seconds = minutes * 60
     samples: list[tuple[float, dict[str, int]]] = []

@@ -96,8 +96,11 @@ class ChaosStack:
         database: str | None = None,
         namespace: str | None = None,
         scenario_files: str | None = None,
+        proxied: bool = True,
         log: Callable[[str], None] = print,
     ):
+        """``proxied``: reach PostgreSQL and RabbitMQ through the fault proxies (the soak
+        does not: a proxy in this process would carry the whole stack's traffic)."""
         self.log = log
         db = settings.DATABASES["default"]
         self.database = database or f"{db['NAME']}_chaos"[:63]
