@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 
 from lifecycle.client import config as client_config
+from lifecycle.retention import parse_age
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,6 +57,17 @@ def _without_password(url: str) -> str:
         return repr(url)
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return repr(parts._replace(netloc=netloc).geturl())
+
+
+def retention_from(text: str) -> timedelta | None:
+    """``LIFECYCLE_RETENTION``: how long events are kept (``30d``, ``12h``, ``2w``); empty
+    keeps everything. A bad value stops every process at start-up, saying why."""
+    if not text.strip():
+        return None
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise ValueError(f"LIFECYCLE_RETENTION: {exc}") from None
 
 
 def secret_key(path: Path) -> str:
@@ -119,6 +132,8 @@ LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 LIFECYCLE_PUBLIC_READ = env_bool("LIFECYCLE_PUBLIC_READ", False)
 # off: no lab at all (no app, no URLs, no worker, no scenarios of its own).
 LIFECYCLE_LAB = env_bool("LIFECYCLE_LAB", True)
+# Events older than this are pruned by `lifecycle maintain` (README: Partitions and retention).
+LIFECYCLE_RETENTION = retention_from(env("LIFECYCLE_RETENTION", ""))
 
 INSTALLED_APPS = [
     "daphne",

@@ -2,7 +2,7 @@
 
 It consumes the durable queue ``{NAMESPACE}.ingest`` (bound to the exchange with ``#``),
 validates each message with ``events.parse_message`` and inserts the good ones of a batch
-in one transaction with ``ON CONFLICT (uuid) DO NOTHING``, so a redelivered message is
+in one transaction with ``ON CONFLICT (uuid, at) DO NOTHING``, so a redelivered message is
 harmless. Messages are acked only after that commit. A malformed message goes to
 ``{NAMESPACE}.dead`` with its reason in the header ``x-lifecycle-reason`` and is acked: it
 never stops the ingestor, nor costs the good messages around it. While the database is

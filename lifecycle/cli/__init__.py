@@ -10,6 +10,7 @@ SUBCOMMANDS = {
     "follow": "lifecycle.cli.follow",
     "maintain": "lifecycle.cli.maintain",
     "chaos": "lifecycle.cli.chaos",
+    "prune": "lifecycle.cli.prune",
     "matrix": "lifecycle.cli.matrix",
     "scenarios": "lifecycle.cli.scenarios",
     "token": "lifecycle.cli.token",

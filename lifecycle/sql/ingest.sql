@@ -2,10 +2,11 @@
 -- column default now(): now() is the transaction's start, the same for a whole batch.
 
 -- insert_row --
--- One event; a known uuid (a redelivered message) is ignored.
+-- One event; a known uuid (a redelivered message) is ignored. The conflict is on (uuid, at),
+-- the event table's unique key (it is partitioned by at): a redelivery carries the same at.
 INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
-ON CONFLICT (uuid) DO NOTHING
+ON CONFLICT (uuid, at) DO NOTHING
 
 -- create_staging --
 -- A batch is copied into this session's temporary table, then inserted in one statement.
@@ -22,4 +23,4 @@ INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, bod
 SELECT uuid, task_key, source, kind, status, at, txid, body, clock_timestamp()
   FROM lifecycle_ingest_batch
  ORDER BY n
-ON CONFLICT (uuid) DO NOTHING
+ON CONFLICT (uuid, at) DO NOTHING

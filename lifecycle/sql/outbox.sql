@@ -121,13 +121,14 @@ GRANT USAGE ON SEQUENCE lifecycle_capture.outbox_id_seq TO {role}
 DROP ROLE IF EXISTS {role}
 
 -- store_events --
--- Into the inspector's store: a uuid already there (copied before a crash) is skipped.
+-- Into the inspector's store: a uuid already there (copied before a crash) is skipped; an
+-- outbox row keeps its at, which is part of the event table's unique key (uuid, at).
 INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)
 SELECT uuid, task_key, 'db', kind, left(status, 64), at, txid, body, clock_timestamp()
   FROM jsonb_to_recordset(%s::jsonb)
        AS e(uuid uuid, task_key text, kind text, status text, at timestamptz, txid bigint,
             body jsonb)
-ON CONFLICT (uuid) DO NOTHING
+ON CONFLICT (uuid, at) DO NOTHING
 
 -- listen --
 LISTEN lifecycle_capture

@@ -1,0 +1,349 @@
+"""Retention of the event table: daily partitions made ahead of time, old ones dropped.
+
+``lifecycle_event`` is partitioned by range of ``at`` (migration 0013): one partition a UTC
+day, ``lifecycle_event_pYYYYMMDD``, and ``lifecycle_event_default`` for every row no
+partition covers (a producer's clock can say anything). ``ensure_partitions`` makes the
+coming days' partitions; ``prune`` drops whole days, which costs no row-by-row delete, no
+dead rows and no vacuum. The granularity is a day: a partition goes once its whole day is
+older than the cutoff, so up to one day more than asked for is kept; the default partition
+is pruned row by row, to the cutoff exactly. ``maintain`` does both, as the setting
+``LIFECYCLE_RETENTION`` says; the ``lifecycle maintain`` process calls it every hour.
+
+A pruned task's stored check (``lifecycle_task_check``) goes when none of its events is left.
+Runs (``lifecycle_run``) are kept: a row per run is small, and a run's page still says what
+it expected and observed after its timeline has gone.
+
+Attaching a partition lets events be written meanwhile; dropping one locks the event table
+for a moment. Both wait at most ``LOCK_TIMEOUT`` for their locks, because every open
+transaction that wrote an event holds one (a captured writer's among them) and writers that
+come after a waiting lock queue behind it: a partition whose lock was not granted is left
+for the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, LiteralString
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from psycopg import errors
+from psycopg import sql as pgsql
+
+from lifecycle import sql
+
+logger = logging.getLogger(__name__)
+
+RETENTION = sql.load("retention")
+PREFIX = "lifecycle_event_p"
+DEFAULT_PARTITION = "lifecycle_event_default"
+DAILY = re.compile(r"lifecycle_event_p(\d{8})")
+AHEAD_DAYS = 7
+LOCK_TIMEOUT = "2s"
+FORGET_BATCH = 10_000
+
+AGE = re.compile(r"\s*(\d{1,9})([mhdw])\s*")
+UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+LONGEST_AGE = timedelta(days=100 * 366)
+
+
+def parse_age(text: str) -> timedelta:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"2w"``: a whole number and a unit, as a timedelta."""
+    match = AGE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not an age: give a whole number and a unit, m (minutes), h (hours),"
+            " d (days) or w (weeks), such as 30d or 12h"
+        )
+    age = int(match[1]) * UNITS[match[2]]
+    if not age:
+        raise ValueError(f"{text!r}: an age must be more than zero")
+    if age > LONGEST_AGE:
+        raise ValueError(f"{text!r}: an age must be at most 100 years")
+    return age
+
+
+def format_age(age: timedelta) -> str:
+    """The largest unit that says ``age`` exactly: ``parse_age``'s spelling."""
+    minutes = int(age.total_seconds() // 60)
+    for unit, size in (("w", 7 * 24 * 60), ("d", 24 * 60), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+def partition_name(day: date) -> str:
+    return f"{PREFIX}{day:%Y%m%d}"
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def ensure_partitions(now: datetime | None = None, ahead_days: int = AHEAD_DAYS) -> list[str]:
+    """Create the missing daily partitions from today to ``ahead_days`` days ahead (UTC), and
+    return their names.
+
+    Rows that the default partition holds for such a day move into its new partition in the
+    same transaction, so creating it never fails on them. Several callers at once are safe:
+    they take turns, and the later ones find the partitions made.
+    """
+    today = _utc(now).date()
+    days = [today + timedelta(days=n) for n in range(ahead_days + 1)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        existing = set(_partitions(cursor))
+        missing = [day for day in days if partition_name(day) not in existing]
+        if missing:
+            cursor.execute(RETENTION["lock_default"])
+        for day in missing:
+            names = _names(partition_name(day), day)
+            _execute(cursor, "create_detached", names)
+            _execute(cursor, "move_from_default", names)
+            if cursor.rowcount:
+                logger.info(
+                    "moved %s from %s into %s",
+                    _events(cursor.rowcount),
+                    DEFAULT_PARTITION,
+                    partition_name(day),
+                )
+            _execute(cursor, "attach", names)
+    return [partition_name(day) for day in missing]
+
+
+@dataclass
+class PruneResult:
+    """What ``prune`` did (or, in a dry run, would do)."""
+
+    older_than: timedelta
+    cutoff: datetime
+    dry_run: bool = False
+    # Each partition dropped, oldest first, with the number of events it held.
+    dropped: dict[str, int] = field(default_factory=dict)
+    # Events older than the cutoff deleted from the default partition.
+    default_deleted: int = 0
+    # Tasks left without events whose stored check was deleted (not counted in a dry run).
+    forgotten_tasks: int = 0
+    # Partitions old enough that were left in place: their lock was not granted in time.
+    busy: list[str] = field(default_factory=list)
+    # The oldest event's time left after the prune (None: no event left).
+    oldest_kept: datetime | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dropped or self.default_deleted or self.forgotten_tasks or self.busy)
+
+    def lines(self) -> list[str]:
+        """What the prune command prints, a line for each thing done."""
+        would = "would " if self.dry_run else ""
+        cutoff = _when(self.cutoff)
+        lines = [
+            f"{would}{'drop' if would else 'dropped'} {name} ({_events(n)})"
+            for name, n in self.dropped.items()
+        ]
+        if self.default_deleted:
+            lines.append(
+                f"{would}{'delete' if would else 'deleted'} {_events(self.default_deleted)}"
+                f" older than {cutoff} from {DEFAULT_PARTITION}"
+            )
+        if self.forgotten_tasks:
+            lines.append(
+                f"forgot the stored findings of {_count(self.forgotten_tasks, 'task')}"
+                " that have no event left"
+            )
+        lines.extend(
+            f"left {name} in place: its lock was not granted within {LOCK_TIMEOUT}; run again later"
+            for name in self.busy
+        )
+        if not lines:
+            lines.append(f"nothing older than {cutoff} to prune")
+        oldest = _when(self.oldest_kept) if self.oldest_kept else "none, the table is empty"
+        lines.append(f"oldest event {'that would be ' if would else ''}kept: {oldest}")
+        return lines
+
+    def summary(self) -> str:
+        """One line, for the maintenance process's log."""
+        done = [f"pruned events older than {format_age(self.older_than)}:"]
+        parts = []
+        if self.dropped:
+            parts.append(
+                f"dropped {_count(len(self.dropped), 'partition')}"
+                f" ({_events(sum(self.dropped.values()))})"
+            )
+        if self.default_deleted:
+            parts.append(f"deleted {_events(self.default_deleted)} from {DEFAULT_PARTITION}")
+        if self.forgotten_tasks:
+            parts.append(f"forgot {_count(self.forgotten_tasks, 'task')}")
+        if self.busy:
+            parts.append(f"{_count(len(self.busy), 'partition')} busy, left for the next pass")
+        done.append(", ".join(parts) or "nothing to prune")
+        return " ".join(done)
+
+
+def prune(older_than: timedelta, now: datetime | None = None, dry_run: bool = False) -> PruneResult:
+    """Drop every daily partition whose whole day is older than ``now - older_than``, and
+    delete the default partition's rows older than that; forget the stored check of each
+    task left without events.
+
+    Each partition goes in a transaction of its own: one whose lock is not granted within
+    ``LOCK_TIMEOUT`` is reported in ``busy`` and left for the next time.
+    """
+    cutoff = _utc(now) - older_than
+    result = PruneResult(older_than, cutoff, dry_run=dry_run)
+    with connection.cursor() as cursor:
+        old = [
+            name
+            for name, day in _daily(_partitions(cursor))
+            if day_start(day + timedelta(days=1)) <= cutoff
+        ]
+    tasks: set[str] = set()
+    for name in old:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                _lock(cursor)
+                if name not in _partitions(cursor):
+                    continue  # dropped meanwhile
+                names = {"partition": pgsql.Identifier(name)}
+                _execute(cursor, "count", names)
+                (events,) = cursor.fetchone()
+                if not dry_run:
+                    _execute(cursor, "checked_tasks", names)
+                    checked = {key for (key,) in cursor.fetchall()}
+                    _execute(cursor, "drop", names)
+                    tasks |= checked
+            result.dropped[name] = events
+        except OperationalError as exc:
+            if not _lock_refused(exc):
+                raise
+            result.busy.append(name)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if dry_run:
+                cursor.execute(RETENTION["count_default"], [cutoff])
+                (result.default_deleted,) = cursor.fetchone()
+            else:
+                _lock(cursor)
+                cursor.execute(RETENTION["prune_default"], [cutoff])
+                result.default_deleted, keys = cursor.fetchone()
+                tasks.update(keys)
+    except OperationalError as exc:
+        if not _lock_refused(exc):
+            raise
+        result.busy.append(DEFAULT_PARTITION)
+    with transaction.atomic(), connection.cursor() as cursor:
+        result.forgotten_tasks = _forget(cursor, sorted(tasks))
+        result.oldest_kept = _oldest(cursor, cutoff, gone=result.dropped)
+    return result
+
+
+def maintain(now: datetime | None = None) -> str | None:
+    """One pass of upkeep: the coming days' partitions, then, when ``LIFECYCLE_RETENTION``
+    is set, the prune. A line saying what it did, or None when there was nothing to do."""
+    done = []
+    try:
+        created = ensure_partitions(now)
+    except OperationalError as exc:
+        if not _lock_refused(exc):
+            raise
+        done.append(
+            f"the coming days' partitions: a lock was not granted within {LOCK_TIMEOUT},"
+            " left for the next pass"
+        )
+    else:
+        if created:
+            done.append(f"created {_count(len(created), 'partition')} ({', '.join(created)})")
+    retention: timedelta | None = settings.LIFECYCLE_RETENTION
+    if retention is not None:
+        result = prune(retention, now)
+        if result.changed:
+            done.append(result.summary())
+    return "; ".join(done) or None
+
+
+def _utc(now: datetime | None) -> datetime:
+    return datetime.now(UTC) if now is None else now.astimezone(UTC)
+
+
+def _lock(cursor: Any) -> None:
+    cursor.execute(RETENTION["lock"])
+    # After the turn is ours: a caller waiting for its turn waits as long as the other takes.
+    cursor.execute(RETENTION["lock_timeout"], [LOCK_TIMEOUT])
+
+
+def _lock_refused(exc: OperationalError) -> bool:
+    return isinstance(exc.__cause__, errors.LockNotAvailable)
+
+
+def _partitions(cursor: Any) -> list[str]:
+    cursor.execute(RETENTION["partitions"])
+    return [name for (name,) in cursor.fetchall()]
+
+
+def _daily(names: Iterable[str]) -> list[tuple[str, date]]:
+    """The daily partitions among these names, oldest first, with their days."""
+    days = []
+    for name in names:
+        if match := DAILY.fullmatch(name):
+            days.append((name, datetime.strptime(match[1], "%Y%m%d").date()))
+    return sorted(days, key=lambda item: item[1])
+
+
+def _names(name: str, day: date) -> dict[str, pgsql.Composable]:
+    return {
+        "partition": pgsql.Identifier(name),
+        "lower": pgsql.Literal(day_start(day)),
+        "upper": pgsql.Literal(day_start(day + timedelta(days=1))),
+    }
+
+
+def _execute(cursor: Any, block: str, names: Mapping[str, pgsql.Composable]) -> None:
+    query: LiteralString = RETENTION[block]
+    # Rendered here, so that Django's cursor gets text whatever its binding.
+    cursor.execute(pgsql.SQL(query).format(**names).as_string(cursor.connection))
+
+
+def _forget(cursor: Any, tasks: list[str]) -> int:
+    forgotten = 0
+    for start in range(0, len(tasks), FORGET_BATCH):
+        cursor.execute(RETENTION["forget_tasks"], [tasks[start : start + FORGET_BATCH]])
+        forgotten += cursor.rowcount
+    return forgotten
+
+
+def _oldest(cursor: Any, cutoff: datetime, gone: Iterable[str]) -> datetime | None:
+    """The oldest event's time among those kept: the default partition's from the cutoff
+    on, and the oldest daily partition's that is left and holds any (a day's scan)."""
+    gone = set(gone)
+    cursor.execute(RETENTION["oldest_in_default"], [cutoff])
+    found = [cursor.fetchone()[0]]
+    for name, _ in _daily(_partitions(cursor)):
+        if name in gone:
+            continue
+        _execute(cursor, "oldest_in", {"partition": pgsql.Identifier(name)})
+        oldest = cursor.fetchone()[0]
+        if oldest is not None:
+            found.append(oldest)
+            break
+    times = [t for t in found if t is not None]
+    return min(times) if times else None
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _events(n: int) -> str:
+    return _count(n, "event")
