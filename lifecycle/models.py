@@ -15,7 +15,7 @@ class Event(models.Model):
     Rows come from the capture trigger (source ``db``), the ingestor (``broker``, ``api``,
     ``log``) and the scenario probe (``probe``). The schema is documented in the README.
 
-    The table is partitioned by day of ``at`` (migration 0013, ``lifecycle.retention``):
+    The table is partitioned by week of ``at`` (migration 0013, ``lifecycle.retention``):
     in the database the primary key is (id, at) and a uuid is unique with its ``at``; to
     Django the key is still ``id`` and the uuid unique, which ids and uuids are in practice.
     """

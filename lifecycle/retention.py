@@ -1,13 +1,19 @@
-"""Retention of the event table: daily partitions made ahead of time, old ones dropped.
+"""Retention of the event table: weekly partitions made ahead of time, old ones dropped.
 
-``lifecycle_event`` is partitioned by range of ``at`` (migration 0013): one partition a UTC
-day, ``lifecycle_event_pYYYYMMDD``, and ``lifecycle_event_default`` for every row no
-partition covers (a producer's clock can say anything). ``ensure_partitions`` makes the
-coming days' partitions; ``prune`` drops whole days, which costs no row-by-row delete, no
-dead rows and no vacuum. The granularity is a day: a partition goes once its whole day is
-older than the cutoff, so up to one day more than asked for is kept; the default partition
-is pruned row by row, to the cutoff exactly. ``maintain`` does both, as the setting
-``LIFECYCLE_RETENTION`` says; the ``lifecycle maintain`` process calls it every hour.
+``lifecycle_event`` is partitioned by range of ``at`` (migration 0013): one partition an ISO
+week, from Monday 00:00 UTC to the next Monday, named ``lifecycle_event_wYYYYMMDD`` after
+its Monday, and ``lifecycle_event_default`` for every row no partition covers (a producer's
+clock can say anything). ``ensure_partitions`` makes this week's and the coming weeks'
+partitions; ``prune`` drops whole weeks, which costs no row-by-row delete, no dead rows and
+no vacuum. The granularity is a week: a partition goes once its whole week is older than the
+cutoff, so up to one week more than asked for is kept; the default partition's rows older
+than the cutoff are deleted row by row, to the cutoff exactly. ``maintain`` does both, as
+the setting ``LIFECYCLE_RETENTION`` says; the ``lifecycle maintain`` process calls it every
+hour.
+
+Weeks rather than days because reads that name no time (a task's history, an event by its
+id, the live feed, the home page) look into every partition: a year of events is 53 weekly
+partitions, where it was 366 daily ones (see the README's Partitions and retention).
 
 A pruned task's stored check (``lifecycle_task_check``) goes when none of its events is left.
 Runs (``lifecycle_run``) are kept: a row per run is small, and a run's page still says what
@@ -39,10 +45,13 @@ from lifecycle import sql
 logger = logging.getLogger(__name__)
 
 RETENTION = sql.load("retention")
-PREFIX = "lifecycle_event_p"
+PREFIX = "lifecycle_event_w"
 DEFAULT_PARTITION = "lifecycle_event_default"
-DAILY = re.compile(r"lifecycle_event_p(\d{8})")
-AHEAD_DAYS = 7
+WEEKLY = re.compile(r"lifecycle_event_w(\d{8})")
+WEEK = timedelta(weeks=1)
+# Partitions made ahead of this week: a pass of `lifecycle maintain` missed for two weeks
+# still finds the current week's partition made.
+AHEAD_WEEKS = 2
 LOCK_TIMEOUT = "2s"
 FORGET_BATCH = 10_000
 
@@ -81,32 +90,38 @@ def format_age(age: timedelta) -> str:
     return f"{minutes}m"
 
 
+def week_of(day: date) -> date:
+    """The Monday that starts ``day``'s ISO week."""
+    return day - timedelta(days=day.weekday())
+
+
 def partition_name(day: date) -> str:
-    return f"{PREFIX}{day:%Y%m%d}"
+    """The name of the partition of ``day``'s week: ``lifecycle_event_w`` and its Monday."""
+    return f"{PREFIX}{week_of(day):%Y%m%d}"
 
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-def ensure_partitions(now: datetime | None = None, ahead_days: int = AHEAD_DAYS) -> list[str]:
-    """Create the missing daily partitions from today to ``ahead_days`` days ahead (UTC), and
-    return their names.
+def ensure_partitions(now: datetime | None = None, ahead_weeks: int = AHEAD_WEEKS) -> list[str]:
+    """Create the missing weekly partitions from this week to ``ahead_weeks`` weeks ahead
+    (ISO weeks, UTC), and return their names.
 
-    Rows that the default partition holds for such a day move into its new partition in the
+    Rows that the default partition holds for such a week move into its new partition in the
     same transaction, so creating it never fails on them. Several callers at once are safe:
     they take turns, and the later ones find the partitions made.
     """
-    today = _utc(now).date()
-    days = [today + timedelta(days=n) for n in range(ahead_days + 1)]
+    this_week = week_of(_utc(now).date())
+    weeks = [this_week + n * WEEK for n in range(ahead_weeks + 1)]
     with transaction.atomic(), connection.cursor() as cursor:
         _lock(cursor)
         existing = set(_partitions(cursor))
-        missing = [day for day in days if partition_name(day) not in existing]
+        missing = [week for week in weeks if partition_name(week) not in existing]
         if missing:
             cursor.execute(RETENTION["lock_default"])
-        for day in missing:
-            names = _names(partition_name(day), day)
+        for week in missing:
+            names = _names(week)
             _execute(cursor, "create_detached", names)
             _execute(cursor, "move_from_default", names)
             if cursor.rowcount:
@@ -114,10 +129,10 @@ def ensure_partitions(now: datetime | None = None, ahead_days: int = AHEAD_DAYS)
                     "moved %s from %s into %s",
                     _events(cursor.rowcount),
                     DEFAULT_PARTITION,
-                    partition_name(day),
+                    partition_name(week),
                 )
             _execute(cursor, "attach", names)
-    return [partition_name(day) for day in missing]
+    return [partition_name(week) for week in missing]
 
 
 @dataclass
@@ -190,20 +205,23 @@ class PruneResult:
 
 
 def prune(older_than: timedelta, now: datetime | None = None, dry_run: bool = False) -> PruneResult:
-    """Drop every daily partition whose whole day is older than ``now - older_than``, and
+    """Drop every weekly partition whose whole week is older than ``now - older_than``, and
     delete the default partition's rows older than that; forget the stored check of each
     task left without events.
 
-    Each partition goes in a transaction of its own: one whose lock is not granted within
-    ``LOCK_TIMEOUT`` is reported in ``busy`` and left for the next time.
+    A week's partition goes only once the week has ended before the cutoff, so up to one
+    week more than asked for is kept (a cutoff late on a Sunday keeps that whole week, from
+    its Monday 00:00); rows older than the cutoff in the default partition are deleted, to
+    the cutoff exactly. Each partition goes in a transaction of its own: one whose lock is
+    not granted within ``LOCK_TIMEOUT`` is reported in ``busy`` and left for the next time.
     """
     cutoff = _utc(now) - older_than
     result = PruneResult(older_than, cutoff, dry_run=dry_run)
     with connection.cursor() as cursor:
         old = [
             name
-            for name, day in _daily(_partitions(cursor))
-            if day_start(day + timedelta(days=1)) <= cutoff
+            for name, monday in _weekly(_partitions(cursor))
+            if day_start(monday) + WEEK <= cutoff
         ]
     tasks: set[str] = set()
     for name in old:
@@ -246,8 +264,9 @@ def prune(older_than: timedelta, now: datetime | None = None, dry_run: bool = Fa
 
 
 def maintain(now: datetime | None = None) -> str | None:
-    """One pass of upkeep: the coming days' partitions, then, when ``LIFECYCLE_RETENTION``
-    is set, the prune. A line saying what it did, or None when there was nothing to do."""
+    """One pass of upkeep: this week's and the coming weeks' partitions, then, when
+    ``LIFECYCLE_RETENTION`` is set, the prune. A line saying what it did, or None when there
+    was nothing to do."""
     done = []
     try:
         created = ensure_partitions(now)
@@ -255,7 +274,7 @@ def maintain(now: datetime | None = None) -> str | None:
         if not _lock_refused(exc):
             raise
         done.append(
-            f"the coming days' partitions: a lock was not granted within {LOCK_TIMEOUT},"
+            f"the coming weeks' partitions: a lock was not granted within {LOCK_TIMEOUT},"
             " left for the next pass"
         )
     else:
@@ -288,20 +307,21 @@ def _partitions(cursor: Any) -> list[str]:
     return [name for (name,) in cursor.fetchall()]
 
 
-def _daily(names: Iterable[str]) -> list[tuple[str, date]]:
-    """The daily partitions among these names, oldest first, with their days."""
-    days = []
+def _weekly(names: Iterable[str]) -> list[tuple[str, date]]:
+    """The weekly partitions among these names, oldest first, with their Mondays."""
+    weeks = []
     for name in names:
-        if match := DAILY.fullmatch(name):
-            days.append((name, datetime.strptime(match[1], "%Y%m%d").date()))
-    return sorted(days, key=lambda item: item[1])
+        if match := WEEKLY.fullmatch(name):
+            weeks.append((name, datetime.strptime(match[1], "%Y%m%d").date()))
+    return sorted(weeks, key=lambda item: item[1])
 
 
-def _names(name: str, day: date) -> dict[str, pgsql.Composable]:
+def _names(week: date) -> dict[str, pgsql.Composable]:
+    """The partition of the week that starts on Monday ``week``, and its bounds."""
     return {
-        "partition": pgsql.Identifier(name),
-        "lower": pgsql.Literal(day_start(day)),
-        "upper": pgsql.Literal(day_start(day + timedelta(days=1))),
+        "partition": pgsql.Identifier(partition_name(week)),
+        "lower": pgsql.Literal(day_start(week)),
+        "upper": pgsql.Literal(day_start(week) + WEEK),
     }
 
 
@@ -321,11 +341,11 @@ def _forget(cursor: Any, tasks: list[str]) -> int:
 
 def _oldest(cursor: Any, cutoff: datetime, gone: Iterable[str]) -> datetime | None:
     """The oldest event's time among those kept: the default partition's from the cutoff
-    on, and the oldest daily partition's that is left and holds any (a day's scan)."""
+    on, and the oldest weekly partition's that is left and holds any (a week's scan)."""
     gone = set(gone)
     cursor.execute(RETENTION["oldest_in_default"], [cutoff])
     found = [cursor.fetchone()[0]]
-    for name, _ in _daily(_partitions(cursor)):
+    for name, _ in _weekly(_partitions(cursor)):
         if name in gone:
             continue
         _execute(cursor, "oldest_in", {"partition": pgsql.Identifier(name)})

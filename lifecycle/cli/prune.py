@@ -1,4 +1,4 @@
-"""Drop the events older than an age: whole days' partitions, and the default partition's rows.
+"""Drop the events older than an age: whole weeks' partitions, and the default partition's rows.
 
 lifecycle prune --older-than 30d [--dry-run]
 
@@ -17,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--older-than",
         required=True,
         metavar="AGE",
-        help="how old an event must be to go: 30d, 12h, 90m, 2w (a day's partition goes once"
-        " its whole day is that old)",
+        help="how old an event must be to go: 30d, 12h, 90m, 2w (a week's partition goes once"
+        " its whole week is that old, so up to a week more is kept; the default partition's"
+        " older rows are deleted)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="say what would go, and change nothing"

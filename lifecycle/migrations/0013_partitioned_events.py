@@ -1,10 +1,12 @@
-"""The event table, partitioned by day of ``at``, so that pruning drops whole days.
+"""The event table, partitioned by week of ``at``, so that pruning drops whole weeks.
 
-``lifecycle_event`` becomes ``PARTITION BY RANGE (at)``: a partition a day (UTC), named
-``lifecycle_event_pYYYYMMDD``, and ``lifecycle_event_default`` for any row no partition
-covers (a client's clock can say anything). The migration creates today's and the next 7
-days' partitions and one for each day of the last 400 that holds events, then copies the
-rows; ``lifecycle.retention`` keeps creating them ahead and drops the old ones.
+``lifecycle_event`` becomes ``PARTITION BY RANGE (at)``: a partition an ISO week (Monday
+00:00 UTC to the next Monday), named ``lifecycle_event_wYYYYMMDD`` after its Monday, and
+``lifecycle_event_default`` for any row no partition covers (a client's clock can say
+anything). The migration creates this week's and the next 2 weeks' partitions and one for
+each week of the last 400 days that holds events, then copies the rows;
+``lifecycle.retention`` keeps creating them ahead and drops the old ones. A week, not a day:
+reads that name no time look into every partition, and a year is 53 weeks but 366 days.
 
 PostgreSQL wants the partition key in every unique constraint: the primary key becomes
 (id, at) and the uuid's unique constraint (uuid, at), with their names, and every

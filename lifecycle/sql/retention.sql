@@ -20,8 +20,8 @@ SELECT c.relname
  ORDER BY c.relname
 
 -- lock_default --
--- No row may land in the default partition between taking a new day's rows out of it and
--- attaching that day's partition: the attach would find it there and fail. (Attaching locks
+-- No row may land in the default partition between taking a new week's rows out of it and
+-- attaching that week's partition: the attach would find it there and fail. (Attaching locks
 -- the default partition so anyway, to look for such rows.)
 LOCK TABLE lifecycle_event_default IN ACCESS EXCLUSIVE MODE
 

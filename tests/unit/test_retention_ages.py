@@ -1,14 +1,14 @@
-"""The ages ``LIFECYCLE_RETENTION`` and ``lifecycle prune --older-than`` take, and the
-reason a bad one is refused."""
+"""The ages ``LIFECYCLE_RETENTION`` and ``lifecycle prune --older-than`` take, the reason a
+bad one is refused, and the weeks the event table's partitions are named after."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from dashboard.settings import retention_from
-from lifecycle.retention import format_age, parse_age
+from lifecycle.retention import format_age, parse_age, partition_name, week_of
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +62,20 @@ def test_the_setting_keeps_everything_when_empty_and_names_itself_when_bad() -> 
     assert retention_from("30d") == timedelta(days=30)
     with pytest.raises(ValueError, match=r"^LIFECYCLE_RETENTION: '30x' is not an age"):
         retention_from("30x")
+
+
+@pytest.mark.parametrize(
+    ("day", "monday"),
+    [
+        (date(2026, 11, 30), date(2026, 11, 30)),  # a Monday is its own week's
+        (date(2026, 12, 2), date(2026, 11, 30)),
+        (date(2026, 12, 6), date(2026, 11, 30)),  # Sunday ends it
+        (date(2026, 12, 7), date(2026, 12, 7)),
+        (date(2027, 1, 1), date(2026, 12, 28)),  # ISO week 53 of 2026, across the new year
+        (date(2024, 3, 1), date(2024, 2, 26)),  # across a leap day
+    ],
+)
+def test_a_day_belongs_to_the_iso_week_that_began_on_its_monday(day: date, monday: date) -> None:
+    assert week_of(day) == monday and week_of(day).isoweekday() == 1
+    assert day.isocalendar()[:2] == monday.isocalendar()[:2]
+    assert partition_name(day) == f"lifecycle_event_w{monday:%Y%m%d}"

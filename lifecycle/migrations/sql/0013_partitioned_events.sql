@@ -1,5 +1,6 @@
 -- The frozen SQL of migration lifecycle 0013_partitioned_events: lifecycle_event becomes a
--- table partitioned by range of `at`, one partition a day (UTC) and a default one, and back.
+-- table partitioned by range of `at`, one partition an ISO week (Monday 00:00 UTC to the
+-- next Monday) and a default one, and back.
 -- {aside} is the name the table being replaced is set aside under, {key} the columns of the
 -- primary key and {uuid} those of the uuid's unique constraint (filled in by the migration).
 -- Never edit it.
@@ -16,9 +17,10 @@ DROP INDEX lifecycle_event_task_id, lifecycle_event_expect;
 
 -- create_partitioned --
 -- Partitioned by `at`, the producer's own time: a redelivered event carries the same one,
--- so it lands in the same partition, where (uuid, at) finds it. A partition a day (UTC),
--- lifecycle_event_pYYYYMMDD, for today and the next 7 days and for each day of the last
--- 400 that holds events; every other row, whatever its clock said, goes to the default.
+-- so it lands in the same partition, where (uuid, at) finds it. A partition an ISO week
+-- (from Monday 00:00 UTC), lifecycle_event_wYYYYMMDD after its Monday, for this week and
+-- the next 2 and for each week of the last 400 days that holds events; every other row,
+-- whatever its clock said, goes to the default.
 CREATE TABLE lifecycle_event (
     LIKE {aside} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMPRESSION
 ) PARTITION BY RANGE (at);
@@ -26,21 +28,24 @@ CREATE TABLE lifecycle_event_default PARTITION OF lifecycle_event DEFAULT;
 DO $do$
 DECLARE
     today date := (now() AT TIME ZONE 'UTC')::date;
-    day date;
+    this_week date := date_trunc('week', now() AT TIME ZONE 'UTC')::date;
+    week date;
 BEGIN
-    FOR day IN
-        SELECT d::date FROM generate_series(today, today + 7, interval '1 day') AS d
+    FOR week IN
+        SELECT w::date
+          FROM generate_series(this_week::timestamp, (this_week + 14)::timestamp,
+                               interval '7 days') AS w
         UNION
-        SELECT DISTINCT (at AT TIME ZONE 'UTC')::date
+        SELECT DISTINCT date_trunc('week', at AT TIME ZONE 'UTC')::date
           FROM {aside}
          WHERE at >= (today - 400)::timestamp AT TIME ZONE 'UTC'
-           AND at < (today + 8)::timestamp AT TIME ZONE 'UTC'
+           AND at < (this_week + 21)::timestamp AT TIME ZONE 'UTC'
     LOOP
         EXECUTE format(
             'CREATE TABLE %I PARTITION OF lifecycle_event FOR VALUES FROM (%L) TO (%L)',
-            'lifecycle_event_p' || to_char(day, 'YYYYMMDD'),
-            day::timestamp AT TIME ZONE 'UTC',
-            (day + 1)::timestamp AT TIME ZONE 'UTC');
+            'lifecycle_event_w' || to_char(week, 'YYYYMMDD'),
+            week::timestamp AT TIME ZONE 'UTC',
+            (week + 7)::timestamp AT TIME ZONE 'UTC');
     END LOOP;
 END
 $do$;
