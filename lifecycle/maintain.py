@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import psycopg
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from lifecycle import findings, store
+from lifecycle import findings, retention, store
 from lifecycle.database import conninfo, first_line
 
 logger = logging.getLogger(__name__)
@@ -136,10 +136,6 @@ class Maintainer:
             self._next_check = {k: t for k, t in self._next_check.items() if t > now}
 
     def _retention(self) -> None:
-        try:
-            from lifecycle import retention  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:  # pragma: no cover - retention arrives with partitioning
-            return
         try:
             line = retention.maintain()
         except (OperationalError, InterfaceError):
