@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import psycopg
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from lifecycle import findings, retention, store
+from lifecycle import findings, retention, sql, store
 from lifecycle.database import conninfo, first_line
 
 logger = logging.getLogger(__name__)
 
+MAINTAIN = sql.load("maintain")
 CHUNK = 500  # tasks per transaction of the first pass
 COST_FACTOR = 10.0  # a task waits this many times its last check's duration before another
 SHARE = 0.25  # of one core, at most, for all checks together: a busy pass rests after it
@@ -47,6 +48,54 @@ class MaintainStats:
     check_seconds: float = 0.0
 
 
+GAP_PATIENCE = 120.0  # seconds an id below the newest may still commit (then: rolled back)
+MAX_ROWS = 50_000  # rows a pass reads at most; the rest is the next pass's
+
+
+@dataclass
+class Position:
+    """Which events a maintainer has looked at: every id up to ``high`` but ``gaps`` (ids
+    handed out and not committed yet when it looked; a transaction commits them later, or
+    rolls them back and they never come). A pass reads only the rows past ``high`` and
+    those gaps, by primary key: an idle pass costs two index probes, not a scan."""
+
+    high: int
+    gaps: dict[int, float] = field(default_factory=dict)  # id -> when first missed
+
+    @classmethod
+    def at(cls, high: int, lookback: int = 1000) -> Position:
+        """A position after ``high``, the ids missing among the last ``lookback`` as gaps."""
+        with connection.cursor() as cursor:
+            cursor.execute(MAINTAIN["present"], {"low": high - lookback, "high": high})
+            present = {i for (i,) in cursor.fetchall()}
+        now = time.monotonic()
+        gaps = {i: now for i in range(max(1, high - lookback + 1), high + 1) if i not in present}
+        return cls(high, gaps)
+
+    def moved(self) -> set[str]:
+        """The tasks of the events that came since (and of gaps filled); moves ``high``."""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                MAINTAIN["moved"], {"high": self.high, "gaps": list(self.gaps), "limit": MAX_ROWS}
+            )
+            rows = cursor.fetchall()
+        now = time.monotonic()
+        ids = [i for i, _ in rows]
+        for i in ids:
+            self.gaps.pop(i, None)
+        fresh = sorted(i for i in ids if i > self.high)
+        if fresh:
+            # Only the last ids can be in flight still (a huge jump is a rolled-back batch).
+            expected = set(range(max(self.high + 1, fresh[-1] - MAX_ROWS), fresh[-1] + 1))
+            for missing in expected.difference(fresh):
+                self.gaps[missing] = now
+            self.high = fresh[-1]
+        for i, since in list(self.gaps.items()):
+            if now - since > GAP_PATIENCE or len(self.gaps) > MAX_ROWS:
+                del self.gaps[i]
+        return {key for _, key in rows}
+
+
 @dataclass
 class Maintainer:
     poll: float = 1.0
@@ -59,6 +108,7 @@ class Maintainer:
     _next_check: dict[str, float] = field(default_factory=dict)  # task -> monotonic time
     _deferred: set[str] = field(default_factory=set)
     _next_retention: float = 0.0
+    _position: Position | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,13 +148,19 @@ class Maintainer:
     def once(self) -> None:
         """One pass: recheck what moved (and what was put off), then retention if due."""
         close_old_connections()
-        keys, newest = findings.changed_tasks()
         self.stats.passes += 1
-        if keys is None:
-            self._first_pass()
-        else:
+        keys: set[str] = set()
+        if self._position is None:
+            changed, newest = findings.changed_tasks()  # since the stored cursor (a margin)
+            if changed is None:  # the first pass ever: every task
+                self._first_pass()
+            else:
+                keys = changed
+            self._position = Position.at(newest)
+        keys |= self._position.moved()
+        if keys or self._deferred:
             self._check(keys | self._deferred)
-        findings.passed(newest)
+        findings.passed(self._position.high)
         now = time.monotonic()
         if now >= self._next_retention:
             self._next_retention = now + self.retention_every

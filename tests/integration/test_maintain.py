@@ -135,3 +135,46 @@ def test_the_maintainer_waits_out_a_cut_connection(postgres: None) -> None:
 
     maintainer.run(until=until)
     assert TaskCheck.objects.get(task_key="mt-g").kinds == ["stuck"]
+
+
+def test_an_event_that_commits_after_a_newer_one_is_still_checked(postgres: None) -> None:
+    import psycopg
+
+    from lifecycle.database import conninfo
+
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    maintainer.once()
+    insert = (
+        "INSERT INTO lifecycle_event (task_key, source, kind, status, at, txid, body)"
+        " VALUES (%s, 'db', %s, %s, now(), %s, %s)"
+    )
+    body = '{"old_status": null, "new_status": "RUNNING", "table": "public.lab_task"}'
+    with (
+        psycopg.connect(conninfo()) as slow,
+        psycopg.connect(conninfo(), autocommit=True) as quick,
+    ):
+        # Given a writer whose event got an id first but commits last
+        slow.execute(insert, ["mt-late", "insert", "RUNNING", 1, body])
+        quick.execute(
+            insert, ["mt-early", "insert", "PENDING", 2, body.replace("RUNNING", "PENDING")]
+        )
+        maintainer.once()
+        assert TaskCheck.objects.filter(task_key="mt-early").exists()
+        assert not TaskCheck.objects.filter(task_key="mt-late").exists()
+        slow.commit()
+
+    # When the maintainer passes again, Then the late one is checked too
+    maintainer.once()
+    assert TaskCheck.objects.filter(task_key="mt-late").exists()
+
+
+def test_an_idle_pass_reads_nothing_but_the_new_rows(postgres: None) -> None:
+    stuck_task("mt-idle")
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    maintainer.once()
+    checked = maintainer.stats.checked
+
+    for _ in range(3):
+        maintainer.once()
+
+    assert maintainer.stats.checked == checked  # nothing moved: nothing rechecked
