@@ -97,10 +97,15 @@ class ChaosStack:
         namespace: str | None = None,
         scenario_files: str | None = None,
         proxied: bool = True,
+        real: bool = False,
         log: Callable[[str], None] = print,
     ):
         """``proxied``: reach PostgreSQL and RabbitMQ through the fault proxies (the soak
-        does not: a proxy in this process would carry the whole stack's traffic)."""
+        does not: a proxy in this process would carry the whole stack's traffic).
+        ``real``: the ``rabbitmq`` and ``postgres`` faults stop and start the real servers
+        of this machine (every client of theirs sees it), instead of the proxies."""
+        self.real = real
+        proxied = proxied and not real
         self.log = log
         db = settings.DATABASES["default"]
         self.database = database or f"{db['NAME']}_chaos"[:63]
@@ -200,6 +205,20 @@ class ChaosStack:
         self.pg_proxy.close()
         self.amqp_proxy.close()
 
+    def _real_outage(self, fault: str, outage: float) -> None:
+        """Stop the server itself, wait, start it again (root on this machine)."""
+        if fault == "rabbitmq":
+            stop, start = ["rabbitmqctl", "stop_app"], ["rabbitmqctl", "start_app"]
+        else:
+            version = sorted(os.listdir("/etc/postgresql"))[-1]
+            ctl = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+            stop, start = [*ctl, "stop", "-m", "fast"], [*ctl, "start"]
+        subprocess.run(stop, check=True, capture_output=True, timeout=60)
+        try:
+            time.sleep(outage)
+        finally:
+            subprocess.run(start, check=True, capture_output=True, timeout=120)
+
     def direct(self) -> psycopg.Connection[Any]:
         """A connection to the stack's database that bypasses the proxy (for the audit)."""
         return psycopg.connect(
@@ -222,7 +241,9 @@ class ChaosStack:
     # -- the faults -----------------------------------------------------------------------
 
     def strike(self, fault: str, outage: float) -> None:
-        if fault == "rabbitmq":
+        if self.real and fault in ("rabbitmq", "postgres"):
+            self._real_outage(fault, outage)
+        elif fault == "rabbitmq":
             self.amqp_proxy.cut()
             time.sleep(outage)
             self.amqp_proxy.restore()

@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outage", type=float, default=5.0, help="how long RabbitMQ or PostgreSQL stay away"
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="stop and start this machine's real RabbitMQ and PostgreSQL (rabbitmqctl, "
+        "pg_ctlcluster; as root) instead of cutting the proxies: every client of theirs sees it",
+    )
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
@@ -48,6 +54,7 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
         seconds=options["seconds"],
         every=options["every"],
         outage=options["outage"],
+        where={"real": options["real"]},
     )
     command.stdout.write("\n" + table(results))
     return 0 if all(r.passed for r in results) else 1
