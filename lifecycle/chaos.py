@@ -118,11 +118,17 @@ class ChaosStack:
         credentials = quote(db["USER"] or "") + (
             f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
         )
-        self.database_url = (
-            f"postgres://{credentials}@127.0.0.1:{self.pg_proxy.port}/{self.database}"
-        )
+        if proxied:
+            pg_at = f"127.0.0.1:{self.pg_proxy.port}"
+        else:
+            pg_at = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+        self.database_url = f"postgres://{credentials}@{pg_at}/{self.database}"
         user = amqp.netloc.rpartition("@")[0]
-        self.amqp_url = urlunsplit(amqp._replace(netloc=f"{user}@127.0.0.1:{self.amqp_proxy.port}"))
+        self.amqp_url = (
+            urlunsplit(amqp._replace(netloc=f"{user}@127.0.0.1:{self.amqp_proxy.port}"))
+            if proxied
+            else settings.AMQP_URL
+        )
         self.env = {
             **os.environ,
             "DATABASE_URL": self.database_url,

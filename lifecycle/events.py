@@ -139,7 +139,10 @@ def clock(at: datetime | None) -> str:
     """HH:MM:SS.mmm in UTC: how events and findings name a time ("" for none)."""
     if at is None:
         return ""
-    at = at.astimezone(UTC)
+    try:
+        at = at.astimezone(UTC)
+    except (OverflowError, ValueError):  # a time at the edge of the calendar
+        return at.isoformat()
     return f"{at.hour:02d}:{at.minute:02d}:{at.second:02d}.{at.microsecond // 1000:03d}"
 
 
@@ -152,7 +155,8 @@ def gap_span(record: EventRecord) -> tuple[datetime | None, datetime | None]:
             at = datetime.fromisoformat(str(record.body.get(name)))
         except ValueError:
             return record.at
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return at if _plausible(at) else record.at
 
     return read("first_at"), read("last_at")
 
@@ -183,9 +187,27 @@ def _check_gap(body: dict[str, Any]) -> None:
         raise MalformedEvent("a gap's body.dropped must be a positive integer")
     for name in ("first_at", "last_at"):
         try:
-            datetime.fromisoformat(str(body.get(name)))
+            at = datetime.fromisoformat(str(body.get(name)))
         except ValueError:
             raise MalformedEvent(f"a gap's body.{name} must be an ISO 8601 time") from None
+        if at.tzinfo is None or not _plausible(at):
+            raise MalformedEvent(
+                f"a gap's body.{name} must carry a time zone and be within "
+                f"{EARLIEST.year}-{LATEST.year - 1}"
+            )
+
+
+# Times an event may carry: any clock's mistake within these, never an overflow in the
+# arithmetic that places and compares events.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _plausible(at: datetime) -> bool:
+    try:
+        return EARLIEST <= at < LATEST
+    except (OverflowError, ValueError):
+        return False
 
 
 def validate(data: Any) -> IncomingEvent:
@@ -217,6 +239,8 @@ def validate(data: Any) -> IncomingEvent:
         raise MalformedEvent(f"at {data['at']!r} is not an ISO 8601 time") from None
     if at.tzinfo is None:
         raise MalformedEvent("at must carry a time zone")
+    if not _plausible(at):
+        raise MalformedEvent(f"at {data['at']!r} is outside {EARLIEST.year}-{LATEST.year - 1}")
     status = data.get("status")
     if status is not None and (not isinstance(status, str) or len(status) > 64):
         raise MalformedEvent("status must be null or a string of at most 64 characters")

@@ -11,6 +11,7 @@ maintainer gets there.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,8 @@ from lifecycle import store
 from lifecycle.checker import Finding, check
 from lifecycle.events import EventRecord
 from lifecycle.models import CheckCursor, Event, TaskCheck
+
+logger = logging.getLogger(__name__)
 
 # The checker's last answers, by the exact set of events it was given: a history is
 # append-only and an event never changes, so the same ids and expectation give the same
@@ -85,6 +88,9 @@ def _keep(
     return row
 
 
+FAILED_CHECK_PAUSE = (
+    60.0  # seconds of "cost" a failed check counts for, so it is not retried at once
+)
 STORE_MIN = 1000  # shorter histories check faster than the row is read
 
 
@@ -143,7 +149,13 @@ def refresh(task_keys: Iterable[str] | None = None, *, timings: bool = False) ->
         ):
             continue
         started = time.perf_counter()
-        findings = findings_for(store.task_events(key), expected)
+        records = store.task_events(key)
+        try:
+            findings = findings_for(records, expected)
+        except Exception:  # a history the checker cannot read must not stop the others
+            logger.exception("checking task %r failed; it is retried when it moves", key)
+            took[key] = FAILED_CHECK_PAUSE
+            continue
         stored[key] = _keep(key, count, last, expected, findings)
         took[key] = time.perf_counter() - started
     return took if timings else stored

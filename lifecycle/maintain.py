@@ -61,6 +61,7 @@ class Position:
 
     high: int
     gaps: dict[int, float] = field(default_factory=dict)  # id -> when first missed
+    forgotten: dict[int, None] = field(default_factory=dict)  # gaps given up, oldest first
 
     @classmethod
     def at(cls, high: int, lookback: int = 1000) -> Position:
@@ -93,6 +94,9 @@ class Position:
         for i, since in list(self.gaps.items()):
             if now - since > GAP_PATIENCE or len(self.gaps) > MAX_ROWS:
                 del self.gaps[i]
+                self.forgotten[i] = None  # its NOTIFY, if it ever commits, brings it back
+        while len(self.forgotten) > MAX_ROWS:
+            self.forgotten.pop(next(iter(self.forgotten)))
         return {key for _, key in rows}
 
 
@@ -106,7 +110,7 @@ class Maintainer:
     stats: MaintainStats = field(default_factory=MaintainStats)
     _stop: threading.Event = field(default_factory=threading.Event)
     _next_check: dict[str, float] = field(default_factory=dict)  # task -> monotonic time
-    _deferred: set[str] = field(default_factory=set)
+    _pending: set[str] = field(default_factory=set)  # moved, not checked yet
     _next_retention: float = 0.0
     _position: Position | None = None
 
@@ -133,8 +137,12 @@ class Maintainer:
                         spent = self.stats.check_seconds - spent
                         self._stop.wait(spent * (1 / self.share - 1))
                         # Wake on the first notification (taking a burst with it), or poll.
-                        for _ in listener.notifies(timeout=self.poll, stop_after=1):
-                            pass
+                        # Each names an event's id, at its commit: one that commits long
+                        # after its id was taken is found by it, whatever the gaps forgot.
+                        for note in listener.notifies(timeout=self.poll, stop_after=1):
+                            self._noted(note.payload)
+                        for note in listener.notifies(timeout=0.01):
+                            self._noted(note.payload)
             except (psycopg.Error, OperationalError, InterfaceError) as exc:
                 self.stats.errors += 1
                 logger.warning(
@@ -145,45 +153,59 @@ class Maintainer:
                 delay = min(delay * 2, 10.0)
         return self.stats
 
+    def _noted(self, payload: str) -> None:
+        """A NOTIFY's event id: a gap given up on that committed after all is read again."""
+        position = self._position
+        if position is not None and payload.isdigit() and int(payload) in position.forgotten:
+            del position.forgotten[int(payload)]
+            position.gaps[int(payload)] = time.monotonic()
+
     def once(self) -> None:
-        """One pass: recheck what moved (and what was put off), then retention if due."""
+        """One pass: recheck what moved (and what was put off), then retention if due.
+
+        A task leaves ``_pending`` only once its check is stored: a pass the database
+        interrupts leaves its tasks for the next one."""
         close_old_connections()
         self.stats.passes += 1
-        keys: set[str] = set()
         if self._position is None:
             changed, newest = findings.changed_tasks()  # since the stored cursor (a margin)
             if changed is None:  # the first pass ever: every task
-                self._first_pass()
+                if not self._first_pass():
+                    return  # stopped half-way: not done, and not recorded as done
             else:
-                keys = changed
+                self._pending |= changed
             self._position = Position.at(newest)
-        keys |= self._position.moved()
-        if keys or self._deferred:
-            self._check(keys | self._deferred)
+        self._pending |= self._position.moved()
+        if self._pending:
+            self._check(self._pending)
         findings.passed(self._position.high)
         now = time.monotonic()
         if now >= self._next_retention:
             self._next_retention = now + self.retention_every
             self._retention()
 
-    def _first_pass(self) -> None:
-        """Every task once, newest first, a chunk at a time (the table may be large)."""
+    def _first_pass(self) -> bool:
+        """Every task once, newest first, a chunk at a time (the table may be large); False
+        when asked to stop before the end."""
         keys = [key for key, _ in sorted(store.task_stats(None).items(), key=lambda kv: -kv[1][1])]
         logger.info("maintain: first pass over %d tasks", len(keys))
         for start in range(0, len(keys), CHUNK):
             if self._stop.is_set():
-                return
-            self._check(set(keys[start : start + CHUNK]), throttle=False)
+                return False
+            chunk = set(keys[start : start + CHUNK])
+            self._pending |= chunk
+            self._check(chunk, throttle=False)
+        return True
 
     def _check(self, keys: set[str], *, throttle: bool = True) -> None:
         now = time.monotonic()
         due = {k for k in keys if not throttle or self._next_check.get(k, 0.0) <= now}
-        self._deferred = keys - due
-        self.stats.deferred += len(self._deferred)
+        self.stats.deferred += len(keys) - len(due)
         if not due:
             return
         started = time.perf_counter()
-        timed = findings.refresh(due, timings=True)
+        timed = findings.refresh(due, timings=True)  # raises if the database went away
+        self._pending -= due
         self.stats.check_seconds += time.perf_counter() - started
         for key, seconds in timed.items():
             self.stats.checked += 1
@@ -193,7 +215,7 @@ class Maintainer:
 
     def _retention(self) -> None:
         try:
-            line = retention.maintain()
+            line = retention.maintain(touched=self._pending)
         except (OperationalError, InterfaceError):
             raise
         except Exception:

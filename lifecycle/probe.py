@@ -233,13 +233,7 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
         elapsed = (dj_timezone.now() - run.started_at).total_seconds() if run.started_at else 0
         deadline = time.monotonic() + scenario.timeout - max(0.0, elapsed)
         settled_at: float | None = None  # when the current terminal status was first seen
-        beat = time.monotonic()
         while True:
-            if time.monotonic() - beat >= HEARTBEAT:
-                beat = time.monotonic()
-                if not _still_mine(run):
-                    logger.warning("run %s was adopted by another process; leaving it", run.id)
-                    return run
             try:
                 response = http_json("GET", url, None, _client(run), scenario.headers)
             except (OSError, http.client.HTTPException) as exc:
@@ -262,7 +256,9 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
             observed = status
             if time.monotonic() >= deadline + (scenario.settle if settled_at else 0):
                 break
-            time.sleep(scenario.poll_interval)
+            if not _pause(run, scenario.poll_interval):
+                logger.warning("run %s was adopted by another process; leaving it", run.id)
+                return run
     except Exception as exc:  # the probe reports a broken system, it does not crash on it
         logger.warning("run %s (%s) could not finish: %s", run.id, run.scenario, exc)
         run.error = str(exc)
@@ -287,6 +283,24 @@ def _still_mine(run: Run) -> bool:
     )
 
 
+def _pause(run: Run, seconds: float) -> bool:
+    """Sleep between two polls, renewing the claim every ``HEARTBEAT`` (a poll interval may
+    be a minute); False if another process took the run over meanwhile."""
+    end = time.monotonic() + seconds
+    while True:
+        if time.monotonic() - _last_beat.get(run.pk, 0.0) >= HEARTBEAT:
+            if not _still_mine(run):
+                return False
+            _last_beat[run.pk] = time.monotonic()
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            return True
+        time.sleep(min(remaining, HEARTBEAT))
+
+
+_last_beat: dict[int, float] = {}  # run id -> when this process last renewed its claim
+
+
 def claim(run: Run) -> None:
     """This process follows the run from now on."""
     _db(lambda: Run.objects.filter(pk=run.pk).update(follower=ME, followed_at=dj_timezone.now()))
@@ -301,7 +315,19 @@ def _finish(run: Run, observed: str | None) -> None:
 
     def save() -> None:
         with transaction.atomic():
-            run.save(update_fields=["observed", "verdict", "state", "finished_at", "error"])
+            # Only while the run is this process's (or nobody's): a follower that was taken
+            # for dead and adopted leaves the verdict to the adopter.
+            mine = Run.objects.filter(
+                pk=run.pk, state=Run.State.RUNNING, follower__in=[ME, ""]
+            ).update(
+                observed=run.observed,
+                verdict=run.verdict,
+                state=run.state,
+                finished_at=run.finished_at,
+                error=run.error,
+            )
+            if not mine:
+                return
             if run.task_key:
                 _record(
                     run,
@@ -403,7 +429,7 @@ def adopt_orphans(now: datetime | None = None) -> list[Run]:
     quiet = now - timedelta(seconds=ORPHAN_AFTER)
     candidates = list(
         Run.objects.filter(state=Run.State.RUNNING, task_key__isnull=False)
-        .exclude(follower=ME)
+        .exclude(pk__in=list(_following))
         .filter(
             models.Q(followed_at__lt=quiet)
             | models.Q(followed_at__isnull=True, started_at__lt=quiet)
@@ -452,6 +478,9 @@ def start_adopting() -> threading.Thread:
     return thread
 
 
+_following: set[int] = set()  # runs a thread of this process follows now
+
+
 def follow_in_background(run: Run) -> threading.Thread:
     """Follow a run in a daemon thread of this process (the web server's, for the UI/API)."""
 
@@ -459,8 +488,12 @@ def follow_in_background(run: Run) -> threading.Thread:
         try:
             follow(run)
         finally:
+            _following.discard(run.pk)
+            _last_beat.pop(run.pk, None)
             close_old_connections()
             connection.close()
+
+    _following.add(run.pk)
 
     thread = threading.Thread(target=target, name=f"probe-run-{run.id}", daemon=True)
     thread.start()

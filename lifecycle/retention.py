@@ -148,6 +148,8 @@ class PruneResult:
     default_deleted: int = 0
     # Tasks left without events whose stored check was deleted (not counted in a dry run).
     forgotten_tasks: int = 0
+    # Tasks that lost some events and kept others: their stored checks are to be redone.
+    touched: set[str] = field(default_factory=set)
     # Partitions old enough that were left in place: their lock was not granted in time.
     busy: list[str] = field(default_factory=list)
     # The oldest event's time left after the prune (None: no event left).
@@ -260,13 +262,20 @@ def prune(older_than: timedelta, now: datetime | None = None, dry_run: bool = Fa
     with transaction.atomic(), connection.cursor() as cursor:
         result.forgotten_tasks = _forget(cursor, sorted(tasks))
         result.oldest_kept = _oldest(cursor, cutoff, gone=result.dropped)
+    if tasks and not dry_run:
+        from lifecycle.models import TaskCheck
+
+        result.touched = set(
+            TaskCheck.objects.filter(task_key__in=list(tasks)).values_list("task_key", flat=True)
+        )
     return result
 
 
-def maintain(now: datetime | None = None) -> str | None:
+def maintain(now: datetime | None = None, touched: set[str] | None = None) -> str | None:
     """One pass of upkeep: this week's and the coming weeks' partitions, then, when
     ``LIFECYCLE_RETENTION`` is set, the prune. A line saying what it did, or None when there
-    was nothing to do."""
+    was nothing to do. ``touched`` receives the tasks that kept some of their events (their
+    stored checks are to be redone: the maintainer does)."""
     done = []
     try:
         created = ensure_partitions(now)
@@ -283,6 +292,8 @@ def maintain(now: datetime | None = None) -> str | None:
     retention: timedelta | None = settings.LIFECYCLE_RETENTION
     if retention is not None:
         result = prune(retention, now)
+        if touched is not None:
+            touched |= result.touched
         if result.changed:
             done.append(result.summary())
     return "; ".join(done) or None

@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,7 @@ class _Gap:
     count: int
     first_at: str
     last_at: str
+    uuid: str | None = None  # set at the first try to send it: a resend is the same event
 
 
 def _setting_int(name: str, default: int) -> int:
@@ -139,6 +141,7 @@ class Publisher:
         self._buffer: collections.deque[tuple[str, bytes, str | None]] = collections.deque()
         self._bytes = 0
         self._busy = False  # the thread holds the head of the buffer, sending it
+        self._connected = False  # the thread has a channel to RabbitMQ
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._published = self._dropped = self._failed = self._gaps_sent = 0
@@ -182,10 +185,11 @@ class Publisher:
             self._drop(message, "cannot buffer an event (%r): dropping it", exc)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every buffered message was confirmed; False on timeout (RabbitMQ down)."""
+        """Wait until every buffered message was confirmed (and, while connected, every gap
+        told); False on timeout (RabbitMQ down)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._buffer or self._busy:
+            while self._buffer or self._busy or (self._gaps and self._connected):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
@@ -234,6 +238,7 @@ class Publisher:
             if gap is not None:
                 gap.count += 1
                 gap.first_at, gap.last_at = min(gap.first_at, at), max(gap.last_at, at)
+                gap.uuid = None  # it counts more now: a new event, not a resend
             elif task and len(self._gaps) < MAX_GAPS:
                 self._gaps[(task, source)] = _Gap(1, at, at)
             else:
@@ -275,10 +280,13 @@ class Publisher:
                             break  # connected, drained: time to tell what was lost
                         if not self._changed.wait(IDLE_TICK):
                             break
-                    if self._stopping:
-                        return
-                    item = self._buffer[0] if self._buffer else None
+                    stopping = self._stopping
+                    item = self._buffer[0] if self._buffer and not stopping else None
                     self._busy = item is not None
+                if stopping:
+                    if self._gaps and sender.channel is not None:
+                        self._send_gaps(sender)  # what was lost is told before leaving
+                    return
                 if item is None:
                     if self._gaps and (sender.channel is not None or sender.connect()):
                         self._send_gaps(sender)
@@ -334,6 +342,7 @@ class Publisher:
             self._warn_now("%d dropped events belonged to no task that could be told", unattributed)
         name, pid = process_name(), os.getpid()
         for n, ((task, source), gap) in enumerate(gaps.items()):
+            gap.uuid = gap.uuid or str(uuid.uuid4())
             message = messages.make_message(
                 source=source or "log",
                 kind="gap",
@@ -348,6 +357,7 @@ class Publisher:
                     "reason": "the publisher's buffer was full",
                 },
             )
+            message["uuid"] = gap.uuid
             try:
                 sent = sender.send(
                     f"{message['source']}.gap", messages.encode(message), message["uuid"]
@@ -357,12 +367,20 @@ class Publisher:
             if sent != SENT:  # keep the rest (and this one) for the next connection
                 with self._lock:
                     for key, rest in list(gaps.items())[n:]:
-                        kept = self._gaps.setdefault(key, _Gap(0, rest.first_at, rest.last_at))
-                        kept.count += rest.count
-                        kept.first_at = min(kept.first_at, rest.first_at)
-                        kept.last_at = max(kept.last_at, rest.last_at)
+                        kept = self._gaps.get(key)
+                        if kept is None and len(self._gaps) >= MAX_GAPS:
+                            self._unattributed += rest.count
+                        elif kept is None:
+                            self._gaps[key] = rest  # as it was, uuid included
+                        else:
+                            kept.count += rest.count
+                            kept.first_at = min(kept.first_at, rest.first_at)
+                            kept.last_at = max(kept.last_at, rest.last_at)
+                            kept.uuid = None
                 return
             self._gaps_sent += 1
+        with self._lock:
+            self._changed.notify_all()  # a flush may be waiting for the gaps
 
 
 def _about(body: bytes) -> dict[str, Any]:
@@ -410,6 +428,12 @@ class _Sender:
                     self.publisher.exchange, routing_key, body, properties, mandatory=True
                 )
                 return SENT
+            except pika.exceptions.ConnectionBlockedTimeout:
+                # RabbitMQ blocks publishers (a memory or disk alarm): it is down for us.
+                self.publisher._warn("RabbitMQ blocks publishing (an alarm); buffering events")
+                self.disconnect()
+                self.next_connect = time.monotonic() + self.publisher.max_backoff
+                return DOWN
             except pika.exceptions.UnroutableError:
                 # Someone deleted the ingest queue: declare it again, then retry.
                 self.publisher._warn("an event was unroutable; declaring the ingest queue again")
@@ -430,7 +454,13 @@ class _Sender:
             params.connection_attempts = 1
             self.connection = pika.BlockingConnection(params)
             self.channel = self.connection.channel()
-            topology.declare(self.channel, self.publisher.namespace)
+            try:
+                topology.declare(self.channel, self.publisher.namespace)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                # The queue exists with other arguments, or this user may not declare: the
+                # ingestor's own declaration stands, and events go to the exchange anyway.
+                self.publisher._warn("cannot declare the ingest queue (%s); publishing", exc)
+                self.channel = self.connection.channel()
             self.channel.confirm_delivery()
         except Exception as exc:
             self.disconnect()
@@ -443,6 +473,7 @@ class _Sender:
             )
             return False
         self.backoff = 0.0
+        self.publisher._connected = True
         return True
 
     def idle(self) -> None:
@@ -455,6 +486,7 @@ class _Sender:
             self.disconnect()
 
     def disconnect(self) -> None:
+        self.publisher._connected = False
         connection, self.connection, self.channel = self.connection, None, None
         if connection is not None and connection.is_open:
             try:

@@ -692,3 +692,27 @@ def test_the_middleware_reports_each_broker_step_with_its_attempt(worker_broker,
     assert "ValueError: boom" in error.body["exception"]
     assert error.body["process_role"] == "worker"
     assert current_task.get() is None
+
+
+def test_closing_after_an_outage_still_tells_what_was_lost(tap, rabbit_proxy):
+    publisher = Publisher(url=proxied_url(rabbit_proxy), max_events=3, max_backoff=0.5)
+    publisher.publish(message("pub-close", n=0))
+    assert publisher.flush(5)
+    rabbit_proxy.cut()
+    for i in range(1, 8):
+        publisher.publish(message("pub-close", n=i))
+
+    # When RabbitMQ returns and the process ends at once (atexit, a worker's shutdown)
+    rabbit_proxy.restore()
+    assert publisher.close(15)
+
+    # Then the buffered events and the gap both went out before the thread ended
+    got = [events.parse_message(b) for _, _, b in wait_for(lambda: tap(), what="events")]
+    got += [events.parse_message(b) for _, _, b in tap()]
+    deadline = time.monotonic() + 5
+    while not any(e.kind == "gap" for e in got) and time.monotonic() < deadline:
+        got += [events.parse_message(b) for _, _, b in tap()]
+        time.sleep(0.1)
+    (gap,) = [e for e in got if e.kind == "gap"]
+    assert gap.body["dropped"] == 4
+    assert sorted(e.body["n"] for e in got if e.kind != "gap") == [0, 1, 2, 3]

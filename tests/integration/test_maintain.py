@@ -104,7 +104,7 @@ def test_a_task_checked_moments_ago_waits_its_turn(postgres: None) -> None:
     maintainer.once()  # within a minute of its last check: deferred, not lost
 
     assert maintainer.stats.deferred >= 1
-    assert "mt-e" in maintainer._deferred
+    assert "mt-e" in maintainer._pending
     maintainer._next_check["mt-e"] = 0
     maintainer.once()
     assert TaskCheck.objects.get(task_key="mt-e").event_count == 5
@@ -178,3 +178,22 @@ def test_an_idle_pass_reads_nothing_but_the_new_rows(postgres: None) -> None:
         maintainer.once()
 
     assert maintainer.stats.checked == checked  # nothing moved: nothing rechecked
+
+
+def test_a_commit_long_after_its_id_was_taken_is_found_by_its_notify(postgres: None) -> None:
+    from lifecycle.maintain import Position
+
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    maintainer.once()
+    assert maintainer._position is not None
+    # Given an id the maintainer gave up waiting for (its transaction ran for minutes)
+    late = Event.objects.create(task_key="mt-very-late", source="broker", kind="enqueue", body={})
+    position: Position = maintainer._position
+    position.high = late.id
+    position.forgotten[late.id] = None
+
+    # When its NOTIFY arrives, Then the next pass checks its task
+    maintainer._noted(str(late.id))
+    maintainer._noted("not an id")
+    maintainer.once()
+    assert TaskCheck.objects.filter(task_key="mt-very-late").exists()

@@ -185,3 +185,21 @@ def test_a_gap_from_any_ingested_source_is_accepted() -> None:
     }
     for source in ("broker", "api", "log", "probe"):
         assert validate(make_message(source=source, kind="gap", task="t", body=body)).kind == "gap"
+
+
+@pytest.mark.parametrize(
+    "at", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "1900-01-01T00:00:00+00:00"]
+)
+def test_a_time_outside_the_plausible_calendar_is_refused(at: str) -> None:
+    with pytest.raises(MalformedEvent, match="is outside 1970-8999"):
+        validate({**make_message(source="api", kind="read", task="t"), "at": at})
+    gap = {"dropped": 1, "first_at": at, "last_at": "2026-12-02T18:00:00+00:00"}
+    with pytest.raises(MalformedEvent, match="body.first_at must carry a time zone and be within"):
+        validate(make_message(source="broker", kind="gap", task="t", body=gap))
+
+
+def test_a_stored_time_at_the_edge_of_the_calendar_still_reads_as_a_clock() -> None:
+    from datetime import timedelta, timezone
+
+    edge = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    assert events.clock(edge).startswith("0001-01-01")
