@@ -36,5 +36,7 @@ def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixt
     assert [r.fault for r in results] == list(FAULTS)
     failed = [r for r in results if not r.passed]
     assert not failed, "\n" + report
-    # The faults did strike: RabbitMQ's outage refused some starts or redelivered messages.
-    assert all(len(r.runs) >= 3 for r in results), "\n" + report
+    # Every fault saw runs through, and the outages did strike: starts were refused then.
+    assert all(r.runs for r in results), "\n" + report
+    outages = [r for r in results if r.fault in ("rabbitmq", "postgres")]
+    assert all(r.refused_starts + sum(a.task_key is None for a in r.runs) for r in outages)
