@@ -21,7 +21,8 @@ from typing import Any
 from lifecycle import store
 from lifecycle.checker import Finding, check
 from lifecycle.events import EventRecord
-from lifecycle.models import CheckCursor, Event, TaskCheck
+from lifecycle.models import CheckCursor, Event, Run, TaskCheck
+from lifecycle.timeline import current_status, in_time_order
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,16 @@ def stored_findings(
 
 
 def _keep(
-    task_key: str, count: int, last: int, expected: str | None, findings: list[Finding]
+    task_key: str,
+    count: int,
+    last: int,
+    expected: str | None,
+    findings: list[Finding],
+    records: Sequence[EventRecord] = (),
+    run: Run | None = None,
 ) -> TaskCheck:
+    """Store a task's check, with what the home page's search filters on."""
+    times = [r.at for r in records if r.at is not None]
     row, _ = TaskCheck.objects.update_or_create(
         task_key=task_key,
         defaults={
@@ -83,6 +92,11 @@ def _keep(
             "expected": expected,
             "kinds": sorted({f.kind for f in findings}),
             "findings": [f.as_json() for f in findings],
+            "status": current_status(in_time_order(records)) if records else None,
+            "first_at": min(times) if times else None,
+            "last_at": max(times) if times else None,
+            "scenario": run.scenario if run else None,
+            "verdict": run.verdict if run else None,
         },
     )
     return row
@@ -137,15 +151,18 @@ def refresh(task_keys: Iterable[str] | None = None, *, timings: bool = False) ->
     stats = store.task_stats(None if task_keys is None else list(task_keys))
     stored = {c.task_key: c for c in TaskCheck.objects.filter(task_key__in=list(stats))}
     expectations = store.expected_by_task(list(stats))
+    runs = store.latest_runs(list(stats))
     took: dict[str, float] = {}
     for key, (count, last) in stats.items():
         check_row = stored.get(key)
         expected = expectations.get(key)
+        run = runs.get(key)
         if (
             check_row is not None
             and check_row.event_count == count
             and check_row.last_event_id == last
             and check_row.expected == expected
+            and check_row.verdict == (run.verdict if run else None)
         ):
             continue
         started = time.perf_counter()
@@ -156,7 +173,7 @@ def refresh(task_keys: Iterable[str] | None = None, *, timings: bool = False) ->
             logger.exception("checking task %r failed; it is retried when it moves", key)
             took[key] = FAILED_CHECK_PAUSE
             continue
-        stored[key] = _keep(key, count, last, expected, findings)
+        stored[key] = _keep(key, count, last, expected, findings, records, run)
         took[key] = time.perf_counter() - started
     return took if timings else stored
 
@@ -169,23 +186,6 @@ def findings_json(task_key: str) -> list[dict]:
             task_key, store.task_events(task_key), store.expected_for(task_key)
         )
     ]
-
-
-def tasks_with_findings(
-    kind: str | None, page: int = 1, per_page: int = store.PAGE_SIZE
-) -> tuple[list[store.TaskSummary], bool]:
-    """Tasks whose stored check has a finding (of ``kind``, if given), newest activity
-    first. It reads what the maintainer stored: no task is checked here."""
-    matching = TaskCheck.objects.exclude(kinds=[])
-    if kind:
-        matching = matching.filter(kinds__contains=[kind])
-    offset = (page - 1) * per_page
-    keys = list(
-        matching.order_by("-last_event_id").values_list("task_key", flat=True)[
-            offset : offset + per_page + 1
-        ]
-    )
-    return store.summaries_of(keys[:per_page]), len(keys) > per_page
 
 
 # A listed task whose stored check is missing or behind is checked by the page itself only

@@ -119,6 +119,14 @@ class TaskCheck(models.Model):
     expected = models.CharField(max_length=32, null=True, blank=True)
     kinds = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     findings = models.JSONField(default=list, blank=True)
+    # What the home page's search filters on, kept with the findings (lifecycle.maintain):
+    # the current status, the history's first and last times, the latest run's scenario
+    # and verdict (none: no run).
+    status = models.CharField(max_length=64, null=True, blank=True)
+    first_at = models.DateTimeField(null=True, blank=True)
+    last_at = models.DateTimeField(null=True, blank=True)
+    scenario = models.CharField(max_length=64, null=True, blank=True)
+    verdict = models.CharField(max_length=8, null=True, blank=True)
     checked_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -126,6 +134,12 @@ class TaskCheck(models.Model):
         indexes = [
             GinIndex(fields=["kinds"], name="lifecycle_task_check_kinds"),
             models.Index(fields=["-last_event_id"], name="lifecycle_task_check_last"),
+            models.Index(fields=["last_at"], name="lifecycle_task_check_last_at"),
+            models.Index(
+                fields=["task_key"],
+                name="lifecycle_task_check_prefix",
+                opclasses=["text_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:

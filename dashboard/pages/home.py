@@ -1,14 +1,17 @@
-"""Home (``home.html``): recent tasks, live, filterable by finding; the scenario panel."""
+"""Home (``home.html``): recent tasks, live; the search (status, scenario, verdict, finding
+kind, time range, key prefix, each with its counts: ``lifecycle.search``); the scenario
+panel."""
 
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from lifecycle import findings, store
+from lifecycle import findings, search, store
 from lifecycle.checker import KINDS
 from lifecycle.scenarios import all_scenarios
 
@@ -23,14 +26,16 @@ def page_number(request: HttpRequest) -> int:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     page = page_number(request)
-    wanted = request.GET.get("findings", "")
-    if wanted and wanted != "any" and wanted not in KINDS:
-        wanted = ""
-    if wanted:
-        tasks, has_next = findings.tasks_with_findings(None if wanted == "any" else wanted, page)
+    filters, errors = search.Filters.parse(request.GET)
+    total = None
+    facets: list[search.Facet] = []
+    if filters.active:
+        tasks, has_next, total = search.search(filters, page)
+        facets = search.facets(filters)
     else:
         tasks, has_next = store.recent_tasks(page)
     findings.with_findings(tasks)
+    keep = filters.query()
     return render(
         request,
         "dashboard/home.html",
@@ -38,10 +43,18 @@ def home(request: HttpRequest) -> HttpResponse:
             "tasks": tasks,
             "page": page,
             "has_next": has_next,
-            "wanted": wanted,
-            "first_pass": bool(wanted) and not findings.first_pass_done(),
+            "filters": filters,
+            "keep": urlencode(keep),
+            "searching": filters.active,
+            "total": total,
+            "facets": {f.name: f.values for f in facets},
+            "errors": errors,
+            "wanted": filters.findings,
             "kinds": KINDS,
+            "verdicts": search.VERDICTS,
+            "first_pass": filters.active and not findings.first_pass_done(),
             "scenarios": all_scenarios(),
             "token": uuid.uuid4().hex,
         },
+        status=400 if errors else 200,
     )
