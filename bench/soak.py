@@ -3,12 +3,13 @@
 It starts ``lifecycle up`` on a database and namespace of its own (``lifecycle.chaos``'s
 stack, with no fault), then for ``--soak-minutes``:
 
-- commits ``--soak-rate`` UPDATEs a second to 50 ``lab_task`` rows (the capture trigger,
-  the live feed, the maintainer);
+- commits ``--soak-rate`` UPDATEs a second to 50 ``lab_task`` rows, 50 new ones every
+  minute, so that each history stays a minute long and the load is steady (the capture
+  trigger, the live feed, the maintainer);
 - publishes as many ``api.read`` events through the client's publisher (the ingestor);
 - starts a ``succeeds`` run through the JSON API every 5 s (the web process's probe, the
   lab API, the worker);
-- renders the task page of one busy task and the home page every 5 s.
+- renders the task page of the busiest task and the home page every 5 s.
 
 Every 10 s it samples each child's resident memory (a process with children, Dramatiq's,
 counts with them). The baseline is each process's RSS once warm (after the first minute,
@@ -27,6 +28,8 @@ import uuid
 from typing import Any
 
 WARM_FRACTION = 0.2
+TASKS = 50  # tasks written at a time
+ROTATE_EVERY = 60.0  # seconds before the writer moves to 50 new tasks
 TARGET_GROWTH = 0.10
 
 
@@ -67,14 +70,20 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
     samples: list[tuple[float, dict[str, int]]] = []
     with chaos_stack(log=lambda line: None, **where) as stack:
         print(f"soak: stack on {stack.base_url}, database {stack.database}", flush=True)
-        keys = [str(uuid.uuid4()) for _ in range(50)]
-        with stack.direct() as conn:
-            for key in keys:
+        keys: list[str] = []  # every task written, for the count at the end
+        current: list[list[str]] = [[]]  # the 50 tasks written now (a new 50 each minute)
+
+        def new_tasks(conn: Any) -> None:
+            batch = [str(uuid.uuid4()) for _ in range(TASKS)]
+            for key in batch:
                 conn.execute(
                     "INSERT INTO lab_task (id, config, status, error, executions, created_at,"
                     " updated_at) VALUES (%s, '{}', 'PENDING', '', 0, now(), now())",
                     [key],
                 )
+            keys.extend(batch)
+            current[0] = batch
+
         publisher = Publisher(url=stack.amqp_url, namespace=stack.namespace)
         stop = threading.Event()
         commits = [0]
@@ -85,9 +94,15 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
                 conninfo(dbname=stack.database, application_name="soak-writer"), autocommit=True
             ) as conn:
                 n, start = 0, time.monotonic()
+                new_tasks(conn)
+                rotated = start
                 while not stop.is_set():
-                    key = keys[n % len(keys)]
-                    status = ("RUNNING", "PENDING")[n // len(keys) % 2]
+                    if time.monotonic() - rotated >= ROTATE_EVERY:
+                        new_tasks(conn)  # steady state: histories stay a minute long
+                        rotated = time.monotonic()
+                    batch = current[0]
+                    key = batch[n % len(batch)]
+                    status = ("RUNNING", "PENDING")[n // len(batch) % 2]
                     conn.execute(
                         "UPDATE lab_task SET status = %s, executions = executions + 1,"
                         " updated_at = now() WHERE id = %s",
@@ -112,7 +127,8 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
             headers = {"Authorization": f"Bearer {stack.token}"}
             while not stop.wait(5.0):
                 stack.start_run("succeeds")
-                for path in (f"/tasks/{keys[0]}", "/"):
+                busy = current[0][0] if current[0] else ""
+                for path in (f"/tasks/{busy}", "/"):
                     request = urllib.request.Request(stack.base_url + path, headers=headers)
                     try:
                         with urllib.request.urlopen(request, timeout=30) as response:
@@ -148,6 +164,7 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
                 [keys],
             ).fetchone()
         db_events, api_events = row if row else (0, 0)
+        db_events -= len(keys)  # the inserts of the tasks themselves
         publisher.close(5)
     warm_at = min(60.0, seconds * WARM_FRACTION)
     warm = next(s for t, s in samples if t >= warm_at)
