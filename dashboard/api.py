@@ -131,24 +131,60 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
     ``?expected=STATUS`` checks it against that final status (the pytest plugin's
     ``watch(key, expect=...)``); otherwise against its scenario run's, if it has one.
+
+    Every event, unless ``?limit=N`` (at most ``MAX_PAGE``) asks for pages: then the first
+    N, and ``next``, the cursor of the page after (``?after=<next>``; null on the last
+    page). A cursor is a place in the order (an event's time and id), so a walk is not
+    thrown off by events arriving meanwhile; one that arrives with an earlier time than
+    the cursor is in the next walk from the start. The findings are always whole.
     """
     expected = request.GET.get("expected") or store.expected_for(task_key)
     if expected is not None and len(expected) > MAX_STATUS:
         return json_error(400, f"expected is a status of at most {MAX_STATUS} characters")
-    context = timeline_context(task_key, expected)
+    limit, after = request.GET.get("limit"), request.GET.get("after")
+    try:
+        page_size = int(limit) if limit else None
+        if page_size is not None and not 1 <= page_size <= MAX_PAGE:
+            raise ValueError
+    except ValueError:
+        return json_error(400, f"limit is a whole number from 1 to {MAX_PAGE}")
+    cursor = _cursor(after) if after else None
+    if after and cursor is None:
+        return json_error(400, "after is a cursor a previous page gave as next")
+    context = timeline_context(task_key, expected, html=False)
     if not context["events"]:
         return json_error(404, f"no event for task {task_key}")
-    return JsonResponse(
-        {
-            "task": task_key,
-            "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
-            "status": context["status"],
-            "expected": context["expected"],
-            "order": "time at source, then event id",
-            "findings": [f.as_json() for f in context["finding_objects"]],
-            "events": [view.as_json() for view in context["events"]],
-        }
-    )
+    views = context["events"]
+    if cursor is not None:
+        views = [v for v in views if (v.at_us, v.id) > cursor]
+    following = None
+    if page_size is not None and len(views) > page_size:
+        views = views[:page_size]
+        following = f"{views[-1].at_us}.{views[-1].id}"
+    body = {
+        "task": task_key,
+        "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
+        "status": context["status"],
+        "expected": context["expected"],
+        "order": "time at source, then event id",
+        "findings": [f.as_json() for f in context["finding_objects"]],
+        "events": [view.as_json() for view in views],
+    }
+    if page_size is not None or cursor is not None:
+        body["total"] = len(context["events"])
+        body["next"] = following
+    return JsonResponse(body)
+
+
+MAX_PAGE = 5000  # events per page of a JSON timeline
+
+
+def _cursor(text: str) -> tuple[int, int] | None:
+    at, _, event_id = text.partition(".")
+    try:
+        return int(at), int(event_id)
+    except ValueError:
+        return None
 
 
 @require_GET

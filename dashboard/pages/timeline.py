@@ -26,7 +26,11 @@ from lifecycle.timeline import (
 STILL_LIVE_SECONDS = 600
 
 
-def timeline_context(task_key: str, expected: str | None = None) -> dict[str, Any]:
+def timeline_context(
+    task_key: str, expected: str | None = None, *, html: bool = True
+) -> dict[str, Any]:
+    """What the task and run pages show of a task (``html``: with its events rendered;
+    the JSON timeline does without)."""
     records = in_time_order(store.task_events(task_key))
     views = TimelineBuilder().extend(records)
     found = findings.stored_findings(task_key, records, expected)
@@ -37,7 +41,9 @@ def timeline_context(task_key: str, expected: str | None = None) -> dict[str, An
         "events": views,
         "events_html": mark_safe(
             events_html(views, inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
-        ),
+        )
+        if html
+        else "",
         "findings": finding_views(found, records),
         "finding_objects": found,
         "expected": expected,

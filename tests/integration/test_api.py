@@ -235,3 +235,43 @@ def test_a_task_with_a_gap_says_its_history_may_be_incomplete(client, postgres):
         "18:33:57.000 and 18:34:02.000" in page
     )
     assert "<b>worker</b>" not in page
+
+
+@pytest.mark.django_db
+def test_the_json_timeline_pages_with_a_cursor(client, postgres):
+    from datetime import UTC, datetime, timedelta
+
+    from lifecycle.models import Event
+
+    t0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    # Given seven events, arriving out of time order
+    for n in (3, 1, 0, 6, 2, 5, 4):
+        Event.objects.create(
+            task_key="t-pages",
+            source="api",
+            kind="read",
+            status=f"S{n}",
+            at=t0 + timedelta(seconds=n),
+            body={"n": n},
+        )
+
+    # When a client walks it three at a time
+    seen, after, pages = [], None, 0
+    while True:
+        url = "/api/tasks/t-pages/timeline?limit=3" + (f"&after={after}" if after else "")
+        body = client.get(url).json()
+        pages += 1
+        seen += [e["status"] for e in body["events"]]
+        assert body["total"] == 7
+        after = body["next"]
+        if after is None:
+            break
+
+    # Then it saw every event once, in the timeline's order, in three pages
+    assert (seen, pages) == ([f"S{n}" for n in range(7)], 3)
+    # and without a limit the timeline is whole, as before
+    whole = client.get("/api/tasks/t-pages/timeline").json()
+    assert len(whole["events"]) == 7 and "next" not in whole
+    for bad in ("limit=0", "limit=5001", "limit=x", "after=nope"):
+        response = client.get(f"/api/tasks/t-pages/timeline?{bad}")
+        assert response.status_code == 400, bad
