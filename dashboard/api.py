@@ -5,6 +5,7 @@ Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from lifecycle.database import off_thread
 from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
+from lifecycle.otlp import trace as otlp_trace
 from lifecycle.scenarios import (
     BodyError,
     UnknownScenario,
@@ -177,6 +179,28 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
 
 MAX_PAGE = 5000  # events per page of a JSON timeline
+
+
+@require_GET
+def otlp(request: HttpRequest, task_key: str) -> JsonResponse:
+    """The task's timeline as an OpenTelemetry trace in OTLP/JSON (``lifecycle.otlp``),
+    offered as a file to download: it opens in Jaeger."""
+    context = timeline_context(task_key, store.expected_for(task_key), html=False)
+    if not context["events"]:
+        return json_error(404, f"no event for task {task_key}")
+    url = request.build_absolute_uri(reverse("dashboard:task", args=[task_key]))
+    response = JsonResponse(
+        otlp_trace(
+            task_key,
+            context["events"],
+            context["finding_objects"],
+            status=context["status"],
+            url=url,
+        )
+    )
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", task_key)[:80] or "task"
+    response["Content-Disposition"] = f'attachment; filename="{name}.otlp.json"'
+    return response
 
 
 def _cursor(text: str) -> tuple[int, int] | None:

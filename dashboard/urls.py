@@ -24,6 +24,7 @@ pages = [
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
     path("api/tasks/<path:task_key>/timeline", api.timeline, name="api-timeline"),
+    path("api/tasks/<path:task_key>/otlp", api.otlp, name="api-otlp"),
     path("api/events", api.post_events, name="api-events"),
     path("api/events/<int:event_id>", api.event_fields, name="api-event"),
 ]

@@ -275,3 +275,19 @@ def test_the_json_timeline_pages_with_a_cursor(client, postgres):
     for bad in ("limit=0", "limit=5001", "limit=x", "after=nope"):
         response = client.get(f"/api/tasks/t-pages/timeline?{bad}")
         assert response.status_code == 400, bad
+
+
+@pytest.mark.django_db
+def test_a_task_exports_as_an_otlp_trace_file(client, postgres):
+    from lifecycle.models import Event
+
+    Event.objects.create(
+        task_key="t/otlp <1>", source="db", kind="insert", status="PENDING", body={}
+    )
+    response = client.get("/api/tasks/t%2Fotlp%20%3C1%3E/otlp")
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == 'attachment; filename="t_otlp_1_.otlp.json"'
+    spans = response.json()["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert spans[0]["name"] == "task t/otlp <1>"
+    assert client.get("/api/tasks/nothing-here/otlp").status_code == 404

@@ -1,0 +1,228 @@
+"""A task's timeline as an OpenTelemetry trace, in OTLP/JSON (pure), so it opens in Jaeger.
+
+One trace per task (its id derived from the task key, so exporting again gives the same
+trace): a root span over the whole history, a child span per attempt (a broker ``start``
+to the ``ack``, ``fail``, ``nack`` or ``skip`` of the same message and attempt, or to the
+history's end), and each event as a span event: on its attempt's span when it is that
+attempt's (a broker step, or a log record of the same process in its time), else on the
+root. Findings are span events on the root named ``finding.<kind>``. Times are the
+events' own, at their source.
+
+The shape is OTLP's JSON encoding of ``ExportTraceServiceRequest`` (integers of 64 bits
+as strings, ids as hex), which Jaeger reads (``jaeger`` UI: *Upload*, or POST to a
+collector's ``/v1/traces``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from lifecycle.checker import Finding
+from lifecycle.events import EventRecord
+from lifecycle.timeline import EventView
+
+SERVICE = "lifecycle-inspector"
+MAX_BODY = 2000  # characters of an event's body kept in its attribute
+FINISHES = ("ack", "fail", "nack", "skip")
+STATUS_ERROR = 2  # OTLP's STATUS_CODE_ERROR
+KIND_INTERNAL = 1
+KIND_CONSUMER = 5
+
+
+def _id(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _nanos(at: datetime | None) -> str:
+    return str(round(at.timestamp() * 1_000_000_000)) if at is not None else "0"
+
+
+def _value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": str(value)}
+
+
+def _attributes(pairs: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": _value(v)} for key, v in pairs.items() if v is not None]
+
+
+def _span_event(view: EventView) -> dict[str, Any]:
+    r = view.record
+    body = json.dumps(r.body, default=str, sort_keys=True)
+    return {
+        "timeUnixNano": _nanos(r.at),
+        "name": f"{r.source}.{r.kind}",
+        "attributes": _attributes(
+            {
+                "lifecycle.event.id": r.id,
+                "lifecycle.event.uuid": r.uuid,
+                "lifecycle.status": r.status,
+                "lifecycle.summary": view.summary,
+                "lifecycle.txid": r.txid,
+                "lifecycle.received_at": r.received_at.isoformat() if r.received_at else None,
+                "lifecycle.findings": ", ".join(view.findings) or None,
+                "lifecycle.body": body[:MAX_BODY],
+            }
+        ),
+    }
+
+
+def _same_attempt(start: EventRecord, other: EventRecord) -> bool:
+    return start.body.get("message_id") == other.body.get("message_id") and start.body.get(
+        "attempt"
+    ) == other.body.get("attempt")
+
+
+def _attempt_name(start: EventRecord, n: int) -> str:
+    actor = start.body.get("actor") or ""
+    return f"attempt {start.body.get('attempt', n)} {actor}".strip()
+
+
+def trace(
+    task_key: str,
+    views: Sequence[EventView],
+    findings: Sequence[Finding],
+    *,
+    status: str | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """The task's trace as one OTLP/JSON document (``views`` in the timeline's order)."""
+    trace_id = _id(f"lifecycle task {task_key}", 32)
+    root_id = _id(f"root {task_key}", 16)
+    times = [v.record.at for v in views if v.record.at is not None]
+    start, end = (min(times), max(times)) if times else (None, None)
+    attempts: list[dict[str, Any]] = []
+    homes: dict[int, int] = {}  # event id -> index of its attempt span
+    records = [v.record for v in views]
+    for n, s in enumerate(r for r in records if r.source == "broker" and r.kind == "start"):
+        finish = next(
+            (
+                r
+                for r in records
+                if r.source == "broker"
+                and r.kind in FINISHES
+                and _same_attempt(s, r)
+                and (r.at is None or s.at is None or r.at >= s.at)
+            ),
+            None,
+        )
+        until = finish.at if finish is not None else end
+        index = len(attempts)
+        attempts.append(
+            {
+                "start": s,
+                "finish": finish,
+                "until": until,
+                "span_id": _id(f"attempt {task_key} {s.id}", 16),
+                "events": [],
+                "n": n + 1,
+            }
+        )
+        homes[s.id] = index
+        if finish is not None:
+            homes[finish.id] = index
+    for r in records:
+        if r.id in homes or r.at is None:
+            continue
+        for index, a in enumerate(attempts):
+            s = a["start"]
+            inside = s.at is not None and a["until"] is not None and s.at <= r.at <= a["until"]
+            if not inside:
+                continue
+            mine = (r.source == "broker" and _same_attempt(s, r)) or (
+                r.source == "log" and r.body.get("pid") in (None, s.body.get("pid"))
+            )
+            if mine:
+                homes[r.id] = index
+                break
+    root_events: list[dict[str, Any]] = []
+    for v in views:
+        home = homes.get(v.record.id)
+        (attempts[home]["events"] if home is not None else root_events).append(_span_event(v))
+    for f in findings:
+        root_events.append(
+            {
+                "timeUnixNano": _nanos(
+                    next((v.record.at for v in views if v.record.id in f.events), start)
+                ),
+                "name": f"finding.{f.kind}",
+                "attributes": _attributes(
+                    {
+                        "lifecycle.finding.kind": f.kind,
+                        "lifecycle.finding.cause": f.cause,
+                        "lifecycle.finding.message": f.message,
+                        "lifecycle.finding.events": ", ".join(map(str, f.events)),
+                    }
+                ),
+            }
+        )
+    spans = [
+        {
+            "traceId": trace_id,
+            "spanId": root_id,
+            "name": f"task {task_key}",
+            "kind": KIND_INTERNAL,
+            "startTimeUnixNano": _nanos(start),
+            "endTimeUnixNano": _nanos(end),
+            "attributes": _attributes(
+                {
+                    "lifecycle.task": task_key,
+                    "lifecycle.status": status,
+                    "lifecycle.events": len(views),
+                    "lifecycle.url": url,
+                }
+            ),
+            "events": root_events,
+            "status": {"code": STATUS_ERROR, "message": f"{len(findings)} finding(s)"}
+            if findings
+            else {},
+        }
+    ]
+    for a in attempts:
+        s, finish = a["start"], a["finish"]
+        outcome = finish.kind if finish is not None else "unfinished"
+        spans.append(
+            {
+                "traceId": trace_id,
+                "spanId": a["span_id"],
+                "parentSpanId": root_id,
+                "name": _attempt_name(s, a["n"]),
+                "kind": KIND_CONSUMER,
+                "startTimeUnixNano": _nanos(s.at),
+                "endTimeUnixNano": _nanos(a["until"]),
+                "attributes": _attributes(
+                    {
+                        "messaging.message.id": s.body.get("message_id"),
+                        "messaging.destination.name": s.body.get("queue"),
+                        "lifecycle.attempt": s.body.get("attempt"),
+                        "lifecycle.outcome": outcome,
+                        "lifecycle.redelivered": s.body.get("redelivered"),
+                        "process.pid": s.body.get("pid"),
+                        "thread.name": s.body.get("thread"),
+                    }
+                ),
+                "events": a["events"],
+                "status": {"code": STATUS_ERROR, "message": str(finish.body.get("exception") or "")}
+                if finish is not None and finish.kind in ("fail", "nack")
+                else {},
+            }
+        )
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _attributes({"service.name": SERVICE})},
+                "scopeSpans": [
+                    {"scope": {"name": "lifecycle.otlp", "version": "1"}, "spans": spans}
+                ],
+            }
+        ]
+    }

@@ -1,0 +1,74 @@
+"""A timeline as an OpenTelemetry trace (OTLP/JSON): spans for the task and its attempts,
+events as span events, findings marked."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lifecycle.checker import Finding
+from lifecycle.events import EventRecord
+from lifecycle.otlp import trace
+from lifecycle.timeline import TimelineBuilder, in_time_order
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+def ev(n: int, source: str, kind: str, ms: int, **body: object) -> EventRecord:
+    status = body.pop("status", None)
+    return EventRecord(
+        id=n,
+        source=source,
+        kind=kind,
+        task_key="job-1",
+        status=status,
+        at=T0 + timedelta(milliseconds=ms),
+        body=dict(body),
+    )
+
+
+def test_a_task_is_one_trace_with_a_span_per_attempt() -> None:
+    records = in_time_order(
+        [
+            ev(1, "db", "insert", 0, status="PENDING"),
+            ev(2, "broker", "enqueue", 5, message_id="m1", attempt=1),
+            ev(3, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="run_task"),
+            ev(4, "log", "error", 20, pid=7, message="boom"),
+            ev(
+                5, "broker", "fail", 30, message_id="m1", attempt=1, pid=7, exception="ValueError()"
+            ),
+            ev(6, "broker", "start", 50, message_id="m1", attempt=2, pid=7, actor="run_task"),
+            ev(7, "db", "update", 60, status="COMPLETED"),
+            ev(8, "broker", "ack", 70, message_id="m1", attempt=2, pid=7),
+            ev(9, "api", "read", 80, status="RUNNING"),
+        ]
+    )
+    views = TimelineBuilder().extend(records)
+    found = [Finding("stale_read", (7, 9), "The read at 12:00:00.080 returned RUNNING.")]
+
+    document = trace("job-1", views, found, status="COMPLETED", url="http://x/tasks/job-1")
+    json.dumps(document)  # plain JSON
+
+    (resource,) = document["resourceSpans"]
+    spans = resource["scopeSpans"][0]["spans"]
+    root, first, second = spans
+    assert len({s["traceId"] for s in spans}) == 1 and len(root["traceId"]) == 32
+    assert [s.get("parentSpanId") for s in spans] == [None, root["spanId"], root["spanId"]]
+    assert (root["startTimeUnixNano"], root["endTimeUnixNano"]) == (
+        str(round(T0.timestamp() * 1e9)),
+        str(round((T0 + timedelta(milliseconds=80)).timestamp() * 1e9)),
+    )
+    assert first["name"] == "attempt 1 run_task" and first["status"]["code"] == 2
+    assert [e["name"] for e in first["events"]] == ["broker.start", "log.error", "broker.fail"]
+    assert [e["name"] for e in second["events"]] == ["broker.start", "broker.ack"]
+    assert second["status"] == {}
+    names = [e["name"] for e in root["events"]]
+    assert names == ["db.insert", "broker.enqueue", "db.update", "api.read", "finding.stale_read"]
+    assert root["status"]["code"] == 2
+    # the same task exports as the same trace
+    again = trace("job-1", views, found)
+    assert again["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] == root["traceId"]
