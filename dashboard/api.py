@@ -5,6 +5,7 @@ Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import timeline_context
 from dashboard.render import fields_json
-from lifecycle import events, findings, probe, store
+from lifecycle import events, findings, imports, probe, store
 from lifecycle.database import off_thread
 from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
@@ -179,6 +180,34 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
 
 MAX_PAGE = 5000  # events per page of a JSON timeline
+MAX_IMPORT_BYTES = 64 * 1024 * 1024  # an exported timeline of about 100,000 events
+
+
+@require_POST
+@needs("run")
+def import_timeline(request: HttpRequest) -> JsonResponse:
+    """Import an exported timeline (this API's ``/timeline`` JSON) as a read-only task:
+    201 with its key and page, or 400 with every reason (nothing is stored then)."""
+    if request.content_type != "application/json":
+        return json_error(415, "send the timeline as JSON, with Content-Type: application/json")
+    raw = request.read(MAX_IMPORT_BYTES + 1)
+    if len(raw) > MAX_IMPORT_BYTES:
+        return json_error(413, f"an import holds at most {MAX_IMPORT_BYTES} bytes")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return json_error(400, f"the file is not JSON: {type(exc).__name__}: {exc}"[:500])
+    try:
+        done = imports.import_timeline(document, imported_by=access_of(request).who)
+    except imports.ImportError_ as exc:
+        return JsonResponse(
+            {"error": "the timeline was not imported", "reasons": exc.reasons}, status=400
+        )
+    url = request.build_absolute_uri(reverse("dashboard:task", args=[done.task_key]))
+    return JsonResponse(
+        {"task": done.task_key, "original": done.original_key, "events": done.events, "url": url},
+        status=201,
+    )
 
 
 @require_GET
@@ -254,6 +283,14 @@ def post_events(request: HttpRequest) -> JsonResponse:
             rejected.append({"index": index, "error": str(exc)})
         except Exception as exc:  # e.g. RecursionError on a deeply nested body
             rejected.append({"index": index, "error": f"cannot parse: {type(exc).__name__}"})
+    copies = imports.imported_among(sorted({event.task_key for _, event in good}))
+    if copies:  # an imported task is a read-only copy
+        rejected += [
+            {"index": i, "error": f"task {e.task_key!r} is an imported copy: it is read-only"}
+            for i, e in good
+            if e.task_key in copies
+        ]
+        good = [(i, e) for i, e in good if e.task_key not in copies]
     stored, refused = store.append([event for _, event in good]) if good else (0, [])
     rejected += [{"index": good[i][0], "error": reason} for i, reason in refused]
     rejected.sort(key=lambda r: r["index"])

@@ -25,6 +25,8 @@ pages = [
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
     path("api/tasks/<path:task_key>/timeline", api.timeline, name="api-timeline"),
     path("api/tasks/<path:task_key>/otlp", api.otlp, name="api-otlp"),
+    path("api/import", api.import_timeline, name="api-import"),
+    path("import", task.import_page, name="import"),
     path("api/events", api.post_events, name="api-events"),
     path("api/events/<int:event_id>", api.event_fields, name="api-event"),
 ]

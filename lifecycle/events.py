@@ -210,8 +210,9 @@ def _plausible(at: datetime) -> bool:
         return False
 
 
-def validate(data: Any) -> IncomingEvent:
-    """Validate one decoded message (a JSON value); raise MalformedEvent with the reason."""
+def validate(data: Any, sources: frozenset[str] = INGEST_SOURCES) -> IncomingEvent:
+    """Validate one decoded message (a JSON value); raise MalformedEvent with the reason.
+    ``sources``: the ones accepted (an import also takes ``db``)."""
     if not isinstance(data, dict):
         raise MalformedEvent("not a JSON object")
     if data.get("schema") != SCHEMA_VERSION:
@@ -222,7 +223,7 @@ def validate(data: Any) -> IncomingEvent:
         if not data.get(name):
             raise MalformedEvent(f"missing field {name!r}")
     source, kind = data["source"], data["kind"]
-    if source not in INGEST_SOURCES:
+    if source not in sources:
         raise MalformedEvent(f"unknown source {source!r}")
     if kind not in KINDS[source]:
         raise MalformedEvent(f"unknown kind {kind!r} for source {source!r}")

@@ -146,6 +146,24 @@ class TaskCheck(models.Model):
         return f"{self.task_key}: {', '.join(self.kinds) or 'no finding'}"
 
 
+class ImportedTask(models.Model):
+    """A task whose events came from an exported timeline file: a read-only copy, under a
+    key of its own (``lifecycle.imports``). Nothing may add events to it."""
+
+    task_key = models.TextField(primary_key=True)
+    original_key = models.TextField()
+    source_url = models.TextField(blank=True, default="")
+    imported_by = models.CharField(max_length=200, blank=True, default="")
+    imported_at = models.DateTimeField(auto_now_add=True)
+    event_count = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "lifecycle_imported_task"
+
+    def __str__(self) -> str:
+        return f"{self.task_key} (imported copy of {self.original_key})"
+
+
 class CheckCursor(models.Model):
     """How far through the event table the last pass of the checker over all tasks got."""
 
