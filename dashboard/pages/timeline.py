@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from dashboard.render import INLINE_FIELDS_LIMIT, events_html, finding_views
+from dashboard.swimlane import swimlane
 from lifecycle import findings, lifecycles, store
 from lifecycle.checker import COMMIT_MARGIN, commit_time
 from lifecycle.events import EventRecord
@@ -36,7 +37,13 @@ def timeline_context(
     found = findings.stored_findings(task_key, records, expected)
     pin(views, found)
     status = current_status(records)
+    lifecycle = lifecycles.of_history(records)
+    picture = ""
+    if html:
+        roles = {r.status: lifecycle.role(r.status) or "" for r in records if r.status}
+        picture = swimlane(views, found, roles)
     return {
+        "swimlane": mark_safe(picture),
         "task_key": task_key,
         "events": views,
         "events_html": mark_safe(
@@ -51,7 +58,7 @@ def timeline_context(
         "status": status,
         "event_count": len(records),
         "gaps": gap_notices(records),
-        "live": not lifecycles.of_history(records).is_terminal(status) or _recent(records),
+        "live": not lifecycle.is_terminal(status) or _recent(records),
         "commit_clock": _commit_clock(records),
     }
 
