@@ -291,3 +291,31 @@ def test_a_task_exports_as_an_otlp_trace_file(client, postgres):
     spans = response.json()["resourceSpans"][0]["scopeSpans"][0]["spans"]
     assert spans[0]["name"] == "task t/otlp <1>"
     assert client.get("/api/tasks/nothing-here/otlp").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_scenario_page_plots_its_verdicts_and_read_latency(client, postgres):
+    from lifecycle.models import Event
+
+    for n, verdict in enumerate(["pass", "fail", None]):
+        run = Run.objects.create(
+            scenario="slow",
+            expected="COMPLETED",
+            task_key=f"plot-{n}",
+            verdict=verdict,
+            state="done" if verdict else "running",
+        )
+        for ms in (3.5, 4.0, 120.0):
+            Event.objects.create(
+                task_key=run.task_key,
+                source="probe",
+                kind="read",
+                status="RUNNING",
+                body={"run": run.id, "latency_ms": ms},
+            )
+
+    page = client.get("/scenarios/slow").content.decode()
+
+    assert 'data-testid="verdict-plot"' in page and 'data-testid="latency-plot"' in page
+    assert page.count('class="v-pass"') == 1 and page.count('class="v-fail"') == 1
+    assert "<title>run " in page and "(9 reads)" in page
