@@ -12,15 +12,37 @@ from html import escape
 from django.template.loader import render_to_string
 
 from dashboard import dom
-from dashboard.render import FindingView, event_html, events_html
+from dashboard.render import FindingView, event_html
 from lifecycle.models import Run
 from lifecycle.store import TaskSummary
 from lifecycle.timeline import EventView
 
+# Each event's row as last rendered: every connection to a task builds the same view of
+# it, so with five clients on a task the row is rendered once, not five times.
+_rows: dict[tuple[object, ...], str] = {}
+ROWS_KEPT = 4096
+
+
+def _row(view: EventView) -> str:
+    key = (
+        view.record.id,
+        round(view.offset_ms),
+        view.version_of,
+        view.version_txid,
+        tuple(view.findings),
+    )
+    html = _rows.get(key)
+    if html is None:
+        html = event_html(view)
+        if len(_rows) >= ROWS_KEPT:
+            _rows.pop(next(iter(_rows)))
+        _rows[key] = html
+    return html
+
 
 def events_fragment(views: Iterable[EventView], *, first: bool = False) -> str:
     """Append events to the timeline (``first``: also remove its "No event yet")."""
-    rows = events_html(views)
+    rows = "".join(_row(v) for v in views)
     if not rows:
         return ""
     remove_empty = f'<p id="{dom.TIMELINE_EMPTY}" hx-swap-oob="delete"></p>' if first else ""
