@@ -33,6 +33,7 @@ TOP = 8
 AXIS = 26
 TIP = 18  # the line under the axis where a focused mark's event is written
 MAX_MARKS = 1500  # events drawn one by one; past it, reads and warnings are bucketed
+LABEL_ROOM = 70  # pixels a commit's status label needs before the next one
 BUCKET_PX = 4  # a bucketed dot stands for this many pixel columns
 MAX_ATTEMPTS = 300  # attempt bars drawn; past it, the failed and unfinished ones first
 PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b", "#b83280")
@@ -83,9 +84,10 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
     for n in range(5):
         x = LEFT + n / 4 * (WIDTH - LEFT - RIGHT)
         at = datetime.fromtimestamp(start + n / 4 * span, tz=UTC)
+        anchor = ("start", "middle", "middle", "middle", "end")[n]
         parts.append(
             f'<line class="tick" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{axis_y}"/>'
-            f'<text class="tick-label" x="{x:.1f}" y="{axis_y + 16}" text-anchor="middle">'
+            f'<text class="tick-label" x="{x:.1f}" y="{axis_y + 16}" text-anchor="{anchor}">'
             f"{clock(at)}</text>"
         )
     # Attempts: bars from a start to its finish (the first of its message and attempt).
@@ -125,6 +127,7 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
             f'<rect class="attempt attempt-{escape(outcome)}" x="{x1:.1f}" y="{y - 7}" '
             f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/></a>'
         )
+    last_label = float("-inf")
     buckets: dict[tuple[str, int], list[EventView]] = defaultdict(list)
     for view in views:
         r = view.record
@@ -144,11 +147,17 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
         if r.source == "db":
             role = roles.get(r.status or "", "")
             colour = TERMINAL_COLOURS.get(role, "#4a5568")
-            label = escape(r.status or r.kind)
+            # A label only where the previous one has room to end (the title has it all).
+            text = ""
+            if x - last_label >= LABEL_ROOM:
+                last_label = x
+                text = (
+                    f'<text class="commit-label" x="{x + 7:.1f}" y="{y - 6}">'
+                    f"{escape((r.status or r.kind)[:16])}</text>"
+                )
             parts.append(
                 f'<a href="#event-{r.id}" class="mark"><title>{tip}</title>'
-                f'<path{ring} d="M{x:.1f} {y - 8}l6 8l-6 8l-6 -8z" fill="{colour}"/>'
-                f'<text class="commit-label" x="{x + 7:.1f}" y="{y - 6}">{label}</text>'
+                f'<path{ring} d="M{x:.1f} {y - 8}l6 8l-6 8l-6 -8z" fill="{colour}"/>{text}'
                 f'<text class="tip" x="{LEFT}" y="{height - 2}">{tip}</text></a>'
             )
             continue
