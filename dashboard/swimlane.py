@@ -125,7 +125,8 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
         parts.append(
             f'<a href="#event-{s.id}" class="mark"><title>{label}</title>'
             f'<rect class="attempt attempt-{escape(outcome)}" x="{x1:.1f}" y="{y - 7}" '
-            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/></a>'
+            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>'
+            f'<text class="tip" x="{LEFT}" y="{height - 2}">{label}</text></a>'
         )
     last_label = float("-inf")
     buckets: dict[tuple[str, int], list[EventView]] = defaultdict(list)
