@@ -180,7 +180,6 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
 
 MAX_PAGE = 5000  # events per page of a JSON timeline
-MAX_IMPORT_BYTES = 64 * 1024 * 1024  # an exported timeline of about 100,000 events
 
 
 @require_POST
@@ -190,9 +189,9 @@ def import_timeline(request: HttpRequest) -> JsonResponse:
     201 with its key and page, or 400 with every reason (nothing is stored then)."""
     if request.content_type != "application/json":
         return json_error(415, "send the timeline as JSON, with Content-Type: application/json")
-    raw = request.read(MAX_IMPORT_BYTES + 1)
-    if len(raw) > MAX_IMPORT_BYTES:
-        return json_error(413, f"an import holds at most {MAX_IMPORT_BYTES} bytes")
+    raw = request.read(imports.MAX_IMPORT_BYTES + 1)
+    if len(raw) > imports.MAX_IMPORT_BYTES:
+        return json_error(413, f"an import holds at most {imports.MAX_IMPORT_BYTES} bytes")
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from html import escape
 
 from lifecycle.checker import Finding
-from lifecycle.events import EventRecord, clock
-from lifecycle.timeline import LANES, EventView
+from lifecycle.events import clock
+from lifecycle.timeline import ATTEMPT_ENDS, LANES, EventView, attempts
 
 WIDTH = 1000  # the viewBox's width; the picture scales to its container
 LEFT = 96  # lane titles
@@ -37,7 +37,6 @@ LABEL_ROOM = 70  # pixels a commit's status label needs before the next one
 BUCKET_PX = 4  # a bucketed dot stands for this many pixel columns
 MAX_ATTEMPTS = 300  # attempt bars drawn; past it, the failed and unfinished ones first
 PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b", "#b83280")
-FINISHES = ("ack", "fail", "nack", "skip")
 TERMINAL_COLOURS = {"success": "#2f855a", "failure": "#c53030"}
 
 
@@ -90,23 +89,8 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
             f'<text class="tick-label" x="{x:.1f}" y="{axis_y + 16}" text-anchor="{anchor}">'
             f"{clock(at)}</text>"
         )
-    # Attempts: bars from a start to its finish (the first of its message and attempt).
-    finishes: dict[tuple[object, object], list[EventRecord]] = defaultdict(list)
-    for view in views:
-        r = view.record
-        if r.source == "broker" and r.kind in FINISHES and r.at is not None:
-            finishes[(r.body.get("message_id"), r.body.get("attempt"))].append(r)
-    bars = []
-    for view in views:
-        s = view.record
-        if s.source != "broker" or s.kind != "start":
-            continue
-        candidates = finishes.get((s.body.get("message_id"), s.body.get("attempt")), [])
-        finish = next(
-            (r for r in candidates if s.at is not None and r.at is not None and r.at >= s.at),
-            None,
-        )
-        bars.append((s, finish))
+    # Attempts: bars from a start to the step that ended it.
+    bars = attempts(v.record for v in views)
     if len(bars) > MAX_ATTEMPTS:  # the ones that went wrong, and those proving a finding
         bars.sort(key=lambda b: (b[1] is not None and b[1].kind == "ack", b[0].id not in proving))
         parts.append(
@@ -132,7 +116,7 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
     buckets: dict[tuple[str, int], list[EventView]] = defaultdict(list)
     for view in views:
         r = view.record
-        if r.at is None or (r.source == "broker" and r.kind in ("start", *FINISHES)):
+        if r.at is None or (r.source == "broker" and r.kind in ("start", *ATTEMPT_ENDS)):
             continue
         x = _x(r.at, start, span)
         y = lane_y.get(view.lane, lane_y["log"])

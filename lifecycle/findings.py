@@ -137,14 +137,6 @@ def passed(newest: int) -> None:
     CheckCursor.objects.filter(pk=1).update(checked_through=max(newest, 1))
 
 
-def refresh_changed() -> None:
-    """Check every task whose events moved since the last pass (all of them the first time)."""
-    keys, newest = changed_tasks()
-    if keys is None or keys:
-        refresh(keys)
-    passed(newest)
-
-
 def refresh(task_keys: Iterable[str] | None = None, *, timings: bool = False) -> dict[str, Any]:
     """Bring the stored findings of these tasks (or of all) up to date; return them (with
     ``timings``: the seconds each recheck took, for the tasks rechecked only)."""

@@ -25,6 +25,7 @@ from lifecycle.events import KINDS, MAX_TASK_KEY, MalformedEvent
 from lifecycle.models import ImportedTask
 
 MAX_IMPORT_EVENTS = 200_000
+MAX_IMPORT_BYTES = 64 * 1024 * 1024  # an exported timeline of about 100,000 events
 MAX_ERRORS = 20  # reasons listed when a file is refused
 ALL_SOURCES = frozenset(KINDS)
 NAMESPACE = uuid.UUID("6f1d2c8e-7a53-4f0e-9b35-4d1d6c0b9a11")

@@ -23,11 +23,10 @@ from typing import Any
 
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord
-from lifecycle.timeline import EventView
+from lifecycle.timeline import EventView, attempts
 
 SERVICE = "lifecycle-inspector"
 MAX_BODY = 2000  # characters of an event's body kept in its attribute
-FINISHES = ("ack", "fail", "nack", "skip")
 STATUS_ERROR = 2  # OTLP's STATUS_CODE_ERROR
 KIND_INTERNAL = 1
 KIND_CONSUMER = 5
@@ -100,24 +99,13 @@ def trace(
     root_id = _id(f"root {task_key}", 16)
     times = [v.record.at for v in views if v.record.at is not None]
     start, end = (min(times), max(times)) if times else (None, None)
-    attempts: list[dict[str, Any]] = []
+    spans_of: list[dict[str, Any]] = []  # an attempt's span, as it is built
     homes: dict[int, int] = {}  # event id -> index of its attempt span
     records = [v.record for v in views]
-    for n, s in enumerate(r for r in records if r.source == "broker" and r.kind == "start"):
-        finish = next(
-            (
-                r
-                for r in records
-                if r.source == "broker"
-                and r.kind in FINISHES
-                and _same_attempt(s, r)
-                and (r.at is None or s.at is None or r.at >= s.at)
-            ),
-            None,
-        )
+    for n, (s, finish) in enumerate(attempts(records)):
         until = finish.at if finish is not None else end
-        index = len(attempts)
-        attempts.append(
+        index = len(spans_of)
+        spans_of.append(
             {
                 "start": s,
                 "finish": finish,
@@ -133,7 +121,7 @@ def trace(
     for r in records:
         if r.id in homes or r.at is None:
             continue
-        for index, a in enumerate(attempts):
+        for index, a in enumerate(spans_of):
             s = a["start"]
             inside = s.at is not None and a["until"] is not None and s.at <= r.at <= a["until"]
             if not inside:
@@ -147,7 +135,7 @@ def trace(
     root_events: list[dict[str, Any]] = []
     for v in views:
         home = homes.get(v.record.id)
-        (attempts[home]["events"] if home is not None else root_events).append(_span_event(v))
+        (spans_of[home]["events"] if home is not None else root_events).append(_span_event(v))
     for f in findings:
         root_events.append(
             {
@@ -187,7 +175,7 @@ def trace(
             else {},
         }
     ]
-    for a in attempts:
+    for a in spans_of:
         s, finish = a["start"], a["finish"]
         outcome = finish.kind if finish is not None else "unfinished"
         spans.append(

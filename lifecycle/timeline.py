@@ -187,6 +187,28 @@ class TimelineBuilder:
         return r.kind
 
 
+ATTEMPT_ENDS = ("ack", "fail", "nack", "skip")  # the broker steps that end an attempt
+
+
+def attempts(records: Iterable[EventRecord]) -> list[tuple[EventRecord, EventRecord | None]]:
+    """Each broker ``start``, in the given order, with the step that ended it: the first
+    ``ack``/``fail``/``nack``/``skip`` of the same message and attempt not before it by
+    time (None: it never ended). The swimlane's bars and the trace's spans."""
+    records = list(records)
+    ends: dict[tuple[object, object], list[EventRecord]] = {}
+    for r in records:
+        if r.source == "broker" and r.kind in ATTEMPT_ENDS:
+            ends.setdefault((r.body.get("message_id"), r.body.get("attempt")), []).append(r)
+    found = []
+    for s in records:
+        if s.source != "broker" or s.kind != "start":
+            continue
+        candidates = ends.get((s.body.get("message_id"), s.body.get("attempt")), [])
+        end = next((r for r in candidates if r.at is None or s.at is None or r.at >= s.at), None)
+        found.append((s, end))
+    return found
+
+
 def gap_sentence(r: EventRecord) -> str:
     """What a ``gap`` event means, in the words the timeline and the task header use."""
     first, last = gap_span(r)

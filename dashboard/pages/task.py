@@ -14,8 +14,6 @@ from dashboard.pages.timeline import timeline_context
 from lifecycle import imports, store
 from lifecycle.models import ImportedTask, Run
 
-MAX_IMPORT_BYTES = 64 * 1024 * 1024
-
 
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
@@ -34,20 +32,21 @@ def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
 def import_page(request: HttpRequest) -> HttpResponse:
     """The home page's import form: an exported timeline file becomes a read-only task."""
     upload = request.FILES.get("file")
-    reasons: list[str] = []
     if upload is None:
         reasons = ["choose a timeline file (the JSON a task page's “timeline as JSON” gives)"]
-    elif upload.size is not None and upload.size > MAX_IMPORT_BYTES:
-        reasons = [f"the file has {upload.size} bytes; an import takes at most {MAX_IMPORT_BYTES}"]
+    elif upload.size is not None and upload.size > imports.MAX_IMPORT_BYTES:
+        limit = imports.MAX_IMPORT_BYTES
+        reasons = [f"the file has {upload.size} bytes; an import takes at most {limit}"]
     else:
         try:
             document = json.loads(upload.read())
-            done = imports.import_timeline(document, imported_by=access_of(request).who)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            if isinstance(exc, imports.ImportError_):
+            reasons = [f"the file is not JSON: {type(exc).__name__}: {exc}"[:300]]
+        else:
+            try:
+                done = imports.import_timeline(document, imported_by=access_of(request).who)
+            except imports.ImportError_ as exc:
                 reasons = exc.reasons
             else:
-                reasons = [f"the file is not JSON: {type(exc).__name__}: {exc}"[:300]]
-        else:
-            return redirect("dashboard:task", done.task_key)
+                return redirect("dashboard:task", done.task_key)
     return render(request, "dashboard/import_failed.html", {"reasons": reasons}, status=400)
