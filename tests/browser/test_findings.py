@@ -34,6 +34,20 @@ def test_a_finding_appears_live_pinned_to_its_events(stack, page, live_db):
     page.wait_for_selector("[data-testid=event][data-source=log]")
 
 
+def listed_after_reloads(page, row, timeout: float = 10.0) -> None:
+    """Reload until the row is listed: the maintainer stores a task's findings moments
+    after its last event (the verdict's), as a user's reload would find."""
+    from tests.conftest import wait_for
+
+    def listed() -> bool:
+        if row.count():
+            return True
+        page.reload()
+        return False
+
+    wait_for(listed, timeout)
+
+
 def test_the_home_page_shows_finding_badges_and_filters_by_kind(stack, page, live_db):
     status, run = stack.post("/api/scenarios/overwrite-after-failure/runs")
     assert status == 201
@@ -43,6 +57,7 @@ def test_the_home_page_shows_finding_badges_and_filters_by_kind(stack, page, liv
 
     page.goto(stack.base_url + "/?findings=terminal_overwrite")
     row = page.locator(f"#task-{run['task']}")
+    listed_after_reloads(page, row)
     assert row.count() == 1
     assert "terminal_overwrite" in " ".join(row.get_by_test_id("finding-badge").all_inner_texts())
     # every listed task has that finding, and clean ones are not listed
@@ -57,6 +72,7 @@ def test_the_home_page_shows_finding_badges_and_filters_by_kind(stack, page, liv
     # The kind filter is a plain form: choosing another kind lists those tasks
     page.get_by_test_id("filter-kind").select_option("expectation_mismatch")
     page.wait_for_url(re.compile(r"findings=expectation_mismatch"))
+    listed_after_reloads(page, page.locator(f"#task-{run['task']}"))
     assert page.locator(f"#task-{run['task']}").count() == 1
 
 
