@@ -23,6 +23,7 @@ from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
 from lifecycle.otlp import trace as otlp_trace
+from lifecycle.outline import cursor_of, format_cursor, parse_cursor
 from lifecycle.scenarios import (
     BodyError,
     UnknownScenario,
@@ -151,7 +152,7 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
             raise ValueError
     except ValueError:
         return json_error(400, f"limit is a whole number from 1 to {MAX_PAGE}")
-    cursor = _cursor(after) if after else None
+    cursor = parse_cursor(after) if after else None
     if after and cursor is None:
         return json_error(400, "after is a cursor a previous page gave as next")
     context = timeline_context(task_key, expected, html=False)
@@ -231,21 +232,20 @@ def otlp(request: HttpRequest, task_key: str) -> JsonResponse:
     return response
 
 
-def _cursor(text: str) -> tuple[int, int] | None:
-    at, _, event_id = text.partition(".")
-    try:
-        return int(at), int(event_id)
-    except ValueError:
-        return None
-
-
 @require_GET
 def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
     """One event's fields, for the popover of a long timeline (its cards carry none)."""
     event = store.event(event_id)
     if event is None:
         return json_error(404, f"no event {event_id}")
-    return JsonResponse({"event": event.as_json(), "fields": fields_json(event)})
+    return JsonResponse(
+        {
+            "event": event.as_json(),
+            "fields": fields_json(event),
+            # Its place in the timeline's order: where a long page finds its window.
+            "cursor": format_cursor(cursor_of(event)),
+        }
+    )
 
 
 MAX_EVENTS = 1000  # per request

@@ -39,6 +39,7 @@ from lifecycle.timeline import (
 logger = logging.getLogger(__name__)
 
 MAX_HAVE = 100_000
+MAX_RUNS = 10_000
 
 
 def _hello(text_data: str | None) -> dict[str, Any] | None:
@@ -49,6 +50,23 @@ def _hello(text_data: str | None) -> dict[str, Any] | None:
     if not isinstance(message, dict) or message.get("type") != "hello":
         return None
     return message
+
+
+def _id(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _runs(values: Any) -> dict[int, tuple[int, int]]:
+    """The hello's folded runs: ``[[first id, count, last id], ...]`` (at most MAX_RUNS)."""
+    if not isinstance(values, list):
+        return {}
+    runs = {}
+    for value in values[:MAX_RUNS]:
+        if isinstance(value, list) and len(value) == 3:
+            first, count, last = (_id(v) for v in value)
+            if first and count and last:
+                runs[first] = (count, last)
+    return runs
 
 
 def _ids(values: Any) -> set[int]:
@@ -120,6 +138,10 @@ class TaskConsumer(LiveConsumer):
         self.findings: list[Finding] | None = None
         self.expected: str | None = None
         self.sent: set[int] = set()
+        self.known_until = 0  # a long page knows every event up to this id
+        self.dom_runs: dict[int, tuple[int, int]] = {}
+        self.shown: set[int] = set()
+        self.rows = fragments.LiveRows()
         self.empty_shown = False  # the page shows "No event yet"
         self.refresher = FindingsRefresher(
             self.topic, lambda: self.records, self.check, self.publish_findings
@@ -133,7 +155,15 @@ class TaskConsumer(LiveConsumer):
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
         if hello is not None:
             self.sent |= _ids(hello.get("have"))
-            self.empty_shown = not self.sent
+            self.known_until = _id(hello.get("known_until"))
+            self.dom_runs = _runs(hello.get("runs"))
+            self.shown = set(self.sent)
+            self.empty_shown = not self.sent and not self.known_until
+        else:  # a resync: the page is what it was plus what this connection sent
+            self.shown = set(self.rows.own_rows)
+            self.dom_runs = {
+                run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
+            }
         records = in_time_order(await database_sync_to_async(store.task_events)(self.topic))
         self.expected = await database_sync_to_async(self._expected)()
         self.refresher.replaced()
@@ -143,11 +173,19 @@ class TaskConsumer(LiveConsumer):
         self.status = StatusTracker(records)
         self.gaps = gap_notices(records)
         self.findings = None  # the page's findings are as of its render: send them again
-        missing = [v for v in self.views if v.id not in self.sent]
-        self.sent.update(r.id for r in records)
         found = await self.check(records)
-        parts = self._findings_parts(found, first={v.id for v in missing})
-        parts.insert(0, fragments.events_fragment(missing, first=self.empty_shown))
+        marked = pin(self.views, found)  # before the rows: a read that proves stands alone
+        sent, known_until = self.sent, self.known_until
+        missing = self.rows.seed(
+            self.views, lambda v: v.id in sent or v.id <= known_until, self.shown, self.dom_runs
+        )
+        self.sent.update(r.id for r in records)
+        missing_ids = {v.id for v in missing}
+        parts = [self.rows.place(missing, first=self.empty_shown and bool(missing))]
+        parts.append(
+            self.rows.remark(v for v in self.views if v.id in marked and v.id not in missing_ids)
+        )
+        parts.extend(self._findings_parts(found, first=missing_ids))
         if missing:
             self.empty_shown = False
         parts.append(await self._status_fragment(header=bool(missing), verdict=True))
@@ -169,7 +207,7 @@ class TaskConsumer(LiveConsumer):
             self.gaps = gap_notices(self.records)
         views = self.builder.extend(fresh)
         self.views.extend(views)
-        parts = [fragments.events_fragment(views, first=self.empty_shown)]
+        parts = [self.rows.place(views, first=self.empty_shown)]
         self.empty_shown = False
         # The header is cheap; the verdict needs the run's row: it waits for the refresh.
         parts.append(await self._status_fragment(header=True, verdict=False))
@@ -195,8 +233,7 @@ class TaskConsumer(LiveConsumer):
         ``first``: events about to be sent for the first time (marked, not replaced).
         """
         marked = pin(self.views, found)
-        remarked = [v for v in self.views if v.id in marked and v.id not in first]
-        parts = [fragments.replace_events_fragment(remarked)]
+        parts = [self.rows.remark(v for v in self.views if v.id in marked and v.id not in first)]
         if self.findings is None or found != self.findings:
             self.findings = found
             parts.append(

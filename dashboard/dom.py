@@ -16,10 +16,14 @@ TASK_HEADER = "task-header"
 VERDICT = "verdict"
 FINDINGS = "findings"
 EVENT_PREFIX = "event-"  # + the event's id
+RUN_PREFIX = "run-"  # + its first event's id: a folded run of identical reads
+WINDOW_PREFIX = "window-"  # + its index: a window of a long timeline, not loaded yet
 TASK_ROW_PREFIX = "task-"  # + the task's key
 
 IDS = {
     "event_prefix": EVENT_PREFIX,
+    "run_prefix": RUN_PREFIX,
+    "window_prefix": WINDOW_PREFIX,
     "timeline_events": TIMELINE_EVENTS,
     "timeline_empty": TIMELINE_EMPTY,
     "task_rows": TASK_ROWS,

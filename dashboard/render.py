@@ -9,10 +9,13 @@ Everything that came from an observed system is escaped here.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from html import escape
+from urllib.parse import urlencode
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -21,7 +24,8 @@ from dashboard import dom
 from lifecycle import lifecycles
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, clock
-from lifecycle.timeline import LANES, EventView, field_text
+from lifecycle.outline import EPOCH, Cursor, Mark, Outline, format_cursor, from_us
+from lifecycle.timeline import LANES, EventView, ReadRun, Row, field_text, run_summary
 
 LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
 _escaped: dict[str, str] = {}  # kinds and statuses: a small set, escaped once each
@@ -148,6 +152,70 @@ def events_html(views: Iterable[EventView], *, inline_fields: bool = True) -> st
     return "".join([event_html(v, inline_fields=inline_fields) for v in views])
 
 
+RUN = dom.RUN_PREFIX
+
+
+def run_summary_html(run: ReadRun, *, oob: bool = False) -> str:
+    """A folded run's count, span and version: the part a live read that extends the run
+    replaces (``oob``: as an out-of-band swap)."""
+    first = run.first
+    version = (
+        f' <a class="version-link" href="#{EV}{first.version_of}" data-testid="version-link">'
+        f"↖ version of txn {first.version_txid}</a>"
+        if first.version_of is not None
+        else ""
+    )
+    findings = "".join(
+        f'<a class="badge finding" href="#{dom.FINDINGS}" title="one of these reads proves a'
+        f' finding">⚠ {escape(kind)}</a>'
+        for kind in run.findings
+    )
+    swap = ' hx-swap-oob="true"' if oob else ""
+    return (
+        f'<span class="run-summary" id="{RUN}{first.id}-summary" data-testid="run-summary" '
+        f'data-count="{run.count}" data-last-id="{run.last.id}" '
+        f'data-last-at="{run.last.at_us}"{swap}>'
+        f'<span class="run-count">×{run.count}</span> '
+        f'<span class="ev-summary">{escape(run_summary(run))}</span>{version}{findings}</span>'
+    )
+
+
+def run_html(run: ReadRun, *, inline_fields: bool = True) -> str:
+    """A run of identical reads as one row; it expands in place into its reads' rows (a
+    run of one is the read's own row)."""
+    if run.count == 1:
+        return event_html(run.first, inline_fields=inline_fields)
+    first = run.first
+    r = first.record
+    lane = first.lane
+    status = f' data-status="{_esc(r.status)}"' if r.status else ""
+    chip = status_chip(r.status) if r.status else ""
+    classes = f"ev lane-{lane} run" + (" has-finding" if run.findings else "")
+    at_us = round(r.at.timestamp() * 1_000_000) if r.at is not None else 0
+    return (
+        f'<li class="{classes}" id="{RUN}{r.id}" data-testid="read-run" data-event-id="{r.id}" '
+        f'data-at="{at_us}" data-source="{r.source}" data-kind="read"{status} '
+        f'style="--lane: {LANE_INDEX[lane]}">'
+        f'<a class="ev-time" href="#{RUN}{r.id}">{clock(r.at)}'
+        f"<small>+{first.offset_ms:.0f} ms</small></a>"
+        f'<div class="ev-card"><span class="ev-lane">{lane}</span>{chip}'
+        f'<span class="ev-kind">reads</span>{run_summary_html(run)}'
+        f'<button type="button" class="run-toggle" data-testid="run-toggle" '
+        f'aria-expanded="false" aria-controls="{RUN}{r.id}-events">show each</button></div>'
+        f'<ol class="run-events" id="{RUN}{r.id}-events" hidden></ol></li>'
+    )
+
+
+def row_html(row: Row, *, inline_fields: bool = True) -> str:
+    if isinstance(row, ReadRun):
+        return run_html(row, inline_fields=inline_fields)
+    return event_html(row, inline_fields=inline_fields)
+
+
+def rows_html(rows: Iterable[Row], *, inline_fields: bool = True) -> str:
+    return "".join([row_html(r, inline_fields=inline_fields) for r in rows])
+
+
 def fields_json(r: EventRecord) -> list[tuple[str, str]]:
     """The popover's fields for an event whose card does not carry them."""
     return _fields(r)
@@ -213,3 +281,150 @@ def finding_views(findings: Sequence[Finding], records: Sequence[EventRecord]) -
         )
         for f in findings
     ]
+
+
+# -- a long timeline: its windows and its outline ------------------------------------------
+
+
+def window_html(
+    task_key: str,
+    after: Cursor | None,
+    before: Cursor | None,
+    count: int,
+    lanes: dict[str, int] | None = None,
+) -> str:
+    """A window of events not loaded yet: it loads when it scrolls into view, when its
+    button is pressed, or when a link points at one of its events (``lifecycle.js``)."""
+    from django.urls import reverse
+
+    query = urlencode(
+        {
+            "after": format_cursor(after) if after else "",
+            "before": format_cursor(before) if before else "",
+            "count": count,
+        }
+    )
+    url = f"{reverse('dashboard:window', args=[task_key])}?{query}"
+    since = clock(from_us(after[0])) if after else "the start"
+    until = clock(from_us(before[0])) if before else "the end"
+    noun = "event" if count == 1 else "events"
+    detail = ""
+    if lanes:
+        detail = " · ".join(
+            f"{lanes[name]:,} {LANE_NOUNS[name]}" for name, _ in LANES if lanes.get(name)
+        )
+        detail = f' <span class="muted">({detail})</span>'
+    element_id = f"{dom.WINDOW_PREFIX}{after[0]}-{after[1]}" if after else f"{dom.WINDOW_PREFIX}0"
+    return (
+        f'<li class="window" id="{element_id}" data-testid="window" '
+        f'data-at="{after[0] if after else 0}" '
+        f'data-after="{format_cursor(after) if after else ""}" '
+        f'data-before="{format_cursor(before) if before else ""}" '
+        f'hx-get="{escape(url)}" hx-trigger="revealed, click, load-window" hx-swap="outerHTML">'
+        f'<button type="button" class="window-load">Show {count:,} more {noun}, '
+        f"from {since} to {until}</button>{detail}</li>"
+    )
+
+
+LANE_NOUNS = {
+    "probe": "probe reads",
+    "api": "API reads",
+    "db": "commits",
+    "broker": "broker steps",
+    "log": "warnings",
+}
+OUTLINE_COMMITS_OPEN = 40  # up to this many commits are listed open; more, in groups
+# Up to this many, a group's commits are in the page; more (a progress update a second
+# makes 86,400 a day), each group loads its own when opened.
+OUTLINE_COMMITS_INLINE = 2000
+
+
+def outline_html(o: Outline, shown: int) -> str:
+    from django.urls import reverse
+
+    commits_url = reverse("dashboard:outline-commits", args=[o.task_key])
+    """A long history's outline: its span, each lane's count, and every commit, grouped
+    where commits keep the status (a progress update every second makes thousands)."""
+    lanes = "".join(
+        f'<li class="lane-{name}" data-lane="{name}"><strong>{o.lanes.get(name, 0):,}</strong> '
+        f"{LANE_NOUNS[name]}</li>"
+        for name, _ in LANES
+    )
+    first, last = from_us(o.first_us), from_us(o.last_us)
+    seconds = (o.last_us - o.first_us) / 1e6
+    groups: list[list[Mark]] = []
+    for m in o.commits:
+        if m.changes_status or not groups:
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+    items = []
+    for group in groups:
+        head, rest = group[0], group[1:]
+        item = commit_item(head)
+        if rest:
+            inline = len(o.commits) <= OUTLINE_COMMITS_INLINE
+            fold = "".join(commit_item(r) for r in rest) if inline else ""
+            noun = "commit" if len(rest) == 1 else "commits"
+            summary = f"{len(rest):,} more {noun} that kept {escape(head.status or '—')}"
+            if len(o.commits) <= OUTLINE_COMMITS_OPEN:
+                item += fold
+            elif len(o.commits) <= OUTLINE_COMMITS_INLINE:
+                item += (
+                    f'<li class="commit-group"><details><summary>{summary}</summary>'
+                    f"<ol>{fold}</ol></details></li>"
+                )
+            else:
+                query = urlencode(
+                    {
+                        "after": format_cursor(head.cursor),
+                        "until": format_cursor(rest[-1].cursor),
+                    }
+                )
+                item += (
+                    f'<li class="commit-group"><details data-testid="commit-group" '
+                    f'hx-get="{escape(commits_url)}?{escape(query)}" hx-trigger="toggle once" '
+                    f'hx-target="find ol"><summary>{summary}</summary><ol></ol></details></li>'
+                )
+        items.append(item)
+    return (
+        '<section class="outline" data-testid="outline" aria-labelledby="outline-title">'
+        '<div class="section-head"><h2 id="outline-title">Outline</h2>'
+        f'<span class="muted">{o.count:,} events from {clock(first)} to {clock(last)} '
+        f"({_duration(seconds)}). The timeline shows {shown:,} of them, the first and the "
+        "last; the rest load as you scroll to them, or when a link here, in the findings or "
+        "in the picture points into them.</span></div>"
+        f'<ul class="lane-counts" data-testid="lane-counts">{lanes}</ul>'
+        f'<h3>Commits <span class="muted">({len(o.commits):,})</span></h3>'
+        f'<ol class="outline-commits" data-testid="outline-commits">{"".join(items)}</ol>'
+        "</section>"
+    )
+
+
+def commit_item(m: Mark) -> str:
+    """One commit of the outline: its time (a link to its row), its change, its txn."""
+    if m.kind == "insert":
+        change = f"created {m.status}"
+    elif m.kind == "delete":
+        change = "deleted"
+    elif m.a != m.b:
+        change = f"{m.a} → {m.b}"
+    else:
+        try:
+            columns = json.loads(m.c) if m.c else []
+        except ValueError:
+            columns = []
+        names = columns if isinstance(columns, list) else []
+        change = "changed " + ", ".join(str(c) for c in names)[:120]
+    at = EPOCH + timedelta(microseconds=m.at_us)
+    return f'<li><a href="#{EV}{m.id}">{clock(at)}</a> {escape(change)} · txn {m.txid}</li>'
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"

@@ -23,6 +23,7 @@ from html import escape
 
 from lifecycle.checker import Finding
 from lifecycle.events import clock
+from lifecycle.outline import COLUMNS, Outline
 from lifecycle.timeline import ATTEMPT_ENDS, LANES, EventView, attempts
 
 WIDTH = 1000  # the viewBox's width; the picture scales to its container
@@ -35,6 +36,7 @@ TIP = 18  # the line under the axis where a focused mark's event is written
 MAX_MARKS = 1500  # events drawn one by one; past it, reads and warnings are bucketed
 LABEL_ROOM = 70  # pixels a commit's status label needs before the next one
 BUCKET_PX = 4  # a bucketed dot stands for this many pixel columns
+COMMIT_PX = 3  # a long history draws one status change per this many pixel columns
 MAX_ATTEMPTS = 300  # attempt bars drawn; past it, the failed and unfinished ones first
 PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b", "#b83280")
 TERMINAL_COLOURS = {"success": "#2f855a", "failure": "#c53030"}
@@ -52,24 +54,38 @@ def _title(view: EventView) -> str:
     return f"#{r.id} {clock(r.at)} {r.source} {r.kind}{status}: {view.summary}"
 
 
-def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dict[str, str]) -> str:
+def swimlane(
+    views: Sequence[EventView],
+    findings: Sequence[Finding],
+    roles: dict[str, str],
+    outline: Outline | None = None,
+) -> str:
     """The SVG of a timeline (``views`` in time order); ``roles``: each status's role in
-    its lifecycle (``Lifecycle.role``), for the commits' colours."""
+    its lifecycle (``Lifecycle.role``), for the commits' colours.
+
+    ``outline``: a long history's (``lifecycle.outline``); ``views`` are then only the
+    events drawn one by one (commits, attempt steps, gaps, the findings' events) and the
+    rest are the outline's columns, one dot per lane and column."""
     timed = [v for v in views if v.record.at is not None]
-    if not timed:
+    if not timed and outline is None:
         return ""
     lanes = [name for name, _ in LANES]
     lane_y = {name: TOP + i * LANE + LANE / 2 for i, name in enumerate(lanes)}
-    start = min(v.record.at.timestamp() for v in timed)  # type: ignore[union-attr]
-    end = max(v.record.at.timestamp() for v in timed)  # type: ignore[union-attr]
+    if outline is not None:
+        start, end = outline.first_us / 1e6, outline.last_us / 1e6
+        total = outline.count
+    else:
+        start = min(v.record.at.timestamp() for v in timed)  # type: ignore[union-attr]
+        end = max(v.record.at.timestamp() for v in timed)  # type: ignore[union-attr]
+        total = len(views)
     span = max(end - start, 0.001)
     height = TOP + len(lanes) * LANE + AXIS + TIP
     proving = {i for f in findings for i in f.events}
-    bucket = len(views) > MAX_MARKS
+    bucket = outline is not None or len(views) > MAX_MARKS
     versions: dict[int, str] = {}
     parts = [
         f'<svg class="swimlane" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="swimlane of {len(views)} events" data-testid="swimlane" '
+        f'aria-label="swimlane of {total} events" data-testid="swimlane" '
         'xmlns="http://www.w3.org/2000/svg">'
     ]
     for i, (name, title) in enumerate(LANES):
@@ -90,7 +106,7 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
             f"{clock(at)}</text>"
         )
     # Attempts: bars from a start to the step that ended it.
-    bars = attempts(v.record for v in views)
+    bars = attempts(outline.steps if outline is not None else (v.record for v in views))
     if len(bars) > MAX_ATTEMPTS:  # the ones that went wrong, and those proving a finding
         bars.sort(key=lambda b: (b[1] is not None and b[1].kind == "ack", b[0].id not in proving))
         parts.append(
@@ -114,6 +130,7 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
         )
     last_label = float("-inf")
     buckets: dict[tuple[str, int], list[EventView]] = defaultdict(list)
+    commit_columns: set[int] = set()  # a long history's: one status change per column
     for view in views:
         r = view.record
         if r.at is None or (r.source == "broker" and r.kind in ("start", *ATTEMPT_ENDS)):
@@ -124,7 +141,16 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
             r.kind != "update" or r.body.get("old_status") != r.body.get("new_status")
         )
         keep = r.id in proving or r.kind == "gap" or (r.source == "db" and (changed or not bucket))
+        if bucket and changed and r.id not in proving:
+            # Status changes by the thousand (a retry loop) would cover the lane: one per
+            # COMMIT_PX columns, and every one into a terminal status.
+            column = int(x) // COMMIT_PX
+            terminal = roles.get(r.status or "", "") in TERMINAL_COLOURS
+            keep = terminal or column not in commit_columns
+            commit_columns.add(column)
         if bucket and not keep:
+            if outline is not None:
+                continue  # the outline's columns count it
             buckets[(view.lane, int(x) // BUCKET_PX * BUCKET_PX)].append(view)
             continue
         ring = ' class="proves"' if r.id in proving else ""
@@ -155,6 +181,8 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
             f'<circle{ring} cx="{x:.1f}" cy="{y}" r="4" fill="{colour}"/>'
             f'<text class="tip" x="{LEFT}" y="{height - 2}">{tip}</text></a>'
         )
+    if outline is not None:
+        parts.extend(_columns(outline, lane_y))
     for (lane, column), group in buckets.items():
         first = group[0]
         y = lane_y.get(lane, lane_y["log"])
@@ -168,3 +196,25 @@ def swimlane(views: Sequence[EventView], findings: Sequence[Finding], roles: dic
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _columns(outline: Outline, lane_y: dict[str, float]) -> list[str]:
+    """A long history's dots: one per lane and column of the outline, sized by its count,
+    linking to the column's first event (its window loads on the way)."""
+    parts = []
+    step = (WIDTH - LEFT - RIGHT) / COLUMNS
+    for column in outline.columns:
+        if column.first_id is None:
+            continue
+        x = LEFT + (column.index + 0.5) * step
+        since = clock(outline.column_start(column.index))
+        for lane, n in column.lanes.items():
+            y = lane_y.get(lane, lane_y["log"])
+            noun = "event" if n == 1 else "events"
+            tip = escape(f"{n} {lane} {noun} from {since}")
+            parts.append(
+                f'<a href="#event-{column.first_id}" class="mark"><title>{tip}</title>'
+                f'<circle cx="{x:.1f}" cy="{y}" r="{min(2 + n**0.5 / 3, 7):.1f}" '
+                'class="bucket"/></a>'
+            )
+    return parts

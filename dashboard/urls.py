@@ -13,6 +13,10 @@ pages = [
     path("", home.home, name="home"),
     # path: a task key is the observed system's, and may hold "/" (and anything else).
     path("tasks/<path:task_key>", task.task_page, name="task"),
+    # A long timeline's windows and a folded run's reads, as HTML rows (lifecycle.js).
+    path("windows/<path:task_key>", task.window, name="window"),
+    path("reads/<path:task_key>", task.read_run, name="read-run"),
+    path("commits/<path:task_key>", task.outline_commits, name="outline-commits"),
     path("runs/<int:run_id>", run.run_page, name="run"),
     path("runs/<int:run_id>/resubmit", run.resubmit, name="resubmit"),
     path("runs/<int:run_id>/edit", run.edit_and_run, name="edit-run"),

@@ -205,3 +205,32 @@ def with_findings(summaries: list[store.TaskSummary]) -> list[store.TaskSummary]
             found = findings_for(store.task_events(summary.task_key), expected)
             summary.findings = sorted({f.kind for f in found})
     return summaries
+
+
+def stored_check(
+    task_key: str, count: int, last_id: int, expected: str | None
+) -> tuple[list[Finding], int] | None:
+    """A long history's findings as the maintainer last stored them, without reading the
+    history: the findings and how many events they are behind (0: current). None: never
+    checked with this expectation."""
+    row = (
+        TaskCheck.objects.filter(task_key=task_key, expected=expected)
+        .values_list("findings", "event_count", "last_event_id")
+        .first()
+    )
+    if row is None:
+        return None
+    stored, checked_count, checked_last = row
+    current = (checked_count, checked_last) == (count, last_id)
+    behind = 0 if current else max(count - checked_count, 1)
+    return [Finding.from_json(f) for f in stored], behind
+
+
+def latest_stored(task_key: str, expected: str | None) -> list[Finding]:
+    """The findings the maintainer last stored for a task (none: never checked)."""
+    row = (
+        TaskCheck.objects.filter(task_key=task_key, expected=expected)
+        .values_list("findings", flat=True)
+        .first()
+    )
+    return [Finding.from_json(f) for f in row] if row is not None else []

@@ -42,6 +42,8 @@ class Event(models.Model):
         db_table = "lifecycle_event"
         indexes = [
             models.Index(fields=["task_key", "id"], name="lifecycle_event_task_id"),
+            # A long history's outline and windows: a task's events in time order.
+            models.Index(fields=["task_key", "at", "id"], name="lifecycle_event_task_at"),
             # The expectations tests state (probe.expect): few rows, read for every task
             # the home page lists that has no scenario run (store.expected_by_task).
             models.Index(

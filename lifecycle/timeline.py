@@ -287,3 +287,119 @@ def pin(views: Iterable[EventView], findings: Iterable[Finding]) -> set[int]:
             view.findings = new
             changed.add(view.id)
     return changed
+
+
+# -- collapsed reads ---------------------------------------------------------------------
+#
+# A poll every 100 ms makes ten identical "returned RUNNING" rows a second; they bury the
+# commits. A run of identical reads becomes one row: reads of one source and client that
+# returned the same status, version (the row's ``xmin``) and answer, with no event of
+# another kind between them (a commit, a broker step or a warning ends every run, so a
+# read after a commit is never folded into a read before it). Reads of other clients go
+# on between them: the API's and the probe's reads of one poll interleave. A read that
+# proves a finding is a row of its own, so a finding still points at its exact events.
+
+
+def read_signature(view: EventView) -> tuple[object, ...] | None:
+    """What makes two reads identical (None: not a read, never folded)."""
+    r = view.record
+    if r.kind != "read" or r.source not in ("api", "probe"):
+        return None
+    b = r.body
+    client = b.get("client") if r.source == "api" else b.get("run")
+    version = b.get("xmin") if r.source == "api" else None
+    error = str(b["error"])[:200] if b.get("error") else None
+    return (r.source, str(client), r.status, version, b.get("http_status"), error)
+
+
+@dataclass
+class ReadRun:
+    """Identical reads shown as one row, oldest first; the row keeps its first event's id."""
+
+    views: list[EventView]
+    signature: tuple[object, ...]
+
+    @property
+    def first(self) -> EventView:
+        return self.views[0]
+
+    @property
+    def last(self) -> EventView:
+        return self.views[-1]
+
+    @property
+    def count(self) -> int:
+        return len(self.views)
+
+    @property
+    def findings(self) -> list[str]:
+        kinds: list[str] = []
+        for v in self.views:
+            kinds.extend(k for k in v.findings if k not in kinds)
+        return kinds
+
+
+Row = EventView | ReadRun
+
+
+class Collapser:
+    """Folds views, in time order, into rows; keeps the runs still open so the next
+    identical read extends its run (the live timeline's case) instead of adding a row."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[object, ...], ReadRun] = {}
+
+    def add(self, view: EventView) -> tuple[Row, bool]:
+        """The row the view went to and whether it is new (False: it extended a run)."""
+        signature = read_signature(view)
+        if signature is None:
+            self.open.clear()  # a commit, a broker step, a warning: every run ends
+            return view, True
+        lane = signature[:2]
+        if view.findings:  # a read that proves something stands alone
+            self.open.pop(lane, None)
+            return view, True
+        run = self.open.get(lane)
+        if run is not None and run.signature == signature:
+            run.views.append(view)
+            return run, False
+        run = ReadRun([view], signature)
+        self.open[lane] = run
+        return run, True
+
+    def rows(self, views: Iterable[EventView]) -> list[Row]:
+        return [row for row, new in (self.add(v) for v in views) if new]
+
+    def reopen(self, run: ReadRun) -> None:
+        """Take ``run`` (as a page shows it) as its lane's open run."""
+        self.open[run.signature[:2]] = run
+
+
+def collapse(views: Iterable[EventView]) -> list[Row]:
+    """The rows of a timeline: each event, with runs of identical reads folded."""
+    return Collapser().rows(views)
+
+
+def run_summary(run: ReadRun) -> str:
+    """What a folded run of reads says: how many, what they returned, over how long."""
+    r = run.first.record
+    b = r.body
+    n = run.count
+    if r.source == "api":
+        what = f"{n} reads returned {r.status}"
+        if b.get("xmin") is None:
+            what += " (no version)"
+    elif b.get("error"):
+        what = f"{n} polls failed: {str(b['error'])[:120]}"
+    elif b.get("http_status") not in (None, 200):
+        what = f"{n} polls got HTTP {b.get('http_status')}"
+    else:
+        what = f"{n} polls saw {r.status}"
+    client = b.get("client") if r.source == "api" else None
+    if client:
+        what += f" · {str(client)[:64]}"
+    first, last = r.at, run.last.record.at
+    if first is not None and last is not None:
+        seconds = (last - first).total_seconds()
+        what += f" · {seconds:.1f} s, to {clock(last)}"
+    return what

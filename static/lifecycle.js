@@ -4,6 +4,9 @@
 (function () {
   "use strict";
 
+  // The DOM ids of dashboard/dom.py, which base.html puts on <body>.
+  var ids = document.body.dataset;
+
   function shownEventIds() {
     return Array.from(document.querySelectorAll("[data-event-id]"), function (el) {
       return Number(el.dataset.eventId);
@@ -15,10 +18,22 @@
     if (el) { el.textContent = text; el.dataset.state = state; }
   }
 
+  // The folded runs of reads the page shows: [first id, count, last id] each, so a live
+  // read extends its run, and the reads folded in it are not sent again.
+  function shownRuns() {
+    return Array.from(document.querySelectorAll(".run-summary"), function (el) {
+      return [Number(el.id.slice(ids.domRunPrefix.length).split("-")[0]), Number(el.dataset.count), Number(el.dataset.lastId)];
+    });
+  }
+
   document.addEventListener("htmx:wsOpen", function (evt) {
     setLiveState("● live", "open");
     var tasks = Array.from(document.querySelectorAll("[data-task]"), function (el) { return el.dataset.task; });
-    evt.detail.socketWrapper.send(JSON.stringify({ type: "hello", have: shownEventIds(), tasks: tasks }));
+    var hello = { type: "hello", have: shownEventIds(), tasks: tasks, runs: shownRuns() };
+    var timeline = document.querySelector("[data-known-until]");
+    // A long timeline's page knows every event up to this id, shown or in a window.
+    if (timeline && timeline.dataset.windowed) { hello.known_until = Number(timeline.dataset.knownUntil); }
+    evt.detail.socketWrapper.send(JSON.stringify(hello));
   });
   document.addEventListener("htmx:wsClose", function () { setLiveState("○ reconnecting…", "closed"); });
 
@@ -53,28 +68,107 @@
   window.addEventListener("hashchange", markTarget);
   document.addEventListener("htmx:wsAfterMessage", markTarget);
 
-  // Live events are appended as they arrive; move each back to its place in time order.
-  function key(el) { return [Number(el.dataset.at), Number(el.dataset.eventId)]; }
+  // Live events are appended as they arrive (marked "fresh"); move each back to its
+  // place in time order. A window not loaded yet has a time and no id: nothing moves
+  // past it.
+  function key(el) { return [Number(el.dataset.at), Number(el.dataset.eventId || 0)]; }
   function before(a, b) { return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]); }
-  var shownBefore = 0;
-  // The DOM ids of dashboard/dom.py, which base.html puts on <body>.
-  var ids = document.body.dataset;
   function timelineList() { return document.getElementById(ids.domTimelineEvents); }
-  document.addEventListener("htmx:wsBeforeMessage", function () {
-    var list = timelineList();
-    shownBefore = list ? list.children.length : 0;
-  });
   document.addEventListener("htmx:wsAfterMessage", function () {
     var list = timelineList();
     if (!list) { return; }
-    var added = Array.prototype.slice.call(list.children, shownBefore);
-    added.forEach(function (el) {
+    list.querySelectorAll(":scope > .fresh").forEach(function (el) {
+      el.classList.remove("fresh");
       var k = key(el), prev = el.previousElementSibling;
       if (!prev || !before(k, key(prev))) { return; }
       while (prev && before(k, key(prev))) { prev = prev.previousElementSibling; }
       list.insertBefore(el, prev ? prev.nextElementSibling : list.firstElementChild);
     });
   });
+
+  // A folded run of reads expands in place: its reads load on first opening.
+  function loadRun(row) {
+    var list = row.querySelector(".run-events"), summary = row.querySelector(".run-summary");
+    var timeline = row.closest("[data-reads-url]");
+    if (list.dataset.loaded || !timeline) { return Promise.resolve(); }
+    var first = row.id.slice(ids.domRunPrefix.length);
+    var url = timeline.dataset.readsUrl + "?first=" + first + "&last=" + summary.dataset.lastId;
+    return fetch(url, { headers: { "HX-Request": "true" } })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+      .then(function (html) {
+        list.innerHTML = html;  // rendered and escaped by the server
+        list.dataset.loaded = "1";
+        if (window.htmx) { window.htmx.process(list); }
+      });
+  }
+  function setRunOpen(row, open) {
+    var list = row.querySelector(".run-events"), button = row.querySelector(".run-toggle");
+    list.hidden = !open;
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    button.textContent = open ? "fold them" : "show each";
+    row.classList.toggle("open", open);
+  }
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest(".run-toggle");
+    if (!button) { return; }
+    var row = button.closest(".run");
+    var open = button.getAttribute("aria-expanded") !== "true";
+    setRunOpen(row, open);
+    if (open) { loadRun(row); }
+  });
+
+  // A link to an event the page does not show yet (#event-N): in a folded run, the run
+  // opens; in a window not loaded, the window loads; then the event scrolls into view.
+  function findRun(source, cursor) {
+    return Array.from(document.querySelectorAll(".run[data-source='" + source + "']")).find(function (row) {
+      var summary = row.querySelector(".run-summary");
+      return !before(cursor, key(row)) && !before([Number(summary.dataset.lastAt), Number(summary.dataset.lastId)], cursor);
+    });
+  }
+  function place(text) {
+    var parts = (text || "").split(".");
+    return parts.length === 2 ? [Number(parts[0]), Number(parts[1])] : null;
+  }
+  function findWindow(cursor) {
+    return Array.from(document.querySelectorAll("li.window")).find(function (w) {
+      var after = place(w.dataset.after), until = place(w.dataset.before);
+      return (!after || before(after, cursor)) && (!until || before(cursor, until));
+    });
+  }
+  function reveal(attempts) {
+    var m = /^#event-(\d+)$/.exec(location.hash);
+    if (!m || attempts > 40) { return; }
+    var el = document.getElementById(ids.domEventPrefix + m[1]);
+    if (el) {
+      if (el.closest(".run-events[hidden]")) { setRunOpen(el.closest(".run"), true); }
+      markTarget();
+      el.scrollIntoView({ block: "center" });
+      return;
+    }
+    if (!timelineList()) { return; }
+    fetch("/api/events/" + m[1])
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) {
+        if (!body || !body.cursor) { return; }
+        var cursor = place(body.cursor);
+        var run = findRun(body.event.source, cursor);
+        if (run) {
+          setRunOpen(run, true);
+          loadRun(run).then(function () { reveal(attempts + 1); });
+          return;
+        }
+        var w = findWindow(cursor);
+        if (w && window.htmx) {
+          document.body.addEventListener("htmx:afterSettle", function once() {
+            document.body.removeEventListener("htmx:afterSettle", once);
+            reveal(attempts + 1);
+          });
+          window.htmx.trigger(w, "load-window");
+        }
+      });
+  }
+  window.addEventListener("hashchange", function () { reveal(0); });
+  if (location.hash) { window.addEventListener("load", function () { reveal(0); }); }
 
   // One click, one run: a second submit of the same form is ignored.
   document.addEventListener("submit", function (evt) {

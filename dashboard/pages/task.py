@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import json
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import timeline_context
-from lifecycle import imports, store
+from dashboard.render import commit_item, event_html, rows_html, window_html
+from lifecycle import findings, imports, outline, store
+from lifecycle.events import EventRecord
 from lifecycle.models import ImportedTask, Run
+from lifecycle.outline import WINDOW, cursor_of, format_cursor, from_us, parse_cursor
+from lifecycle.timeline import EventView, TimelineBuilder, collapse, pin, read_signature
 
 
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
-    context = timeline_context(task_key, store.expected_for(task_key))
+    whole = request.GET.get("whole") == "1"
+    context = timeline_context(task_key, store.expected_for(task_key), whole=whole)
     runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
     if not context["events"] and not runs:
         raise Http404(f"no event for task {task_key}")
@@ -50,3 +57,114 @@ def import_page(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("dashboard:task", done.task_key)
     return render(request, "dashboard/import_failed.html", {"reasons": reasons}, status=400)
+
+
+def _views(task_key: str, records: list[EventRecord]) -> list[EventView]:
+    """Rows of part of a history, laid out as on its page: times from the history's
+    first event, reads linked to the commits whose versions they returned, findings
+    pinned as the maintainer last stored them."""
+    known = outline.span(task_key)
+    if known is None:
+        return []
+    versions = {
+        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
+    }
+    builder = TimelineBuilder()
+    builder.origin = from_us(known[0])
+    builder.index_commits(outline.commits_of_versions(task_key, versions))
+    views = [builder.add(r) for r in records]
+    found = findings.latest_stored(task_key, store.expected_for(task_key))
+    pin(views, found)
+    return views
+
+
+def _place(request: HttpRequest, name: str) -> tuple[bool, tuple[int, int] | None]:
+    text = request.GET.get(name, "")
+    cursor = parse_cursor(text) if text else None
+    return (not text or cursor is not None), cursor
+
+
+@require_GET
+def window(request: HttpRequest, task_key: str) -> HttpResponse:
+    """Rows of a long timeline between two places (``after``, ``before``: cursors a
+    window of its page gave; empty: open), up to ``WINDOW`` events; when more remain, a
+    window for the rest follows them."""
+    good_after, after = _place(request, "after")
+    good_before, before = _place(request, "before")
+    if not (good_after and good_before):
+        return HttpResponseBadRequest("after and before are places a page gave: <µs>.<id>")
+    try:
+        expected_count = max(0, min(int(request.GET.get("count") or 0), 10**9))
+    except ValueError:
+        expected_count = 0
+    records = outline.window_events(task_key, after, before, WINDOW + 1)
+    more = len(records) > WINDOW
+    records = records[:WINDOW]
+    html = rows_html(collapse(_views(task_key, records)), inline_fields=False)
+    if more:
+        rest = max(expected_count - WINDOW, 1)
+        html += window_html(task_key, cursor_of(records[-1]), before, rest)
+    return HttpResponse(html)
+
+
+@require_GET
+def read_run(request: HttpRequest, task_key: str) -> HttpResponse:
+    """The reads of a folded run (``first`` and ``last`` event ids), as rows; ``after``
+    continues a long run from where the previous answer ended."""
+    try:
+        first_id, last_id = int(request.GET["first"]), int(request.GET["last"])
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("first and last are the ids of a run's first and last reads")
+    good_after, after = _place(request, "after")
+    if not good_after:
+        return HttpResponseBadRequest("after is a place an earlier answer gave: <µs>.<id>")
+    ends = store.events_by_id([first_id, last_id])
+    first, last = ends.get(first_id), ends.get(last_id)
+    if (
+        first is None
+        or last is None
+        or first.task_key != task_key
+        or last.task_key != task_key
+        or first.source != last.source
+        or first.at is None
+    ):
+        raise Http404("no such run of reads in this task")
+    start = after or (cursor_of(first)[0], first.id - 1)
+    records = outline.run_members(
+        task_key, first.source, start, cursor_of(last), outline.MAX_RUN_MEMBERS + 1
+    )
+    more = len(records) > outline.MAX_RUN_MEMBERS
+    records = records[: outline.MAX_RUN_MEMBERS]
+    views = _views(task_key, [first, *records])  # the first for the run's signature
+    signature = read_signature(views[0]) if views else None
+    members = [v for v in views[1:] if read_signature(v) == signature]
+    html = "".join(event_html(v, inline_fields=False) for v in members)
+    if more and records:
+        url = reverse("dashboard:read-run", args=[task_key])
+        query = f"first={first_id}&last={last_id}&after={format_cursor(cursor_of(records[-1]))}"
+        html += (
+            f'<li class="run-more" hx-get="{escape(url)}?{escape(query)}" hx-trigger="click" '
+            'hx-swap="outerHTML"><button type="button">Show more of these reads</button></li>'
+        )
+    return HttpResponse(html)
+
+
+MAX_GROUP_COMMITS = 5000  # of a group the outline opens, per request
+
+
+@require_GET
+def outline_commits(request: HttpRequest, task_key: str) -> HttpResponse:
+    """The commits of a group of the outline (``after``, excluded, to ``until``), as its
+    list items; past ``MAX_GROUP_COMMITS``, a last item says how to see the rest."""
+    good_after, after = _place(request, "after")
+    good_until, until = _place(request, "until")
+    if after is None or until is None or not (good_after and good_until):
+        return HttpResponseBadRequest("after and until are places the outline gave: <µs>.<id>")
+    records = outline.commits_between(task_key, after, until, MAX_GROUP_COMMITS + 1)
+    html = "".join(commit_item(r) for r in records[:MAX_GROUP_COMMITS])
+    if len(records) > MAX_GROUP_COMMITS:
+        html += (
+            f"<li>… the first {MAX_GROUP_COMMITS:,} shown; the rest are on the timeline "
+            "and in its JSON.</li>"
+        )
+    return HttpResponse(html)

@@ -9,14 +9,24 @@ from typing import Any
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from dashboard.render import INLINE_FIELDS_LIMIT, events_html, finding_views
+from dashboard.render import (
+    INLINE_FIELDS_LIMIT,
+    finding_views,
+    outline_html,
+    rows_html,
+    window_html,
+)
 from dashboard.swimlane import swimlane
-from lifecycle import findings, lifecycles, store
-from lifecycle.checker import COMMIT_MARGIN, commit_time
+from lifecycle import findings, lifecycles, outline, store
+from lifecycle.checker import COMMIT_MARGIN, Finding, commit_time
 from lifecycle.events import EventRecord
+from lifecycle.outline import WINDOW, Outline, cursor_of, from_us
 from lifecycle.timeline import (
     LANES,
+    XID_MODULUS,
+    EventView,
     TimelineBuilder,
+    collapse,
     current_status,
     gap_notices,
     in_time_order,
@@ -28,10 +38,15 @@ STILL_LIVE_SECONDS = 600
 
 
 def timeline_context(
-    task_key: str, expected: str | None = None, *, html: bool = True
+    task_key: str, expected: str | None = None, *, html: bool = True, whole: bool = False
 ) -> dict[str, Any]:
     """What the task and run pages show of a task (``html``: with its events rendered;
-    the JSON timeline does without)."""
+    the JSON timeline does without). A history longer than ``outline.WINDOWED_ABOVE`` is
+    shown as its outline and windows (``windowed_context``) unless ``whole`` is asked."""
+    if html and not whole and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
+        windowed = windowed_context(task_key, expected)
+        if windowed is not None:
+            return windowed
     records = in_time_order(store.task_events(task_key))
     views = TimelineBuilder().extend(records)
     found = findings.stored_findings(task_key, records, expected)
@@ -47,10 +62,12 @@ def timeline_context(
         "task_key": task_key,
         "events": views,
         "events_html": mark_safe(
-            events_html(views, inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
+            rows_html(collapse(views), inline_fields=len(views) <= INLINE_FIELDS_LIMIT)
         )
         if html
         else "",
+        "known_until": max((r.id for r in records), default=0),
+        "outline": None,
         "findings": finding_views(found, records),
         "finding_objects": found,
         "expected": expected,
@@ -79,3 +96,118 @@ def _commit_clock(records: Sequence[EventRecord]) -> str:
 def _recent(records: Sequence[EventRecord]) -> bool:
     last = records[-1].received_at if records else None
     return last is not None and (timezone.now() - last).total_seconds() < STILL_LIVE_SECONDS
+
+
+def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | None:
+    """A long history's page: the outline (every lane's count, every commit, every
+    finding, the swimlane) and the first and last windows of events; the windows between
+    load as they scroll into view, or when a link or a mark points into one."""
+    o = outline.read_outline(task_key)
+    if o is None or not o.windows:
+        return None
+    stored = findings.stored_check(task_key, o.count, o.last_id, expected)
+    found, behind = stored if stored is not None else ([], None)
+    proving = store.events_by_id(sorted({i for f in found for i in f.events}))
+    proving = {i: r for i, r in proving.items() if r.task_key == task_key}
+    windows = o.windows
+    first, last = windows[0], windows[-1]
+    head = outline.window_events(task_key, None, first.before, WINDOW)
+    head_end = cursor_of(head[-1])
+    tail_after = last.after if len(windows) > 1 else head_end
+    tail = outline.window_events(task_key, tail_after, None, WINDOW, newest=True)
+    builder = TimelineBuilder()
+    builder.origin = from_us(o.first_us)
+    versions = {
+        r.body["xmin"]
+        for r in [*head, *tail]
+        if r.source == "api" and isinstance(r.body.get("xmin"), int)
+    }
+    builder.index_commits(
+        m.record(task_key)
+        for m in o.commits
+        if m.txid is not None and m.txid % XID_MODULUS in versions
+    )
+    head_views = [builder.add(r) for r in head]
+    tail_views = [builder.add(r) for r in tail]
+    pin([*head_views, *tail_views], found)
+    parts = [rows_html(collapse(head_views), inline_fields=False)]
+    if len(windows) == 1:
+        if tail and o.count > len(head) + len(tail):
+            rest = o.count - len(head) - len(tail)
+            parts.append(window_html(task_key, head_end, cursor_of(tail[0]), rest))
+    else:
+        if first.count > len(head):
+            parts.append(window_html(task_key, head_end, first.before, first.count - len(head)))
+        for w in windows[1:-1]:
+            parts.append(window_html(task_key, w.after, w.before, w.count, w.lanes))
+        if tail and last.count > len(tail):
+            parts.append(
+                window_html(task_key, last.after, cursor_of(tail[0]), last.count - len(tail))
+            )
+    parts.append(rows_html(collapse(tail_views), inline_fields=False))
+    changes = [m.record(task_key) for m in o.commits if m.changes_status]
+    marks = _marks(o, changes, proving, found)
+    by_id = {r.id: r for r in [*changes, *proving.values()]}
+    lifecycle = lifecycles.of_history(changes)
+    status = _status(changes, tail)
+    roles = {r.status: lifecycle.role(r.status) or "" for r in changes if r.status}
+    picture = swimlane(marks, found, roles, outline=o)
+    return {
+        "swimlane": mark_safe(picture),
+        "task_key": task_key,
+        "events": [*head_views, *tail_views],
+        "events_html": mark_safe("".join(parts)),
+        "known_until": o.last_id,
+        "outline": o,
+        "outline_html": mark_safe(outline_html(o, len(head) + len(tail))),
+        "findings": finding_views(found, list(by_id.values())),
+        "finding_objects": found,
+        "findings_note": _findings_note(behind),
+        "expected": expected,
+        "lanes": LANES,
+        "status": status,
+        "event_count": o.count,
+        "gaps": gap_notices(o.gaps),
+        "live": not lifecycle.is_terminal(status) or _recent(tail),
+        "commit_clock": _commit_clock(
+            changes[:1] if any(m.committed_at for m in o.commits) else []
+        ),
+    }
+
+
+def _marks(
+    o: Outline,
+    changes: list[EventRecord],
+    proving: dict[int, EventRecord],
+    found: list[Finding],
+) -> list[EventView]:
+    """The events a long history's swimlane draws one by one, in time order: the commits
+    that changed the status, the gaps and the findings' events (the attempts' bars come
+    from the outline's steps)."""
+    builder = TimelineBuilder()
+    builder.origin = from_us(o.first_us)
+    chosen = {r.id: r for r in [*changes, *o.gaps, *proving.values()]}
+    views = [builder.add(r) for r in in_time_order(chosen.values())]
+    pin(views, found)
+    return views
+
+
+def _status(commits: Sequence[EventRecord], tail: Sequence[EventRecord]) -> str | None:
+    """``current_status`` of a history known by its commits and its last events."""
+    committed = next((r.status for r in reversed(commits) if r.status), None)
+    return committed or current_status(tail)
+
+
+def _findings_note(behind: int | None) -> str:
+    """What the findings of a long history are as of (the maintainer checks it)."""
+    if behind is None:
+        return (
+            "This long history has not been checked yet: the maintainer checks it in the "
+            "background, and its findings appear here on a reload."
+        )
+    if behind:
+        return (
+            f"These findings are of the history {behind:,} event{'s' if behind != 1 else ''} "
+            "ago: the maintainer is checking the newer ones."
+        )
+    return ""

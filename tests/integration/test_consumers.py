@@ -20,8 +20,15 @@ EVENT_ID = re.compile(r'id="event-(\d+)"')
 
 
 @database_sync_to_async
-def add_event(task: str, status: str = "RUNNING", source: str = "api") -> int:
-    return Event.objects.create(task_key=task, source=source, kind="read", status=status).id
+def add_event(
+    task: str, status: str = "RUNNING", source: str = "api", client: str | None = None
+) -> int:
+    """A read (from a client of its own unless ``client`` says: reads of one client that
+    return the same are folded into one row, which ``test_live_runs`` covers)."""
+    body = {"client": client or uuid.uuid4().hex}
+    return Event.objects.create(
+        task_key=task, source=source, kind="read", status=status, body=body
+    ).id
 
 
 async def connect(path: str, have: list[int] | None = None) -> WebsocketCommunicator:
