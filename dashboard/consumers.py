@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,7 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dashboard import fragments
 from dashboard.access import may_read
 from dashboard.render import finding_views
-from lifecycle import findings, store
+from lifecycle import findings, outline, store
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord
 from lifecycle.feed.hub import ALL, Subscription, get_hub
@@ -143,6 +145,12 @@ class TaskConsumer(LiveConsumer):
         self.shown: set[int] = set()
         self.rows = fragments.LiveRows()
         self.empty_shown = False  # the page shows "No event yet"
+        # A long page (an outline and windows: its hello says up to which id it knows
+        # every event) is followed from its last events only: the whole history is
+        # neither loaded nor checked here; its findings are the maintainer's.
+        self.long = False
+        self.count_before = 0  # a long page's events not in self.records
+        self.related: dict[int, EventRecord] = {}  # its findings' events
         self.refresher = FindingsRefresher(
             self.topic, lambda: self.records, self.check, self.publish_findings
         )
@@ -153,6 +161,11 @@ class TaskConsumer(LiveConsumer):
         await super().disconnect(code)
 
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
+        if hello is not None and _id(hello.get("known_until")):
+            self.long = True
+        if self.long:
+            await self.catch_up_long(hello)
+            return
         if hello is not None:
             self.sent |= _ids(hello.get("have"))
             self.known_until = _id(hello.get("known_until"))
@@ -191,6 +204,48 @@ class TaskConsumer(LiveConsumer):
         parts.append(await self._status_fragment(header=bool(missing), verdict=True))
         await self._send(parts)
 
+    async def catch_up_long(self, hello: dict[str, Any] | None) -> None:
+        """``catch_up`` for a long page: its last events and what came after it."""
+        if hello is not None:
+            self.known_until = _id(hello.get("known_until"))
+            self.sent |= _ids(hello.get("have"))
+            self.dom_runs = _runs(hello.get("runs"))
+            self.shown = set(self.sent)
+        else:
+            self.shown = set(self.rows.own_rows)
+            self.dom_runs = {
+                run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
+            }
+        state = await database_sync_to_async(_long_state)(self.topic, self.known_until)
+        self.expected = await database_sync_to_async(self._expected)()
+        self.refresher.replaced()
+        records = state.records
+        self.builder = TimelineBuilder()
+        self.builder.origin = state.origin
+        self.builder.index_commits(state.commits)
+        self.views = self.builder.extend(records)
+        self.records = records
+        self.count_before = state.count - len(records)  # the header counts them all
+        self.status = StatusTracker(state.statuses)
+        self.status.update(records)
+        self.gaps = gap_notices(state.gaps)
+        self.findings = None
+        found = await self.check(records)
+        marked = pin(self.views, found)
+        sent, known_until = self.sent, self.known_until
+        missing = self.rows.seed(
+            self.views, lambda v: v.id in sent or v.id <= known_until, self.shown, self.dom_runs
+        )
+        self.sent.update(r.id for r in records)
+        missing_ids = {v.id for v in missing}
+        parts = [self.rows.place(missing)]
+        parts.append(
+            self.rows.remark(v for v in self.views if v.id in marked and v.id not in missing_ids)
+        )
+        parts.extend(self._findings_parts(found, first=missing_ids))
+        parts.append(await self._status_fragment(header=bool(missing), verdict=True))
+        await self._send(parts)
+
     def _expected(self) -> str | None:
         if self.run_id is not None:
             return Run.objects.filter(pk=self.run_id).values_list("expected", flat=True).first()
@@ -205,6 +260,19 @@ class TaskConsumer(LiveConsumer):
         self.status.update(fresh)
         if any(r.kind == GAP for r in fresh):
             self.gaps = gap_notices(self.records)
+        if self.long:
+            unknown = {
+                r.body["xmin"]
+                for r in fresh
+                if r.source == "api"
+                and isinstance(r.body.get("xmin"), int)
+                and r.body["xmin"] not in self.builder.commits_by_xmin
+            }
+            if unknown:
+                commits = await database_sync_to_async(outline.commits_of_versions)(
+                    self.topic, unknown
+                )
+                self.builder.index_commits(commits)
         views = self.builder.extend(fresh)
         self.views.extend(views)
         parts = [self.rows.place(views, first=self.empty_shown)]
@@ -215,6 +283,10 @@ class TaskConsumer(LiveConsumer):
         self.refresher.stale()
 
     async def check(self, records: list[EventRecord]) -> list[Finding]:
+        if self.long:  # the maintainer's findings, and the events they name
+            found, related = await database_sync_to_async(_stored)(self.topic, self.expected)
+            self.related = related
+            return found
         return await check_history(records, self.expected)
 
     async def publish_findings(self, found: list[Finding], generation: int) -> None:
@@ -236,9 +308,8 @@ class TaskConsumer(LiveConsumer):
         parts = [self.rows.remark(v for v in self.views if v.id in marked and v.id not in first)]
         if self.findings is None or found != self.findings:
             self.findings = found
-            parts.append(
-                fragments.findings_fragment(finding_views(found, self.records), self.expected)
-            )
+            records = [*self.records, *self.related.values()] if self.long else self.records
+            parts.append(fragments.findings_fragment(finding_views(found, records), self.expected))
         return parts
 
     async def _status_fragment(self, *, header: bool, verdict: bool) -> str:
@@ -246,9 +317,8 @@ class TaskConsumer(LiveConsumer):
         if self.run_id is None:
             if not header:
                 return ""
-            return fragments.header_fragment(
-                self.topic, self.status.current, len(self.records), self.gaps
-            )
+            count = len(self.records) + (self.count_before if self.long else 0)
+            return fragments.header_fragment(self.topic, self.status.current, count, self.gaps)
         if not verdict:
             return ""
         run = await Run.objects.filter(pk=self.run_id).afirst()
@@ -306,6 +376,48 @@ class FeedConsumer(LiveConsumer):
             html = fragments.task_rows_fragment(summaries, self.shown)
             if html:
                 await self.send(text_data=html)
+
+
+@dataclass
+class LongState:
+    """What a long page's connection starts from (``_long_state``)."""
+
+    records: list[EventRecord]  # the last events, and every one after the page's
+    commits: list[EventRecord]  # the commits whose versions those reads returned
+    statuses: list[EventRecord]  # the last commit and the last read with a status
+    gaps: list[EventRecord]
+    count: int
+    origin: datetime | None
+
+
+LONG_TAIL = 1000  # a long page's last events a connection reads, to extend its last run
+
+
+def _long_state(task_key: str, known_until: int) -> LongState:
+    recent = outline.window_events(task_key, None, None, LONG_TAIL, newest=True)
+    newer = store.events_after(task_key, known_until)
+    by_id = {r.id: r for r in [*recent, *newer]}
+    records = in_time_order(by_id.values())
+    versions = {
+        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
+    }
+    first = outline.span(task_key)
+    stats = store.task_stats([task_key]).get(task_key, (0, 0))
+    return LongState(
+        records=records,
+        commits=outline.commits_of_versions(task_key, versions),
+        statuses=store.last_statuses(task_key),
+        gaps=store.task_gaps(task_key),
+        count=stats[0],
+        origin=outline.from_us(first[0]) if first else None,
+    )
+
+
+def _stored(task_key: str, expected: str | None) -> tuple[list[Finding], dict[int, EventRecord]]:
+    found = findings.latest_stored(task_key, expected)
+    ids = sorted({i for f in found for i in f.events})
+    related = store.events_by_id(ids) if ids else {}
+    return found, {i: r for i, r in related.items() if r.task_key == task_key}
 
 
 def _summaries(keys: list[str]) -> list[store.TaskSummary]:

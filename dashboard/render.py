@@ -293,8 +293,9 @@ def window_html(
     count: int,
     lanes: dict[str, int] | None = None,
 ) -> str:
-    """A window of events not loaded yet: it loads when it scrolls into view, when its
-    button is pressed, or when a link points at one of its events (``lifecycle.js``)."""
+    """A window of events not loaded yet: it loads (``lifecycle.js``, from ``data-url``)
+    when it scrolls into view, when its button is pressed, or when a link points at one
+    of its events."""
     from django.urls import reverse
 
     query = urlencode(
@@ -320,7 +321,7 @@ def window_html(
         f'data-at="{after[0] if after else 0}" '
         f'data-after="{format_cursor(after) if after else ""}" '
         f'data-before="{format_cursor(before) if before else ""}" '
-        f'hx-get="{escape(url)}" hx-trigger="revealed, click, load-window" hx-swap="outerHTML">'
+        f'data-url="{escape(url)}">'
         f'<button type="button" class="window-load">Show {count:,} more {noun}, '
         f"from {since} to {until}</button>{detail}</li>"
     )
@@ -339,12 +340,16 @@ OUTLINE_COMMITS_OPEN = 40  # up to this many commits are listed open; more, in g
 OUTLINE_COMMITS_INLINE = 2000
 
 
+OUTLINE_ENTRIES = 200  # status changes the page lists; the rest load on demand
+
+
 def outline_html(o: Outline, shown: int) -> str:
+    """A long history's outline: its span, each lane's count, and every commit: each
+    status change, with the commits that kept the status folded under it (a progress
+    update a second makes 86,400 a day). Past ``OUTLINE_ENTRIES`` status changes (a retry
+    loop makes thousands), the rest of the list loads when asked for."""
     from django.urls import reverse
 
-    commits_url = reverse("dashboard:outline-commits", args=[o.task_key])
-    """A long history's outline: its span, each lane's count, and every commit, grouped
-    where commits keep the status (a progress update every second makes thousands)."""
     lanes = "".join(
         f'<li class="lane-{name}" data-lane="{name}"><strong>{o.lanes.get(name, 0):,}</strong> '
         f"{LANE_NOUNS[name]}</li>"
@@ -352,41 +357,8 @@ def outline_html(o: Outline, shown: int) -> str:
     )
     first, last = from_us(o.first_us), from_us(o.last_us)
     seconds = (o.last_us - o.first_us) / 1e6
-    groups: list[list[Mark]] = []
-    for m in o.commits:
-        if m.changes_status or not groups:
-            groups.append([m])
-        else:
-            groups[-1].append(m)
-    items = []
-    for group in groups:
-        head, rest = group[0], group[1:]
-        item = commit_item(head)
-        if rest:
-            inline = len(o.commits) <= OUTLINE_COMMITS_INLINE
-            fold = "".join(commit_item(r) for r in rest) if inline else ""
-            noun = "commit" if len(rest) == 1 else "commits"
-            summary = f"{len(rest):,} more {noun} that kept {escape(head.status or '—')}"
-            if len(o.commits) <= OUTLINE_COMMITS_OPEN:
-                item += fold
-            elif len(o.commits) <= OUTLINE_COMMITS_INLINE:
-                item += (
-                    f'<li class="commit-group"><details><summary>{summary}</summary>'
-                    f"<ol>{fold}</ol></details></li>"
-                )
-            else:
-                query = urlencode(
-                    {
-                        "after": format_cursor(head.cursor),
-                        "until": format_cursor(rest[-1].cursor),
-                    }
-                )
-                item += (
-                    f'<li class="commit-group"><details data-testid="commit-group" '
-                    f'hx-get="{escape(commits_url)}?{escape(query)}" hx-trigger="toggle once" '
-                    f'hx-target="find ol"><summary>{summary}</summary><ol></ol></details></li>'
-                )
-        items.append(item)
+    url = reverse("dashboard:outline-commits", args=[o.task_key])
+    items = commit_items(o.commits, url, limit=OUTLINE_ENTRIES)
     return (
         '<section class="outline" data-testid="outline" aria-labelledby="outline-title">'
         '<div class="section-head"><h2 id="outline-title">Outline</h2>'
@@ -396,9 +368,59 @@ def outline_html(o: Outline, shown: int) -> str:
         "in the picture points into them.</span></div>"
         f'<ul class="lane-counts" data-testid="lane-counts">{lanes}</ul>'
         f'<h3>Commits <span class="muted">({len(o.commits):,})</span></h3>'
-        f'<ol class="outline-commits" data-testid="outline-commits">{"".join(items)}</ol>'
+        f'<ol class="outline-commits" data-testid="outline-commits">{items}</ol>'
         "</section>"
     )
+
+
+def commit_items(commits: Sequence[Mark], url: str, *, limit: int | None = None) -> str:
+    """Commits as the outline lists them: each status change, then a group of the
+    commits that kept that status (in the page up to ``OUTLINE_COMMITS_INLINE`` commits
+    in all, else loaded from ``url`` when opened). Past ``limit`` status changes, an item
+    that loads the rest from ``url``."""
+    groups: list[list[Mark]] = []
+    for m in commits:
+        if m.changes_status or not groups:
+            groups.append([m])
+        else:
+            groups[-1].append(m)
+    inline = len(commits) <= OUTLINE_COMMITS_INLINE
+    items = []
+    for n, group in enumerate(groups):
+        if limit is not None and n == limit:
+            ends = {"after": groups[n - 1][-1].cursor, "until": commits[-1].cursor}
+            query = urlencode({**{k: format_cursor(v) for k, v in ends.items()}, "grouped": 1})
+            rest = len(commits) - sum(len(g) for g in groups[:n])
+            items.append(
+                f'<li class="commit-more" data-testid="commit-more" '
+                f'data-url="{escape(url)}?{escape(query)}"><button type="button">'
+                f"Show the other {len(groups) - n:,} status changes ({rest:,} commits)"
+                "</button></li>"
+            )
+            break
+        head, rest_of = group[0], group[1:]
+        items.append(commit_item(head))
+        if not rest_of:
+            continue
+        noun = "commit" if len(rest_of) == 1 else "commits"
+        summary = f"{len(rest_of):,} more {noun} that kept {escape(head.status or '—')}"
+        if len(commits) <= OUTLINE_COMMITS_OPEN:
+            items.extend(commit_item(r) for r in rest_of)
+        elif inline:
+            fold = "".join(commit_item(r) for r in rest_of)
+            items.append(
+                f'<li class="commit-group"><details><summary>{summary}</summary>'
+                f"<ol>{fold}</ol></details></li>"
+            )
+        else:
+            ends = {"after": head.cursor, "until": rest_of[-1].cursor}
+            query = urlencode({k: format_cursor(v) for k, v in ends.items()})
+            items.append(
+                f'<li class="commit-group"><details data-testid="commit-group" '
+                f'data-url="{escape(url)}?{escape(query)}"><summary>{summary}'
+                "</summary><ol></ol></details></li>"
+            )
+    return "".join(items)
 
 
 def commit_item(m: Mark) -> str:

@@ -34,6 +34,8 @@ OUTLINE = sql.load("outline")
 
 WINDOWED_ABOVE = 2000  # a longer history is shown as an outline and windows
 WINDOW = 500  # events a window holds (about: windows are whole columns), and a load returns
+HEAD = 200  # the first events a long page shows
+TAIL = 300  # the last events it shows, the live end
 COLUMNS = 222  # slices of time; the swimlane's dots are one per lane and slice
 MAX_RUN_MEMBERS = 1000  # the events of a folded run one request returns
 

@@ -29,6 +29,27 @@ def task_events(task_key: str) -> list[EventRecord]:
         return [EventRecord.from_row(row) for row in cursor.fetchall()]
 
 
+def events_after(task_key: str, after_id: int) -> list[EventRecord]:
+    """The task's events with an id above ``after_id``, in arrival order."""
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["events_after"], [task_key, after_id])
+        return [EventRecord.from_row(row) for row in cursor.fetchall()]
+
+
+def last_statuses(task_key: str) -> list[EventRecord]:
+    """The task's last commit with a status and its last read with one, oldest first:
+    what ``StatusTracker`` needs of a history not loaded."""
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["last_statuses"], {"key": task_key})
+        return sorted((EventRecord.from_row(row) for row in cursor.fetchall()), key=lambda r: r.id)
+
+
+def task_gaps(task_key: str) -> list[EventRecord]:
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["task_gaps"], [task_key])
+        return [EventRecord.from_row(row) for row in cursor.fetchall()]
+
+
 def event(event_id: int) -> EventRecord | None:
     with connection.cursor() as cursor:
         cursor.execute(STORE["event"], [event_id])

@@ -381,20 +381,20 @@ def collapse(views: Iterable[EventView]) -> list[Row]:
 
 
 def run_summary(run: ReadRun) -> str:
-    """What a folded run of reads says: how many, what they returned, over how long."""
+    """What a folded run of reads says (after its count): what they returned, from
+    which client, over how long."""
     r = run.first.record
     b = r.body
-    n = run.count
     if r.source == "api":
-        what = f"{n} reads returned {r.status}"
+        what = f"reads returned {r.status}"
         if b.get("xmin") is None:
             what += " (no version)"
     elif b.get("error"):
-        what = f"{n} polls failed: {str(b['error'])[:120]}"
+        what = f"polls failed: {str(b['error'])[:120]}"
     elif b.get("http_status") not in (None, 200):
-        what = f"{n} polls got HTTP {b.get('http_status')}"
+        what = f"polls got HTTP {b.get('http_status')}"
     else:
-        what = f"{n} polls saw {r.status}"
+        what = f"polls saw {r.status}"
     client = b.get("client") if r.source == "api" else None
     if client:
         what += f" · {str(client)[:64]}"

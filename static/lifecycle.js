@@ -93,14 +93,65 @@
     if (list.dataset.loaded || !timeline) { return Promise.resolve(); }
     var first = row.id.slice(ids.domRunPrefix.length);
     var url = timeline.dataset.readsUrl + "?first=" + first + "&last=" + summary.dataset.lastId;
-    return fetch(url, { headers: { "HX-Request": "true" } })
-      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
-      .then(function (html) {
-        list.innerHTML = html;  // rendered and escaped by the server
-        list.dataset.loaded = "1";
-        if (window.htmx) { window.htmx.process(list); }
-      });
+    return getHtml(url).then(function (html) {
+      list.innerHTML = html;  // rendered and escaped by the server
+      list.dataset.loaded = "1";
+    });
   }
+
+  // Rows the server renders (and escapes), fetched by the parts of a page that load on
+  // demand: a run's reads, a window of a long timeline, a group of the outline's commits.
+  function getHtml(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) { throw new Error("HTTP " + r.status); }
+      return r.text();
+    });
+  }
+  function replaceWith(el, html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    var nodes = Array.prototype.slice.call(t.content.children);
+    el.replaceWith(t.content);
+    return nodes;
+  }
+
+  // A long timeline's windows load as they come near the view (or on their button).
+  function loadWindow(w) {
+    if (!w.loading) {
+      var button = w.querySelector("button");
+      w.classList.add("loading");
+      w.loading = getHtml(w.dataset.url).then(function (html) {
+        replaceWith(w, html).forEach(function (n) { if (n.matches("li.window")) { watch(n); } });
+      }, function (err) {
+        w.loading = null;
+        w.classList.remove("loading");
+        if (button) { button.textContent = "Could not load these events (" + err.message + "): try again"; }
+      });
+    }
+    return w.loading;
+  }
+  var near = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) { if (e.isIntersecting) { near.unobserve(e.target); loadWindow(e.target); } });
+  }, { rootMargin: "400px 0px" }) : null;
+  function watch(w) { if (near) { near.observe(w); } }
+  document.querySelectorAll("li.window").forEach(watch);
+  document.addEventListener("click", function (evt) {
+    var w = evt.target.closest && evt.target.closest("li.window");
+    if (w) { loadWindow(w); return; }
+    var more = evt.target.closest && evt.target.closest("li.run-more, li.commit-more");
+    if (more && !more.loading) {
+      more.loading = getHtml(more.dataset.url).then(function (html) { replaceWith(more, html); });
+    }
+  });
+  // A group of the outline's commits loads when it is first opened ("toggle" does not
+  // bubble: listen while it goes down).
+  document.addEventListener("toggle", function (evt) {
+    var group = evt.target;
+    if (!group.matches || !group.matches("details[data-url]") || !group.open || group.loaded) { return; }
+    group.loaded = getHtml(group.dataset.url).then(function (html) {
+      group.querySelector("ol").innerHTML = html;
+    }, function () { group.loaded = null; });
+  }, true);
   function setRunOpen(row, open) {
     var list = row.querySelector(".run-events"), button = row.querySelector(".run-toggle");
     list.hidden = !open;
@@ -158,13 +209,7 @@
           return;
         }
         var w = findWindow(cursor);
-        if (w && window.htmx) {
-          document.body.addEventListener("htmx:afterSettle", function once() {
-            document.body.removeEventListener("htmx:afterSettle", once);
-            reveal(attempts + 1);
-          });
-          window.htmx.trigger(w, "load-window");
-        }
+        if (w) { loadWindow(w).then(function () { reveal(attempts + 1); }); }
       });
   }
   window.addEventListener("hashchange", function () { reveal(0); });

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import timeline_context
-from dashboard.render import commit_item, event_html, rows_html, window_html
+from dashboard.render import commit_item, commit_items, event_html, rows_html, window_html
 from lifecycle import findings, imports, outline, store
 from lifecycle.events import EventRecord
 from lifecycle.models import ImportedTask, Run
@@ -143,13 +143,14 @@ def read_run(request: HttpRequest, task_key: str) -> HttpResponse:
         url = reverse("dashboard:read-run", args=[task_key])
         query = f"first={first_id}&last={last_id}&after={format_cursor(cursor_of(records[-1]))}"
         html += (
-            f'<li class="run-more" hx-get="{escape(url)}?{escape(query)}" hx-trigger="click" '
-            'hx-swap="outerHTML"><button type="button">Show more of these reads</button></li>'
+            f'<li class="run-more" data-url="{escape(url)}?{escape(query)}">'
+            '<button type="button">Show more of these reads</button></li>'
         )
     return HttpResponse(html)
 
 
 MAX_GROUP_COMMITS = 5000  # of a group the outline opens, per request
+MAX_OUTLINE_COMMITS = 50_000  # of the rest of the outline's list, per request
 
 
 @require_GET
@@ -160,11 +161,16 @@ def outline_commits(request: HttpRequest, task_key: str) -> HttpResponse:
     good_until, until = _place(request, "until")
     if after is None or until is None or not (good_after and good_until):
         return HttpResponseBadRequest("after and until are places the outline gave: <µs>.<id>")
-    records = outline.commits_between(task_key, after, until, MAX_GROUP_COMMITS + 1)
-    html = "".join(commit_item(r) for r in records[:MAX_GROUP_COMMITS])
-    if len(records) > MAX_GROUP_COMMITS:
+    grouped = request.GET.get("grouped") == "1"  # the rest of the outline's list
+    limit = MAX_OUTLINE_COMMITS if grouped else MAX_GROUP_COMMITS
+    records = outline.commits_between(task_key, after, until, limit + 1)
+    if grouped:
+        url = reverse("dashboard:outline-commits", args=[task_key])
+        html = commit_items(records[:limit], url)
+    else:
+        html = "".join(commit_item(r) for r in records[:limit])
+    if len(records) > limit:
         html += (
-            f"<li>… the first {MAX_GROUP_COMMITS:,} shown; the rest are on the timeline "
-            "and in its JSON.</li>"
+            f"<li>… the first {limit:,} shown; the rest are on the timeline and in its JSON.</li>"
         )
     return HttpResponse(html)

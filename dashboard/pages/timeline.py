@@ -20,7 +20,7 @@ from dashboard.swimlane import swimlane
 from lifecycle import findings, lifecycles, outline, store
 from lifecycle.checker import COMMIT_MARGIN, Finding, commit_time
 from lifecycle.events import EventRecord
-from lifecycle.outline import WINDOW, Outline, cursor_of, from_us
+from lifecycle.outline import Outline, cursor_of, from_us
 from lifecycle.timeline import (
     LANES,
     XID_MODULUS,
@@ -111,10 +111,10 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     proving = {i: r for i, r in proving.items() if r.task_key == task_key}
     windows = o.windows
     first, last = windows[0], windows[-1]
-    head = outline.window_events(task_key, None, first.before, WINDOW)
+    head = outline.window_events(task_key, None, first.before, outline.HEAD)
     head_end = cursor_of(head[-1])
     tail_after = last.after if len(windows) > 1 else head_end
-    tail = outline.window_events(task_key, tail_after, None, WINDOW, newest=True)
+    tail = outline.window_events(task_key, tail_after, None, outline.TAIL, newest=True)
     builder = TimelineBuilder()
     builder.origin = from_us(o.first_us)
     versions = {

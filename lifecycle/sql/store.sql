@@ -9,6 +9,32 @@ SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, bo
  WHERE task_key = %s
  ORDER BY id
 
+-- events_after --
+-- A task's events after an id, in arrival order (a long page's connection: what came
+-- after the page).
+SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
+  FROM lifecycle_event
+ WHERE task_key = %s AND id > %s
+ ORDER BY id
+
+-- last_statuses --
+-- A task's last commit with a status and last read with one, by time.
+(SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid, body::text, uuid::text
+   FROM lifecycle_event e
+  WHERE task_key = %(key)s AND source = 'db' AND status IS NOT NULL
+  ORDER BY e.at DESC, id DESC LIMIT 1)
+UNION ALL
+(SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid, body::text, uuid::text
+   FROM lifecycle_event e
+  WHERE task_key = %(key)s AND source IN ('api', 'probe') AND status IS NOT NULL
+  ORDER BY e.at DESC, id DESC LIMIT 1)
+
+-- task_gaps --
+SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid, body::text, uuid::text
+  FROM lifecycle_event e
+ WHERE task_key = %s AND kind = 'gap'
+ ORDER BY e.at, id
+
 -- event --
 SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
   FROM lifecycle_event

@@ -130,3 +130,84 @@ async def test_the_home_feed_moves_a_changed_task_to_the_top(hub):
     assert 'hx-swap-oob="afterbegin:#task-rows"' in html
     assert "RUNNING" in html
     await communicator.disconnect()
+
+
+async def test_a_live_read_that_repeats_the_last_one_extends_its_run(hub):
+    # Given a page that shows one read of a client
+    task = str(uuid.uuid4())
+    first = await add_event(task, client="web")
+    communicator = await connect(f"/ws/tasks/{task}", have=[first])
+
+    # When the same read comes: the read's row gives way to a run of two
+    second = await add_event(task, client="web")
+    html = await communicator.receive_from(timeout=5)
+    assert f'<li id="event-{first}" hx-swap-oob="delete">' in html
+    assert f'id="run-{first}"' in html and 'data-count="2"' in html
+    assert f'data-last-id="{second}"' in html
+
+    # When a third comes: only the run's count and span change, no row is added
+    third = await add_event(task, client="web")
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="run-{first}-summary"' in html and 'data-count="3"' in html
+    assert f"beforeend:#run-{first}-events" in html and f'id="event-{third}"' in html
+    assert "beforeend:#timeline-events" not in html
+
+    # And a read of another status is a row of its own
+    other = await add_event(task, "COMPLETED", client="web")
+    html = await communicator.receive_from(timeout=5)
+    assert f'id="event-{other}"' in html and "beforeend:#timeline-events" in html
+    await communicator.disconnect()
+
+
+async def test_a_reconnect_does_not_send_the_reads_its_runs_hold_again(hub):
+    # Given a page showing a run of three reads (first, count 3, last)
+    task = str(uuid.uuid4())
+    ids = [await add_event(task, client="web") for _ in range(3)]
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/tasks/{task}",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+    )
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to(
+        {"type": "hello", "have": [ids[0]], "tasks": [], "runs": [[ids[0], 3, ids[2]]]}
+    )
+    # Then nothing is sent again (the catch-up carries the findings only), and the next
+    # read extends the run to four
+    assert EVENT_ID.findall(await communicator.receive_from(timeout=5)) == []
+    fourth = await add_event(task, client="web")
+    html = await communicator.receive_from(timeout=5)
+    assert 'data-count="4"' in html and f'id="event-{fourth}"' in html
+    await communicator.disconnect()
+
+
+@database_sync_to_async
+def long_history(task: str, n: int) -> int:
+    Event.objects.bulk_create(
+        Event(task_key=task, source="api", kind="read", status="RUNNING", body={"client": i})
+        for i in range(n)
+    )
+    return Event.objects.filter(task_key=task).order_by("-id").values_list("id", flat=True)[0]
+
+
+async def test_a_long_page_is_followed_from_where_it_ends(hub):
+    # Given a long page that knows every event up to its newest (shown or in a window)
+    task = str(uuid.uuid4())
+    newest = await long_history(task, 2500)
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/tasks/{task}",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
+    )
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to(
+        {"type": "hello", "have": [newest], "tasks": [], "known_until": newest}
+    )
+    # Then none of those is sent (the catch-up carries the findings only), and a new
+    # event comes with a header that counts them all
+    assert EVENT_ID.findall(await communicator.receive_from(timeout=5)) == []
+    later = await add_event(task, "COMPLETED")
+    html = await communicator.receive_from(timeout=5)
+    assert EVENT_ID.findall(html) == [str(later)]
+    assert "2501 events" in html
+    await communicator.disconnect()

@@ -1,0 +1,198 @@
+"""Runs of identical reads folded into one row, on the page and live, and the windows of
+a long timeline. Pure logic: no database, no server."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dashboard.fragments import LiveRows
+from dashboard.render import rows_html, run_html, window_html
+from lifecycle.checker import Finding
+from lifecycle.events import EventRecord
+from lifecycle.outline import WINDOW, Column, format_cursor, parse_cursor, windows_of
+from lifecycle.timeline import (
+    Collapser,
+    ReadRun,
+    TimelineBuilder,
+    collapse,
+    pin,
+    run_summary,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def api(
+    i: int, ms: int, status: str = "RUNNING", xmin: int = 7, client: str = "web"
+) -> EventRecord:
+    body = {"xmin": xmin, "client": client, "http_status": 200}
+    return EventRecord(i, "api", "read", "t", status, T0 + timedelta(milliseconds=ms), body=body)
+
+
+def probe(i: int, ms: int, status: str = "RUNNING", run: int = 1, **extra: object) -> EventRecord:
+    body = {"run": run, "http_status": 200, "latency_ms": i, **extra}
+    return EventRecord(i, "probe", "read", "t", status, T0 + timedelta(milliseconds=ms), body=body)
+
+
+def commit(i: int, ms: int, old: str, new: str, txid: int) -> EventRecord:
+    body = {"old_status": old, "new_status": new, "changed": ["status"]}
+    return EventRecord(
+        i, "db", "update", "t", new, T0 + timedelta(milliseconds=ms), txid=txid, body=body
+    )
+
+
+def rows_of(records: list[EventRecord]) -> list[list[int]]:
+    """Each row's event ids: one for an event, several for a run of reads."""
+    rows = collapse(TimelineBuilder().extend(records))
+    return [[v.id for v in r.views] if isinstance(r, ReadRun) else [r.id] for r in rows]
+
+
+def test_a_run_of_identical_reads_is_one_row_and_a_commit_ends_it() -> None:
+    # Given twenty polls that saw RUNNING, a commit to COMPLETED, then five that saw it
+    records = [api(i, i * 100) for i in range(1, 21)]
+    records.append(commit(21, 2050, "RUNNING", "COMPLETED", txid=8))
+    records += [api(i, i * 100, "COMPLETED", xmin=8) for i in range(22, 27)]
+    # When laid out: three rows, and the two commits' neighbours are not folded together
+    assert rows_of(records) == [list(range(1, 21)), [21], list(range(22, 27))]
+
+
+def test_reads_fold_only_with_reads_of_the_same_source_client_status_and_version() -> None:
+    records = [
+        api(1, 0),
+        probe(2, 1),  # the probe's poll, between the API's reads: its own lane
+        api(3, 2),
+        api(4, 3, client="mobile"),  # another client: its own run
+        api(5, 4),
+        api(6, 5, xmin=9),  # another version: a new run
+        api(7, 6, "FAILED", xmin=9),  # another status: a new run
+        probe(8, 7),
+        probe(9, 8, error="timed out", status=None),  # a failed poll is not "saw RUNNING"
+    ]
+    assert rows_of(records) == [[1, 3, 5], [2, 8], [4], [6], [7], [9]]
+
+
+def test_a_read_that_proves_a_finding_stays_a_row_of_its_own() -> None:
+    views = TimelineBuilder().extend([api(i, i) for i in range(1, 7)])
+    pin(views, [Finding("stale_read", (4,), "old version")])
+    rows = collapse(views)
+    assert [[v.id for v in r.views] if isinstance(r, ReadRun) else [r.id] for r in rows] == [
+        [1, 2, 3],
+        [4],
+        [5, 6],
+    ]
+    # And the run's row shows count, span and version; the lone read keeps its mark
+    html = rows_html(rows)
+    assert 'id="run-1"' in html and 'data-count="3"' in html and "×3" in html
+    assert 'id="event-4"' in html and "has-finding" in html
+
+
+def test_a_run_says_what_it_returned_and_over_how_long() -> None:
+    views = TimelineBuilder().extend([api(1, 0), api(2, 1500), api(3, 2000)])
+    run = collapse(views)[0]
+    assert isinstance(run, ReadRun)
+    assert run_summary(run) == "reads returned RUNNING · web · 2.0 s, to 12:00:02.000"
+    html = run_html(run)
+    assert 'data-testid="read-run"' in html and 'aria-controls="run-1-events"' in html
+    assert 'data-last-id="3"' in html and "×3" in html
+
+
+def test_a_run_of_an_observed_system_is_escaped() -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    views = TimelineBuilder().extend([api(1, 0, evil, client=evil), api(2, 1, evil, client=evil)])
+    html = run_html(collapse(views)[0])  # type: ignore[arg-type]
+    assert "<img" not in html and "&lt;img" in html
+
+
+def test_the_collapser_extends_the_open_run_and_a_commit_closes_it() -> None:
+    collapser = Collapser()
+    views = TimelineBuilder().extend(
+        [api(1, 0), api(2, 1), commit(3, 2, "PENDING", "RUNNING", txid=9), api(4, 3)]
+    )
+    assert [collapser.add(v)[1] for v in views] == [True, False, True, True]
+
+
+def live_rows(views: list, have: set[int], runs: dict[int, tuple[int, int]]) -> LiveRows:
+    rows = LiveRows()
+    missing = rows.seed(views, lambda v: v.id in have, have, runs)
+    assert missing == []
+    return rows
+
+
+def test_a_live_read_turns_the_last_read_into_a_run_then_extends_it() -> None:
+    # Given a page whose last row is one read
+    builder = TimelineBuilder()
+    rows = live_rows(builder.extend([commit(1, 0, "PENDING", "RUNNING", 9), api(2, 1)]), {1, 2}, {})
+    # When the same read comes: the read's row is removed and a run of two takes its place
+    html = rows.place(builder.extend([api(3, 2)]))
+    assert '<li id="event-2" hx-swap-oob="delete">' in html
+    assert 'id="run-2"' in html and 'data-count="2"' in html and "fresh" in html
+    # When one more comes: only the run's count and span change, and the read joins its list
+    html = rows.place(builder.extend([api(4, 3)]))
+    assert (
+        'id="run-2-summary"' in html and 'hx-swap-oob="true"' in html and 'data-count="3"' in html
+    )
+    assert "beforeend:#run-2-events" in html and 'id="event-4"' in html
+    assert 'id="run-2"' not in html.replace('id="run-2-', "")  # no second row
+    # When another read comes: a row of its own
+    html = rows.place(builder.extend([api(5, 4, "COMPLETED", xmin=10)]))
+    assert 'id="event-5"' in html and 'hx-swap-oob="true"' not in html
+
+
+def test_a_page_s_folded_run_is_extended_from_its_own_count() -> None:
+    # Given a page showing reads 1-3 as one run (from its hello: first 1, count 3, last 3)
+    builder = TimelineBuilder()
+    views = builder.extend([api(1, 0), api(2, 1), api(3, 2)])
+    rows = live_rows(views, {1}, {1: (3, 3)})
+    # When a fourth comes, the run counts four and nothing is sent twice
+    html = rows.place(builder.extend([api(4, 3)]))
+    assert 'data-count="4"' in html and re.findall(r'id="event-(\d+)"', html) == ["4"]
+
+
+def test_a_read_of_a_run_that_becomes_proof_marks_the_run_not_a_missing_row() -> None:
+    builder = TimelineBuilder()
+    views = builder.extend([api(1, 0), api(2, 1), api(3, 2)])
+    rows = live_rows(views, {1}, {1: (3, 3)})
+    changed = pin(views, [Finding("stale_read", (2,), "old")])
+    html = rows.remark(v for v in views if v.id in changed)
+    assert 'id="run-1-summary"' in html and "stale_read" in html
+    assert 'id="event-2"' not in html  # the page has no row of its own for it
+
+
+def columns(*counts: int) -> list[Column]:
+    return [Column(i, {"api": n} if n else {}) for i, n in enumerate(counts)]
+
+
+def test_windows_are_whole_columns_of_at_least_a_window_of_events_and_cover_all_time() -> None:
+    half = WINDOW // 2
+    found = windows_of(columns(half, half, 0, 0, WINDOW * 3, 1, 0, 2), 0, 1000.0)
+    assert [w.count for w in found] == [WINDOW, WINDOW * 3, 3]
+    # Each starts where the last ended (an event that arrives late falls in one), the
+    # first from the start and the last to the end
+    assert found[0].after is None and found[-1].before is None
+    assert found[1].after == found[0].before == (2000, 0)
+    assert found[2].after == found[1].before == (5000, 0)
+
+
+def test_a_cursor_is_a_time_and_an_id_and_nothing_else_parses() -> None:
+    assert parse_cursor("1764590400000000.42") == (1764590400000000, 42)
+    assert format_cursor((1764590400000000, 42)) == "1764590400000000.42"
+    for bad in ("", "12", "a.b", "1.2.3", "1.-2", "9" * 30 + ".1", "1.2 "):
+        assert parse_cursor(bad) is None
+
+
+def test_a_window_not_loaded_says_what_it_holds_and_where_it_loads_from() -> None:
+    html = window_html(
+        "a/<b>", (1764590400000000, 5), (1764590460000000, 0), 1234, {"api": 1200, "db": 34}
+    )
+    assert 'data-testid="window"' in html and "1,234 more events" in html
+    assert "1,200 API reads" in html and "34 commits" in html
+    assert "&lt;b&gt;" not in html or "<b>" not in html
+    assert (
+        'data-url="/windows/a/%3Cb%3E?after=1764590400000000.5&amp;before=1764590460000000.0'
+        in html
+    )
