@@ -26,9 +26,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-NAMES = ("capture", "ingest", "feed", "websocket", "render", "soak")
+NAMES = ("capture", "ingest", "feed", "websocket", "render", "page", "soak")
 # The soak takes ten minutes: it runs when asked for (--only soak).
-DEFAULT = ("capture", "ingest", "feed", "websocket", "render")
+DEFAULT = ("capture", "ingest", "feed", "websocket", "render", "page")
 
 # (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
 Row = dict[str, Any]
@@ -62,6 +62,7 @@ def run(options: dict[str, Any]) -> int:
         "feed": _feed,
         "websocket": _websocket,
         "render": _render,
+        "page": _page,
         "soak": _soak,
     }
     for name in NAMES:
@@ -256,6 +257,36 @@ def _render(options: dict[str, Any], rows: list[Row]) -> bool:
                 "verdict": _verdict(page["page_ms"] <= bd.TARGET_RENDER_MS),
             }
         )
+    return True
+
+
+def _page(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import page as bench_page
+
+    r = bench_page.bench_page()
+    long = r["pages"][f"{r['events']} events"]
+    before = r["pages"][f"{r['baseline']} events, whole (before)"]
+    rows.append(
+        {
+            "bench": "page",
+            "figure": f"{r['events']} events: interactive in Chromium",
+            "value": f"{long['interactive_ms']:.0f} ms (server: first GET "
+            f"{long['first_ms']:.0f} ms, again {long['server_ms']:.0f} ms)",
+            "baseline": f"{r['baseline']} events whole: {before['interactive_ms']:.0f} ms",
+            "target": f"≤ {bench_page.TARGET_INTERACTIVE_MS:g} ms",
+            "verdict": _verdict(long["interactive_ms"] <= bench_page.TARGET_INTERACTIVE_MS),
+        }
+    )
+    rows.append(
+        {
+            "bench": "page",
+            "figure": f"{r['events']} events: bytes transferred",
+            "value": f"{long['bytes'] / 1048576:.2f} MB",
+            "baseline": f"{r['baseline']} events whole: {before['bytes'] / 1048576:.2f} MB",
+            "target": f"≤ {bench_page.TARGET_BYTES / 1048576:g} MB",
+            "verdict": _verdict(long["bytes"] <= bench_page.TARGET_BYTES),
+        }
+    )
     return True
 
 

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
-from dashboard.pages.timeline import timeline_context
+from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
-from lifecycle import events, findings, imports, probe, store
+from lifecycle import events, findings, imports, outline, probe, store
 from lifecycle.database import off_thread
 from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
@@ -32,6 +32,7 @@ from lifecycle.scenarios import (
     find_scenario,
     get_scenario,
 )
+from lifecycle.timeline import current_status
 
 
 def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
@@ -155,6 +156,8 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
     cursor = parse_cursor(after) if after else None
     if after and cursor is None:
         return json_error(400, "after is a cursor a previous page gave as next")
+    if page_size is not None and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
+        return _long_timeline(request, task_key, expected, page_size, cursor)
     context = timeline_context(task_key, expected, html=False)
     if not context["events"]:
         return json_error(404, f"no event for task {task_key}")
@@ -181,6 +184,38 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
 
 MAX_PAGE = 5000  # events per page of a JSON timeline
+
+
+def _long_timeline(
+    request: HttpRequest,
+    task_key: str,
+    expected: str | None,
+    page_size: int,
+    cursor: tuple[int, int] | None,
+) -> JsonResponse:
+    """A page of a long history's JSON timeline, read from the time index (the history is
+    not loaded); its findings are the maintainer's, of the whole history."""
+    records = outline.window_events(task_key, cursor, None, page_size + 1)
+    following = None
+    if len(records) > page_size:
+        records = records[:page_size]
+        following = format_cursor(cursor_of(records[-1]))
+    found = findings.latest_stored(task_key, expected)
+    views = part_views(task_key, records, found)
+    count = store.task_stats([task_key]).get(task_key, (0, 0))[0]
+    return JsonResponse(
+        {
+            "task": task_key,
+            "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
+            "status": current_status(store.last_statuses(task_key)),
+            "expected": expected,
+            "order": "time at source, then event id",
+            "findings": [f.as_json() for f in found],
+            "events": [view.as_json() for view in views],
+            "total": count,
+            "next": following,
+        }
+    )
 
 
 @require_POST

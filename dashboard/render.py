@@ -24,7 +24,7 @@ from dashboard import dom
 from lifecycle import lifecycles
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, clock
-from lifecycle.outline import EPOCH, Cursor, Mark, Outline, format_cursor, from_us
+from lifecycle.outline import EPOCH, WHOLE_MAX, Cursor, Mark, Outline, format_cursor, from_us
 from lifecycle.timeline import LANES, EventView, ReadRun, Row, field_text, run_summary
 
 LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
@@ -359,13 +359,20 @@ def outline_html(o: Outline, shown: int) -> str:
     seconds = (o.last_us - o.first_us) / 1e6
     url = reverse("dashboard:outline-commits", args=[o.task_key])
     items = commit_items(o.commits, url, limit=OUTLINE_ENTRIES)
+    whole = ""
+    if o.count <= WHOLE_MAX:
+        page = reverse("dashboard:task", args=[o.task_key])
+        whole = (
+            f' <a href="{escape(page)}?whole=1" data-testid="whole-history">Every event in one '
+            "page</a> (slower: for a search with the browser's find)."
+        )
     return (
         '<section class="outline" data-testid="outline" aria-labelledby="outline-title">'
         '<div class="section-head"><h2 id="outline-title">Outline</h2>'
         f'<span class="muted">{o.count:,} events from {clock(first)} to {clock(last)} '
         f"({_duration(seconds)}). The timeline shows {shown:,} of them, the first and the "
         "last; the rest load as you scroll to them, or when a link here, in the findings or "
-        "in the picture points into them.</span></div>"
+        f"in the picture points into them.{whole}</span></div>"
         f'<ul class="lane-counts" data-testid="lane-counts">{lanes}</ul>'
         f'<h3>Commits <span class="muted">({len(o.commits):,})</span></h3>'
         f'<ol class="outline-commits" data-testid="outline-commits">{items}</ol>'

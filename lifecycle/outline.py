@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection
 
@@ -31,8 +33,10 @@ from lifecycle import sql, store
 from lifecycle.events import GAP, EventRecord
 
 OUTLINE = sql.load("outline")
+T = TypeVar("T")
 
 WINDOWED_ABOVE = 2000  # a longer history is shown as an outline and windows
+WHOLE_MAX = 20_000  # up to this many, a page may still show every event at once (?whole=1)
 WINDOW = 500  # events a window holds (about: windows are whole columns), and a load returns
 HEAD = 200  # the first events a long page shows
 TAIL = 300  # the last events it shows, the live end
@@ -112,6 +116,17 @@ class Outline:
     commits: list[Mark]  # every commit
     steps: list[EventRecord]  # every attempt step (start, ack, fail, nack, skip), trimmed
     gaps: list[EventRecord]
+    # What pages make of it (its picture, its list of commits), kept with it: the same
+    # outline gives the same ones (``derive``).
+    derived: dict[object, object] = field(default_factory=dict)
+
+    def derive(self, key: object, make: Callable[[], T]) -> T:
+        """``make()``, once per key for this outline (a few keys: the oldest go)."""
+        if key not in self.derived:
+            if len(self.derived) >= 16:
+                self.derived.pop(next(iter(self.derived)))
+            self.derived[key] = make()
+        return self.derived[key]  # type: ignore[return-value]
 
     def column_start(self, index: int) -> datetime:
         return from_us(round(self.first_us + index * self.width_us))
@@ -194,8 +209,39 @@ class Mark(NamedTuple):
         )
 
 
+# The last outlines read, by task and newest event id: a history is append-only, so the
+# same newest id gives the same outline, and a finished task's page opened again (or by a
+# colleague following its permalink) skips the two scans. An event that commits after a
+# newer one of its task (a lower id, late) shows in the outline with the next event; its
+# window shows it at once.
+_OUTLINES: OrderedDict[str, tuple[int, Outline]] = OrderedDict()
+OUTLINES_KEPT = 8
+_outlines_lock = threading.Lock()
+
+
 def read_outline(task_key: str) -> Outline | None:
     """The outline of a task's history (None: it has no event)."""
+    with connection.cursor() as cursor:
+        cursor.execute(OUTLINE["newest"], {"key": task_key})
+        newest = cursor.fetchone()[0]
+    if newest is None:
+        return None
+    with _outlines_lock:
+        kept = _OUTLINES.get(task_key)
+        if kept is not None and kept[0] == newest:
+            _OUTLINES.move_to_end(task_key)
+            return kept[1]
+    found = _read_outline(task_key)
+    if found is not None:
+        with _outlines_lock:
+            _OUTLINES[task_key] = (newest, found)
+            _OUTLINES.move_to_end(task_key)
+            while len(_OUTLINES) > OUTLINES_KEPT:
+                _OUTLINES.popitem(last=False)
+    return found
+
+
+def _read_outline(task_key: str) -> Outline | None:
     found = span(task_key)
     if found is None:
         return None

@@ -12,13 +12,12 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
-from dashboard.pages.timeline import timeline_context
+from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import commit_item, commit_items, event_html, rows_html, window_html
-from lifecycle import findings, imports, outline, store
-from lifecycle.events import EventRecord
+from lifecycle import imports, outline, store
 from lifecycle.models import ImportedTask, Run
-from lifecycle.outline import WINDOW, cursor_of, format_cursor, from_us, parse_cursor
-from lifecycle.timeline import EventView, TimelineBuilder, collapse, pin, read_signature
+from lifecycle.outline import WINDOW, cursor_of, format_cursor, parse_cursor
+from lifecycle.timeline import collapse, read_signature
 
 
 @require_GET
@@ -59,25 +58,6 @@ def import_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/import_failed.html", {"reasons": reasons}, status=400)
 
 
-def _views(task_key: str, records: list[EventRecord]) -> list[EventView]:
-    """Rows of part of a history, laid out as on its page: times from the history's
-    first event, reads linked to the commits whose versions they returned, findings
-    pinned as the maintainer last stored them."""
-    known = outline.span(task_key)
-    if known is None:
-        return []
-    versions = {
-        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
-    }
-    builder = TimelineBuilder()
-    builder.origin = from_us(known[0])
-    builder.index_commits(outline.commits_of_versions(task_key, versions))
-    views = [builder.add(r) for r in records]
-    found = findings.latest_stored(task_key, store.expected_for(task_key))
-    pin(views, found)
-    return views
-
-
 def _place(request: HttpRequest, name: str) -> tuple[bool, tuple[int, int] | None]:
     text = request.GET.get(name, "")
     cursor = parse_cursor(text) if text else None
@@ -100,7 +80,7 @@ def window(request: HttpRequest, task_key: str) -> HttpResponse:
     records = outline.window_events(task_key, after, before, WINDOW + 1)
     more = len(records) > WINDOW
     records = records[:WINDOW]
-    html = rows_html(collapse(_views(task_key, records)), inline_fields=False)
+    html = rows_html(collapse(part_views(task_key, records)), inline_fields=False)
     if more:
         rest = max(expected_count - WINDOW, 1)
         html += window_html(task_key, cursor_of(records[-1]), before, rest)
@@ -135,7 +115,7 @@ def read_run(request: HttpRequest, task_key: str) -> HttpResponse:
     )
     more = len(records) > outline.MAX_RUN_MEMBERS
     records = records[: outline.MAX_RUN_MEMBERS]
-    views = _views(task_key, [first, *records])  # the first for the run's signature
+    views = part_views(task_key, [first, *records])  # the first for the run's signature
     signature = read_signature(views[0]) if views else None
     members = [v for v in views[1:] if read_signature(v) == signature]
     html = "".join(event_html(v, inline_fields=False) for v in members)

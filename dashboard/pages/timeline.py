@@ -43,6 +43,8 @@ def timeline_context(
     """What the task and run pages show of a task (``html``: with its events rendered;
     the JSON timeline does without). A history longer than ``outline.WINDOWED_ABOVE`` is
     shown as its outline and windows (``windowed_context``) unless ``whole`` is asked."""
+    if whole and outline.longer_than(task_key, outline.WHOLE_MAX):
+        whole = False  # too long to show at once: the outline and windows
     if html and not whole and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
         windowed = windowed_context(task_key, expected)
         if windowed is not None:
@@ -145,13 +147,20 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
                 window_html(task_key, last.after, cursor_of(tail[0]), last.count - len(tail))
             )
     parts.append(rows_html(collapse(tail_views), inline_fields=False))
-    changes = [m.record(task_key) for m in o.commits if m.changes_status]
-    marks = _marks(o, changes, proving, found)
+    changes = o.derive(
+        "changes", lambda: [m.record(task_key) for m in o.commits if m.changes_status]
+    )
     by_id = {r.id: r for r in [*changes, *proving.values()]}
     lifecycle = lifecycles.of_history(changes)
     status = _status(changes, tail)
     roles = {r.status: lifecycle.role(r.status) or "" for r in changes if r.status}
-    picture = swimlane(marks, found, roles, outline=o)
+    picture = o.derive(
+        ("swimlane", tuple(found)),
+        lambda: swimlane(_marks(o, changes, proving, found), found, roles, outline=o),
+    )
+    listing = o.derive(
+        ("outline", len(head) + len(tail)), lambda: outline_html(o, len(head) + len(tail))
+    )
     return {
         "swimlane": mark_safe(picture),
         "task_key": task_key,
@@ -159,7 +168,7 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
         "events_html": mark_safe("".join(parts)),
         "known_until": o.last_id,
         "outline": o,
-        "outline_html": mark_safe(outline_html(o, len(head) + len(tail))),
+        "outline_html": mark_safe(listing),
         "findings": finding_views(found, list(by_id.values())),
         "finding_objects": found,
         "findings_note": _findings_note(behind),
@@ -211,3 +220,25 @@ def _findings_note(behind: int | None) -> str:
             "ago: the maintainer is checking the newer ones."
         )
     return ""
+
+
+def part_views(
+    task_key: str, records: list[EventRecord], found: list[Finding] | None = None
+) -> list[EventView]:
+    """Rows of part of a history, laid out as on its page: times from the history's
+    first event, reads linked to the commits whose versions they returned, findings
+    pinned (``found``, else as the maintainer last stored them)."""
+    known = outline.span(task_key)
+    if known is None:
+        return []
+    versions = {
+        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
+    }
+    builder = TimelineBuilder()
+    builder.origin = from_us(known[0])
+    builder.index_commits(outline.commits_of_versions(task_key, versions))
+    views = [builder.add(r) for r in records]
+    if found is None:
+        found = findings.latest_stored(task_key, store.expected_for(task_key))
+    pin(views, found)
+    return views

@@ -8,6 +8,10 @@
 -- Whether a task has more than this many events (reads at most that many).
 SELECT count(*) > %(n)s FROM (SELECT 1 FROM lifecycle_event WHERE task_key = %(key)s LIMIT %(n)s + 1) e
 
+-- newest --
+-- A task's newest event id (the (task_key, id) index's last entry): the outline cache's key.
+SELECT max(id) FROM lifecycle_event WHERE task_key = %(key)s
+
 -- span --
 -- A task's first and last times, µs since the epoch (two probes of the time index).
 SELECT (SELECT (extract(epoch FROM e.at) * 1000000)::bigint FROM lifecycle_event e

@@ -133,3 +133,20 @@ def test_a_long_page_s_parts_need_the_right_to_read(anonymous_client, long_task)
     for url in (f"/windows/{long_task}", f"/reads/{long_task}?first=1&last=1"):
         response = anonymous_client.get(url)
         assert response.status_code in (302, 401, 403)
+
+
+def test_a_long_json_timeline_pages_from_the_time_index_and_keeps_every_event(client, long_task):
+    findings.refresh([long_task])
+    seen, after, pages = [], None, 0
+    while True:
+        url = f"/api/tasks/{long_task}/timeline?limit=1500" + (f"&after={after}" if after else "")
+        body = client.get(url).json()
+        assert body["total"] == EVENTS and body["findings"]
+        seen += [(e["at"], e["id"]) for e in body["events"]]
+        pages += 1
+        after = body["next"]
+        if after is None:
+            break
+    assert pages == 4 and len(seen) == EVENTS
+    assert seen == sorted(seen)  # time order, ties by id
+    assert sorted(i for _, i in seen) == sorted(all_ids(long_task))
