@@ -151,6 +151,7 @@ class TaskConsumer(LiveConsumer):
         self.long = False
         self.count_before = 0  # a long page's events not in self.records
         self.related: dict[int, EventRecord] = {}  # its findings' events
+        self.versions_sought: set[int] = set()  # versions whose commits were looked up
         self.refresher = FindingsRefresher(
             self.topic, lambda: self.records, self.check, self.publish_findings
         )
@@ -216,7 +217,11 @@ class TaskConsumer(LiveConsumer):
             self.dom_runs = {
                 run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
             }
-        state = await database_sync_to_async(_long_state)(self.topic, self.known_until)
+        state = await database_sync_to_async(_long_state)(
+            self.topic,
+            self.known_until,
+            set(self.dom_runs) | {v[1] for v in self.dom_runs.values()},
+        )
         self.expected = await database_sync_to_async(self._expected)()
         self.refresher.replaced()
         records = state.records
@@ -267,8 +272,12 @@ class TaskConsumer(LiveConsumer):
                 if r.source == "api"
                 and isinstance(r.body.get("xmin"), int)
                 and r.body["xmin"] not in self.builder.commits_by_xmin
+                and r.body["xmin"] not in self.versions_sought
             }
             if unknown:
+                self.versions_sought |= unknown  # a version no commit wrote: asked once
+                if len(self.versions_sought) > 100_000:
+                    self.versions_sought.clear()
                 commits = await database_sync_to_async(outline.commits_of_versions)(
                     self.topic, unknown
                 )
@@ -393,10 +402,14 @@ class LongState:
 LONG_TAIL = 1000  # a long page's last events a connection reads, to extend its last run
 
 
-def _long_state(task_key: str, known_until: int) -> LongState:
+def _long_state(task_key: str, known_until: int, run_ends: set[int]) -> LongState:
+    """``run_ends``: the first and last reads of the page's runs (a run may have begun
+    before the last events read here)."""
     recent = outline.window_events(task_key, None, None, LONG_TAIL, newest=True)
     newer = store.events_after(task_key, known_until)
-    by_id = {r.id: r for r in [*recent, *newer]}
+    ends = store.events_by_id(sorted(run_ends)[:MAX_RUNS]) if run_ends else {}
+    ends = {i: r for i, r in ends.items() if r.task_key == task_key}
+    by_id = {r.id: r for r in [*ends.values(), *recent, *newer]}
     records = in_time_order(by_id.values())
     versions = {
         r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)

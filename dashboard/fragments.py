@@ -16,7 +16,7 @@ from dashboard import dom
 from dashboard.render import FindingView, event_html, run_html, run_summary_html
 from lifecycle.models import Run
 from lifecycle.store import TaskSummary
-from lifecycle.timeline import Collapser, EventView, ReadRun, read_signature
+from lifecycle.timeline import Collapser, EventView, ReadRun, Row, read_signature
 
 # Each event's row as last rendered: every connection to a task builds the same view of
 # it, so with five clients on a task the row is rendered once, not five times.
@@ -44,11 +44,6 @@ def _row(view: EventView) -> str:
 def fresh(html: str) -> str:
     """Mark a row sent live: ``lifecycle.js`` moves it to its place in time order."""
     return html.replace('<li class="ev ', '<li class="ev fresh ', 1)
-
-
-def events_fragment(views: Iterable[EventView], *, first: bool = False) -> str:
-    """Append events to the timeline (``first``: also remove its "No event yet")."""
-    return rows_fragment([_row(v) for v in views], first=first)
 
 
 def rows_fragment(rows: list[str], *, first: bool = False) -> str:
@@ -113,11 +108,6 @@ def findings_fragment(findings: list[FindingView], expected: str | None) -> str:
     )
 
 
-def replace_events_fragment(views: Iterable[EventView]) -> str:
-    """Re-render events already shown (their finding marks changed), in place."""
-    return "".join(event_html(v) for v in views)
-
-
 class LiveRows:
     """What one connection's timeline shows, row by row, so a live read that is the same
     as the last one extends that run of reads instead of adding a row.
@@ -140,80 +130,114 @@ class LiveRows:
         dom_runs: dict[int, tuple[int, int]],
     ) -> list[EventView]:
         """Take the page's rows: ``known`` tells the events it has (shown or in a window
-        not loaded), ``shown`` the ids it shows as rows, ``dom_runs`` its folded runs
-        (first id -> (count, last id)). Returns the views the page lacks, in order."""
+        not loaded), ``shown`` the ids it shows, ``dom_runs`` its folded runs (first id ->
+        (count, last id)). ``views`` in time order; returns those the page lacks."""
         self.collapser = Collapser()
         self.folded = {}
-        self.own_rows = set(shown)
-        by_id = {v.id: v for v in views}
-        ranges: dict[tuple[object, ...], list[tuple[EventView, EventView]]] = {}
-        for first_id, (_, last_id) in dom_runs.items():
-            first, last = by_id.get(first_id), by_id.get(last_id)
-            signature = read_signature(first) if first is not None else None
-            if first is not None and last is not None and signature is not None:
-                ranges.setdefault(signature, []).append((first, last))
+        position = {v.id: n for n, v in enumerate(views)}
+        # Each page run's reads: those of its signature from its first to its last read.
+        # Runs of one signature are walked from a frontier, so each view is looked at
+        # once per signature however many runs a hello names.
         runs: dict[int, ReadRun] = {}
+        frontier: dict[tuple[object, ...], int] = {}
+        spans = []
+        for first_id, (count, last_id) in dom_runs.items():
+            if first_id in position and last_id in position:
+                spans.append((position[first_id], position[last_id], count))
+        for start, end, count in sorted(spans):
+            signature = read_signature(views[start])
+            if signature is None or end < start:
+                continue
+            members = [
+                v
+                for v in views[max(start, frontier.get(signature, 0)) : end + 1]
+                if read_signature(v) == signature
+            ]
+            frontier[signature] = end + 1
+            if not members or members[0] is not views[start]:
+                continue
+            run = ReadRun(members, signature, hidden=max(count - len(members), 0))
+            runs[views[start].id] = run
+            for v in members:
+                self.folded[v.id] = run
+        self.own_rows = set(shown) - set(self.folded)
         missing = []
         for view in views:
-            signature = read_signature(view)
-            home = None
-            for first, last in ranges.get(signature, ()) if signature else ():
-                if _order(first) <= _order(view) <= _order(last):
-                    home = first
-            if home is not None:
-                run = runs.setdefault(home.id, ReadRun([], signature))  # type: ignore[arg-type]
-                run.views.append(view)
-                self.folded[view.id] = run
-            elif not known(view):
+            if view.id not in self.folded and not known(view):
                 missing.append(view)
                 continue
             self.collapser.add(view)
-        # The open run of each lane, as the page shows it: from the page's own run row
-        # of it, else the read's own row; a run the page shows otherwise is closed.
+        # The open run of each lane, as the page shows it: the page's run row that ends
+        # with its last read, else the read's own row; a run the page shows otherwise is
+        # closed (the next read starts a row).
         for lane, run in list(self.collapser.open.items()):
-            page_run = next(
-                (runs[v.id] for v in reversed(run.views) if v.id in runs and runs[v.id].views),
-                None,
-            )
-            if page_run is not None and page_run.last.id == run.last.id:
-                self.collapser.open[lane] = page_run
-            elif run.count == 1 and run.first.id in self.own_rows:
-                continue
-            else:
+            page_run = self._as_shown(run)
+            if page_run is None:
                 del self.collapser.open[lane]
+            else:
+                self.collapser.open[lane] = page_run
+        for lane, (run, closer) in list(self.collapser.closed.items()):
+            page_run = self._as_shown(run)
+            if page_run is None:
+                del self.collapser.closed[lane]
+            else:
+                self.collapser.closed[lane] = (page_run, closer)
         return missing
 
+    def _as_shown(self, run: ReadRun) -> ReadRun | None:
+        """The run as the page shows its end: the page's run row ending with its last
+        read, or the read's own row; None when the page shows it otherwise."""
+        page_run = self.folded.get(run.last.id)
+        if page_run is not None and page_run.last.id == run.last.id:
+            return page_run
+        if run.count == 1 and run.first.id in self.own_rows:
+            return run
+        return None
+
     def place(self, views: Iterable[EventView], *, first: bool = False) -> str:
-        """The fragments that show these new events."""
-        rows: list[str] = []
-        extra: list[str] = []
+        """The fragments that show these new events. Rows new in this call are rendered
+        once, as they end up; swaps aim only at rows the page had before."""
+        new: dict[int, Row] = {}  # by first id, in order
+        deleted: list[int] = []
+        grown: dict[int, ReadRun] = {}
+        appended: dict[int, list[EventView]] = {}
         for view in views:
-            row, new = self.collapser.add(view)
-            if new:
-                rows.append(_row(view))
+            row, is_new = self.collapser.add(view)
+            if is_new:
+                new[view.id] = row
                 self.own_rows.add(view.id)
                 continue
             assert isinstance(row, ReadRun)
-            for v in row.views:
-                self.folded[v.id] = row
             run_id = row.first.id
-            if row.count == 2 and run_id in self.own_rows:
-                # The read's own row becomes the run's.
+            self.folded[view.id] = row
+            self.folded.setdefault(run_id, row)
+            if run_id in new:
+                continue  # rendered below, as it ends up
+            if run_id in self.own_rows:  # the page's row of one read becomes the run's
                 self.own_rows.discard(run_id)
-                extra.append(f'<li id="{dom.event_id(run_id)}" hx-swap-oob="delete"></li>')
-                rows.append(run_html(row))
+                deleted.append(run_id)
+                new[run_id] = row
             else:
-                extra.append(run_summary_html(row, oob=True))
-                extra.append(
-                    f'<div hx-swap-oob="beforeend:#{dom.RUN_PREFIX}{run_id}-events">'
-                    f"{event_html(view, inline_fields=False)}</div>"
-                )
-        # A run that became one replaces its first read's row, which this removes first.
+                grown[run_id] = row
+                appended.setdefault(run_id, []).append(view)
+        for run_id, row in new.items():  # a run's row, not its first read's
+            if isinstance(row, ReadRun) and row.count > 1:
+                self.own_rows.discard(run_id)
+        extra = [f'<li id="{dom.event_id(i)}" hx-swap-oob="delete"></li>' for i in deleted]
+        for run_id, run in grown.items():
+            extra.append(run_summary_html(run, oob=True))
+            reads = "".join(event_html(v, inline_fields=False) for v in appended[run_id])
+            extra.append(
+                f'<div hx-swap-oob="beforeend:#{dom.RUN_PREFIX}{run_id}-events">{reads}</div>'
+            )
+        rows = [run_html(row) if isinstance(row, ReadRun) else _row(row) for row in new.values()]
+        # The removals first: a run that became one replaces its first read's row.
         return "".join(extra) + rows_fragment(rows, first=first)
 
     def remark(self, views: Iterable[EventView]) -> str:
         """Re-render events whose finding marks changed, where the page shows them: their
-        own rows, and for a read folded into a run, the run's summary."""
+        own rows; a run holding a read that now proves a finding is split, so that read
+        is a row of its own (a finding points at its exact events)."""
         parts = []
         runs: dict[int, ReadRun] = {}
         for view in views:
@@ -222,8 +246,42 @@ class LiveRows:
                 runs[run.first.id] = run
             elif view.id in self.own_rows:
                 parts.append(event_html(view))
-        parts.extend(run_summary_html(run, oob=True) for run in runs.values())
-        return "".join(parts)
+        rows: list[str] = []
+        for run in runs.values():
+            run.refresh_findings()
+            if run.hidden or not any(v.findings for v in run.views):
+                parts.append(run_summary_html(run, oob=True))  # marks cleared, or not all held
+                continue
+            parts.append(f'<li id="{dom.RUN_PREFIX}{run.first.id}" hx-swap-oob="delete"></li>')
+            pieces = Collapser().rows(run.views)
+            for piece in pieces:
+                if isinstance(piece, ReadRun) and piece.count > 1:
+                    rows.append(run_html(piece))
+                    for v in piece.views:
+                        self.folded[v.id] = piece
+                else:
+                    view = piece.first if isinstance(piece, ReadRun) else piece
+                    rows.append(_row(view) if not view.findings else event_html(view))
+                    self.folded.pop(view.id, None)
+                    self.own_rows.add(view.id)
+            self._replace_open(run, pieces[-1])
+        return "".join(parts) + rows_fragment(rows)
+
+    def _replace_open(self, run: ReadRun, last: Row) -> None:
+        """The lane's open (or last closed) run was split: its last piece takes its place
+        (a read that proves stands alone: the run is closed)."""
+        for lane, open_run in list(self.collapser.open.items()):
+            if open_run is run:
+                if isinstance(last, ReadRun):
+                    self.collapser.open[lane] = last
+                else:
+                    del self.collapser.open[lane]
+        for lane, (closed_run, closer) in list(self.collapser.closed.items()):
+            if closed_run is run:
+                if isinstance(last, ReadRun):
+                    self.collapser.closed[lane] = (last, closer)
+                else:
+                    del self.collapser.closed[lane]
 
 
 def _order(view: EventView) -> tuple[int, int]:

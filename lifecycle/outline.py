@@ -53,7 +53,9 @@ def parse_cursor(text: str | None) -> Cursor | None:
     if match is None:
         return None
     at_us, event_id = int(match.group(1)), int(match.group(2))
-    if not (-(2**62) < at_us < 2**62 and event_id < 2**63):
+    # Times an event may have (1970 to 8999, ``events``) with room; beyond, PostgreSQL's
+    # timestamps end.
+    if not (-(10**17) < at_us < 3 * 10**17 and event_id < 2**63):
         return None
     return at_us, event_id
 

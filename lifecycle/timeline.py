@@ -314,10 +314,29 @@ def read_signature(view: EventView) -> tuple[object, ...] | None:
 
 @dataclass
 class ReadRun:
-    """Identical reads shown as one row, oldest first; the row keeps its first event's id."""
+    """Identical reads shown as one row, oldest first; the row keeps its first event's id.
+
+    ``hidden``: reads of the run not held here (a long page's run that began before the
+    events its connection read); they count."""
 
     views: list[EventView]
     signature: tuple[object, ...]
+    hidden: int = 0
+    findings: list[str] = field(default_factory=list)  # the kinds its reads prove
+
+    def __post_init__(self) -> None:
+        self.refresh_findings()
+
+    def add(self, view: EventView) -> None:
+        self.views.append(view)
+        self.findings.extend(k for k in view.findings if k not in self.findings)
+
+    def refresh_findings(self) -> None:
+        """After the reads' finding marks changed."""
+        kinds: list[str] = []
+        for v in self.views:
+            kinds.extend(k for k in v.findings if k not in kinds)
+        self.findings = kinds
 
     @property
     def first(self) -> EventView:
@@ -329,14 +348,7 @@ class ReadRun:
 
     @property
     def count(self) -> int:
-        return len(self.views)
-
-    @property
-    def findings(self) -> list[str]:
-        kinds: list[str] = []
-        for v in self.views:
-            kinds.extend(k for k in v.findings if k not in kinds)
-        return kinds
+        return len(self.views) + self.hidden
 
 
 Row = EventView | ReadRun
@@ -344,35 +356,53 @@ Row = EventView | ReadRun
 
 class Collapser:
     """Folds views, in time order, into rows; keeps the runs still open so the next
-    identical read extends its run (the live timeline's case) instead of adding a row."""
+    identical read extends its run (the live timeline's case) instead of adding a row.
+
+    Live, events arrive in arrival order, not quite time order: a read that reaches the
+    inspector after the commit (or verdict) that followed it still joins the run it
+    belongs to, as the page rendered later would show it."""
 
     def __init__(self) -> None:
         self.open: dict[tuple[object, ...], ReadRun] = {}
+        # Each lane's last closed run, with the place of the event that closed it.
+        self.closed: dict[tuple[object, ...], tuple[ReadRun, tuple[int, int]]] = {}
+
+    def _close(self, lane: tuple[object, ...], by: EventView) -> None:
+        run = self.open.pop(lane, None)
+        if run is not None:
+            self.closed[lane] = (run, (by.at_us, by.id))
 
     def add(self, view: EventView) -> tuple[Row, bool]:
         """The row the view went to and whether it is new (False: it extended a run)."""
         signature = read_signature(view)
         if signature is None:
-            self.open.clear()  # a commit, a broker step, a warning: every run ends
+            for lane in list(self.open):  # a commit, a broker step, a warning: runs end
+                self._close(lane, view)
             return view, True
         lane = signature[:2]
         if view.findings:  # a read that proves something stands alone
-            self.open.pop(lane, None)
+            self._close(lane, view)
             return view, True
         run = self.open.get(lane)
         if run is not None and run.signature == signature:
-            run.views.append(view)
+            run.add(view)
             return run, False
+        place = (view.at_us, view.id)
+        closed = self.closed.get(lane)
+        if closed is not None:
+            earlier, closer = closed
+            last = (earlier.last.at_us, earlier.last.id)
+            if earlier.signature == signature and last < place < closer:
+                earlier.add(view)  # it came late: it was before what closed its run
+                return earlier, False
+        if run is not None:
+            self._close(lane, view)
         run = ReadRun([view], signature)
         self.open[lane] = run
         return run, True
 
     def rows(self, views: Iterable[EventView]) -> list[Row]:
         return [row for row, new in (self.add(v) for v in views) if new]
-
-    def reopen(self, run: ReadRun) -> None:
-        """Take ``run`` (as a page shows it) as its lane's open run."""
-        self.open[run.signature[:2]] = run
 
 
 def collapse(views: Iterable[EventView]) -> list[Row]:

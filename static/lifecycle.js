@@ -90,15 +90,20 @@
   function loadRun(row) {
     var list = row.querySelector(".run-events"), summary = row.querySelector(".run-summary");
     var timeline = row.closest("[data-reads-url]");
-    if (list.dataset.loaded || !timeline) { return Promise.resolve(); }
-    var first = row.id.slice(ids.domRunPrefix.length);
-    var url = timeline.dataset.readsUrl + "?first=" + first + "&last=" + summary.dataset.lastId;
-    return getHtml(url).then(function (html) {
-      list.innerHTML = html;  // rendered and escaped by the server
-      list.dataset.loaded = "1";
-    });
+    if (!timeline) { return Promise.resolve(); }
+    if (!list.loading) {
+      var first = row.id.slice(ids.domRunPrefix.length);
+      var url = timeline.dataset.readsUrl + "?first=" + first + "&last=" + summary.dataset.lastId;
+      list.loading = getHtml(url).then(function (html) {
+        // Reads appended live while this was on its way stay, after the ones it lists.
+        var live = Array.prototype.slice.call(list.children);
+        list.innerHTML = html;  // rendered and escaped by the server
+        live.forEach(function (el) { if (!document.getElementById(el.id)) { list.appendChild(el); } });
+        list.dataset.loaded = "1";
+      }, function (err) { list.loading = null; throw err; });
+    }
+    return list.loading;
   }
-
   // Rows the server renders (and escapes), fetched by the parts of a page that load on
   // demand: a run's reads, a window of a long timeline, a group of the outline's commits.
   function getHtml(url) {
@@ -170,10 +175,13 @@
 
   // A link to an event the page does not show yet (#event-N): in a folded run, the run
   // opens; in a window not loaded, the window loads; then the event scrolls into view.
+  // The runs of reads of that source whose span holds the place, not opened yet (one of
+  // another client may span it too: each is opened in turn).
   function findRun(source, cursor) {
     return Array.from(document.querySelectorAll(".run[data-source='" + source + "']")).find(function (row) {
       var summary = row.querySelector(".run-summary");
-      return !before(cursor, key(row)) && !before([Number(summary.dataset.lastAt), Number(summary.dataset.lastId)], cursor);
+      return !row.querySelector(".run-events").dataset.loaded && !before(cursor, key(row)) &&
+        !before([Number(summary.dataset.lastAt), Number(summary.dataset.lastId)], cursor);
     });
   }
   function place(text) {
@@ -191,7 +199,13 @@
     if (!m || attempts > 40) { return; }
     var el = document.getElementById(ids.domEventPrefix + m[1]);
     if (el) {
-      if (el.closest(".run-events[hidden]")) { setRunOpen(el.closest(".run"), true); }
+      var folded = el.closest(".run-events[hidden]");
+      if (folded) {
+        var run = folded.closest(".run");
+        setRunOpen(run, true);
+        loadRun(run).then(function () { reveal(attempts + 1); });
+        return;
+      }
       markTarget();
       el.scrollIntoView({ block: "center" });
       return;

@@ -132,20 +132,24 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     head_views = [builder.add(r) for r in head]
     tail_views = [builder.add(r) for r in tail]
     pin([*head_views, *tail_views], found)
+    # A window wherever the first or the last events read are as many as asked for: the
+    # outline's counts are of a moment ago, and events that came since must not fall
+    # between the rows and the windows.
     parts = [rows_html(collapse(head_views), inline_fields=False)]
+    tail_full = len(tail) == outline.TAIL
     if len(windows) == 1:
-        if tail and o.count > len(head) + len(tail):
-            rest = o.count - len(head) - len(tail)
+        if tail_full:
+            rest = max(o.count - len(head) - len(tail), 1)
             parts.append(window_html(task_key, head_end, cursor_of(tail[0]), rest))
     else:
-        if first.count > len(head):
-            parts.append(window_html(task_key, head_end, first.before, first.count - len(head)))
+        if len(head) == outline.HEAD:
+            rest = max(first.count - len(head), 1)
+            parts.append(window_html(task_key, head_end, first.before, rest))
         for w in windows[1:-1]:
             parts.append(window_html(task_key, w.after, w.before, w.count, w.lanes))
-        if tail and last.count > len(tail):
-            parts.append(
-                window_html(task_key, last.after, cursor_of(tail[0]), last.count - len(tail))
-            )
+        if tail_full:
+            rest = max(last.count - len(tail), 1)
+            parts.append(window_html(task_key, last.after, cursor_of(tail[0]), rest))
     parts.append(rows_html(collapse(tail_views), inline_fields=False))
     changes = o.derive(
         "changes", lambda: [m.record(task_key) for m in o.commits if m.changes_status]

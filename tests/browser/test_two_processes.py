@@ -84,9 +84,14 @@ def test_two_dashboard_processes_both_push_every_event(stack, second_web, browse
         pages.append(page)
 
     # When events commit
+    # (each from a client of its own: identical reads of one client fold into one row)
     ids = {
-        str(Event.objects.create(task_key=task, source="api", kind="read", status="RUNNING").id)
-        for _ in range(5)
+        str(
+            Event.objects.create(
+                task_key=task, source="api", kind="read", status="RUNNING", body={"client": n}
+            ).id
+        )
+        for n in range(5)
     }
 
     # Then both pages show every one of them, once
@@ -114,8 +119,10 @@ def test_a_dropped_websocket_reconnects_and_catches_up_exactly(stack, second_web
     second_web.stop()
     page.wait_for_selector("[data-testid=live-state][data-state=closed]")
     missed = [
-        Event.objects.create(task_key=task, source="api", kind="read", status="RUNNING").id
-        for _ in range(3)
+        Event.objects.create(
+            task_key=task, source="api", kind="read", status="RUNNING", body={"client": n}
+        ).id
+        for n in range(3)
     ]
     second_web.start()
 

@@ -143,6 +143,47 @@ def test_a_live_read_turns_the_last_read_into_a_run_then_extends_it() -> None:
     assert 'id="event-5"' in html and 'hx-swap-oob="true"' not in html
 
 
+def test_identical_reads_that_come_together_are_one_new_run_in_one_message() -> None:
+    # Given a page whose last row is a commit
+    builder = TimelineBuilder()
+    rows = live_rows(builder.extend([commit(1, 0, "PENDING", "RUNNING", 9)]), {1}, {})
+    # When three identical reads come in one batch (a catch-up, a burst)
+    html = rows.place(builder.extend([api(2, 1), api(3, 2), api(4, 3)]))
+    # Then they are one new run of three: no swap at rows the page never had
+    assert 'hx-swap-oob="delete"' not in html and 'hx-swap-oob="true"' not in html
+    assert html.count('data-testid="read-run"') == 1 and 'data-count="3"' in html
+    assert 'id="event-2"' not in html
+    # And the next one extends it: its count and its list, no row added or removed
+    html = rows.place(builder.extend([api(5, 4)]))
+    assert 'id="run-2-summary"' in html and 'data-count="4"' in html
+    assert 'hx-swap-oob="delete"' not in html and "beforeend:#timeline-events" not in html
+
+
+def test_a_page_s_run_that_began_before_the_reads_held_counts_the_ones_not_held() -> None:
+    # Given a long page's run of 500 reads, of which the connection holds the last three
+    # (and the first, by id)
+    builder = TimelineBuilder()
+    views = builder.extend([api(1, 0), api(498, 10), api(499, 11), api(500, 12)])
+    rows = live_rows(views, {1}, {1: (500, 500)})
+    # When one more comes, the run counts 501
+    html = rows.place(builder.extend([api(501, 13)]))
+    assert 'data-count="501"' in html
+
+
+def test_a_read_that_arrives_after_the_commit_that_followed_it_still_joins_its_run() -> None:
+    # Given a page: two reads, then a commit (the reads' events came through RabbitMQ)
+    builder = TimelineBuilder()
+    views = builder.extend([api(1, 0), api(2, 10), commit(3, 30, "RUNNING", "COMPLETED", 8)])
+    rows = live_rows(views, {1, 3}, {1: (2, 2)})
+    # When a third read of before the commit arrives after it
+    html = rows.place(builder.extend([api(4, 20)]))
+    # Then it joins the run, as the page rendered later shows it
+    assert 'id="run-1-summary"' in html and 'data-count="3"' in html
+    # and a read after the commit starts a row of its own
+    html = rows.place(builder.extend([api(6, 40)]))
+    assert 'id="event-6"' in html and "beforeend:#timeline-events" in html
+
+
 def test_a_page_s_folded_run_is_extended_from_its_own_count() -> None:
     # Given a page showing reads 1-3 as one run (from its hello: first 1, count 3, last 3)
     builder = TimelineBuilder()
@@ -153,14 +194,21 @@ def test_a_page_s_folded_run_is_extended_from_its_own_count() -> None:
     assert 'data-count="4"' in html and re.findall(r'id="event-(\d+)"', html) == ["4"]
 
 
-def test_a_read_of_a_run_that_becomes_proof_marks_the_run_not_a_missing_row() -> None:
+def test_a_read_of_a_run_that_becomes_proof_splits_the_run_live() -> None:
+    # Given a page showing five reads as one run
     builder = TimelineBuilder()
-    views = builder.extend([api(1, 0), api(2, 1), api(3, 2)])
-    rows = live_rows(views, {1}, {1: (3, 3)})
-    changed = pin(views, [Finding("stale_read", (2,), "old")])
+    views = builder.extend([api(i, i) for i in range(1, 6)])
+    rows = live_rows(views, {1}, {1: (5, 5)})
+    # When the third becomes proof of a finding
+    changed = pin(views, [Finding("stale_read", (3,), "old")])
     html = rows.remark(v for v in views if v.id in changed)
-    assert 'id="run-1-summary"' in html and "stale_read" in html
-    assert 'id="event-2"' not in html  # the page has no row of its own for it
+    # Then the run gives way to: a run of two, the read alone with its mark, a run of two
+    assert '<li id="run-1" hx-swap-oob="delete">' in html
+    assert 'id="run-1"' in html.replace('<li id="run-1" hx-swap-oob="delete">', "")
+    assert 'id="event-3"' in html and "has-finding" in html and 'id="run-4"' in html
+    # And the next identical read extends the last piece
+    html = rows.place(builder.extend([api(6, 6)]))
+    assert 'id="run-4-summary"' in html and 'data-count="3"' in html
 
 
 def columns(*counts: int) -> list[Column]:
