@@ -38,8 +38,8 @@ T = TypeVar("T")
 WINDOWED_ABOVE = 2000  # a longer history is shown as an outline and windows
 WHOLE_MAX = 20_000  # up to this many, a page may still show every event at once (?whole=1)
 WINDOW = 500  # events a window holds (about: windows are whole columns), and a load returns
-HEAD = 200  # the first events a long page shows
-TAIL = 300  # the last events it shows, the live end
+HEAD = 60  # the first events a long page shows
+TAIL = 200  # the last events it shows, the live end
 COLUMNS = 222  # slices of time; the swimlane's dots are one per lane and slice
 MAX_RUN_MEMBERS = 1000  # the events of a folded run one request returns
 
