@@ -18,6 +18,7 @@ from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
 from lifecycle import events, findings, imports, outline, probe, store
+from lifecycle.checker import Finding
 from lifecycle.database import off_thread
 from lifecycle.http import base_url, json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
@@ -32,7 +33,7 @@ from lifecycle.scenarios import (
     find_scenario,
     get_scenario,
 )
-from lifecycle.timeline import current_status
+from lifecycle.timeline import EventView, current_status
 
 
 def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
@@ -168,19 +169,32 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
     if page_size is not None and len(views) > page_size:
         views = views[:page_size]
         following = f"{views[-1].at_us}.{views[-1].id}"
-    body = {
-        "task": task_key,
-        "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
-        "status": context["status"],
-        "expected": context["expected"],
-        "order": "time at source, then event id",
-        "findings": [f.as_json() for f in context["finding_objects"]],
-        "events": [view.as_json() for view in views],
-    }
+    body = _timeline_body(
+        request, task_key, context["status"], expected, context["finding_objects"], views
+    )
     if page_size is not None or cursor is not None:
         body["total"] = len(context["events"])
         body["next"] = following
     return JsonResponse(body)
+
+
+def _timeline_body(
+    request: HttpRequest,
+    task_key: str,
+    status: str | None,
+    expected: str | None,
+    found: list[Finding],
+    views: list[EventView],
+) -> dict[str, Any]:
+    return {
+        "task": task_key,
+        "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
+        "status": status,
+        "expected": expected,
+        "order": "time at source, then event id",
+        "findings": [f.as_json() for f in found],
+        "events": [view.as_json() for view in views],
+    }
 
 
 MAX_PAGE = 5000  # events per page of a JSON timeline
@@ -203,19 +217,9 @@ def _long_timeline(
     found = findings.latest_stored(task_key, expected)
     views = part_views(task_key, records, found)
     count = store.task_stats([task_key]).get(task_key, (0, 0))[0]
-    return JsonResponse(
-        {
-            "task": task_key,
-            "url": request.build_absolute_uri(reverse("dashboard:task", args=[task_key])),
-            "status": current_status(store.last_statuses(task_key)),
-            "expected": expected,
-            "order": "time at source, then event id",
-            "findings": [f.as_json() for f in found],
-            "events": [view.as_json() for view in views],
-            "total": count,
-            "next": following,
-        }
-    )
+    status = current_status(store.last_statuses(task_key))
+    body = _timeline_body(request, task_key, status, expected, found, views)
+    return JsonResponse({**body, "total": count, "next": following})
 
 
 @require_POST

@@ -261,7 +261,7 @@ class LiveRows:
                         self.folded[v.id] = piece
                 else:
                     view = piece.first if isinstance(piece, ReadRun) else piece
-                    rows.append(_row(view) if not view.findings else event_html(view))
+                    rows.append(_row(view))
                     self.folded.pop(view.id, None)
                     self.own_rows.add(view.id)
             self._replace_open(run, pieces[-1])

@@ -9,7 +9,6 @@ Everything that came from an observed system is escaped here.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,15 @@ from lifecycle import lifecycles
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, clock
 from lifecycle.outline import EPOCH, WHOLE_MAX, Cursor, Mark, Outline, format_cursor, from_us
-from lifecycle.timeline import LANES, EventView, ReadRun, Row, field_text, run_summary
+from lifecycle.timeline import (
+    LANES,
+    EventView,
+    ReadRun,
+    Row,
+    commit_change,
+    field_text,
+    run_summary,
+)
 
 LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
 _escaped: dict[str, str] = {}  # kinds and statuses: a small set, escaped once each
@@ -432,19 +439,8 @@ def commit_items(commits: Sequence[Mark], url: str, *, limit: int | None = None)
 
 def commit_item(m: Mark) -> str:
     """One commit of the outline: its time (a link to its row), its change, its txn."""
-    if m.kind == "insert":
-        change = f"created {m.status}"
-    elif m.kind == "delete":
-        change = "deleted"
-    elif m.a != m.b:
-        change = f"{m.a} → {m.b}"
-    else:
-        try:
-            columns = json.loads(m.c) if m.c else []
-        except ValueError:
-            columns = []
-        names = columns if isinstance(columns, list) else []
-        change = "changed " + ", ".join(str(c) for c in names)[:120]
+    names = [str(c) for c in m.changed]
+    change = commit_change(m.kind, m.status, m.a, m.b, [", ".join(names)[:120]] if names else [])
     at = EPOCH + timedelta(microseconds=m.at_us)
     return f'<li><a href="#{EV}{m.id}">{clock(at)}</a> {escape(change)} · txn {m.txid}</li>'
 

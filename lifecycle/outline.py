@@ -183,12 +183,21 @@ class Mark(NamedTuple):
     def cursor(self) -> Cursor:
         return (self.at_us, self.id)
 
+    @property
+    def changed(self) -> list[Any]:
+        """A commit's changed columns."""
+        try:
+            columns = json.loads(self.c) if self.c else []
+        except ValueError:
+            return []
+        return columns if isinstance(columns, list) else []
+
     def record(self, task_key: str) -> EventRecord:
         if self.source == "db":
             body: dict[str, Any] = {
                 "old_status": self.a,
                 "new_status": self.b,
-                "changed": json.loads(self.c) if self.c else [],
+                "changed": self.changed,
                 "application_name": self.writer,
                 "table": self.table,
             }

@@ -149,14 +149,9 @@ class TimelineBuilder:
             return gap_sentence(r)
         if r.source == "db":
             writer = b.get("application_name") or "unknown writer"
-            if r.kind == "insert":
-                change = f"created {r.status}"
-            elif r.kind == "delete":
-                change = "deleted"
-            elif b.get("old_status") != b.get("new_status"):
-                change = f"{b.get('old_status')} → {b.get('new_status')}"
-            else:
-                change = "changed " + ", ".join(b.get("changed") or [])
+            change = commit_change(
+                r.kind, r.status, b.get("old_status"), b.get("new_status"), b.get("changed")
+            )
             return f"{change} · txn {r.txid} · {writer}"
         if r.source == "api":
             return f"returned {r.status}" + (" (no version)" if b.get("xmin") is None else "")
@@ -185,6 +180,18 @@ class TimelineBuilder:
             message = str(b.get("message") or "")[:160]
             return f"{r.kind.upper()} {b.get('logger', '')}: {message}"
         return r.kind
+
+
+def commit_change(kind: str, status: str | None, old: object, new: object, changed: object) -> str:
+    """What a commit did, as its row and the outline say it."""
+    if kind == "insert":
+        return f"created {status}"
+    if kind == "delete":
+        return "deleted"
+    if old != new:
+        return f"{old} → {new}"
+    columns = changed if isinstance(changed, list) else []
+    return "changed " + ", ".join(str(c) for c in columns)
 
 
 ATTEMPT_ENDS = ("ack", "fail", "nack", "skip")  # the broker steps that end an attempt

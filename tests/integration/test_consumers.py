@@ -31,13 +31,16 @@ def add_event(
     ).id
 
 
-async def connect(path: str, have: list[int] | None = None) -> WebsocketCommunicator:
+async def connect(
+    path: str, have: list[int] | None = None, **hello: object
+) -> WebsocketCommunicator:
+    """A client that says hello with what it shows (``hello``: its other fields)."""
     communicator = WebsocketCommunicator(
         application, path, headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     )
     connected, _ = await communicator.connect()
     assert connected
-    await communicator.send_json_to({"type": "hello", "have": have or [], "tasks": []})
+    await communicator.send_json_to({"type": "hello", "have": have or [], "tasks": [], **hello})
     return communicator
 
 
@@ -163,15 +166,7 @@ async def test_a_reconnect_does_not_send_the_reads_its_runs_hold_again(hub):
     # Given a page showing a run of three reads (first, count 3, last)
     task = str(uuid.uuid4())
     ids = [await add_event(task, client="web") for _ in range(3)]
-    communicator = WebsocketCommunicator(
-        application,
-        f"/ws/tasks/{task}",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
-    )
-    assert (await communicator.connect())[0]
-    await communicator.send_json_to(
-        {"type": "hello", "have": [ids[0]], "tasks": [], "runs": [[ids[0], 3, ids[2]]]}
-    )
+    communicator = await connect(f"/ws/tasks/{task}", [ids[0]], runs=[[ids[0], 3, ids[2]]])
     # Then nothing is sent again (the catch-up carries the findings only), and the next
     # read extends the run to four
     assert EVENT_ID.findall(await communicator.receive_from(timeout=5)) == []
@@ -194,15 +189,7 @@ async def test_a_long_page_is_followed_from_where_it_ends(hub):
     # Given a long page that knows every event up to its newest (shown or in a window)
     task = str(uuid.uuid4())
     newest = await long_history(task, 2500)
-    communicator = WebsocketCommunicator(
-        application,
-        f"/ws/tasks/{task}",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")],
-    )
-    assert (await communicator.connect())[0]
-    await communicator.send_json_to(
-        {"type": "hello", "have": [newest], "tasks": [], "known_until": newest}
-    )
+    communicator = await connect(f"/ws/tasks/{task}", [newest], known_until=newest)
     # Then none of those is sent (the catch-up carries the findings only), and a new
     # event comes with a header that counts them all
     assert EVENT_ID.findall(await communicator.receive_from(timeout=5)) == []
