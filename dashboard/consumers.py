@@ -37,6 +37,7 @@ from lifecycle.timeline import (
     in_time_order,
     pin,
 )
+from lifecycle.versions import read_xmin
 
 logger = logging.getLogger(__name__)
 
@@ -267,12 +268,11 @@ class TaskConsumer(LiveConsumer):
             self.gaps = gap_notices(self.records)
         if self.long:
             unknown = {
-                r.body["xmin"]
+                x
                 for r in fresh
-                if r.source == "api"
-                and isinstance(r.body.get("xmin"), int)
-                and r.body["xmin"] not in self.builder.commits_by_xmin
-                and r.body["xmin"] not in self.versions_sought
+                if (x := read_xmin(r)) is not None
+                and x not in self.builder.commits_by_xmin
+                and x not in self.versions_sought
             }
             if unknown:
                 self.versions_sought |= unknown  # a version no commit wrote: asked once
@@ -411,9 +411,7 @@ def _long_state(task_key: str, known_until: int, run_ends: set[int]) -> LongStat
     ends = {i: r for i, r in ends.items() if r.task_key == task_key}
     by_id = {r.id: r for r in [*ends.values(), *recent, *newer]}
     records = in_time_order(by_id.values())
-    versions = {
-        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
-    }
+    versions = {x for r in records if (x := read_xmin(r)) is not None}
     first = outline.span(task_key)
     stats = store.task_stats([task_key]).get(task_key, (0, 0))
     return LongState(

@@ -21,6 +21,7 @@ from typing import Any
 from lifecycle import lifecycles
 from lifecycle.events import GAP, EventRecord, clock, gap_span
 from lifecycle.lifecycles import Lifecycle
+from lifecycle.versions import XID_WRAP, Snapshot, newest_seen, read_snapshot, read_xmin
 
 KINDS = (
     "stale_read",
@@ -42,7 +43,6 @@ CAUSES = {
 }
 # A read proves it began after a commit, by clocks alone, only this long after the write.
 COMMIT_MARGIN = timedelta(milliseconds=250)
-XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 NOT_FOUND = re.compile(r"does ?not ?exist|not found|no such task", re.IGNORECASE)
 
 
@@ -64,28 +64,6 @@ class Finding:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Finding:
         return cls(data["kind"], tuple(data["events"]), data["message"], data.get("cause"))
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """``pg_current_snapshot()``: which transactions the reader could see."""
-
-    xmin: int
-    xmax: int
-    xip: frozenset[int]
-
-    @classmethod
-    def parse(cls, text: object) -> Snapshot | None:
-        if not isinstance(text, str):
-            return None
-        try:
-            xmin, xmax, xip = text.split(":")
-            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
-        except ValueError:
-            return None
-
-    def sees(self, txid: int) -> bool:
-        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
 
 
 @dataclass(frozen=True)
@@ -243,15 +221,23 @@ class _History:
             previous = e.status
 
     def version_of(self, read: EventRecord) -> Version | None:
-        """The version an API read returned, named by its xmin."""
-        xmin = read.body.get("xmin")
-        if read.source != "api" or not isinstance(xmin, int) or isinstance(xmin, bool):
+        """The version an API read returned: named by its xmin, else (a savepoint's xmin,
+        or none) the newest version its snapshot saw, when that has the status returned."""
+        xmin = read_xmin(read)
+        if xmin is not None:
+            # A read can only return a version whose events arrived before its own.
+            for v in reversed(self.committed_before(read)):
+                if v.txid % XID_WRAP == xmin:
+                    return v
+        seen = self.seen_by(read)
+        return seen if seen is not None and seen.status == read.status else None
+
+    def seen_by(self, read: EventRecord) -> Version | None:
+        """The newest version the read's snapshot saw: what it should have returned."""
+        snapshot = read_snapshot(read)
+        if snapshot is None or not self.versions:
             return None
-        # A read can only return a version whose events arrived before its own.
-        for v in reversed(self.committed_before(read)):
-            if v.txid % XID_WRAP == xmin:
-                return v
-        return None
+        return newest_seen(snapshot, [(v.txid, v) for v in self.versions])
 
     def committed_before(self, read: EventRecord) -> list[Version]:
         """Versions whose events all arrived before the read's (a sound, lenient bound)."""
@@ -273,23 +259,42 @@ class _History:
 
 
 def _stale_reads(h: _History) -> Iterator[Finding]:
-    groups: dict[tuple[int, int], list[tuple[EventRecord, str | None]]] = {}
+    # (returned, newer, the read named its version) -> [(read, cause)]
+    groups: dict[tuple[int, int, bool], list[tuple[EventRecord, str | None]]] = {}
     for read in h.reads:
         returned = h.version_of(read)
         if returned is None:
+            cached = _cached_by_snapshot(h, read)
+            if cached is not None:
+                groups.setdefault((cached[0].index, cached[1].index, False), []).append(
+                    (read, "cached_object")
+                )
             continue
-        snapshot = Snapshot.parse(read.body.get("snapshot"))
+        snapshot = read_snapshot(read)
         # Only versions that arrived before the read can prove it stale.
         arrived = len(h.committed_before(read))
         for newer in reversed(h.versions[returned.index + 1 : arrived]):
             cause = _staleness(h, read, newer, snapshot)
             if cause != "fresh":
-                groups.setdefault((returned.index, newer.index), []).append((read, cause))
+                groups.setdefault((returned.index, newer.index, True), []).append((read, cause))
                 break
-    for (old, new), hits in groups.items():
+    for (old, new, versioned), hits in groups.items():
         returned, newer = h.versions[old], h.versions[new]
         reads = [r for r, _ in hits]
         cause = next((c for _, c in hits if c), None)
+        if not versioned:
+            yield Finding(
+                "stale_read",
+                _ids(*reads, newer.last),
+                f"{_reads_phrase(reads)} {returned.status} with no version of the row, although "
+                f"{_their(reads)} snapshot already saw transaction {newer.txid} commit "
+                f"{newer.status} at {_clock(newer.last.at)}{_gap(newer.last.at, reads)}: the "
+                f"object came from a session's identity map or another cache, not from the "
+                f"row (the last {returned.status} was transaction {returned.txid}'s); reload it "
+                "(SQLAlchemy's populate_existing, Django's refresh_from_db) or use a new session.",
+                cause,
+            )
+            continue
         why = {
             "cached_object": ", and the reader's snapshot already saw it (a cached object)",
             "old_snapshot": ", but the reader used a snapshot taken before it (an old snapshot)",
@@ -302,6 +307,21 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
             f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads)}{why}.",
             cause,
         )
+
+
+def _cached_by_snapshot(h: _History, read: EventRecord) -> tuple[Version, Version] | None:
+    """(the older version it returned, the newer one its snapshot saw) for a read whose
+    version is unknown but whose snapshot saw a commit of another status: the object it
+    returned did not come from the row its snapshot would read."""
+    seen = h.seen_by(read)
+    if seen is None or seen.status == read.status:
+        return None
+    older = next((v for v in reversed(h.versions[: seen.index]) if v.status == read.status), None)
+    return (older, seen) if older is not None else None  # else: an unwritten read
+
+
+def _their(reads: list[EventRecord]) -> str:
+    return "its" if len(reads) == 1 else "their"
 
 
 def _staleness(h: _History, read: EventRecord, newer: Version, snap: Snapshot | None) -> str | None:
@@ -565,13 +585,7 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
         if end is None or end.kind != "ack" or start.at is None or end.at is None:
             continue
         errors = [
-            e
-            for e in h.events
-            if e.source == "log"
-            and _is_error(e)
-            and _same_process(start, e)
-            and e.at is not None
-            and start.at <= e.at <= end.at
+            e for e in h.events if e.source == "log" and _is_error(e) and _during(start, end, e)
         ]
         commits = [
             e
@@ -602,6 +616,19 @@ def _same_attempt(start: EventRecord, finish: EventRecord) -> bool:
     return start.body.get("message_id") == finish.body.get("message_id") and start.body.get(
         "attempt"
     ) == finish.body.get("attempt")
+
+
+def _during(start: EventRecord, end: EventRecord, e: EventRecord) -> bool:
+    """Whether ``e`` happened in the attempt from ``start`` to ``end``: by the attempt it
+    names (the client's ``message_id`` and ``attempt``), whatever thread ran it; for an
+    event that names none, by the worker's clock, from the thread that ran the attempt."""
+    if e.body.get("message_id") is not None:
+        return str(e.body["message_id"]) == str(start.body.get("message_id")) and e.body.get(
+            "attempt"
+        ) == start.body.get("attempt", 1)
+    if e.at is None or start.at is None or end.at is None:
+        return False
+    return _same_process(start, e) and start.at <= e.at <= end.at
 
 
 def _same_process(start: EventRecord, log: EventRecord) -> bool:

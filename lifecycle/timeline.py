@@ -13,6 +13,7 @@ from typing import Any
 
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord, clock, gap_span
+from lifecycle.versions import XID_WRAP, newest_seen, read_snapshot, read_xmin
 
 # Reads next to commits: the comparison the page exists for.
 LANES: list[tuple[str, str]] = [
@@ -23,7 +24,7 @@ LANES: list[tuple[str, str]] = [
     ("log", "Warnings"),
 ]
 LANE_TITLES = dict(LANES)
-XID_MODULUS = 2**32  # a row's xmin is the 32-bit part of its writer's 64-bit txid
+XID_MODULUS = XID_WRAP  # a row's xmin is the 32-bit part of its writer's 64-bit txid
 
 
 def status_class(status: str | None) -> str:
@@ -103,12 +104,15 @@ class TimelineBuilder:
     def __init__(self) -> None:
         self.origin: datetime | None = None
         self.commits_by_xmin: dict[int, EventRecord] = {}
+        # Each transaction's last write, in commit order: what a read's snapshot saw.
+        self.commits_by_txid: dict[int, EventRecord] = {}
 
     def add(self, record: EventRecord) -> EventView:
         if self.origin is None and record.at is not None:
             self.origin = record.at
         if record.source == "db" and record.txid is not None:
             self.commits_by_xmin.setdefault(record.txid % XID_MODULUS, record)
+            self.commits_by_txid[record.txid] = record  # keeps its first place
         offset = (
             (record.at - self.origin).total_seconds() * 1000
             if record.at is not None and self.origin is not None
@@ -121,12 +125,25 @@ class TimelineBuilder:
             summary=self._summary(record),
             offset_ms=offset,
         )
-        if record.source == "api" and isinstance(record.body.get("xmin"), int):
-            commit = self.commits_by_xmin.get(record.body["xmin"])
+        if record.source == "api":
+            commit = self.version_read(record)
             if commit is not None:
                 view.version_of = commit.id
                 view.version_txid = commit.txid
         return view
+
+    def version_read(self, read: EventRecord) -> EventRecord | None:
+        """The commit whose version an API read returned: named by its xmin, else (a
+        savepoint's xmin, or none) the newest its snapshot saw, if of the status returned."""
+        xmin = read_xmin(read)
+        commit = self.commits_by_xmin.get(xmin) if xmin is not None else None
+        if commit is not None:
+            return commit
+        snapshot = read_snapshot(read)
+        if snapshot is None or not self.commits_by_txid:
+            return None
+        seen = newest_seen(snapshot, list(self.commits_by_txid.items()))
+        return seen if seen is not None and seen.status == read.status else None
 
     def extend(self, records: Iterable[EventRecord]) -> list[EventView]:
         records = list(records)
@@ -139,6 +156,7 @@ class TimelineBuilder:
             if r.source == "db" and r.txid is not None:
                 # The last write of a transaction is the version readers see.
                 self.commits_by_xmin[r.txid % XID_MODULUS] = r
+                self.commits_by_txid[r.txid] = r
             if r.at is not None and (self.origin is None or r.at < self.origin):
                 self.origin = r.at
 

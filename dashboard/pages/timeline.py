@@ -32,6 +32,7 @@ from lifecycle.timeline import (
     in_time_order,
     pin,
 )
+from lifecycle.versions import read_xmin
 
 # A task that finished this recently may still get events (late reads, a redelivery).
 STILL_LIVE_SECONDS = 600
@@ -119,11 +120,7 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     tail = outline.window_events(task_key, tail_after, None, outline.TAIL, newest=True)
     builder = TimelineBuilder()
     builder.origin = from_us(o.first_us)
-    versions = {
-        r.body["xmin"]
-        for r in [*head, *tail]
-        if r.source == "api" and isinstance(r.body.get("xmin"), int)
-    }
+    versions = {x for r in [*head, *tail] if (x := read_xmin(r)) is not None}
     builder.index_commits(
         m.record(task_key)
         for m in o.commits
@@ -235,9 +232,7 @@ def part_views(
     known = outline.span(task_key)
     if known is None:
         return []
-    versions = {
-        r.body["xmin"] for r in records if r.source == "api" and isinstance(r.body.get("xmin"), int)
-    }
+    versions = {x for r in records if (x := read_xmin(r)) is not None}
     builder = TimelineBuilder()
     builder.origin = from_us(known[0])
     builder.index_commits(outline.commits_of_versions(task_key, versions))

@@ -1,7 +1,7 @@
 """The client an observed application imports: publisher, log handler, read reporting and
 the Dramatiq middleware. It imports no Django and nothing else of the inspector.
 
-    from lifecycle.client import report_read, task_context, install_log_handler
+    from lifecycle.client import report_read, task_context, install_log_handler, carry
     from lifecycle.client import LifecycleEvents     # the Dramatiq middleware: needs dramatiq
 
 ``LifecycleEvents`` is imported on first use, so that a process without Dramatiq (an API)
@@ -10,7 +10,7 @@ can use the rest.
 
 from typing import Any
 
-from lifecycle.client.context import current_task, task_context
+from lifecycle.client.context import carry, current_attempt, current_task, task_context
 from lifecycle.client.logs import LifecycleLogHandler, install_log_handler
 from lifecycle.client.messages import make_message
 from lifecycle.client.publisher import Publisher, get_publisher
@@ -20,6 +20,8 @@ __all__ = [
     "LifecycleEvents",
     "LifecycleLogHandler",
     "Publisher",
+    "carry",
+    "current_attempt",
     "current_task",
     "get_publisher",
     "install_log_handler",

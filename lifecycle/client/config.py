@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_NAMESPACE = "lifecycle"
@@ -45,3 +46,30 @@ def namespace() -> str:
 def exchange_name(ns: str | None = None) -> str:
     """The topic exchange every event is published to."""
     return f"{ns or namespace()}.events"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (and a token in its query) replaced by ``***``: what the
+    client may print, log or show in a repr."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user = parts.username or ""
+            host = netloc.rpartition("@")[2]
+            netloc = f"{user}:***@{host}"
+        query = parts.query
+        if query:
+            query = urllib.parse.urlencode(
+                [
+                    (k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+                    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+                ],
+                safe="*",
+            )
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return "<a URL that could not be parsed>"
+
+
+_SECRET_WORDS = ("password", "passwd", "token", "secret", "key")

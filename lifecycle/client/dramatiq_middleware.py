@@ -30,7 +30,7 @@ import dramatiq
 from dramatiq.common import q_name
 
 from lifecycle.client import config, messages
-from lifecycle.client.context import current_task
+from lifecycle.client.context import current_attempt, current_task
 from lifecycle.client.publisher import Publisher, get_publisher
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,9 @@ class LifecycleEvents(dramatiq.Middleware):
             setattr(message, _ATTEMPT, attempt)
             setattr(message, _THREAD, threading.current_thread().name)
             current_task.set(self.task_key(message))
+            # What the attempt logs or reads carries its identity, whichever thread runs it
+            # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
+            current_attempt.set((str(message.message_id), attempt))
         except Exception:
             self._swallow("before_process_message")
         self._emit("start", message)
@@ -147,6 +150,7 @@ class LifecycleEvents(dramatiq.Middleware):
         else:
             self._emit("fail", message, exception=repr(exception)[:2000])
         current_task.set(None)
+        current_attempt.set(None)
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
         if getattr(message, _SUCCEEDED, False):
@@ -155,6 +159,7 @@ class LifecycleEvents(dramatiq.Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("skip", message)
         current_task.set(None)
+        current_attempt.set(None)
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("nack", message)

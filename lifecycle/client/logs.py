@@ -1,7 +1,10 @@
 """Publish WARNING+ log records emitted while a task is current as ``log`` events.
 
 So the error a worker caught and logged sits on the task's timeline next to the status it
-committed anyway. Records outside a task (``current_task`` unset) are ignored.
+committed anyway. Records outside a task (``current_task`` unset) are ignored. A record
+logged during a Dramatiq attempt names it (``message_id``, ``attempt``), so the checker ties
+it to that attempt even when another thread logged it (an ``async def`` actor's event loop,
+``asyncio.to_thread``, a pool fed with ``carry``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import traceback
 
 from lifecycle.client import messages
 from lifecycle.client import publisher as publisher_module
-from lifecycle.client.context import current_task
+from lifecycle.client.context import attempt_fields, current_task
 from lifecycle.client.publisher import Publisher, get_publisher
 
 MAX_EXCEPTION_CHARS = 8 * 1024
@@ -101,6 +104,8 @@ class LifecycleLogHandler(logging.Handler):
             "pid": record.process,
             "thread": record.threadName,
             "process_role": self.role,
+            # The attempt it belongs to (message_id, attempt), whatever thread ran it.
+            **attempt_fields(),
         }
 
 

@@ -133,6 +133,9 @@ class Publisher:
 
         os.register_at_fork(after_in_child=after_fork_in_child)
 
+    def __repr__(self) -> str:
+        return f"Publisher(url={config.redact_url(self.url)!r}, namespace={self.namespace!r})"
+
     def _reset(self) -> None:
         """Fresh state for this process: after ``__init__`` and in a forked child."""
         self._pid = os.getpid()

@@ -40,6 +40,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.client.config import redact_url
 from lifecycle.client.messages import make_message
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -76,6 +77,19 @@ class Lifecycle:
     timeout: float = 15.0
     test: str = ""  # the test's node id, recorded with an expectation
     watched: list[Watched] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        # pytest prints a failing test's fixtures: the token must never reach a CI log.
+        token = "'***'" if self.token else "None"
+        return (
+            f"Lifecycle(url={self.shown_url!r}, token={token}, "
+            f"watched={[w.task_key for w in self.watched]!r})"
+        )
+
+    @property
+    def shown_url(self) -> str:
+        """The dashboard's address as reports show it: without a password."""
+        return redact_url(self.url)
 
     def watch(self, task_key: object, expect: str | None = None) -> Watched:
         """Watch a task: after the test, its timeline and findings go into the report.
@@ -134,9 +148,9 @@ class Lifecycle:
             if exc.code == 404:
                 return None
             detail = exc.read(300).decode(errors="replace")
-            raise LifecycleUnavailable(f"{self.url} answered {exc.code}: {detail}") from None
+            raise LifecycleUnavailable(f"{self.shown_url} answered {exc.code}: {detail}") from None
         except (OSError, ValueError) as exc:
-            raise LifecycleUnavailable(f"{self.url} could not be reached: {exc}") from None
+            raise LifecycleUnavailable(f"{self.shown_url} could not be reached: {exc}") from None
         return body if isinstance(body, dict) else None
 
     def fetch(self, watched: Watched) -> dict[str, Any] | None:
@@ -162,8 +176,9 @@ class Lifecycle:
             if (body is not None and now - steady_since >= self.settle) or now >= deadline:
                 if body is None:
                     watched.error = (
-                        f"the dashboard at {self.url} has no event of task {watched.task_key} "
-                        f"after {self.timeout:g} s: is this application attached to it?"
+                        f"the dashboard at {self.shown_url} has no event of task "
+                        f"{watched.task_key} after {self.timeout:g} s: is this application "
+                        "attached to it?"
                     )
                 return
             time.sleep(0.2)
@@ -174,7 +189,7 @@ def report_text(lifecycle: Lifecycle, watched: list[Watched]) -> str:
     lines: list[str] = []
     for w in watched:
         body = w.timeline or {}
-        page = body.get("url") or f"{lifecycle.url}/tasks/{urllib.parse.quote(w.task_key)}"
+        page = body.get("url") or f"{lifecycle.shown_url}/tasks/{urllib.parse.quote(w.task_key)}"
         lines.append(f"task {w.task_key}: {page}")
         if w.error:
             lines.append(f"  the inspector could not tell: {w.error}")

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from lifecycle.client import messages
+from lifecycle.client.context import attempt_fields
 from lifecycle.client.publisher import get_publisher
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def report_read(
                     "client": client,
                     "path": path,
                     "http_status": http_status,
+                    **attempt_fields(),  # a read made by a worker's attempt names it
                 },
             )
         )

@@ -23,6 +23,7 @@ from lifecycle import lifecycles
 from lifecycle.checker import Finding, Snapshot, check, final_read
 from lifecycle.events import EventRecord
 from lifecycle.lifecycles import COMPLETED, FAILED, PENDING, RUNNING, Lifecycle
+from lifecycle.timeline import TimelineBuilder
 
 pytestmark = pytest.mark.unit
 
@@ -109,9 +110,11 @@ class History:
         body = {"message_id": message, "actor": "run_task", "queue": "default"}
         self.add("broker", kind, body={**body, "attempt": attempt, "pid": 51, **extra})
 
-    def log(self, kind: str, message: str, exception: str | None = None) -> None:
+    def log(
+        self, kind: str, message: str, exception: str | None = None, **extra: Any
+    ) -> EventRecord:
         body = {"logger": "lab.worker", "message": message, "exception": exception}
-        self.add("log", kind, body={**body, "process": 51})
+        return self.add("log", kind, body={**body, "process": 51, **extra})
 
     # The observed API and the probe.
     def snapshot(self) -> str:
@@ -1094,8 +1097,10 @@ def test_inserted_non_monotonic_reads_are_found_alone(
     if by_probe:
         h.probe(back_to)
     else:
-        h.read("flaky", xmin=False)
-        h.read("flaky", xmin=False, status=back_to)
+        # Status-only reads: a snapshot would prove the going back a stale read as well
+        # (test_a_stale_object_is_named_by_its_snapshot)
+        h.read("flaky", xmin=False, snapshot=False)
+        h.read("flaky", xmin=False, snapshot=False, status=back_to)
 
     assert kinds(check(h.events)) == ["non_monotonic_reads"]
 
@@ -1577,3 +1582,194 @@ def test_a_redelivered_message_is_a_duplicate_execution_named_as_redelivery() ->
     # Then it is named for what it is
     assert (finding.kind, finding.cause) == ("duplicate_execution", "redelivery")
     assert "RabbitMQ redelivered it, as its first delivery was never acked" in finding.message
+
+
+# --- async actors: an attempt is an attempt, whatever thread ran it -----------------------
+#
+# Dramatiq's AsyncIO middleware runs an ``async def`` actor on its event-loop thread: the
+# broker's start and ack name the worker thread, the warning the loop's. The client tags
+# what an attempt logs with its message id and attempt number.
+
+WORKER, LOOP = "Thread-6", "Thread-2"
+
+
+def async_swallowing(**log: Any) -> History:
+    h = History()
+    h.insert()
+    h.broker("start", thread=WORKER)
+    h.commit(RUNNING)
+    h.log("warning", "LLM call failed", "LLMError: timed out", thread=LOOP, **log)
+    h.commit(COMPLETED)
+    h.broker("ack", thread=WORKER)
+    return h
+
+
+def test_an_async_actors_swallowed_warning_is_tied_to_its_attempt_by_message_id() -> None:
+    # Given the warning came from the event loop's thread, naming its attempt
+    h = async_swallowing(message_id="m1", attempt=1)
+    # Then it is the attempt's swallowed error
+    (found,) = check(h.events)
+    assert found.kind == "swallowed_error" and found.events == (2, 4, 5, 6)
+    assert "logged WARNING" in found.message
+
+
+def test_a_record_of_another_attempt_or_message_is_not_this_attempts() -> None:
+    assert check(async_swallowing(message_id="m2", attempt=1).events) == []
+    assert check(async_swallowing(message_id="m1", attempt=2).events) == []
+
+
+def test_an_untagged_record_from_another_thread_is_judged_as_before() -> None:
+    # Given an old event (no attempt named) from another thread: ruled out, as it was
+    assert check(async_swallowing().events) == []
+
+
+def test_a_tagged_record_needs_no_clock() -> None:
+    # Given the event loop's clock and the worker's disagree: the record is still the attempt's
+    h = History()
+    h.insert()
+    h.broker("start", thread=WORKER)
+    h.commit(RUNNING)
+    h.log("error", "boom", "X", thread=LOOP, message_id="m1", attempt=1, at=T0)  # "before"
+    h.commit(COMPLETED)
+    h.broker("ack", thread=WORKER)
+    assert kinds(check(h.events)) == ["swallowed_error"]
+
+
+THREADS = ["MainThread", "Thread-2", "Thread-6", "Thread-9", "asyncio_0", "worker-1"]
+
+
+@PROPERTY
+@given(plans, st.booleans(), st.data())
+def test_thread_names_shuffled_across_loop_and_worker_threads_change_no_finding(
+    plan: Plan, swallowed: bool, data: st.DataObject
+) -> None:
+    # Given a lifecycle whose attempts log (the failed ones, and maybe a swallowed error in
+    # the last), each record naming its attempt
+    h = live(plan)
+    if swallowed:
+        start = max(e.id for e in h.events if e.kind == "start")
+        at = next(e.at for e in h.events if e.id == start)
+        assert at is not None
+        h.events.append(
+            EventRecord(
+                id=len(h.events) + 1,
+                source="log",
+                kind="warning",
+                task_key="task-1",
+                at=at + timedelta(milliseconds=1),
+                received_at=h.clock + timedelta(milliseconds=50),  # published late
+                body={"message": "swallowed", "exception": "LLMError"},
+            )
+        )
+
+    def tag(events: list[EventRecord], threads: list[str]) -> list[EventRecord]:
+        attempt, out = 1, []
+        for e in events:
+            body = dict(e.body)
+            if e.source == "broker":
+                attempt = body.get("attempt", attempt)
+                body["thread"] = threads[e.id % len(threads)]
+            elif e.source == "log":
+                body.update(message_id="m1", attempt=attempt, thread=threads[-1 - e.id % 3])
+            out.append(replace(e, body=body))
+        return out
+
+    # When the same history is told with the threads named one way, then another
+    one = data.draw(st.permutations(THREADS))
+    other = data.draw(st.permutations(THREADS))
+    found = check(tag(h.events, one))
+    # Then the findings are the same, and the swallowed error is found when it is there
+    assert found == check(tag(h.events, other))
+    wanted = ["swallowed_error"] if swallowed and plan.outcome == COMPLETED else []
+    assert kinds(found) == wanted
+
+
+# --- a stale object is named by its snapshot ----------------------------------------------
+
+
+def test_a_stale_object_is_named_by_its_snapshot() -> None:
+    # Given a read with no version (an ORM identity map handed back the object it held)
+    # whose snapshot already saw the COMPLETED commit, 300 ms later
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    done = h.commit(COMPLETED)
+    read = h.read(version=-1, xmin=False, status=RUNNING, after_ms=300)
+    # Then it is a stale read of a cached object, named by that commit
+    (found,) = check(h.events)
+    assert (found.kind, found.cause) == ("stale_read", "cached_object")
+    assert found.events == (done.id, read.id)
+    assert "returned RUNNING with no version of the row" in found.message
+    assert f"snapshot already saw transaction {done.txid} commit COMPLETED" in found.message
+    assert "identity map" in found.message and "populate_existing" in found.message
+    assert f"the last RUNNING was transaction {h.versions[1].txid}'s" in found.message
+
+
+def test_a_read_with_neither_version_nor_snapshot_is_not_judged_stale() -> None:
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    h.read(xmin=False, snapshot=False, status=RUNNING, after_ms=300)
+    assert check(h.events) == []
+
+
+def test_a_snapshot_that_saw_only_what_the_read_returned_is_fresh() -> None:
+    # Given a no-version read whose snapshot was taken before COMPLETED committed
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(COMPLETED)
+    running = h.versions[1].txid
+    h.read(xmin=False, snapshot=f"{running + 1}:{running + 1}:", status=RUNNING, after_ms=300)
+    # Then nothing proves the object stale: the snapshot gives no clock to judge it by
+    assert [f for f in check(h.events) if f.cause == "cached_object"] == []
+
+
+def savepointed(h: History, *statuses: str) -> int:
+    """A commit written inside a savepoint: the row's xmin is the subtransaction's xid,
+    one above the top-level txid the capture records. Returns that xmin."""
+    h.commit(*statuses)
+    return h.versions[-1].txid + 1
+
+
+def test_a_read_of_a_row_written_in_a_savepoint_is_tied_to_its_commit() -> None:
+    # Given RUNNING and COMPLETED each written inside a savepoint, and a fresh read of it
+    h = History(txid_step=3)
+    h.insert()
+    savepointed(h, RUNNING)
+    xmin = savepointed(h, COMPLETED)
+    read = h.add(
+        "api",
+        "read",
+        status=COMPLETED,
+        body={"xmin": xmin, "snapshot": h.snapshot(), "client": "api"},
+    )
+    # Then nothing is found, and the timeline names the commit the read returned
+    assert check(h.events, expected=COMPLETED) == []
+    views = TimelineBuilder().extend(h.events)
+    (view,) = [v for v in views if v.record.id == read.id]
+    assert view.version_txid == h.versions[-1].txid and view.version_of is not None
+
+
+def test_a_stale_read_of_a_row_written_in_a_savepoint_is_named() -> None:
+    # Given a read of RUNNING (xmin: its savepoint's) although COMPLETED had committed
+    h = History(txid_step=3)
+    h.insert()
+    xmin = savepointed(h, RUNNING)
+    done = h.commit(COMPLETED)
+    read = h.add(
+        "api",
+        "read",
+        status=RUNNING,
+        after_ms=300,
+        body={"xmin": xmin, "snapshot": h.snapshot(), "client": "api"},
+    )
+    # Then it is judged stale, not skipped
+    (found,) = check(h.events)
+    assert (found.kind, found.cause) == ("stale_read", "cached_object")
+    assert found.events == (done.id, read.id)
+    # And without a snapshot it cannot be tied to a version: not judged
+    bare = [e for e in h.events if e.id != read.id]
+    bare.append(replace(read, body={"xmin": xmin, "client": "api"}))
+    assert check(bare) == []
