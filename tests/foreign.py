@@ -22,12 +22,13 @@ from tests.conftest import FOREIGN_API_PORT, ROOT, Stack, http, wait_for
 
 SERVICE = ROOT / "tests" / "acceptance" / "foreign_service"
 SCENARIOS = SERVICE / "scenarios.toml"
+ASYNC_SERVICE_REQUIREMENTS = ["fastapi>=0.110", "uvicorn>=0.29", "asyncpg>=0.29"]
 
 
 @pytest.fixture(scope="session")
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """README, step 2: the client alone in the service's environment (no Django), with the
-    pytest extra for the plugin."""
+    """README, step 2: the client alone in the services' environment (no Django), with the
+    pytest extra for the plugin; the async service's FastAPI, uvicorn and asyncpg beside."""
     where = tmp_path_factory.mktemp("foreign-venv")
     source = where / "client-source"
     shutil.copytree(
@@ -36,7 +37,16 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
     python = where / "venv" / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"{source}[dramatiq,psycopg,pytest]"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            f"{source}[dramatiq,psycopg,sqlalchemy,pytest]",
+            # The async service's own requirements (tests/foreign_async.py)
+            *ASYNC_SERVICE_REQUIREMENTS,
+        ],
         check=True,
         capture_output=True,
         timeout=300,

@@ -1,0 +1,140 @@
+"""The async foreign service (``tests/acceptance/async_service/``), built like the seed's:
+FastAPI served by uvicorn, SQLAlchemy async over asyncpg, ``async def`` Dramatiq actors on
+the AsyncIO middleware, its own database. Attached exactly as the README says, as fixtures
+(the client's environment is ``client_venv``'s, shared with the sync service)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from tests.conftest import ASYNC_API_PORT, ROOT, Stack, http, wait_for
+from tests.foreign import kinds, timeline
+
+ASYNC_SERVICE = ROOT / "tests" / "acceptance" / "async_service"
+
+
+@pytest.fixture(scope="module")
+def async_db(stack: Stack) -> Iterator[tuple[str, str]]:
+    """The service's own database: (a libpq URL for capture, its SQLAlchemy URL)."""
+    from django.db import connection
+
+    from lifecycle.database import conninfo
+
+    name = f"tasks_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    settings = connection.settings_dict
+    auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    where = f"{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{name}"
+    with psycopg.connect(f"postgresql://{where}", autocommit=True) as conn:
+        conn.execute((ASYNC_SERVICE / "schema.sql").read_text())
+    yield f"postgresql://{where}", f"postgresql+asyncpg://{where}"
+    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
+        conn.execute(
+            pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+        )
+        conn.execute(
+            pgsql.SQL("DROP ROLE IF EXISTS {}").format(
+                pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
+            )
+        )
+
+
+def async_env(stack: Stack, database: str, role: str) -> dict[str, str]:
+    """README, step 2: the service's processes get the dashboard's RabbitMQ and namespace."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
+        "LIFECYCLE_PROCESS_ROLE": role,
+        "TASKS_DATABASE_URL": database,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def async_service(stack: Stack, async_db: tuple[str, str], client_venv: Path) -> Iterator[str]:
+    """README, steps 1 and 3: capture installed on its table, its worker and API started."""
+    capture_url, database = async_db
+    done = stack.manage(
+        "lifecycle",
+        "capture",
+        "install",
+        "public.tasks",
+        "--key",
+        "id",
+        "--status",
+        "status",
+        "--database",
+        capture_url,
+        "--name",
+        "tasks-db",
+    )
+    assert done.returncode == 0, done.stderr
+    queue = f"tasks-{uuid.uuid4().hex[:8]}"
+    worker = subprocess.Popen(
+        [str(client_venv), "-m", "dramatiq", "worker", "--processes", "1", "--threads", "4"],
+        cwd=ASYNC_SERVICE,
+        env={**async_env(stack, database, "worker"), "TASKS_QUEUE": queue},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    api = subprocess.Popen(
+        [
+            str(client_venv),
+            "-m",
+            "uvicorn",
+            "app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ASYNC_API_PORT),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ASYNC_SERVICE,
+        env={**async_env(stack, database, "api"), "TASKS_QUEUE": queue},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{ASYNC_API_PORT}"
+
+        def created() -> dict[str, str] | None:
+            if api.poll() is not None:
+                raise AssertionError(f"the API exited: {api.stderr.read() if api.stderr else ''}")
+            try:
+                status, body = http("POST", f"{base}/tasks", {"mode": "ok"})
+            except OSError:
+                return None
+            return body if status == 201 else None
+
+        first = wait_for(created, 30, interval=0.2, what="the tasks API")
+        wait_for(
+            lambda: (
+                ("broker", "ack") in kinds(timeline(stack, first["id"]))
+                and ("db", "update") in kinds(timeline(stack, first["id"]))
+            ),
+            45,
+            what="the tasks service's first task on the inspector's timeline",
+        )
+        yield base
+    finally:
+        for process in (api, worker):
+            process.terminate()
+        for process in (api, worker):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        stack.manage("lifecycle", "capture", "remove", "--all", "--database", capture_url)
