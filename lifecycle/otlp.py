@@ -4,9 +4,9 @@ One trace per task (its id derived from the task key, so exporting again gives t
 trace): a root span over the whole history, a child span per attempt (a broker ``start``
 to the ``ack``, ``fail``, ``nack`` or ``skip`` of the same message and attempt, or to the
 history's end), and each event as a span event: on its attempt's span when it is that
-attempt's (a broker step, or a log record of the same process in its time), else on the
-root. Findings are span events on the root named ``finding.<kind>``. Times are the
-events' own, at their source.
+attempt's (a broker step; a log record or read that names the attempt; a log record that
+names none, of the same process in its time), else on the root. Findings are span events
+on the root named ``finding.<kind>``. Times are the events' own, at their source.
 
 The shape is OTLP's JSON encoding of ``ExportTraceServiceRequest`` (integers of 64 bits
 as strings, ids as hex), which Jaeger reads (``jaeger`` UI: *Upload*, or POST to a
@@ -121,14 +121,17 @@ def trace(
     for r in records:
         if r.id in homes or r.at is None:
             continue
+        named = r.source != "broker" and r.body.get("message_id") is not None
         for index, a in enumerate(spans_of):
             s = a["start"]
-            inside = s.at is not None and a["until"] is not None and s.at <= r.at <= a["until"]
-            if not inside:
-                continue
-            mine = (r.source == "broker" and _same_attempt(s, r)) or (
-                r.source == "log" and r.body.get("pid") in (None, s.body.get("pid"))
-            )
+            if named:  # the client named the attempt it belongs to, whatever its thread
+                mine = _same_attempt(s, r)
+            else:
+                inside = s.at is not None and a["until"] is not None and s.at <= r.at <= a["until"]
+                mine = inside and (
+                    (r.source == "broker" and _same_attempt(s, r))
+                    or (r.source == "log" and r.body.get("pid") in (None, s.body.get("pid")))
+                )
             if mine:
                 homes[r.id] = index
                 break

@@ -72,3 +72,29 @@ def test_a_task_is_one_trace_with_a_span_per_attempt() -> None:
     # the same task exports as the same trace
     again = trace("job-1", views, found)
     assert again["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] == root["traceId"]
+
+
+def test_a_record_that_names_its_attempt_goes_to_that_attempts_span() -> None:
+    # Given two attempts in one process at once, and records from an event loop's thread
+    # that name their attempt (one logged after its attempt's ack reached us)
+    records = in_time_order(
+        [
+            ev(1, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="a"),
+            ev(2, "broker", "start", 12, message_id="m2", attempt=1, pid=7, actor="a"),
+            ev(3, "log", "warning", 20, pid=7, thread="loop", message_id="m2", attempt=1),
+            ev(4, "api", "read", 25, status="RUNNING", message_id="m1", attempt=1),
+            ev(5, "broker", "ack", 30, message_id="m1", attempt=1, pid=7),
+            ev(6, "broker", "ack", 32, message_id="m2", attempt=1, pid=7),
+            ev(7, "log", "error", 40, pid=7, thread="loop", message_id="m1", attempt=1),
+        ]
+    )
+    document = trace("job-1", TimelineBuilder().extend(records), [])
+    _, first, second = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    # Then each is on its own attempt's span, not the first one open in its time
+    assert [e["name"] for e in first["events"]] == [
+        "broker.start",
+        "api.read",
+        "broker.ack",
+        "log.error",
+    ]
+    assert [e["name"] for e in second["events"]] == ["broker.start", "log.warning", "broker.ack"]
