@@ -208,6 +208,10 @@ class _History:
         # Row locks serialise the writers, so first arrival is commit order for one row.
         groups = sorted(by_txid.items(), key=lambda item: item[1][0].id)
         self.versions = [Version(i, txid, tuple(evs)) for i, (txid, evs) in enumerate(groups)]
+        self._txids = [v.txid for v in self.versions]
+        self._by_status: dict[str | None, list[int]] = {}
+        for v in self.versions:
+            self._by_status.setdefault(v.status, []).append(v.index)
         # The largest last-event id among the first n versions, to find with a bisection the
         # versions that arrived before a read (row locks make it the plain last id).
         self._arrived = list(itertools.accumulate((v.last.id for v in self.versions), max))
@@ -235,13 +239,28 @@ class _History:
     def seen_by(self, read: EventRecord) -> Version | None:
         """The newest version the read's snapshot saw: what it should have returned."""
         snapshot = read_snapshot(read)
-        if snapshot is None or not self.versions:
+        if snapshot is None:
             return None
-        return newest_seen(snapshot, [(v.txid, v) for v in self.versions])
+        index = newest_seen(snapshot, self._txids)
+        return None if index is None else self.versions[index]
+
+    def last_with_status(self, status: str | None, before: int) -> Version | None:
+        """The newest version before index ``before`` that had ``status``."""
+        indexes = self.indexes_of(status)
+        at = bisect.bisect_left(indexes, before)
+        return self.versions[indexes[at - 1]] if at else None
 
     def committed_before(self, read: EventRecord) -> list[Version]:
         """Versions whose events all arrived before the read's (a sound, lenient bound)."""
-        return self.versions[: bisect.bisect_left(self._arrived, read.id)]
+        return self.versions[: self.arrived_before(read)]
+
+    def arrived_before(self, read: EventRecord) -> int:
+        """How many versions ``committed_before`` holds, without copying them."""
+        return bisect.bisect_left(self._arrived, read.id)
+
+    def indexes_of(self, status: str | None) -> list[int]:
+        """The indexes of the versions that had ``status``, ascending."""
+        return self._by_status.get(status, [])
 
     def began_after(self, read: EventRecord, version: Version) -> bool:
         """Time evidence that the read began after the version had committed."""
@@ -316,7 +335,7 @@ def _cached_by_snapshot(h: _History, read: EventRecord) -> tuple[Version, Versio
     seen = h.seen_by(read)
     if seen is None or seen.status == read.status:
         return None
-    older = next((v for v in reversed(h.versions[: seen.index]) if v.status == read.status), None)
+    older = h.last_with_status(read.status, seen.index)
     return (older, seen) if older is not None else None  # else: an unwritten read
 
 
@@ -423,11 +442,14 @@ def _regressions(h: _History, reads: list[EventRecord]) -> list[tuple[EventRecor
             continue
         version = h.version_of(read)
         if version is None:
-            seen = [v.index for v in h.committed_before(read) if v.status == read.status]
-            if not seen:
+            # The versions of its status that had arrived: the first at or past the floor,
+            # else the last (bisections: a long history has many such reads)
+            seen = h.indexes_of(read.status)
+            arrived = bisect.bisect_left(seen, h.arrived_before(read))
+            if not arrived:
                 continue  # an unwritten read, reported as such
-            ahead = [i for i in seen if i >= floor]
-            index = min(ahead) if ahead else max(seen)
+            ahead = bisect.bisect_left(seen, floor, 0, arrived)
+            index = seen[ahead] if ahead < arrived else seen[arrived - 1]
         else:
             index = version.index
         if index < floor and furthest is not None:

@@ -106,6 +106,7 @@ class TimelineBuilder:
         self.commits_by_xmin: dict[int, EventRecord] = {}
         # Each transaction's last write, in commit order: what a read's snapshot saw.
         self.commits_by_txid: dict[int, EventRecord] = {}
+        self._txids: list[int] = []  # its keys, kept as a list for bisection
 
     def add(self, record: EventRecord) -> EventView:
         if self.origin is None and record.at is not None:
@@ -140,9 +141,12 @@ class TimelineBuilder:
         if commit is not None:
             return commit
         snapshot = read_snapshot(read)
-        if snapshot is None or not self.commits_by_txid:
+        if snapshot is None:
             return None
-        seen = newest_seen(snapshot, list(self.commits_by_txid.items()))
+        if len(self._txids) != len(self.commits_by_txid):
+            self._txids = list(self.commits_by_txid)  # commits came since: in commit order
+        index = newest_seen(snapshot, self._txids)
+        seen = None if index is None else self.commits_by_txid[self._txids[index]]
         return seen if seen is not None and seen.status == read.status else None
 
     def extend(self, records: Iterable[EventRecord]) -> list[EventView]:
