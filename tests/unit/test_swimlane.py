@@ -3,11 +3,16 @@ escaped."""
 
 from __future__ import annotations
 
+import math
+import random
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dashboard.swimlane import MAX_MARKS, PALETTE, swimlane
+from dashboard.swimlane import LEFT, MAX_MARKS, PALETTE, RIGHT, WIDTH, Scale, swimlane, time_scale
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord
 from lifecycle.timeline import TimelineBuilder, in_time_order
@@ -104,3 +109,352 @@ def test_a_long_history_keeps_commits_and_buckets_the_reads() -> None:
     assert svg.count("<circle") <= 1000  # at most a dot per pixel column
     assert " events from " in svg
     assert len(svg) < 300_000
+
+
+# What a user reads off the picture: the SVG parsed, labels measured by their characters.
+
+SVG = "{http://www.w3.org/2000/svg}"
+CHAR_PX = 6.5  # a 10 px capital, about
+DRAWABLE = WIDTH - LEFT - RIGHT
+
+
+def commit(n: int, ms: int, old: str | None, new: str, txid: int) -> EventRecord:
+    if old is None:
+        return ev(n, "db", "insert", ms, new, txid=txid, new_status=new)
+    return ev(n, "db", "update", ms, new, txid=txid, old_status=old, new_status=new)
+
+
+def seed_like() -> list[EventRecord]:
+    """The seed scenario: a worker's whole attempt within 100 ms, then a probe and the
+    API reading every 200 ms for 2 s."""
+    records = [
+        commit(1, 0, None, "PENDING", 100),
+        ev(2, "broker", "start", 20, message_id="m", attempt=1),
+        commit(3, 30, "PENDING", "RUNNING", 101),
+        ev(4, "log", "warning", 60, message="boom"),
+        commit(5, 90, "RUNNING", "COMPLETED", 102),
+        ev(6, "broker", "ack", 100, message_id="m", attempt=1),
+    ]
+    for i in range(1, 11):
+        records.append(ev(10 + i, "probe", "read", 200 * i, "COMPLETED"))
+        records.append(ev(30 + i, "api", "read", 200 * i, "COMPLETED", xmin=102))
+    return records
+
+
+def evenly_spread() -> list[EventRecord]:
+    records = [
+        commit(1, 0, None, "PENDING", 100),
+        ev(2, "broker", "start", 300, message_id="m", attempt=1),
+        commit(3, 500, "PENDING", "RUNNING", 101),
+        ev(4, "log", "warning", 1000, message="boom"),
+        commit(5, 1500, "RUNNING", "COMPLETED", 102),
+        ev(6, "broker", "ack", 1600, message_id="m", attempt=1),
+    ]
+    records += [ev(10 + i, "probe", "read", 200 * i, "RUNNING") for i in range(1, 11)]
+    return records
+
+
+@dataclass
+class Commit:
+    event: int
+    x: float
+    y: float
+    label: str | None
+    box: tuple[float, float, float, float] | None  # left, top, right, bottom
+    leader: tuple[float, float, float, float] | None = None  # from the mark to the label
+
+
+def commits_drawn(svg: str) -> list[Commit]:
+    """Each commit mark: its event, its diamond's centre, and its label with the box the
+    label's characters take."""
+    found = []
+    for a in ET.fromstring(svg).iter(f"{SVG}a"):
+        path = a.find(f"{SVG}path")
+        if path is None:
+            continue
+        x, top = (float(v) for v in path.get("d", "")[1:].split("l")[0].split())
+        text = a.find(f"{SVG}text[@class='commit-label']")
+        label, box = None, None
+        if text is not None:
+            label = text.text or ""
+            width = len(label) * CHAR_PX
+            left = {"start": 0.0, "middle": width / 2, "end": width}[
+                text.get("text-anchor", "start")
+            ]
+            lx, baseline = float(text.get("x", 0)), float(text.get("y", 0))
+            box = (lx - left, baseline - 9, lx - left + width, baseline + 2)
+        line = a.find(f"{SVG}line[@class='leader']")
+        leader = None
+        if line is not None:
+            x1, y1, x2, y2 = (float(line.get(k, 0)) for k in ("x1", "y1", "x2", "y2"))
+            leader = (x1, y1, x2, y2)
+        found.append(Commit(int(a.get("href", "#event-0")[7:]), x, top + 8, label, box, leader))
+    return found
+
+
+def attempt_bars(svg: str) -> list[tuple[float, float]]:
+    return [
+        (float(r.get("x", 0)), float(r.get("width", 0)))
+        for r in ET.fromstring(svg).iter(f"{SVG}rect")
+        if "attempt" in r.get("class", "").split()
+    ]
+
+
+def tick_x(svg: str, text: str) -> float:
+    (x,) = [
+        float(t.get("x", 0))
+        for t in ET.fromstring(svg).iter(f"{SVG}text")
+        if t.get("class") == "tick-label" and t.text == text
+    ]
+    return x
+
+
+def mark_x(svg: str, event: int) -> float:
+    """Where an event's mark (a dot or a commit's diamond) is drawn."""
+    for a in ET.fromstring(svg).iter(f"{SVG}a"):
+        if a.get("href") == f"#event-{event}":
+            circle, path = a.find(f"{SVG}circle"), a.find(f"{SVG}path")
+            if circle is not None:
+                return float(circle.get("cx", 0))
+            if path is not None:
+                return float(path.get("d", "")[1:].split()[0])
+    raise AssertionError(f"no mark for event {event}")
+
+
+def centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def pile_of(mark: Commit, commits: list[Commit]) -> list[Commit]:
+    """A labelled mark and the unlabelled marks drawn on top of it: those chained to it
+    less than 4 px apart (0.1 more: the SVG's x are rounded)."""
+    ordered = sorted(commits, key=lambda c: c.x)
+    i = j = ordered.index(mark)
+    while i > 0 and ordered[i - 1].label is None and ordered[i].x - ordered[i - 1].x < 4.1:
+        i -= 1
+    while j + 1 < len(ordered) and ordered[j + 1].label is None:
+        if ordered[j + 1].x - ordered[j].x >= 4.1:
+            break
+        j += 1
+    return ordered[i : j + 1]
+
+
+def assert_labels_unambiguous(commits: list[Commit]) -> None:
+    """No two labels overlap, and each is nearer its own mark (or the marks it names, a
+    pile drawn on top of each other) than any other commit's."""
+    labelled = [c for c in commits if c.box is not None]
+    for i, a in enumerate(labelled):
+        for b in labelled[i + 1 :]:
+            assert a.box and b.box
+            apart = a.box[2] <= b.box[0] or b.box[2] <= a.box[0]
+            assert apart or a.box[3] <= b.box[1] or b.box[3] <= a.box[1], (a, b)
+        assert a.box and a.label and a.leader
+        for b in labelled:  # its leader crosses no other label
+            x1, y1, x2, y2 = a.leader
+            for k in range(21):
+                px, py = x1 + (x2 - x1) * k / 20, y1 + (y2 - y1) * k / 20
+                inside = b.box and b.box[0] < px < b.box[2] and b.box[1] < py < b.box[3]
+                assert b is a or not inside, (a, b)
+        pile = pile_of(a, commits)
+        # it names each of them, or says how many they are
+        counted = re.search(r" \((\d+)\)$", a.label)
+        assert len(pile) == (int(counted[1]) if counted else len(a.label.split(" → "))), a
+        cx, cy = centre(a.box)
+        own = min(math.dist((cx, cy), (c.x, c.y)) for c in pile)
+        for other in commits:
+            if other not in pile:
+                assert own < math.dist((cx, cy), (other.x, other.y)), (a, other)
+
+
+def test_each_commit_of_a_quick_attempt_is_labelled_by_its_own_mark() -> None:
+    # Given the seed's history: three commits within 90 ms, reads for 2 s
+    svg = picture(seed_like())
+
+    # Then every status change has its own label, in time order
+    commits = commits_drawn(svg)
+    assert [(c.event, c.label) for c in commits] == [
+        (1, "PENDING"),
+        (3, "RUNNING"),
+        (5, "COMPLETED"),
+    ]
+    # and no label overlaps another or sits nearer another commit's mark
+    assert_labels_unambiguous(commits)
+    # and each mark still links to its row and names its event
+    assert '<a href="#event-3" class="mark"><title>#3 ' in svg
+
+
+def test_a_quick_attempt_gets_room_when_the_probe_stretches_the_axis() -> None:
+    svg = picture(seed_like())
+
+    # The attempt's bar takes a real share of the width, not 4 %
+    ((_, width),) = attempt_bars(svg)
+    assert width >= 0.25 * DRAWABLE
+    # and the picture says the axis is zoomed there, with a break where the scale changes
+    assert 'class="axis-break"' in svg and 'class="zoom"' in svg and ">zoomed ×" in svg
+    # Tick labels stay true: "+50 ms" lies between the commits at 30 and 90 ms, a third
+    # of the way, and "+1.0 s" is where the reads at 1 s are drawn
+    running, completed = mark_x(svg, 3), mark_x(svg, 5)
+    assert tick_x(svg, "+50 ms") == pytest.approx(running + (completed - running) / 3, abs=0.2)
+    assert tick_x(svg, "+1.0 s") == pytest.approx(mark_x(svg, 15), abs=0.2)  # the 5th read
+
+
+def test_a_break_marks_only_a_change_of_scale_inside_the_picture() -> None:
+    # Given the seed's history, the probe's first read 20 ms before the first commit
+    records = [ev(9, "probe", "read", -20, "PENDING"), *seed_like()]
+    svg = picture(records)
+
+    # Then the zoom starts at the picture's start (no sliver of another scale before it),
+    # and its one break is where it ends
+    breaks = [
+        float(mark.get("points", "").split(",")[0]) + 6  # the // is drawn from x - 6
+        for g in ET.fromstring(svg).iter(f"{SVG}g")
+        if g.get("class") == "axis-break"
+        for mark in g.iter(f"{SVG}polygon")
+    ]
+    assert len(breaks) == 1 and breaks[0] > LEFT + 0.25 * DRAWABLE
+    ((x, width),) = attempt_bars(svg)
+    assert x < breaks[0] and width >= 0.25 * DRAWABLE
+
+
+def test_an_evenly_spread_history_keeps_one_even_axis() -> None:
+    svg = picture(evenly_spread())
+
+    assert "axis-break" not in svg and 'class="zoom"' not in svg and 'class="cut"' not in svg
+    commits = commits_drawn(svg)
+    assert [c.label for c in commits] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert_labels_unambiguous(commits)
+    # x is proportional to time: 500 ms is a third of the way from 0 to 1500 ms
+    first, running, last = (c.x for c in commits)
+    assert running - first == pytest.approx((last - first) / 3, abs=0.2)
+    ((x, width),) = attempt_bars(svg)
+    assert width == pytest.approx((last - first) * 1300 / 1500, abs=0.5)
+
+
+def test_a_long_silence_is_cut_out_of_the_axis_and_time_named_where_it_resumes() -> None:
+    # Given the seed's history and one more read a minute later
+    records = seed_like()
+    records.append(ev(99, "api", "read", 60_000, "COMPLETED", xmin=102))
+    svg = picture(records)
+
+    # Then the minute without events is a narrow cut, named, and the last read's time is
+    # written under it
+    assert 'class="axis-cut"' in svg and "without events, cut out of the axis" in svg
+    assert tick_x(svg, "+1:00.000") == pytest.approx(mark_x(svg, 99), abs=0.2)
+    # and the reads of the first 2 s still spread over most of the width
+    assert mark_x(svg, 20) - mark_x(svg, 11) > 0.4 * DRAWABLE
+    ((_, width),) = attempt_bars(svg)
+    assert width >= 0.25 * DRAWABLE
+
+
+def test_commits_a_hair_apart_share_one_label_and_none_names_another_mark() -> None:
+    # Given commits 0.1 ms apart (a mark each, overlapping), and the reported case: a
+    # terminal commit ringed right after the first one
+    records = [
+        commit(1, 0, None, "PENDING", 100),
+        ev(2, "broker", "start", 20, message_id="m", attempt=1),
+        commit(3, 21, "PENDING", "RUNNING", 101),
+        ev(4, "log", "error", 22, message="boom"),
+    ]
+    records.append(
+        EventRecord(
+            id=5,
+            source="db",
+            kind="update",
+            task_key="t",
+            status="COMPLETED",
+            txid=102,
+            at=T0 + timedelta(microseconds=21_100),
+            body={"old_status": "RUNNING", "new_status": "COMPLETED"},
+        )
+    )
+    records.append(ev(6, "broker", "ack", 24, message_id="m", attempt=1))
+    records += [ev(10 + i, "probe", "read", 200 * i, "COMPLETED") for i in range(1, 11)]
+    svg = picture(records, [Finding("swallowed_error", (4, 5), "swallowed")])
+
+    commits = commits_drawn(svg)
+    assert [c.label for c in commits] == ["PENDING", "RUNNING → COMPLETED", None]
+    assert_labels_unambiguous(commits)
+    # The commit without a label of its own is still a link with its event in a title
+    assert '<a href="#event-5" class="mark"><title>#5 ' in svg
+
+
+def test_crowded_commits_get_labels_only_where_they_are_unambiguous() -> None:
+    # Given forty commits 2 ms apart at the end of a 10 s history (progress updates, then
+    # the last status change at the picture's right edge): too many to label all, and
+    # the last label would have to be pushed in from the edge, over its neighbours
+    records = [ev(100 + i, "probe", "read", 250 * i, "RUNNING") for i in range(40)]
+    records.append(commit(1, 9_920, None, "RUNNING", 1))
+    records += [
+        ev(
+            n,
+            "db",
+            "update",
+            9_920 + 2 * n,
+            "RUNNING",
+            txid=n,
+            old_status="RUNNING",
+            new_status="RUNNING",
+            changed=["progress"],
+        )
+        for n in range(2, 40)
+    ]
+    records.append(commit(40, 10_000, "RUNNING", "COMPLETED", 40))
+    svg = picture(records)
+
+    commits = commits_drawn(svg)
+    assert len(commits) == 40
+    assert_labels_unambiguous(commits)
+    assert sum(c.label is not None for c in commits) >= 8
+    # The last commit goes without a label rather than with one nearer another mark; it
+    # is still a link that names its event
+    assert commits[-1].label is None and '<a href="#event-40" class="mark"><title>#40 ' in svg
+
+
+def test_a_retry_loops_thousand_status_changes_are_not_mislabelled() -> None:
+    # Given a long history (bucketed) whose status flips every 5 ms for 6 s, then fails
+    records = [commit(1, 0, None, "PENDING", 1)]
+    for n in range(2, 1201):
+        old, new = ("PENDING", "RUNNING") if n % 2 else ("RUNNING", "PENDING")
+        records.append(commit(n, 5 * n, old, new, n))
+    records.append(commit(1201, 6010, "RUNNING", "FAILED", 1201))
+    records += [ev(2000 + n, "api", "read", 5 * n + 2, "RUNNING") for n in range(1, 1201)]
+    svg = picture(records)
+
+    # Then the marks, touching one another, carry no label that could be another's
+    commits = commits_drawn(svg)
+    assert 200 < len(commits) < 1201
+    assert_labels_unambiguous(commits)
+
+
+def test_labels_stay_unambiguous_on_many_random_histories() -> None:
+    # Given histories of 2 to 30 commits at random times, statuses of random lengths,
+    # reads around them
+    rng = random.Random(22)
+    for _ in range(200):
+        n = rng.randint(2, 30)
+        times = sorted(rng.choice([rng.randint(0, 300), rng.randint(0, 5000)]) for _ in range(n))
+        statuses = ["S" * rng.randint(1, 14) + str(i) for i in range(n)]
+        records = [commit(1, times[0], None, statuses[0], 1)]
+        records += [
+            commit(i + 1, times[i], statuses[i - 1], statuses[i], i + 1) for i in range(1, n)
+        ]
+        records += [ev(100 + i, "probe", "read", 250 * i, "X") for i in range(rng.randint(0, 30))]
+        svg = picture(records)
+
+        # Then whatever is labelled is labelled unambiguously
+        commits = commits_drawn(svg)
+        assert len(commits) == n
+        assert_labels_unambiguous(commits)
+        assert any(c.label for c in commits)
+
+
+def test_the_time_scale_is_monotonic_and_fills_the_width() -> None:
+    # An attempt at the start, reads to 2 s, a silence, a last read at 60 s
+    times = [0.0, 0.02, 0.03, 0.06, 0.09, 0.1, *(0.2 * i for i in range(1, 11)), 60.0]
+    segments = time_scale(60.0, times, [(0.0, 0.0), (0.02, 0.1), (0.03, 0.03), (0.09, 0.09)])
+
+    assert [s.kind for s in segments] == ["zoom", "even", "cut"]
+    assert segments[0].x0 == LEFT and segments[-1].x1 == pytest.approx(WIDTH - RIGHT)
+    scale = Scale(0.0, segments)
+    xs = [scale.at(t) for t in sorted(times)]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)

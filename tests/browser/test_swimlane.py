@@ -1,0 +1,65 @@
+"""The swimlane picture as Chromium draws it: labels measured in real fonts, not estimated."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.browser
+
+# Each commit mark's centre, its label's box (or None) and every tick label's box, as drawn.
+MEASURE = """svg => {
+  const box = el => { const r = el.getBoundingClientRect();
+                      return [r.left, r.top, r.right, r.bottom]; };
+  const commits = [...svg.querySelectorAll('a.mark')].filter(a => a.querySelector('path'))
+    .map(a => {
+      const d = box(a.querySelector('path'));
+      const label = a.querySelector('.commit-label');
+      return {mark: [(d[0] + d[2]) / 2, (d[1] + d[3]) / 2],
+              label: label ? label.textContent : null, box: label ? box(label) : null};
+    });
+  const ticks = [...svg.querySelectorAll('.tick-label, .zoom-note')].map(box);
+  return {commits, ticks};
+}"""
+
+
+@pytest.fixture(scope="module")
+def overwritten(stack):
+    status, run = stack.post("/api/scenarios/overwrite-after-failure/runs")
+    assert status == 201
+    wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
+    return run
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_the_swimlane_labels_each_commit_by_its_own_mark_in_real_fonts(stack, page, overwritten):
+    page.goto(f"{stack.base_url}/tasks/{overwritten['task']}")
+    picture = page.get_by_test_id("swimlane")
+    picture.wait_for()
+
+    drawn = picture.evaluate(MEASURE)
+    commits, ticks = drawn["commits"], drawn["ticks"]
+    # The scenario commits PENDING, RUNNING, FAILED and COMPLETED: each is labelled
+    assert len(commits) >= 3
+    labelled = [c for c in commits if c["box"]]
+    assert {"PENDING", "RUNNING", "FAILED", "COMPLETED"} <= {
+        part for c in labelled for part in c["label"].split(" → ")
+    }
+    for i, a in enumerate(labelled):
+        # No label overlaps another,
+        assert not any(overlap(a["box"], b["box"]) for b in labelled[i + 1 :]), a
+        # and each is nearer its own mark than any other commit's
+        centre = ((a["box"][0] + a["box"][2]) / 2, (a["box"][1] + a["box"][3]) / 2)
+        own = math.dist(centre, a["mark"])
+        for other in commits:
+            if other is not a and math.dist(other["mark"], a["mark"]) > 3:  # not its pile
+                assert own < math.dist(centre, other["mark"]), (a, other)
+    # The axis's labels do not overlap either
+    for i, a in enumerate(ticks):
+        assert not any(overlap(a, b) for b in ticks[i + 1 :]), ticks
