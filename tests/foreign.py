@@ -132,27 +132,50 @@ def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     try:
         assert api.stdout is not None and "listening" in api.stdout.readline()
         base = f"http://127.0.0.1:{port}"
-        # A first job, through to the inspector: the follower has picked up the database
-        # (it reads the watch list every few seconds) and every process is connected.
         _, first = http("POST", f"{base}/jobs", {"mode": "ok"})
-        wait_for(
-            lambda: (
-                ("broker", "ack") in kinds(timeline(stack, first["id"]))
-                and ("db", "insert") in kinds(timeline(stack, first["id"]))
-            ),
-            45,
-            what="the service's first job on the inspector's timeline",
-        )
+        first_on_timeline(stack, first["id"], ("db", "insert"))
         yield base
     finally:
-        for process in (api, worker):
-            process.terminate()
-        for process in (api, worker):
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(api, worker)
         stack.manage("lifecycle", "capture", "remove", "--all", "--database", foreign_db)
+
+
+def first_on_timeline(stack: Stack, task: str, commit: tuple[str, str]) -> None:
+    """Wait for a service's first task on the inspector's timeline, acked and committed:
+    the follower has picked up its database (it reads the watch list every few seconds)
+    and every process of the service is connected."""
+    wait_for(
+        lambda: (
+            ("broker", "ack") in kinds(timeline(stack, task))
+            and commit in kinds(timeline(stack, task))
+        ),
+        45,
+        what=f"the service's first task ({task}) on the inspector's timeline",
+    )
+
+
+def stop(*processes: subprocess.Popen[str]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def service_pytest(
+    client_venv: Path, where: Path, test_file: str, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """A service's own test suite, run in its own environment (where the client is)."""
+    return subprocess.run(
+        [str(client_venv), "-m", "pytest", test_file, *args],
+        cwd=where,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def timeline(stack: Stack, task: str) -> dict[str, Any]:

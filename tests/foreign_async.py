@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql as pgsql
 
 from tests.conftest import ASYNC_API_PORT, ROOT, Stack, http, wait_for
-from tests.foreign import kinds, timeline
+from tests.foreign import first_on_timeline, stop
 
 ASYNC_SERVICE = ROOT / "tests" / "acceptance" / "async_service"
 
@@ -120,21 +120,8 @@ def async_service(stack: Stack, async_db: tuple[str, str], client_venv: Path) ->
             return body if status == 201 else None
 
         first = wait_for(created, 30, interval=0.2, what="the tasks API")
-        wait_for(
-            lambda: (
-                ("broker", "ack") in kinds(timeline(stack, first["id"]))
-                and ("db", "update") in kinds(timeline(stack, first["id"]))
-            ),
-            45,
-            what="the tasks service's first task on the inspector's timeline",
-        )
+        first_on_timeline(stack, first["id"], ("db", "update"))
         yield base
     finally:
-        for process in (api, worker):
-            process.terminate()
-        for process in (api, worker):
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(api, worker)
         stack.manage("lifecycle", "capture", "remove", "--all", "--database", capture_url)

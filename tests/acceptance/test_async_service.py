@@ -6,9 +6,7 @@ error, with the permalink and without the runner's token."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import pytest
 
 from tests.acceptance.test_foreign_scenarios import done_run, findings_include
 from tests.conftest import Stack, http, wait_for
-from tests.foreign import timeline
+from tests.foreign import service_pytest, timeline
 from tests.foreign_async import ASYNC_SERVICE
 
 pytestmark = pytest.mark.acceptance
@@ -137,30 +135,18 @@ def test_the_same_bug_sent_straight_to_the_api_is_named_without_a_scenario(
     assert [f["kind"] for f in body["findings"]] == ["swallowed_error"]
 
 
-def service_pytest(
-    client_venv: Path, stack: Stack, service: str, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TASKS_API_URL": service,
-        "LIFECYCLE_URL": stack.base_url,
-        "LIFECYCLE_TOKEN": stack.token,
-    }
-    return subprocess.run(
-        [str(client_venv), "-m", "pytest", "test_tasks_e2e.py", *args],
-        cwd=ASYNC_SERVICE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def test_its_own_pytest_report_names_the_swallowed_error_and_keeps_the_token(
     stack: Stack, async_service: str, client_venv: Path
 ) -> None:
     # When the service runs the seed's own test, with the plugin, showing every local
-    done = service_pytest(client_venv, stack, async_service, "--showlocals", "-rA")
+    env = {
+        "TASKS_API_URL": async_service,
+        "LIFECYCLE_URL": stack.base_url,
+        "LIFECYCLE_TOKEN": stack.token,
+    }
+    done = service_pytest(
+        client_venv, ASYNC_SERVICE, "test_tasks_e2e.py", env, "--showlocals", "-rA"
+    )
     out = done.stdout + done.stderr
     print(out)
     # Then it fails, and its report has the permalink and the swallowed error's sentence

@@ -7,7 +7,6 @@ permalink and the swallowed_error sentence in its report."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Stack, wait_for
-from tests.foreign import SERVICE
+from tests.foreign import SERVICE, service_pytest
 
 pytestmark = pytest.mark.acceptance
 
@@ -132,31 +131,18 @@ def test_the_cli_runs_the_services_scenarios_and_the_matrix_covers_them(
     assert rows["jobs-swallowed-error"]["counts"]["swallowed_error"] == 2
 
 
-def service_pytest(
+def jobs_pytest(
     client_venv: Path, stack: Stack, service: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """The service's own test suite, run in its own environment (where the client is)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "JOBS_API_URL": service,
-        "LIFECYCLE_URL": stack.base_url,
-        "LIFECYCLE_TOKEN": stack.token,
-    }
-    return subprocess.run(
-        [str(client_venv), "-m", "pytest", "test_jobs_e2e.py", *args],
-        cwd=SERVICE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    env = {"JOBS_API_URL": service, "LIFECYCLE_URL": stack.base_url, "LIFECYCLE_TOKEN": stack.token}
+    return service_pytest(client_venv, SERVICE, "test_jobs_e2e.py", env, *args)
 
 
 def test_the_plugin_puts_the_permalink_and_the_finding_in_the_failing_tests_report(
     stack: Stack, service: str, client_venv: Path
 ) -> None:
     # When the service runs its seed-like test and its clean one, with the plugin
-    done = service_pytest(client_venv, stack, service, "-k", "expect_failure or good_job")
+    done = jobs_pytest(client_venv, stack, service, "-k", "expect_failure or good_job")
     out = done.stdout
     print(out)  # the report as the service's developer sees it (shown when this test fails)
     # Then the seed-like test fails, and its report says what the inspector saw
@@ -176,8 +162,8 @@ def test_the_plugin_puts_the_permalink_and_the_finding_in_the_failing_tests_repo
     assert any(e["source"] == "probe" and e["kind"] == "expect" for e in page["events"])
 
     # When a test that passes on its own watches a task with a finding
-    relaxed = service_pytest(client_venv, stack, service, "-k", "still_reads_done")
-    strict = service_pytest(
+    relaxed = jobs_pytest(client_venv, stack, service, "-k", "still_reads_done")
+    strict = jobs_pytest(
         client_venv, stack, service, "-k", "still_reads_done", "--lifecycle-strict"
     )
     # Then it passes, unless the run is strict
