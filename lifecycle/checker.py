@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lifecycle import lifecycles
-from lifecycle.events import GAP, EventRecord, clock, gap_span
+from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.lifecycles import Lifecycle
 from lifecycle.versions import XID_WRAP, Snapshot, newest_seen, read_snapshot, read_xmin
 
@@ -210,8 +210,10 @@ class _History:
         self.versions = [Version(i, txid, tuple(evs)) for i, (txid, evs) in enumerate(groups)]
         self._txids = [v.txid for v in self.versions]
         self._by_status: dict[str | None, list[int]] = {}
+        self._by_xmin: dict[int, list[int]] = {}
         for v in self.versions:
             self._by_status.setdefault(v.status, []).append(v.index)
+            self._by_xmin.setdefault(v.txid % XID_WRAP, []).append(v.index)
         # The largest last-event id among the first n versions, to find with a bisection the
         # versions that arrived before a read (row locks make it the plain last id).
         self._arrived = list(itertools.accumulate((v.last.id for v in self.versions), max))
@@ -230,9 +232,10 @@ class _History:
         xmin = read_xmin(read)
         if xmin is not None:
             # A read can only return a version whose events arrived before its own.
-            for v in reversed(self.committed_before(read)):
-                if v.txid % XID_WRAP == xmin:
-                    return v
+            named = self._by_xmin.get(xmin, [])
+            at = bisect.bisect_left(named, self.arrived_before(read))
+            if at:
+                return self.versions[named[at - 1]]
         seen = self.seen_by(read)
         return seen if seen is not None and seen.status == read.status else None
 
@@ -253,6 +256,18 @@ class _History:
     def committed_before(self, read: EventRecord) -> list[Version]:
         """Versions whose events all arrived before the read's (a sound, lenient bound)."""
         return self.versions[: self.arrived_before(read)]
+
+    def last_begun_before(self, read: EventRecord, lo: int, hi: int) -> Version | None:
+        """Of the versions from ``lo`` to ``hi``, the newest that the read began after, by
+        time evidence: a bisection, since they committed in order."""
+        start = lo
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.began_after(read, self.versions[mid]):
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.versions[lo - 1] if lo > start else None
 
     def arrived_before(self, read: EventRecord) -> int:
         """How many versions ``committed_before`` holds, without copying them."""
@@ -289,14 +304,9 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
                     (read, "cached_object")
                 )
             continue
-        snapshot = read_snapshot(read)
-        # Only versions that arrived before the read can prove it stale.
-        arrived = len(h.committed_before(read))
-        for newer in reversed(h.versions[returned.index + 1 : arrived]):
-            cause = _staleness(h, read, newer, snapshot)
-            if cause != "fresh":
-                groups.setdefault((returned.index, newer.index, True), []).append((read, cause))
-                break
+        stale = _newest_missed(h, read, returned)
+        if stale is not None:
+            groups.setdefault((returned.index, stale[0].index, True), []).append((read, stale[1]))
     for (old, new, versioned), hits in groups.items():
         returned, newer = h.versions[old], h.versions[new]
         reads = [r for r, _ in hits]
@@ -343,6 +353,43 @@ def _their(reads: list[EventRecord]) -> str:
     return "its" if len(reads) == 1 else "their"
 
 
+WALK = 64  # newer versions judged one by one, newest first, before bisection takes over
+
+
+def _newest_missed(
+    h: _History, read: EventRecord, returned: Version
+) -> tuple[Version, str | None] | None:
+    """The newest version, newer than the one returned, that proves the read stale, with
+    its cause; None when the read may have begun before every newer version committed.
+
+    Only versions that arrived before the read can prove it. The newest ``WALK`` are judged
+    one by one; past them (a read of a version thousands of commits old), bisections: one
+    row's versions commit in order, so a snapshot saw a prefix of them and a read began
+    after a prefix of them."""
+    snapshot = read_snapshot(read)
+    lo, arrived = returned.index + 1, h.arrived_before(read)
+    hi = max(lo, arrived - WALK)
+    for newer in reversed(h.versions[hi:arrived]):
+        cause = _staleness(h, read, newer, snapshot)
+        if cause != "fresh":
+            return newer, cause
+    if hi <= lo:
+        return None
+    seen = newest_seen(snapshot, h._txids, lo, hi) if snapshot is not None else None
+    after = h.last_begun_before(read, lo if seen is None else seen + 1, hi)
+    if after is not None:
+        # Invisible to the snapshot (if any), and begun after: the snapshot is old, unless
+        # the writer was in progress when it was taken (then the read may have begun first).
+        for newer in reversed(h.versions[max(lo, after.index - WALK) : after.index + 1]):
+            if snapshot is None:
+                return newer, None
+            if _staleness(h, read, newer, snapshot) == "old_snapshot":
+                return newer, "old_snapshot"
+    if seen is not None:
+        return h.versions[seen], "cached_object"
+    return None
+
+
 def _staleness(h: _History, read: EventRecord, newer: Version, snap: Snapshot | None) -> str | None:
     """``"fresh"`` if the read may have begun before ``newer`` committed, else the cause."""
     if snap is None:
@@ -361,10 +408,12 @@ def _unwritten_reads(h: _History) -> Iterator[Finding]:
     groups: dict[str, list[EventRecord]] = {}
     for read in h.reads:
         assert read.status is not None
-        if all(v.status != read.status for v in h.committed_before(read)):
+        written = h.indexes_of(read.status)
+        if not written or written[0] >= h.arrived_before(read):
             groups.setdefault(read.status, []).append(read)
     for status, reads in groups.items():
-        later = next((v for v in h.versions if v.status == status), None)
+        written = h.indexes_of(status)
+        later = h.versions[written[0]] if written else None
         after = f" (transaction {later.txid} wrote it only later)" if later else ""
         yield Finding(
             "unwritten_read",
@@ -601,25 +650,52 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
     if any(e.status in h.lifecycle.failed for e, _ in h.changes if e.kind != "delete"):
         return
     succeeded = h.lifecycle.succeeded
-    finishes = [e for e in h.events if e.source == "broker" and e.kind in _FINISHES]
+    # Indexed once, so a history of thousands of attempts is not scanned per attempt.
+    finishes: dict[tuple[str, int | str], list[EventRecord]] = {}
+    named: dict[tuple[str, int | str], list[EventRecord]] = {}  # errors that name their attempt
+    unnamed: list[EventRecord] = []  # errors that name none (older clients), by time
+    for e in h.events:
+        key = attempt_of(e)
+        if e.source == "broker" and e.kind in _FINISHES and key is not None:
+            finishes.setdefault(key, []).append(e)
+        elif e.source == "log" and _is_error(e):
+            if key is not None:
+                named.setdefault(key, []).append(e)
+            elif e.body.get("message_id") is None and e.at is not None:
+                unnamed.append(e)
+    unnamed.sort(key=lambda e: (e.at, e.id))
+    unnamed_at: list[datetime] = [e.at for e in unnamed if e.at is not None]
+    wins = sorted(
+        (e.at, n, e)
+        for n, (e, _) in enumerate(h.changes)
+        if e.kind != "delete" and e.status in succeeded and e.at is not None
+    )
+    wins_at = [at for at, _, _ in wins]
     for start in (e for e in h.events if e.source == "broker" and e.kind == "start"):
-        end = next((f for f in finishes if f.id > start.id and _same_attempt(start, f)), None)
+        key = attempt_of(start)
+        ends = finishes.get(key, []) if key is not None else []
+        after = bisect.bisect_right([f.id for f in ends], start.id)
+        end = ends[after] if after < len(ends) else None  # the first to end it
         if end is None or end.kind != "ack" or start.at is None or end.at is None:
             continue
-        errors = [
-            e for e in h.events if e.source == "log" and _is_error(e) and _during(start, end, e)
+        assert key is not None
+        # What it logged: records naming this attempt, whatever thread logged them; records
+        # naming none, by the worker's clock, from the thread that ran the attempt.
+        window = unnamed[
+            bisect.bisect_left(unnamed_at, start.at) : bisect.bisect_right(unnamed_at, end.at)
         ]
+        errors = named.get(key, []) + [e for e in window if _same_process(start, e)]
+        # Its commits: the success writes whose time falls in it, the last in commit order.
         commits = [
             e
-            for e, _ in h.changes
-            if e.kind != "delete"
-            and e.status in succeeded
-            and e.at is not None
-            and start.at <= e.at <= end.at
+            for _, _, e in sorted(
+                wins[bisect.bisect_left(wins_at, start.at) : bisect.bisect_right(wins_at, end.at)],
+                key=lambda w: w[1],
+            )
         ]
         if not errors or not commits:
             continue
-        error, commit = errors[0], commits[-1]
+        error, commit = min(errors, key=lambda e: e.id), commits[-1]
         logged = str(error.body.get("message") or "")[:160]
         yield Finding(
             "swallowed_error",
@@ -632,25 +708,6 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
 
 
 _FINISHES = frozenset({"ack", "fail", "nack", "skip"})
-
-
-def _same_attempt(start: EventRecord, finish: EventRecord) -> bool:
-    return start.body.get("message_id") == finish.body.get("message_id") and start.body.get(
-        "attempt"
-    ) == finish.body.get("attempt")
-
-
-def _during(start: EventRecord, end: EventRecord, e: EventRecord) -> bool:
-    """Whether ``e`` happened in the attempt from ``start`` to ``end``: by the attempt it
-    names (the client's ``message_id`` and ``attempt``), whatever thread ran it; for an
-    event that names none, by the worker's clock, from the thread that ran the attempt."""
-    if e.body.get("message_id") is not None:
-        return str(e.body["message_id"]) == str(start.body.get("message_id")) and e.body.get(
-            "attempt"
-        ) == start.body.get("attempt", 1)
-    if e.at is None or start.at is None or end.at is None:
-        return False
-    return _same_process(start, e) and start.at <= e.at <= end.at
 
 
 def _same_process(start: EventRecord, log: EventRecord) -> bool:

@@ -15,6 +15,7 @@ collector's ``/v1/traces``).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.checker import Finding
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, attempt_of
 from lifecycle.timeline import EventView, attempts
 
 SERVICE = "lifecycle-inspector"
@@ -75,10 +76,12 @@ def _span_event(view: EventView) -> dict[str, Any]:
     }
 
 
-def _same_attempt(start: EventRecord, other: EventRecord) -> bool:
-    return start.body.get("message_id") == other.body.get("message_id") and start.body.get(
-        "attempt"
-    ) == other.body.get("attempt")
+SPANS_LOOKED_AT = 64  # attempts started before an untagged record that may hold it
+
+
+def _inside(span: dict[str, Any], r: EventRecord) -> bool:
+    s, until = span["start"], span["until"]
+    return s.at is not None and until is not None and r.at is not None and s.at <= r.at <= until
 
 
 def _attempt_name(start: EventRecord, n: int) -> str:
@@ -118,21 +121,36 @@ def trace(
         homes[s.id] = index
         if finish is not None:
             homes[finish.id] = index
+    by_attempt: dict[tuple[str, int | str], list[int]] = {}  # an attempt's spans (redeliveries)
+    for index, a in enumerate(spans_of):
+        if (key := attempt_of(a["start"])) is not None:
+            by_attempt.setdefault(key, []).append(index)
+    starts = [a["start"].at.timestamp() if a["start"].at else float("-inf") for a in spans_of]
     for r in records:
         if r.id in homes or r.at is None:
             continue
-        named = r.source != "broker" and r.body.get("message_id") is not None
-        for index, a in enumerate(spans_of):
-            s = a["start"]
-            if named:  # the client named the attempt it belongs to, whatever its thread
-                mine = _same_attempt(s, r)
-            else:
-                inside = s.at is not None and a["until"] is not None and s.at <= r.at <= a["until"]
-                mine = inside and (
-                    (r.source == "broker" and _same_attempt(s, r))
-                    or (r.source == "log" and r.body.get("pid") in (None, s.body.get("pid")))
-                )
+        key = attempt_of(r)
+        if r.source != "broker" and key is not None:
+            # The client named the attempt it belongs to, whatever its thread.
+            mine = by_attempt.get(key, [])
+            inside = [i for i in mine if _inside(spans_of[i], r)]
             if mine:
+                homes[r.id] = (inside or mine)[0]
+            continue
+        if r.source == "broker":
+            mine = by_attempt.get(key, []) if key is not None else []
+            inside = [i for i in mine if _inside(spans_of[i], r)]
+            if inside:
+                homes[r.id] = inside[0]
+            continue
+        if r.source != "log":
+            continue
+        # A record that names no attempt: the first attempt of its process open at its
+        # time, among the last spans started before it (a bound, not a scan of them all).
+        last = bisect.bisect_right(starts, r.at.timestamp())
+        for index in range(max(0, last - SPANS_LOOKED_AT), last):
+            a = spans_of[index]
+            if _inside(a, r) and r.body.get("pid") in (None, a["start"].body.get("pid")):
                 homes[r.id] = index
                 break
     root_events: list[dict[str, Any]] = []

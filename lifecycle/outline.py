@@ -204,7 +204,7 @@ class Mark(NamedTuple):
             if self.committed_at:
                 body["committed_at"] = self.committed_at
         elif self.source == "broker":
-            attempt = int(self.b) if self.b and self.b.isdigit() else self.b
+            attempt = int(self.b) if self.b and self.b.isascii() and self.b.isdigit() else self.b
             body = {"message_id": self.a, "attempt": attempt, "actor": self.c}
         else:
             body = {}

@@ -81,8 +81,8 @@ def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(INGEST["insert_row"], rows)
             return max(cursor.rowcount, 0), []
-    except DataError:
-        pass  # one bad value (a NUL character, say): each row on its own
+    except (DataError, UnicodeError):
+        pass  # one bad value (a NUL character, a lone surrogate): each row on its own
     stored, refused = 0, []
     with transaction.atomic(), connection.cursor() as cursor:
         for i, row in enumerate(rows):
@@ -92,6 +92,8 @@ def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
                     stored += max(cursor.rowcount, 0)
             except DataError as exc:
                 refused.append((i, f"refused by the database: {str(exc).strip()}"))
+            except UnicodeError:
+                refused.append((i, "text that is not valid Unicode (a lone surrogate)"))
     return stored, refused
 
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.checker import Finding
-from lifecycle.events import GAP, EventRecord, clock, gap_span
+from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.versions import XID_WRAP, newest_seen, read_snapshot, read_xmin
 
 # Reads next to commits: the comparison the page exists for.
@@ -224,15 +224,15 @@ def attempts(records: Iterable[EventRecord]) -> list[tuple[EventRecord, EventRec
     ``ack``/``fail``/``nack``/``skip`` of the same message and attempt not before it by
     time (None: it never ended). The swimlane's bars and the trace's spans."""
     records = list(records)
-    ends: dict[tuple[object, object], list[EventRecord]] = {}
+    ends: dict[tuple[str, int | str] | None, list[EventRecord]] = {}
     for r in records:
-        if r.source == "broker" and r.kind in ATTEMPT_ENDS:
-            ends.setdefault((r.body.get("message_id"), r.body.get("attempt")), []).append(r)
+        if r.source == "broker" and r.kind in ATTEMPT_ENDS and (key := attempt_of(r)):
+            ends.setdefault(key, []).append(r)
     found = []
     for s in records:
         if s.source != "broker" or s.kind != "start":
             continue
-        candidates = ends.get((s.body.get("message_id"), s.body.get("attempt")), [])
+        candidates = ends.get(attempt_of(s), [])
         end = next((r for r in candidates if r.at is None or s.at is None or r.at >= s.at), None)
         found.append((s, end))
     return found

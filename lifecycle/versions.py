@@ -11,34 +11,65 @@ snapshot saw is the version the read should have returned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import functools
+import re
+from collections.abc import Iterable, Sequence
 
 from lifecycle.events import EventRecord
 
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """``pg_current_snapshot()``: which transactions the reader could see."""
+SNAPSHOT = re.compile(r"([0-9]{1,20}):([0-9]{1,20}):([0-9]{0,20}(?:,[0-9]{0,20})*)", re.ASCII)
+MAX_SNAPSHOT = 100_000  # characters: a busy server's in-progress list fits many times over
 
-    xmin: int
-    xmax: int
-    xip: frozenset[int]
+
+class Snapshot:
+    """``pg_current_snapshot()``: which transactions the reader could see.
+
+    The in-progress list stays text: a busy server's holds thousands of ids, and a read is
+    asked about a handful, so ``sees`` looks one up in the text instead of building a set
+    for every read of a long history."""
+
+    __slots__ = ("xmin", "xmax", "_xip")
+
+    def __init__(self, xmin: int, xmax: int, xip: Iterable[int] | str = ()) -> None:
+        self.xmin, self.xmax = xmin, xmax
+        text = xip if isinstance(xip, str) else ",".join(str(x) for x in sorted(xip))
+        self._xip = f",{text},"
 
     @classmethod
     def parse(cls, text: object) -> Snapshot | None:
-        if not isinstance(text, str) or len(text) > 100_000:
+        if not isinstance(text, str) or len(text) > MAX_SNAPSHOT:
             return None
-        try:
-            xmin, xmax, xip = text.split(":")
-            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
-        except ValueError:
-            return None
+        return _parsed(text)
+
+    @property
+    def xip(self) -> frozenset[int]:
+        return frozenset(int(x) for x in self._xip.split(",") if x)
 
     def sees(self, txid: int) -> bool:
-        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
+        return txid < self.xmin or (txid < self.xmax and f",{txid}," not in self._xip)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (self.xmin, self.xmax, self.xip) == (other.xmin, other.xmax, other.xip)
+
+    def __hash__(self) -> int:
+        return hash((self.xmin, self.xmax))
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.xmin}:{self.xmax}:{self._xip.strip(',')})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Snapshot | None:
+    """A read's snapshot is asked for by several rules, and by each recheck of its task."""
+    found = SNAPSHOT.fullmatch(text)
+    if found is None:
+        return None
+    return Snapshot(int(found[1]), int(found[2]), found[3])
 
 
 def read_xmin(e: EventRecord) -> int | None:
@@ -52,19 +83,22 @@ def read_snapshot(e: EventRecord) -> Snapshot | None:
     return Snapshot.parse(e.body.get("snapshot")) if e.source == "api" else None
 
 
-def newest_seen(snapshot: Snapshot, txids: Sequence[int]) -> int | None:
-    """Of one row's commits' transaction ids in commit order, the index of the last one
-    ``snapshot`` saw (None: none).
+def newest_seen(
+    snapshot: Snapshot, txids: Sequence[int], lo: int = 0, hi: int | None = None
+) -> int | None:
+    """Of one row's commits' transaction ids in commit order (those from ``lo`` to ``hi``),
+    the index of the last one ``snapshot`` saw (None: none).
 
     A snapshot that saw a commit saw every commit of the row before it (row locks order
     the row's writers), so what it saw is a prefix: found by bisection, in log time
     whatever the history's length. A snapshot that breaks the rule (a hand-made event's)
     gets an answer, never a long search."""
-    lo, hi = 0, len(txids)
+    start = lo
+    hi = len(txids) if hi is None else hi
     while lo < hi:
         mid = (lo + hi) // 2
         if snapshot.sees(txids[mid]):
             lo = mid + 1
         else:
             hi = mid
-    return lo - 1 if lo else None
+    return lo - 1 if lo > start else None

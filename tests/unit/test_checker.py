@@ -1803,3 +1803,52 @@ def test_reads_with_snapshots_over_a_long_history_cost_log_time() -> None:
         h.read(xmin=False, snapshot="1:1:" if n % 2 else True, status=PENDING)
     found = check(h.events)
     assert kinds(found) == []
+
+
+@PROPERTY
+@given(
+    st.integers(70, 400),
+    st.lists(
+        st.tuples(st.integers(0, 399), st.sampled_from(["fresh", "old", "none", "xip"])),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_a_read_of_a_version_many_commits_old_is_judged_as_by_a_full_walk(
+    commits: int, reads: list[tuple[int, str]]
+) -> None:
+    # Given a row with hundreds of versions (past the checker's walk of the newest 64), and
+    # reads of old versions, some with snapshots: fresh, old, none, or one taken while a
+    # later writer was in progress
+    from lifecycle import checker as rules
+
+    h = History()
+    h.insert()
+    for n in range(commits):
+        h.commit(RUNNING if n % 2 else PENDING, after_ms=40)
+    for version, kind in reads:
+        version %= len(h.versions) - 1
+        txid = h.versions[version].txid
+        snapshot = {
+            "fresh": True,
+            "old": f"{txid + 1}:{txid + 1}:",
+            "none": None,
+            "xip": f"{txid + 1}:{txid + 9}:{txid + 1},{txid + 2}",
+        }[kind]
+        h.read("cache", version=version, snapshot=snapshot, after_ms=300)
+    arrived, _ = rules.arrival_order(h.events)
+    history = rules._History(arrived, lifecycles.DEFAULT, rules.COMMIT_MARGIN)
+
+    def full_walk(read: EventRecord, returned: Any) -> Any:
+        snapshot = rules.read_snapshot(read)
+        for newer in reversed(history.versions[returned.index + 1 : history.arrived_before(read)]):
+            cause = rules._staleness(history, read, newer, snapshot)
+            if cause != "fresh":
+                return newer, cause
+        return None
+
+    # Then every read gets the finding a walk over every newer version would give
+    for read in history.reads:
+        returned = history.version_of(read)
+        assert returned is not None
+        assert rules._newest_missed(history, read, returned) == full_walk(read, returned)
