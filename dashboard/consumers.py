@@ -226,7 +226,7 @@ class TaskConsumer(LiveConsumer):
         self.expected = await database_sync_to_async(self._expected)()
         self.refresher.replaced()
         records = state.records
-        self.builder = TimelineBuilder()
+        self.builder = TimelineBuilder(all_commits=False)
         self.builder.origin = state.origin
         self.builder.index_commits(state.commits)
         self.views = self.builder.extend(records)

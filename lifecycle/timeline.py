@@ -101,7 +101,11 @@ class TimelineBuilder:
     Keep one per task and feed it events in arrival order, whole history first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, all_commits: bool = True) -> None:
+        """``all_commits=False``: it is fed part of a long history, with only the commits
+        its reads name by xmin, so no read is tied to a commit through its snapshot (the
+        newest commit it knows may not be the newest the snapshot saw)."""
+        self.all_commits = all_commits
         self.origin: datetime | None = None
         self.commits_by_xmin: dict[int, EventRecord] = {}
         # Each transaction's last write, in commit order: what a read's snapshot saw.
@@ -140,7 +144,7 @@ class TimelineBuilder:
         commit = self.commits_by_xmin.get(xmin) if xmin is not None else None
         if commit is not None:
             return commit
-        snapshot = read_snapshot(read)
+        snapshot = read_snapshot(read) if self.all_commits else None
         if snapshot is None:
             return None
         if len(self._txids) != len(self.commits_by_txid):

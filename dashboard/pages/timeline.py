@@ -118,7 +118,7 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     head_end = cursor_of(head[-1])
     tail_after = last.after if len(windows) > 1 else head_end
     tail = outline.window_events(task_key, tail_after, None, outline.TAIL, newest=True)
-    builder = TimelineBuilder()
+    builder = TimelineBuilder(all_commits=False)
     builder.origin = from_us(o.first_us)
     versions = {x for r in [*head, *tail] if (x := read_xmin(r)) is not None}
     builder.index_commits(
@@ -194,7 +194,7 @@ def _marks(
     """The events a long history's swimlane draws one by one, in time order: the commits
     that changed the status, the gaps and the findings' events (the attempts' bars come
     from the outline's steps)."""
-    builder = TimelineBuilder()
+    builder = TimelineBuilder(all_commits=False)
     builder.origin = from_us(o.first_us)
     chosen = {r.id: r for r in [*changes, *o.gaps, *proving.values()]}
     views = [builder.add(r) for r in in_time_order(chosen.values())]
@@ -233,7 +233,7 @@ def part_views(
     if known is None:
         return []
     versions = {x for r in records if (x := read_xmin(r)) is not None}
-    builder = TimelineBuilder()
+    builder = TimelineBuilder(all_commits=False)
     builder.origin = from_us(known[0])
     builder.index_commits(outline.commits_of_versions(task_key, versions))
     views = [builder.add(r) for r in records]

@@ -1852,3 +1852,17 @@ def test_a_read_of_a_version_many_commits_old_is_judged_as_by_a_full_walk(
         returned = history.version_of(read)
         assert returned is not None
         assert rules._newest_missed(history, read, returned) == full_walk(read, returned)
+
+
+def test_a_builder_fed_part_of_a_long_history_ties_no_read_by_its_snapshot() -> None:
+    # Given the savepoint read, on a long page that loaded only the commits reads name
+    h = History(txid_step=3)
+    h.insert()
+    xmin = savepointed(h, RUNNING)
+    read = h.add("api", "read", status=RUNNING, body={"xmin": xmin, "snapshot": h.snapshot()})
+    builder = TimelineBuilder(all_commits=False)
+    builder.index_commits([e for e in h.events if e.source == "db" and e.status == PENDING])
+    # Then the read is not linked to a commit it may not have returned
+    assert builder.add(read).version_of is None
+    # While a builder that saw every commit links it
+    assert TimelineBuilder().extend(h.events)[-1].version_txid == h.versions[-1].txid
