@@ -189,8 +189,30 @@ def purge_namespace_queues() -> None:
 
 
 @pytest.fixture(scope="session")
+def test_database(
+    request: pytest.FixtureRequest, django_db_setup: None, django_db_blocker: Any
+) -> None:
+    """The test database, made even when no collected test asks pytest-django for it:
+    pytest-django makes it only for tests that use its ``db`` fixtures or marker, so a run
+    of acceptance tests alone would start the stack on the development database."""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    if connection.settings_dict["NAME"] == connection.creation._get_test_db_name():
+        return  # pytest-django made it
+    with django_db_blocker.unblock():
+        made = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+
+    def drop() -> None:
+        with django_db_blocker.unblock():
+            teardown_databases(made, verbosity=0)
+
+    request.addfinalizer(drop)
+
+
+@pytest.fixture(scope="session")
 def stack(
-    postgres: None, rabbitmq: None, django_db_setup: None, django_db_blocker: Any
+    postgres: None, rabbitmq: None, test_database: None, django_db_blocker: Any
 ) -> Iterator[Stack]:
     purge_namespace_queues()
     stack = start_stack(free_port())

@@ -73,7 +73,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_ctrl_c_stops_every_process(postgres, rabbitmq, django_db_setup):
+def test_ctrl_c_stops_every_process(postgres, rabbitmq, test_database):
     # Given the whole stack, started as `make run` starts it (in a namespace of its own: the
     # suite's stack may be running, and a second one in its namespace would be refused)
     stack = start_stack(free_port(), LIFECYCLE_NAMESPACE="lifecycle-test-up")
