@@ -345,6 +345,11 @@ def _cached_by_snapshot(h: _History, read: EventRecord) -> tuple[Version, Versio
     seen = h.seen_by(read)
     if seen is None or seen.status == read.status:
         return None
+    later = h.indexes_of(read.status)
+    if bisect.bisect_right(later, seen.index) < bisect.bisect_left(later, h.arrived_before(read)):
+        # A version of that status, invisible to the snapshot, had arrived: the reader's own
+        # write (a snapshot does not list its own transaction), or one in progress.
+        return None
     older = h.last_with_status(read.status, seen.index)
     return (older, seen) if older is not None else None  # else: an unwritten read
 
@@ -671,20 +676,37 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
         if e.kind != "delete" and e.status in succeeded and e.at is not None
     )
     wins_at = [at for at, _, _ in wins]
-    for start in (e for e in h.events if e.source == "broker" and e.kind == "start"):
+    starts = [e for e in h.events if e.source == "broker" and e.kind == "start"]
+    starts_of: dict[tuple[str, int | str], list[int]] = {}  # a key's deliveries, by id
+    for e in starts:
+        if (key := attempt_of(e)) is not None:
+            starts_of.setdefault(key, []).append(e.id)
+    for start in starts:
         key = attempt_of(start)
-        ends = finishes.get(key, []) if key is not None else []
+        if key is None:
+            continue
+        ends = finishes.get(key, [])
         after = bisect.bisect_right([f.id for f in ends], start.id)
         end = ends[after] if after < len(ends) else None  # the first to end it
+        again = starts_of[key][bisect.bisect_right(starts_of[key], start.id) :]
+        if end is not None and again and again[0] < end.id:
+            end = None  # delivered again before anything ended it: this delivery died
         if end is None or end.kind != "ack" or start.at is None or end.at is None:
             continue
-        assert key is not None
-        # What it logged: records naming this attempt, whatever thread logged them; records
-        # naming none, by the worker's clock, from the thread that ran the attempt.
+        # What it logged: records naming its attempt, whatever thread logged them, within
+        # its delivery (a redelivery names the same attempt: one process's clock and pid
+        # tell them apart); records naming none, from the thread that ran the attempt.
+        errors = [
+            e
+            for e in named.get(key, [])
+            if e.at is not None
+            and start.at <= e.at <= end.at
+            and e.body.get("pid") in (None, start.body.get("pid"))
+        ]
         window = unnamed[
             bisect.bisect_left(unnamed_at, start.at) : bisect.bisect_right(unnamed_at, end.at)
         ]
-        errors = named.get(key, []) + [e for e in window if _same_process(start, e)]
+        errors += [e for e in window if _same_process(start, e)]
         # Its commits: the success writes whose time falls in it, the last in commit order.
         commits = [
             e

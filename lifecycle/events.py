@@ -263,7 +263,7 @@ def attempt_of(e: EventRecord) -> tuple[str, int | str] | None:
     """The Dramatiq attempt an event names, ``(message id, attempt number)``: a broker
     step's, or a log record's or read's that the client tagged with its attempt. None when
     it names none, or names it with values no client sends (an object, a list, a bool, a
-    number that is not whole); a missing attempt number is the first attempt, and one sent
+    number that is not whole); a missing (or null) attempt number is the first attempt, and one sent
     as text is compared as text (as its digits' number when it is one).
 
     One rule for the checker, the timeline and the trace, so an event is tied to the same
@@ -272,7 +272,9 @@ def attempt_of(e: EventRecord) -> tuple[str, int | str] | None:
     message = e.body.get("message_id")
     if isinstance(message, bool) or not isinstance(message, str | int):
         return None
-    attempt = e.body.get("attempt", 1)
+    attempt = e.body.get("attempt")
+    if attempt is None:
+        attempt = 1  # not said: the first
     if isinstance(attempt, str):
         digits = attempt.isascii() and attempt.isdigit() and len(attempt) < 10
         attempt = int(attempt) if digits else attempt[:MAX_MESSAGE_ID]

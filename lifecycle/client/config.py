@@ -49,27 +49,32 @@ def exchange_name(ns: str | None = None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (and a token in its query) replaced by ``***``: what the
-    client may print, log or show in a repr."""
+    """``url`` as the client may print, log or show it in a repr: its user information
+    (a password, or a token given as the user name) and any query value or fragment that
+    may be a secret replaced by ``***``."""
     try:
         parts = urllib.parse.urlsplit(url)
         netloc = parts.netloc
-        if parts.password is not None:
-            user = parts.username or ""
-            host = netloc.rpartition("@")[2]
-            netloc = f"{user}:***@{host}"
-        query = parts.query
-        if query:
-            query = urllib.parse.urlencode(
-                [
-                    (k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
-                    for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
-                ],
-                safe="*",
-            )
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+        if "@" in netloc:
+            userinfo, _, host = netloc.rpartition("@")
+            user = userinfo.partition(":")[0] if ":" in userinfo else "***"
+            netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+        query = ";".join(
+            "&".join(_redact_pair(pair) for pair in chunk.split("&"))
+            for chunk in parts.query.split(";")
+        )
+        fragment = "***" if parts.fragment else ""
+        return urllib.parse.urlunsplit(
+            parts._replace(netloc=netloc, query=query, fragment=fragment)
+        )
     except ValueError:
         return "<a URL that could not be parsed>"
 
 
-_SECRET_WORDS = ("password", "passwd", "token", "secret", "key")
+def _redact_pair(pair: str) -> str:
+    key, sep, _ = pair.partition("=")
+    secret = any(word in urllib.parse.unquote(key).lower() for word in _SECRET_WORDS)
+    return f"{key}{sep}***" if sep and secret else pair
+
+
+_SECRET_WORDS = ("password", "passwd", "pwd", "token", "secret", "key", "auth", "sig", "credential")

@@ -149,8 +149,12 @@ class Lifecycle:
                 return None
             detail = exc.read(300).decode(errors="replace")
             raise LifecycleUnavailable(f"{self.shown_url} answered {exc.code}: {detail}") from None
-        except (OSError, ValueError) as exc:
-            raise LifecycleUnavailable(f"{self.shown_url} could not be reached: {exc}") from None
+        except Exception as exc:  # OSError, a bad URL (http.client.InvalidURL), bad JSON...
+            # The message may quote the URL, password and all: say only what kind it was.
+            shown = str(exc).replace(self.url, self.shown_url)
+            if self.url != self.shown_url:
+                shown = type(exc).__name__
+            raise LifecycleUnavailable(f"{self.shown_url} could not be reached: {shown}") from None
         return body if isinstance(body, dict) else None
 
     def fetch(self, watched: Watched) -> dict[str, Any] | None:

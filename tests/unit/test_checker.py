@@ -1623,16 +1623,49 @@ def test_an_untagged_record_from_another_thread_is_judged_as_before() -> None:
     assert check(async_swallowing().events) == []
 
 
-def test_a_tagged_record_needs_no_clock() -> None:
-    # Given the event loop's clock and the worker's disagree: the record is still the attempt's
+def test_a_record_of_a_delivery_that_died_is_not_blamed_on_its_redelivery() -> None:
+    # Given a first delivery that logged an error and was killed before its ack, and
+    # RabbitMQ's redelivery (same message id and attempt: Retries never ran) in another
+    # process that committed COMPLETED and acked
     h = History()
     h.insert()
-    h.broker("start", thread=WORKER)
+    h.broker("start", pid=51, thread=WORKER)
     h.commit(RUNNING)
-    h.log("error", "boom", "X", thread=LOOP, message_id="m1", attempt=1, at=T0)  # "before"
+    h.log("error", "boom", "X", thread=LOOP, message_id="m1", attempt=1, pid=51)
+    h.broker("start", pid=77, thread=WORKER, redelivered=True)
     h.commit(COMPLETED)
-    h.broker("ack", thread=WORKER)
-    assert kinds(check(h.events)) == ["swallowed_error"]
+    h.broker("ack", pid=77, thread=WORKER)
+    # Then no attempt swallowed the error: the one that logged it never acked
+    assert "swallowed_error" not in kinds(check(h.events))
+
+
+def test_a_read_inside_its_writers_transaction_is_not_a_cached_object() -> None:
+    # Given a retry's RUNNING written in a savepoint and read back before its commit: the
+    # reader's snapshot does not list its own transaction, so it "saw" only PENDING
+    h = History()
+    h.insert()
+    h.commit(RUNNING)
+    h.commit(PENDING)
+    own = h.versions[-1].txid + 1
+    h.commit(RUNNING)
+    h.add(
+        "api",
+        "read",
+        status=RUNNING,
+        body={"xmin": own + 1, "snapshot": f"{own}:{own}:", "client": "worker"},
+    )
+    # Then nothing calls its own fresh write a cached object
+    assert [f for f in check(h.events) if f.cause == "cached_object"] == []
+
+
+def test_a_null_attempt_is_the_first() -> None:
+    from lifecycle.timeline import attempts
+
+    h = History()
+    h.add("broker", "start", body={"message_id": "m", "attempt": None})
+    h.add("broker", "ack", body={"message_id": "m"})
+    ((start, end),) = attempts(h.events)
+    assert end is not None and end.kind == "ack"
 
 
 THREADS = ["MainThread", "Thread-2", "Thread-6", "Thread-9", "asyncio_0", "worker-1"]

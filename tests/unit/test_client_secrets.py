@@ -47,12 +47,26 @@ def test_the_publishers_repr_hides_the_amqp_password() -> None:
         ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
         (
             "postgresql://u@h/db?password=x&sslmode=require",
-            "postgresql://u@h/db?password=***&sslmode=require",
+            "postgresql://***@h/db?password=***&sslmode=require",
         ),
         ("http://h/?token=abc", "http://h/?token=***"),
         ("http://:only@h", "http://:***@h"),
+        ("https://lci_t0ken@dash.example/", "https://***@dash.example/"),
+        ("http://h/?a=1;password=x", "http://h/?a=1;password=***"),
+        ("http://h/?X-Amz-Signature=abc&b=2", "http://h/?X-Amz-Signature=***&b=2"),
+        ("http://h/#token=abc", "http://h/#***"),
         ("http://[::1", "<a URL that could not be parsed>"),
     ],
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_a_url_urllib_cannot_use_is_an_unreachable_dashboard_not_a_crash() -> None:
+    # Given a password in the URL with no port: urllib takes "s3cret@127.0.0.1" for a port
+    found = Lifecycle(url="http://ci:s3cret@127.0.0.1", token=TOKEN, timeout=0.1)
+    watched = found.watch("task-3", expect="FAILED")  # posts the expectation: must not raise
+    found.settle_one(watched)
+    text = report_text(found, [watched])
+    assert watched.error and "could not be reached" in watched.error
+    assert "s3cret" not in text + watched.error and TOKEN not in text
