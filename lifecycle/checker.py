@@ -676,6 +676,7 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
         if e.kind != "delete" and e.status in succeeded and e.at is not None
     )
     wins_at = [at for at, _, _ in wins]
+    finish_ids = {key: [f.id for f in ends] for key, ends in finishes.items()}
     starts = [e for e in h.events if e.source == "broker" and e.kind == "start"]
     starts_of: dict[tuple[str, int | str], list[int]] = {}  # a key's deliveries, by id
     for e in starts:
@@ -686,10 +687,11 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
         if key is None:
             continue
         ends = finishes.get(key, [])
-        after = bisect.bisect_right([f.id for f in ends], start.id)
+        after = bisect.bisect_right(finish_ids[key], start.id) if ends else 0
         end = ends[after] if after < len(ends) else None  # the first to end it
-        again = starts_of[key][bisect.bisect_right(starts_of[key], start.id) :]
-        if end is not None and again and again[0] < end.id:
+        later = starts_of[key]
+        again = bisect.bisect_right(later, start.id)
+        if end is not None and again < len(later) and later[again] < end.id:
             end = None  # delivered again before anything ended it: this delivery died
         if end is None or end.kind != "ack" or start.at is None or end.at is None:
             continue

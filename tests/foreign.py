@@ -5,6 +5,7 @@ installed, its API and Dramatiq worker running. The session's stack reads its sc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -61,22 +62,33 @@ def foreign_db(stack: Stack) -> Iterator[str]:
     """The service's own database, beside the inspector's on the same server."""
     from lifecycle.database import conninfo
 
-    name = f"foreign_{uuid.uuid4().hex[:10]}"
+    with service_database("foreign", SERVICE / "schema.sql") as name:
+        yield conninfo(dbname=name)
+
+
+@contextlib.contextmanager
+def service_database(prefix: str, schema: Path) -> Iterator[str]:
+    """A database of an attached service's own, with its schema; its name. Dropped after,
+    with the role that owned its capture functions (it outlives the database)."""
+    from lifecycle.database import conninfo
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
         conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    url = conninfo(dbname=name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute((SERVICE / "schema.sql").read_text())
-    yield url
-    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
-        conn.execute(
-            pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-        )
-        conn.execute(  # the capture functions' owner role outlives the database
-            pgsql.SQL("DROP ROLE IF EXISTS {}").format(
-                pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
+    with psycopg.connect(conninfo(dbname=name), autocommit=True) as conn:
+        conn.execute(schema.read_text())
+    try:
+        yield name
+    finally:
+        with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
+            conn.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
             )
-        )
+            conn.execute(
+                pgsql.SQL("DROP ROLE IF EXISTS {}").format(
+                    pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
+                )
+            )
 
 
 @pytest.fixture(scope="module")

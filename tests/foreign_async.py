@@ -11,12 +11,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql as pgsql
 
 from tests.conftest import ASYNC_API_PORT, ROOT, Stack, http, wait_for
-from tests.foreign import first_on_timeline, stop
+from tests.foreign import first_on_timeline, service_database, stop
 
 ASYNC_SERVICE = ROOT / "tests" / "acceptance" / "async_service"
 
@@ -26,26 +24,11 @@ def async_db(stack: Stack) -> Iterator[tuple[str, str]]:
     """The service's own database: (a libpq URL for capture, its SQLAlchemy URL)."""
     from django.db import connection
 
-    from lifecycle.database import conninfo
-
-    name = f"tasks_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
-        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
     settings = connection.settings_dict
     auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
-    where = f"{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{name}"
-    with psycopg.connect(f"postgresql://{where}", autocommit=True) as conn:
-        conn.execute((ASYNC_SERVICE / "schema.sql").read_text())
-    yield f"postgresql://{where}", f"postgresql+asyncpg://{where}"
-    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
-        conn.execute(
-            pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-        )
-        conn.execute(
-            pgsql.SQL("DROP ROLE IF EXISTS {}").format(
-                pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
-            )
-        )
+    with service_database("tasks", ASYNC_SERVICE / "schema.sql") as name:
+        where = f"{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{name}"
+        yield f"postgresql://{where}", f"postgresql+asyncpg://{where}"
 
 
 def async_env(stack: Stack, database: str, role: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.test_foreign_scenarios import done_run, findings_include
+from tests.acceptance.test_foreign_scenarios import done_run, findings_include, start_each
 from tests.conftest import Stack, http, wait_for
 from tests.foreign import service_pytest, timeline
 from tests.foreign_async import ASYNC_SERVICE
@@ -62,11 +62,7 @@ def test_each_scenario_of_the_async_service_gets_the_findings_of_its_bug(
     assert {n for n, g in groups.items() if g == "Tasks service (async)"} == OURS
 
     # When each is started through the JSON API, all at once
-    started = {}
-    for name in sorted(OURS):
-        status, run = stack.post(f"/api/scenarios/{name}/runs")
-        assert status == 201, run
-        started[name] = run["id"]
+    started = start_each(stack, OURS)
     runs = {name: done_run(stack, run_id, 60) for name, run_id in started.items()}
 
     # Then the warning an async actor's LLM client swallowed is tied to its attempt

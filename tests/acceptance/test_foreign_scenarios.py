@@ -31,6 +31,16 @@ def done_run(stack: Stack, run_id: int, timeout: float = 40) -> dict[str, Any]:
     )
 
 
+def start_each(stack: Stack, names: set[str]) -> dict[str, int]:
+    """Start each scenario through the JSON API, all at once: name -> run id."""
+    started = {}
+    for name in sorted(names):
+        status, run = stack.post(f"/api/scenarios/{name}/runs")
+        assert status == 201, run
+        started[name] = run["id"]
+    return started
+
+
 def found(run: dict[str, Any]) -> set[tuple[str, str | None]]:
     return {(f["kind"], f["cause"]) for f in run["findings"]}
 
@@ -63,11 +73,7 @@ def test_the_services_scenarios_run_from_the_api_with_the_findings_of_their_bugs
     assert groups["succeeds"] == "The lab"
 
     # When each of the service's scenarios is started through the JSON API, all at once
-    started = {}
-    for name in sorted(OURS):
-        status, run = stack.post(f"/api/scenarios/{name}/runs")
-        assert status == 201, run
-        started[name] = run["id"]
+    started = start_each(stack, OURS)
     runs = {name: done_run(stack, run_id) for name, run_id in started.items()}
 
     # Then the swallowed error is named twice: the swallowed error itself, and the
