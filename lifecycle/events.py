@@ -253,6 +253,10 @@ def validate(data: Any, sources: frozenset[str] = INGEST_SOURCES) -> IncomingEve
         raise MalformedEvent("body must be a JSON object")
     if kind == GAP:
         _check_gap(body)
+    if "cached" in body and not isinstance(body["cached"], bool):
+        # A read's ``cached`` is true or false; anything else says nothing, and is not kept,
+        # so that whatever reads it may trust ``is True``. The read itself stands.
+        body = {name: value for name, value in body.items() if name != "cached"}
     return IncomingEvent(event_uuid, task, source, kind, status, at, txid, body)
 
 

@@ -43,6 +43,35 @@ def namespace() -> str:
     return setting("LIFECYCLE_NAMESPACE", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
 
 
+_key_prefix: str | None = None  # LIFECYCLE_KEY_PREFIX, once read
+
+
+def key_prefix() -> str:
+    """``LIFECYCLE_KEY_PREFIX`` (default empty), read once per process: every event the
+    client publishes asks for it. ``forget()`` makes the next call read it again."""
+    global _key_prefix
+    prefix = _key_prefix
+    if prefix is None:
+        prefix = _key_prefix = setting("LIFECYCLE_KEY_PREFIX") or ""
+    return prefix
+
+
+def task_key(raw: object) -> str:
+    """The key the inspector knows a task by: the application's own key (``raw``) after
+    ``LIFECYCLE_KEY_PREFIX``, the same prefix ``capture install --key-prefix`` makes its
+    trigger write, so that two applications' task 5 stay two tasks. Every event the client
+    publishes goes through here once; nothing of the inspector's own does."""
+    key = str(raw)
+    prefix = _key_prefix if _key_prefix is not None else key_prefix()
+    return prefix + key if prefix else key
+
+
+def forget() -> None:
+    """Read the cached settings again on next use (a test, Django's ``override_settings``)."""
+    global _key_prefix
+    _key_prefix = None
+
+
 def exchange_name(ns: str | None = None) -> str:
     """The topic exchange every event is published to."""
     return f"{ns or namespace()}.events"

@@ -13,7 +13,8 @@ is acked too; its ``fail`` and ``retry`` tell its story, so that ack is not repo
 Which task a message is about: by default ``message.kwargs["task_id"]``, else the first
 positional argument, else the message id. Another app points the setting
 ``LIFECYCLE_TASK_KEY`` at its own ``(message) -> str`` function (a dotted path), or passes
-``task_key=`` to ``LifecycleEvents``.
+``task_key=`` to ``LifecycleEvents``. The key published is that one after
+``LIFECYCLE_KEY_PREFIX`` (``config.task_key``).
 """
 
 from __future__ import annotations
@@ -190,7 +191,11 @@ class LifecycleEvents(dramatiq.Middleware):
             body.update(extra)
             self.publisher.publish(
                 messages.make_message(
-                    source="broker", kind=kind, task=self.task_key(message), at=at, body=body
+                    source="broker",
+                    kind=kind,
+                    task=config.task_key(self.task_key(message)),
+                    at=at,
+                    body=body,
                 )
             )
         except Exception:

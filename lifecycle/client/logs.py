@@ -14,7 +14,7 @@ import os
 import threading
 import traceback
 
-from lifecycle.client import messages
+from lifecycle.client import config, messages
 from lifecycle.client import publisher as publisher_module
 from lifecycle.client.context import attempt_fields, current_task
 from lifecycle.client.publisher import Publisher, get_publisher
@@ -56,7 +56,10 @@ class LifecycleLogHandler(logging.Handler):
             publisher = self._publisher or get_publisher()
             publisher.publish(
                 messages.make_message(
-                    source="log", kind=self.kind(record), task=task, body=self.body(record)
+                    source="log",
+                    kind=self.kind(record),
+                    task=config.task_key(task),
+                    body=self.body(record),
                 )
             )
         except Exception:

@@ -22,7 +22,9 @@ it never fails a test.
 Settings: ``--lifecycle-url`` (or ``LIFECYCLE_URL``, default ``http://127.0.0.1:8000``),
 ``LIFECYCLE_TOKEN`` (sent as ``Authorization: Bearer``), ``--lifecycle-settle`` (seconds
 without a new event before the history is taken as complete, default 1), and
-``--lifecycle-timeout`` (the longest wait for it, default 15).
+``--lifecycle-timeout`` (the longest wait for it, default 15). A watched key is the
+application's own; the plugin puts ``LIFECYCLE_KEY_PREFIX`` before it, as every event the
+client publishes does.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.client import config
 from lifecycle.client.config import redact_url
 from lifecycle.client.messages import make_message
 
@@ -97,7 +100,7 @@ class Lifecycle:
         wrong one was born (``expectation_mismatch``)."""
         if isinstance(task_key, bool) or not isinstance(task_key, str | int) or not task_key:
             raise TypeError(f"watch() takes a task key (str or int), not {task_key!r}")
-        found = Watched(str(task_key), expect)
+        found = Watched(config.task_key(task_key), expect)
         self.watched.append(found)
         if expect is not None:
             self.record_expectation(found)
@@ -119,7 +122,7 @@ class Lifecycle:
 
     def findings(self, task_key: object, expect: str | None = None) -> list[dict[str, Any]]:
         """A task's findings now, once its events settled (for an explicit assertion)."""
-        watched = Watched(str(task_key), expect)
+        watched = Watched(config.task_key(task_key), expect)
         self.settle_one(watched)
         if watched.error:
             raise LifecycleUnavailable(watched.error)
@@ -242,13 +245,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def lifecycle(request: pytest.FixtureRequest) -> Iterator[Lifecycle]:
     """Watch the tasks this test starts: ``lifecycle.watch(task_key, expect="FAILED")``."""
-    config = request.config
-    url = config.getoption("lifecycle_url") or os.environ.get("LIFECYCLE_URL") or DEFAULT_URL
+    options = request.config
+    url = options.getoption("lifecycle_url") or os.environ.get("LIFECYCLE_URL") or DEFAULT_URL
     found = Lifecycle(
         url=url.rstrip("/"),
         token=os.environ.get("LIFECYCLE_TOKEN") or None,
-        settle=config.getoption("lifecycle_settle"),
-        timeout=config.getoption("lifecycle_timeout"),
+        settle=options.getoption("lifecycle_settle"),
+        timeout=options.getoption("lifecycle_timeout"),
         test=request.node.nodeid,
     )
     request.node.stash[_KEY] = found

@@ -5,55 +5,167 @@ Reporting never fails a request, and holds it only when asked: by default the pu
 only queues; ``confirm=`` seconds waits (at most that long) until RabbitMQ has the event,
 so a response the client got implies its read was recorded even if the process is killed
 right after (the lab does, with 50 ms).
+
+Inside ``deferred_reads()`` (the Django middleware opens one per request) a read is
+stamped when it is made and published once the response's status is known, with that
+status; elsewhere it is published at once, as answered with 200 unless told otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from lifecycle.client import messages
+from lifecycle.client import config, messages
 from lifecycle.client.context import attempt_fields
 from lifecycle.client.publisher import get_publisher
 
 logger = logging.getLogger(__name__)
 
+ANSWERED = 200  # the status a read is reported with when nobody said another
+
+
+@dataclass(frozen=True)
+class ReadVersion:
+    """What one read returned (``status``) and which row version and snapshot it read.
+
+    Small and picklable: keep it with an answer you cache, and report each answer served
+    from that cache with it (``report_cached``), so the checker can tell a stale cache."""
+
+    xmin: int | None
+    snapshot: str | None
+    status: str | None
+
+
+class DeferredReads:
+    """The reads of one request, held until its response's status is known."""
+
+    def __init__(self) -> None:
+        self._pending: list[dict[str, Any]] = []
+        self._confirm = 0.0
+
+    def hold(self, message: dict[str, Any], confirm: float) -> None:
+        self._pending.append(message)
+        self._confirm = max(self._confirm, confirm)
+
+    def report(self, http_status: int) -> None:
+        """Publish the reads held so far, each with ``http_status`` unless it named its own;
+        never raises. Waits for RabbitMQ's confirm only if a read asked for it."""
+        pending, self._pending = self._pending, []
+        confirm, self._confirm = self._confirm, 0.0
+        try:
+            publisher = get_publisher()
+            for message in pending:
+                body = message["body"]
+                if body.get("http_status") is None:
+                    body["http_status"] = http_status
+                publisher.publish(message)
+            if pending and confirm > 0:
+                publisher.flush(timeout=confirm)
+        except Exception:  # instrumentation must never break the observed API
+            logger.debug("could not report %d deferred reads", len(pending), exc_info=True)
+
+    @property
+    def waits(self) -> bool:
+        """Whether ``report`` would wait for RabbitMQ (an async caller runs it in a thread)."""
+        return bool(self._pending) and self._confirm > 0
+
+
+_deferred: ContextVar[DeferredReads | None] = ContextVar("lifecycle_deferred_reads", default=None)
+
+
+@contextmanager
+def deferred_reads() -> Iterator[DeferredReads]:
+    """Hold every read reported in the block (and in what it runs with a copy of its
+    context: threads of ``sync_to_async``, ``asyncio.to_thread``, ``carry``) until the
+    caller knows the answer's status: ``reads.report(response.status_code)`` after the
+    block. Reads made after the block are published at once again."""
+    held = DeferredReads()
+    token = _deferred.set(held)
+    try:
+        yield held
+    finally:
+        _deferred.reset(token)
+
 
 def report_read(
-    task: str,
+    task: object,
     status: str | None,
     *,
     xmin: int | None = None,
     snapshot: str | None = None,
     client: str | None = None,
     path: str | None = None,
-    http_status: int = 200,
+    http_status: int | None = None,
+    cached: bool = False,
     confirm: float = 0.0,
 ) -> None:
-    """Publish one read of ``task`` that returned ``status``; never raises. ``confirm``:
-    wait up to that many seconds for RabbitMQ to confirm it (0: never wait)."""
+    """Publish one read of ``task`` (the application's key: ``LIFECYCLE_KEY_PREFIX`` goes
+    before it) that returned ``status``; never raises.
+
+    ``cached``: the answer came from the application's own cache; ``xmin`` and ``snapshot``
+    are then those of the read that filled the cache. ``http_status``: the response's
+    status (default: the request's, inside ``deferred_reads``; else 200). ``confirm``: wait
+    up to that many seconds for RabbitMQ to confirm it (0: never wait)."""
     try:
-        publisher = get_publisher()
-        publisher.publish(
-            messages.make_message(
-                source="api",
-                kind="read",
-                task=str(task),
-                status=status,
-                body={
-                    "xmin": xmin,
-                    "snapshot": snapshot,
-                    "client": client,
-                    "path": path,
-                    "http_status": http_status,
-                    **attempt_fields(),  # a read made by a worker's attempt names it
-                },
-            )
+        message = messages.make_message(
+            source="api",
+            kind="read",
+            task=config.task_key(task),
+            status=status,
+            body={
+                "xmin": xmin,
+                "snapshot": snapshot,
+                "client": client,
+                "path": path,
+                "http_status": http_status,
+                "cached": bool(cached),
+                **attempt_fields(),  # a read made by a worker's attempt names it
+            },
         )
+        held = _deferred.get()
+        if held is not None:
+            held.hold(message, confirm)
+            return
+        if http_status is None:
+            message["body"]["http_status"] = ANSWERED
+        publisher = get_publisher()
+        publisher.publish(message)
         if confirm > 0:
             publisher.flush(timeout=confirm)
     except Exception:  # instrumentation must never break the observed API
         logger.debug("could not report a read of %s", task, exc_info=True)
+
+
+def report_cached(
+    task: object,
+    version: ReadVersion | None,
+    *,
+    client: str | None = None,
+    path: str | None = None,
+    http_status: int | None = None,
+    confirm: float = 0.0,
+) -> None:
+    """Report an answer served from the application's own cache: the status, row version
+    and snapshot of the read that filled it (``version``), marked ``cached``. A ``None``
+    version (the cache was filled by a read that knew none) reports nothing."""
+    if version is None:
+        return
+    report_read(
+        task,
+        version.status,
+        xmin=version.xmin,
+        snapshot=version.snapshot,
+        client=client,
+        path=path,
+        http_status=http_status,
+        cached=True,
+        confirm=confirm,
+    )
 
 
 # -- reads that know their version ----------------------------------------------------------
@@ -88,7 +200,7 @@ def _report_row(
         return None
     xmin, snapshot = row.pop("lifecycle_xmin", None), row.pop("lifecycle_snapshot", None)
     report_read(
-        str(key), _text(row.get(status_column)), xmin=xmin, snapshot=snapshot, client=client
+        str(key), status_text(row.get(status_column)), xmin=xmin, snapshot=snapshot, client=client
     )
     return row
 
@@ -102,8 +214,16 @@ def read_row(
     status_column: str = "status",
     client: str | None = None,
 ) -> dict[str, Any] | None:
-    """psycopg: the row of ``table`` whose ``key_column`` is ``key``, as a dict (None when
-    there is none), its read reported with its version."""
+    """psycopg 3: the row of ``table`` whose ``key_column`` is ``key``, as a dict (None
+    when there is none), its read reported with its version.
+
+    The values are what the connection's own loaders make of them, as the application's
+    own ``cursor.execute`` on ``conn`` would return them: a plain psycopg connection gives
+    ``jsonb`` as dicts and lists, ``inet`` as ``ipaddress`` objects; Django's connection
+    (``connection.connection``) has its own loaders, which give ``jsonb``, ``inet`` and
+    ``cidr`` as ``str``. In Django, read models with ``lifecycle.client.django.read_model``
+    instead: it goes through Django's cursor (its routers, ``connection.queries``, psycopg 2
+    or 3) and returns the model instance with its fields converted."""
     from psycopg.rows import dict_row
 
     with conn.cursor(row_factory=dict_row) as cur:
@@ -146,11 +266,11 @@ def _report_object(row: Any, key: object, status: str, client: str | None) -> An
     if row is None:
         return None
     obj, stored_status, xmin, snapshot = row
-    returned = _text(getattr(obj, status, None))
+    returned = status_text(getattr(obj, status, None))
     # The session may hand back an object it loaded earlier (its identity map): then what
     # the application returns is not the version this statement read, and saying which
     # version it is would be a guess.
-    if returned != _text(stored_status):
+    if returned != status_text(stored_status):
         xmin = None
     report_read(str(key), returned, xmin=xmin, snapshot=snapshot, client=client)
     return obj
@@ -174,7 +294,9 @@ async def aread_object(
     return _report_object(row, key, status, client)
 
 
-def _text(value: object) -> str | None:
+def status_text(value: object) -> str | None:
+    """A status as reads report it: an Enum's (Django's ``TextChoices``) value, else the
+    value as text."""
     if value is None:
         return None
     return str(getattr(value, "value", value))  # an Enum's value, else the value itself

@@ -34,3 +34,36 @@ def test_a_flush_with_nothing_published_makes_no_publisher(monkeypatch: Any) -> 
     monkeypatch.setattr(publisher_module, "_publisher", None)
     LifecycleLogHandler("test").flush()
     assert publisher_module.current() is None
+
+
+def test_django_logging_setting_makes_the_handler_with_the_processes_role(
+    monkeypatch: Any,
+) -> None:
+    # Given a Django project's LOGGING, in the worker process (LIFECYCLE_PROCESS_ROLE=worker)
+    import logging.config
+
+    monkeypatch.setenv("LIFECYCLE_PROCESS_ROLE", "worker")
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    try:
+        # When Django configures logging with the README's handler entries
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "lifecycle": {"()": "lifecycle.client.LifecycleLogHandler"},
+                    "by_class": {"class": "lifecycle.client.LifecycleLogHandler"},
+                },
+                "root": {"handlers": ["lifecycle", "by_class"], "level": "INFO"},
+            }
+        )
+        made = [h for h in root.handlers if isinstance(h, LifecycleLogHandler)]
+        # Then both ways make the handler, at WARNING, named after the process's role
+        assert [(h.role, h.level) for h in made] == [("worker", logging.WARNING)] * 2
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in before[0]:  # dictConfig took pytest's own handlers off the root
+            root.addHandler(handler)
+        root.setLevel(before[1])
