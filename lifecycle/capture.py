@@ -10,6 +10,7 @@ goes into the DDL, quoted with ``psycopg.sql``.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,42 @@ class WatchedTable:
     status: str
     enabled: bool = True
     missing_columns: tuple[str, ...] = ()  # columns the trigger names that are gone
+    key_prefix: str = ""  # put before each key (capture install --key-prefix)
+    # How an application's table is captured: "generated" (its own function, rebuilt after
+    # each ALTER TABLE), "any" (the generic function) or "" (an older install, or the
+    # inspector's own database).
+    mode: str = ""
+
+    @property
+    def broken(self) -> str:
+        """What is wrong with its capture, for a person ("" when nothing is)."""
+        if not self.missing_columns:
+            return ""
+        role = {self.key: "key", self.status: "status"}
+        gone = " and ".join(f"its {role[c]} column {c!r}" for c in self.missing_columns)
+        effect = (
+            "its changes are not captured"
+            if self.key in self.missing_columns
+            else "its changes are captured without their status"
+        )
+        return f"{gone} {'are' if len(self.missing_columns) > 1 else 'is'} gone: {effect}"
 
     @property
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
+
+
+def mend_command(table: WatchedTable, database: str | None) -> str:
+    """The command that reinstalls a broken table's capture: the column a migration took
+    away to be named by whoever migrated it; ``database`` as it may be shown (redacted)."""
+    key = "KEY_COLUMN" if table.key in table.missing_columns else table.key
+    status = "STATUS_COLUMN" if table.status in table.missing_columns else table.status
+    prefix = f" --key-prefix {shlex.quote(table.key_prefix)}" if table.key_prefix else ""
+    where = f" --database {shlex.quote(database)}" if database else ""
+    return (
+        f"lifecycle capture install {shlex.quote(table.name)} --key {shlex.quote(key)} "
+        f"--status {shlex.quote(status)}{prefix}{where} --replace"
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,13 @@ from typing import Any
 from lifecycle import lifecycles
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.lifecycles import Lifecycle
-from lifecycle.versions import XID_WRAP, Snapshot, newest_seen, read_snapshot, read_xmin
+from lifecycle.versions import (
+    Snapshot,
+    commit_xmins,
+    newest_seen,
+    read_snapshot,
+    read_xmin,
+)
 
 KINDS = (
     "stale_read",
@@ -213,7 +219,8 @@ class _History:
         self._by_xmin: dict[int, list[int]] = {}
         for v in self.versions:
             self._by_status.setdefault(v.status, []).append(v.index)
-            self._by_xmin.setdefault(v.txid % XID_WRAP, []).append(v.index)
+            for xmin in commit_xmins(v.last):  # the version readers see: its last write
+                self._by_xmin.setdefault(xmin, []).append(v.index)
         # The largest last-event id among the first n versions, to find with a bisection the
         # versions that arrived before a read (row locks make it the plain last id).
         self._arrived = list(itertools.accumulate((v.last.id for v in self.versions), max))

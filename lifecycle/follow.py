@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from lifecycle import sql
+from lifecycle import outbox, sql
+from lifecycle.capture import mend_command
 from lifecycle.database import first_line, redact
+from lifecycle.versions import XID_WRAP
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ def copy_outbox(
         events = []
         for row in rows:
             (_, uuid, task_key, kind, status, old_status, at, txid, table) = row[:9]
-            changed, values, application_name, pid, user, committed_at = row[9:]
+            changed, values, application_name, pid, user, committed_at, version = row[9:]
             body: dict[str, Any] = {
                 "schema": 1,
                 "table": table,
@@ -84,6 +87,8 @@ def copy_outbox(
             }
             if committed_at is not None:
                 body["committed_at"] = committed_at.isoformat()
+            if version is not None and version != txid % XID_WRAP:
+                body["xmin"] = version  # written in a savepoint: what its readers see
             events.append(
                 {
                     "uuid": uuid,
@@ -118,6 +123,7 @@ class Follower:
     url: str
     store_conninfo: str
     poll_interval: float = 1.0
+    check_every: float = 30.0  # seconds between looks at the watched tables' columns
     stats: FollowStats = field(default_factory=FollowStats)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -166,12 +172,28 @@ class Follower:
 
     def _follow(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
         commit_times = records_commit_times(watched)
+        checked = float("-inf")
         while not self._stopping.is_set():
+            if time.monotonic() - checked >= self.check_every:
+                self.check(watched, store)
+                checked = time.monotonic()
             copy_outbox(watched, store, self.name, stats=self.stats, commit_times=commit_times)
             # Wake on the first notification (and take the rest of a burst with it), or
             # poll: a notification only says "look again".
             for _ in watched.notifies(timeout=self.poll_interval, stop_after=1):
                 pass
+
+    def check(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
+        """Record what is wrong with this database's capture (a watched table whose key or
+        status column a migration took away), for the dashboard; "" when nothing is."""
+        problems = [
+            f"{t.name}: {t.broken}; mend it with: {mend_command(t, redact(self.url))}"
+            for t in (outbox.read_watched(watched) if outbox.has_schema(watched) else [])
+            if t.broken
+        ]
+        if problems:
+            logger.warning("follow %s: %s", self.name, " | ".join(problems))
+        store.execute(FOLLOW["record_problem"], {"name": self.name, "problem": "\n".join(problems)})
 
 
 def watched_databases(store_conninfo: str) -> dict[str, str]:

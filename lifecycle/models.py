@@ -188,6 +188,10 @@ class WatchedDatabase(models.Model):
     # lifecycle.database.redact, never on a page, in a log or in an error.
     url = models.TextField()
     added_at = models.DateTimeField(auto_now_add=True)
+    # What the follower last found wrong with its capture, for a person, with the command
+    # that mends it ("" when nothing), and when it last looked.
+    problem = models.TextField(blank=True, default="")
+    checked_at = models.DateTimeField(blank=True, null=True)
 
     class Meta:
         db_table = "lifecycle_watched_database"

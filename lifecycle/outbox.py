@@ -14,7 +14,6 @@ goes into the generated DDL, quoted by ``psycopg.sql``.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -40,17 +39,33 @@ def connect(conninfo: str, **options: Any) -> psycopg.Connection[Any]:
 
 
 def install(
-    conninfo: str, table: str, key: str, status: str, *, replace: bool = False
+    conninfo: str,
+    table: str,
+    key: str,
+    status: str,
+    *,
+    replace: bool = False,
+    key_prefix: str = "",
+    generic: bool = False,
 ) -> WatchedTable:
-    """Watch ``table`` of the database at ``conninfo`` (created: schema, outbox, function)."""
+    """Watch ``table`` of the database at ``conninfo`` (created: schema, outbox, function).
+
+    Installed by a superuser, the table gets a function of its own (columns compared one by
+    one: the cheapest for its writers) and the event triggers that rebuild it after each
+    ALTER TABLE; installed by anyone else (event triggers are a superuser's), or with
+    ``generic``, it gets the generic function, which reads the row as JSON whatever its
+    columns. Either way no migration can make the table's writes fail (README: migrations).
+    """
+    if len(key_prefix) > 100 or "\x00" in key_prefix:
+        raise CaptureError("a key prefix is at most 100 characters, without NUL")
     with connect(conninfo) as conn:
         oid, schema, name = _resolve(conn, table)
-        columns = [c for (c,) in conn.execute(OUTBOX["table_columns"], [oid]).fetchall()]
+        numbers = dict(conn.execute(OUTBOX["table_columns"], [oid]).fetchall())
         for role, column in (("key", key), ("status", status)):
-            if column not in columns:
+            if column not in numbers:
                 raise CaptureError(
                     f"table {schema}.{name} has no {role} column {column!r} "
-                    f"(columns: {', '.join(sorted(columns))})"
+                    f"(columns: {', '.join(sorted(numbers))})"
                 )
         existing = conn.execute(OUTBOX["table_trigger"], [oid]).fetchone()
         if existing is not None and not replace:
@@ -58,6 +73,8 @@ def install(
                 f"the capture trigger is already installed on {schema}.{name}; "
                 "use --replace to reinstall it"
             )
+        superuser, _ = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+        mode = "generated" if superuser and not generic else "any"
         try:
             with conn.transaction():
                 conn.execute(OUTBOX["create_schema"])
@@ -66,129 +83,49 @@ def install(
                         "this database holds an older capture schema; run `lifecycle capture "
                         "remove --all --database ...` first (it copies what is left)"
                     )
+                conn.execute(OUTBOX["capture_functions"])
+                _give_to_owner_role(conn, pgsql.Identifier(SCHEMA, "capture_any"))
+                if superuser:
+                    conn.execute(OUTBOX["event_trigger_functions"])
+                    conn.execute(OUTBOX["event_triggers"])
                 if existing is not None:
                     conn.execute(_drop_trigger(schema, name))
-                function = pgsql.Identifier(SCHEMA, f"capture_{oid}")
-                conn.execute(capture_function(function, columns, key, status))
-                _give_to_owner_role(conn, function)
                 conn.execute(
-                    pgsql.SQL("COMMENT ON FUNCTION {}() IS {}").format(
-                        function,
-                        pgsql.Literal(
-                            json.dumps({"table": f"{schema}.{name}", "key": key, "status": status})
-                        ),
-                    )
+                    OUTBOX["watch"],
+                    {
+                        "relid": oid,
+                        "key_attnum": numbers[key],
+                        "status_attnum": numbers[status],
+                        "key": key,
+                        "status": status,
+                        "prefix": key_prefix,
+                        "mode": mode,
+                    },
                 )
+                own = pgsql.Identifier(SCHEMA, f"capture_{oid}")
+                if mode == "generated":
+                    conn.execute(OUTBOX["generate"], [oid])
+                    _give_to_owner_role(conn, own)
+                    call = pgsql.SQL("{}()").format(own)
+                else:
+                    conn.execute(pgsql.SQL("DROP FUNCTION IF EXISTS {}()").format(own))
+                    call = pgsql.SQL("{}({})").format(
+                        pgsql.Identifier(SCHEMA, "capture_any"),
+                        pgsql.SQL(", ").join(pgsql.Literal(v) for v in (key, status, key_prefix)),
+                    )
                 conn.execute(
                     pgsql.SQL(
                         "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                        "FOR EACH ROW EXECUTE FUNCTION {function}()"
+                        "FOR EACH ROW EXECUTE FUNCTION {call}"
                     ).format(
                         trigger=pgsql.Identifier(TRIGGER_NAME),
                         table=pgsql.Identifier(schema, name),
-                        function=function,
+                        call=call,
                     )
                 )
         except psycopg.Error as exc:
             raise CaptureError(f"cannot install on {schema}.{name}: {first_line(exc)}") from None
-    return WatchedTable(schema, name, key, status)
-
-
-def capture_function(
-    function: pgsql.Identifier, columns: list[str], key: str, status: str
-) -> pgsql.Composed:
-    """The trigger function of one table: its columns compared one by one, in name order
-    (the order of a db event's ``changed``), new values cut at 500 characters."""
-    cols = sorted(columns)
-    ident = pgsql.Identifier
-    compare = pgsql.SQL("\n").join(
-        pgsql.SQL(
-            "        IF NEW.{c} IS DISTINCT FROM OLD.{c} THEN\n"
-            "            changed := changed || {name}::text;\n"
-            "            vals := vals || jsonb_build_object(\n"
-            "                {name}, lifecycle_capture.cut(to_jsonb(NEW.{c})));\n"
-            "        END IF;"
-        ).format(c=ident(c), name=pgsql.Literal(c))
-        for c in cols
-    )
-    names = pgsql.SQL("ARRAY[{}]::text[]").format(
-        pgsql.SQL(", ").join(pgsql.Literal(c) for c in cols)
-    )
-    values = pgsql.SQL("jsonb_build_object({})").format(
-        pgsql.SQL(", ").join(
-            pgsql.SQL("{}, lifecycle_capture.cut(to_jsonb(NEW.{}))").format(
-                pgsql.Literal(c), ident(c)
-            )
-            for c in cols
-        )
-    )
-    return pgsql.SQL(
-        """CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
--- Generated by `lifecycle capture install` for one table; its trigger is lifecycle_capture.
-DECLARE
-    changed text[];
-    vals jsonb;
-    row_key text;
-    row_status text;
-    sent text;
-BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        changed := '{{}}';
-        vals := '{{}}';
-{compare}
-        IF cardinality(changed) = 0 THEN
-            RETURN NULL;  -- an UPDATE that changed nothing is not a change
-        END IF;
-        row_key := NEW.{key}::text;
-        row_status := NEW.{status}::text;
-    ELSIF TG_OP = 'INSERT' THEN
-        changed := {names};
-        vals := {values};
-        row_key := NEW.{key}::text;
-        row_status := NEW.{status}::text;
-    ELSE
-        changed := {names};
-        vals := '{{}}';
-        row_key := OLD.{key}::text;
-        row_status := OLD.{status}::text;
-    END IF;
-    -- Instrumentation must never fail the writer: a NULL key is recorded, not refused
-    -- (and an over-long status is cut when the event is stored).
-    INSERT INTO lifecycle_capture.outbox (
-        task_key, kind, status, old_status, at, txid, table_name, changed, changed_values,
-        application_name, pid, db_user)
-    VALUES (
-        coalesce(row_key, '(null)'),
-        lower(TG_OP),
-        row_status,
-        CASE WHEN TG_OP <> 'INSERT' THEN OLD.{status}::text END,
-        clock_timestamp(),
-        pg_current_xact_id()::text::bigint,
-        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
-        changed,
-        vals,
-        current_setting('application_name'),
-        pg_backend_pid(),
-        session_user
-    );
-    -- An assignment, not PERFORM: PL/pgSQL evaluates it without starting an executor.
-    sent := pg_notify({channel}, '');
-    RETURN NULL;
-END
-$fn$"""
-    ).format(
-        function=function,
-        compare=compare,
-        names=names,
-        values=values,
-        key=ident(key),
-        status=ident(status),
-        channel=pgsql.Literal(CHANNEL),
-    )
+    return WatchedTable(schema, name, key, status, key_prefix=key_prefix, mode=mode)
 
 
 def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
@@ -197,7 +134,7 @@ def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
     drains and drops with ``remove_all``)."""
     with connect(conninfo) as conn:
         oid, schema, name = _resolve(conn, table)
-        found = {(t.schema, t.table): t for t in _watched(conn)}
+        found = {(t.schema, t.table): t for t in read_watched(conn)}
         watched_table = found.get((schema, name))
         if watched_table is None:
             raise CaptureError(f"the capture trigger is not installed on {schema}.{name}")
@@ -208,13 +145,15 @@ def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
                     pgsql.Identifier(SCHEMA, f"capture_{oid}")
                 )
             )
+            if _has_watched(conn):
+                conn.execute(OUTBOX["unwatch"], [oid])
     return watched_table, len(found) == 1
 
 
 def remove_all(conninfo: str) -> list[WatchedTable]:
     """Drop every trigger and the whole schema: nothing of ours is left in that database."""
     with connect(conninfo) as conn:
-        tables = _watched(conn) if has_schema(conn) else []
+        tables = read_watched(conn) if has_schema(conn) else []
         with conn.transaction():
             for t in tables:
                 conn.execute(_drop_trigger(t.schema, t.table))
@@ -259,17 +198,41 @@ def _give_to_owner_role(conn: psycopg.Connection[Any], function: pgsql.Identifie
 
 def watched(conninfo: str) -> list[WatchedTable]:
     with connect(conninfo) as conn:
-        return _watched(conn) if has_schema(conn) else []
+        return read_watched(conn) if has_schema(conn) else []
 
 
-def _watched(conn: psycopg.Connection[Any]) -> list[WatchedTable]:
+def read_watched(conn: psycopg.Connection[Any]) -> list[WatchedTable]:
+    if not _has_watched(conn):  # an older version's schema: its functions' comments say
+        return [
+            WatchedTable(schema, table, key or "?", status or "?", enabled)
+            for schema, table, key, status, enabled in conn.execute(
+                OUTBOX["watched_tables_older"]
+            ).fetchall()
+        ]
     result = []
-    for schema, table, _, comment, enabled in conn.execute(OUTBOX["watched_tables"]).fetchall():
-        meta = json.loads(comment) if comment else {}
+    for row in conn.execute(OUTBOX["watched_tables"]).fetchall():
+        schema, table, enabled, mode, prefix, key, status, key_now, status_now, columns = row
+        if mode == "generated":  # kept by number: a renamed column is followed
+            key, status = key_now or key, status_now or status
+        missing = tuple(c for c in dict.fromkeys((key, status)) if c and c not in columns)
         result.append(
-            WatchedTable(schema, table, meta.get("key", "?"), meta.get("status", "?"), enabled)
+            WatchedTable(
+                schema,
+                table,
+                key or "?",
+                status or "?",
+                enabled,
+                missing,
+                key_prefix=prefix,
+                mode=mode or "",
+            )
         )
     return result
+
+
+def _has_watched(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT to_regclass('lifecycle_capture.watched') IS NOT NULL").fetchone()
+    return bool(row and row[0])
 
 
 def has_schema(conn: psycopg.Connection[Any]) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
-from lifecycle.versions import XID_WRAP, newest_seen, read_snapshot, read_xmin
+from lifecycle.versions import XID_WRAP, commit_xmins, newest_seen, read_snapshot, read_xmin
 
 # Reads next to commits: the comparison the page exists for.
 LANES: list[tuple[str, str]] = [
@@ -116,7 +116,8 @@ class TimelineBuilder:
         if self.origin is None and record.at is not None:
             self.origin = record.at
         if record.source == "db" and record.txid is not None:
-            self.commits_by_xmin.setdefault(record.txid % XID_MODULUS, record)
+            for xmin in commit_xmins(record):
+                self.commits_by_xmin.setdefault(xmin, record)
             self.commits_by_txid[record.txid] = record  # keeps its first place
         offset = (
             (record.at - self.origin).total_seconds() * 1000
@@ -163,7 +164,8 @@ class TimelineBuilder:
         for r in records:
             if r.source == "db" and r.txid is not None:
                 # The last write of a transaction is the version readers see.
-                self.commits_by_xmin[r.txid % XID_MODULUS] = r
+                for xmin in commit_xmins(r):
+                    self.commits_by_xmin[xmin] = r
                 self.commits_by_txid[r.txid] = r
             if r.at is not None and (self.origin is None or r.at < self.origin):
                 self.origin = r.at

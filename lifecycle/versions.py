@@ -20,6 +20,16 @@ from lifecycle.events import EventRecord
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 
 
+def commit_xmins(commit: EventRecord) -> tuple[int, ...]:
+    """The xmins a commit's version is read with: its transaction's, and, for a write made
+    inside a savepoint, the row's own, which the capture records as ``body.xmin``."""
+    own = commit.txid % XID_WRAP if commit.txid is not None else None
+    row = commit.body.get("xmin") if isinstance(commit.body, dict) else None
+    if isinstance(row, int) and not isinstance(row, bool) and 0 <= row < XID_WRAP and row != own:
+        return (row,) if own is None else (own, row)
+    return () if own is None else (own,)
+
+
 SNAPSHOT = re.compile(r"([0-9]{1,20}):([0-9]{1,20}):([0-9]{0,20}(?:,[0-9]{0,20})*)", re.ASCII)
 MAX_SNAPSHOT = 100_000  # characters: a busy server's in-progress list fits many times over
 

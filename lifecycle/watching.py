@@ -28,9 +28,15 @@ def install(
     database: str | None = None,
     name: str | None = None,
     replace: bool = False,
+    key_prefix: str = "",
 ) -> tuple[str, WatchedTable]:
     """Watch ``table``; returns where (a name to show) and what."""
     if database is None:
+        if key_prefix:
+            raise CaptureError(
+                "--key-prefix is for an application's database (--database): the inspector's "
+                "own tables are the lab's"
+            )
         return OWN, capture.install(table, key, status, replace=replace)
     name = name or _name_of(database)
     known = WatchedDatabase.objects.filter(name=name).first()
@@ -39,7 +45,7 @@ def install(
             f"another database is already watched as {name!r} ({redact(known.url)}); "
             "give this one a --name of its own"
         )
-    watched = outbox.install(database, table, key, status, replace=replace)
+    watched = outbox.install(database, table, key, status, replace=replace, key_prefix=key_prefix)
     WatchedDatabase.objects.get_or_create(name=name, defaults={"url": database})
     return name, watched
 
@@ -85,14 +91,21 @@ class Listed:
             return f"{self.database} ({self.address}): {self.problem or 'no table watched'}"
         t = self.table
         notes = [] if t.enabled else ["disabled"]
-        if t.missing_columns:
-            notes.append("missing column " + ", ".join(t.missing_columns))
+        if t.broken:
+            notes.append(f"BROKEN: {t.broken}; mend it with: {self.mend()}")
+        if t.mode == "any":
+            notes.append("generic function")
         last = self.last_event.isoformat(timespec="seconds") if self.last_event else "never"
         suffix = f"  ({'; '.join(notes)})" if notes else ""
+        prefix = f"  key-prefix={t.key_prefix!r}" if t.key_prefix else ""
         return (
-            f"{self.database} ({self.address})  {t.name}  key={t.key}  status={t.status}  "
-            f"events={self.events}  last={last}{suffix}"
+            f"{self.database} ({self.address})  {t.name}  key={t.key}  status={t.status}"
+            f"{prefix}  events={self.events}  last={last}{suffix}"
         )
+
+    def mend(self) -> str:
+        assert self.table is not None
+        return capture.mend_command(self.table, None if self.database == OWN else self.address)
 
 
 def listing() -> list[Listed]:

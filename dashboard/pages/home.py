@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from lifecycle import findings, search, store
 from lifecycle.checker import KINDS
+from lifecycle.models import WatchedDatabase
 from lifecycle.scenarios import all_scenarios
 
 
@@ -21,6 +22,14 @@ def page_number(request: HttpRequest) -> int:
         return max(1, int(request.GET.get("page", "1")))
     except ValueError:
         return 1
+
+
+def capture_problems() -> list[tuple[str, list[str]]]:
+    """Each watched database whose capture the follower found broken, with its problems."""
+    return [
+        (db.name, db.problem.splitlines())
+        for db in WatchedDatabase.objects.exclude(problem="").only("name", "problem")
+    ]
 
 
 @require_GET
@@ -55,6 +64,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "first_pass": filters.active and not findings.first_pass_done(),
             "scenarios": all_scenarios(),
             "token": uuid.uuid4().hex,
+            "capture_problems": capture_problems(),
         },
         status=400 if errors else 200,
     )

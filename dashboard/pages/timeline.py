@@ -121,10 +121,15 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     builder = TimelineBuilder(all_commits=False)
     builder.origin = from_us(o.first_us)
     versions = {x for r in [*head, *tail] if (x := read_xmin(r)) is not None}
-    builder.index_commits(
+    commits = [
         m.record(task_key)
         for m in o.commits
         if m.txid is not None and m.txid % XID_MODULUS in versions
+    ]
+    # A version no transaction's id names was written in a savepoint: its commit says so.
+    unnamed = versions - {c.txid % XID_MODULUS for c in commits if c.txid is not None}
+    builder.index_commits(
+        [*commits, *(outline.commits_of_versions(task_key, unnamed) if unnamed else [])]
     )
     head_views = [builder.add(r) for r in head]
     tail_views = [builder.add(r) for r in tail]

@@ -1,6 +1,7 @@
 """Install, remove or list capture: in the inspector's own database, or in an application's.
 
-lifecycle capture install TABLE --key COL --status COL [--database URL [--name NAME]] [--replace]
+lifecycle capture install TABLE --key COL --status COL [--database URL [--name NAME]]
+                          [--key-prefix PREFIX] [--replace]
 lifecycle capture remove TABLE [--database URL]
 lifecycle capture remove --all --database URL
 lifecycle capture list
@@ -29,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     install.add_argument(
         "--replace", action="store_true", help="reinstall if the trigger is already there"
     )
+    install.add_argument(
+        "--key-prefix",
+        default="",
+        metavar="PREFIX",
+        help="put before every key of this table (with --database; the client's "
+        "LIFECYCLE_KEY_PREFIX must be the same), so that two applications' job 5 stay apart",
+    )
     remove = actions.add_parser("remove", help="stop watching a table (or, with --all, a database)")
     remove.add_argument("table", nargs="?", help="table name, optionally schema-qualified")
     remove.add_argument("--database", metavar="URL", help="the application's database")
@@ -54,11 +62,19 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
                 database=options["database"],
                 name=options["name"],
                 replace=options["replace"],
+                key_prefix=options["key_prefix"],
             )
+            prefix = f", keys prefixed {table.key_prefix!r}" if table.key_prefix else ""
             out.write(
                 f"capturing changes of {table.name} in {where} "
-                f"(key {table.key}, status {table.status})"
+                f"(key {table.key}, status {table.status}{prefix})"
             )
+            if table.mode == "any":
+                out.write(
+                    "  with the generic function (not installed by a superuser, who alone may "
+                    "create the event trigger that rebuilds a faster per-table function after "
+                    "each migration); migrations never fail its writes either way"
+                )
         elif action == "remove":
             if options["all"] == bool(options["table"]):
                 command.stderr.write("capture remove: give a TABLE, or --all with --database")

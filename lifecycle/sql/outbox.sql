@@ -36,6 +36,305 @@ RETURN CASE WHEN length(value::text) > 500
             THEN to_jsonb(left(value #>> '{}', 500) || '…')
             ELSE value END;
 
+-- capture_functions --
+-- What follows the watched tables through their migrations (README: migrations). Run by
+-- every install after create_schema; everything here is replaced in place.
+--
+-- lifecycle_capture.watched: one row per watched table. Its key and status columns are
+-- kept by number (attnum), which a rename keeps: the generated function is rebuilt from
+-- the catalog with their current names.
+CREATE TABLE IF NOT EXISTS lifecycle_capture.watched (
+    relid oid PRIMARY KEY,
+    key_attnum smallint NOT NULL,
+    status_attnum smallint NOT NULL,
+    key_name text NOT NULL,
+    status_name text NOT NULL,
+    key_prefix text NOT NULL DEFAULT '',
+    -- 'generated': a function of this table's own, rebuilt after each ALTER TABLE by the
+    -- event trigger (installed by a superuser); 'any': the one generic function, which
+    -- reads the row as JSON and needs no rebuilding (installed by anyone else).
+    mode text NOT NULL CHECK (mode IN ('generated', 'any'))
+);
+REVOKE ALL ON lifecycle_capture.watched FROM PUBLIC;
+-- The row's own version: a write inside a savepoint has its subtransaction's xmin, which is
+-- what a read of it returns (an outbox made by an older version gets the column here).
+ALTER TABLE lifecycle_capture.outbox ADD COLUMN IF NOT EXISTS row_xmin bigint;
+
+-- Build (or rebuild) a watched table's own trigger function from the catalog: its columns
+-- compared one by one, in name order (a db event's "changed"), new values cut at 500
+-- characters. A key column that is gone leaves a function that captures nothing (there is
+-- no task to place the change on); a status column that is gone, one that captures
+-- without a status. Either way the table's writes go through.
+CREATE OR REPLACE FUNCTION lifecycle_capture.generate(watched_table oid) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $gen$
+DECLARE
+    w lifecycle_capture.watched;
+    key_col text;
+    status_col text;
+    cols text[];
+    col text;
+    compare text := '';
+    pairs text[] := '{}';
+    objects text[] := '{}';
+    key_new text;
+    key_old text;
+    status_new text := 'NULL::text';
+    status_old text := 'NULL::text';
+    body text;
+    i int;
+BEGIN
+    SELECT * INTO STRICT w FROM lifecycle_capture.watched WHERE relid = watched_table;
+    SELECT attname::text INTO key_col FROM pg_attribute
+     WHERE attrelid = watched_table AND attnum = w.key_attnum AND NOT attisdropped;
+    SELECT attname::text INTO status_col FROM pg_attribute
+     WHERE attrelid = watched_table AND attnum = w.status_attnum AND NOT attisdropped;
+    SELECT coalesce(array_agg(attname::text ORDER BY attname), '{}') INTO cols
+      FROM pg_attribute WHERE attrelid = watched_table AND attnum > 0 AND NOT attisdropped;
+    FOREACH col IN ARRAY cols LOOP
+        compare := compare || format(
+            E'\n        IF NEW.%1$I IS DISTINCT FROM OLD.%1$I THEN'
+            || E'\n            changed := changed || %2$L::text;'
+            || E'\n            vals := vals || jsonb_build_object(%2$L, '
+            || 'lifecycle_capture.cut(to_jsonb(NEW.%1$I)));'
+            || E'\n        END IF;', col, col);
+        pairs := pairs || format('%L, lifecycle_capture.cut(to_jsonb(NEW.%I))', col, col);
+    END LOOP;
+    -- A function takes at most 100 arguments: 50 columns to a jsonb_build_object.
+    FOR i IN 0 .. greatest(cardinality(pairs) - 1, 0) / 50 LOOP
+        objects := objects
+            || ('jsonb_build_object(' || array_to_string(pairs[i * 50 + 1 : i * 50 + 50], ', ') || ')');
+    END LOOP;
+    IF status_col IS NOT NULL THEN
+        status_new := format('NEW.%I::text', status_col);
+        status_old := format('OLD.%I::text', status_col);
+    END IF;
+    IF key_col IS NULL THEN
+        body := $body$
+BEGIN
+    RETURN NULL;  -- its key column is gone: `lifecycle capture list` says so
+END$body$;
+    ELSE
+        key_new := format('%L || NEW.%I::text', w.key_prefix, key_col);
+        key_old := format('%L || OLD.%I::text', w.key_prefix, key_col);
+        body := format($body$
+DECLARE
+    changed text[];
+    vals jsonb;
+    row_key text;
+    row_status text;
+    row_version bigint;
+    sent text;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        changed := '{}';
+        vals := '{}';%1$s
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;  -- an UPDATE that changed nothing is not a change
+        END IF;
+        row_key := %2$s;
+        row_status := %3$s;
+        row_version := NEW.xmin::text::bigint;
+    ELSIF TG_OP = 'INSERT' THEN
+        changed := %4$L;
+        vals := %5$s;
+        row_key := %2$s;
+        row_status := %3$s;
+        row_version := NEW.xmin::text::bigint;
+    ELSE
+        changed := %4$L;
+        vals := '{}';
+        row_key := %6$s;
+        row_status := %7$s;
+    END IF;
+    -- Instrumentation must never fail the writer: a NULL key is recorded, not refused
+    -- (and an over-long status is cut when the event is stored).
+    INSERT INTO lifecycle_capture.outbox (
+        task_key, kind, status, old_status, at, txid, table_name, changed, changed_values,
+        application_name, pid, db_user, row_xmin)
+    VALUES (
+        coalesce(row_key, '(null)'),
+        lower(TG_OP),
+        row_status,
+        CASE WHEN TG_OP <> 'INSERT' THEN %7$s END,
+        clock_timestamp(),
+        pg_current_xact_id()::text::bigint,
+        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+        changed,
+        vals,
+        current_setting('application_name'),
+        pg_backend_pid(),
+        session_user,
+        row_version
+    );
+    -- An assignment, not PERFORM: PL/pgSQL evaluates it without starting an executor.
+    sent := pg_notify('lifecycle_capture', '');
+    RETURN NULL;
+END$body$, compare, key_new, status_new, cols, array_to_string(objects, ' || '), key_old,
+            status_old);
+    END IF;
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION lifecycle_capture.%I() RETURNS trigger LANGUAGE plpgsql '
+        'SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS %L',
+        'capture_' || watched_table, E'\n-- Generated by lifecycle_capture.generate() for '
+        || watched_table::regclass::text || E'; rebuilt after each ALTER TABLE of it.' || body);
+    UPDATE lifecycle_capture.watched
+       SET key_name = coalesce(key_col, key_name), status_name = coalesce(status_col, status_name)
+     WHERE relid = watched_table;
+END
+$gen$;
+REVOKE ALL ON FUNCTION lifecycle_capture.generate(oid) FROM PUBLIC;
+
+-- The generic function, for a table watched by a user who may not create event triggers:
+-- the row read as one jsonb, whatever its columns are now, so no migration can make it
+-- fail. Its arguments: the key column, the status column, the key prefix.
+CREATE OR REPLACE FUNCTION lifecycle_capture.capture_any() RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    new_row jsonb;
+    old_row jsonb;
+    any_row jsonb;
+    changed text[];
+    vals jsonb := '{}';
+    row_version bigint;
+    sent text;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        old_row := to_jsonb(OLD);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        new_row := to_jsonb(NEW);
+        row_version := NEW.xmin::text::bigint;
+    END IF;
+    any_row := coalesce(new_row, old_row);
+    IF NOT any_row ? TG_ARGV[0] THEN
+        RETURN NULL;  -- its key column is gone: `lifecycle capture list` says so
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT coalesce(array_agg(n.key ORDER BY n.key COLLATE "C"), '{}'),
+               coalesce(jsonb_object_agg(n.key, lifecycle_capture.cut(n.value)), '{}')
+          INTO changed, vals
+          FROM jsonb_each(new_row) AS n
+         WHERE n.value IS DISTINCT FROM old_row -> n.key;
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.key ORDER BY n.key COLLATE "C"),
+               jsonb_object_agg(n.key, lifecycle_capture.cut(n.value))
+          INTO changed, vals
+          FROM jsonb_each(new_row) AS n;
+    ELSE
+        SELECT array_agg(k ORDER BY k COLLATE "C") INTO changed FROM jsonb_object_keys(old_row) AS k;
+    END IF;
+    INSERT INTO lifecycle_capture.outbox (
+        task_key, kind, status, old_status, at, txid, table_name, changed, changed_values,
+        application_name, pid, db_user, row_xmin)
+    VALUES (
+        coalesce(coalesce(TG_ARGV[2], '') || (any_row ->> TG_ARGV[0]), '(null)'),
+        lower(TG_OP),
+        any_row ->> TG_ARGV[1],
+        old_row ->> TG_ARGV[1],
+        clock_timestamp(),
+        pg_current_xact_id()::text::bigint,
+        TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,
+        coalesce(changed, '{}'),
+        coalesce(vals, '{}'),
+        current_setting('application_name'),
+        pg_backend_pid(),
+        session_user,
+        row_version
+    );
+    sent := pg_notify('lifecycle_capture', '');
+    RETURN NULL;
+END
+$fn$;
+
+-- event_trigger_functions --
+-- Installed by a superuser only (event triggers are a superuser's): after every ALTER TABLE
+-- of a watched table, in the migration's own transaction, its function is rebuilt for its
+-- columns as they are now. A rebuild that fails puts the table on the generic function
+-- instead; nothing here may ever fail the migration itself.
+CREATE OR REPLACE FUNCTION lifecycle_capture.follow_migration() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    w lifecycle_capture.watched;
+BEGIN
+    FOR w IN
+        SELECT * FROM lifecycle_capture.watched
+         WHERE mode = 'generated'
+           AND relid IN (SELECT objid FROM pg_event_trigger_ddl_commands()
+                          WHERE classid = 'pg_class'::regclass)
+    LOOP
+        BEGIN
+            PERFORM lifecycle_capture.generate(w.relid);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'lifecycle capture: could not rebuild the capture of % (%); it uses the generic function now',
+                w.relid::regclass, SQLERRM;
+            BEGIN
+                EXECUTE format('DROP TRIGGER lifecycle_capture ON %s', w.relid::regclass);
+                EXECUTE format('CREATE TRIGGER lifecycle_capture AFTER INSERT OR UPDATE OR DELETE '
+                               'ON %s FOR EACH ROW EXECUTE FUNCTION lifecycle_capture.capture_any(%L, %L, %L)',
+                               w.relid::regclass, w.key_name, w.status_name, w.key_prefix);
+                UPDATE lifecycle_capture.watched SET mode = 'any' WHERE relid = w.relid;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING 'lifecycle capture: % is not captured any more (%): run lifecycle capture install --replace',
+                    w.relid::regclass, SQLERRM;
+            END;
+        END;
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'lifecycle capture: %', SQLERRM;
+END
+$fn$;
+
+-- A watched table that is dropped takes its trigger with it; its row and its function go too.
+CREATE OR REPLACE FUNCTION lifecycle_capture.forget_dropped() RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    gone oid;
+BEGIN
+    FOR gone IN
+        DELETE FROM lifecycle_capture.watched
+         WHERE relid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                          WHERE classid = 'pg_class'::regclass AND objsubid = 0)
+        RETURNING relid
+    LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS lifecycle_capture.%I()', 'capture_' || gone);
+    END LOOP;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'lifecycle capture: %', SQLERRM;
+END
+$fn$;
+
+-- event_triggers --
+-- Event triggers belong to the database, not to a schema; each depends on its function,
+-- so dropping the schema lifecycle_capture drops them too.
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'lifecycle_capture_follow') THEN
+        CREATE EVENT TRIGGER lifecycle_capture_follow ON ddl_command_end
+            WHEN TAG IN ('ALTER TABLE')
+            EXECUTE FUNCTION lifecycle_capture.follow_migration();
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = 'lifecycle_capture_forget') THEN
+        CREATE EVENT TRIGGER lifecycle_capture_forget ON sql_drop
+            WHEN TAG IN ('DROP TABLE')
+            EXECUTE FUNCTION lifecycle_capture.forget_dropped();
+    END IF;
+END
+$do$
+
 -- outbox_layout --
 -- Whether the outbox has this version's columns (an older capture schema does not).
 SELECT count(*) = 1 FROM pg_attribute
@@ -51,15 +350,60 @@ SELECT c.oid, n.nspname, c.relname, c.relkind
  WHERE c.oid = to_regclass(%s)
 
 -- table_columns --
--- The table's columns, sorted by name: the order of a db event's "changed".
-SELECT attname::text FROM pg_attribute
+-- The table's columns, sorted by name, with their numbers.
+SELECT attname::text, attnum FROM pg_attribute
  WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
  ORDER BY attname
 
+-- watch --
+-- Remember a watched table (install, and install --replace).
+INSERT INTO lifecycle_capture.watched
+       (relid, key_attnum, status_attnum, key_name, status_name, key_prefix, mode)
+VALUES (%(relid)s, %(key_attnum)s, %(status_attnum)s, %(key)s, %(status)s, %(prefix)s, %(mode)s)
+ON CONFLICT (relid) DO UPDATE
+   SET key_attnum = EXCLUDED.key_attnum, status_attnum = EXCLUDED.status_attnum,
+       key_name = EXCLUDED.key_name, status_name = EXCLUDED.status_name,
+       key_prefix = EXCLUDED.key_prefix, mode = EXCLUDED.mode
+
+-- generate --
+SELECT lifecycle_capture.generate(%s)
+
+-- unwatch --
+DELETE FROM lifecycle_capture.watched WHERE relid = %s
+
 -- watched_tables --
--- Every table whose capture trigger runs a function of lifecycle_capture, with the key and
--- status the function was generated for (its comment).
-SELECT n.nspname, c.relname, p.proname, obj_description(p.oid, 'pg_proc'), t.tgenabled <> 'D'
+-- Every table whose capture trigger runs a function of lifecycle_capture: its key and status
+-- columns as they are now (a column kept by number follows a rename; one that is gone has
+-- no current name), with the names it was installed with, and the table's columns. A table
+-- installed by an older version has no row in watched: its function's comment names them.
+SELECT n.nspname, c.relname, t.tgenabled <> 'D', w.mode, coalesce(w.key_prefix, ''),
+       coalesce(w.key_name, obj_description(p.oid, 'pg_proc')::jsonb ->> 'key'),
+       coalesce(w.status_name, obj_description(p.oid, 'pg_proc')::jsonb ->> 'status'),
+       ka.attname::text, sa.attname::text,
+       ARRAY(SELECT attname::text FROM pg_attribute
+              WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped)
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_proc p ON p.oid = t.tgfoid
+  JOIN pg_namespace pn ON pn.oid = p.pronamespace
+  LEFT JOIN lifecycle_capture.watched w ON w.relid = c.oid
+  LEFT JOIN pg_attribute ka
+         ON w.mode = 'generated' AND ka.attrelid = c.oid AND ka.attnum = w.key_attnum
+        AND NOT ka.attisdropped
+  LEFT JOIN pg_attribute sa
+         ON w.mode = 'generated' AND sa.attrelid = c.oid AND sa.attnum = w.status_attnum
+        AND NOT sa.attisdropped
+ WHERE t.tgname = 'lifecycle_capture' AND pn.nspname = 'lifecycle_capture' AND t.tgparentid = 0
+ ORDER BY n.nspname, c.relname
+
+-- watched_tables_older --
+-- The same, in a schema an older version made (no table watched): the key and status its
+-- functions' comments name.
+SELECT n.nspname, c.relname,
+       obj_description(p.oid, 'pg_proc')::jsonb ->> 'key',
+       obj_description(p.oid, 'pg_proc')::jsonb ->> 'status',
+       t.tgenabled <> 'D'
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -84,8 +428,11 @@ SELECT current_setting('track_commit_timestamp')::bool
 -- comes in a later fetch, once it commits: no position to keep, so no id is ever skipped.
 SELECT id, uuid::text, task_key, kind, status, old_status, at, txid, table_name, changed,
        changed_values::text, application_name, pid, db_user,
-       CASE WHEN %(commit_times)s THEN pg_xact_commit_timestamp(xmin) END
-  FROM lifecycle_capture.outbox
+       CASE WHEN %(commit_times)s THEN pg_xact_commit_timestamp(xmin) END,
+       -- the row's own version; absent from an outbox an older version made (and not
+       -- re-installed since), which this reads without failing
+       (to_jsonb(o) ->> 'row_xmin')::bigint
+  FROM lifecycle_capture.outbox AS o
  ORDER BY id
  LIMIT %(limit)s
 

@@ -49,14 +49,19 @@ SELECT id, source, kind, status, (extract(epoch FROM e.at) * 1000000)::bigint, t
  ORDER BY e.at, id
 
 -- commits_of_versions --
--- The commits whose transaction wrote one of these 32-bit versions (a window's reads').
+-- The commits whose transaction wrote one of these 32-bit versions (a window's reads'), or
+-- whose row, written in a savepoint, has it as its own xmin.
 SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid,
        jsonb_build_object('old_status', body->'old_status', 'new_status', body->'new_status',
                           'changed', body->'changed', 'table', body->'table',
-                          'application_name', body->'application_name')::text,
+                          'application_name', body->'application_name',
+                          'xmin', body->'xmin')::text,
        uuid::text
   FROM lifecycle_event e
- WHERE task_key = %(key)s AND source = 'db' AND txid %% 4294967296 = ANY(%(versions)s)
+ WHERE task_key = %(key)s AND source = 'db'
+   AND (txid %% 4294967296 = ANY(%(versions)s)
+        OR CASE WHEN jsonb_typeof(body->'xmin') = 'number' THEN (body->>'xmin')::numeric END
+           = ANY(%(versions)s::numeric[]))
  ORDER BY e.at, id
 
 -- window --
