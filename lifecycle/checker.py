@@ -43,7 +43,7 @@ KINDS = (
 )
 # The causes a finding of these kinds may carry (Finding.cause).
 CAUSES = {
-    "stale_read": ("cached_object", "old_snapshot"),
+    "stale_read": ("cached_object", "old_snapshot", "cached_response"),
     "duplicate_execution": ("redelivery",),
     "expectation_mismatch": ("committed", "superseded", "reads_only"),
 }
@@ -313,7 +313,10 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
             continue
         stale = _newest_missed(h, read, returned)
         if stale is not None:
-            groups.setdefault((returned.index, stale[0].index, True), []).append((read, stale[1]))
+            # The application said it answered from its own cache: that is the cause, whatever
+            # the snapshot of the read that filled the cache was.
+            cause = "cached_response" if read.body.get("cached") is True else stale[1]
+            groups.setdefault((returned.index, stale[0].index, True), []).append((read, cause))
     for (old, new, versioned), hits in groups.items():
         returned, newer = h.versions[old], h.versions[new]
         reads = [r for r, _ in hits]
@@ -334,6 +337,11 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
         why = {
             "cached_object": ", and the reader's snapshot already saw it (a cached object)",
             "old_snapshot": ", but the reader used a snapshot taken before it (an old snapshot)",
+            "cached_response": (
+                ", but the API answered from its own cache, filled by a read made before that "
+                "commit (a cached response): drop the entry when the task's row changes, or "
+                "cache only final statuses"
+            ),
         }.get(cause or "", "")
         yield Finding(
             "stale_read",

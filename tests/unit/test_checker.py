@@ -887,6 +887,32 @@ def test_scenario_snapshot_read() -> None:
     assert "a snapshot taken before it (an old snapshot)" in findings[0].message
 
 
+def test_a_read_the_application_answered_from_its_cache_is_a_cached_response() -> None:
+    # Given a view that cached the task's RUNNING answer, with the version and snapshot of
+    # the read that filled its cache, and serves it after COMPLETED committed
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    filled = h.read(version=1)
+    h.commit(COMPLETED)
+    h.broker("ack")
+    hits = [
+        h.read(version=1, snapshot=filled.body["snapshot"], after_ms=300) for _ in range(3)
+    ]
+    for hit in hits:
+        hit.body["cached"] = True
+
+    # When
+    findings = check(h.events)
+
+    # Then the cache is named as the cause, with what fixes it
+    assert kinds(findings) == ["stale_read"]
+    assert findings[0].cause == "cached_response"
+    assert findings[0].events[1:] == tuple(r.id for r in hits)
+    assert "answered from its own cache" in findings[0].message
+
+
 def test_scenario_enqueue_before_commit() -> None:
     # Given the lab's API: insert, send inside the transaction, commit 500 ms later; the
     # worker finds no row, logs it and drops the message (acked)
