@@ -182,7 +182,11 @@ class TimelineBuilder:
             )
             return f"{change} · txn {r.txid} · {writer}"
         if r.source == "api":
-            return f"returned {r.status}" + (" (no version)" if b.get("xmin") is None else "")
+            return (
+                f"returned {r.status}"
+                + (" (no version)" if b.get("xmin") is None else "")
+                + (" from its cache" if b.get("cached") is True else "")
+            )
         if r.source == "probe":
             if r.kind == "verdict":
                 return (
@@ -344,7 +348,8 @@ def read_signature(view: EventView) -> tuple[object, ...] | None:
     client = b.get("client") if r.source == "api" else b.get("run")
     version = b.get("xmin") if r.source == "api" else None
     error = str(b["error"])[:200] if b.get("error") else None
-    return (r.source, str(client), r.status, version, b.get("http_status"), error)
+    cached = b.get("cached") is True
+    return (r.source, str(client), r.status, version, b.get("http_status"), error, cached)
 
 
 @dataclass
@@ -454,6 +459,8 @@ def run_summary(run: ReadRun) -> str:
         what = f"reads returned {r.status}"
         if b.get("xmin") is None:
             what += " (no version)"
+        if b.get("cached") is True:
+            what += " from its cache"
     elif b.get("error"):
         what = f"polls failed: {str(b['error'])[:120]}"
     elif b.get("http_status") not in (None, 200):
