@@ -199,16 +199,17 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
             raise RuntimeError(f"its answer has no task key at {scenario.key_path!r}") from None
         if isinstance(key, bool) or not isinstance(key, str | int) or not str(key):
             raise RuntimeError(f"its answer's {scenario.key_path!r} is not a task key: {key!r}")
-        if len(str(key)) > MAX_TASK_KEY:
+        task_key = scenario.task_key(str(key))
+        if len(task_key) > MAX_TASK_KEY:
             raise RuntimeError(
-                f"its task key is {len(str(key))} characters; events hold at most {MAX_TASK_KEY}"
+                f"its task key is {len(task_key)} characters; events hold at most {MAX_TASK_KEY}"
             )
     except Exception as exc:
         logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
         run.error = f"could not submit the task to {url}: {exc}"
         _finish(run, None)
         return False
-    run.task_key = str(key)
+    run.task_key = task_key
     _db(lambda: Run.objects.filter(pk=run.pk).update(task_key=run.task_key))
     status = status_of(scenario, submitted)
     _record(run, "submit", run.task_key, submitted, status)

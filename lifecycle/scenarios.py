@@ -37,6 +37,7 @@ METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_BODY = 64 * 1024  # bytes of a submitted JSON body, from a file or an edit
 MAX_TIMEOUT, MAX_SETTLE = 3600.0, 600.0
 MIN_POLL, MAX_POLL = 0.01, 60.0
+MAX_KEY_PREFIX = 100  # characters, as capture install's --key-prefix
 KEY = "{key}"
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -107,6 +108,9 @@ class Scenario:
     alone: bool = False  # the matrix runs it one at a time (it kills its worker)
     base_url: str | None = None  # the file's; None: the dashboard's own address
     group: str = ""  # the file's title
+    # Put before the key of the submit's answer to make the inspector's task key, as
+    # `capture install --key-prefix` and the client's LIFECYCLE_KEY_PREFIX do.
+    key_prefix: str = ""
     source: str = field(default="", compare=False)  # the file it came from
 
     @property
@@ -122,7 +126,17 @@ class Scenario:
         return self.resolve(self.submit_url, base_url)
 
     def poll_at(self, base_url: str, key: str) -> str:
-        return self.resolve(self.poll_url.replace(KEY, urllib.parse.quote(key, safe="")), base_url)
+        """The poll URL of task ``key`` (the inspector's: the application's own key, after
+        the scenario's ``key_prefix``, goes into the URL)."""
+        own = self.application_key(key)
+        return self.resolve(self.poll_url.replace(KEY, urllib.parse.quote(own, safe="")), base_url)
+
+    def task_key(self, answered: str) -> str:
+        """The inspector's key of the task whose application key the submit answered."""
+        return f"{self.key_prefix}{answered}"
+
+    def application_key(self, key: str) -> str:
+        return key[len(self.key_prefix) :] if key.startswith(self.key_prefix) else key
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +155,7 @@ class Scenario:
                 "headers": [name for name, _ in self.headers],
                 "body": self.body,
                 "key": self.key_path,
+                "key_prefix": self.key_prefix,
             },
             "poll": {"url": self.poll_url, "status": self.status_path},
             "timeout": self.timeout,
@@ -263,7 +278,7 @@ SCENARIO_KEYS = {
     "submit",
     "poll",
 }
-SUBMIT_KEYS = {"method", "url", "headers", "body", "key"}
+SUBMIT_KEYS = {"method", "url", "headers", "body", "key", "key_prefix"}
 POLL_KEYS = {"url", "status"}
 
 
@@ -394,6 +409,13 @@ def _scenario(
         raise fail("submit.method", f"submit.method must be one of {', '.join(METHODS)}")
     submit_url = _url(submit.get("url"), "submit.url", fail, base_url)
     key_path = _path(submit.get("key"), "submit.key", fail)
+    key_prefix = submit.get("key_prefix", "")
+    if not isinstance(key_prefix, str) or len(key_prefix) > MAX_KEY_PREFIX:
+        raise fail(
+            "submit.key_prefix",
+            f"submit.key_prefix must be a string of at most {MAX_KEY_PREFIX} characters "
+            "(capture install's --key-prefix)",
+        )
     headers = _headers(submit.get("headers", {}), fail)
     body = submit.get("body")
     try:
@@ -433,6 +455,7 @@ def _scenario(
         base_url=base_url.rstrip("/") if base_url else None,
         group=group,
         source=source,
+        key_prefix=key_prefix,
     )
 
 

@@ -71,9 +71,9 @@ def service() -> Iterator[Service]:
     found.server.server_close()
 
 
-def scenario(tmp_path: Path, url: str) -> Scenario:
+def scenario(tmp_path: Path, url: str, submit_extra: str = "") -> Scenario:
     """The things service's scenario, made the process's (with the lab's) like a file in
-    LIFECYCLE_SCENARIOS would be."""
+    LIFECYCLE_SCENARIOS would be; ``submit_extra``, more lines of its submit table."""
     path = tmp_path / "things.toml"
     path.write_text(
         f"""
@@ -96,6 +96,7 @@ url = "/things"
 key = "data.thing.key"
 body = [1, "two"]
 headers = {{ Authorization = "Bearer abc" }}
+{submit_extra}
 [scenarios.poll]
 url = "/things/{{key}}"
 status = "thing.state.1"
@@ -124,6 +125,26 @@ def test_a_scenario_submits_and_polls_as_its_file_says(
     assert poll == {"method": "GET", "path": "/things/k%2F1%20%23", "auth": "Bearer abc"}
     reads = Event.objects.filter(task_key="k/1 #", source="probe", kind="read")
     assert set(reads.values_list("status", flat=True)) == {"finished"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_prefix_names_the_task_as_the_capture_does_and_the_poll_as_the_service_does(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    # Given a service whose keys the inspector knows after a prefix (capture install
+    # --key-prefix, the client's LIFECYCLE_KEY_PREFIX), said in its scenario file
+    found = scenario(tmp_path, service.url, 'key_prefix = "things:"')
+    assert found.as_json()["submit"]["key_prefix"] == "things:"
+
+    # When a run submits and polls
+    run = probe.execute(probe.create_run(found, "http://unused"))
+
+    # Then the run's task is the prefixed key, where its probe events are
+    assert (run.verdict, run.task_key) == (Run.Verdict.PASS, "things:k/1 #")
+    reads = Event.objects.filter(task_key="things:k/1 #", source="probe", kind="read")
+    assert reads.exists() and not Event.objects.filter(task_key="k/1 #").exists()
+    # And the poll asks the service for its own key
+    assert service.requests[1]["path"] == "/things/k%2F1%20%23"
 
 
 @pytest.mark.django_db(transaction=True)

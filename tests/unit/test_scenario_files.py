@@ -149,6 +149,13 @@ BAD = [
         "poll.url must hold {key}",
     ),
     (
+        "key prefix not text",
+        '[[scenarios]]\nname = "a"\nexpect = "FAILED"\n[scenarios.submit]\nurl = "/t"\n'
+        'key = "id"\nkey_prefix = 5\n',
+        7,
+        "submit.key_prefix must be a string of at most 100 characters",
+    ),
+    (
         "bad method",
         '[[scenarios]]\nname = "a"\nexpect = "FAILED"\n[scenarios.submit]\nurl = "/t"\n'
         'key = "id"\nmethod = "FETCH"\n',
