@@ -24,7 +24,7 @@ from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["skip_or_fail"]
-pytest_plugins = ["tests.foreign", "tests.foreign_async"]
+pytest_plugins = ["tests.foreign", "tests.foreign_async", "tests.foreign_django"]
 
 
 @pytest.fixture(scope="session")
@@ -104,15 +104,18 @@ def http(
         return status, body.decode(errors="replace")
 
 
-# The foreign services' APIs listen here (tests/foreign.py), and the stack's scenario files
-# include their scenario files, which read the addresses from JOBS_API_URL and TASKS_API_URL.
+# The foreign services' APIs listen here (tests/foreign*.py), and the stack's scenario files
+# include their scenario files, which read the addresses from JOBS_API_URL, TASKS_API_URL
+# and DJANGO_JOBS_API_URL.
 FOREIGN_API_PORT = free_port()
 ASYNC_API_PORT = free_port()
+DJANGO_API_PORT = free_port()
 SCENARIO_FILES = os.pathsep.join(
     [
         str(ROOT / "lifecycle" / "lab" / "scenarios.toml"),
         str(ROOT / "tests" / "acceptance" / "foreign_service" / "scenarios.toml"),
         str(ROOT / "tests" / "acceptance" / "async_service" / "scenarios.toml"),
+        str(ROOT / "tests" / "acceptance" / "django_service" / "scenarios.toml"),
     ]
 )
 
@@ -123,6 +126,7 @@ def stack_env(port: int) -> dict[str, str]:
         "LIFECYCLE_SCENARIOS": SCENARIO_FILES,
         "JOBS_API_URL": f"http://127.0.0.1:{FOREIGN_API_PORT}",
         "TASKS_API_URL": f"http://127.0.0.1:{ASYNC_API_PORT}",
+        "DJANGO_JOBS_API_URL": f"http://127.0.0.1:{DJANGO_API_PORT}",
         "DATABASE_URL": test_database_url(),
         "PORT": str(port),
         "LAB_BASE_URL": f"http://127.0.0.1:{port}",

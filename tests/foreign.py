@@ -67,16 +67,18 @@ def foreign_db(stack: Stack) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def service_database(prefix: str, schema: Path) -> Iterator[str]:
-    """A database of an attached service's own, with its schema; its name. Dropped after,
-    with the role that owned its capture functions (it outlives the database)."""
+def service_database(prefix: str, schema: Path | None) -> Iterator[str]:
+    """A database of an attached service's own, with its schema (none: its migrations make
+    it); its name. Dropped after, with the role that owned its capture functions (it
+    outlives the database)."""
     from lifecycle.database import conninfo
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
         conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    with psycopg.connect(conninfo(dbname=name), autocommit=True) as conn:
-        conn.execute(schema.read_text())
+    if schema is not None:
+        with psycopg.connect(conninfo(dbname=name), autocommit=True) as conn:
+            conn.execute(schema.read_text())
     try:
         yield name
     finally:

@@ -18,7 +18,7 @@ def test_run_a_foreign_scenario_from_the_panel_and_watch_its_finding_appear(
     page.goto(stack.base_url + "/")
     panel = page.get_by_test_id("scenario-panel")
     groups = panel.get_by_test_id("scenario-group").all_text_contents()
-    assert groups == ["The lab", "Jobs service", "Tasks service (async)"]
+    assert groups == ["The lab", "Jobs service", "Tasks service (async)", "Jobs service (Django)"]
 
     # When the user clicks Run on its swallowed-error scenario
     page.get_by_test_id("run-jobs-swallowed-error").click()
