@@ -162,3 +162,17 @@ def test_the_ingestor_drops_any_other_cached_and_keeps_the_read(cached: Any) -> 
     found = events.parse_message(message({"xmin": 5, "cached": cached}))
     assert found.body == {"xmin": 5}
     assert (found.source, found.kind, found.status) == ("api", "read", "RUNNING")
+
+
+def test_a_status_is_reported_as_its_text() -> None:
+    from enum import Enum
+
+    class Status(Enum):
+        DONE = "DONE"
+
+    assert [reads.status_text(v) for v in (Status.DONE, "DONE", 3, None)] == [
+        "DONE",
+        "DONE",
+        "3",
+        None,
+    ]
