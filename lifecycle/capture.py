@@ -80,8 +80,8 @@ def mend_command(table: WatchedTable, database: str | None) -> str:
     prefix = f" --key-prefix {shlex.quote(table.key_prefix)}" if table.key_prefix else ""
     where = f" --database {shlex.quote(database)}" if database else ""
     return (
-        f"lifecycle capture install {shlex.quote(table.name)} --key {shlex.quote(key)} "
-        f"--status {shlex.quote(status)}{prefix}{where} --replace"
+        f"python manage.py lifecycle capture install {shlex.quote(table.name)} "
+        f"--key {shlex.quote(key)} --status {shlex.quote(status)}{prefix}{where} --replace"
     )
 
 

@@ -24,12 +24,21 @@ def page_number(request: HttpRequest) -> int:
         return 1
 
 
-def capture_problems() -> list[tuple[str, list[str]]]:
-    """Each watched database whose capture the follower found broken, with its problems."""
+def capture_problems() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each watched database whose capture the follower found broken, with its problems:
+    (what is wrong, the command that mends it)."""
     return [
-        (db.name, db.problem.splitlines())
+        (db.name, [_split(line) for line in db.problem.splitlines()])
         for db in WatchedDatabase.objects.exclude(problem="").only("name", "problem")
     ]
+
+
+def _split(line: str) -> tuple[str, str]:
+    problem, _, command = line.partition(MEND)
+    return problem, command
+
+
+MEND = "; mend it with: "  # how lifecycle.follow words a problem
 
 
 @require_GET

@@ -185,7 +185,8 @@ def test_a_dropped_key_column_is_shown_broken_with_the_command_that_mends_it(
     # And `capture list` says so, with the command that mends it
     (line,) = [row.line() for row in watching.listing() if row.database == "jobs-db"]
     assert "BROKEN: its key column 'id' is gone: its changes are not captured" in line
-    assert "lifecycle capture install public.jobs_job --key KEY_COLUMN --status status" in line
+    mend = "python manage.py lifecycle capture install public.jobs_job --key KEY_COLUMN"
+    assert f"{mend} --status status" in line
     assert "--replace" in line
     # And the follower records it for the dashboard, whose home page shows it
     follower = start_follower(app.url)
@@ -202,7 +203,10 @@ def test_a_dropped_key_column_is_shown_broken_with_the_command_that_mends_it(
         follower.join(5)
     page = admin_client.get("/").content.decode()
     assert 'data-testid="capture-problems"' in page
-    assert "public.jobs_job: its key column &#x27;id&#x27; is gone" in page
+    assert (
+        "public.jobs_job: its key column &#x27;id&#x27; is gone: its changes are not captured."
+        " Mend it with:" in page
+    )
     # When the command is run with the new key column, the table is mended
     watching.install("jobs_job", "uid", "status", database=app.url, replace=True)
     (row,) = [row for row in watching.listing() if row.database == "jobs-db"]
