@@ -178,9 +178,11 @@ def test_each_read_carries_its_version_snapshot_status_and_the_responses_status(
     # (the status view served its cache after the job moved on: the bug a cached read hides)
     assert answers["status_cached"][1]["status"] == "PENDING"
 
-    reads = [m for m in messages if m["source"] == "api"]
-    # Then every read names the job by its prefixed key
-    assert {m["task"] for m in reads} == {key}
+    everything = [m for m in messages if m["source"] == "api"]
+    delivery = [m for m in everything if m["task"] == f"{PREFIX}{facts['delivery']}"]
+    # Then every read names its row by its prefixed key
+    reads = [m for m in everything if m["task"] == key]
+    assert len(reads) + len(delivery) == len(everything)
     # And says what it returned, the version it read, how the request ended and whether
     # the answer came from the cache: detail, family (its join's parent row is not the
     # version), broken (500), status filled, status from the cache, one outside a request
@@ -207,6 +209,12 @@ def test_each_read_carries_its_version_snapshot_status_and_the_responses_status(
         "status": "RUNNING",
     }
     assert facts["version"]["xmin"] != job_xmin
+    # A model that inherits its status reports its parent table's row version
+    inherited = facts["inherited"]
+    assert {"xmin": inherited["xmin"], "status": inherited["status"]} == facts["inherited_expected"]
+    assert [(m["status"], m["body"]["xmin"]) for m in delivery] == [
+        ("SENT", facts["inherited_expected"]["xmin"])
+    ]
     assert facts["instance_fields"] == [] and facts["missing_raises"] is True
     assert facts["confirmed"] is True
 

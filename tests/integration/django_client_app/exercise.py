@@ -17,7 +17,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clientsite.settings")
 django.setup()
 
-from clientjobs.models import Job  # noqa: E402
+from clientjobs.models import Delivery, EmailDelivery, Job  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections, reset_queries, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
@@ -64,6 +64,17 @@ found = client.get(f"/jobs/{job.pk}/status/")
 answers["status_cached"] = (found.status_code, found.json())
 answers["start"] = client.get(f"/jobs/{job.pk}/start/").status_code
 
+# Multi-table inheritance: the status lives in the parent's table, and so does the version
+# read, even when the child's row was written later
+delivery = EmailDelivery.objects.create(address="a@example.org")
+with transaction.atomic():
+    Delivery.objects.filter(pk=delivery.pk).update(status="SENT")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+        sent_txid = cursor.fetchone()[0]
+EmailDelivery.objects.filter(pk=delivery.pk).update(address="b@example.org")
+inherited = version_of(read_model(EmailDelivery.objects, delivery.pk))
+
 # Outside any request: reported at once, with 200; its version survives a pickle (a cache)
 again = read_model(Job.objects, job.pk)
 kept_version = version_of(pickle.loads(pickle.dumps(again)))
@@ -84,6 +95,9 @@ print(
             "detail_queries": detail_queries,
             "version": dataclasses.asdict(kept_version) if kept_version else None,
             "status_after": again.status,
+            "delivery": delivery.pk,
+            "inherited": dataclasses.asdict(inherited) if inherited else None,
+            "inherited_expected": {"xmin": sent_txid % 2**32, "status": "SENT"},
             "instance_fields": sorted(k for k in vars(again) if k.startswith("lifecycle")),
             "missing_raises": missing_raises,
             "confirmed": get_publisher().flush(timeout=15),
