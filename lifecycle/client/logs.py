@@ -31,7 +31,11 @@ FLUSH_TIMEOUT = 3.0  # seconds logging.shutdown() may wait for the records to be
 
 
 class LifecycleLogHandler(logging.Handler):
-    """A handler that turns a task's WARNING+ records into ``log`` events."""
+    """A handler that turns a task's WARNING+ records into ``log`` events.
+
+    Made by ``install_log_handler()``, or by Django's ``LOGGING`` (dictConfig), in every
+    process: ``{"class": "lifecycle.client.LifecycleLogHandler"}``. Its role is the
+    argument, else ``LIFECYCLE_PROCESS_ROLE`` (``worker``, ``api``) when it is made."""
 
     def __init__(
         self,
