@@ -106,6 +106,10 @@ def test_each_scenario_of_the_django_service_gets_the_findings_of_its_bug(
     sentence = by_kind["swallowed_error"]["message"]
     assert "logged WARNING" in sentence and "LLM call failed for job" in sentence, sentence
     assert "committed COMPLETED in transaction" in sentence, sentence
+    # (logged through the handler its LOGGING installs, named by the worker's role)
+    events = timeline(stack, swallowed["task"])["events"]
+    warning = next(e for e in events if e["source"] == "log")
+    assert (warning["kind"], warning["body"]["process_role"]) == ("warning", "worker"), warning
 
     # And the message the fast lane sent inside its transaction came before the row
     early = findings_of(
