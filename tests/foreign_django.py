@@ -28,8 +28,9 @@ KEY_PREFIX = "django-jobs:"  # its settings' LIFECYCLE_KEY_PREFIX
 
 @pytest.fixture(scope="session")
 def django_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """README, step 3: the client in the application's environment, beside its own
-    requirements (Django, django_dramatiq, gunicorn, psycopg)."""
+    """README, step 3: the client in the application's environment (with the pytest extra
+    for the plugin, step 6), beside its own requirements (Django, django_dramatiq, gunicorn,
+    psycopg; pytest and pytest-django for its tests)."""
     where = tmp_path_factory.mktemp("django-venv")
     source = where / "client-source"
     shutil.copytree(
@@ -45,8 +46,8 @@ def django_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "install",
             "--quiet",
             "-r",
-            str(DJANGO_SERVICE / "requirements.txt"),
-            f"{source}[dramatiq,psycopg]",
+            str(DJANGO_SERVICE / "requirements-dev.txt"),
+            f"{source}[dramatiq,psycopg,pytest]",
         ],
         check=True,
         capture_output=True,

@@ -8,8 +8,10 @@ write and stop no event."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,8 +19,8 @@ import pytest
 
 from tests.acceptance.test_foreign_scenarios import done_run, start_each
 from tests.conftest import Stack, http, wait_for
-from tests.foreign import timeline
-from tests.foreign_django import KEY_PREFIX, DjangoService
+from tests.foreign import service_pytest, timeline
+from tests.foreign_django import DJANGO_SERVICE, KEY_PREFIX, DjangoService
 
 pytestmark = pytest.mark.acceptance
 
@@ -155,6 +157,35 @@ def test_the_matrix_meets_every_target_of_the_django_scenarios(
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     rows = {row["scenario"]: row for row in json.loads(done.stdout)["rows"]}
     assert set(rows) == OURS and all(row["met"] for row in rows.values()), rows
+
+
+def test_its_own_pytest_report_names_the_job_by_its_prefixed_key(
+    stack: Stack, django_service: DjangoService, django_venv: Path
+) -> None:
+    # When the service runs its own end-to-end test (pytest-django, its settings), with the
+    # plugin, showing every local
+    env = {
+        "JOBS_API_URL": django_service.base_url,
+        "JOBS_DATABASE_URL": django_service.database,
+        "LIFECYCLE_URL": stack.base_url,
+        "LIFECYCLE_TOKEN": stack.token,
+    }
+    done = service_pytest(
+        django_venv, DJANGO_SERVICE, "jobs/tests/test_end_to_end.py", env, "--showlocals"
+    )
+    out = done.stdout + done.stderr
+    print(out)
+    # Then it fails, and its report names the job as the inspector knows it, with the
+    # permalink and the swallowed error
+    assert done.returncode == 1, out
+    section = out[out.index("lifecycle") :]
+    task = re.search(rf"task ({KEY_PREFIX}\d+): ({re.escape(stack.base_url)}/tasks/\S+)", section)
+    assert task, out
+    assert "swallowed_error: Attempt 1 of message" in section, out
+    assert "expectation_mismatch (committed)" in section, out
+    assert stack.token not in out
+    status, page = stack.get(f"/api/tasks/{task[1]}/timeline")
+    assert status == 200 and page["expected"] == "FAILED"
 
 
 class Load(threading.Thread):
