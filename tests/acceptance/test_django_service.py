@@ -1,9 +1,10 @@
 """The Django jobs service (Django 5.2, django_dramatiq, ATOMIC_REQUESTS, nested atomic
 helpers, on_commit, a cached view, its own database), attached through the README's Django
 section alone: its keys carry their prefix on every timeline, each scenario gets the
-findings of its bug and nothing else, every read the API served links to the commit whose
-version it returned, and its migrations, run while jobs are created and worked, fail no
-write and stop no event."""
+findings of its bug and nothing else (once, and in the matrix), every read the API served
+links to the commit whose version it returned, its own pytest report names its job by the
+prefixed key, and its migrations, run while jobs are created and worked, fail no write and
+stop no event."""
 
 from __future__ import annotations
 
