@@ -897,9 +897,7 @@ def test_a_read_the_application_answered_from_its_cache_is_a_cached_response() -
     filled = h.read(version=1)
     h.commit(COMPLETED)
     h.broker("ack")
-    hits = [
-        h.read(version=1, snapshot=filled.body["snapshot"], after_ms=300) for _ in range(3)
-    ]
+    hits = [h.read(version=1, snapshot=filled.body["snapshot"], after_ms=300) for _ in range(3)]
     for hit in hits:
         hit.body["cached"] = True
 
