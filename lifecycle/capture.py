@@ -49,13 +49,19 @@ class WatchedTable:
     missing_columns: tuple[str, ...] = ()  # columns the trigger names that are gone
     key_prefix: str = ""  # put before each key (capture install --key-prefix)
     # How an application's table is captured: "generated" (its own function, rebuilt after
-    # each ALTER TABLE), "any" (the generic function) or "" (an older install, or the
-    # inspector's own database).
+    # each ALTER TABLE), "any" (the generic function), "older" (installed by a version
+    # before either: its function does not follow migrations) or "" (the inspector's own
+    # database).
     mode: str = ""
 
     @property
     def broken(self) -> str:
         """What is wrong with its capture, for a person ("" when nothing is)."""
+        if self.mode == "older":
+            return (
+                "installed by an older version, whose function does not follow migrations: a "
+                "dropped or renamed column would make every write of the table fail"
+            )
         if not self.missing_columns:
             return ""
         role = {self.key: "key", self.status: "status"}

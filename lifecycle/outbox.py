@@ -204,7 +204,7 @@ def watched(conninfo: str) -> list[WatchedTable]:
 def read_watched(conn: psycopg.Connection[Any]) -> list[WatchedTable]:
     if not _has_watched(conn):  # an older version's schema: its functions' comments say
         return [
-            WatchedTable(schema, table, key or "?", status or "?", enabled)
+            WatchedTable(schema, table, key or "?", status or "?", enabled, mode="older")
             for schema, table, key, status, enabled in conn.execute(
                 OUTBOX["watched_tables_older"]
             ).fetchall()
@@ -224,7 +224,7 @@ def read_watched(conn: psycopg.Connection[Any]) -> list[WatchedTable]:
                 enabled,
                 missing,
                 key_prefix=prefix,
-                mode=mode or "",
+                mode=mode or "older",  # no row in watched: installed before it existed
             )
         )
     return result

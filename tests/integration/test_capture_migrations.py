@@ -369,3 +369,34 @@ def test_writers_running_through_a_migration_never_fail(app: App, generic: bool)
     # Then no write failed, and every one was captured
     assert errors == []
     assert sum(1 for r in app.outbox() if r[1] == "insert") == written[0]
+
+
+@pytest.mark.parametrize("schema", ["older", "mixed"])
+def test_a_table_an_older_version_installed_is_marked_for_reinstalling(
+    app: App, schema: str
+) -> None:
+    from lifecycle import outbox
+
+    # Given a table captured by a version before migrations were followed: its function
+    # named in its comment, no row in watched (and, before that, no watched table at all)
+    outbox.install(app.url, "jobs_job", "id", "status")
+    with psycopg.connect(app.url, autocommit=True) as conn:
+        (function,) = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p"
+            " WHERE p.pronamespace = 'lifecycle_capture'::regnamespace"
+            " AND p.proname LIKE 'capture\\_%' AND p.proname <> 'capture_any'"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(f'COMMENT ON FUNCTION {function} IS \'{{"key": "id", "status": "status"}}\'')
+        conn.execute(
+            "DROP TABLE lifecycle_capture.watched CASCADE"
+            if schema == "older"
+            else "DELETE FROM lifecycle_capture.watched"
+        )
+    # Then capture list says so, and how to reinstall it
+    (table,) = outbox.watched(app.url)
+    assert (table.key, table.status, table.mode) == ("id", "status", "older")
+    assert table.broken.startswith("installed by an older version")
+    # And reinstalling mends it
+    outbox.install(app.url, "jobs_job", "id", "status", replace=True)
+    (table,) = outbox.watched(app.url)
+    assert (table.mode, table.broken) == ("generated", "")
