@@ -117,5 +117,6 @@ def test_a_second_stack_of_the_same_namespace_is_refused(stack):
     result, _ = up({**stack.env, "PORT": str(free_port())}, "--no-migrate")
     # Then it is refused before it starts a worker that would compete for the lab's queue
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "another `lifecycle up` is running with the namespace 'lifecycle-test'" in result.stderr
+    namespace = stack.env["LIFECYCLE_NAMESPACE"]
+    assert f"another `lifecycle up` is running with the namespace {namespace!r}" in result.stderr
     assert "started" not in result.stdout
