@@ -26,6 +26,7 @@ import psycopg
 from lifecycle import outbox, sql
 from lifecycle.capture import mend_command
 from lifecycle.database import first_line, redact
+from lifecycle.events import MAX_TASK_KEY
 from lifecycle.versions import XID_WRAP
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def copy_outbox(
     total = 0
     while True:
         rows = watched.execute(
-            OUTBOX["fetch"], {"commit_times": commit_times, "limit": batch}
+            OUTBOX["fetch"],
+            {"commit_times": commit_times, "limit": batch, "max_key": MAX_TASK_KEY},
         ).fetchall()
         stats.fetches += 1
         if not rows:

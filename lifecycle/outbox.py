@@ -73,7 +73,9 @@ def install(
                 f"the capture trigger is already installed on {schema}.{name}; "
                 "use --replace to reinstall it"
             )
-        superuser, _ = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+        superuser, database = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+        if superuser:
+            _refuse_untrusted(conn, database)
         mode = "generated" if superuser and not generic else "any"
         try:
             with conn.transaction():
@@ -166,6 +168,24 @@ def remove_all(conninfo: str) -> list[WatchedTable]:
                 except psycopg.Error as exc:
                     logger.warning("kept the role %s: %s", owner_role(database), first_line(exc))
     return tables
+
+
+def _refuse_untrusted(conn: psycopg.Connection[Any], database: str) -> None:
+    """A superuser installs only into a capture schema that superusers own: one another
+    role owns (or owns something in) would run that role's code as a superuser."""
+    owners = [
+        name
+        for (name,) in conn.execute(
+            OUTBOX["untrusted_owners"], {"owner_role": owner_role(database)}
+        ).fetchall()
+    ]
+    if owners:
+        raise CaptureError(
+            f"the schema {SCHEMA} of this database, or something in it, belongs to "
+            f"{', '.join(owners)}, not to a superuser: installing as a superuser would run "
+            "that role's code with a superuser's rights. Install with that role's URL, or "
+            f"run `lifecycle capture remove --all` with it first"
+        )
 
 
 def owner_role(database: str) -> str:

@@ -1,0 +1,219 @@
+"""The capture in an application's database, attacked by the application's own role (not a
+superuser, the owner of its tables and of the database, as Django's is): its names, types
+and DDL must neither give it more rights than it has, nor make one of its writes fail, nor
+stop the follower. Real PostgreSQL; each finding of an outside review of issue 23."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+import pytest
+
+from lifecycle.capture import CaptureError
+from tests.integration.test_capture_migrations import App, app  # noqa: F401 (a fixture)
+from tests.integration.test_watched import start_follower, store_events, wait_for
+from tests.services import require_postgres
+
+require_postgres()
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+# A function of the application's role that writes an event of its choosing: it may not,
+# unless something of ours runs it with more rights than its own.
+FORGE = """
+CREATE FUNCTION public.forge() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO lifecycle_capture.outbox
+        (task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user)
+    VALUES ('forged', 'update', now(), 1, 'x', '{}', '{}', 0, current_user);
+    RETURN 1;
+END $$"""
+
+
+def forged(application: App) -> list[Any]:
+    return [r for r in application.outbox() if r[0] == "forged"]
+
+
+def test_a_line_break_in_the_table_name_adds_no_code_to_its_function(app: App) -> None:  # noqa: F811
+    from lifecycle import outbox
+
+    # Given the table captured by a superuser, and a function of the application's role
+    outbox.install(app.url, "jobs_job", "id", "status")
+    name = '"j\nDECLARE z int := public.forge(); --"'
+    # When the role renames its table to a name that, on a line of its own, is code
+    app.write(FORGE, f"ALTER TABLE jobs_job RENAME TO {name}")
+    (key,) = app.write(f"INSERT INTO {name} (status) VALUES ('PENDING') RETURNING id")[0]
+    # Then the write was captured as itself, and nothing ran the role's function
+    assert forged(app) == []
+    assert app.outbox()[-1][:3] == (str(key), "insert", "PENDING")
+    (table,) = outbox.watched(app.url)
+    assert table.mode == "generated"
+
+
+@pytest.mark.parametrize("made_by", ["an install of its own", "an empty schema"])
+def test_a_superuser_does_not_install_into_a_capture_schema_another_role_owns(
+    app: App,  # noqa: F811
+    made_by: str,
+) -> None:
+    from lifecycle import outbox
+
+    # Given the schema lifecycle_capture made by the application's role: by installing
+    # (with its own URL: the generic function), or empty, before anyone installs
+    if made_by == "an install of its own":
+        app.write("CREATE TABLE other (id int PRIMARY KEY, status text)")
+        assert outbox.install(app.app_url, "other", "id", "status").mode == "any"
+    else:
+        app.write("CREATE SCHEMA lifecycle_capture")
+    # When a superuser installs into that database, it is refused, saying why
+    with pytest.raises(CaptureError, match="belongs to .*_app, not to a superuser"):
+        outbox.install(app.url, "jobs_job", "id", "status")
+    # And the role's own function named like ours, run by the event trigger after its next
+    # ALTER TABLE, would have run as a superuser: none was installed to run it
+    with psycopg.connect(app.url) as conn:
+        (triggers,) = conn.execute(
+            "SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'lifecycle_capture%'"
+        ).fetchone()  # type: ignore[misc]
+    assert triggers == 0
+    app.write(
+        "CREATE OR REPLACE FUNCTION lifecycle_capture.generate(watched_table oid) RETURNS void"
+        " LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'ALTER ROLE ' || current_user || ' SUPERUSER';"
+        " END $$",
+        "ALTER TABLE jobs_job ADD COLUMN x int",
+    )
+    ((superuser,),) = app.write("SELECT rolsuper FROM pg_roles WHERE rolname = session_user")
+    assert superuser is False
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["generated", "generic"])
+def test_columns_whose_type_has_no_equality_never_fail_an_update(
+    app: App,  # noqa: F811
+    generic: bool,
+) -> None:
+    from lifecycle import outbox
+
+    # Given a table with columns of types that have no "=" in pg_catalog (json, xml, point,
+    # and an array of json), captured
+    app.write("ALTER TABLE jobs_job ADD COLUMN j json, ADD COLUMN p point, ADD COLUMN ja json[]")
+    outbox.install(app.url, "jobs_job", "id", "status", generic=generic)
+    (key,) = app.write(
+        "INSERT INTO jobs_job (status, j, p, ja) VALUES"
+        " ('PENDING', '{\"a\": 1}', '(1,2)', ARRAY['{}'::json]) RETURNING id"
+    )[0]
+    # When the application updates it, and a migration adds another such column
+    app.write(f"UPDATE jobs_job SET status = 'RUNNING' WHERE id = {key}")
+    app.write(f"UPDATE jobs_job SET j = '{{\"a\": 2}}', p = '(2,2)' WHERE id = {key}")
+    app.write("ALTER TABLE jobs_job ADD COLUMN x xml", "UPDATE jobs_job SET x = '<a/>'")
+    # Then every write went through, each captured with what it changed
+    assert [(r[1], r[4]) for r in app.outbox()[-3:]] == [
+        ("update", ["status"]),
+        ("update", ["j", "p"]),
+        ("update", ["x"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    "drop",
+    [
+        "DROP DOMAIN label CASCADE",
+        "DROP TYPE mood CASCADE",
+        "DROP FUNCTION twice(bigint) CASCADE",
+    ],
+)
+def test_a_column_dropped_with_what_it_uses_never_fails_the_writes(
+    app: App,  # noqa: F811
+    drop: str,
+) -> None:
+    from lifecycle import outbox
+
+    # Given columns that use a domain, an enum and a function (a generated column)
+    app.write(
+        "CREATE DOMAIN label AS text",
+        "CREATE TYPE mood AS ENUM ('calm')",
+        "CREATE FUNCTION twice(bigint) RETURNS bigint IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2'",
+        "ALTER TABLE jobs_job ADD COLUMN l label, ADD COLUMN m mood,"
+        " ADD COLUMN t bigint GENERATED ALWAYS AS (twice(id)) STORED",
+    )
+    outbox.install(app.url, "jobs_job", "id", "status")
+    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    # When a migration drops that, and the columns with it (no ALTER TABLE)
+    app.write(drop)
+    # Then the application still writes, captured
+    app.write(f"UPDATE jobs_job SET status = 'RUNNING' WHERE id = {key}")
+    app.write("INSERT INTO jobs_job (status) VALUES ('PENDING')")
+    assert [r[1:3] for r in app.outbox()[-2:]] == [("update", "RUNNING"), ("insert", "PENDING")]
+
+
+def test_a_typed_table_follows_the_migrations_of_its_type(app: App) -> None:  # noqa: F811
+    from lifecycle import outbox
+
+    # Given a table made of a composite type, captured
+    app.write(
+        "CREATE TYPE job_row AS (id int, status text, note text)", "CREATE TABLE typed OF job_row"
+    )
+    outbox.install(app.url, "typed", "id", "status")
+    app.write("INSERT INTO typed VALUES (1, 'PENDING', 'n')")
+    # When migrations change the type, and its table with it (ALTER TYPE, not ALTER TABLE)
+    for ddl in (
+        "ALTER TYPE job_row ADD ATTRIBUTE extra int CASCADE",
+        "ALTER TYPE job_row DROP ATTRIBUTE note CASCADE",
+        "ALTER TYPE job_row RENAME ATTRIBUTE status TO state CASCADE",
+    ):
+        app.write(ddl)
+        # Then the writes go through, the new column captured, the renamed status followed
+        app.write("UPDATE typed SET extra = coalesce(extra, 0) + 1")
+    assert app.outbox()[-1][1:5] == ("update", "PENDING", "PENDING", ["extra"])
+
+
+@pytest.mark.parametrize("kind", ["partition", "inheriting table"])
+def test_a_table_follows_the_migrations_of_its_parent(app: App, kind: str) -> None:  # noqa: F811
+    from lifecycle import outbox
+
+    # Given a partition, or a table that inherits, captured on its own
+    if kind == "partition":
+        app.write(
+            "CREATE TABLE parent (id int, status text, note text) PARTITION BY LIST (id)",
+            "CREATE TABLE child PARTITION OF parent FOR VALUES IN (1)",
+        )
+    else:
+        app.write(
+            "CREATE TABLE parent (id int, status text, note text)",
+            "CREATE TABLE child (extra int) INHERITS (parent)",
+        )
+    outbox.install(app.url, "child", "id", "status")
+    app.write("INSERT INTO child (id, status) VALUES (1, 'PENDING')")
+    # When migrations of the parent drop, rename and add its columns
+    app.write("ALTER TABLE parent DROP COLUMN note")
+    app.write("UPDATE child SET status = 'RUNNING'")
+    app.write("ALTER TABLE parent RENAME COLUMN status TO state")
+    app.write("UPDATE child SET state = 'COMPLETED'")
+    # Then the child's writes went through, its renamed status followed
+    assert [r[1:4] for r in app.outbox()[-2:]] == [
+        ("update", "RUNNING", "PENDING"),
+        ("update", "COMPLETED", "RUNNING"),
+    ]
+
+
+def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -> None:  # noqa: F811
+    from lifecycle import outbox
+    from lifecycle.events import MAX_TASK_KEY
+
+    # Given a table keyed by a text column (not indexed: any length), captured
+    app.write("CREATE TABLE notes (ref text, status text)")
+    outbox.install(app.url, "notes", "ref", "status")
+    # When it holds a key of 3,200 characters, too long to index, then a short one
+    app.write(
+        "INSERT INTO notes SELECT string_agg(md5(i::text), ''), 'A' FROM generate_series(1, 100) i"
+    )
+    app.write("INSERT INTO notes VALUES ('short', 'B')")
+    # Then the follower copies both, the long key cut to what an event holds
+    follower = start_follower(app.url)
+    try:
+        wait_for(lambda: len(store_events("short")) == 1, "the change after the long key")
+    finally:
+        follower.stop()
+        follower.join(5)
+    long_key = "".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 101))
+    assert len(store_events(long_key[:MAX_TASK_KEY])) == 1
+    assert app.outbox() == []
