@@ -217,3 +217,28 @@ def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -
     long_key = "".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 101))
     assert len(store_events(long_key[:MAX_TASK_KEY])) == 1
     assert app.outbox() == []
+
+
+def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # noqa: F811
+    from lifecycle import outbox
+
+    # Given, in the outbox, a row with an infinite time and a kind longer than an event's
+    # (no trigger of ours writes one; code the outbox's writer runs might), then a real one
+    outbox.install(app.url, "jobs_job", "id", "status")
+    with psycopg.connect(app.url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO lifecycle_capture.outbox"
+            " (task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user)"
+            " VALUES ('odd', repeat('k', 40), 'infinity', 1, 'x', '{}', '{}', 0, 'x')"
+        )
+    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    # Then the follower copies both
+    follower = start_follower(app.url)
+    try:
+        wait_for(lambda: len(store_events(str(key))) == 1, "the change after the odd row")
+    finally:
+        follower.stop()
+        follower.join(5)
+    (odd,) = store_events("odd")
+    assert odd["at"].year == 8999 and len(odd["kind"]) == 32
+    assert app.outbox() == []
