@@ -10,6 +10,7 @@ goes into the DDL, quoted with ``psycopg.sql``.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,37 @@ class WatchedTable:
     def name(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    @property
+    def sql_name(self) -> str:
+        """The name as ``capture install`` takes it: SQL's, where ``public.Jobs`` is
+        ``public.jobs`` and the table ``Jobs`` is ``public."Jobs"``."""
+        return ".".join(_identifier(part) for part in (self.schema, self.table))
+
+
+def _identifier(name: str) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def printable(text: str) -> str:
+    """``text`` with each character that is not printable (a line break, a tab, a
+    terminal's escape, Unicode's line separators) written as its escape: a table or column
+    name, which may hold any of them, can then neither start a line of its own nor pass for
+    what follows it."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# How the follower records a broken table for the home page: what is wrong, then this, then
+# the command that mends it (each made printable, so neither holds it).
+PROBLEM_SEPARATOR = "\t"
+
+
+def problem_line(table: WatchedTable, database: str | None) -> str:
+    """One broken table, as the follower records it (``database`` as it may be shown)."""
+    what = printable(f"{table.name}: {table.broken}")
+    return f"{what}{PROBLEM_SEPARATOR}{printable(mend_command(table, database))}"
+
 
 def mend_command(table: WatchedTable, database: str | None) -> str:
     """The command that reinstalls a broken table's capture: the column a migration took
@@ -86,7 +118,7 @@ def mend_command(table: WatchedTable, database: str | None) -> str:
     prefix = f" --key-prefix {shlex.quote(table.key_prefix)}" if table.key_prefix else ""
     where = f" --database {shlex.quote(database)}" if database else ""
     return (
-        f"python manage.py lifecycle capture install {shlex.quote(table.name)} "
+        f"python manage.py lifecycle capture install {shlex.quote(table.sql_name)} "
         f"--key {shlex.quote(key)} --status {shlex.quote(status)}{prefix}{where} --replace"
     )
 

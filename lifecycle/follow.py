@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 
 from lifecycle import outbox, sql
-from lifecycle.capture import mend_command
+from lifecycle.capture import PROBLEM_SEPARATOR, problem_line
 from lifecycle.database import first_line, redact
 from lifecycle.events import MAX_TASK_KEY
 from lifecycle.versions import XID_WRAP
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 OUTBOX = sql.load("outbox")
 FOLLOW = sql.load("follow")
+MAX_PROBLEMS = 20  # broken tables of one database recorded for the home page
 
 
 @dataclass
@@ -189,12 +190,22 @@ class Follower:
         """Record what is wrong with this database's capture (a watched table whose key or
         status column a migration took away), for the dashboard; "" when nothing is."""
         problems = [
-            f"{t.name}: {t.broken}; mend it with: {mend_command(t, redact(self.url))}"
+            problem_line(t, redact(self.url))
             for t in (outbox.read_watched(watched) if outbox.has_schema(watched) else [])
             if t.broken
         ]
+        if len(problems) > MAX_PROBLEMS:  # a page, not a listing: capture list has them all
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS] + [
+                f"and {more} more broken table{'s' if more > 1 else ''}: "
+                "python manage.py lifecycle capture list shows every one"
+            ]
         if problems:
-            logger.warning("follow %s: %s", self.name, " | ".join(problems))
+            logger.warning(
+                "follow %s: %s",
+                self.name,
+                " | ".join(p.replace(PROBLEM_SEPARATOR, "; mend it with: ") for p in problems),
+            )
         store.execute(FOLLOW["record_problem"], {"name": self.name, "problem": "\n".join(problems)})
 
 

@@ -98,7 +98,8 @@ class Listed:
         last = self.last_event.isoformat(timespec="seconds") if self.last_event else "never"
         suffix = f"  ({'; '.join(notes)})" if notes else ""
         prefix = f"  key-prefix={t.key_prefix!r}" if t.key_prefix else ""
-        return (
+        # printable: a name's line break or terminal escape is shown, not obeyed
+        return capture.printable(
             f"{self.database} ({self.address})  {t.name}  key={t.key}  status={t.status}"
             f"{prefix}  events={self.events}  last={last}{suffix}"
         )

@@ -12,7 +12,9 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from lifecycle import findings, search, store
+from lifecycle.capture import PROBLEM_SEPARATOR
 from lifecycle.checker import KINDS
+from lifecycle.follow import MAX_PROBLEMS
 from lifecycle.models import WatchedDatabase
 from lifecycle.scenarios import all_scenarios
 
@@ -26,19 +28,18 @@ def page_number(request: HttpRequest) -> int:
 
 def capture_problems() -> list[tuple[str, list[tuple[str, str]]]]:
     """Each watched database whose capture the follower found broken, with its problems:
-    (what is wrong, the command that mends it)."""
+    (what is wrong, the command that mends it); at most the follower's bound of them."""
     return [
-        (db.name, [_split(line) for line in db.problem.splitlines()])
+        (db.name, [_split(line) for line in db.problem.split("\n")[: MAX_PROBLEMS + 1]])
         for db in WatchedDatabase.objects.exclude(problem="").only("name", "problem")
     ]
 
 
 def _split(line: str) -> tuple[str, str]:
-    problem, _, command = line.partition(MEND)
+    # What lifecycle.follow records: the problem, a tab, the command (a line without a tab
+    # is a problem with no command). Neither part can hold a tab or a line break.
+    problem, _, command = line.partition(PROBLEM_SEPARATOR)
     return problem, command
-
-
-MEND = "; mend it with: "  # how lifecycle.follow words a problem
 
 
 @require_GET

@@ -242,3 +242,92 @@ def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # 
     (odd,) = store_events("odd")
     assert odd["at"].year == 8999 and len(odd["kind"]) == 32
     assert app.outbox() == []
+
+
+def check_now(app: App, name: str) -> None:  # noqa: F811
+    """One look of the follower at the database's capture, recorded for the dashboard."""
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    with (
+        psycopg.connect(app.url, autocommit=True) as watched,
+        psycopg.connect(conninfo(), autocommit=True) as store,
+    ):
+        Follower(name, app.url, conninfo()).check(watched, store)
+
+
+def test_names_in_the_mending_notice_are_shown_as_text_never_as_a_command(
+    app: App,  # noqa: F811
+    admin_client: Any,
+) -> None:
+    import re
+
+    from lifecycle import watching
+
+    # Given tables whose names are markup, or carry the notice's own words and a line break,
+    # captured, then broken by a migration (their status column dropped)
+    tables = [
+        ('"<script>alert(1)</script>; mend it with: curl x|sh #"', '"<b onclick=alert(2)>"'),
+        ('"a\n; mend it with: rm -rf ~ #"', "status"),
+    ]
+    for table, status in tables:
+        app.write(f"CREATE TABLE {table} (id int, {status} text)")
+        watching.install(table, "id", status.strip('"'), database=app.url, name="jobs-db")
+        app.write(f"ALTER TABLE {table} DROP COLUMN {status}")
+    check_now(app, "jobs-db")
+    # When the home page shows what needs mending
+    page = admin_client.get("/").content.decode()
+    notice = page[page.index('data-testid="capture-problems"') : page.index("</section>")]
+    # Then the names are text, and every command it offers is the command that mends
+    assert "<script>" not in notice and "<b " not in notice
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in notice
+    commands = re.findall(r"<pre><code>(.*?)</code></pre>", notice, re.S)
+    assert len(commands) == 2
+    assert all(c.startswith("python manage.py lifecycle capture install ") for c in commands)
+    assert notice.count("<li>") == 2
+
+
+def test_the_mending_notice_is_bounded_however_many_tables_are_broken(
+    app: App,  # noqa: F811
+    admin_client: Any,
+) -> None:
+    from lifecycle import watching
+    from lifecycle.follow import MAX_PROBLEMS
+    from lifecycle.models import WatchedDatabase
+
+    # Given more broken tables than the notice shows
+    broken = MAX_PROBLEMS + 5
+    for i in range(broken):
+        app.write(f"CREATE TABLE t{i:02} (id int, status text)")
+        watching.install(f"t{i:02}", "id", "status", database=app.url, name="jobs-db")
+    app.write(*[f"ALTER TABLE t{i:02} DROP COLUMN status" for i in range(broken)])
+    check_now(app, "jobs-db")
+    # Then the follower records, and the home page shows, that many and how many more
+    assert len(WatchedDatabase.objects.get(name="jobs-db").problem.split("\n")) == 21
+    page = admin_client.get("/").content.decode()
+    notice = page[page.index('data-testid="capture-problems"') : page.index("</section>")]
+    assert notice.count("<pre><code>") == MAX_PROBLEMS
+    assert "and 5 more broken tables: python manage.py lifecycle capture list" in notice
+
+
+def test_the_mending_command_names_a_mixed_case_table_as_capture_install_takes_it(
+    app: App,  # noqa: F811
+) -> None:
+    import shlex
+
+    from lifecycle import outbox
+    from lifecycle.capture import mend_command
+
+    # Given a table "Jobs" beside a table jobs, the first captured, then broken
+    app.write(
+        'CREATE TABLE "Jobs" (id int, status text)', "CREATE TABLE jobs (id int, status text)"
+    )
+    outbox.install(app.url, '"Jobs"', "id", "status")
+    app.write('ALTER TABLE "Jobs" DROP COLUMN status, ADD COLUMN state text')
+    ((table,),) = [[t for t in outbox.watched(app.url) if t.broken]]
+    # When the command that mends it is run (its table argument, with the new status column)
+    command = shlex.split(mend_command(table, app.url))
+    mended = outbox.install(app.url, command[5], "id", "state", replace=True)
+    # Then it mended "Jobs", not jobs
+    assert (mended.table, mended.status) == ("Jobs", "state")
+    assert [t.table for t in outbox.watched(app.url)] == ["Jobs"]
