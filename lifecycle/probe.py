@@ -204,6 +204,8 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
             raise RuntimeError(
                 f"its task key is {len(task_key)} characters; events hold at most {MAX_TASK_KEY}"
             )
+        if "\x00" in task_key:  # PostgreSQL stores no text that holds one
+            raise RuntimeError(f"its task key {task_key!r} holds a NUL character")
     except Exception as exc:
         logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
         run.error = f"could not submit the task to {url}: {exc}"

@@ -410,11 +410,12 @@ def _scenario(
     submit_url = _url(submit.get("url"), "submit.url", fail, base_url)
     key_path = _path(submit.get("key"), "submit.key", fail)
     key_prefix = submit.get("key_prefix", "")
-    if not isinstance(key_prefix, str) or len(key_prefix) > MAX_KEY_PREFIX:
+    # Without NUL, as capture install's: PostgreSQL could store no task key holding one.
+    if not isinstance(key_prefix, str) or len(key_prefix) > MAX_KEY_PREFIX or "\x00" in key_prefix:
         raise fail(
             "submit.key_prefix",
-            f"submit.key_prefix must be a string of at most {MAX_KEY_PREFIX} characters "
-            "(capture install's --key-prefix)",
+            f"submit.key_prefix must be a string of at most {MAX_KEY_PREFIX} characters, "
+            "without NUL (capture install's --key-prefix)",
         )
     headers = _headers(submit.get("headers", {}), fail)
     body = submit.get("body")

@@ -155,6 +155,7 @@ def test_a_key_prefix_names_the_task_as_the_capture_does_and_the_poll_as_the_ser
         ((201, {"data": {}}), "its answer has no task key at 'data.thing.key'"),
         ((201, {"data": {"thing": {"key": True}}}), "is not a task key: True"),
         ((201, {"data": {"thing": {"key": "k" * 201}}}), "201 characters; events hold at most 200"),
+        ((201, {"data": {"thing": {"key": "k\u0000"}}}), "holds a NUL character"),
     ],
 )
 def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(

@@ -156,6 +156,13 @@ BAD = [
         "submit.key_prefix must be a string of at most 100 characters",
     ),
     (
+        "key prefix with NUL",
+        '[[scenarios]]\nname = "a"\nexpect = "FAILED"\n[scenarios.submit]\nurl = "/t"\n'
+        'key = "id"\nkey_prefix = "a\\u0000"\n',
+        7,
+        "submit.key_prefix must be a string of at most 100 characters, without NUL",
+    ),
+    (
         "bad method",
         '[[scenarios]]\nname = "a"\nexpect = "FAILED"\n[scenarios.submit]\nurl = "/t"\n'
         'key = "id"\nmethod = "FETCH"\n',
