@@ -1,4 +1,5 @@
-"""Run the benchmarks: capture, ingest, live feed, websocket latency, task page render.
+"""Run the benchmarks: capture, ingest, live feed, websocket latency, task page render, the
+client's publisher and what its Dramatiq middleware costs a busy worker.
 
 Each prints its figures beside its target and the baseline measured in the same run (a
 table without the trigger, a bare LISTEN, the same page with 50 events), and a summary
@@ -7,9 +8,11 @@ stack: its rows, tables, queues and task keys are its own, and it removes them a
 (while it runs, its tasks do show up on a live home page).
 
     python -m bench [--only websocket] [--seconds 10]      (make bench)
+    python -m bench --only worker-overhead [--quick]       (minutes: not in the default set)
 
 It exits 1 when a benchmark failed to run or its events were lost or doubled; a missed
-target is printed, not an exit status (figures on a shared machine vary).
+target is printed, not an exit status (figures on a shared machine vary). The events the
+client's middleware loses in worker-overhead are that benchmark's figure: a MISSED target.
 """
 
 from __future__ import annotations
@@ -26,9 +29,21 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-NAMES = ("capture", "ingest", "feed", "websocket", "render", "page", "soak")
-# The soak takes ten minutes: it runs when asked for (--only soak).
-DEFAULT = ("capture", "ingest", "feed", "websocket", "render", "page")
+NAMES = (
+    "capture",
+    "ingest",
+    "feed",
+    "websocket",
+    "render",
+    "page",
+    "publisher",
+    "soak",
+    "worker-overhead",
+    "worker-profile",
+)
+# The soak takes ten minutes and the worker's rounds several: they run when asked for
+# (--only soak, --only worker-overhead); the profile needs py-spy, which is no dependency.
+DEFAULT = ("capture", "ingest", "feed", "websocket", "render", "page", "publisher")
 
 # (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
 Row = dict[str, Any]
@@ -50,6 +65,25 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="how long the soak runs")
     parser.add_argument("--soak-rate", type=int, default=100, help="commits a second (soak)")
+    parser.add_argument(
+        "--publisher-events", type=int, default=5000, help="events sent each way (publisher)"
+    )
+    parser.add_argument(
+        "--publisher-rounds", type=int, default=3, help="rounds of the four ways (publisher)"
+    )
+    parser.add_argument(
+        "--worker-messages",
+        default="3000,10000,20000",
+        help="queue sizes drained (worker-overhead; the largest for worker-profile)",
+    )
+    parser.add_argument(
+        "--worker-rounds", type=int, default=3, help="interleaved rounds (worker-overhead)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="worker-overhead: 2 rounds of 2,000 messages; worker-profile: 3,000 messages",
+    )
 
 
 def run(options: dict[str, Any]) -> int:
@@ -64,6 +98,9 @@ def run(options: dict[str, Any]) -> int:
         "render": _render,
         "page": _page,
         "soak": _soak,
+        "publisher": _publisher,
+        "worker-overhead": _worker_overhead,
+        "worker-profile": _worker_profile,
     }
     for name in NAMES:
         if name not in wanted:
@@ -307,6 +344,106 @@ def _soak(options: dict[str, Any], rows: list[Row]) -> bool:
             }
         )
     return result["db_events"] >= result["commits"] and result["api_events"] >= result["published"]
+
+
+def _publisher(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import publisher as bench_publisher
+
+    r = bench_publisher.bench_publisher(options["publisher_events"], options["publisher_rounds"])
+    floor, rate = r["rate"]["pipelined confirms"], r["rate"]["Publisher"]
+    rows.append(
+        {
+            "bench": "publisher",
+            "figure": f"Publisher, events/s confirmed ({r['events']:,} events, median of"
+            f" {r['rounds']})",
+            "value": f"{rate:,.0f}/s ({rate / floor:.0%} of the floor)",
+            "baseline": f"pika pipelined {floor:,.0f}/s, one at a time"
+            f" {r['rate']['blocking confirms']:,.0f}/s, no confirms"
+            f" {r['rate']['no confirms']:,.0f}/s",
+            "target": f"≥ {bench_publisher.TARGET_RATE:,.0f}/s and ≥"
+            f" {bench_publisher.TARGET_FLOOR_SHARE:.0%} of the floor",
+            "verdict": _verdict(r["met_rate"] and r["met_share"]),
+        }
+    )
+    rows.append(
+        {
+            "bench": "publisher",
+            "figure": "caller's CPU per publish() (process CPU per event)",
+            "value": f"{r['caller_us']:.1f} µs ({r['cpu_us']['Publisher']:.0f} µs)",
+            "baseline": f"make_message() {r['make_message_us']:.1f} µs",
+            "target": "(context)",
+            "verdict": "",
+        }
+    )
+    return not r["lost"] and not r["dropped"]
+
+
+def _worker_sizes(options: dict[str, Any]) -> tuple[int, ...]:
+    from bench import worker_overhead
+
+    if options["quick"]:
+        return worker_overhead.QUICK_SIZES
+    return tuple(int(x) for x in str(options["worker_messages"]).split(","))
+
+
+def _worker_overhead(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import worker_overhead
+
+    rounds = worker_overhead.QUICK_ROUNDS if options["quick"] else options["worker_rounds"]
+    r = worker_overhead.bench_worker_overhead(_worker_sizes(options), rounds)
+    largest = max(r["by_size"])
+    for count, s in r["by_size"].items():
+        rows.append(
+            {
+                "bench": "worker-overhead",
+                "figure": f"no-op actor, 8 threads, {count:,} messages: drain time with the"
+                f" middleware (median of {rounds})",
+                "value": f"{s['slowdown']:+.0%} ({s['with_rate']:,.0f}/s)",
+                "baseline": f"without: {s['without_rate']:,.0f}/s",
+                "target": f"≤ {worker_overhead.TARGET_SLOWDOWN:.0%}"
+                if count == largest
+                else "(context)",
+                "verdict": _verdict(s["slowdown"] <= worker_overhead.TARGET_SLOWDOWN)
+                if count == largest
+                else "",
+            }
+        )
+        rows.append(
+            {
+                "bench": "worker-overhead",
+                "figure": f"{count:,} messages: events that reached RabbitMQ (gap events)",
+                "value": f"{s['events']:,.0f} ({s['kinds']['gap']:,.0f})",
+                "baseline": f"{s['expected']:,} expected",
+                "target": "all, no gap",
+                "verdict": _verdict(s["events"] == s["expected"] and not s["kinds"]["gap"]),
+            }
+        )
+    # Events lost by the client are its measured shortfall (MISSED above), not a failed run.
+    return not any(s["stray"] for s in r["by_size"].values())
+
+
+def _worker_profile(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import worker_overhead
+
+    count = 3000 if options["quick"] else max(_worker_sizes(options))
+    r = worker_overhead.bench_worker_profile(count)
+    whole = sum(r["with"]["totals"].values()) or 1.0
+    shares = (
+        ("the middleware's hooks", r["with"]["candidates"][worker_overhead.HOOKS_ROW]),
+        ("the publisher thread", r["with"]["totals"].get("publisher thread", 0.0)),
+    )
+    for label, seconds in shares:
+        rows.append(
+            {
+                "bench": "worker-profile",
+                "figure": f"{count:,} messages: {label}, share of the worker's CPU (profiled)",
+                "value": f"{seconds / whole:.0%}",
+                "baseline": "—",
+                "target": "(context)",
+                "verdict": "",
+            }
+        )
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,177 @@
+"""The no-op actor that ``bench.worker_overhead`` drains: ``dramatiq bench.worker_app``.
+
+A Dramatiq application as a user writes one, set up from the environment before the actor
+is declared (Dramatiq's broker is global): ``AMQP_URL``; ``BENCH_QUEUE``, the queue;
+``BENCH_LIFECYCLE=1`` adds ``LifecycleEvents()`` (publishing to ``LIFECYCLE_NAMESPACE``).
+
+``AckClock`` notes when the worker booted, when it started its first message and when it
+acked the ``BENCH_EXPECT``-th, with the CPU time of the process and of each kind of thread
+(``thread_cpu``), and writes them as JSON to ``BENCH_RESULT``; at shutdown, after the
+middleware closed its publisher, it writes the publisher's counts to ``BENCH_RESULT`` +
+``.shutdown``. With ``BENCH_PROFILE=<dir>`` every thread started after the import runs
+under ``cProfile`` timed by its own CPU clock (``time.thread_time``: a thread waiting for
+the GIL, a lock or a socket costs nothing), and at shutdown each kind of thread's merged
+profile is written to ``<dir>/<kind>.prof``. It imports no Django.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import os
+import pstats
+import threading
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+PROFILE = os.environ.get("BENCH_PROFILE")
+_profiles: list[tuple[threading.Thread, cProfile.Profile]] = []
+
+
+def _write(path: str, data: dict[str, Any]) -> None:
+    with open(path + ".tmp", "w") as out:
+        json.dump(data, out)
+    os.replace(path + ".tmp", path)  # the bench never reads half a file
+
+
+class AckClock(dramatiq.Middleware):
+    """When the worker booted, started its first message and acked the last expected one.
+
+    It is added before ``LifecycleEvents``: Dramatiq calls ``after_*`` hooks in reverse
+    order, so the last ack is timed after the middleware's own ``after_ack``, and the
+    shutdown figures are read after it closed its publisher."""
+
+    def __init__(self, expect: int, path: str) -> None:
+        self.expect, self.path = expect, path
+        self.lock = threading.Lock()
+        self.acked = 0
+        self.times: dict[str, float] = {}
+        self.boot_threads: dict[int, tuple[str, float]] = {}
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self.times.update(boot=time.monotonic(), boot_cpu=time.process_time())
+        self.boot_threads = thread_cpu()
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if "first" not in self.times:
+            self.times.setdefault("first", time.monotonic())
+
+    def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self.lock:
+            self.acked += 1
+            last = self.acked == self.expect
+        if last:
+            self.times.update(last=time.monotonic(), last_cpu=time.process_time())
+            threads = cpu_since(self.boot_threads)
+            _write(
+                self.path,
+                {"pid": os.getpid(), **self.times, "threads": threads, **_publisher_stats()},
+            )
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # The worker and consumer threads are joined by now, and the publisher's closed.
+        if PROFILE:
+            _dump_profiles(PROFILE)
+        _write(
+            self.path + ".shutdown",
+            {"acked": self.acked, "cpu": time.process_time(), **_publisher_stats()},
+        )
+
+
+def _role(thread: threading.Thread) -> str:
+    from dramatiq import worker
+
+    # Dramatiq 1.x named them _WorkerThread and _ConsumerThread.
+    workers = getattr(worker, "WorkerThread", None) or worker._WorkerThread
+    consumers = getattr(worker, "ConsumerThread", None) or worker._ConsumerThread
+    if isinstance(thread, workers):
+        return "worker threads"
+    if isinstance(thread, consumers):  # the queue's and its delay queue's
+        return "consumer threads"
+    if thread.name == "lifecycle-publisher":
+        return "publisher thread"
+    return "other threads"
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """Each live thread's kind and CPU seconds, by its own clock (C code and system time
+    included; waiting for the GIL excluded)."""
+    found: dict[int, tuple[str, float]] = {}
+    for thread in threading.enumerate():
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident or 0)
+            found[thread.ident or 0] = (_role(thread), time.clock_gettime(clock))
+        except (OSError, OverflowError):  # it ended meanwhile
+            continue
+    return found
+
+
+def cpu_since(before: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """Each kind of thread's CPU seconds since ``before`` (threads alive now)."""
+    found: dict[str, float] = {}
+    for ident, (role, seconds) in thread_cpu().items():
+        start = before.get(ident, (role, 0.0))[1]
+        found[role] = found.get(role, 0.0) + seconds - start
+    return found
+
+
+def _profile_thread(*args: Any) -> None:
+    """The first profiling event of a new thread: profile it from here on, by its CPU."""
+    profile = cProfile.Profile(time.thread_time)
+    _profiles.append((threading.current_thread(), profile))
+    profile.enable()  # takes this function's place for the thread
+
+
+def _dump_profiles(directory: str) -> None:
+    """Each kind of thread's profiles, merged. Only threads that ended: a profile read from
+    another thread while its own runs closes the open calls by the wrong thread's clock."""
+    merged: dict[str, pstats.Stats] = {}
+    for thread, profile in _profiles:
+        role = _role(thread)
+        thread.join(10 if role == "publisher thread" else 0.5)  # it ends after its send
+        if thread.is_alive():
+            continue
+        if role in merged:
+            merged[role].add(profile)
+        else:
+            merged[role] = pstats.Stats(profile)
+    for role, stats in merged.items():
+        stats.dump_stats(os.path.join(directory, f"{role}.prof"))
+
+
+def _publisher_stats() -> dict[str, int]:
+    from lifecycle.client.publisher import current
+
+    publisher = current()
+    if publisher is None:
+        return {}
+    stats = publisher.stats()
+    return {
+        "published": stats.published,
+        "dropped": stats.dropped,
+        "failed": stats.failed,
+        "queued": stats.queued,
+        "gaps": stats.gaps,
+    }
+
+
+if PROFILE:
+    threading.setprofile(_profile_thread)
+
+broker = RabbitmqBroker(url=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+broker.add_middleware(
+    AckClock(int(os.environ.get("BENCH_EXPECT", "0")), os.environ.get("BENCH_RESULT", os.devnull))
+)
+if os.environ.get("BENCH_LIFECYCLE") == "1":
+    from lifecycle.client import LifecycleEvents
+
+    broker.add_middleware(LifecycleEvents())
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(queue_name=os.environ.get("BENCH_QUEUE", "lifecycle-bench.worker"), max_retries=0)
+def noop(task_id: str) -> None:
+    """Nothing: what is left is the worker's own cost per message, and the middleware's."""

@@ -1,0 +1,594 @@
+"""What the Dramatiq middleware costs a busy worker, and how many of its events arrive (issue 24).
+
+    python -m bench --only worker-overhead [--quick] [--worker-messages 3000,10000,20000]
+        [--worker-rounds 3]
+    python -m bench --only worker-profile [--quick]
+
+**worker-overhead.** A queue of N messages for a no-op actor that takes ``task_id``
+(``bench.worker_app``) is enqueued first, then drained by a real ``dramatiq`` worker (one
+process, 8 threads), once without and once with ``LifecycleEvents()`` on its broker, for
+each N and in ``--worker-rounds`` interleaved rounds (the pair's order alternates). The
+drain is timed inside the worker, from its boot to the ack of the N-th message; the
+worker's CPU over the same span is its ``time.process_time``. The slowdown of a pair is
+its time with over its time without; the figure is the median over the rounds.
+
+With the middleware, the enqueue events come from the bench process (``LifecycleEvents``
+on its enqueuing broker, its own ``Publisher`` with the default buffer), which closes its
+publisher (waiting up to 120 s) before the worker starts, so that they do not share the
+two cores with the timed drain; the start and ack events come from the worker, which is
+stopped (SIGTERM, a graceful stop) once it acked the N-th message. Every event goes to a
+namespace of the bench's own (``<ns>-bench-worker-<hex>``): once the worker has exited,
+the messages in ``<ns>.ingest`` are the events that reached RabbitMQ (3 expected per
+message: enqueue, start, ack), counted per kind by queues bound beside it, and the ``gap``
+events are read for the drops they report. Everything is purged between runs and deleted
+at the end.
+
+**worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
+with the middleware, with every thread of the worker under ``cProfile`` timed by the
+thread's own CPU clock (``bench.worker_app``), from boot to the end of its graceful stop;
+it prints each kind of thread's CPU per message, the issue's candidate costs (encoding,
+the lock and condition, ``uuid4`` and the time, one ``basic_publish`` and its confirm per
+event) and the top functions by own time. Not py-spy: its ``--gil`` mode charged the
+consumer thread with time its own CPU clock says it never spent, and without ``--gil`` it
+counted threads waiting for the GIL, a lock or a socket as busy.
+
+Targets (issue 24): at 20,000 messages the median slowdown is at most 5 %, and every event
+arrives with no ``gap``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.publisher import cpu_seconds, rabbitmq_pids
+
+ROOT = Path(__file__).resolve().parents[1]
+THREADS = 8
+SIZES = (3_000, 10_000, 20_000)
+ROUNDS = 3
+QUICK_SIZES = (2_000,)
+QUICK_ROUNDS = 2
+TARGET_SLOWDOWN = 0.05  # at the largest size
+KINDS = ("enqueue", "start", "ack", "gap")
+ROLES = ("worker threads", "consumer threads", "publisher thread", "other threads")
+ENQUEUE_FLUSH = 120.0  # seconds the enqueuing process may take to send its events
+
+
+class Bench:
+    """A namespace of the bench's own: its ingest queue, a counting queue per kind beside
+    it, the actor's queue; one drain after another, and the clean-up."""
+
+    def __init__(self) -> None:
+        import pika
+
+        from lifecycle.client import config, topology
+
+        self.url = config.amqp_url()
+        self.namespace = f"{config.namespace()}-bench-worker-{uuid.uuid4().hex[:8]}"
+        self.exchange = config.exchange_name(self.namespace)
+        self.ingest = topology.ingest_queue(self.namespace)
+        self.queue = f"{self.namespace}.noop"
+        self.counters = {kind: f"{self.namespace}.count-{kind}" for kind in KINDS}
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+        self.connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        self.channel = self.connection.channel()
+        topology.declare(self.channel, self.namespace)
+        for kind, name in self.counters.items():
+            self.channel.queue_declare(name, durable=True)
+            self.channel.queue_bind(name, self.exchange, routing_key=f"*.{kind}")
+        self.runs = 0
+        self.rabbitmq = rabbitmq_pids()
+
+    def queues(self) -> list[str]:
+        dramatiq = [self.queue, f"{self.queue}.DQ", f"{self.queue}.XQ"]  # and its delay, dead
+        return [self.ingest, *self.counters.values(), *dramatiq]
+
+    def held(self, queue: str) -> int:
+        return int(self.channel.queue_declare(queue, passive=True).method.message_count)
+
+    def purge(self) -> None:
+        for queue in (self.ingest, *self.counters.values()):
+            self.channel.queue_purge(queue)
+
+    def close(self) -> None:
+        try:
+            for queue in self.queues():
+                try:
+                    self.channel.queue_delete(queue)
+                except Exception:  # never declared (no run got that far): reopen and go on
+                    self.channel = self.connection.channel()
+            self.channel.exchange_delete(self.exchange)
+        finally:
+            self.connection.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- one drain -------------------------------------------------------------------------
+
+    def enqueue(self, count: int, middleware: bool) -> dict[str, Any]:
+        """Put ``count`` messages for ``noop`` on the queue, with or without the middleware
+        on the enqueuing broker; its events are flushed before this returns."""
+        import dramatiq
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        from lifecycle.client import LifecycleEvents
+        from lifecycle.client.publisher import Publisher
+
+        publisher = Publisher(url=self.url, namespace=self.namespace) if middleware else None
+        events = [LifecycleEvents(publisher=publisher)] if middleware else []
+        broker = RabbitmqBroker(url=self.url, middleware=events)
+        self.runs += 1
+        try:
+            start = time.perf_counter()
+            for i in range(count):
+                broker.enqueue(
+                    dramatiq.Message(
+                        queue_name=self.queue,
+                        actor_name="noop",
+                        args=(),
+                        kwargs={"task_id": f"bench-worker-{self.runs}-{i}"},
+                        options={},
+                    )
+                )
+            seconds = time.perf_counter() - start
+        finally:
+            broker.close()
+        found: dict[str, Any] = {"enqueue_rate": count / seconds}
+        if publisher is not None:
+            start = time.perf_counter()
+            found["enqueue_flushed"] = publisher.close(timeout=ENQUEUE_FLUSH)
+            found["enqueue_flush_s"] = time.perf_counter() - start
+            found["enqueue_stats"] = publisher.stats()
+        return found
+
+    def drain(self, count: int, middleware: bool, profile: Path | None = None) -> dict[str, Any]:
+        """Enqueue ``count`` messages, then time a worker that acks them all."""
+        self.purge()
+        run = self.enqueue(count, middleware)
+        deadline = time.monotonic() + 10  # published without confirms: they may still be on the way
+        while (waiting := self.held(self.queue)) < count and time.monotonic() < deadline:
+            self.connection.sleep(0.05)
+        if waiting != count:
+            raise RuntimeError(f"{waiting} messages on the queue, {count} enqueued")
+        result_path = self.tmp / f"run-{self.runs}.json"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DJANGO_SETTINGS_MODULE", "LIFECYCLE_KEY_PREFIX", "LIFECYCLE_TASK_KEY")
+        }
+        env.update(
+            AMQP_URL=self.url,
+            LIFECYCLE_NAMESPACE=self.namespace,
+            BENCH_QUEUE=self.queue,
+            BENCH_EXPECT=str(count),
+            BENCH_RESULT=str(result_path),
+            BENCH_LIFECYCLE="1" if middleware else "0",
+        )
+        if profile is not None:
+            profile.mkdir(exist_ok=True)
+            env["BENCH_PROFILE"] = str(profile)
+        log = tempfile.TemporaryFile()
+        rabbitmq = cpu_seconds(self.rabbitmq)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "bench.worker_app"]
+            + ["--processes", "1", "--threads", str(THREADS), "--queues", self.queue],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60 + count / 100
+            while not result_path.exists():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read().decode(errors="replace")[-3000:]
+                    raise RuntimeError(f"the worker did not ack {count} messages:\n{tail}")
+                time.sleep(0.02)
+            rabbitmq = cpu_seconds(self.rabbitmq) - rabbitmq
+            worker.send_signal(signal.SIGTERM)  # a graceful stop: the middleware closes
+            worker.wait(120)
+        finally:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)  # its session: the worker process too
+                worker.wait()
+            log.close()
+        timed = json.loads(result_path.read_text())
+        shutdown_path = Path(f"{result_path}.shutdown")
+        shutdown = json.loads(shutdown_path.read_text()) if shutdown_path.exists() else {}
+        left = self.held(self.queue)
+        if left:
+            raise RuntimeError(f"{left} messages left on the queue after the worker acked all")
+        run.update(
+            middleware=middleware,
+            count=count,
+            drain=timed["last"] - timed["boot"],
+            first=timed.get("first", timed["boot"]) - timed["boot"],
+            cpu=timed["last_cpu"] - timed["boot_cpu"],
+            cpu_closed=shutdown["cpu"] - timed["boot_cpu"] if "cpu" in shutdown else None,
+            rabbitmq_cpu=rabbitmq if self.rabbitmq else None,
+            threads=timed.get("threads", {}),
+            at_last_ack={k: timed[k] for k in ("published", "dropped", "queued") if k in timed},
+            at_shutdown=shutdown,
+            **self.events(),
+        )
+        return run
+
+    def events(self) -> dict[str, Any]:
+        """What reached RabbitMQ: every event, each kind, and the drops the gaps report."""
+        settled, last, still = time.monotonic(), -1, 0.0
+        while still < 0.5 and time.monotonic() - settled < 10:
+            now = self.held(self.ingest)
+            still = still + 0.1 if now == last else 0.0
+            last = now
+            self.connection.sleep(0.1)
+        kinds = {kind: self.held(queue) for kind, queue in self.counters.items()}
+        dropped = 0
+        while True:
+            method, _, body = self.channel.basic_get(self.counters["gap"], auto_ack=True)
+            if method is None:
+                break
+            try:
+                dropped += int(json.loads(body)["body"]["dropped"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return {"events": last, "kinds": kinds, "gap_dropped": dropped}
+
+
+# -- worker-overhead ----------------------------------------------------------------------------
+
+
+def bench_worker_overhead(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> dict[str, Any]:
+    """Drain each size without and with the middleware, ``rounds`` times interleaved."""
+    bench = Bench()
+    runs: list[dict[str, Any]] = []
+    try:
+        for r in range(rounds):
+            for count in sizes:
+                for middleware in (False, True) if r % 2 == 0 else (True, False):
+                    run = bench.drain(count, middleware)
+                    run["round"] = r + 1
+                    runs.append(run)
+                    print("  " + _run_line(run), flush=True)
+    finally:
+        bench.close()
+    result = {"sizes": sizes, "rounds": rounds, "runs": runs, "by_size": _summarize(runs, sizes)}
+    print(format_overhead(result), flush=True)
+    return result
+
+
+def _per_message(seconds: float | None, count: int) -> str:
+    return "?" if seconds is None else f"{seconds / count * 1e6:.0f}"
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    count = run["count"]
+    line = (
+        f"round {run['round']}, {count:,} messages, "
+        f"{'with' if run['middleware'] else 'without'} the middleware: "
+        f"{count / run['drain']:,.0f}/s ({run['drain']:.2f} s; CPU µs/message: worker"
+        f" {_per_message(run['cpu'], count)}, until its publisher closed"
+        f" {_per_message(run['cpu_closed'], count)}, RabbitMQ"
+        f" {_per_message(run['rabbitmq_cpu'], count)}; by thread: "
+        + ", ".join(f"{role} {_per_message(s, count)}" for role, s in run["threads"].items())
+        + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
+    )
+    if run["middleware"]:
+        kinds = run["kinds"]
+        line += (
+            f"; events {run['events']:,} of {3 * count:,} (enqueue {kinds['enqueue']:,},"
+            f" start {kinds['start']:,}, ack {kinds['ack']:,}), {kinds['gap']} gap events"
+            f" telling of {run['gap_dropped']:,} dropped; the worker's publisher at the last"
+            f" ack {run['at_last_ack']}, after its close {run['at_shutdown']}"
+        )
+    return line
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for count in sizes:
+        plain = {r["round"]: r for r in runs if r["count"] == count and not r["middleware"]}
+        watched = {r["round"]: r for r in runs if r["count"] == count and r["middleware"]}
+        pairs = [(plain[k], watched[k]) for k in plain if k in watched]
+        ratios = [w["drain"] / p["drain"] for p, w in pairs]
+        s: dict[str, Any] = {
+            "without_rate": statistics.median(count / r["drain"] for r in plain.values()),
+            "with_rate": statistics.median(count / r["drain"] for r in watched.values()),
+            "slowdown": statistics.median(ratios) - 1,
+            "slowdowns": [x - 1 for x in ratios],
+            "events": statistics.median(r["events"] for r in watched.values()),
+            "events_range": (
+                min(r["events"] for r in watched.values()),
+                max(r["events"] for r in watched.values()),
+            ),
+            "kinds": {
+                kind: statistics.median(r["kinds"][kind] for r in watched.values())
+                for kind in KINDS
+            },
+            "gap_dropped": statistics.median(r["gap_dropped"] for r in watched.values()),
+            "expected": 3 * count,
+            "stray": sum(r["events"] for r in plain.values()),  # must be 0
+        }
+        for name, runs_of in (("without", plain), ("with", watched)):
+            for figure in ("cpu", "cpu_closed", "rabbitmq_cpu"):
+                seconds = _median([r[figure] for r in runs_of.values()])
+                s[f"{name}_{figure}_us"] = None if seconds is None else seconds / count * 1e6
+            for role in ROLES:
+                seconds = _median([r["threads"].get(role, 0.0) for r in runs_of.values()])
+                s[f"{name}_{role}_us"] = None if seconds is None else seconds / count * 1e6
+            s[f"{name}_enqueue_rate"] = statistics.median(
+                r["enqueue_rate"] for r in runs_of.values()
+            )
+        found[count] = s
+    return found
+
+
+def _us(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
+
+
+def format_overhead(result: dict[str, Any]) -> str:
+    by_size = result["by_size"]
+    lines = [
+        "",
+        f"worker-overhead: a no-op actor, 1 process x {THREADS} threads, "
+        f"{result['rounds']} interleaved rounds, medians (rates: messages acked a second;"
+        " CPU: µs per message, without / with)",
+        "",
+        "| messages | worker without | worker with the middleware | worker CPU during the"
+        " drain | worker CPU until its publisher closed | RabbitMQ CPU during the drain"
+        " | events that reached RabbitMQ (enqueue, start, ack) | gap events |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for count, s in by_size.items():
+        kinds = s["kinds"]
+        low, high = s["events_range"]
+        spread = f", {low:,.0f} to {high:,.0f}" if low != high else ""
+        lines.append(
+            f"| {count:,} | {s['without_rate']:,.0f}/s | {s['with_rate']:,.0f}/s"
+            f" (×{1 + s['slowdown']:.2f} the time; rounds "
+            + ", ".join(f"{x:+.0%}" for x in s["slowdowns"])
+            + ") | "
+            + " | ".join(
+                f"{_us(s[f'without_{f}_us'])} / {_us(s[f'with_{f}_us'])}"
+                for f in ("cpu", "cpu_closed", "rabbitmq_cpu")
+            )
+            + f" | {s['events']:,.0f} of {s['expected']:,}{spread} ({kinds['enqueue']:,.0f},"
+            f" {kinds['start']:,.0f}, {kinds['ack']:,.0f})"
+            f" | {kinds['gap']:,.0f}, telling of {s['gap_dropped']:,.0f} dropped |"
+        )
+    lines += [
+        "",
+        "| messages | CPU per message in the worker, by thread: "
+        + ", ".join(ROLES)
+        + " (µs, without / with) | enqueued a second by the bench process (without / with) |",
+        "| --- | --- | --- |",
+    ]
+    for count, s in by_size.items():
+        lines.append(
+            f"| {count:,} | "
+            + ", ".join(f"{_us(s[f'without_{r}_us'])} / {_us(s[f'with_{r}_us'])}" for r in ROLES)
+            + f" | {s['without_enqueue_rate']:,.0f}/s / {s['with_enqueue_rate']:,.0f}/s |"
+        )
+    largest = max(by_size)
+    s = by_size[largest]
+    complete = all(x["events"] == x["expected"] and not x["kinds"]["gap"] for x in by_size.values())
+    lines += [
+        "",
+        f"  target: median slowdown at {largest:,} messages ≤ {TARGET_SLOWDOWN:.0%}:"
+        f" {_verdict(s['slowdown'] <= TARGET_SLOWDOWN)} ({s['slowdown']:+.1%})",
+        f"  target: every event reaches RabbitMQ, no gap: {_verdict(complete)}",
+    ]
+    if any(x["stray"] for x in by_size.values()):
+        lines.append("  ERROR: events arrived from a run without the middleware")
+    return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+# -- worker-profile -----------------------------------------------------------------------------
+
+# Where the worker's CPU goes, each row a function's cumulative time (itself and what it
+# calls) in one kind of thread, by the thread's own clock, summed over the row's functions:
+# (file the function is in, its name) or ("~", part of a built-in's name). Where a name
+# matches several functions (IOLoop.poll and PollPoller.poll), the outermost one counts.
+Where = tuple[str, str]
+HOOKS = tuple(
+    ("client/dramatiq_middleware.py", name)
+    for name in ("before_process_message", "after_process_message", "after_ack")
+)
+HOOKS_ROW = ("worker threads", "the middleware's hooks (start, ack events)")
+CANDIDATES: tuple[tuple[str, str, tuple[Where, ...]], ...] = (
+    (*HOOKS_ROW, HOOKS),
+    (
+        "worker threads",
+        "  make_message: the dict, uuid4, now, isoformat",
+        (("client/messages.py", "make_message"),),
+    ),
+    ("worker threads", "    uuid4()", (("/uuid.py", "uuid4"),)),
+    ("worker threads", "      os.urandom (releases the GIL)", (("~", "urandom"),)),
+    (
+        "worker threads",
+        "    datetime.now() and isoformat()",
+        (
+            ("~", "method now of type object"),
+            ("~", "'isoformat' of 'datetime.datetime'"),
+        ),
+    ),
+    (
+        "worker threads",
+        "  task_key (the default and the prefix)",
+        (("client/dramatiq_middleware.py", "task_key"),),
+    ),
+    ("worker threads", "  Publisher.publish", (("client/publisher.py", "publish"),)),
+    ("worker threads", "    encode (json.dumps)", (("client/messages.py", "encode"),)),
+    ("worker threads", "    Condition.notify_all", (("/threading.py", "notify_all"),)),
+    ("worker threads", "    Thread.is_alive", (("/threading.py", "is_alive"),)),
+    (
+        "worker threads",
+        "Dramatiq's process_message (the hooks included)",
+        (("dramatiq/worker.py", "process_message"),),
+    ),
+    ("consumer threads", "the middleware's hooks", HOOKS),
+    (
+        "publisher thread",
+        "_Sender.send: one message, its confirm awaited",
+        (("client/publisher.py", "send"),),
+    ),
+    ("publisher thread", "  pika basic_publish", (("blocking_connection.py", "basic_publish"),)),
+    (
+        "publisher thread",
+        "    building frames (Connection._send_method)",
+        (("pika/connection.py", "_send_method"),),
+    ),
+    (
+        "publisher thread",
+        "    pika's loop until the confirm (_flush_output)",
+        (("blocking_connection.py", "_flush_output"),),
+    ),
+    (
+        "publisher thread",
+        "      of it, the poller (IOLoop.poll)",
+        (("select_connection.py", "poll"),),
+    ),
+    (
+        "publisher thread",
+        "  its lock and condition (wait, notify_all)",
+        (
+            ("/threading.py", "wait"),
+            ("/threading.py", "notify_all"),
+        ),
+    ),
+)
+ROLES_PROFILED = ("worker threads", "consumer threads", "publisher thread")
+
+
+def bench_worker_profile(count: int) -> dict[str, Any]:
+    """Drain ``count`` messages without, then with, the middleware, every thread of the
+    worker under cProfile by its own CPU clock; print where the CPU went, per message."""
+    import pstats
+
+    bench = Bench()
+    found: dict[str, Any] = {"count": count}
+    try:
+        for middleware in (False, True):
+            name = "with" if middleware else "without"
+            directory = bench.tmp / f"profile-{name}"
+            run = bench.drain(count, middleware, profile=directory)
+            saved = Path(tempfile.gettempdir()) / f"bench-worker-profile-{name}"
+            shutil.rmtree(saved, ignore_errors=True)
+            shutil.copytree(directory, saved)
+            stats = {
+                role: pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+                for role in ROLES
+                if (path := directory / f"{role}.prof").exists()
+            }
+            found[name] = {"run": run, "saved": str(saved), **_profile(stats)}
+    finally:
+        bench.close()
+    print(format_profile(found), flush=True)
+    return found
+
+
+def _matches(key: tuple[str, int, str], where: Where) -> bool:
+    path, _, name = key
+    if where[0] == "~":
+        return path == "~" and where[1] in name
+    return path.endswith(where[0]) and name == where[1]
+
+
+def _profile(stats: dict[str, dict[Any, Any]]) -> dict[str, Any]:
+    """Total CPU per kind of thread, each candidate's, and the top functions by own time."""
+    totals = {role: sum(v[2] for v in s.values()) for role, s in stats.items()}
+    candidates = {}
+    for role, label, wheres in CANDIDATES:
+        entries = stats.get(role, {})
+        candidates[(role, label)] = sum(
+            max((v[3] for key, v in entries.items() if _matches(key, where)), default=0.0)
+            for where in wheres
+        )
+    own = {
+        role: sorted(
+            (
+                (v[2], f"{name} ({'/'.join(Path(path).parts[-2:])}:{line})")
+                for (path, line, name), v in s.items()
+            ),
+            reverse=True,
+        )[:12]
+        for role, s in stats.items()
+    }
+    return {"totals": totals, "candidates": candidates, "own": own}
+
+
+def format_profile(r: dict[str, Any]) -> str:
+    count, without, with_ = r["count"], r["without"], r["with"]
+
+    def us(seconds: float) -> str:
+        return f"{seconds / count * 1e6:9.1f}"
+
+    whole = sum(with_["totals"].values()) or 1.0
+    lines = [
+        "",
+        f"worker-profile: {count:,} messages drained by 1 process x {THREADS} threads, every"
+        " thread under cProfile timed by its own CPU clock (profiling inflates Python calls:"
+        " read the shares, and the µs as relative). Profiles:"
+        f" {without['saved']}, {with_['saved']} (python -m pstats)",
+        f"  drained in {without['run']['drain']:.1f} s without, {with_['run']['drain']:.1f} s"
+        " with the middleware (under the profiler)",
+        "",
+        f"  {'CPU per message, by thread (µs, profiled)':<58} {'without':>9} {'with':>9}"
+        "  share with",
+    ]
+    for role in (*ROLES_PROFILED, "other threads"):
+        a, b = without["totals"].get(role, 0.0), with_["totals"].get(role, 0.0)
+        lines.append(f"  {role:<58} {us(a)} {us(b)}  {b / whole:6.1%}")
+        for (crole, label), seconds in with_["candidates"].items():
+            if crole == role:
+                base = without["candidates"][(crole, label)]
+                lines.append(f"    {label:<56} {us(base)} {us(seconds)}  {seconds / whole:6.1%}")
+    a, b = sum(without["totals"].values()), whole
+    lines.append(f"  {'the worker process':<58} {us(a)} {us(b)}  100.0%")
+    for role in ("worker threads", "publisher thread"):
+        lines.append(f"  with the middleware, {role}: top functions by own time (% of the process)")
+        lines += [f"    {t / whole:6.1%}  {name}" for t, name in with_["own"].get(role, [])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="bench.worker_overhead", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--messages", default=",".join(map(str, SIZES)))
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--profile", action="store_true", help="one profiled drain instead")
+    options = parser.parse_args(argv)
+    sizes = tuple(int(x) for x in options.messages.split(","))
+    if options.profile:
+        bench_worker_profile(max(sizes))
+        return 0
+    result = bench_worker_overhead(sizes, options.rounds)
+    return 0 if all(not s["stray"] for s in result["by_size"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
