@@ -132,6 +132,10 @@ def versioned(queryset_or_manager: Any, status: str = "status") -> QuerySet[Any]
     )
     if connections[queryset.db].vendor != "postgresql":
         return queryset
+    if getattr(queryset, "_fields", None) is not None:
+        # values() or values_list(): its rows are the application's own dicts and tuples,
+        # and a column of ours would end up in them (read_model reports no such read)
+        return queryset
     try:
         field = queryset.model._meta.get_field(status)
         holder = status if getattr(field, "concrete", False) else "pk"
@@ -184,6 +188,9 @@ def version_of(instance: object) -> ReadVersion | None:
 
 
 def _reported(instance: M, status: str, client: str | None, key_field: str) -> M:
+    if not isinstance(instance, Model):  # a values() dict or values_list() tuple
+        logger.debug("lifecycle: a read of %s rows is not reported", type(instance).__name__)
+        return instance
     fields = instance.__dict__
     xmin, snapshot = fields.pop(XMIN_NAME, None), fields.pop(SNAPSHOT_NAME, None)
     version = ReadVersion(
@@ -232,7 +239,9 @@ def request_task(spec: str | RequestTask | None = None) -> RequestTask:
     if "." in spec:  # a kwarg name has no dot: a dotted path
         return _guarded(_imported(spec))
     names = tuple(name.strip() for name in spec.split(",") if name.strip())
-    return functools.partial(_from_kwargs, names=names)
+    # Guarded too: a kwarg's value is whatever a converter of theirs made (a model instance
+    # whose str() fails, say), and the view may never make it text.
+    return _guarded(functools.partial(_from_kwargs, names=names))
 
 
 def _from_kwargs(request: HttpRequest, kwargs: dict[str, Any], *, names: tuple[str, ...]) -> Any:

@@ -109,3 +109,18 @@ def test_read_row_on_djangos_connection_returns_what_its_loaders_make(
     assert on_psycopg["config"] == {"mode": "ok", "tags": ["a"]}
     # Either way the read is reported with its version
     assert reported(published) == [(str(task.id), "PENDING", xmin)] * 2
+
+
+def test_a_values_queryset_is_read_as_the_application_asked_without_a_version(
+    published: Published,
+) -> None:
+    # Given a view that reads its job as a dict, or as a tuple (values(), values_list())
+    task, _ = created()
+    # When it reads through read_model
+    as_dict = read_model(Task.objects.values("id", "status"), task.id)
+    as_tuple = read_model(Task.objects.values_list("id", "status"), task.id)
+    # Then it gets what the queryset's get() gives, with no column of ours in it
+    assert as_dict == {"id": task.id, "status": "PENDING"}
+    assert as_tuple == (task.id, "PENDING")
+    # And no read is reported (a dict or a tuple keeps no version to report it with)
+    assert published.messages == []

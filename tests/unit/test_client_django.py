@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.http import Http404, HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, override_settings
-from django.urls import path
+from django.urls import path, register_converter
 
 from lifecycle.client import config, reads
 from lifecycle.client.context import current_task
@@ -94,7 +94,33 @@ async def adecorated(request: HttpRequest, job_id: int) -> HttpResponse:
     return HttpResponse(status=202)
 
 
+class Unprintable:
+    """What a path converter of theirs may give a view: an object (a model instance, say)
+    whose ``str()`` fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("its __str__ needs a related row that is gone")
+
+
+class UnprintableConverter:
+    regex = "[0-9]+"
+
+    def to_python(self, value: str) -> Unprintable:
+        return Unprintable()
+
+    def to_url(self, value: object) -> str:
+        return "1"
+
+
+register_converter(UnprintableConverter, "unprintable")
+
+
+def untouched(request: HttpRequest, job_id: Unprintable) -> HttpResponse:
+    return HttpResponse("fine")
+
+
 urlpatterns = [
+    path("jobs/<unprintable:job_id>/untouched/", untouched),
     path("jobs/<int:job_id>/", job),
     path("ajobs/<int:job_id>/", ajob),
     path("plain/<int:job_id>/", decorated),
@@ -197,6 +223,18 @@ def test_a_function_that_fails_names_no_task_and_the_request_goes_on(
     answer = client().get("/jobs/5/")
     assert answer.status_code == 200 and answer.content == b"job 5: None"
     assert recorder.reads() == [("5", "RUNNING", 200)]
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, LIFECYCLE_REQUEST_TASK="job_id")
+def test_a_url_kwarg_that_cannot_be_made_text_names_no_task_and_the_view_answers(
+    recorder: Recorder,
+) -> None:
+    # Given a view whose task kwarg, from a converter of theirs, fails str() (it never calls it)
+    # When it is requested through the middleware
+    answer = client().get("/jobs/5/untouched/")
+    # Then it answers as it would without the middleware, in no task
+    assert (answer.status_code, answer.content) == (200, b"fine")
+    assert recorder.sent == []
 
 
 @override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, LIFECYCLE_REQUEST_TASK="job_id")
