@@ -171,20 +171,23 @@ def remove_all(conninfo: str) -> list[WatchedTable]:
 
 
 def _refuse_untrusted(conn: psycopg.Connection[Any], database: str) -> None:
-    """A superuser installs only into a capture schema that superusers own: one another
-    role owns (or owns something in) would run that role's code as a superuser."""
-    owners = [
-        name
-        for (name,) in conn.execute(
-            OUTBOX["untrusted_owners"], {"owner_role": owner_role(database)}
-        ).fetchall()
-    ]
+    """A superuser installs only into a capture schema that superusers own (one another role
+    owns, or owns something in, would run that role's code as a superuser), and gives the
+    functions only to an owner role nobody can act as."""
+    role = {"owner_role": owner_role(database)}
+    if conn.execute(OUTBOX["untrusted_owner_role"], role).fetchone() is not None:
+        raise CaptureError(
+            f"the role {role['owner_role']} exists, and can log in or has members: the "
+            "capture functions, which every writer runs, would be theirs to alter. Drop it, "
+            "or find out who made it"
+        )
+    owners = [name for (name,) in conn.execute(OUTBOX["untrusted_owners"], role).fetchall()]
     if owners:
         raise CaptureError(
             f"the schema {SCHEMA} of this database, or something in it, belongs to "
             f"{', '.join(owners)}, not to a superuser: installing as a superuser would run "
             "that role's code with a superuser's rights. Install with that role's URL, or "
-            f"run `lifecycle capture remove --all` with it first"
+            "run `lifecycle capture remove --all` with it first"
         )
 
 

@@ -544,6 +544,15 @@ SELECT DISTINCT r.rolname
  WHERE NOT r.rolsuper AND r.rolname <> %(owner_role)s
  ORDER BY 1
 
+-- untrusted_owner_role --
+-- Whether the role the capture functions are given to was made by someone else, to act as
+-- it: one that may log in, or that any role is a member of (as its maker is, when a role
+-- with CREATEROLE made it). Ours is made without either.
+SELECT rolname FROM pg_roles
+ WHERE rolname = %(owner_role)s
+   AND (rolcanlogin OR rolsuper
+        OR EXISTS (SELECT FROM pg_auth_members WHERE roleid = pg_roles.oid))
+
 -- owner_role --
 -- The role that owns the generated functions: no login, the right to insert into the
 -- outbox, nothing else ({role}, {role_literal}: the database's, made by outbox.py).

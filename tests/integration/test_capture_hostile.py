@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql as pgsql
 
 from lifecycle.capture import CaptureError
 from tests.integration.test_capture_migrations import App, app  # noqa: F401 (a fixture)
@@ -331,3 +332,27 @@ def test_the_mending_command_names_a_mixed_case_table_as_capture_install_takes_i
     # Then it mended "Jobs", not jobs
     assert (mended.table, mended.status) == ("Jobs", "state")
     assert [t.table for t in outbox.watched(app.url)] == ["Jobs"]
+
+
+def test_a_superuser_does_not_give_the_functions_to_a_role_someone_made_to_act_as(
+    app: App,  # noqa: F811
+) -> None:
+    from lifecycle import outbox
+
+    # Given the capture's owner role made before the first install by someone who may make
+    # roles, able to log in (as it, they could make each writer's capture fail, or worse)
+    with psycopg.connect(app.url, autocommit=True) as conn:
+        (database,) = conn.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
+        conn.execute(
+            pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(outbox.owner_role(database)))
+        )
+    # When a superuser installs, it is refused, saying why, and nothing is given to it
+    with pytest.raises(CaptureError, match="exists, and can log in or has members"):
+        outbox.install(app.url, "jobs_job", "id", "status")
+    with psycopg.connect(app.url) as conn:
+        (functions,) = conn.execute(
+            "SELECT count(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner"
+            " WHERE r.rolname = %s",
+            [outbox.owner_role(database)],
+        ).fetchone()  # type: ignore[misc]
+    assert functions == 0
