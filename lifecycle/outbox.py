@@ -136,6 +136,7 @@ def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
     drains and drops with ``remove_all``)."""
     with connect(conninfo) as conn:
         oid, schema, name = _resolve(conn, table)
+        check_trusted(conn)
         found = {(t.schema, t.table): t for t in read_watched(conn)}
         watched_table = found.get((schema, name))
         if watched_table is None:
@@ -155,6 +156,7 @@ def remove(conninfo: str, table: str) -> tuple[WatchedTable, bool]:
 def remove_all(conninfo: str) -> list[WatchedTable]:
     """Drop every trigger and the whole schema: nothing of ours is left in that database."""
     with connect(conninfo) as conn:
+        check_trusted(conn)
         tables = read_watched(conn) if has_schema(conn) else []
         with conn.transaction():
             for t in tables:
@@ -171,8 +173,7 @@ def remove_all(conninfo: str) -> list[WatchedTable]:
 
 
 def _refuse_untrusted(conn: psycopg.Connection[Any], database: str) -> None:
-    """A superuser installs only into a capture schema that superusers own (one another role
-    owns, or owns something in, would run that role's code as a superuser), and gives the
+    """A superuser installs only into a capture schema that superusers own, and gives the
     functions only to an owner role nobody can act as."""
     role = {"owner_role": owner_role(database)}
     if conn.execute(OUTBOX["untrusted_owner_role"], role).fetchone() is not None:
@@ -181,13 +182,29 @@ def _refuse_untrusted(conn: psycopg.Connection[Any], database: str) -> None:
             "capture functions, which every writer runs, would be theirs to alter. Drop it, "
             "or find out who made it"
         )
-    owners = [name for (name,) in conn.execute(OUTBOX["untrusted_owners"], role).fetchall()]
+    check_trusted(conn)
+
+
+def check_trusted(conn: psycopg.Connection[Any]) -> None:
+    """Connected as a superuser, refuse a capture schema that another role owns, or owns
+    something in (it made it by installing first, say): reading its tables, draining its
+    outbox or running its functions would run that role's code (a view, a trigger, a
+    function named like ours) with a superuser's rights."""
+    superuser, database = conn.execute(OUTBOX["is_superuser"]).fetchone()  # type: ignore[misc]
+    if not superuser:
+        return
+    owners = [
+        name
+        for (name,) in conn.execute(
+            OUTBOX["untrusted_owners"], {"owner_role": owner_role(database)}
+        ).fetchall()
+    ]
     if owners:
         raise CaptureError(
             f"the schema {SCHEMA} of this database, or something in it, belongs to "
-            f"{', '.join(owners)}, not to a superuser: installing as a superuser would run "
-            "that role's code with a superuser's rights. Install with that role's URL, or "
-            "run `lifecycle capture remove --all` with it first"
+            f"{', '.join(owners)}, not to a superuser: a superuser would run that role's code "
+            "here with a superuser's rights. Use that role's URL (--database), and run "
+            "`lifecycle capture remove --all` with it before a superuser installs"
         )
 
 
@@ -221,6 +238,7 @@ def _give_to_owner_role(conn: psycopg.Connection[Any], function: pgsql.Identifie
 
 def watched(conninfo: str) -> list[WatchedTable]:
     with connect(conninfo) as conn:
+        check_trusted(conn)
         return read_watched(conn) if has_schema(conn) else []
 
 

@@ -149,5 +149,6 @@ def _drain(database: str, name: str) -> None:
         outbox.connect(database, autocommit=True) as watched,
         psycopg.connect(conninfo(application_name="lifecycle-capture"), autocommit=True) as store,
     ):
+        outbox.check_trusted(watched)
         if outbox.has_schema(watched):
             copy_outbox(watched, store, name)

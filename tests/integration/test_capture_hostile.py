@@ -356,3 +356,33 @@ def test_a_superuser_does_not_give_the_functions_to_a_role_someone_made_to_act_a
             [outbox.owner_role(database)],
         ).fetchone()  # type: ignore[misc]
     assert functions == 0
+
+
+@pytest.mark.parametrize("command", ["list", "remove", "remove --all"])
+def test_a_superuser_reads_no_capture_schema_another_role_owns(
+    app: App,  # noqa: F811
+    command: str,
+) -> None:
+    from lifecycle import outbox, watching
+
+    # Given the application's role installed the capture itself (it owns the schema), then
+    # made its table of watched tables a view that runs a function of its own when read
+    assert outbox.install(app.app_url, "jobs_job", "id", "status").mode == "any"
+    ((role,),) = app.write("SELECT current_user")
+    app.write(
+        "CREATE FUNCTION public.escalate() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+        f" EXECUTE 'ALTER ROLE {role} SUPERUSER'; RETURN true;"
+        " EXCEPTION WHEN OTHERS THEN RETURN true; END $$",
+        "ALTER TABLE lifecycle_capture.watched RENAME TO watched_kept",
+        "CREATE VIEW lifecycle_capture.watched AS SELECT * FROM lifecycle_capture.watched_kept"
+        " WHERE public.escalate()",
+    )
+    # When a superuser lists, removes its table, or removes everything there, it is refused
+    with pytest.raises(CaptureError, match="not to a superuser"):
+        if command == "list":
+            outbox.watched(app.url)
+        else:
+            watching.remove("jobs_job" if command == "remove" else None, database=app.url)
+    # And nothing of the role's ran as a superuser
+    ((superuser,),) = app.write("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    assert superuser is False
