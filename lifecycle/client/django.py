@@ -234,10 +234,10 @@ def request_task(spec: str | RequestTask | None = None) -> RequestTask:
     if spec is None:
         spec = config.setting("LIFECYCLE_REQUEST_TASK", DEFAULT_REQUEST_TASK)
     if callable(spec):
-        return _guarded(spec)
+        return _guarded(spec, theirs=True)
     spec = (spec or DEFAULT_REQUEST_TASK).strip()
     if "." in spec:  # a kwarg name has no dot: a dotted path
-        return _guarded(_imported(spec))
+        return _guarded(_imported(spec), theirs=True)
     names = tuple(name.strip() for name in spec.split(",") if name.strip())
     # Guarded too: a kwarg's value is whatever a converter of theirs made (a model instance
     # whose str() fails, say), and the view may never make it text.
@@ -269,7 +269,7 @@ def _imported(path: str) -> RequestTask:
     return cast(RequestTask, found)
 
 
-def _guarded(function: RequestTask) -> RequestTask:
+def _guarded(function: RequestTask, *, theirs: bool = False) -> RequestTask:
     @functools.wraps(function)
     def guarded(request: HttpRequest, kwargs: dict[str, Any]) -> str | None:
         try:
@@ -279,7 +279,17 @@ def _guarded(function: RequestTask) -> RequestTask:
             return None
         return None if key is None or key == "" else str(key)
 
+    # The application's own function may use the ORM, or take its time: an async request
+    # runs it where a sync view would run (``_atask``), not on the event loop.
+    guarded.theirs = theirs  # type: ignore[attr-defined]
     return guarded
+
+
+async def _atask(task_of: RequestTask, request: HttpRequest, kwargs: dict[str, Any]) -> str | None:
+    """``task_of(request, kwargs)`` from async code."""
+    if getattr(task_of, "theirs", False):
+        return cast("str | None", await sync_to_async(task_of)(request, kwargs))
+    return task_of(request, kwargs)
 
 
 def url_kwargs(request: HttpRequest) -> dict[str, Any]:
@@ -353,7 +363,8 @@ class LifecycleMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> Any:
-        with _request_scope(self.task(request)) as held:
+        task = await _atask(self.task_of, request, url_kwargs(request))
+        with _request_scope(task) as held:
             try:
                 response = await self.get_response(request)
             except BaseException:
@@ -381,7 +392,9 @@ def reports_reads(view: V | None = None, *, task: str | RequestTask | None = Non
 
             @functools.wraps(view)
             async def run_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                with _request_scope(task_for(request, kwargs)) as held:
+                if not task_of:
+                    task_of.append(request_task(task))
+                with _request_scope(await _atask(task_of[0], request, kwargs)) as held:
                     try:
                         response = await view(request, *args, **kwargs)
                     except BaseException as exc:

@@ -13,6 +13,7 @@ import pytest
 from django.http import Http404, HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path, register_converter
+from django.utils.asyncio import async_unsafe
 
 from lifecycle.client import config, reads
 from lifecycle.client.context import current_task
@@ -79,6 +80,13 @@ def broken_task_function(request: HttpRequest, kwargs: dict[str, Any]) -> str | 
     raise RuntimeError("theirs")
 
 
+@async_unsafe
+def task_of_header_from_the_orm(request: HttpRequest, kwargs: dict[str, Any]) -> str | None:
+    """A LIFECYCLE_REQUEST_TASK function that looks the task up with the ORM, which Django
+    allows only outside the event loop (async_unsafe, as the ORM's own calls are)."""
+    return request.headers.get("X-Job")
+
+
 @reports_reads(task="job_id")
 def decorated(request: HttpRequest, job_id: int) -> HttpResponse:
     reads.report_read(job_id, "DONE")
@@ -119,7 +127,13 @@ def untouched(request: HttpRequest, job_id: Unprintable) -> HttpResponse:
     return HttpResponse("fine")
 
 
+@reports_reads(task=f"{__name__}.task_of_header_from_the_orm")
+async def aheader(request: HttpRequest, job_id: int) -> HttpResponse:
+    return HttpResponse(f"job {job_id}: {current_task.get()}")
+
+
 urlpatterns = [
+    path("aheader/<int:job_id>/", aheader),
     path("jobs/<unprintable:job_id>/untouched/", untouched),
     path("jobs/<int:job_id>/", job),
     path("ajobs/<int:job_id>/", ajob),
@@ -258,6 +272,25 @@ async def test_the_async_stack_does_the_same(recorder: Recorder) -> None:
         ("6", "job 6 is slow"),
         ("7", "job 7 is slow"),
     ]
+
+
+@override_settings(
+    ROOT_URLCONF=__name__,
+    MIDDLEWARE=MIDDLEWARE,
+    LIFECYCLE_REQUEST_TASK=f"{__name__}.task_of_header_from_the_orm",
+)
+async def test_under_asgi_a_task_function_that_uses_the_orm_names_the_task(
+    recorder: Recorder,
+) -> None:
+    # Given a function in settings that names the task with the ORM, and the async stack
+    # When a request comes
+    answer = await AsyncClient().get("/ajobs/5/", headers={"X-Job": "77"})
+    # Then the function ran where the ORM may run, and its task is the view's
+    assert answer.content == b"job 5: 77"
+    assert recorder.logs() == [("77", "job 5 is slow")]
+    # And so does the decorator's, for an async view
+    decorated = await AsyncClient().get("/aheader/6/", headers={"X-Job": "78"})
+    assert decorated.content == b"job 6: 78"
 
 
 def test_the_middleware_is_sync_and_async_capable() -> None:
