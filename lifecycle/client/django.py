@@ -193,10 +193,15 @@ def _reported(instance: M, status: str, client: str | None, key_field: str) -> M
         return instance
     fields = instance.__dict__
     xmin, snapshot = fields.pop(XMIN_NAME, None), fields.pop(SNAPSHOT_NAME, None)
+    try:
+        status_value = status_text(getattr(instance, status, None))
+    except Exception:  # a status property of theirs that fails: the view's to meet, not ours
+        logger.debug("lifecycle: the status %r of the read could not be had", status, exc_info=True)
+        status_value = None
     version = ReadVersion(
         xmin=xmin if isinstance(xmin, int) else None,
         snapshot=snapshot if isinstance(snapshot, str) else None,
-        status=status_text(getattr(instance, status, None)),
+        status=status_value,
     )
     setattr(instance, _VERSION, version)
     try:

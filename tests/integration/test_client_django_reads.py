@@ -124,3 +124,21 @@ def test_a_values_queryset_is_read_as_the_application_asked_without_a_version(
     assert as_tuple == (task.id, "PENDING")
     # And no read is reported (a dict or a tuple keeps no version to report it with)
     assert published.messages == []
+
+
+def test_a_status_property_that_fails_does_not_fail_the_read(
+    published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a model whose status is a property of theirs that fails for this row
+    task, xmin = created()
+
+    def failing(self: Task) -> str:
+        raise LookupError("its state machine lost this row's state")
+
+    monkeypatch.setattr(Task, "state", property(failing), raising=False)
+    # When a view reads the row through read_model, naming that status
+    found = read_model(Task.objects, task.id, status="state")
+    # Then it gets the row (as Task.objects.get would give it), its read reported without
+    # a status
+    assert found.pk == task.pk
+    assert reported(published) == [(str(task.id), None, xmin)]
