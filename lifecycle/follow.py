@@ -90,7 +90,7 @@ def copy_outbox(
             }
             if committed_at is not None:
                 body["committed_at"] = committed_at.isoformat()
-            if version is not None and version != txid % XID_WRAP:
+            if version is not None and (txid is None or version != txid % XID_WRAP):
                 body["xmin"] = version  # written in a savepoint: what its readers see
             events.append(
                 {
@@ -160,9 +160,9 @@ class Follower:
                     watched.execute(OUTBOX["listen"])
                     delay = 0.5
                     self._follow(watched, store)
-            except psycopg.Error as exc:
+            except Exception as exc:  # a database error, or a row no writer of ours made
                 self.stats.errors += 1
-                reason = first_line(exc)
+                reason = first_line(exc) if isinstance(exc, psycopg.Error) else repr(exc)[:300]
                 logger.warning(
                     "follow %s (%s): %s; retrying in %.1fs",
                     self.name,

@@ -96,6 +96,37 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION lifecycle_capture.comparable(oid) FROM PUBLIC;
 
+-- Whether a column of this type is PostgreSQL's own (through domains and arrays): only then
+-- may the capture cast it (::text, to_jsonb). A type of the application's own (an enum, a
+-- composite, a range) may have casts its owner made (CREATE CAST (mine AS json) WITH
+-- FUNCTION ...), which would run that owner's code with the capture functions' rights: its
+-- values are taken through the type's output function instead (as_text), which no one but
+-- a superuser can write.
+CREATE OR REPLACE FUNCTION lifecycle_capture.builtin(type_oid oid) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    t record;
+BEGIN
+    SELECT typnamespace, typtype, typbasetype, typelem, typlen INTO t FROM pg_type WHERE oid = type_oid;
+    IF NOT FOUND THEN
+        RETURN false;
+    ELSIF t.typtype = 'd' THEN
+        RETURN lifecycle_capture.builtin(t.typbasetype);
+    ELSIF t.typelem <> 0 AND t.typlen = -1 THEN  -- an array
+        RETURN lifecycle_capture.builtin(t.typelem);
+    END IF;
+    RETURN t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype IN ('b', 'p');
+END
+$fn$;
+REVOKE ALL ON FUNCTION lifecycle_capture.builtin(oid) FROM PUBLIC;
+
+-- A value as its type's output function writes it (format's %s): no cast is involved.
+CREATE OR REPLACE FUNCTION lifecycle_capture.as_text(value anyelement) RETURNS text
+LANGUAGE sql STABLE
+AS $fn$ SELECT CASE WHEN value IS NULL THEN NULL ELSE pg_catalog.format('%s', value) END $fn$;
+
 -- Build (or rebuild) a watched table's own trigger function from the catalog: its columns
 -- compared one by one, in name order (a db event's "changed"), new values cut at 500
 -- characters. A key column that is gone leaves a function that captures nothing (there is
@@ -111,8 +142,10 @@ DECLARE
     status_col text;
     cols text[];
     as_text boolean[];
+    builtin boolean[];
     col text;
-    cast_to text;
+    new_value text;
+    old_value text;
     compare text := '';
     pairs text[] := '{}';
     objects text[] := '{}';
@@ -129,19 +162,31 @@ BEGIN
     SELECT attname::text INTO status_col FROM pg_attribute
      WHERE attrelid = watched_table AND attnum = w.status_attnum AND NOT attisdropped;
     SELECT coalesce(array_agg(attname::text ORDER BY attname), '{}'),
-           coalesce(array_agg(NOT lifecycle_capture.comparable(atttypid) ORDER BY attname), '{}')
-      INTO cols, as_text
+           coalesce(array_agg(NOT lifecycle_capture.comparable(atttypid) ORDER BY attname), '{}'),
+           coalesce(array_agg(lifecycle_capture.builtin(atttypid) ORDER BY attname), '{}')
+      INTO cols, as_text, builtin
       FROM pg_attribute WHERE attrelid = watched_table AND attnum > 0 AND NOT attisdropped;
     FOR i IN 1 .. cardinality(cols) LOOP
         col := cols[i];
-        cast_to := CASE WHEN as_text[i] THEN '::text' ELSE '' END;
+        -- What is compared, and what is recorded (see builtin: no cast of a type of theirs).
+        new_value := CASE WHEN builtin[i] THEN format('NEW.%I', col)
+                          ELSE format('lifecycle_capture.as_text(NEW.%I)', col) END;
+        old_value := CASE WHEN builtin[i] THEN format('OLD.%I', col)
+                          ELSE format('lifecycle_capture.as_text(OLD.%I)', col) END;
         compare := compare || format(
-            E'\n        IF NEW.%1$I%3$s IS DISTINCT FROM OLD.%1$I%3$s THEN'
-            || E'\n            changed := changed || %2$L::text;'
-            || E'\n            vals := vals || jsonb_build_object(%2$L, '
-            || 'lifecycle_capture.cut(to_jsonb(NEW.%1$I)));'
-            || E'\n        END IF;', col, col, cast_to);
-        pairs := pairs || format('%L, lifecycle_capture.cut(to_jsonb(NEW.%I))', col, col);
+            E'\n        IF %1$s IS DISTINCT FROM %2$s THEN'
+            || E'\n            changed := changed || %3$L::text;'
+            || E'\n            vals := vals || jsonb_build_object(%3$L, '
+            || 'lifecycle_capture.cut(to_jsonb(%4$s)));'
+            || E'\n        END IF;',
+            CASE WHEN as_text[i] AND builtin[i] THEN new_value || '::text'
+                 WHEN as_text[i] OR NOT builtin[i] THEN new_value
+                 ELSE format('NEW.%I', col) END,
+            CASE WHEN as_text[i] AND builtin[i] THEN old_value || '::text'
+                 WHEN as_text[i] OR NOT builtin[i] THEN old_value
+                 ELSE format('OLD.%I', col) END,
+            col, new_value);
+        pairs := pairs || format('%L, lifecycle_capture.cut(to_jsonb(%s))', col, new_value);
     END LOOP;
     -- A function takes at most 100 arguments: 50 columns to a jsonb_build_object.
     FOR i IN 0 .. greatest(cardinality(pairs) - 1, 0) / 50 LOOP
@@ -149,8 +194,13 @@ BEGIN
             || ('jsonb_build_object(' || array_to_string(pairs[i * 50 + 1 : i * 50 + 50], ', ') || ')');
     END LOOP;
     IF status_col IS NOT NULL THEN
-        status_new := format('NEW.%I::text', status_col);
-        status_old := format('OLD.%I::text', status_col);
+        status_new := format('lifecycle_capture.as_text(NEW.%I)', status_col);
+        status_old := format('lifecycle_capture.as_text(OLD.%I)', status_col);
+        IF (SELECT lifecycle_capture.builtin(atttypid) FROM pg_attribute
+             WHERE attrelid = watched_table AND attname = status_col) THEN
+            status_new := format('NEW.%I::text', status_col);
+            status_old := format('OLD.%I::text', status_col);
+        END IF;
     END IF;
     IF key_col IS NULL THEN
         body := $body$
@@ -158,8 +208,13 @@ BEGIN
     RETURN NULL;  -- its key column is gone: `lifecycle capture list` says so
 END$body$;
     ELSE
-        key_new := format('%L || NEW.%I::text', w.key_prefix, key_col);
-        key_old := format('%L || OLD.%I::text', w.key_prefix, key_col);
+        key_new := format('%L || lifecycle_capture.as_text(NEW.%I)', w.key_prefix, key_col);
+        key_old := format('%L || lifecycle_capture.as_text(OLD.%I)', w.key_prefix, key_col);
+        IF (SELECT lifecycle_capture.builtin(atttypid) FROM pg_attribute
+             WHERE attrelid = watched_table AND attname = key_col) THEN
+            key_new := format('%L || NEW.%I::text', w.key_prefix, key_col);
+            key_old := format('%L || OLD.%I::text', w.key_prefix, key_col);
+        END IF;
         body := format($body$
 DECLARE
     changed text[];
@@ -499,11 +554,15 @@ SELECT current_setting('track_commit_timestamp')::bool
 -- comes in a later fetch, once it commits: no position to keep, so no id is ever skipped.
 -- No row can stop the copy of those after it: its key is cut to what an event holds (a
 -- longer one could not be indexed), its kind to what the event table takes, and its time is
--- one an event may carry (lifecycle.events: EARLIEST, LATEST), as any other source's.
-SELECT id, uuid::text, left(task_key, %(max_key)s), left(kind, 32), status, old_status,
-       least(greatest(at, '1970-01-01 00:00:00+00'), '8999-12-31 00:00:00+00'), txid,
-       table_name, changed,
-       changed_values::text, application_name, pid, db_user,
+-- one an event may carry (lifecycle.events: EARLIEST, LATEST), as any other source's. An
+-- outbox its application's role owns (it installed the generic function itself) may hold
+-- NULLs where ours never writes one: they are read as what the trigger would have written.
+SELECT id, coalesce(uuid, gen_random_uuid())::text,
+       coalesce(left(task_key, %(max_key)s), '(null)'), coalesce(left(kind, 32), 'update'),
+       status, old_status,
+       least(greatest(coalesce(at, now()), '1970-01-01 00:00:00+00'), '8999-12-31 00:00:00+00'),
+       txid, table_name, changed,
+       coalesce(changed_values, '{}')::text, application_name, pid, db_user,
        CASE WHEN %(commit_times)s THEN pg_xact_commit_timestamp(xmin) END,
        -- the row's own version; absent from an outbox an older version made (and not
        -- re-installed since), which this reads without failing

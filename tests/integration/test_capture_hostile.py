@@ -245,6 +245,35 @@ def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # 
     assert app.outbox() == []
 
 
+def test_nulls_in_an_outbox_the_application_owns_do_not_stop_the_follower(
+    app: App,  # noqa: F811
+) -> None:
+    from lifecycle import outbox
+
+    # Given the generic capture installed by the application's role, which so owns the
+    # outbox, and a row of NULLs it wrote there after dropping the columns' NOT NULL
+    outbox.install(app.app_url, "jobs_job", "id", "status")
+    with psycopg.connect(app.app_url, autocommit=True) as conn:
+        for column in ("uuid", "task_key", "kind", "at", "txid", "changed", "changed_values"):
+            conn.execute(
+                f"ALTER TABLE lifecycle_capture.outbox ALTER COLUMN {column} DROP NOT NULL"
+            )
+        conn.execute(
+            "INSERT INTO lifecycle_capture.outbox"
+            " (uuid, task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user)"
+            " VALUES (NULL, NULL, NULL, NULL, NULL, 'x', NULL, NULL, 0, 'x')"
+        )
+    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    # Then the follower copies the real change after it, and empties the outbox
+    follower = start_follower(app.url)
+    try:
+        wait_for(lambda: len(store_events(str(key))) == 1, "the change after the null row")
+    finally:
+        follower.stop()
+        follower.join(5)
+    assert app.outbox() == []
+
+
 def check_now(app: App, name: str) -> None:  # noqa: F811
     """One look of the follower at the database's capture, recorded for the dashboard."""
     from lifecycle.database import conninfo
@@ -386,3 +415,34 @@ def test_a_superuser_reads_no_capture_schema_another_role_owns(
     # And nothing of the role's ran as a superuser
     ((superuser,),) = app.write("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     assert superuser is False
+
+
+@pytest.mark.parametrize("cast_to", ["json", "text"])
+def test_a_cast_of_the_applications_own_type_runs_none_of_its_code_in_the_capture(
+    app: App,  # noqa: F811
+    cast_to: str,
+) -> None:
+    from lifecycle import outbox
+
+    # Given a table whose status and another column are of an enum of the application's
+    app.write(
+        "CREATE TYPE st AS ENUM ('PENDING', 'RUNNING')",
+        "CREATE TABLE t2 (id int PRIMARY KEY, status st, tags st[], previous st)",
+    )
+    outbox.install(app.url, "t2", "id", "status")
+    # When the role makes a cast of its type run a function of its own
+    app.write(
+        FORGE,
+        f"CREATE FUNCTION public.st_cast(st) RETURNS {cast_to} LANGUAGE plpgsql AS"
+        f" $$ BEGIN PERFORM public.forge(); RETURN to_json($1::text)::{cast_to}; END $$",
+        f"CREATE CAST (st AS {cast_to}) WITH FUNCTION public.st_cast(st)",
+    )
+    app.write("INSERT INTO t2 VALUES (1, 'PENDING', '{PENDING}', NULL)")
+    app.write("UPDATE t2 SET status = 'RUNNING', previous = 'PENDING', tags = '{RUNNING}'")
+    # Then the writes were captured, their values through the type's own output, and the
+    # function never ran
+    assert forged(app) == []
+    insert, update = app.outbox()[-2:]
+    assert insert[:3] == ("1", "insert", "PENDING")
+    assert update[:5] == ("1", "update", "RUNNING", "PENDING", ["previous", "status", "tags"])
+    assert update[5] == {"previous": "PENDING", "status": "RUNNING", "tags": "{RUNNING}"}
