@@ -122,6 +122,25 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION lifecycle_capture.builtin(oid) FROM PUBLIC;
 
+-- A json value as jsonb, which cannot hold the character U+0000 that json may spell
+-- "\u0000": such a value is recorded as its text, so that its write does not fail.
+CREATE OR REPLACE FUNCTION lifecycle_capture.json_value(value json) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN CASE WHEN strpos(value::text, '\u0000') > 0 THEN to_jsonb(value::text)
+            ELSE to_jsonb(value) END;
+
+-- The type a domain stands for (through domains of domains); any other type itself.
+CREATE OR REPLACE FUNCTION lifecycle_capture.base_type(type_oid oid) RETURNS oid
+LANGUAGE sql STABLE
+AS $fn$
+    WITH RECURSIVE up(oid, base) AS (
+        SELECT oid, typbasetype FROM pg_catalog.pg_type WHERE oid = type_oid
+        UNION ALL
+        SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t JOIN up ON t.oid = up.base
+    )
+    SELECT oid FROM up WHERE base = 0
+$fn$;
+
 -- A value as its type's output function writes it (format's %s): no cast is involved.
 CREATE OR REPLACE FUNCTION lifecycle_capture.as_text(value anyelement) RETURNS text
 LANGUAGE sql STABLE
@@ -143,9 +162,11 @@ DECLARE
     cols text[];
     as_text boolean[];
     builtin boolean[];
+    json_typed text[];
     col text;
     new_value text;
     old_value text;
+    recorded text;
     compare text := '';
     pairs text[] := '{}';
     objects text[] := '{}';
@@ -163,8 +184,12 @@ BEGIN
      WHERE attrelid = watched_table AND attnum = w.status_attnum AND NOT attisdropped;
     SELECT coalesce(array_agg(attname::text ORDER BY attname), '{}'),
            coalesce(array_agg(NOT lifecycle_capture.comparable(atttypid) ORDER BY attname), '{}'),
-           coalesce(array_agg(lifecycle_capture.builtin(atttypid) ORDER BY attname), '{}')
-      INTO cols, as_text, builtin
+           coalesce(array_agg(lifecycle_capture.builtin(atttypid) ORDER BY attname), '{}'),
+           coalesce(array_agg(CASE lifecycle_capture.base_type(atttypid)
+                                   WHEN 'json'::regtype THEN 'json'
+                                   WHEN 'json[]'::regtype THEN 'json[]' END
+                              ORDER BY attname), '{}')
+      INTO cols, as_text, builtin, json_typed
       FROM pg_attribute WHERE attrelid = watched_table AND attnum > 0 AND NOT attisdropped;
     FOR i IN 1 .. cardinality(cols) LOOP
         col := cols[i];
@@ -173,11 +198,16 @@ BEGIN
                           ELSE format('lifecycle_capture.as_text(NEW.%I)', col) END;
         old_value := CASE WHEN builtin[i] THEN format('OLD.%I', col)
                           ELSE format('lifecycle_capture.as_text(OLD.%I)', col) END;
+        -- What is recorded: json as jsonb when jsonb can hold it (json_value), else as text.
+        recorded := CASE json_typed[i]
+                        WHEN 'json' THEN format('lifecycle_capture.json_value(NEW.%I)', col)
+                        WHEN 'json[]' THEN format('to_jsonb(NEW.%I::text)', col)
+                        ELSE format('to_jsonb(%s)', new_value) END;
         compare := compare || format(
             E'\n        IF %1$s IS DISTINCT FROM %2$s THEN'
             || E'\n            changed := changed || %3$L::text;'
             || E'\n            vals := vals || jsonb_build_object(%3$L, '
-            || 'lifecycle_capture.cut(to_jsonb(%4$s)));'
+            || 'lifecycle_capture.cut(%4$s));'
             || E'\n        END IF;',
             CASE WHEN as_text[i] AND builtin[i] THEN new_value || '::text'
                  WHEN as_text[i] OR NOT builtin[i] THEN new_value
@@ -185,8 +215,8 @@ BEGIN
             CASE WHEN as_text[i] AND builtin[i] THEN old_value || '::text'
                  WHEN as_text[i] OR NOT builtin[i] THEN old_value
                  ELSE format('OLD.%I', col) END,
-            col, new_value);
-        pairs := pairs || format('%L, lifecycle_capture.cut(to_jsonb(%s))', col, new_value);
+            col, recorded);
+        pairs := pairs || format('%L, lifecycle_capture.cut(%s)', col, recorded);
     END LOOP;
     -- A function takes at most 100 arguments: 50 columns to a jsonb_build_object.
     FOR i IN 0 .. greatest(cardinality(pairs) - 1, 0) / 50 LOOP

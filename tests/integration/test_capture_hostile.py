@@ -446,3 +446,25 @@ def test_a_cast_of_the_applications_own_type_runs_none_of_its_code_in_the_captur
     assert insert[:3] == ("1", "insert", "PENDING")
     assert update[:5] == ("1", "update", "RUNNING", "PENDING", ["previous", "status", "tags"])
     assert update[5] == {"previous": "PENDING", "status": "RUNNING", "tags": "{RUNNING}"}
+
+
+def test_a_json_value_jsonb_cannot_hold_never_fails_the_write(app: App) -> None:  # noqa: F811
+    from lifecycle import outbox
+
+    # Given json columns (json cannot be compared, and may spell U+0000, which jsonb refuses)
+    app.write(
+        "CREATE DOMAIN doc AS json",
+        "ALTER TABLE jobs_job ADD COLUMN j json, ADD COLUMN d doc, ADD COLUMN js json[]",
+    )
+    outbox.install(app.url, "jobs_job", "id", "status")
+    # When rows hold such values, and plain ones
+    (key,) = app.write(
+        "INSERT INTO jobs_job (status, j, d, js) VALUES"
+        ' (\'PENDING\', \'{"a": "\\u0000"}\', \'{"b": "\\u0000"}\', ARRAY[\'{"c": 1}\'::json])'
+        " RETURNING id"
+    )[0]
+    app.write(f"UPDATE jobs_job SET j = '{{\"a\": 1}}', status = 'RUNNING' WHERE id = {key}")
+    # Then the writes went through, the first values recorded as their text
+    insert, update = app.outbox()[-2:]
+    assert insert[5]["j"] == '{"a": "\\u0000"}' and insert[5]["d"] == '{"b": "\\u0000"}'
+    assert update[4] == ["j", "status"] and update[5]["j"] == {"a": 1}
