@@ -181,6 +181,51 @@ def parse_message(raw: bytes) -> IncomingEvent:
     return validate(data)
 
 
+MAX_BATCH_EVENTS = 1000  # events in one message (a batch), as POST /api/events takes
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+def parse_batch(raw: bytes) -> list[tuple[bytes, IncomingEvent | MalformedEvent]]:
+    """Validate a message that may carry several events: a JSON array of schema-1 events
+    (a publisher's batch), or one event as before. Each is judged alone: one entry per
+    event, its own bytes (what a dead letter of it holds) with the event or why it is not
+    one. Raise MalformedEvent when the message as a whole is not one or the other."""
+    if not raw.lstrip()[:1] == b"[":
+        return [(raw, _judged(raw))]
+    if len(raw) > MAX_BATCH_BYTES:
+        raise MalformedEvent(f"a batch of {len(raw)} bytes, over the {MAX_BATCH_BYTES} limit")
+    try:
+        items = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from None
+    if not items:
+        raise MalformedEvent("an empty batch")
+    if len(items) > MAX_BATCH_EVENTS:
+        raise MalformedEvent(f"a batch of {len(items)} events, over {MAX_BATCH_EVENTS}")
+    judged: list[tuple[bytes, IncomingEvent | MalformedEvent]] = []
+    for n, item in enumerate(items):
+        one = b""
+        try:
+            one = encode(item)
+            check_size(one)
+            outcome: IncomingEvent | MalformedEvent = validate(item)
+        except MalformedEvent as exc:
+            outcome = MalformedEvent(f"event {n} of a batch of {len(items)}: {exc}")
+        except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+            outcome = MalformedEvent(f"event {n} of a batch: {type(exc).__name__}: {exc}")
+        judged.append((one, outcome))
+    return judged
+
+
+def _judged(raw: bytes) -> IncomingEvent | MalformedEvent:
+    try:
+        return parse_message(raw)
+    except MalformedEvent as exc:
+        return exc
+    except Exception as exc:  # e.g. RecursionError on deeply nested JSON
+        return MalformedEvent(f"cannot parse: {type(exc).__name__}: {exc}")
+
+
 def _check_gap(body: dict[str, Any]) -> None:
     dropped = body.get("dropped")
     if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 1:

@@ -1,11 +1,13 @@
 """The ingestor: events from the exchange into ``lifecycle_event``, in batches.
 
 It consumes the durable queue ``{NAMESPACE}.ingest`` (bound to the exchange with ``#``),
-validates each message with ``events.parse_message`` and inserts the good ones of a batch
-in one transaction with ``ON CONFLICT (uuid, at) DO NOTHING``, so a redelivered message is
-harmless. Messages are acked only after that commit. A malformed message goes to
-``{NAMESPACE}.dead`` with its reason in the header ``x-lifecycle-reason`` and is acked: it
-never stops the ingestor, nor costs the good messages around it. While the database is
+validates each message with ``events.parse_batch`` (a message holds one event, or a JSON
+array of up to 1,000: a publisher's batch, each event judged alone) and inserts the good
+ones of a batch of deliveries in one transaction with ``ON CONFLICT (uuid, at) DO
+NOTHING``, so a redelivered message is harmless. Messages are acked only after that
+commit. A malformed message (or event of a batch) goes to ``{NAMESPACE}.dead`` with its
+reason in the header ``x-lifecycle-reason`` and is acked: it never stops the ingestor, nor
+costs the good events around it. While the database is
 unreachable nothing is acked; the batch is retried until it lands.
 """
 
@@ -167,16 +169,25 @@ class Ingestor:
         channel.cancel()  # prefetched, unprocessed deliveries go back to the queue
 
     def _process(self, batch: list[tuple[Any, Any, bytes]]) -> None:
-        """Insert the good events of a batch, dead-letter the bad, then ack all of it."""
+        """Insert the good events of a batch of deliveries, dead-letter the bad ones (each
+        event of a publisher's batch alone), then ack all of it."""
         good: list[tuple[int, events.IncomingEvent]] = []
+        # Every event of the deliveries, in order: (delivery, its bytes for a dead letter)
+        each: list[tuple[int, bytes]] = []
         dead: list[tuple[int, str]] = []
-        for i, (_, _, body) in enumerate(batch):
+        for d, (_, _, body) in enumerate(batch):
             try:
-                good.append((i, events.parse_message(body)))
+                judged = events.parse_batch(body)
             except events.MalformedEvent as exc:
-                dead.append((i, str(exc)))
+                judged = [(body, exc)]
             except Exception as exc:  # e.g. RecursionError on deeply nested JSON
-                dead.append((i, f"cannot parse: {type(exc).__name__}: {exc}"))
+                judged = [(body, events.MalformedEvent(f"cannot parse: {type(exc).__name__}"))]
+            for raw, outcome in judged:
+                if isinstance(outcome, events.MalformedEvent):
+                    dead.append((len(each), str(outcome)))
+                else:
+                    good.append((len(each), outcome))
+                each.append((d, raw))
         if good:
             start = time.perf_counter()
             stored, rejected = self._store(good)
@@ -185,9 +196,10 @@ class Ingestor:
             self.stats.duplicates += len(good) - len(rejected) - stored
             dead.extend(rejected)
         for i, reason in sorted(dead):
-            self._dead_letter(*batch[i], reason)
+            method, properties, _ = batch[each[i][0]]
+            self._dead_letter(method, properties, each[i][1], reason)
         self._channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
-        self.stats.received += len(batch)
+        self.stats.received += len(each)
         self.stats.dead += len(dead)
         self.stats.batches += 1
 

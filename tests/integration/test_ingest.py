@@ -6,6 +6,7 @@ Real PostgreSQL and RabbitMQ; every RabbitMQ name is under ``LIFECYCLE_NAMESPACE
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -281,6 +282,43 @@ def test_values_the_database_rejects_cost_only_their_own_event(channel, method):
     _, properties, body = channel.basic_get(dead_queue_name(), auto_ack=True)
     assert body == events.encode(bad)
     assert properties.headers[REASON_HEADER].startswith("rejected by the database")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_message_stores_its_events_in_order_and_dead_letters_each_bad_one_alone(
+    channel,
+):
+    # Given a publisher's batch: one message holding a JSON array of events, among them an
+    # unknown kind, one the database refuses, and one sent before; then a single event
+    task = "ingest-batch"
+    first = message(task, n=0)
+    publish_raw(channel, events.encode(first))
+    batch = [
+        message(task, n=1),
+        message(task, kind="explode"),
+        message(task, n=2),
+        message(task, note="a\u0000b"),
+        first,
+        message(task, n=3),
+    ]
+    publish_raw(channel, json.dumps(batch).encode())
+    after = message(task, n=4)
+    publish_raw(channel, events.encode(after))
+
+    # When the ingestor takes them
+    ingestor = Ingestor(conninfo=database_conninfo(), batch_ms=200)
+    run_in_thread(ingestor, until=lambda s: s.received >= 8).join(15)
+
+    # Then the good events are stored once, in the order they were published
+    rows = list(Event.objects.filter(task_key=task).order_by("id").values_list("body", flat=True))
+    assert [b.get("n") for b in rows] == [0, 1, 2, 3, 4]
+    assert (ingestor.stats.received, ingestor.stats.stored, ingestor.stats.dead) == (8, 5, 2)
+    # And each bad one is a dead letter of its own, with its reason
+    dead = [channel.basic_get(dead_queue_name(), auto_ack=True) for _ in range(2)]
+    assert [json.loads(body)["uuid"] for _, _, body in dead] == [batch[1]["uuid"], batch[3]["uuid"]]
+    reasons = [properties.headers[REASON_HEADER] for _, properties, _ in dead]
+    assert reasons[0].startswith("event 1 of a batch of 6: unknown kind 'explode'")
+    assert reasons[1].startswith("rejected by the database")
 
 
 # -- the publisher -------------------------------------------------------------------------

@@ -203,3 +203,50 @@ def test_a_stored_time_at_the_edge_of_the_calendar_still_reads_as_a_clock() -> N
 
     edge = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
     assert events.clock(edge).startswith("0001-01-01")
+
+
+# -- a publisher's batch: one message, a JSON array of events ------------------------------
+
+
+def test_a_batch_is_judged_event_by_event() -> None:
+    ok, unknown, second = good(), good(kind="explode"), good(task="task-2")
+    judged = events.parse_batch(json.dumps([ok, unknown, 7, second]).encode())
+    # Each event with its own bytes, for a dead letter of it alone
+    assert [raw for raw, _ in judged] == [encode(ok), encode(unknown), b"7", encode(second)]
+    outcomes = [outcome for _, outcome in judged]
+    assert [o.task_key if isinstance(o, events.IncomingEvent) else None for o in outcomes] == [
+        "task-1",
+        None,
+        None,
+        "task-2",
+    ]
+    assert str(outcomes[1]) == "event 1 of a batch of 4: unknown kind 'explode' for source 'broker'"
+    assert str(outcomes[2]) == "event 2 of a batch of 4: not a JSON object"
+
+
+def test_a_single_event_message_is_a_batch_of_one() -> None:
+    raw = encode(good())
+    ((same, event),) = events.parse_batch(raw)
+    assert same == raw and isinstance(event, events.IncomingEvent)
+    ((_, refused),) = events.parse_batch(b"{not json")
+    assert isinstance(refused, MalformedEvent) and str(refused).startswith("not JSON")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[]", "an empty batch"),
+        (b"[1,", "not JSON"),
+        (json.dumps([good()] * 1001).encode(), "a batch of 1001 events, over 1000"),
+        (b"[" + b" " * (1024 * 1024) + b"1]", "over the 1048576 limit"),
+    ],
+)
+def test_a_batch_that_is_not_one_is_refused_whole(raw: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        events.parse_batch(raw)
+
+
+def test_an_event_of_a_batch_keeps_the_one_event_size_limit() -> None:
+    big = good(body={"pad": "x" * 70_000})
+    ((_, refused),) = events.parse_batch(json.dumps([big]).encode())
+    assert "over the 65536 limit" in str(refused)
