@@ -166,9 +166,10 @@ class LifecycleEvents(dramatiq.Middleware):
         self._emit("nack", message)
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
-        # Dramatiq's worker processes end with os._exit, so atexit never runs there.
+        # Dramatiq's worker processes end with os._exit, so atexit never runs there: wait
+        # here for every buffered event's confirm (LIFECYCLE_SHUTDOWN_FLUSH at most).
         try:
-            self.publisher.close(timeout=2.0)
+            self.publisher.close()
         except Exception:
             self._swallow("after_worker_shutdown")
 

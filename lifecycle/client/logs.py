@@ -27,7 +27,7 @@ IGNORED_LOGGERS = ("pika", "lifecycle.client")
 KIND_BY_LEVEL = {"WARNING": "warning", "ERROR": "error", "CRITICAL": "critical"}
 
 
-FLUSH_TIMEOUT = 3.0  # seconds logging.shutdown() may wait for the records to be sent
+FLUSH_TIMEOUT = 3.0  # seconds logging.shutdown() waits for a RabbitMQ out of reach
 
 
 class LifecycleLogHandler(logging.Handler):
@@ -79,7 +79,7 @@ class LifecycleLogHandler(logging.Handler):
         if publisher is None:  # nothing was ever published: nothing to wait for
             return
         try:
-            publisher.flush(timeout=FLUSH_TIMEOUT)
+            publisher.flush(timeout=publisher_module.shutdown_flush(), unreachable=FLUSH_TIMEOUT)
         except Exception:  # instrumentation never fails the application
             pass
 

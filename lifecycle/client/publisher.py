@@ -51,6 +51,9 @@ MAX_REFUSALS = 3  # a message RabbitMQ refuses this many times in a row is dropp
 REFUSED_PAUSE = 0.5  # seconds between two tries of a refused message
 DEFAULT_BUFFER_EVENTS = 10_000
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
+DEFAULT_SHUTDOWN_FLUSH = 30.0  # seconds a stopping process waits for its events' confirms
+UNREACHABLE_GIVE_UP = 5.0  # seconds without RabbitMQ after which a stop stops waiting
+NAMED_TASKS = 20  # task keys a log line about lost events names
 
 
 @dataclass(frozen=True)
@@ -187,31 +190,56 @@ class Publisher:
         except Exception as exc:  # never the caller's problem
             self._drop(message, "cannot buffer an event (%r): dropping it", exc)
 
-    def flush(self, timeout: float = 5.0) -> bool:
+    def flush(self, timeout: float = 5.0, *, unreachable: float | None = None) -> bool:
         """Wait until every buffered message was confirmed (and, while connected, every gap
-        told); False on timeout (RabbitMQ down)."""
-        deadline = time.monotonic() + timeout
+        told); False on timeout. ``unreachable``: also stop waiting once RabbitMQ has been
+        out of reach that many seconds in a row (a stopping process need not wait out its
+        whole allowance for a broker that is down)."""
+        now = time.monotonic()
+        deadline, away_since = now + timeout, None if self._connected else now
         with self._lock:
             while self._buffer or self._busy or (self._gaps and self._connected):
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                remaining = deadline - now
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
                     return False
-                self._changed.wait(remaining)
+                if self._connected:
+                    away_since = None
+                elif away_since is None:
+                    away_since = now
+                elif unreachable is not None and now - away_since >= unreachable:
+                    return False
+                self._changed.wait(min(remaining, 0.25))
         return True
 
-    def close(self, timeout: float = 2.0) -> bool:
-        """Flush, then close the connection and end the thread; False if events were left."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush (up to ``timeout`` seconds, default ``LIFECYCLE_SHUTDOWN_FLUSH``, and no
+        longer than ``UNREACHABLE_GIVE_UP`` seconds while RabbitMQ is out of reach), then
+        close the connection and end the thread; False if events were left, which a log line
+        then counts, with why and which tasks they were about."""
+        if timeout is None:
+            timeout = shutdown_flush()
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
             return not self._buffer
         deadline = time.monotonic() + timeout
-        flushed = self.flush(timeout)
+        flushed = self.flush(timeout, unreachable=UNREACHABLE_GIVE_UP)
         with self._lock:
             self._stopping = True
-            left = len(self._buffer)
+            connected = self._connected
+            left = list(self._buffer)
             self._changed.notify_all()
         self._thread.join(max(0.1, deadline - time.monotonic()))
         if left:
-            self._warn_now("closing with %d events not sent (RabbitMQ unreachable)", left)
+            why = (
+                f"RabbitMQ had not confirmed them after {timeout:g}s (LIFECYCLE_SHUTDOWN_FLUSH)"
+                if connected
+                else f"RabbitMQ out of reach for {UNREACHABLE_GIVE_UP:g}s"
+            )
+            tasks = _tasks_of(body for _, body, _ in left)
+            named = ", ".join(tasks[:NAMED_TASKS]) + (
+                f" and {len(tasks) - NAMED_TASKS} more" if len(tasks) > NAMED_TASKS else ""
+            )
+            self._warn_now("stopping with %d events not sent: %s; tasks %s", len(left), why, named)
         return flushed and not self._thread.is_alive()
 
     def stats(self) -> PublisherStats:
@@ -386,6 +414,26 @@ class Publisher:
             self._changed.notify_all()  # a flush may be waiting for the gaps
 
 
+def shutdown_flush() -> float:
+    """``LIFECYCLE_SHUTDOWN_FLUSH``: the seconds a stopping process waits for its events."""
+    try:
+        value = float(config.setting("LIFECYCLE_SHUTDOWN_FLUSH") or DEFAULT_SHUTDOWN_FLUSH)
+    except ValueError:
+        return DEFAULT_SHUTDOWN_FLUSH
+    return min(max(value, 0.0), 3600.0) if value == value else DEFAULT_SHUTDOWN_FLUSH
+
+
+def _tasks_of(bodies: Any) -> list[str]:
+    """The distinct task keys of buffered messages, in order (one that cannot be read is
+    skipped): a stopping process names the tasks whose events it could not send."""
+    seen: dict[str, None] = {}
+    for body in bodies:
+        task = _about(body).get("task")
+        if isinstance(task, str):
+            seen.setdefault(task[:200], None)
+    return list(seen)
+
+
 def _about(body: bytes) -> dict[str, Any]:
     """The task, source and time of an encoded message, for counting it as dropped."""
     try:
@@ -516,5 +564,5 @@ def get_publisher() -> Publisher:
         with _publisher_lock:
             if _publisher is None:
                 _publisher = Publisher()
-                atexit.register(_publisher.close, 2.0)
+                atexit.register(_publisher.close)
     return _publisher

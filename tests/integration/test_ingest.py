@@ -366,6 +366,36 @@ def test_publish_neither_raises_nor_blocks_when_rabbitmq_is_unreachable():
     assert not publisher.close(1)
 
 
+def test_a_graceful_stop_waits_for_every_buffered_event(tap):
+    # Given thousands of events buffered by a process that is about to stop
+    publisher = Publisher()
+    sent = [message(f"pub-stop-{i % 50}", n=i) for i in range(3000)]
+    for m in sent:
+        publisher.publish(m)
+    assert publisher.stats().queued > 500  # most are still waiting for their confirm
+    # When it stops (as the middleware's after_worker_shutdown does), then every one arrives
+    assert publisher.close()
+    got: list[tuple[Any, Any, bytes]] = []
+    wait_for(lambda: got.extend(tap()) or len(got) >= 3000, what="the 3,000 events")
+    assert sorted(json.loads(body)["body"]["n"] for _, _, body in got) == list(range(3000))
+
+
+def test_a_stop_while_rabbitmq_is_away_says_why_and_which_tasks_lost_events(caplog):
+    # Given events buffered while RabbitMQ is out of reach, of 25 tasks
+    publisher = Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F", namespace="nowhere")
+    for i in range(100):
+        publisher.publish(message(f"pub-lost-{i % 25:02}"))
+    # When the process stops, allowing a whole minute
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="lifecycle.client.publisher"):
+        assert not publisher.close(60)
+    # Then it gives up once RabbitMQ has been away a few seconds, not after the minute
+    assert time.monotonic() - start < 10
+    (line,) = [r.getMessage() for r in caplog.records if "stopping with" in r.getMessage()]
+    assert "stopping with 100 events not sent: RabbitMQ out of reach for 5s" in line
+    assert "pub-lost-00, pub-lost-01" in line and "pub-lost-19 and 5 more" in line
+
+
 def test_publish_does_not_block_when_rabbitmq_hangs():
     # Given a "broker" that accepts TCP connections and never speaks AMQP
     silent = socket.socket()

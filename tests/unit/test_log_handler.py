@@ -16,18 +16,31 @@ pytestmark = pytest.mark.unit
 
 class Recorder:
     def __init__(self) -> None:
-        self.flushes: list[float] = []
+        self.flushes: list[tuple[float, float | None]] = []
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        self.flushes.append(timeout)
+    def flush(self, timeout: float = 5.0, *, unreachable: float | None = None) -> bool:
+        self.flushes.append((timeout, unreachable))
         return True
 
 
-def test_logging_shutdown_flushes_the_publisher() -> None:
+def test_logging_shutdown_flushes_the_publisher(monkeypatch: Any) -> None:
+    monkeypatch.setenv("LIFECYCLE_SHUTDOWN_FLUSH", "12.5")
     recorder = Recorder()
     handler = LifecycleLogHandler("test", publisher=recorder)  # type: ignore[arg-type]
     logging.shutdown([lambda: handler])  # what os._exit's callers run first
-    assert recorder.flushes == [FLUSH_TIMEOUT]
+    # As long as the setting allows while RabbitMQ is there, a few seconds while it is not
+    assert recorder.flushes == [(12.5, FLUSH_TIMEOUT)]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 30.0), ("0", 0.0), ("90", 90.0), ("nan", 30.0), ("x", 30.0)]
+)
+def test_the_shutdown_flush_setting(monkeypatch: Any, value: str | None, seconds: float) -> None:
+    if value is None:
+        monkeypatch.delenv("LIFECYCLE_SHUTDOWN_FLUSH", raising=False)
+    else:
+        monkeypatch.setenv("LIFECYCLE_SHUTDOWN_FLUSH", value)
+    assert publisher_module.shutdown_flush() == seconds
 
 
 def test_a_flush_with_nothing_published_makes_no_publisher(monkeypatch: Any) -> None:
