@@ -233,16 +233,28 @@ class Bench:
             still = still + 0.1 if now == last else 0.0
             last = now
             self.connection.sleep(0.1)
-        kinds = {kind: self.held(queue) for kind, queue in self.counters.items()}
-        dropped = 0
+        # Every event, a batch message (a JSON array) counting as its events.
+        kinds = dict.fromkeys(self.counters, 0)
+        dropped = total = 0
         while True:
-            method, _, body = self.channel.basic_get(self.counters["gap"], auto_ack=True)
+            method, _, body = self.channel.basic_get(self.ingest, auto_ack=True)
             if method is None:
                 break
             try:
-                dropped += int(json.loads(body)["body"]["dropped"])
-            except (ValueError, KeyError, TypeError):
-                pass
+                decoded = json.loads(body)
+            except ValueError:
+                continue
+            for event in decoded if isinstance(decoded, list) else [decoded]:
+                total += 1
+                kind = event.get("kind") if isinstance(event, dict) else None
+                if kind in kinds:
+                    kinds[kind] += 1
+                if kind == "gap":
+                    try:
+                        dropped += int(event["body"]["dropped"])
+                    except (KeyError, TypeError, ValueError):
+                        pass
+        last = total
         return {"events": last, "kinds": kinds, "gap_dropped": dropped}
 
 

@@ -5,7 +5,9 @@ only what overflows its buffer, and says so.
 ``LIFECYCLE_BUFFER_EVENTS`` messages and ``LIFECYCLE_BUFFER_BYTES`` bytes); a daemon
 thread owns the pika connection (pika is not thread-safe) and sends to the topic exchange
 ``<namespace>.events`` with routing key ``"{source}.{kind}"``, in publisher-confirm mode:
-a message leaves the buffer only once RabbitMQ has confirmed it. While RabbitMQ is down
+a message leaves the buffer only once RabbitMQ has confirmed it. What has piled up goes as
+one message of up to 500 events (a JSON array, routing key ``batch``), confirmed once:
+so the thread keeps up with a busy worker, and a task's events keep their order. While RabbitMQ is down
 the buffer holds what comes and the thread reconnects with backoff; once it is back the
 buffer drains, in order.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import itertools
 import json
 import logging
 import os
@@ -54,6 +57,12 @@ DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_SHUTDOWN_FLUSH = 30.0  # seconds a stopping process waits for its events' confirms
 UNREACHABLE_GIVE_UP = 5.0  # seconds without RabbitMQ after which a stop stops waiting
 NAMED_TASKS = 20  # task keys a log line about lost events names
+# Several buffered events travel as one message (a JSON array: README, the event schema),
+# confirmed once: what lets a worker's events keep up with the worker. Within the ingestor's
+# limits (lifecycle.events: MAX_BATCH_EVENTS, MAX_BATCH_BYTES).
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 1024 * 1024 - 1024
+BATCH_ROUTING_KEY = "batch"
 
 
 @dataclass(frozen=True)
@@ -303,6 +312,7 @@ class Publisher:
     def _run(self) -> None:
         sender = _Sender(self)
         refusals = 0  # consecutive refusals of the message at the head of the buffer
+        limit = MAX_BATCH_EVENTS  # halved after a refused batch, to find the event refused
         try:
             while True:
                 with self._lock:
@@ -312,8 +322,9 @@ class Publisher:
                         if not self._changed.wait(IDLE_TICK):
                             break
                     stopping = self._stopping
-                    item = self._buffer[0] if self._buffer and not stopping else None
-                    self._busy = item is not None
+                    items = _head(self._buffer, limit) if self._buffer and not stopping else []
+                    self._busy = bool(items)
+                item = _batch(items) if items else None
                 if stopping:
                     if self._gaps and sender.channel is not None:
                         self._send_gaps(sender)  # what was lost is told before leaving
@@ -329,17 +340,21 @@ class Publisher:
                 except Exception as exc:  # the thread must outlive any one message
                     self._warn("cannot send an event (%r)", exc)
                     outcome = REFUSED
-                refusals = refusals + 1 if outcome == REFUSED else 0
+                if outcome == REFUSED and len(items) > 1:
+                    limit = max(1, len(items) // 2)  # one of them is refused: find it
+                else:
+                    limit = MAX_BATCH_EVENTS if outcome == SENT else limit
+                    refusals = refusals + 1 if outcome == REFUSED else 0
                 poison = refusals >= MAX_REFUSALS
                 with self._lock:
                     self._busy = False
                     if outcome == SENT or poison:
-                        self._buffer.popleft()
-                        self._bytes -= len(item[1])
+                        for _ in items:
+                            self._bytes -= len(self._buffer.popleft()[1])
                     if outcome == SENT:
-                        self._published += 1
+                        self._published += len(items)
                     else:
-                        self._failed += 1
+                        self._failed += len(items)
                     self._changed.notify_all()
                 if poison:  # RabbitMQ keeps refusing this one: it must not hold up the rest
                     refusals = 0
@@ -412,6 +427,29 @@ class Publisher:
             self._gaps_sent += 1
         with self._lock:
             self._changed.notify_all()  # a flush may be waiting for the gaps
+
+
+def _head(
+    buffer: collections.deque[tuple[str, bytes, str | None]], limit: int
+) -> list[tuple[str, bytes, str | None]]:
+    """The oldest buffered events that fit in one message: at most ``limit`` events and
+    MAX_BATCH_BYTES bytes (always the first one, whatever its size)."""
+    items: list[tuple[str, bytes, str | None]] = []
+    size = 2
+    for item in itertools.islice(buffer, limit):
+        size += len(item[1]) + 1
+        if items and size > MAX_BATCH_BYTES:
+            break
+        items.append(item)
+    return items
+
+
+def _batch(items: list[tuple[str, bytes, str | None]]) -> tuple[str, bytes, str | None]:
+    """One message for these events: the event itself, or a JSON array of them (routing
+    key ``batch``), in their order."""
+    if len(items) == 1:
+        return items[0]
+    return BATCH_ROUTING_KEY, b"[" + b",".join(body for _, body, _ in items) + b"]", None
 
 
 def shutdown_flush() -> float:

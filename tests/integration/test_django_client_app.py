@@ -119,9 +119,13 @@ def published(namespace: str) -> list[dict[str, Any]]:
             method, _, body = channel.basic_get(f"{namespace}.ingest", auto_ack=True)
             if method is None:
                 return found
-            # As the ingestor takes it: a message it would refuse fails here
-            events.parse_message(body)
-            found.append(json.loads(body))
+            # As the ingestor takes it (one event, or a batch of them): one it would refuse
+            # fails here
+            for _, judged in events.parse_batch(body):
+                if isinstance(judged, events.MalformedEvent):
+                    raise judged
+            decoded = json.loads(body)
+            found.extend(decoded if isinstance(decoded, list) else [decoded])
     finally:
         conn.close()
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,12 +88,19 @@ def tap(channel: Any) -> Callable[..., list[tuple[Any, Any, bytes]]]:
     channel.queue_bind(queue, exchange_name(), routing_key="#")
 
     def drain() -> list[tuple[Any, Any, bytes]]:
+        """Each event that arrived: a batch message (routing key ``batch``) as its events,
+        each with the routing key it would have had alone."""
         got: list[tuple[Any, Any, bytes]] = []
         while True:
             method, properties, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
                 return got
-            got.append((method, properties, body))
+            if method.routing_key != "batch":
+                got.append((method, properties, body))
+                continue
+            for item in json.loads(body):
+                alone = types.SimpleNamespace(routing_key=f"{item['source']}.{item['kind']}")
+                got.append((alone, properties, events.encode(item)))
 
     return drain
 
@@ -378,6 +386,26 @@ def test_a_graceful_stop_waits_for_every_buffered_event(tap):
     got: list[tuple[Any, Any, bytes]] = []
     wait_for(lambda: got.extend(tap()) or len(got) >= 3000, what="the 3,000 events")
     assert sorted(json.loads(body)["body"]["n"] for _, _, body in got) == list(range(3000))
+
+
+def test_a_burst_past_the_buffer_is_sent_whole_and_in_order_per_task(tap):
+    # Given a burst of twice the buffer's 10,000 events, as fast as the caller can publish
+    publisher = Publisher()
+    for i in range(20_000):
+        publisher.publish(message(f"pub-burst-{i % 100}", n=i))
+    # When it flushes, then nothing was dropped: the thread kept up, in batches
+    assert publisher.flush(60)
+    assert (publisher.stats().dropped, publisher.stats().published) == (0, 20_000)
+    got: list[tuple[Any, Any, bytes]] = []
+    wait_for(lambda: got.extend(tap()) or len(got) >= 20_000, what="the 20,000 events")
+    # And each task's events arrived in the order they were published
+    order: dict[str, list[int]] = {}
+    for _, _, body in got:
+        event = json.loads(body)
+        order.setdefault(event["task"], []).append(event["body"]["n"])
+    assert len(order) == 100 and all(ns == sorted(ns) for ns in order.values())
+    assert sum(len(ns) for ns in order.values()) == 20_000
+    publisher.close()
 
 
 def test_a_stop_while_rabbitmq_is_away_says_why_and_which_tasks_lost_events(caplog):
