@@ -7,9 +7,9 @@ thread owns the pika connection (pika is not thread-safe) and sends to the topic
 ``<namespace>.events`` with routing key ``"{source}.{kind}"``, in publisher-confirm mode:
 a message leaves the buffer only once RabbitMQ has confirmed it. What has piled up goes as
 one message of up to 500 events (a JSON array, routing key ``batch``), confirmed once:
-so the thread keeps up with a busy worker, and a task's events keep their order. While RabbitMQ is down
-the buffer holds what comes and the thread reconnects with backoff; once it is back the
-buffer drains, in order.
+so the thread keeps up with a busy worker, and a task's events keep their order. While
+RabbitMQ is down the buffer holds what comes and the thread reconnects with backoff; once
+it is back the buffer drains, in order.
 
 What does not fit is dropped and counted per task and source, with the time span of the
 dropped events. Once the connection is back and the buffer has drained, each of those
