@@ -156,6 +156,7 @@ class Publisher:
         self._buffer: collections.deque[tuple[str, bytes, str | None]] = collections.deque()
         self._bytes = 0
         self._busy = False  # the thread holds the head of the buffer, sending it
+        self._idle = False  # the thread waits for something to send
         self._connected = False  # the thread has a channel to RabbitMQ
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -185,7 +186,9 @@ class Publisher:
                 if not full:
                     self._buffer.append((routing_key, body, message.get("uuid")))
                     self._bytes += len(body)
-                    self._changed.notify_all()
+                    if self._idle:  # only a thread waiting for work needs waking
+                        self._idle = False
+                        self._changed.notify_all()
             if full:
                 self._drop(
                     message,
@@ -319,7 +322,10 @@ class Publisher:
                     while not self._buffer and not self._stopping:
                         if self._gaps and sender.channel is not None:
                             break  # connected, drained: time to tell what was lost
-                        if not self._changed.wait(IDLE_TICK):
+                        self._idle = True
+                        woken = self._changed.wait(IDLE_TICK)
+                        self._idle = False
+                        if not woken:
                             break
                     stopping = self._stopping
                     items = _head(self._buffer, limit) if self._buffer and not stopping else []
