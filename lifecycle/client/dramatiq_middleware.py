@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 TaskKey = Callable[[Any], str]
 _ATTEMPT = "_lifecycle_attempt"  # stored on the MessageProxy at start, read by ack/fail/nack
 _THREAD = "_lifecycle_thread"  # the worker thread that ran it (the ack comes from another)
+_TASK = "_lifecycle_task"  # its task's key, as published, found once at start
 _SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
 
@@ -127,7 +128,9 @@ class LifecycleEvents(dramatiq.Middleware):
             attempt = (message.options.get("retries") or 0) + 1
             setattr(message, _ATTEMPT, attempt)
             setattr(message, _THREAD, threading.current_thread().name)
-            current_task.set(self.task_key(message))
+            key = self.task_key(message)
+            setattr(message, _TASK, config.task_key(key))
+            current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
             current_attempt.set((str(message.message_id), attempt))
@@ -194,7 +197,7 @@ class LifecycleEvents(dramatiq.Middleware):
                 messages.make_message(
                     source="broker",
                     kind=kind,
-                    task=config.task_key(self.task_key(message)),
+                    task=getattr(message, _TASK, None) or config.task_key(self.task_key(message)),
                     at=at,
                     body=body,
                 )
