@@ -52,6 +52,8 @@ from typing import Any
 
 TARGET_RATE = 20_000.0  # events a second, confirmed
 TARGET_FLOOR_SHARE = 0.5  # of the pipelined-confirm floor
+TARGET_READ_ADDED_MS = 2.0  # a confirmed read's p99, added by a busy publisher
+TARGET_BACKGROUND = 5000  # events a second the same process publishes meanwhile
 WINDOW = 500  # unconfirmed messages in flight, pipelined floor
 ROUTING_KEY = "broker.start"
 
@@ -337,6 +339,108 @@ def _encode_cost(messages: list[dict[str, Any]]) -> float:
     return (time.thread_time() - cpu) / len(messages)
 
 
+def _emit_cost(url: str, namespace: str, count: int) -> float:
+    """CPU seconds of the calling thread per ``Publisher.emit`` of a middleware's event (its
+    body made once per message, as the middleware does), everything sent by the end."""
+    from lifecycle.client.publisher import Publisher
+
+    publisher = Publisher(url=url, namespace=namespace, max_events=count + 1)
+    body = {"message_id": "m", "actor": "a", "queue": "q", "attempt": 1, "pid": 1, "thread": "T"}
+    try:
+        cpu = time.thread_time()
+        for n in range(count):
+            publisher.emit("broker", "start", f"bench-emit-{n % 100}", body)
+        cpu = time.thread_time() - cpu
+        publisher.flush(timeout=60)
+    finally:
+        publisher.close(timeout=5)
+    return cpu / count
+
+
+def bench_confirmed_reads(
+    url: str, namespace: str, reads: int = 400, background: int = TARGET_BACKGROUND
+) -> dict[str, Any]:
+    """A read reported with ``confirm=`` (``publish``, then ``wait`` for its ticket), ``reads``
+    times at 200 a second: alone, then while another thread of the same process publishes
+    ``background`` events a second. Latency of each, from ``publish`` to its confirm."""
+    found: dict[str, Any] = {"background": background, "reads": reads}
+    found["alone"] = _confirmed_reads(url, namespace, reads, 0)
+    found["loaded"] = _confirmed_reads(url, namespace, reads, background)
+    found["added_p99"] = found["loaded"]["p99"] - found["alone"]["p99"]
+    found["met"] = found["added_p99"] <= TARGET_READ_ADDED_MS and not (
+        found["alone"]["timeouts"] or found["loaded"]["timeouts"]
+    )
+    return found
+
+
+def _confirmed_reads(url: str, namespace: str, reads: int, rate: int) -> dict[str, Any]:
+    import threading
+
+    from lifecycle.client.messages import make_message
+    from lifecycle.client.publisher import Publisher
+
+    publisher = Publisher(url=url, namespace=namespace)
+    stop = threading.Event()
+    sent = 0
+
+    def noise() -> None:
+        nonlocal sent
+        body = {"message_id": "m", "actor": "bench", "queue": "q", "attempt": 1}
+        start = time.perf_counter()
+        while not stop.is_set():
+            due = int((time.perf_counter() - start) * rate)
+            while sent < due:
+                publisher.emit("broker", "start", f"bench-noise-{sent % 500}", body)
+                sent += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=noise, daemon=True)
+    try:
+        publisher.publish(make_message(source="api", kind="read", task="bench-warm-up"))
+        publisher.flush(timeout=30)
+        if rate:
+            thread.start()
+            time.sleep(1.0)  # the background runs at its pace before the first read
+        latencies, timeouts = [], 0
+        for n in range(reads):
+            message = make_message(source="api", kind="read", task=f"bench-read-{n}")
+            start = time.perf_counter()
+            timeouts += not publisher.wait(publisher.publish(message), timeout=1.0)
+            latencies.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        if rate:
+            thread.join()
+        publisher.close(timeout=10)
+    latencies.sort()
+    return {
+        "p50": latencies[len(latencies) // 2],
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "max": latencies[-1],
+        "timeouts": timeouts,
+        "sent": sent,
+        "dropped": publisher.stats().dropped,
+    }
+
+
+def format_confirmed_reads(r: dict[str, Any]) -> str:
+    alone, loaded = r["alone"], r["loaded"]
+    return "\n".join(
+        [
+            f"confirmed reads: {r['reads']} reads reported with confirm= (publish, then wait for"
+            " its ticket), from publish to confirm, ms:",
+            f"  alone                                      p50 {alone['p50']:5.2f}"
+            f"  p99 {alone['p99']:5.2f}  max {alone['max']:6.2f}  timeouts {alone['timeouts']}",
+            f"  while the process publishes {r['background']:,}/s  p50 {loaded['p50']:5.2f}"
+            f"  p99 {loaded['p99']:5.2f}  max {loaded['max']:6.2f}  timeouts {loaded['timeouts']}"
+            f"  ({loaded['sent']:,} background events, {loaded['dropped']} dropped)",
+            f"  target: at most {TARGET_READ_ADDED_MS:g} ms added at p99: {_verdict(r['met'])}"
+            f" ({r['added_p99']:+.2f} ms)",
+        ]
+    )
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -437,6 +541,22 @@ def bench_publisher(
         }
     )
     print(format_result(result), flush=True)
+    try:
+        topology_channel = pika.BlockingConnection(pika.URLParameters(url))
+        topology.declare(topology_channel.channel(), namespace)
+        result["emit_us"] = _emit_cost(url, namespace, count) * 1e6
+        print(
+            f"  Publisher.emit() (what the Dramatiq middleware calls), calling thread's CPU:"
+            f" {result['emit_us']:.1f} µs per event",
+            flush=True,
+        )
+        result["reads"] = bench_confirmed_reads(url, namespace)
+        print(format_confirmed_reads(result["reads"]), flush=True)
+    finally:
+        channel = topology_channel.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
+        topology_channel.close()
     return result
 
 
@@ -488,9 +608,9 @@ def format_result(r: dict[str, Any]) -> str:
     floor = r["rate"]["pipelined confirms"]
     rate = r["rate"]["Publisher"]
     lines += [
-        f"  Publisher, calling thread's CPU per publish(): {r['caller_us']:.1f} µs"
-        f" (encoding included; the caller's make_message() costs {r['make_message_us']:.1f} µs"
-        f" more, encode() alone {r['encode_us']:.1f} µs)",
+        f"  Publisher, calling thread's CPU per publish(): {r['caller_us']:.1f} µs (the"
+        f" publisher's thread encodes; the caller's make_message() costs"
+        f" {r['make_message_us']:.1f} µs more; encode() alone {r['encode_us']:.1f} µs)",
         f"  Publisher: dropped {r['dropped']}, failed sends {r['failed']};"
         f" pipelined floors: {r['resent']} nacked or returned and sent again",
         f"  target ≥ {TARGET_RATE:,.0f} events/s confirmed: {_verdict(r['met_rate'])}"

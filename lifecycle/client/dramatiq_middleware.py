@@ -23,8 +23,9 @@ import importlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import dramatiq
@@ -37,9 +38,11 @@ from lifecycle.client.publisher import Publisher, get_publisher
 logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
-_ATTEMPT = "_lifecycle_attempt"  # stored on the MessageProxy at start, read by ack/fail/nack
-_THREAD = "_lifecycle_thread"  # the worker thread that ran it (the ack comes from another)
-_TASK = "_lifecycle_task"  # its task's key, as published, found once at start
+# Stored on the MessageProxy at start, read by ack, fail and nack: the task's key as
+# published and the events' body (message id, actor, queue, attempt, pid, the worker thread
+# that ran it: the ack comes from another), worked out once per message. The start and the
+# ack events share that body: the publisher encodes it, and nothing changes it.
+_EVENT = "_lifecycle_event"
 _SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
 
@@ -104,7 +107,7 @@ class LifecycleEvents(dramatiq.Middleware):
         try:
             # Stamped before the publish: once it is out, a worker may start the message
             # before this thread runs again, and its ``start`` must not come first.
-            self._moving.enqueue = (message.message_id, messages.now())
+            self._moving.enqueue = (message.message_id, time.time())
             if delay is not None:
                 message.options[_DELAYED] = True
             elif message.options.pop(_DELAYED, False):
@@ -126,10 +129,9 @@ class LifecycleEvents(dramatiq.Middleware):
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         try:
             attempt = (message.options.get("retries") or 0) + 1
-            setattr(message, _ATTEMPT, attempt)
-            setattr(message, _THREAD, threading.current_thread().name)
             key = self.task_key(message)
-            setattr(message, _TASK, config.task_key(key))
+            event = (config.task_key(key), self._body(message, attempt))
+            setattr(message, _EVENT, event)
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
@@ -178,32 +180,42 @@ class LifecycleEvents(dramatiq.Middleware):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _emit(self, kind: str, message: Any, *, at: datetime | None = None, **extra: Any) -> None:
+    def _emit(self, kind: str, message: Any, *, at: float | None = None, **extra: Any) -> None:
         try:
-            body: dict[str, Any] = {
-                "message_id": message.message_id,
-                "actor": message.actor_name,
-                "queue": q_name(message.queue_name),
-                "attempt": getattr(message, _ATTEMPT, None)
-                or (message.options.get("retries") or 0) + 1,
-                "pid": os.getpid(),
-                "thread": getattr(message, _THREAD, None) or threading.current_thread().name,
-            }
-            redelivered = getattr(message, "redelivered", None)
-            if redelivered is not None:
-                body["redelivered"] = bool(redelivered)
-            body.update(extra)
-            self.publisher.publish(
-                messages.make_message(
-                    source="broker",
-                    kind=kind,
-                    task=getattr(message, _TASK, None) or config.task_key(self.task_key(message)),
-                    at=at,
-                    body=body,
+            event = getattr(message, _EVENT, None)
+            if event is None:  # not a message this worker started (enqueue, retry, skip)
+                task = config.task_key(self.task_key(message))
+                body = self._body(message, (message.options.get("retries") or 0) + 1)
+            else:
+                task, body = event
+            if extra:
+                body = {**body, **extra}
+            publisher = self.publisher
+            emit = getattr(publisher, "emit", None)
+            if emit is not None:
+                emit("broker", kind, task, body, at=at)
+            else:  # a publisher of one's own, with ``publish`` only
+                when = datetime.fromtimestamp(at, UTC) if at is not None else None
+                publisher.publish(
+                    messages.make_message(source="broker", kind=kind, task=task, at=when, body=body)
                 )
-            )
         except Exception:
             self._swallow(kind)
+
+    @staticmethod
+    def _body(message: Any, attempt: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "message_id": message.message_id,
+            "actor": message.actor_name,
+            "queue": q_name(message.queue_name),
+            "attempt": attempt,
+            "pid": os.getpid(),
+            "thread": threading.current_thread().name,
+        }
+        redelivered = getattr(message, "redelivered", None)
+        if redelivered is not None:
+            body["redelivered"] = bool(redelivered)
+        return body
 
     def _swallow(self, what: str) -> None:
         self.errors += 1

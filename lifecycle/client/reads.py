@@ -59,13 +59,14 @@ class DeferredReads:
         confirm, self._confirm = self._confirm, 0.0
         try:
             publisher = get_publisher()
+            ticket = None
             for message in pending:
                 body = message["body"]
                 if body.get("http_status") is None:
                     body["http_status"] = http_status
-                publisher.publish(message)
-            if pending and confirm > 0:
-                publisher.flush(timeout=confirm)
+                ticket = publisher.publish(message) or ticket
+            if ticket is not None and confirm > 0:
+                publisher.wait(ticket, timeout=confirm)  # its own confirm, not the backlog's
         except Exception:  # instrumentation must never break the observed API
             logger.debug("could not report %d deferred reads", len(pending), exc_info=True)
 
@@ -134,9 +135,9 @@ def report_read(
         if http_status is None:
             message["body"]["http_status"] = ANSWERED
         publisher = get_publisher()
-        publisher.publish(message)
+        ticket = publisher.publish(message)
         if confirm > 0:
-            publisher.flush(timeout=confirm)
+            publisher.wait(ticket, timeout=confirm)  # its own confirm, not the backlog's
     except Exception:  # instrumentation must never break the observed API
         logger.debug("could not report a read of %s", task, exc_info=True)
 

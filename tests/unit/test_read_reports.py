@@ -22,13 +22,14 @@ pytestmark = pytest.mark.unit
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
-        self.flushes: list[float] = []
+        self.waits: list[tuple[int | None, float]] = []
 
-    def publish(self, message: dict[str, Any]) -> None:
+    def publish(self, message: dict[str, Any]) -> int:
         self.sent.append(message)
+        return len(self.sent)  # its ticket
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        self.flushes.append(timeout)
+    def wait(self, ticket: int | None, timeout: float) -> bool:
+        self.waits.append((ticket, timeout))
         return True
 
 
@@ -122,7 +123,7 @@ def test_held_reads_wait_for_rabbitmq_once_if_one_asked(recorder: Recorder) -> N
         reads.report_read("t-1", "B", confirm=0.05)
         assert held.waits
     held.report(200)
-    assert recorder.flushes == [0.05]
+    assert recorder.waits == [(2, 0.05)]  # the last read's confirm: the first one's with it
 
 
 def test_reporting_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,66 @@
+"""The publisher thread builds and encodes an ``emit``'s message itself: it must be the
+message ``make_message`` builds, encoded byte for byte as ``messages.encode`` does."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lifecycle.client import messages
+from lifecycle.client.publisher import _build, _iso
+
+pytestmark = pytest.mark.unit
+
+text = st.text(max_size=40)  # any code point: quotes, controls, U+2028, astral planes
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    source=text,
+    kind=text,
+    task=text,
+    status=st.none() | text,
+    at=st.floats(min_value=0, max_value=4_102_444_800),  # 1970 to 2100
+    txid=st.none() | st.integers(min_value=0, max_value=2**63),
+    body=st.dictionaries(text, values, max_size=6),
+)
+def test_an_emitted_message_is_encoded_as_messages_encode_would(
+    source: str, kind: str, task: str, status: str | None, at: float, txid: int | None, body: Any
+) -> None:
+    message, encoded = _build((source, kind, task, status, at, txid, body))
+    assert encoded == messages.encode(message)
+    assert json.loads(encoded) == {**message, "body": json.loads(json.dumps(body))}
+    assert message["schema"] == messages.SCHEMA_VERSION
+
+
+def test_values_json_cannot_take_are_encoded_as_their_text() -> None:
+    # Given a body with a datetime and a set, and a task key that is not a string
+    body = {"when": datetime(2026, 1, 2, tzinfo=UTC), "tags": {"a"}}
+    message, encoded = _build(("broker", "start", 42, None, time.time(), None, body))
+    # Then the encoding is messages.encode's: default=str
+    assert encoded == messages.encode(message)
+    assert json.loads(encoded)["body"]["when"] == "2026-01-02 00:00:00+00:00"
+
+
+@given(at=st.floats(min_value=0, max_value=4_102_444_800))
+def test_times_are_formatted_as_isoformat_to_the_microsecond(at: float) -> None:
+    expected = datetime.fromtimestamp(int(at), UTC).replace(
+        microsecond=int((at - int(at)) * 1_000_000)
+    )
+    assert _iso(at) == expected.isoformat(timespec="microseconds")
+    assert datetime.fromisoformat(_iso(at)) == expected
+
+
+def test_an_emitted_message_gets_a_fresh_uuid_each_time() -> None:
+    parts = ("broker", "ack", "t-1", None, time.time(), None, {})
+    assert len({_build(parts)[0]["uuid"] for _ in range(1000)}) == 1000
