@@ -530,7 +530,9 @@ class Publisher:
     @_guarded
     def _connect(self) -> None:
         self._reconnect = None
-        if self._stopping:
+        if self._stopping:  # ``close`` came before the thread could connect
+            if self._loop is not None:
+                self._loop.stop()
             return
         params = pika.URLParameters(self.url)
         params.socket_timeout = self.connect_timeout
@@ -687,8 +689,9 @@ class Publisher:
         method = frame.method
         acked = isinstance(method, pika.spec.Basic.Ack)
         tags = [method.delivery_tag]
-        if method.multiple:  # every unconfirmed tag up to this one, oldest first
-            tags = list(itertools.takewhile(lambda t: t <= method.delivery_tag, self._inflight))
+        if method.multiple:  # every unconfirmed tag up to this one (0: all), oldest first
+            last = method.delivery_tag or self._tag
+            tags = list(itertools.takewhile(lambda t: t <= last, self._inflight))
         done: list[_Flight] = []
         again: list[_Flight] = []
         for tag in tags:

@@ -388,6 +388,53 @@ def test_a_graceful_stop_waits_for_every_buffered_event(tap):
     assert sorted(json.loads(body)["body"]["n"] for _, _, body in got) == list(range(3000))
 
 
+def test_events_gather_for_the_linger_and_travel_as_one_message(channel):
+    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    channel.queue_bind(queue, exchange_name(), routing_key="#")
+    publisher = Publisher(linger=0.5)
+    publisher.publish(message("pub-linger", n=-1))
+    assert publisher.flush(5)  # connected, and the warm-up event is out of the way
+    channel.queue_purge(queue)
+
+    # When 50 events are published within the linger
+    for i in range(50):
+        publisher.publish(message("pub-linger", n=i))
+    time.sleep(0.2)
+    # Then nothing is sent before it ends, and then they go as one message, in order
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    assert publisher.stats().queued == 50
+    wait_for(lambda: channel.queue_declare(queue, passive=True).method.message_count >= 1)
+    method, _, body = channel.basic_get(queue, auto_ack=True)
+    assert method.routing_key == "batch"
+    assert [item["body"]["n"] for item in json.loads(body)] == list(range(50))
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    publisher.close(2)
+
+
+def test_a_read_waiting_for_its_confirm_does_not_wait_out_the_linger(tap):
+    publisher = Publisher(linger=10.0)
+    publisher.publish(message("pub-wait", n=-1))
+    assert publisher.flush(5)
+    tap()
+    # Given an event waiting out a long linger
+    publisher.publish(message("pub-wait", n=0))
+    time.sleep(0.3)
+    assert tap() == []
+    # When a read is published and waits for its own confirm
+    started = time.monotonic()
+    ticket = publisher.publish(message("pub-wait", kind="start", n=1))
+    assert publisher.wait(ticket, 5.0)
+    # Then it is sent at once, with the event before it, in order
+    assert time.monotonic() - started < 2.0
+    got: list[tuple[Any, Any, bytes]] = []
+    wait_for(lambda: got.extend(tap()) or len(got) >= 2, what="both events")
+    assert [json.loads(body)["body"]["n"] for _, _, body in got] == [0, 1]
+    # And a ticket already confirmed needs no wait; a dropped event's (None) never comes
+    assert publisher.wait(ticket, 0.0)
+    assert not publisher.wait(None, 0.1)
+    publisher.close(2)
+
+
 def test_a_burst_past_the_buffer_is_sent_whole_and_in_order_per_task(tap):
     # Given a burst of twice the buffer's 10,000 events at 20,000 a second (a worker's burst
     # of 20,000 messages is 60,000 events in about 10 s; a tight loop of publish() alone
