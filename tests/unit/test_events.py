@@ -211,8 +211,9 @@ def test_a_stored_time_at_the_edge_of_the_calendar_still_reads_as_a_clock() -> N
 def test_a_batch_is_judged_event_by_event() -> None:
     ok, unknown, second = good(), good(kind="explode"), good(task="task-2")
     judged = events.parse_batch(json.dumps([ok, unknown, 7, second]).encode())
-    # Each event with its own bytes, for a dead letter of it alone
-    assert [raw for raw, _ in judged] == [encode(ok), encode(unknown), b"7", encode(second)]
+    # Each event with its own bytes as it was sent, for a dead letter of it alone
+    sent = [json.dumps(event).encode() for event in (ok, unknown, 7, second)]
+    assert [raw for raw, _ in judged] == sent
     outcomes = [outcome for _, outcome in judged]
     assert [o.task_key if isinstance(o, events.IncomingEvent) else None for o in outcomes] == [
         "task-1",
@@ -232,11 +233,50 @@ def test_a_single_event_message_is_a_batch_of_one() -> None:
     assert isinstance(refused, MalformedEvent) and str(refused).startswith("not JSON")
 
 
+def test_the_ingestor_takes_a_batch_as_rows_with_the_same_verdicts() -> None:
+    # Given a batch as a person might write it: spaces and new lines, text that is not
+    # ASCII, a bad event among good ones
+    ok, unknown, second = good(body={"note": "café ☕"}), good(kind="explode"), good(n=2)
+    raw = "[\n  " + ",\n  ".join(json.dumps(e, ensure_ascii=False) for e in (ok, unknown, second))
+    raw = (raw + "\n]\n").encode()
+
+    # When the ingestor judges it
+    judged = events.judge(raw)
+
+    # Then its rows are the good events as parse_batch makes them, in their order
+    expected = [
+        e.as_row() for _, e in events.parse_batch(raw) if isinstance(e, events.IncomingEvent)
+    ]
+    assert judged.rows == expected and len(expected) == 2
+    assert judged.rows[0][-1] == '{"note":"café ☕"}'
+    # and the bad one is refused alone, with its place, its reason and its bytes as sent
+    assert judged.count == 3
+    assert [(place, str(why)) for place, why in judged.refused] == [
+        (1, "event 1 of a batch of 3: unknown kind 'explode' for source 'broker'")
+    ]
+    assert judged.raw(1) == json.dumps(unknown, ensure_ascii=False).encode()
+    assert [judged.place(row) for row in range(2)] == [0, 2]
+
+
+def test_the_ingestor_takes_a_single_event_message_as_a_batch_of_one() -> None:
+    raw = encode(good())
+    judged = events.judge(raw)
+    assert judged.rows == [parse_message(raw).as_row()] and judged.raw(0) == raw
+    refused = events.judge(b"{not json")
+    assert refused.rows == [] and str(refused.refused[0][1]).startswith("not JSON")
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b"[]", "an empty batch"),
+        (b" [ \n ] ", "an empty batch"),
         (b"[1,", "not JSON"),
+        (b"[1,]", "not JSON: Expecting value"),
+        (b"[1 2]", "not JSON: Expecting ',' delimiter"),
+        (b"[1] 2", "not JSON: Extra data"),
+        (b'[{"a": }]', "not JSON: Expecting value"),
+        (b"[\xff]", "not JSON"),
         (json.dumps([good()] * 1001).encode(), "a batch of 1001 events, over 1000"),
         (b"[" + b" " * (1024 * 1024) + b"1]", "over the 1048576 limit"),
     ],
@@ -244,9 +284,17 @@ def test_a_single_event_message_is_a_batch_of_one() -> None:
 def test_a_batch_that_is_not_one_is_refused_whole(raw: bytes, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
         events.parse_batch(raw)
+    with pytest.raises(MalformedEvent, match=reason):
+        events.judge(raw)
 
 
 def test_an_event_of_a_batch_keeps_the_one_event_size_limit() -> None:
     big = good(body={"pad": "x" * 70_000})
     ((_, refused),) = events.parse_batch(json.dumps([big]).encode())
     assert "over the 65536 limit" in str(refused)
+    # counted in bytes, as sent: 22,000 characters of three bytes each are over it
+    wide = json.dumps(good(body={"pad": "☕" * 22_000}), ensure_ascii=False).encode()
+    ((_, why),) = events.judge(b"[" + wide + b"]").refused
+    assert (
+        str(why) == f"event 0 of a batch of 1: message is {len(wide)} bytes, over the 65536 limit"
+    )
