@@ -22,8 +22,12 @@ part of the price), and the bare UPDATEs also with it off (CPU only: the trigger
 relative cost is largest there, and nothing in the measured path is unlogged). The trigger
 function's own time per row comes from ``EXPLAIN ANALYZE`` of an UPDATE of all rows.
 
-(b) Events published through ``Publisher`` to a namespace of its own (``<ns>-bench``), then
-consumed by the ``Ingestor`` until all are stored, once per insert method.
+(b) The ingestor's throughput: ``--events`` events put in a queue of a namespace of its own
+(``<ns>-bench-ingest-<hex>``), as the client's publisher sends them now (JSON arrays of up
+to 500 events, routing key ``batch``) and one event a message (an old client), consumed by
+the ``Ingestor`` until all are stored; beside the floor, a bare COPY of the same rows
+(already COPY's text) into the same table from the same process. Rounds in a rotating
+order, medians.
 
 Everything it creates is removed at the end: the schemas, the events, the queues.
 """
@@ -38,10 +42,10 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 TARGET_TRIGGER_OVERHEAD = 25.0  # percent
-TARGET_INGEST_RATE = 5000.0  # events per second
+TARGET_INGEST_RATE = 30_000.0  # events per second, stored, as clients send them now
 TARGET_GENERATED_OVER_FLOOR = 10.0  # percent: the per-table function against the floor
 SCHEMA = "lifecycle_bench"
 STATUSES = ["RUNNING", "COMPLETED", "FAILED", "PENDING"]
@@ -49,6 +53,7 @@ CONFIGS = ("on:update", "on:worker", "off:update")
 BENCH_CHANNEL = "lifecycle_bench_events"
 COMPARE_TRIGGER = "bench_capture"
 OUTBOX_VARIANTS = ("generated", "generic")  # capture install --database, into the outbox
+T = TypeVar("T")
 
 # The floor: one plpgsql call, one event row with its indexes, its NOTIFY (sent by the
 # event table's trigger), with the same SECURITY DEFINER and search_path as the real one.
@@ -85,7 +90,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only the installed trigger against none (not the 0002, 0005 and floor copies)",
     )
     parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="events per transaction (the ingestor's)"
+    )
+    parser.add_argument("--ingest-rounds", type=int, default=3)
+    parser.add_argument(
+        "--ingest-methods",
+        default="copy",
+        help="the ingestor's insert methods, comma-separated: copy, staged, executemany",
+    )
     parser.add_argument("--skip-trigger", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
 
@@ -104,8 +117,11 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
                 compare=options.get("compare", True),
             )
     if not options["skip_ingest"]:
-        for method in ("copy", "executemany"):
-            ok &= bench_ingest(options["events"], method, options["batch_size"])
+        for method in options["ingest_methods"].split(","):
+            result = bench_ingest(
+                options["events"], method.strip(), options["batch_size"], options["ingest_rounds"]
+            )
+            ok &= not result["lost"]
     return 0 if ok else 1
 
 
@@ -427,96 +443,163 @@ def _trigger_function_time(conn: Any, variant: Variant) -> float:
 # -- (b) the ingestor --------------------------------------------------------------------------
 
 
-def bench_ingest(count: int, method: str, batch_size: int) -> bool:
+INGEST_SHAPES = ("batches", "single")  # what a client sends now, and an old client
+
+
+def bench_ingest(
+    count: int, method: str = "copy", batch_size: int | None = None, rounds: int = 3
+) -> dict[str, Any]:
+    """The ingestor's throughput on a queue holding ``count`` events, two ways: as the
+    client's publisher sends them now (JSON arrays of up to 500 events, routing key
+    ``batch``, persistent, as ``Publisher`` batches them) and one event a message (an old
+    client), beside the floor: a bare COPY of the same rows into the same table from this
+    process, in transactions of as many rows, the rows made COPY's text before the clock
+    starts (what PostgreSQL takes at most). Rounds in a rotating order; medians."""
     import pika
     import psycopg
     from django.conf import settings
 
     from lifecycle import events
-    from lifecycle.client.publisher import Publisher
+    from lifecycle.client import publisher
     from lifecycle.ingest import (
+        BATCH_EVENTS,
+        INGEST,
         Ingestor,
+        copy_text,
         database_conninfo,
         dead_queue_name,
         declare_topology,
         ingest_queue_name,
     )
 
-    namespace = f"{settings.LIFECYCLE_NAMESPACE}-bench"
-    prefix = f"bench-capture-{uuid.uuid4().hex[:8]}-"
+    batch_size = batch_size or BATCH_EVENTS
+    namespace = f"{settings.LIFECYCLE_NAMESPACE}-bench-ingest-{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}-"
+    messages = [
+        events.make_message(
+            source="broker",
+            kind=("enqueue", "start", "ack")[i % 3],
+            task=f"{prefix}{i // 3}",
+            body={
+                "message_id": str(uuid.uuid4()),
+                "actor": "run_task",
+                "queue": "lifecycle.lab",
+                "attempt": 1,
+                "pid": os.getpid(),
+                "thread": "Thread-1",
+                "redelivered": False,
+            },
+        )
+        for i in range(count)
+    ]
+    encoded = [events.encode(m) for m in messages]
+    bodies: dict[str, list[tuple[str, bytes]]] = {
+        "single": [
+            (f"{m['source']}.{m['kind']}", e) for m, e in zip(messages, encoded, strict=True)
+        ],
+        "batches": [
+            (publisher.BATCH_ROUTING_KEY, b"[" + b",".join(chunk) + b"]")
+            for chunk in _chunks(encoded, publisher.MAX_BATCH_EVENTS)
+        ],
+    }
+    rows = [events.validate(m).as_row() for m in messages]
+    runs: dict[str, list[dict[str, float]]] = {"floor": [], **{s: [] for s in INGEST_SHAPES}}
+    stored: dict[str, tuple[int, int]] = {}
     connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
     channel = connection.channel()
-    try:
-        declare_topology(channel, namespace)
-        channel.queue_purge(ingest_queue_name(namespace))
+    db = psycopg.connect(database_conninfo("lifecycle-bench"), autocommit=True)
 
-        publisher = Publisher(namespace=namespace, max_events=count + 1, max_bytes=2**31)
-        start = time.perf_counter()
-        for i in range(count):
-            publisher.publish(
-                events.make_message(
-                    source="broker",
-                    kind=("enqueue", "start", "ack")[i % 3],
-                    task=f"{prefix}{i // 3}",
-                    body={
-                        "message_id": str(uuid.uuid4()),
-                        "actor": "run_task",
-                        "queue": "lifecycle.lab",
-                        "attempt": 1,
-                        "pid": os.getpid(),
-                        "thread": "Thread-1",
-                        "redelivered": False,
-                    },
-                )
-            )
-        queued = time.perf_counter() - start
-        publisher.close(timeout=120)
-        published = time.perf_counter() - start
-        stats = publisher.stats()
-        deadline = time.monotonic() + 30
-        while (
-            channel.queue_declare(ingest_queue_name(namespace), passive=True).method.message_count
-            < count
-        ):
+    def clear() -> tuple[int, int]:
+        row = db.execute(
+            "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
+            [prefix + "%"],
+        ).fetchone()
+        db.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+        return (row[0], row[1]) if row else (0, 0)
+
+    def floor() -> dict[str, float]:
+        payloads = [copy_text(chunk) for chunk in _chunks(rows, batch_size)]
+        cpu, start = time.process_time(), time.perf_counter()
+        for payload in payloads:
+            with db.transaction(), db.cursor() as cur:
+                with cur.copy(INGEST["copy_events"]) as copy:
+                    copy.write(payload)
+        return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}
+
+    def ingest(shape: str) -> dict[str, float]:
+        queue = ingest_queue_name(namespace)
+        exchange = f"{namespace}.events"
+        persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+        for routing_key, body in bodies[shape]:
+            channel.basic_publish(exchange, routing_key, body, persistent)
+        deadline = time.monotonic() + 60
+        while channel.queue_declare(queue, passive=True).method.message_count < len(bodies[shape]):
             if time.monotonic() > deadline:
-                break
+                raise RuntimeError(f"the {shape} messages did not all reach {queue}")
             connection.sleep(0.05)
-
         ingestor = Ingestor(
             namespace=namespace, method=method, batch_size=batch_size, log_every=3600
         )
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         result = ingestor.run(until=lambda s: s.received >= count)
-        ingested = time.perf_counter() - start
+        return {
+            "seconds": time.perf_counter() - start,
+            "cpu": time.process_time() - cpu,
+            "db": result.db_seconds,
+            "batches": result.batches,
+        }
 
-        with psycopg.connect(database_conninfo("lifecycle-bench"), autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
-                [prefix + "%"],
-            ).fetchone()
-            conn.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+    try:
+        declare_topology(channel, namespace)
+        clear()
+        order = ["floor", *INGEST_SHAPES]
+        for r in range(rounds):
+            for name in order[r % len(order) :] + order[: r % len(order)]:
+                runs[name].append(floor() if name == "floor" else ingest(name))
+                stored[name] = clear()
+                if stored[name] != (count, count):
+                    break
     finally:
+        clear()
+        db.close()
         for queue in (ingest_queue_name(namespace), dead_queue_name(namespace)):
             channel.queue_delete(queue)
         channel.exchange_delete(f"{namespace}.events")
         connection.close()
 
-    rate = count / ingested
-    ok = rate >= TARGET_INGEST_RATE and row is not None and row[0] == count
-    print(
-        f"ingest ({method}, batches of {batch_size}): {count} events\n"
-        f"  publish():  {count / queued:9.0f} events/s queued by callers"
-        f"  ({queued / count * 1e6:.1f} µs each)\n"
-        f"  publisher:  {stats.published / published:9.0f} events/s sent to RabbitMQ"
-        f"  (published {stats.published}, dropped {stats.dropped}, failed {stats.failed})\n"
-        f"  ingestor:   {rate:9.0f} events/s stored  ({result.batches} batches,"
-        f" {row[0] if row else 0} rows, {row[1] if row else 0} distinct;"
-        f" {result.db_seconds / ingested:.0%} of the time in the database,"
-        f" {result.db_seconds / max(result.batches, 1) * 1000:.1f} ms per batch)"
-        f"  (target ≥ {TARGET_INGEST_RATE:.0f}/s: {'met' if ok else 'MISSED'})",
-        flush=True,
+    rate = {n: statistics.median(count / r["seconds"] for r in rs) for n, rs in runs.items()}
+    cpu = {n: statistics.median(r["cpu"] / count * 1e6 for r in rs) for n, rs in runs.items()}
+    lost = {n: s for n, s in stored.items() if s != (count, count)}
+    met = rate["batches"] >= TARGET_INGEST_RATE and not lost
+    lines = [
+        f"ingest ({method}, transactions of up to {batch_size:,} events): {count:,} events,"
+        f" median of {rounds} rounds",
+        f"  floor, a bare COPY of the rows:  {rate['floor']:9,.0f} events/s stored"
+        f"  ({cpu['floor']:.1f} µs of this process's CPU per event)",
+    ]
+    for shape in INGEST_SHAPES:
+        how = (
+            f"{len(bodies[shape]):,} messages of up to {publisher.MAX_BATCH_EVENTS} events"
+            if shape == "batches"
+            else "one event a message"
+        )
+        db_share = statistics.median(r["db"] / r["seconds"] for r in runs[shape])
+        lines.append(
+            f"  ingestor, {shape + ':':8s}          {rate[shape]:9,.0f} events/s stored"
+            f"  ({rate[shape] / rate['floor']:.0%} of the floor; {how};"
+            f" {cpu[shape]:.1f} µs CPU per event, the writer busy {db_share:.0%} of the time)"
+        )
+    lines.append(
+        f"  target: ≥ {TARGET_INGEST_RATE:,.0f}/s as clients send now (batches):"
+        f" {'met' if met else 'MISSED'}"
+        + (f"; LOST OR DOUBLED (rows, distinct uuids): {lost}" if lost else "")
     )
-    return ok
+    print("\n".join(lines), flush=True)
+    return {"events": count, "rate": rate, "cpu_us": cpu, "lost": lost, "met": met}
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def main(argv: list[str] | None = None) -> int:

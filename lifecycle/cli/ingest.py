@@ -14,14 +14,18 @@ logger = logging.getLogger("lifecycle.ingest")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=500, help="events per transaction")
+    from lifecycle.ingest import BATCH_EVENTS, METHODS, PREFETCH
+
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH_EVENTS, help="events per transaction, at most"
+    )
     parser.add_argument(
         "--batch-ms", type=float, default=50, help="longest wait to fill a batch (ms)"
     )
-    parser.add_argument("--prefetch", type=int, default=1000, help="unacked deliveries held")
     parser.add_argument(
-        "--method", choices=["copy", "executemany"], default="copy", help="how a batch is inserted"
+        "--prefetch", type=int, default=PREFETCH, help="unacked messages RabbitMQ may send"
     )
+    parser.add_argument("--method", choices=METHODS, default="copy", help="how a batch is inserted")
     parser.add_argument(
         "--log-every", type=float, default=60.0, help="seconds between summary lines"
     )

@@ -1,5 +1,6 @@
--- The ingestor's writes (lifecycle/ingest.py). received_at is clock_timestamp(), not the
--- column default now(): now() is the transaction's start, the same for a whole batch.
+-- The ingestor's writes (lifecycle/ingest.py). received_at is the statement's time
+-- (statement_timestamp(), the column's default, as the capture trigger's rows have it)
+-- for copy_events, clock_timestamp() for the others; never now(), the transaction's start.
 
 -- insert_row --
 -- One event; a known uuid (a redelivered message) is ignored. The conflict is on (uuid, at),
@@ -7,6 +8,11 @@
 INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())
 ON CONFLICT (uuid, at) DO NOTHING
+
+-- copy_events --
+-- A batch straight into the event table, in its order. A uuid stored before (a redelivered
+-- message) fails it whole, and the ingestor stores it through the staging table instead.
+COPY lifecycle_event (uuid, task_key, source, kind, status, at, txid, body) FROM STDIN
 
 -- create_staging --
 -- A batch is copied into this session's temporary table, then inserted in one statement.

@@ -19,6 +19,7 @@ import types
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -327,6 +328,111 @@ def test_a_batch_message_stores_its_events_in_order_and_dead_letters_each_bad_on
     reasons = [properties.headers[REASON_HEADER] for _, properties, _ in dead]
     assert reasons[0].startswith("event 1 of a batch of 6: unknown kind 'explode'")
     assert reasons[1].startswith("rejected by the database")
+
+
+def publish_batch(channel: Any, batch: list[dict[str, Any]]) -> None:
+    """As the client's publisher sends what it has buffered: one message, a JSON array."""
+    body = b"[" + b",".join(events.encode(m) for m in batch) + b"]"
+    publish_raw(channel, body, routing_key="batch")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_of_both_shapes_is_stored_once_in_order_across_many_transactions(channel, caplog):
+    # Given a backlog of three tasks' events: single-event messages (an old client), then
+    # publisher's batches of 500, then single events again, each task's events numbered
+    tasks = [f"ingest-backlog-{t}" for t in range(3)]
+    sent = [message(tasks[i % 3], n=i // 3) for i in range(4_200)]
+    for m in sent[:600]:
+        publish_raw(channel, events.encode(m))
+    for start in range(600, 3_600, 500):
+        publish_batch(channel, sent[start : start + 500])
+    for m in sent[3_600:]:
+        publish_raw(channel, events.encode(m))
+
+    # When an ingestor takes it in transactions of at most 200 events
+    caplog.set_level(logging.DEBUG, logger="lifecycle.ingest")
+    ingestor = Ingestor(conninfo=database_conninfo(), batch_size=200, batch_ms=20)
+    run_in_thread(ingestor, until=lambda s: s.received >= len(sent)).join(60)
+
+    # Then every event is stored once, each task's in the order it was published
+    # (a transaction takes whole messages: a batch of 500 is one)
+    assert ingestor.stats.stored == len(sent) and ingestor.stats.batches >= 12
+    for task in tasks:
+        bodies = Event.objects.filter(task_key=task).order_by("id").values_list("body", flat=True)
+        assert [b["n"] for b in bodies] == list(range(1_400))
+    # and nothing is left unacked
+    assert queue_state(channel, ingest_queue_name()) == (0, 0)
+    # having fitted RabbitMQ's prefetch to the messages' size each time it changed: single
+    # events (600 a batch, three batches), batches (at least 16 messages), single events
+    prefetches = [
+        r.args[0] for r in caplog.records if r.getMessage().startswith("ingest: prefetch")
+    ]
+    assert prefetches[:1] == [16] and 600 in prefetches and prefetches.index(600) > 0
+    assert prefetches.count(16) >= 2 and prefetches[-1] == 600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_while_the_database_is_down_few_batch_messages_but_many_single_events_are_held(
+    channel,
+):
+    # Given an ingestor whose database refuses connections
+    down = Ingestor(conninfo="host=127.0.0.1 port=1 dbname=x connect_timeout=1", batch_ms=20)
+    thread = run_in_thread(down)
+    wait_for(lambda: queue_state(channel, ingest_queue_name())[1] == 1, what="the consumer")
+
+    # When 100 publisher's batches arrive (50,000 events)
+    batches = [[message(f"ingest-held-{b}", n=n) for n in range(500)] for b in range(100)]
+    for batch in batches:
+        publish_batch(channel, batch)
+    wait_for(lambda: down.stats.db_retries >= 2, what="database retries")
+    # Then it holds about three transactions' worth (6,000 events): 16 messages, not 100
+    wait_for(lambda: queue_state(channel, ingest_queue_name())[0] == 100 - 16, what="16 held")
+    time.sleep(0.5)
+    assert queue_state(channel, ingest_queue_name())[0] == 100 - 16
+
+    # And when single-event messages arrive behind them, it holds thousands of those
+    down.stop()
+    thread.join(15)
+    channel.queue_purge(ingest_queue_name())
+    down = Ingestor(conninfo="host=127.0.0.1 port=1 dbname=x connect_timeout=1", batch_ms=20)
+    thread = run_in_thread(down)
+    for n in range(10_000):
+        publish_raw(channel, events.encode(message("ingest-held-single", n=n)))
+    wait_for(
+        lambda: queue_state(channel, ingest_queue_name())[0] <= 10_000 - 4_000,
+        what="thousands of single events taken",
+    )
+    assert down.stats.stored == 0
+    down.stop()
+    thread.join(15)
+    assert not thread.is_alive()
+    # and nothing was acked: they all go back to the queue
+    wait_for(lambda: queue_state(channel, ingest_queue_name()) == (10_000, 0), what="requeued")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_that_copy_escapes_is_stored_as_it_was_sent(channel):
+    # Given events whose text holds what COPY's text format escapes, and what it does not
+    odd = 'tab\there, new\nline, return\r, back\\slash, \\N, \\., quote" café ☕ \U0001f600'
+    sent = [
+        message(f"ingest-odd {odd}", note=odd, path="C:\\temp\\x", nested={"k\t": [odd]}),
+        {**message("ingest-odd-status"), "status": "\\N"},
+        {**message("ingest-odd-status"), "status": odd[:64]},
+        {**message("ingest-odd-status"), "txid": 2**62},
+    ]
+    publish_batch(channel, sent)
+
+    # When the ingestor stores them (straight into the event table, by COPY)
+    ingestor = Ingestor(conninfo=database_conninfo(), batch_ms=20)
+    run_in_thread(ingestor, until=lambda s: s.received >= len(sent)).join(15)
+
+    # Then each field is stored exactly as it was sent
+    assert ingestor.stats.stored == len(sent)
+    rows = Event.objects.filter(uuid__in=[m["uuid"] for m in sent]).order_by("id")
+    assert [(r.task_key, r.status, r.body, r.txid) for r in rows] == [
+        (m["task"], m["status"], m["body"], m["txid"]) for m in sent
+    ]
+    assert [r.at for r in rows] == [datetime.fromisoformat(m["at"]) for m in sent]
 
 
 # -- the publisher -------------------------------------------------------------------------
