@@ -8,13 +8,17 @@ the poll interval, whose fetch is also the ping that finds a dead connection.
 Why an outbox that is emptied, not a position: a row is visible only once its writer
 committed, and a copied row is deleted, so whatever commits late (ids out of order) or
 while the inspector is stopped is simply still there at the next fetch. A copy is stored
-under the row's uuid before the row is deleted: a crash between the two stores it again,
-and the uuid makes that second copy nothing.
+under the row's uuid before the row's deletion commits: a crash between the two stores it
+again, and the uuid makes that second copy nothing.
+
+A copy never goes through Python objects: the watched database makes the events' rows
+(``DELETE ... RETURNING`` in ``COPY ... TO STDOUT``) and the store takes the same bytes
+(``COPY ... FROM STDIN``): 22,000 changes a second where reading each row into a dict,
+then a JSON document for the store, managed 13,000 (``python -m bench.follower``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,12 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
+from psycopg.abc import Buffer
 
 from lifecycle import outbox, sql
 from lifecycle.capture import PROBLEM_SEPARATOR, problem_line
 from lifecycle.database import first_line, redact
 from lifecycle.events import MAX_TASK_KEY
-from lifecycle.versions import XID_WRAP
 
 logger = logging.getLogger(__name__)
 
@@ -44,72 +49,86 @@ class FollowStats:
     errors: int = 0
 
 
+DRAIN_BATCH = 5000  # outbox rows moved a transaction, at most
+
+
 def copy_outbox(
     watched: psycopg.Connection[Any],
     store: psycopg.Connection[Any],
     database: str,
     *,
-    batch: int = 1000,
+    batch: int = DRAIN_BATCH,
     stats: FollowStats | None = None,
     commit_times: bool | None = None,
 ) -> int:
     """Copy every committed outbox row into the store and delete it; return how many.
 
-    Both connections are in autocommit: the store's insert commits before the rows are
-    deleted from the outbox. ``commit_times``: whether that server records them (asked
-    when not given; a follower asks once per connection).
+    Both connections are in autocommit. A batch is moved in one transaction on each side:
+    the watched database's DELETE ... RETURNING makes the events (outbox.sql: drain), piped
+    as COPY's text into the store's COPY without being read here, and commits only after
+    the store has. ``commit_times``: whether that server records them (asked when not
+    given; a follower asks once per connection).
     """
     stats = stats or FollowStats()
     if commit_times is None:
         commit_times = records_commit_times(watched)
+    row = watched.execute(OUTBOX["has_row_xmin"]).fetchone()
+    drain = pgsql.SQL(OUTBOX["drain"]).format(
+        limit=pgsql.Literal(batch),
+        max_key=pgsql.Literal(MAX_TASK_KEY),
+        database=pgsql.Literal(database),
+        committed_at=pgsql.SQL("pg_xact_commit_timestamp(o.xmin)" if commit_times else "NULL"),
+        row_xmin=pgsql.SQL("o.row_xmin" if row and row[0] else "NULL"),
+    )
+    # COPY's text as the store reads it, whatever the watched session's settings
+    settings = pgsql.SQL("SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL client_encoding = {}").format(
+        pgsql.Literal(store.info.parameter_status("client_encoding") or "UTF8")
+    )
     total = 0
     while True:
-        rows = watched.execute(
-            OUTBOX["fetch"],
-            {"commit_times": commit_times, "limit": batch, "max_key": MAX_TASK_KEY},
-        ).fetchall()
+        with watched.transaction():
+            watched.execute(settings)
+            moved, stored = _move(watched, store, drain)
         stats.fetches += 1
-        if not rows:
+        stats.copied += moved
+        stats.duplicates += moved - stored
+        total += moved
+        if moved < batch:
             return total
-        events = []
-        for row in rows:
-            (_, uuid, task_key, kind, status, old_status, at, txid, table) = row[:9]
-            changed, values, application_name, pid, user, committed_at, version = row[9:]
-            body: dict[str, Any] = {
-                "schema": 1,
-                "table": table,
-                "op": kind.upper(),
-                "old_status": old_status,
-                "new_status": status if kind != "delete" else None,
-                "changed": changed,
-                "values": json.loads(values),
-                "application_name": application_name,
-                "pid": pid,
-                "user": user,
-                "database": database,
-            }
-            if committed_at is not None:
-                body["committed_at"] = committed_at.isoformat()
-            if version is not None and (txid is None or version != txid % XID_WRAP):
-                body["xmin"] = version  # written in a savepoint: what its readers see
-            events.append(
-                {
-                    "uuid": uuid,
-                    "task_key": task_key,
-                    "kind": kind,
-                    "status": status,
-                    "at": at.isoformat(),
-                    "txid": txid,
-                    "body": body,
-                }
-            )
-        stored = store.execute(OUTBOX["store_events"], [json.dumps(events)]).rowcount
-        watched.execute(OUTBOX["delete"], [[row[0] for row in rows]])
-        stats.copied += len(rows)
-        stats.duplicates += len(rows) - max(stored, 0)
-        total += len(rows)
-        if len(rows) < batch:
-            return total
+
+
+def _move(
+    watched: psycopg.Connection[Any], store: psycopg.Connection[Any], drain: pgsql.Composed
+) -> tuple[int, int]:
+    """One drain of the outbox into the store, committed there: (rows moved, rows stored)."""
+    chunks: list[Buffer] = []  # one row each, kept for the staged way
+    with watched.cursor() as cursor, cursor.copy(drain) as out:
+        rows = iter(out)
+        if (first := next(rows, None)) is None:
+            return 0, 0
+        try:
+            with (
+                store.transaction(),
+                store.cursor() as into,
+                into.copy(FOLLOW["copy_events"]) as copy,
+            ):
+                chunks.append(first)
+                copy.write(first)
+                for chunk in rows:
+                    chunks.append(chunk)
+                    copy.write(chunk)
+            return len(chunks), len(chunks)
+        except psycopg.errors.UniqueViolation:
+            chunks.extend(rows)  # what was left to read, if the store refused early
+    # Some were copied before (a crash between the store's commit and ours): the staged way
+    # skips them.
+    with store.transaction(), store.cursor() as into:
+        into.execute(FOLLOW["create_staging"])
+        with into.copy(FOLLOW["copy_staging"]) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        into.execute(FOLLOW["insert_from_staging"])
+        return len(chunks), max(into.rowcount, 0)
 
 
 def records_commit_times(watched: psycopg.Connection[Any]) -> bool:

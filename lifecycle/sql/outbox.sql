@@ -579,31 +579,57 @@ SELECT p.proname, pn.nspname
 -- Whether the server records commit times (track_commit_timestamp).
 SELECT current_setting('track_commit_timestamp')::bool
 
--- fetch --
--- Every committed row, oldest first. A row of a transaction still open is invisible and
--- comes in a later fetch, once it commits: no position to keep, so no id is ever skipped.
+-- has_row_xmin --
+-- Whether the outbox has the row_xmin column (one an older version made has not, until
+-- capture install runs again).
+SELECT EXISTS (SELECT FROM pg_attribute
+                WHERE attrelid = 'lifecycle_capture.outbox'::regclass AND attname = 'row_xmin'
+                  AND NOT attisdropped)
+
+-- drain --
+-- Moves up to {limit} committed rows out of the outbox, oldest first, as the event table's
+-- rows in COPY's text format (the follower pipes them into the store's COPY unread), the
+-- body made here (README: the event schema). Run in a transaction that commits only once
+-- the store has committed them: a crash in between leaves them here, copied again later and
+-- skipped by their uuid. A row of a transaction still open is invisible and waits for a
+-- later drain, once it commits: no position to keep, so no id is ever skipped.
 -- No row can stop the copy of those after it: its key is cut to what an event holds (a
 -- longer one could not be indexed), its kind to what the event table takes, and its time is
 -- one an event may carry (lifecycle.events: EARLIEST, LATEST), as any other source's. An
 -- outbox its application's role owns (it installed the generic function itself) may hold
 -- NULLs where ours never writes one: they are read as what the trigger would have written.
-SELECT id, coalesce(uuid, gen_random_uuid())::text,
-       coalesce(left(task_key, %(max_key)s), '(null)'), coalesce(left(kind, 32), 'update'),
-       status, old_status,
-       least(greatest(coalesce(at, now()), '1970-01-01 00:00:00+00'), '8999-12-31 00:00:00+00'),
-       txid, table_name, changed,
-       coalesce(changed_values, '{}')::text, application_name, pid, db_user,
-       CASE WHEN %(commit_times)s THEN pg_xact_commit_timestamp(xmin) END,
-       -- the row's own version; absent from an outbox an older version made (and not
-       -- re-installed since), which this reads without failing
-       (to_jsonb(o) ->> 'row_xmin')::bigint
-  FROM lifecycle_capture.outbox AS o
- ORDER BY id
- LIMIT %(limit)s
-
--- delete --
--- Rows already stored in the inspector's store (by uuid: a copy made twice is one event).
-DELETE FROM lifecycle_capture.outbox WHERE id = ANY(%s)
+-- Composed by lifecycle/follow.py: {database} (the name events carry), {max_key},
+-- {committed_at} (pg_xact_commit_timestamp(o.xmin) where the server records commit times,
+-- else NULL) and {row_xmin} (the row's own version: NULL from an outbox an older version
+-- made, without the column).
+COPY (
+    WITH moved AS (
+        DELETE FROM lifecycle_capture.outbox AS o
+         WHERE id IN (SELECT id FROM lifecycle_capture.outbox ORDER BY id LIMIT {limit})
+     RETURNING o.id, o.uuid, o.task_key, coalesce(left(o.kind, 32), 'update') AS kind,
+               o.status, o.old_status, o.at, o.txid, o.table_name, o.changed,
+               o.changed_values, o.application_name, o.pid, o.db_user,
+               {committed_at}::timestamptz AS committed_at, {row_xmin}::bigint AS version
+    )
+    SELECT coalesce(uuid, gen_random_uuid()), coalesce(left(task_key, {max_key}), '(null)'),
+           'db', kind, left(status, 64),
+           least(greatest(coalesce(at, now()), '1970-01-01 00:00:00+00'),
+                 '8999-12-31 00:00:00+00'),
+           txid,
+           jsonb_build_object(
+               'schema', 1, 'table', table_name, 'op', upper(kind), 'old_status', old_status,
+               'new_status', CASE WHEN kind <> 'delete' THEN status END,
+               'changed', changed, 'values', coalesce(changed_values, '{{}}'),
+               'application_name', application_name, 'pid', pid, 'user', db_user,
+               'database', {database}::text)
+           || CASE WHEN committed_at IS NULL THEN '{{}}'
+                   ELSE jsonb_build_object('committed_at', committed_at) END
+           -- written in a savepoint: what its readers see
+           || CASE WHEN version IS NOT NULL AND (txid IS NULL OR version <> txid % 4294967296)
+                   THEN jsonb_build_object('xmin', version) ELSE '{{}}' END
+      FROM moved
+     ORDER BY id
+) TO STDOUT
 
 -- pending --
 SELECT count(*) FROM lifecycle_capture.outbox
@@ -659,16 +685,6 @@ GRANT USAGE ON SEQUENCE lifecycle_capture.outbox_id_seq TO {role}
 -- drop_owner_role --
 -- After the schema is gone, the role owns nothing here and holds no grant.
 DROP ROLE IF EXISTS {role}
-
--- store_events --
--- Into the inspector's store: a uuid already there (copied before a crash) is skipped; an
--- outbox row keeps its at, which is part of the event table's unique key (uuid, at).
-INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, received_at)
-SELECT uuid, task_key, 'db', kind, left(status, 64), at, txid, body, clock_timestamp()
-  FROM jsonb_to_recordset(%s::jsonb)
-       AS e(uuid uuid, task_key text, kind text, status text, at timestamptz, txid bigint,
-            body jsonb)
-ON CONFLICT (uuid, at) DO NOTHING
 
 -- listen --
 LISTEN lifecycle_capture

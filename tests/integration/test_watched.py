@@ -243,6 +243,111 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
     assert follower.stats.duplicates == 1
 
 
+def test_a_burst_is_copied_once_in_order_with_each_commits_body(watched: str) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import FollowStats, copy_outbox
+
+    # Given 3 jobs moved through 400 statuses each, in 1,200 transactions of one writer
+    with psycopg.connect(watched, autocommit=True, application_name="billing-worker") as conn:
+        jobs = [
+            str(conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0])  # type: ignore[index]
+            for _ in range(3)
+        ]
+        for n in range(400):
+            for job in jobs:
+                conn.execute("UPDATE billing.jobs SET state = %s WHERE id = %s", [f"s{n}", job])
+        pid = conn.info.backend_pid
+        user = conn.info.user
+    # When the follower copies them, 500 a transaction
+    stats = FollowStats()
+    with (
+        psycopg.connect(watched, autocommit=True) as app,
+        psycopg.connect(conninfo(), autocommit=True) as store,
+    ):
+        assert copy_outbox(app, store, "billing-db", batch=500, stats=stats) == 1_203
+        left = app.execute("SELECT count(*) FROM lifecycle_capture.outbox").fetchone()
+    # Then each job's changes are in the store once, in the order they committed
+    assert left == (0,) and (stats.copied, stats.duplicates, stats.fetches) == (1_203, 0, 3)
+    for job in jobs:
+        stored = store_events(job)
+        assert [e["status"] for e in stored] == ["queued"] + [f"s{n}" for n in range(400)]
+        assert stored[0]["kind"] == "insert" and {e["kind"] for e in stored[1:]} == {"update"}
+        assert len({e["uuid"] for e in stored}) == 401
+    # each with the body the README gives a commit from an application's database
+    last = store_events(jobs[0])[-1]
+    assert last["body"] == {
+        "schema": 1,
+        "table": "billing.jobs",
+        "op": "UPDATE",
+        "old_status": "s398",
+        "new_status": "s399",
+        "changed": ["state"],
+        "values": {"state": "s399"},
+        "application_name": "billing-worker",
+        "pid": pid,
+        "user": user,
+        "database": "billing-db",
+    }
+    assert last["txid"] > 0 and last["source"] == "db"
+
+
+def test_a_database_whose_sessions_write_dates_otherwise_is_copied_as_it_is(
+    watched: str,
+) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import copy_outbox
+
+    # Given an application database whose sessions show dates day first, in another zone
+    with psycopg.connect(watched, autocommit=True) as conn:
+        name = conn.info.dbname
+        conn.execute(
+            pgsql.SQL("ALTER DATABASE {} SET datestyle = 'SQL, DMY'").format(pgsql.Identifier(name))
+        )
+        conn.execute(
+            pgsql.SQL("ALTER DATABASE {} SET timezone = 'Asia/Kathmandu'").format(
+                pgsql.Identifier(name)
+            )
+        )
+    with psycopg.connect(watched, autocommit=True) as conn:
+        job = str(
+            conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+        )  # type: ignore[index]
+        # (psycopg itself cannot read such a session's times: the follower asks for ISO)
+        (written,) = conn.execute(
+            "SELECT extract(epoch FROM at) FROM lifecycle_capture.outbox"
+        ).fetchone()  # type: ignore[misc]
+        # When the follower copies its change, through such a session
+        with psycopg.connect(conninfo(), autocommit=True) as store:
+            copy_outbox(conn, store, "billing-db")
+    # Then the event has the time of the write
+    (event,) = store_events(job)
+    assert abs(event["at"].timestamp() - float(written)) < 1e-6
+
+
+def test_an_outbox_an_older_version_made_is_still_copied(watched: str) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import copy_outbox
+
+    # Given changes in an outbox without the row_xmin column (made before it existed),
+    # one of them written in a savepoint
+    with psycopg.connect(watched) as conn:
+        with conn.transaction():
+            conn.execute("SAVEPOINT s")
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]  # type: ignore[index]
+            )
+        conn.commit()
+        conn.execute("ALTER TABLE lifecycle_capture.outbox DROP COLUMN row_xmin")
+        conn.commit()
+        # When the follower copies them
+        with psycopg.connect(conninfo(), autocommit=True) as store:
+            conn.autocommit = True
+            assert copy_outbox(conn, store, "billing-db") == 1
+    # Then the change is there, without the version the outbox did not keep
+    (event,) = store_events(job)
+    assert event["status"] == "queued" and "xmin" not in event["body"]
+
+
 def test_list_shows_each_database_and_table_with_its_events(watched: str) -> None:
     from lifecycle.database import conninfo
     from lifecycle.follow import copy_outbox

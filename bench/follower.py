@@ -1,0 +1,246 @@
+"""Benchmark the follower: captured changes copied out of one watched database's outbox.
+
+    python -m bench.follower [--changes 100000] [--rounds 3]
+
+A watched database of its own (``<db>_bench_follow_<hex>``) with a table of 1,000 rows and
+``capture install`` on it (the function generated for the table, as a superuser's install
+gets it), whose outbox is filled with ``--changes`` changes (UPDATEs of every row, each
+changing the status and two more columns, 1,000 changes a transaction). Then the follower's
+``copy_outbox`` copies them into the event table until the outbox is empty, timed; and, in
+the same run, the floor: a bare ``COPY (DELETE ... RETURNING ...) TO STDOUT`` of the same
+rows piped into ``COPY lifecycle_event FROM STDIN``, a batch at a time, from this process,
+with the outbox's own columns as the event (its changed values as the body: nothing made).
+Rounds alternate the two, in a rotating order; medians. Each round must store every change
+exactly once (by uuid) and leave the outbox empty, or the run fails.
+
+CPU per change is read from ``/proc`` for this process and for the two PostgreSQL backends
+(the watched database's and the store's), where PostgreSQL runs on this machine.
+
+Everything it creates is removed at the end: the database, the capture's role, the events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+TARGET_RATE = 20_000.0  # captured changes a second, copied out of one watched database
+ROWS = 1_000  # rows of the watched table; each UPDATE of all of them is 1,000 changes
+STATUSES = ("RUNNING", "COMPLETED", "FAILED", "PENDING")
+
+FLOOR_COPY_OUT = """
+COPY (WITH moved AS (
+          DELETE FROM lifecycle_capture.outbox
+           WHERE id IN (SELECT id FROM lifecycle_capture.outbox ORDER BY id LIMIT {limit})
+       RETURNING id, uuid, task_key, kind, status, at, txid, changed_values)
+      SELECT uuid, task_key, 'db', kind, status, at, txid, changed_values
+        FROM moved ORDER BY id) TO STDOUT
+"""
+FLOOR_COPY_IN = (
+    "COPY lifecycle_event (uuid, task_key, source, kind, status, at, txid, body) FROM STDIN"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--changes", type=int, default=100_000, help="changes in the outbox")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the follower and floor")
+
+
+def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
+    """Fill the outbox, copy it out, ``rounds`` times for the follower and for the floor."""
+    import psycopg
+    from psycopg import sql
+
+    from lifecycle import outbox
+    from lifecycle.database import conninfo
+    from lifecycle.follow import FollowStats, copy_outbox
+    from lifecycle.services import maintenance_conninfo
+
+    store_info = conninfo(application_name="lifecycle-bench")
+    hexa = uuid.uuid4().hex[:8]
+    with psycopg.connect(store_info) as probe:
+        store_name = probe.info.dbname
+    database = f"{store_name}_bench_follow_{hexa}"[:63]
+    watched_info = conninfo(dbname=database, application_name="lifecycle-bench")
+    prefix = f"bench-follow-{hexa}:"
+    runs: dict[str, list[dict[str, float]]] = {"follower": [], "floor": []}
+    counts: dict[str, tuple[int, int, int]] = {}
+
+    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    store = psycopg.connect(store_info, autocommit=True)
+    try:
+        with psycopg.connect(watched_info, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE public.jobs (id bigint PRIMARY KEY, state text NOT NULL,"
+                " attempts int NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL,"
+                " note text)"
+            )
+            conn.execute(
+                "INSERT INTO public.jobs (id, state, updated_at, note)"
+                " SELECT g, 'PENDING', now(), 'job ' || g FROM generate_series(1, %s) g",
+                [ROWS],
+            )
+        outbox.install(watched_info, "public.jobs", "id", "state", key_prefix=prefix)
+
+        def counted() -> tuple[int, int, int]:
+            row = store.execute(
+                "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
+                [prefix + "%"],
+            ).fetchone()
+            with psycopg.connect(watched_info) as conn:
+                left = conn.execute(outbox.OUTBOX["pending"]).fetchone()
+            store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+            return (row[0] if row else -1), (row[1] if row else -1), (left[0] if left else -1)
+
+        def follower(watched: Any) -> None:
+            stats = FollowStats()
+            while copy_outbox(watched, store, f"bench-{hexa}", stats=stats):
+                pass
+
+        def floor(watched: Any) -> None:
+            while True:
+                with watched.transaction(), store.transaction():
+                    with (
+                        watched.cursor().copy(FLOOR_COPY_OUT.format(limit=1000)) as out,
+                        store.cursor().copy(FLOOR_COPY_IN) as into,
+                    ):
+                        moved = 0
+                        for chunk in out:
+                            into.write(chunk)
+                            moved += 1
+                if not moved:
+                    return
+
+        ways: dict[str, Callable[[Any], None]] = {"follower": follower, "floor": floor}
+        order = list(ways)
+        for r in range(rounds):
+            for name in order[r % 2 :] + order[: r % 2]:
+                _fill(watched_info, changes)
+                runs[name].append(_timed(ways[name], watched_info, store))
+                counts[name] = counted()
+                if counts[name] != (changes, changes, 0):
+                    break
+    finally:
+        store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+        store.close()
+        try:
+            outbox.remove_all(watched_info)  # drops the capture's role too
+        finally:
+            with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(database)
+                    )
+                )
+
+    rate = {n: statistics.median(changes / r["seconds"] for r in rs) for n, rs in runs.items()}
+    cpu = {
+        n: {k: statistics.median(r[k] / changes * 1e6 for r in rs) for k in CPU_PARTS}
+        for n, rs in runs.items()
+    }
+    wrong = {n: c for n, c in counts.items() if c != (changes, changes, 0)}
+    met = rate["follower"] >= TARGET_RATE and not wrong
+    result = {
+        "changes": changes,
+        "rounds": rounds,
+        "rate": rate,
+        "cpu_us": cpu,
+        "wrong": wrong,
+        "met": met,
+    }
+    print(format_follower(result), flush=True)
+    return result
+
+
+CPU_PARTS = ("this process", "watched backend", "store backend")
+
+
+def format_follower(r: dict[str, Any]) -> str:
+    rate, cpu = r["rate"], r["cpu_us"]
+
+    def costs(name: str) -> str:
+        return ", ".join(f"{part} {cpu[name][part]:.1f}" for part in CPU_PARTS)
+
+    lines = [
+        f"follower: {r['changes']:,} captured changes in one watched database's outbox,"
+        f" median of {r['rounds']} rounds",
+        f"  floor, DELETE ... RETURNING piped by COPY: {rate['floor']:9,.0f} changes/s"
+        f"  (CPU µs per change: {costs('floor')})",
+        f"  the follower, copy_outbox:                 {rate['follower']:9,.0f} changes/s"
+        f"  ({rate['follower'] / rate['floor']:.0%} of the floor;"
+        f" CPU µs per change: {costs('follower')})",
+        f"  target: ≥ {TARGET_RATE:,.0f}/s: {'met' if r['met'] else 'MISSED'}"
+        + (
+            f"; WRONG (events, distinct uuids, left in the outbox): {r['wrong']}"
+            if r["wrong"]
+            else ""
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _fill(watched_info: str, changes: int) -> None:
+    """``changes`` changes in the outbox: UPDATEs of the rows, 1,000 changes a transaction."""
+    import psycopg
+
+    with psycopg.connect(watched_info, autocommit=True) as conn:
+        done = 0
+        while done < changes:
+            rows = min(ROWS, changes - done)
+            status = STATUSES[(done // ROWS) % len(STATUSES)]
+            conn.execute(
+                "UPDATE public.jobs SET state = %s, attempts = attempts + 1,"
+                " updated_at = clock_timestamp() WHERE id <= %s",
+                [status, rows],
+            )
+            done += rows
+
+
+def _timed(way: Callable[[Any], None], watched_info: str, store: Any) -> dict[str, float]:
+    import psycopg
+
+    with psycopg.connect(watched_info, autocommit=True) as watched:
+        backends = {
+            "watched backend": watched.info.backend_pid,
+            "store backend": store.info.backend_pid,
+        }
+        before = {part: _backend_cpu(pid) for part, pid in backends.items()}
+        cpu, start = time.process_time(), time.perf_counter()
+        way(watched)
+        result = {"seconds": time.perf_counter() - start, "this process": time.process_time() - cpu}
+        for part, pid in backends.items():
+            result[part] = _backend_cpu(pid) - before[part]
+    return result
+
+
+def _backend_cpu(pid: int) -> float:
+    """A PostgreSQL backend's CPU seconds (user and system), or NaN when it is not here."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+    parser = argparse.ArgumentParser(prog="python -m bench.follower", description=__doc__)
+    add_arguments(parser)
+    options = vars(parser.parse_args(argv))
+    result = bench_follower(options["changes"], options["rounds"])
+    return 1 if result["wrong"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
