@@ -27,6 +27,8 @@ def _django_setting(name: str) -> str | None:
         value = getattr(settings, name, None)
     except Exception:  # settings that fail to load are the application's business, not ours
         return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # LIFECYCLE_BUFFER_EVENTS = 50_000
     return value if isinstance(value, str) else None
 
 

@@ -44,6 +44,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import operator
 import os
 import sys
@@ -199,6 +200,9 @@ class Publisher:
             "LIFECYCLE_BUFFER_EVENTS", DEFAULT_BUFFER_EVENTS
         )
         self.max_bytes = max_bytes or _setting_int("LIFECYCLE_BUFFER_BYTES", DEFAULT_BUFFER_BYTES)
+        if linger is not None and not 0 <= linger <= 10.0:  # NaN too
+            logger.warning("lifecycle publisher: linger=%r is not 0 to 10 seconds", linger)
+            linger = None
         self.linger = (
             linger
             if linger is not None
@@ -223,7 +227,7 @@ class Publisher:
         """Fresh state for this process: after ``__init__`` and in a forked child."""
         self._pid = os.getpid()
         # Shared between the callers and the thread, under the lock:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a signal handler may publish mid-publish
         self._changed = threading.Condition(self._lock)  # confirms, connection, stop
         self._buffer: collections.deque[Entry] = collections.deque()  # not yet taken
         self._held = 0  # events buffered, taken, or sent and not yet confirmed
@@ -234,6 +238,7 @@ class Publisher:
         self._urgent = 0  # tickets up to this one are awaited: send them without lingering
         self._waiters = 0  # callers in ``wait`` or ``flush``
         self._confirmed = 0  # every ticket up to this one is confirmed (kept while awaited)
+        self._lost: collections.deque[int] = collections.deque(maxlen=4096)  # dropped tickets
         self._connected = False  # the thread has a channel to RabbitMQ
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -281,7 +286,9 @@ class Publisher:
         message, its uuid and its time (``at``: seconds since the epoch, default now) are
         made by the publisher thread. ``body`` is the publisher's from now on (an event may
         share one with another). Returns its ticket, for ``wait``; None if it was dropped."""
-        return self._append((source, kind, task, status, at or time.time(), txid, body))
+        return self._append(
+            (source, kind, task, status, time.time() if at is None else at, txid, body)
+        )
 
     def _append(self, message: Any) -> int | None:
         try:
@@ -304,7 +311,10 @@ class Publisher:
                 )
                 return None
             if self._thread is None or not self._thread.is_alive():
-                self._start_thread()
+                try:
+                    self._start_thread()
+                except Exception as exc:  # kept: the next publish tries again
+                    self._warn("cannot start the publisher thread (%r); buffering", exc)
             elif wake:
                 self._wake()
             return ticket
@@ -319,12 +329,17 @@ class Publisher:
         False on timeout, or for a dropped event (``None``)."""
         if ticket is None or self._pid != os.getpid():
             return False
+        if not timeout >= 0:  # NaN
+            timeout = 0.0
         deadline = time.monotonic() + timeout
         with self._lock:
+            if ticket in self._lost:
+                return False
             if self._confirmed_upto() >= ticket:
                 return True
             self._urgent = max(self._urgent, ticket)
             self._waiters += 1
+        self._revive()
         try:
             self._wake()
             with self._lock:
@@ -332,8 +347,8 @@ class Publisher:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._thread is None or not self._thread.is_alive():
                         return False
-                    self._changed.wait(remaining)
-                return True
+                    self._changed.wait(min(remaining, 60.0))
+                return ticket not in self._lost
         finally:
             with self._lock:
                 self._waiters -= 1
@@ -343,11 +358,14 @@ class Publisher:
         False on timeout. What is buffered is sent at once. ``unreachable``: also stop
         waiting once RabbitMQ has been out of reach that many seconds in a row (a stopping
         process need not wait out its whole allowance for a broker that is down)."""
+        if not timeout >= 0:  # NaN
+            timeout = 0.0
         now = time.monotonic()
         deadline, away_since = now + timeout, None if self._connected else now
         with self._lock:
             self._urgent = max(self._urgent, self._last_ticket)
             self._waiters += 1
+        self._revive()
         try:
             self._wake()
             with self._lock:
@@ -375,6 +393,10 @@ class Publisher:
         then counts, with why and which tasks they were about."""
         if timeout is None:
             timeout = shutdown_flush()
+        if not timeout >= 0:  # NaN
+            timeout = 0.0
+        if self._pid == os.getpid():
+            self._revive()
         thread = self._thread
         if self._pid != os.getpid() or thread is None or not thread.is_alive():
             return not self._held
@@ -385,7 +407,7 @@ class Publisher:
             connected = self._connected
             self._changed.notify_all()
         self._wake(self._stop)
-        thread.join(max(1.0, deadline - time.monotonic()))
+        thread.join(min(max(1.0, deadline - time.monotonic()), 3600.0))
         with self._lock:
             # Once the thread has ended, what it had not sent is back in ``_pending``.
             tasks_left = [_task_of_item(item) for item in self._pending]
@@ -425,6 +447,14 @@ class Publisher:
                 loop.add_callback_threadsafe(callback or self._pump)
             except Exception:  # the loop is closing: the thread ends anyway
                 pass
+
+    def _revive(self) -> None:
+        """Start a thread again if events are held and the last one died."""
+        if self._held and (self._thread is None or not self._thread.is_alive()):
+            try:
+                self._start_thread()
+            except Exception as exc:
+                self._warn("cannot start the publisher thread (%r)", exc)
 
     def _start_thread(self) -> None:
         with self._lock:
@@ -480,7 +510,11 @@ class Publisher:
     # -- the publisher thread -------------------------------------------------------------
 
     def _run(self) -> None:
-        loop = IOLoop()
+        try:
+            loop = IOLoop()
+        except Exception as exc:  # out of file descriptors: the next call starts another
+            self._warn("cannot start the publisher's event loop (%r)", exc)
+            return
         self._loop = loop
         try:
             self._connect()
@@ -502,6 +536,7 @@ class Publisher:
                 self._inflight.clear()
                 self._connected = self._ready = False
                 self._changed.notify_all()
+            self._timer = self._reconnect = None  # the loop's: gone with it
             if self._connection is not None and self._connection.is_open:
                 try:
                     self._connection.close()
@@ -520,10 +555,12 @@ class Publisher:
         """Close the connection and end the event loop (``close``)."""
         loop = self._loop
         connection = self._connection
-        if connection is not None and connection.is_open:
-            connection.close()  # its close callback stops the loop
+        if connection is not None and not (connection.is_closing or connection.is_closed):
+            connection.close()  # open or opening: its close callback stops the loop
             if loop is not None:
                 loop.call_later(1.0, loop.stop)  # unless it never comes
+        elif connection is not None and connection.is_closing:
+            pass  # another close() asked first: its close is under way
         elif loop is not None:
             loop.stop()
 
@@ -540,6 +577,7 @@ class Publisher:
         params.blocked_connection_timeout = self.connect_timeout
         params.connection_attempts = 1
         self._declare_failed = False
+        self._arm(max(self.linger, 0.05))  # take what comes while connecting (byte limit)
         try:
             self._connection = pika.SelectConnection(
                 params,
@@ -762,6 +800,13 @@ class Publisher:
 
     @_guarded
     def _pump(self) -> None:
+        try:
+            self._pump_once()
+        except Exception:
+            self._arm(0.1)  # never deaf: the next round comes anyway
+            raise
+
+    def _pump_once(self) -> None:
         """Send what is due, as far as the window allows: everything once it has waited the
         linger, or at once if 500 events wait, someone waits for a confirm, or we stop."""
         now = time.monotonic()
@@ -774,7 +819,10 @@ class Publisher:
                 self._pending_since = now
             self._take(taken)
         if not self._ready:
-            return  # sent once the channel is ready (``_on_ready``)
+            # sent once the channel is ready (``_on_ready``); meanwhile keep taking what
+            # comes, so that the byte limit holds while RabbitMQ is away
+            self._arm(max(self.linger, 0.05))
+            return
         if now < self._paused_until:
             self._arm(self._paused_until - now)
             return
@@ -808,6 +856,7 @@ class Publisher:
         or does not fit in ``max_bytes``, is dropped and counted."""
         pending, size = self._pending, self._bytes
         lost: list[tuple[Any, str, object]] = []
+        lost_tickets: list[int] = []
         limit = self.max_bytes
         for ticket, message in taken:
             try:
@@ -818,15 +867,21 @@ class Publisher:
                 routing_key = f"{message['source']}.{message['kind']}"
             except Exception as exc:
                 lost.append((message, "cannot encode an event (%r): dropping it", exc))
+                lost_tickets.append(ticket)
                 continue
             if size + len(body) > limit:
                 lost.append((message, "the buffer is full (%d bytes): dropping events", limit))
+                lost_tickets.append(ticket)
                 continue
             size += len(body)
-            pending.append((routing_key, body, message.get("uuid"), ticket))
+            message_id = message.get("uuid")
+            pending.append((routing_key, body, message_id if _short(message_id) else None, ticket))
         with self._lock:
             self._bytes = size
             self._held -= len(lost)
+            if lost_tickets:
+                self._lost.extend(lost_tickets)
+                self._changed.notify_all()
         for message, reason, arg in lost:
             self._drop(_summary(message), reason, arg)
 
@@ -845,7 +900,7 @@ class Publisher:
             if items and size > MAX_BATCH_BYTES:
                 break
             items.append(pending.popleft())
-        if len(items) == 1:
+        if len(items) == 1 and _short(items[0][0]):
             routing_key, body, message_id, _ = items[0]
         else:
             routing_key, message_id = BATCH_ROUTING_KEY, None
@@ -946,6 +1001,8 @@ def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
     encoding: byte for byte ``messages.encode``'s, at half its cost (only the body goes
     through ``json.dumps``)."""
     source, kind, task, status, at, txid, body = parts
+    if type(task) is not str:
+        task = str(task)  # a task key is text (config.task_key does the same)
     message = {
         "schema": messages.SCHEMA_VERSION,
         "uuid": messages.new_uuid(),
@@ -979,26 +1036,39 @@ _quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode  # messages.encode's
 
 
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+_second: tuple[float, str] = (math.nan, "")  # the last whole second formatted, and its text
 
 
 def _iso(at: float) -> str:
     """``datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")``, at a third
     of its cost: the date and time to the second are formatted once a second."""
     global _second
-    whole = int(at)
+    whole = math.floor(at)  # not int(): -1.5 is 1.5 s before the epoch, not 0.5
+    micro = min(int((at - whole) * 1_000_000), 999_999)
     known = _second  # one read: another publisher's thread may replace it meanwhile
     if known[0] != whole:
         known = _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-    return f"{known[1]}.{int((at - whole) * 1_000_000):06d}+00:00"
+    return f"{known[1]}.{micro:06d}+00:00"
 
 
 def _summary(message: Any) -> dict[str, Any]:
     """The task, source and time of a buffered message, built or an ``emit``'s parts (for
     counting it as dropped)."""
     if type(message) is tuple:
-        return {"task": message[2], "source": message[0], "at": _iso(message[4])}
+        try:
+            at: str | None = _iso(message[4])
+        except Exception:  # the reason it was dropped, maybe: its time is "now"
+            at = None
+        return {"task": message[2], "source": message[0], "at": at}
     return message if isinstance(message, dict) else {}
+
+
+def _short(text: object) -> bool:
+    """Whether AMQP can carry ``text`` as a short string (routing key, message id)."""
+    try:
+        return type(text) is str and len(text.encode()) <= 255
+    except UnicodeEncodeError:
+        return False
 
 
 def _task_of_entry(entry: Entry) -> str | None:
