@@ -29,6 +29,16 @@ def task_events(task_key: str) -> list[EventRecord]:
         return [EventRecord.from_row(row) for row in cursor.fetchall()]
 
 
+def tasks_events(task_keys: list[str]) -> dict[str, list[EventRecord]]:
+    """Several tasks' whole histories, each in arrival order, in one query."""
+    histories: dict[str, list[EventRecord]] = {key: [] for key in task_keys}
+    with connection.cursor() as cursor:
+        cursor.execute(STORE["tasks_events"], [task_keys])
+        for row in cursor.fetchall():
+            histories[row[3]].append(EventRecord.from_row(row))
+    return histories
+
+
 def events_after(task_key: str, after_id: int) -> list[EventRecord]:
     """The task's events with an id above ``after_id``, in arrival order."""
     with connection.cursor() as cursor:
@@ -209,11 +219,7 @@ def expected_by_task(task_keys: list[str]) -> dict[str, str]:
     found = {key: expected for key, expected in runs if key}
     rest = [k for k in task_keys if k not in found]
     if rest:
-        stated = (
-            Event.objects.filter(task_key__in=rest, source=Event.Source.PROBE, kind="expect")
-            .order_by("task_key", "-id")
-            .distinct("task_key")
-            .values_list("task_key", "status")
-        )
-        found.update({key: status for key, status in stated if status})
+        with connection.cursor() as cursor:
+            cursor.execute(STORE["expected_stated"], [rest])
+            found.update(dict(cursor.fetchall()))
     return found

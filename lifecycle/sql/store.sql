@@ -9,6 +9,16 @@ SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, bo
  WHERE task_key = %s
  ORDER BY id
 
+-- tasks_events --
+-- Several tasks' whole histories, each in arrival order (the maintainer's rechecks). One
+-- index scan a task (LATERAL): "task_key = ANY(...)" of a hundred keys can make the planner
+-- read the whole table when its statistics are missing or old.
+SELECT e.id, e.source, e.kind, e.task_key, e.status, e.at::text, e.received_at::text, e.txid,
+       e.body::text, e.uuid::text
+  FROM unnest(%s::text[]) WITH ORDINALITY AS k(task_key, n)
+ CROSS JOIN LATERAL (SELECT * FROM lifecycle_event l WHERE l.task_key = k.task_key) AS e
+ ORDER BY k.n, e.id
+
 -- events_after --
 -- A task's events after an id, in arrival order (a long page's connection: what came
 -- after the page).
@@ -79,11 +89,24 @@ SELECT task_key, max(id), min(at), count(*)
  GROUP BY task_key
 
 -- task_stats --
--- Event count and newest id per task.
-SELECT task_key, count(*), max(id)
-  FROM lifecycle_event
- WHERE task_key = ANY(%s)
- GROUP BY task_key
+-- Event count and newest id per task (with events), one index scan a task (LATERAL, as
+-- tasks_events).
+SELECT k.task_key, s.count, s.last
+  FROM unnest(%s::text[]) AS k(task_key)
+ CROSS JOIN LATERAL (SELECT count(*) AS count, max(id) AS last
+                       FROM lifecycle_event l WHERE l.task_key = k.task_key) AS s
+ WHERE s.count > 0
+
+-- expected_stated --
+-- The status the latest probe.expect event of each task states (a test's expectation), one
+-- index scan a task.
+SELECT k.task_key, e.status
+  FROM unnest(%s::text[]) AS k(task_key)
+ CROSS JOIN LATERAL (SELECT status FROM lifecycle_event l
+                      WHERE l.task_key = k.task_key AND l.source = 'probe'
+                        AND l.kind = 'expect'
+                      ORDER BY l.id DESC LIMIT 1) AS e
+ WHERE e.status IS NOT NULL
 
 -- all_task_stats --
 SELECT task_key, count(*), max(id)

@@ -197,3 +197,62 @@ def test_a_commit_long_after_its_id_was_taken_is_found_by_its_notify(postgres: N
     maintainer._noted("not an id")
     maintainer.once()
     assert TaskCheck.objects.filter(task_key="mt-very-late").exists()
+
+
+def test_a_pass_over_hundreds_of_moved_tasks_checks_them_in_a_few_queries(
+    postgres: None,
+) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    # Given a first pass done, then 300 tasks that moved
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    maintainer.once()
+    for n in range(300):
+        stuck_task(f"mt-many-{n}")
+
+    # When the maintainer passes
+    with CaptureQueriesContext(connection) as queries:
+        maintainer.once()
+
+    # Then each task's check is stored, current, with its finding
+    stored = TaskCheck.objects.filter(task_key__startswith="mt-many-")
+    assert stored.count() == 300
+    assert {tuple(c.kinds) for c in stored} == {("stuck",)}
+    assert {c.event_count for c in stored} == {4}
+    # in a handful of queries for all of them, not a few for each
+    assert len(queries) <= 12, [q["sql"][:80] for q in queries]
+
+
+def test_each_task_is_checked_against_its_latest_run_else_a_tests_expectation(
+    postgres: None,
+) -> None:
+    from lifecycle.models import Run
+
+    # Given a task with runs and a test's expectation, one with only the expectation, and
+    # one with neither
+    for key in ("mt-run", "mt-stated", "mt-none"):
+        stuck_task(key)
+    Run.objects.create(scenario="older", task_key="mt-run", expected="FAILED", verdict="pass")
+    Run.objects.create(scenario="fails", task_key="mt-run", expected="COMPLETED", verdict="fail")
+    for key, status in (("mt-run", "PENDING"), ("mt-stated", "COMPLETED")):
+        Event.objects.create(
+            task_key=key, source="probe", kind="expect", status=status, at=T0, body={}
+        )
+
+    # When they are checked
+    findings.refresh(["mt-run", "mt-stated", "mt-none"])
+
+    # Then each stored check has the expectation it was checked against, and the run's
+    stored = {
+        c.task_key: (c.expected, c.scenario, c.verdict, c.event_count, c.status)
+        for c in TaskCheck.objects.filter(task_key__in=["mt-run", "mt-stated", "mt-none"])
+    }
+    assert stored == {
+        "mt-run": ("COMPLETED", "fails", "fail", 5, "RUNNING"),
+        "mt-stated": ("COMPLETED", None, None, 5, "RUNNING"),
+        "mt-none": (None, None, None, 4, "RUNNING"),
+    }
+    # and a check stays current until something it rests on changes: the run's verdict
+    assert findings.refresh(["mt-run", "mt-stated", "mt-none"], timings=True) == {}
+    Run.objects.filter(scenario="fails").update(verdict="pass")
+    assert list(findings.refresh(["mt-run", "mt-stated", "mt-none"], timings=True)) == ["mt-run"]
