@@ -586,13 +586,13 @@ SELECT EXISTS (SELECT FROM pg_attribute
                 WHERE attrelid = 'lifecycle_capture.outbox'::regclass AND attname = 'row_xmin'
                   AND NOT attisdropped)
 
--- drain --
--- Moves up to {limit} committed rows out of the outbox, oldest first, as the event table's
--- rows in COPY's text format (the follower pipes them into the store's COPY unread), the
--- body made here (README: the event schema). Run in a transaction that commits only once
--- the store has committed them: a crash in between leaves them here, copied again later and
--- skipped by their uuid. A row of a transaction still open is invisible and waits for a
--- later drain, once it commits: no position to keep, so no id is ever skipped.
+-- fetch --
+-- Up to {limit} committed rows, oldest first, but those of {exclude} (a batch the store is
+-- taking: it is deleted once the store has it), each as its outbox id then the event
+-- table's row (the follower pipes the rest of the line into the store's COPY unread), in
+-- COPY's text format, the body made here (README: the event schema). A row of a transaction
+-- still open is invisible and comes in a later fetch, once it commits: no position to keep,
+-- so no id is ever skipped.
 -- No row can stop the copy of those after it: its key is cut to what an event holds (a
 -- longer one could not be indexed), its kind to what the event table takes, and its time is
 -- one an event may carry (lifecycle.events: EARLIEST, LATEST), as any other source's. An
@@ -603,15 +603,7 @@ SELECT EXISTS (SELECT FROM pg_attribute
 -- else NULL) and {row_xmin} (the row's own version: NULL from an outbox an older version
 -- made, without the column).
 COPY (
-    WITH moved AS (
-        DELETE FROM lifecycle_capture.outbox AS o
-         WHERE id IN (SELECT id FROM lifecycle_capture.outbox ORDER BY id LIMIT {limit})
-     RETURNING o.id, o.uuid, o.task_key, coalesce(left(o.kind, 32), 'update') AS kind,
-               o.status, o.old_status, o.at, o.txid, o.table_name, o.changed,
-               o.changed_values, o.application_name, o.pid, o.db_user,
-               {committed_at}::timestamptz AS committed_at, {row_xmin}::bigint AS version
-    )
-    SELECT coalesce(uuid, gen_random_uuid()), coalesce(left(task_key, {max_key}), '(null)'),
+    SELECT id, coalesce(uuid, gen_random_uuid()), coalesce(left(task_key, {max_key}), '(null)'),
            'db', kind, left(status, 64),
            least(greatest(coalesce(at, now()), '1970-01-01 00:00:00+00'),
                  '8999-12-31 00:00:00+00'),
@@ -625,11 +617,23 @@ COPY (
            || CASE WHEN committed_at IS NULL THEN '{{}}'
                    ELSE jsonb_build_object('committed_at', committed_at) END
            -- written in a savepoint: what its readers see
-           || CASE WHEN version IS NOT NULL AND (txid IS NULL OR version <> txid % 4294967296)
+           || CASE WHEN version IS NOT NULL
+                        AND (txid IS NULL OR version <> mod(txid, 4294967296))
                    THEN jsonb_build_object('xmin', version) ELSE '{{}}' END
-      FROM moved
+      FROM (SELECT o.id, o.uuid, o.task_key, coalesce(left(o.kind, 32), 'update') AS kind,
+                   o.status, o.old_status, o.at, o.txid, o.table_name, o.changed,
+                   o.changed_values, o.application_name, o.pid, o.db_user,
+                   {committed_at}::timestamptz AS committed_at, {row_xmin}::bigint AS version
+              FROM lifecycle_capture.outbox AS o
+             WHERE NOT (o.id = ANY({exclude}::bigint[]))
+             ORDER BY o.id
+             LIMIT {limit}) AS o
      ORDER BY id
 ) TO STDOUT
+
+-- delete --
+-- Rows the store has (by uuid: a copy made twice is one event).
+DELETE FROM lifecycle_capture.outbox WHERE id = ANY(%s)
 
 -- pending --
 SELECT count(*) FROM lifecycle_capture.outbox
