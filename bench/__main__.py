@@ -1,5 +1,6 @@
-"""Run the benchmarks: capture, ingest, live feed, websocket latency, task page render, the
-client's publisher and what its Dramatiq middleware costs a busy worker.
+"""Run the benchmarks: capture, ingest, the follower, the maintainer, live feed, websocket
+latency, task page render, the client's publisher and what its Dramatiq middleware costs a
+busy worker.
 
 Each prints its figures beside its target and the baseline measured in the same run (a
 table without the trigger, a bare LISTEN, the same page with 50 events), and a summary
@@ -32,6 +33,8 @@ from typing import Any
 NAMES = (
     "capture",
     "ingest",
+    "follower",
+    "maintainer",
     "feed",
     "websocket",
     "render",
@@ -44,7 +47,18 @@ NAMES = (
 )
 # The soak takes ten minutes and the worker's rounds several: they run when asked for
 # (--only soak, --only worker-overhead); the profile needs py-spy, which is no dependency.
-DEFAULT = ("capture", "ingest", "feed", "websocket", "render", "page", "publisher", "firehose")
+DEFAULT = (
+    "capture",
+    "ingest",
+    "follower",
+    "maintainer",
+    "feed",
+    "websocket",
+    "render",
+    "page",
+    "publisher",
+    "firehose",
+)
 
 # (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
 Row = dict[str, Any]
@@ -64,6 +78,18 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--rate", type=int, default=500, help="commits a second (feed, websocket)")
     parser.add_argument("--updates", type=int, default=20_000, help="UPDATEs per table (capture)")
     parser.add_argument("--events", type=int, default=50_000, help="events to ingest")
+    parser.add_argument(
+        "--follower-changes", type=int, default=100_000, help="changes in the outbox (follower)"
+    )
+    parser.add_argument(
+        "--maintainer-seconds",
+        type=float,
+        default=30.0,
+        help="how long the load lasts (maintainer)",
+    )
+    parser.add_argument(
+        "--maintainer-tasks", type=int, default=500, help="tasks a second (maintainer)"
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="how long the soak runs")
     parser.add_argument("--soak-rate", type=int, default=100, help="commits a second (soak)")
     parser.add_argument(
@@ -99,6 +125,8 @@ def run(options: dict[str, Any]) -> int:
     runners: dict[str, Callable[[dict[str, Any], list[Row]], bool]] = {
         "capture": _capture,
         "ingest": _ingest,
+        "follower": _follower,
+        "maintainer": _maintainer,
         "feed": _feed,
         "websocket": _websocket,
         "render": _render,
@@ -246,6 +274,48 @@ def _ingest(options: dict[str, Any], rows: list[Row]) -> bool:
             }
         )
     return not r["lost"]
+
+
+def _follower(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import follower as bench_follower
+
+    r = bench_follower.bench_follower(options["follower_changes"])
+    rate, floor = r["rate"]["follower"], r["rate"]["floor"]
+    rows.append(
+        {
+            "bench": "follower",
+            "figure": f"captured changes/s copied out of one watched database's outbox"
+            f" ({r['changes']:,}; {rate / floor:.0%} of the floor)",
+            "value": f"{rate:,.0f}/s",
+            "baseline": f"DELETE ... RETURNING piped by COPY {floor:,.0f}/s",
+            "target": f"≥ {bench_follower.TARGET_RATE:,.0f}/s",
+            "verdict": _verdict(r["met"]),
+        }
+    )
+    return not r["wrong"]
+
+
+def _maintainer(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import maintainer as bench_maintainer
+
+    r = bench_maintainer.bench_maintainer(
+        options["maintainer_seconds"], options["maintainer_tasks"]
+    )
+    load, trickle = r["phases"]["load"], r["phases"]["trickle"]
+    rows.append(
+        {
+            "bench": "maintainer",
+            "figure": f"stored findings behind a task's last event, p50 / p99, at"
+            f" {load['rate']:,.0f} tasks/s ({load['rate'] * 8:,.0f} events/s;"
+            f" {load['missed']} never current)",
+            "value": f"{load['p50']:.2f} / {load['p99']:.2f} s",
+            "baseline": f"{trickle['rate']:.0f} tasks/s: {trickle['p50']:.2f} /"
+            f" {trickle['p99']:.2f} s",
+            "target": f"p99 ≤ {bench_maintainer.TARGET_P99_S:g} s",
+            "verdict": _verdict(r["met"]),
+        }
+    )
+    return True  # a missed target is printed, not a failure
 
 
 def _feed(options: dict[str, Any], rows: list[Row]) -> bool:
