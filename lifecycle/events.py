@@ -34,7 +34,8 @@ KINDS: dict[str, frozenset[str]] = {
     "probe": frozenset({"submit", "read", "verdict", "expect"}),
 }
 # gap: a publisher tells how many of the task's events of this source it had to drop (its
-# buffer was full while RabbitMQ was away), and between which times. Any ingested source.
+# buffer was full while RabbitMQ was away, or an event could not be encoded), between which
+# times, and why (body.reason). Any ingested source.
 GAP = "gap"
 for _source in ("broker", "api", "log", "probe"):
     KINDS[_source] = KINDS[_source] | {GAP}

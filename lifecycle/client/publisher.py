@@ -22,10 +22,11 @@ event leaves the buffer only once RabbitMQ has confirmed it:
   nacked or returned can be sent again after later ones.
 
 While RabbitMQ is down the buffer holds what comes and the thread reconnects with backoff;
-once it is back the buffer drains, in order. What does not fit is dropped and counted per
-task and source, with the time span of the dropped events. Once the connection is back and
-the buffer has drained, each of those becomes a ``gap`` event of its task (README: Event
-schema), so the timeline says its history may be incomplete instead of looking complete.
+once it is back the buffer drains, in order. What does not fit (or cannot be encoded) is
+dropped and counted per task and source, with the time span of the dropped events and why
+they were dropped. Once the connection is back and the buffer has drained, each of those
+becomes a ``gap`` event of its task (README: Event schema), so the timeline says its
+history may be incomplete instead of looking complete.
 Warnings are logged at most once per ``LOG_EVERY`` seconds, because instrumentation must
 never break the observed system.
 
@@ -65,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 LOG_EVERY = 30.0  # seconds between two warnings about the same trouble
 MAX_GAPS = 1000  # tasks whose dropped events are told apart; beyond, only counted
+MAX_GAP_REASON = 200  # characters of a gap's reason: the distinct causes of its drops
 REFUSED_PAUSE = 0.5  # seconds before a nacked or returned message is sent again (doubling)
 DEFAULT_BUFFER_EVENTS = 10_000
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
@@ -99,12 +101,24 @@ class PublisherStats:
 
 @dataclass
 class _Gap:
-    """Dropped events of one task and source: how many, and between which times."""
+    """Dropped events of one task and source: how many, between which times, and why."""
 
     count: int
     first_at: str
     last_at: str
+    reasons: list[str] = field(default_factory=list)  # distinct, first come first
     uuid: str | None = None  # set at the first try to send it: a resend is the same event
+
+    def add_reason(self, cause: str) -> None:
+        """Tell ``cause`` too, unless it is told already or the reason is long enough."""
+        cause = cause[: MAX_GAP_REASON + 1]  # an exception's text can be long: kept bounded
+        if cause not in self.reasons and len(self.reason()) < MAX_GAP_REASON:
+            self.reasons.append(cause)
+
+    def reason(self) -> str:
+        """Why its events were dropped: the distinct causes, at most MAX_GAP_REASON chars."""
+        text = "; ".join(self.reasons) or "unknown"
+        return text if len(text) <= MAX_GAP_REASON else text[: MAX_GAP_REASON - 1] + "…"
 
 
 @dataclass
@@ -306,6 +320,7 @@ class Publisher:
             if full:
                 self._drop(
                     _summary(message),
+                    f"the publisher's buffer was full ({self.max_events} events)",
                     "the buffer is full (%d events): dropping events",
                     self.max_events,
                 )
@@ -319,7 +334,12 @@ class Publisher:
                 self._wake()
             return ticket
         except Exception as exc:  # never the caller's problem
-            self._drop(_summary(message), "cannot buffer an event (%r): dropping it", exc)
+            self._drop(
+                _summary(message),
+                f"the publisher could not buffer the event ({exc!r})",
+                "cannot buffer an event (%r): dropping it",
+                exc,
+            )
             return None
 
     def wait(self, ticket: int | None, timeout: float) -> bool:
@@ -465,8 +485,9 @@ class Publisher:
                 )
                 self._thread.start()
 
-    def _drop(self, message: Any, reason: str, *args: object) -> None:
-        """Count a lost message against its task and source (for its ``gap`` event)."""
+    def _drop(self, message: Any, cause: str, reason: str, *args: object) -> None:
+        """Count a lost message against its task and source (for its ``gap`` event, which
+        tells ``cause``), and log ``reason % args``."""
         try:
             task, source = str(message["task"]), str(message["source"])
             at = str(message.get("at") or messages.now().isoformat())
@@ -478,9 +499,11 @@ class Publisher:
             if gap is not None:
                 gap.count += 1
                 gap.first_at, gap.last_at = min(gap.first_at, at), max(gap.last_at, at)
+                gap.add_reason(cause)
                 gap.uuid = None  # it counts more now: a new event, not a resend
             elif task and len(self._gaps) < MAX_GAPS:
-                self._gaps[(task, source)] = _Gap(1, at, at)
+                gap = self._gaps[(task, source)] = _Gap(1, at, at)
+                gap.add_reason(cause)
             else:
                 self._unattributed += 1
         self._warn(reason, *args)
@@ -855,7 +878,7 @@ class Publisher:
         """Encode what the callers left, into the pending events: what cannot be encoded,
         or does not fit in ``max_bytes``, is dropped and counted."""
         pending, size = self._pending, self._bytes
-        lost: list[tuple[Any, str, object]] = []
+        lost: list[tuple[Any, str, str, object]] = []
         lost_tickets: list[int] = []
         limit = self.max_bytes
         for ticket, message in taken:
@@ -866,11 +889,19 @@ class Publisher:
                     body = messages.encode(message)
                 routing_key = f"{message['source']}.{message['kind']}"
             except Exception as exc:
-                lost.append((message, "cannot encode an event (%r): dropping it", exc))
+                cause = f"the publisher could not encode the event ({exc!r})"
+                lost.append((message, cause, "cannot encode an event (%r): dropping it", exc))
                 lost_tickets.append(ticket)
                 continue
             if size + len(body) > limit:
-                lost.append((message, "the buffer is full (%d bytes): dropping events", limit))
+                cause = (
+                    f"the event was larger than the publisher's whole buffer ({limit} bytes)"
+                    if len(body) > limit
+                    else f"the publisher's buffer was full ({limit} bytes)"
+                )
+                lost.append(
+                    (message, cause, "the buffer is full (%d bytes): dropping events", limit)
+                )
                 lost_tickets.append(ticket)
                 continue
             size += len(body)
@@ -882,8 +913,8 @@ class Publisher:
             if lost_tickets:
                 self._lost.extend(lost_tickets)
                 self._changed.notify_all()
-        for message, reason, arg in lost:
-            self._drop(_summary(message), reason, arg)
+        for message, cause, reason, arg in lost:
+            self._drop(_summary(message), cause, reason, arg)
 
     def _arm(self, delay: float) -> None:
         if self._timer is None and self._loop is not None:
@@ -937,7 +968,7 @@ class Publisher:
                         "last_at": gap.last_at,
                         "process": name,
                         "pid": pid,
-                        "reason": "the publisher's buffer was full",
+                        "reason": gap.reason(),
                     },
                 )
                 message["uuid"] = gap.uuid
@@ -960,6 +991,8 @@ class Publisher:
                     kept.count += rest.count
                     kept.first_at = min(kept.first_at, rest.first_at)
                     kept.last_at = max(kept.last_at, rest.last_at)
+                    for cause in rest.reasons:
+                        kept.add_reason(cause)
                     kept.uuid = None
 
     def _publish(

@@ -679,6 +679,7 @@ def test_overflow_while_rabbitmq_is_down_becomes_a_gap_event_per_task(tap, rabbi
         assert gap.body["dropped"] == len(mine)
         assert (gap.body["first_at"], gap.body["last_at"]) == (mine[0]["at"], mine[-1]["at"])
         assert gap.body["pid"] == os.getpid()
+        assert gap.body["reason"] == "the publisher's buffer was full (10 events)"
     assert [d.routing_key for d, _, _ in got][-2:] == ["broker.gap", "broker.gap"]
     assert publisher.stats().gaps == 2
     publisher.close(2)

@@ -145,6 +145,26 @@ def test_an_emit_with_an_unusable_time_does_not_stall_the_events_after_it(
     assert publisher.stats().dropped == 1
 
 
+def test_a_gap_tells_why_its_events_were_dropped(make_publisher, arrivals):
+    publisher = connected(make_publisher(max_bytes=100_000))
+    unencodable, too_large = unique("unencodable"), unique("too-large")
+    # Given events dropped for another cause than a full buffer: one that cannot be
+    # encoded (its time cannot be formatted), one larger than the whole buffer
+    publisher.emit("broker", "enqueue", unencodable, {"n": 0}, at=math.nan)
+    publisher.publish(message(too_large, n=0, pad="x" * 200_000))
+    # When the publisher tells the gaps
+    assert publisher.flush(5)
+    (bad,) = [e for e in arrivals.of(unencodable) if e["kind"] == "gap"]
+    (big,) = [e for e in arrivals.of(too_large) if e["kind"] == "gap"]
+    # Then each gap says what dropped its event, not that the buffer was full
+    assert bad["body"]["dropped"] == 1
+    assert bad["body"]["reason"].startswith("the publisher could not encode the event (")
+    assert big["body"]["reason"] == (
+        "the event was larger than the publisher's whole buffer (100000 bytes)"
+    )
+    assert publisher.stats().dropped == 2
+
+
 def test_an_emit_with_an_unusable_time_never_raises_into_the_caller(make_publisher):
     publisher = make_publisher(url=UNREACHABLE, namespace="nowhere", max_events=1)
     publisher.emit("broker", "enqueue", unique("full"), {})
