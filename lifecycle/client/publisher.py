@@ -654,18 +654,23 @@ class Publisher:
 
     def _lost_connection(self, connection: Any) -> None:
         """The connection is gone: what it had not confirmed is sent again on the next."""
-        self._connection = self._channel = None
+        self._connection = None
+        self._lost_channel()
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:
+                pass
+
+    def _lost_channel(self) -> None:
+        """The channel is gone: what it had not confirmed is sent again on the next one."""
+        self._channel = None
         self._ready = False
         self._requeue(list(self._inflight.values()))
         self._inflight.clear()
         with self._lock:
             self._connected = False
             self._changed.notify_all()
-        if connection is not None and connection.is_open:
-            try:
-                connection.close()
-            except Exception:
-                pass
 
     @_guarded
     def _on_channel(self, channel: Any) -> None:
@@ -698,13 +703,7 @@ class Publisher:
     def _on_channel_close(self, channel: Any, reason: Any) -> None:
         if channel is not self._channel:
             return
-        self._channel = None
-        self._ready = False
-        self._requeue(list(self._inflight.values()))
-        self._inflight.clear()
-        with self._lock:
-            self._connected = False
-            self._changed.notify_all()
+        self._lost_channel()
         connection = self._connection
         if connection is None or not connection.is_open or self._stopping:
             return
