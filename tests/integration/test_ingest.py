@@ -11,24 +11,19 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import types
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
 
 import dramatiq
 import pika
 import pytest
 from django.conf import settings
-from django.db import connection
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import default_middleware
 
@@ -38,78 +33,21 @@ from lifecycle.client.context import current_task, task_context
 from lifecycle.client.dramatiq_middleware import LifecycleEvents
 from lifecycle.client.logs import MAX_EXCEPTION_CHARS, LifecycleLogHandler
 from lifecycle.client.publisher import Publisher
-from lifecycle.faults import TcpProxy, tcp_proxy
 from lifecycle.ingest import (
     REASON_HEADER,
     Ingestor,
     database_conninfo,
     dead_queue_name,
-    declare_topology,
     ingest_queue_name,
 )
 from lifecycle.models import Event
+from tests.integration.rabbit import message, proxied_url, queue_state, wait_for
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()
 require_rabbitmq()
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def channel() -> Iterator[Any]:
-    """A channel on the test namespace's topology, with the ingest and dead queues empty."""
-    conn = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
-    ch = conn.channel()
-    declare_topology(ch)
-    ch.queue_purge(ingest_queue_name())
-    ch.queue_purge(dead_queue_name())
-    yield ch
-    conn.close()
-
-
-@pytest.fixture
-def tap(channel: Any) -> Callable[..., list[tuple[Any, Any, bytes]]]:
-    """A private queue bound to every event on the exchange; call it to drain what arrived."""
-    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-    channel.queue_bind(queue, exchange_name(), routing_key="#")
-
-    def drain() -> list[tuple[Any, Any, bytes]]:
-        """Each event that arrived: a batch message (routing key ``batch``) as its events,
-        each with the routing key it would have had alone."""
-        got: list[tuple[Any, Any, bytes]] = []
-        while True:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return got
-            if method.routing_key != "batch":
-                got.append((method, properties, body))
-                continue
-            for item in json.loads(body):
-                alone = types.SimpleNamespace(routing_key=f"{item['source']}.{item['kind']}")
-                got.append((alone, properties, events.encode(item)))
-
-    return drain
-
-
-def queue_state(channel: Any, name: str) -> tuple[int, int]:
-    """(ready messages, consumers) of a queue."""
-    ok = channel.queue_declare(name, passive=True).method
-    return ok.message_count, ok.consumer_count
 
 
 def publish_raw(channel: Any, body: bytes, routing_key: str = "broker.enqueue") -> None:
@@ -122,58 +60,7 @@ def stored(uuids: list[str]) -> Counter[str]:
     )
 
 
-def message(task: str, kind: str = "enqueue", **body: Any) -> dict[str, Any]:
-    return events.make_message(source="broker", kind=kind, task=task, body=body)
-
-
 # -- the ingestor --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def ingestor(transactional_db: None, channel: Any, tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """``manage.py lifecycle ingest`` as its own process, on pytest-django's test database."""
-    db = connection.settings_dict
-    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
-    url = f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "LIFECYCLE_NAMESPACE": settings.LIFECYCLE_NAMESPACE,
-        "LOG_LEVEL": "INFO",
-    }
-    log = (tmp_path / "ingest.log").open("w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "lifecycle",
-            "ingest",
-            "--batch-ms",
-            "20",
-            "--log-every",
-            "1",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    proc.log = log  # type: ignore[attr-defined]
-    try:
-        wait_for(
-            lambda: queue_state(channel, ingest_queue_name())[1] >= 1 or proc.poll() is not None
-        )
-        assert proc.poll() is None, Path(log.name).read_text()
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
 
 
 def test_good_events_are_stored_once_and_malformed_ones_dead_lettered(ingestor, channel):
@@ -608,21 +495,6 @@ def test_publish_does_not_block_when_rabbitmq_hangs():
     finally:
         silent.close()
     publisher.close(1)
-
-
-@pytest.fixture
-def rabbit_proxy() -> Iterator[TcpProxy]:
-    """The real RabbitMQ behind a proxy this test can cut, as if RabbitMQ went down."""
-    url = pika.URLParameters(settings.AMQP_URL)
-    with tcp_proxy(url.host, url.port) as proxy:
-        yield proxy
-
-
-def proxied_url(proxy: TcpProxy) -> str:
-    parts = urlsplit(settings.AMQP_URL)
-    return urlunsplit(
-        parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{proxy.port}")
-    )
 
 
 def test_events_published_while_rabbitmq_is_down_are_sent_when_it_returns(tap, rabbit_proxy):

@@ -37,20 +37,13 @@ from lifecycle.client.publisher import (
     Publisher,
 )
 from lifecycle.faults import TcpProxy
-from tests.integration import test_ingest
-from tests.integration.test_ingest import message, proxied_url
+from tests.integration.rabbit import message, proxied_url
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()
 require_rabbitmq()
 
 pytestmark = pytest.mark.integration
-
-# test_ingest's fixtures, shared: a channel on the test namespace's topology, a queue that
-# taps every event of its exchange (a batch split into its events), the fault proxy.
-channel = test_ingest.channel
-tap = test_ingest.tap
-rabbit_proxy = test_ingest.rabbit_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 UNREACHABLE = "amqp://guest:guest@127.0.0.1:1/%2F"

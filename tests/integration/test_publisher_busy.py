@@ -25,21 +25,13 @@ from lifecycle.client.config import exchange_name
 from lifecycle.client.publisher import Publisher
 from lifecycle.client.topology import ingest_queue
 from lifecycle.models import Event
-from tests.integration import test_ingest
-from tests.integration.test_ingest import message, proxied_url, queue_state, wait_for
+from tests.integration.rabbit import message, proxied_url, queue_state, wait_for
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()
 require_rabbitmq()
 
 pytestmark = pytest.mark.integration
-
-# test_ingest's fixtures, shared rather than copied: a channel on the test namespace's
-# topology, a queue tapping every event of its exchange, the fault proxy, a running ingestor.
-channel = test_ingest.channel
-tap = test_ingest.tap
-rabbit_proxy = test_ingest.rabbit_proxy
-ingestor = test_ingest.ingestor
 
 BUFFER = 10_000  # the default buffer (LIFECYCLE_BUFFER_EVENTS): the old publisher's ceiling
 WORKER_THREADS = 8

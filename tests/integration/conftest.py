@@ -1,0 +1,121 @@
+"""Fixtures the tests over RabbitMQ share (test_ingest, test_publisher_*): a channel on the
+test namespace's topology, a queue that taps every event of its exchange (a batch split into
+its events), the real RabbitMQ behind a proxy a test can cut, a running ingestor. A module
+using them requires PostgreSQL and RabbitMQ itself (``tests.services``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from lifecycle import events
+from lifecycle.client.config import exchange_name
+from lifecycle.faults import TcpProxy, tcp_proxy
+from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_name
+from tests.integration.rabbit import queue_state, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def channel() -> Iterator[Any]:
+    """A channel on the test namespace's topology, with the ingest and dead queues empty."""
+    conn = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    ch = conn.channel()
+    declare_topology(ch)
+    ch.queue_purge(ingest_queue_name())
+    ch.queue_purge(dead_queue_name())
+    yield ch
+    conn.close()
+
+
+@pytest.fixture
+def tap(channel: Any) -> Callable[..., list[tuple[Any, Any, bytes]]]:
+    """A private queue bound to every event on the exchange; call it to drain what arrived."""
+    queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+    channel.queue_bind(queue, exchange_name(), routing_key="#")
+
+    def drain() -> list[tuple[Any, Any, bytes]]:
+        """Each event that arrived: a batch message (routing key ``batch``) as its events,
+        each with the routing key it would have had alone."""
+        got: list[tuple[Any, Any, bytes]] = []
+        while True:
+            method, properties, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return got
+            if method.routing_key != "batch":
+                got.append((method, properties, body))
+                continue
+            for item in json.loads(body):
+                alone = types.SimpleNamespace(routing_key=f"{item['source']}.{item['kind']}")
+                got.append((alone, properties, events.encode(item)))
+
+    return drain
+
+
+@pytest.fixture
+def rabbit_proxy() -> Iterator[TcpProxy]:
+    """The real RabbitMQ behind a proxy this test can cut, as if RabbitMQ went down."""
+    url = pika.URLParameters(settings.AMQP_URL)
+    with tcp_proxy(url.host, url.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def ingestor(transactional_db: None, channel: Any, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """``manage.py lifecycle ingest`` as its own process, on pytest-django's test database."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    url = f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "LIFECYCLE_NAMESPACE": settings.LIFECYCLE_NAMESPACE,
+        "LOG_LEVEL": "INFO",
+    }
+    log = (tmp_path / "ingest.log").open("w+")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "lifecycle",
+            "ingest",
+            "--batch-ms",
+            "20",
+            "--log-every",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    proc.log = log  # type: ignore[attr-defined]
+    try:
+        wait_for(
+            lambda: queue_state(channel, ingest_queue_name())[1] >= 1 or proc.poll() is not None
+        )
+        assert proc.poll() is None, Path(log.name).read_text()
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
