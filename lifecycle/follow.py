@@ -3,7 +3,9 @@
 One thread per watched database (``lifecycle_watched_database``, re-read every few
 seconds, so a database added by ``capture install --database`` is followed at once). Each
 LISTENs on its database, then copies what the outbox holds, then waits for a NOTIFY or
-the poll interval, whose fetch is also the ping that finds a dead connection.
+the poll interval, whose fetch is also the ping that finds a dead connection. Writers
+notify only while it waits (``_Waiter``): a busy follower copies in a loop and lets them
+commit without the NOTIFY's server-wide lock.
 
 Why an outbox that is emptied, not a position: a row is visible only once its writer
 committed, and a copied row is deleted, so whatever commits late (ids out of order) or
@@ -51,6 +53,13 @@ class FollowStats:
 
 
 BATCH = 5000  # outbox rows copied a transaction, at most
+# Writers stop notifying a follower that copies more than QUIET_RATE rows a second (measured
+# over RATE_WINDOW), until nothing came for QUIET_LINGER seconds; meanwhile it copies every
+# GATHER seconds, or at once after a full batch.
+QUIET_RATE = 100.0
+RATE_WINDOW = 0.5
+QUIET_LINGER = 0.25
+GATHER = 0.01
 
 
 def copy_outbox(
@@ -160,6 +169,8 @@ class Follower:
     store_conninfo: str
     poll_interval: float = 1.0
     check_every: float = 30.0  # seconds between looks at the watched tables' columns
+    quiet_rate: float = QUIET_RATE
+    quiet_linger: float = QUIET_LINGER
     stats: FollowStats = field(default_factory=FollowStats)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -208,16 +219,61 @@ class Follower:
 
     def _follow(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
         commit_times = records_commit_times(watched)
+        row = watched.execute(OUTBOX["has_listener"]).fetchone()
+        waiter = None
+        if row and row[0]:
+            waiter = _Waiter(watched, self.quiet_rate, self.quiet_linger)
+        elif row and row[0] is False:
+            logger.warning(
+                "follow %s: this role may not add or remove rows of lifecycle_capture.listener, "
+                "so no writer notifies it: changes arrive at each poll (every %.1fs); run "
+                "`lifecycle capture install` again as the role the follower connects as",
+                self.name,
+                self.poll_interval,
+            )
         checked = float("-inf")
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() - checked >= self.check_every:
+                    self.check(watched, store)
+                    checked = time.monotonic()
+                copied = copy_outbox(
+                    watched, store, self.name, stats=self.stats, commit_times=commit_times
+                )
+                if waiter is None:  # an older install: every change notifies
+                    self._wait(watched, self.poll_interval)
+                    continue
+                pause = waiter.after_copy(copied, time.monotonic())
+                if pause is None:  # waiting: writers notify
+                    self._wait(watched, self.poll_interval)
+                elif pause and waiter.waiting:  # just set to wait: a last look after this
+                    self._wait(watched, pause)
+                else:  # busy: the next rows gather meanwhile
+                    self._pause(watched, pause)
+        finally:
+            if waiter is not None and waiter.waiting and not watched.closed:
+                try:
+                    watched.execute(OUTBOX["listener_busy"])
+                except psycopg.Error:
+                    pass  # its session is gone with it: the next follower clears the row
+
+    def _wait(self, watched: psycopg.Connection[Any], timeout: float) -> None:
+        """Wake on the first notification (and take the rest of a burst with it), after
+        ``timeout``, or on ``stop``: a notification only says "look again"."""
+        deadline = time.monotonic() + timeout
         while not self._stopping.is_set():
-            if time.monotonic() - checked >= self.check_every:
-                self.check(watched, store)
-                checked = time.monotonic()
-            copy_outbox(watched, store, self.name, stats=self.stats, commit_times=commit_times)
-            # Wake on the first notification (and take the rest of a burst with it), or
-            # poll: a notification only says "look again".
-            for _ in watched.notifies(timeout=self.poll_interval, stop_after=1):
-                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for _ in watched.notifies(timeout=min(left, 0.5), stop_after=1):
+                return
+
+    def _pause(self, watched: psycopg.Connection[Any], seconds: float) -> None:
+        """Let the next changes gather: notifications that come meanwhile (an older install's
+        writers, or another follower's) are read and dropped, not kept in memory."""
+        for _ in watched.notifies(timeout=0):
+            pass
+        self._stopping.wait(seconds)
 
     def check(self, watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
         """Record what is wrong with this database's capture (a watched table whose key or
@@ -240,6 +296,57 @@ class Follower:
                 " | ".join(p.replace(PROBLEM_SEPARATOR, "; mend it with: ") for p in problems),
             )
         store.execute(FOLLOW["record_problem"], {"name": self.name, "problem": "\n".join(problems)})
+
+
+class _Waiter:
+    """Whether writers notify this follower (its row in lifecycle_capture.listener).
+
+    Idle, it waits for a NOTIFY. Once changes come faster than ``quiet_rate`` a second, it
+    takes its row out: writers stop notifying (PostgreSQL commits transactions that notified
+    one at a time) and it copies in a loop, a pause of ``GATHER`` between copies that found
+    few rows. Once nothing came for ``quiet_linger`` seconds it puts its row back and copies
+    once more after a pause: a writer whose statement ran before the row was back sent
+    nothing, and its commit is taken then (or, committed later still, at the next poll).
+    """
+
+    def __init__(
+        self, watched: psycopg.Connection[Any], quiet_rate: float, quiet_linger: float
+    ) -> None:
+        self.watched = watched
+        self.quiet_rate = quiet_rate
+        self.quiet_linger = quiet_linger
+        watched.execute(OUTBOX["listener_clear"])
+        watched.execute(OUTBOX["listener_busy"])  # a row of a pid reused since
+        self.waiting = False
+        self.window_start = time.monotonic()  # the rate: rows copied since then
+        self.window_rows = 0
+        self.last_rows = self.window_start  # when a copy last found rows
+        self.rechecked = True  # whether a copy ran since the row went back
+
+    def after_copy(self, copied: int, now: float) -> float | None:
+        """After a copy of ``copied`` rows: None to wait for a NOTIFY (or the poll), else
+        the seconds to pause before the next copy (0: at once)."""
+        if copied:
+            self.last_rows = now
+        if self.waiting:
+            if now - self.window_start > RATE_WINDOW:
+                self.window_start, self.window_rows = now, 0
+            self.window_rows += copied
+            if self.window_rows < self.quiet_rate * RATE_WINDOW:
+                if self.rechecked:
+                    return None
+                self.rechecked = True
+                return None if copied == 0 else 0.0
+            self._set(waiting=False)
+        elif now - self.last_rows >= self.quiet_linger:
+            self._set(waiting=True)
+            self.window_start, self.window_rows, self.rechecked = now, 0, False
+            return GATHER
+        return 0.0 if copied >= BATCH else GATHER
+
+    def _set(self, *, waiting: bool) -> None:
+        self.watched.execute(OUTBOX["listener_wait" if waiting else "listener_busy"])
+        self.waiting = waiting
 
 
 def watched_databases(store_conninfo: str) -> dict[str, str]:

@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS lifecycle_capture.watched (
     mode text NOT NULL CHECK (mode IN ('generated', 'any'))
 );
 REVOKE ALL ON lifecycle_capture.watched FROM PUBLIC;
+-- The followers waiting for a NOTIFY, by backend pid (lifecycle/follow.py): a writer
+-- notifies only while one waits. PostgreSQL commits the transactions that notified one at a
+-- time, server-wide (a lock held from before the commit until its WAL is flushed), so writers
+-- that all notified would commit in single file. A busy follower, which copies the outbox in
+-- a loop anyway, takes its row out, and the writers commit side by side again. A row left by
+-- a follower that died only costs the notifications: the next follower removes it.
+CREATE TABLE IF NOT EXISTS lifecycle_capture.listener (pid int PRIMARY KEY);
+REVOKE ALL ON lifecycle_capture.listener FROM PUBLIC;
 -- The row's own version: a write inside a savepoint has its subtransaction's xmin, which is
 -- what a read of it returns (an outbox made by an older version gets the column here).
 ALTER TABLE lifecycle_capture.outbox ADD COLUMN IF NOT EXISTS row_xmin bigint;
@@ -295,8 +303,11 @@ BEGIN
         session_user,
         row_version
     );
-    -- An assignment, not PERFORM: PL/pgSQL evaluates it without starting an executor.
-    sent := pg_notify('lifecycle_capture', '');
+    -- Only while a follower waits for it (lifecycle_capture.listener). An assignment, not
+    -- PERFORM: PL/pgSQL evaluates it without starting an executor.
+    IF EXISTS (SELECT FROM lifecycle_capture.listener) THEN
+        sent := pg_notify('lifecycle_capture', '');
+    END IF;
     RETURN NULL;
 END$body$, compare, key_new, status_new, cols, array_to_string(objects, ' || '), key_old,
             status_old);
@@ -379,7 +390,9 @@ BEGIN
         session_user,
         row_version
     );
-    sent := pg_notify('lifecycle_capture', '');
+    IF EXISTS (SELECT FROM lifecycle_capture.listener) THEN
+        sent := pg_notify('lifecycle_capture', '');
+    END IF;
     RETURN NULL;
 END
 $fn$;
@@ -684,6 +697,7 @@ END
 $do$;
 GRANT USAGE ON SCHEMA lifecycle_capture TO {role};
 GRANT INSERT ON lifecycle_capture.outbox TO {role};
+GRANT SELECT ON lifecycle_capture.listener TO {role};
 GRANT USAGE ON SEQUENCE lifecycle_capture.outbox_id_seq TO {role}
 
 -- drop_owner_role --
@@ -692,3 +706,22 @@ DROP ROLE IF EXISTS {role}
 
 -- listen --
 LISTEN lifecycle_capture
+
+-- has_listener --
+-- Whether writers look for a waiting follower (NULL: an older install, which notifies on
+-- every change until capture install runs again), and whether this role may say it waits.
+SELECT CASE WHEN to_regclass('lifecycle_capture.listener') IS NOT NULL
+            THEN has_table_privilege('lifecycle_capture.listener', 'INSERT, DELETE') END
+
+-- listener_clear --
+-- Rows of followers whose sessions are gone (one that died waiting).
+DELETE FROM lifecycle_capture.listener AS l
+ WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a WHERE a.pid = l.pid)
+
+-- listener_wait --
+-- This follower waits: writers notify from their next statement on.
+INSERT INTO lifecycle_capture.listener VALUES (pg_backend_pid()) ON CONFLICT DO NOTHING
+
+-- listener_busy --
+-- This follower copies in a loop: writers need not notify.
+DELETE FROM lifecycle_capture.listener WHERE pid = pg_backend_pid()

@@ -163,10 +163,13 @@ def test_the_capture_functions_are_owned_by_a_role_that_may_only_write_the_outbo
             " has_table_privilege(%(r)s, 'lifecycle_capture.outbox', 'SELECT'),"
             " has_table_privilege(%(r)s, 'billing.jobs', 'SELECT'),"
             " has_schema_privilege(%(r)s, 'lifecycle_capture', 'CREATE'),"
-            " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %(r)s)",
+            " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %(r)s),"
+            " has_table_privilege(%(r)s, 'lifecycle_capture.listener', 'SELECT'),"
+            " has_table_privilege(%(r)s, 'lifecycle_capture.listener', 'INSERT')",
             {"r": role},
         ).fetchone()
-        assert rights == (True, False, False, False, False)
+        # (it reads whether a follower waits for a NOTIFY, and may not say one does)
+        assert rights == (True, False, False, False, False, True, False)
         # And the writers' commits still reach the outbox through it
         conn.execute("INSERT INTO billing.jobs DEFAULT VALUES")
         conn.commit()
@@ -241,6 +244,165 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
     # Then every job has its one insert: nothing lost, nothing doubled
     assert [len(store_events(job)) for job in jobs] == [1, 1, 1, 1, 1]
     assert follower.stats.duplicates == 1
+
+
+def listeners(app_db: str) -> list[int]:
+    with psycopg.connect(app_db, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM lifecycle_capture.listener")]
+
+
+def follower_pid(app_db: str) -> int | None:
+    with psycopg.connect(app_db, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'lifecycle-follow'"
+            " AND datname = current_database()"
+        ).fetchone()
+        return row[0] if row else None
+
+
+def test_writers_notify_only_while_a_follower_waits(watched: str) -> None:
+    # Given a session listening on the capture's channel, and no follower waiting
+    with (
+        psycopg.connect(watched, autocommit=True) as ear,
+        psycopg.connect(watched, autocommit=True) as writer,
+    ):
+        ear.execute("LISTEN lifecycle_capture")
+        assert listeners(watched) == []
+        # When a writer commits, nothing is notified: its commit queues behind no one's
+        writer.execute("INSERT INTO billing.jobs DEFAULT VALUES")
+        assert list(ear.notifies(timeout=0.3)) == []
+        # But once a follower says it waits, each commit wakes it (one NOTIFY a transaction)
+        ear.execute("INSERT INTO lifecycle_capture.listener VALUES (pg_backend_pid())")
+        with writer.transaction():
+            writer.execute("INSERT INTO billing.jobs DEFAULT VALUES")
+            writer.execute("UPDATE billing.jobs SET state = 'working'")
+        heard = list(ear.notifies(timeout=2, stop_after=1))
+        assert [n.channel for n in heard] == ["lifecycle_capture"]
+        assert list(ear.notifies(timeout=0.3)) == []
+
+
+def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_notifying(
+    watched: str,
+) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    # Given a follower that polls only every 30 s: what arrives sooner was notified
+    follower = Follower("billing-db", watched, conninfo(), poll_interval=30.0)
+    follower.start()
+    try:
+        wait_for(lambda: follower_pid(watched) is not None, "the follower's session")
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        # When one job is written, it arrives at once, woken by its NOTIFY
+        with psycopg.connect(watched, autocommit=True) as conn:
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+        wait_for(lambda: len(store_events(job)) == 1, "a lone write, notified", timeout=3)
+
+        # When four writers commit as fast as they can for 2 s
+        seen_busy = threading.Event()
+        done = threading.Event()
+        written: list[str] = []
+        notified = 0
+
+        def write() -> None:
+            with psycopg.connect(watched, autocommit=True) as conn:
+                while not done.is_set():
+                    row = conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id")
+                    written.append(str(row.fetchone()[0]))  # type: ignore[index]
+
+        def watch() -> None:
+            nonlocal notified
+            with psycopg.connect(watched, autocommit=True) as conn:
+                conn.execute("LISTEN lifecycle_capture")
+                while not done.is_set():
+                    if not conn.execute("SELECT FROM lifecycle_capture.listener").fetchall():
+                        seen_busy.set()
+                    notified += len(list(conn.notifies(timeout=0.02)))
+
+        threads = [threading.Thread(target=write) for _ in range(4)]
+        threads.append(threading.Thread(target=watch))
+        for thread in threads:
+            thread.start()
+        time.sleep(2.0)
+        done.set()
+        for thread in threads:
+            thread.join(10)
+        # Then the follower took its row out while busy: most commits notified no one
+        assert len(written) > 400, f"only {len(written)} commits in 2 s"
+        assert seen_busy.is_set()
+        assert notified < len(written) / 4, f"{notified} notifications for {len(written)} commits"
+        # And every commit arrives once, long before the next poll
+        from lifecycle.models import Event
+
+        wait_for(
+            lambda: Event.objects.filter(task_key__in=written).count() >= len(written),
+            "every commit of the burst",
+            timeout=5,
+        )
+        assert Event.objects.filter(task_key__in=written).count() == len(written)
+        # And once it is idle again, it waits, and a lone write is notified again
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        with psycopg.connect(watched, autocommit=True) as conn:
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+        wait_for(lambda: len(store_events(job)) == 1, "a lone write after the burst", timeout=3)
+    finally:
+        follower.stop()
+        follower.join(5)
+    # And a follower that stops takes its row with it
+    assert listeners(watched) == []
+
+
+def test_a_row_left_by_a_follower_that_died_is_cleared(watched: str) -> None:
+    # Given the row of a follower whose session is gone
+    with psycopg.connect(watched, autocommit=True) as conn:
+        dead = conn.execute("SELECT max(pid) + 100000 FROM pg_stat_activity").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO lifecycle_capture.listener VALUES (%s)", [dead])
+    # When a follower starts, it is replaced by the follower's own
+    follower = start_follower(watched)
+    try:
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the stale row cleared")
+    finally:
+        follower.stop()
+        follower.join(5)
+
+
+def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    # Given capture as an older version installed it: no listener table, every change notifies
+    waits = (
+        "IF EXISTS (SELECT FROM lifecycle_capture.listener) THEN\n"
+        "        sent := pg_notify('lifecycle_capture', '');\n    END IF;"
+    )
+    with psycopg.connect(watched, autocommit=True) as conn:
+        (definition,) = conn.execute(
+            "SELECT pg_get_functiondef(p.oid) FROM pg_proc p"
+            " WHERE p.pronamespace = 'lifecycle_capture'::regnamespace"
+            " AND p.proname = 'capture_' || 'billing.jobs'::regclass::oid"
+        ).fetchone()  # type: ignore[misc]
+        assert waits in definition
+        conn.execute(definition.replace(waits, "sent := pg_notify('lifecycle_capture', '');"))
+        conn.execute("DROP TABLE lifecycle_capture.listener")
+    # When a follower that polls every 30 s follows it
+    follower = Follower("billing-db", watched, conninfo(), poll_interval=30.0)
+    follower.start()
+    try:
+        wait_for(lambda: follower.stats.fetches >= 1, "the follower's first fetch")
+        with psycopg.connect(watched, autocommit=True) as conn:
+            job = str(
+                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
+            )  # type: ignore[index]
+        # Then the change arrives at once all the same, without an error
+        wait_for(lambda: len(store_events(job)) == 1, "a write to an older install", timeout=3)
+        assert follower.stats.errors == 0
+    finally:
+        follower.stop()
+        follower.join(5)
 
 
 def test_a_burst_is_copied_once_in_order_with_each_commits_body(watched: str) -> None:
