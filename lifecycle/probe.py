@@ -130,11 +130,18 @@ def _record(
             http_status=response.http_status,
             latency_ms=round((response.received_at - response.sent_at).total_seconds() * 1000, 2),
         )
-    _db(
-        lambda: Event.objects.create(
-            task_key=task_key, source=Event.Source.PROBE, kind=kind, status=status, at=at, body=body
-        )
+    # Its uuid is chosen here: an insert that committed just before the connection was lost
+    # is not stored again by the retry (the uuid with its time is unique).
+    event = Event(
+        uuid=uuid.uuid4(),
+        task_key=task_key,
+        source=Event.Source.PROBE,
+        kind=kind,
+        status=status,
+        at=at,
+        body=body,
     )
+    _db(lambda: Event.objects.bulk_create([event], ignore_conflicts=True))
 
 
 def _db(work: Callable[[], T], patience: float = DB_PATIENCE) -> T:

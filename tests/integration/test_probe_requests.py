@@ -241,3 +241,23 @@ def test_a_follower_waits_out_a_database_that_cut_its_connection(
     run.refresh_from_db()
     assert (run.verdict, run.observed) == (Run.Verdict.PASS, "finished")
     assert Event.objects.filter(task_key=run.task_key, kind="verdict").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_read_stored_before_its_connection_was_lost_is_not_stored_again(
+    tmp_path: Path, service: Service, postgres: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = scenario(tmp_path, service.url)
+    run = probe.create_run(found, "http://unused")
+    real_db = probe._db
+
+    def committed_then_retried(work: Any, patience: float = 1.0) -> Any:
+        # The insert commits and the connection drops before its answer: _db does it again
+        work()
+        return real_db(work, patience)
+
+    monkeypatch.setattr(probe, "_db", committed_then_retried)
+    probe._record(run, "read", "twice/1", None, "working")
+
+    # Then the read is stored once
+    assert Event.objects.filter(task_key="twice/1", kind="read").count() == 1
