@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from bench import harness
 
 TARGET_WS_P50_MS = 5.0
 TARGET_WS_P99_MS = 25.0
@@ -202,7 +203,7 @@ def bench_websocket(
             if proc.is_alive():
                 proc.kill()
         if daphne is not None:
-            _stop(daphne)
+            harness.stop(daphne)
         _clean(dsn, keys)
 
     result = _websocket_result(
@@ -315,24 +316,15 @@ def _write(dsn: str, keys: list[str], rate: int, seconds: float, go: Any, out: A
     import psycopg
 
     commits: list[tuple[int, int, int]] = []
-    interval = 1_000_000_000 // rate
     with psycopg.connect(dsn, autocommit=True, application_name="lifecycle-bench") as conn:
         conn.execute(UPDATE_SQL, ("bench-warmup", keys[0])).fetchone()  # prepare, warm
         go.wait()
-        due = time.monotonic_ns()
-        end = due + int(seconds * 1e9)
-        seq = 0
-        while (now := time.monotonic_ns()) < end:
-            if now < due:
-                time.sleep((due - now) / 1e9)
-            elif now - due > 50_000_000:
-                due = now  # fell 50 ms behind: do not burst to catch up, keep the pace
+        # fallen 50 ms behind: do not burst to catch up, keep the pace
+        for seq in harness.paced(rate, seconds, max_behind_ns=50_000_000):
             row = conn.execute(UPDATE_SQL, (f"bench-{seq}", keys[seq % len(keys)])).fetchone()
             committed = time.monotonic_ns()
             assert row is not None
             commits.append((seq, row[0], committed))
-            seq += 1
-            due += interval
     out.send(commits)
 
 
@@ -487,16 +479,6 @@ def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes]) -> 
         except OSError:
             time.sleep(0.1)
     return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _tail(log: Any, lines: int = 30) -> str:

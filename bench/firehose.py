@@ -72,6 +72,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench import harness
 from bench.dashboard import _clients, _percentiles, _system_busy, _system_cpu, _websocket_result
 from bench.publisher import cpu_seconds, rabbitmq_pids
 
@@ -771,22 +772,14 @@ def _watch(dsn: str, key: str, seconds: float, go: Any, out: Any) -> None:
     import psycopg
 
     commits: list[tuple[int, int, int, int]] = []
-    interval = 1_000_000_000 // WATCH_RATE
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT 1")
         go.wait()
-        due = time.monotonic_ns()
-        end = due + int(seconds * 1e9)
-        seq = 0
-        while (now := time.monotonic_ns()) < end:
-            if now < due:
-                time.sleep((due - now) / 1e9)
+        for seq in harness.paced(WATCH_RATE, seconds):
             row = conn.execute(WATCH_SQL, (seq, f"bench-{seq}", key)).fetchone()
             committed, wall = time.monotonic_ns(), time.time_ns()
             assert row is not None
             commits.append((seq, row[0], committed, wall))
-            seq += 1
-            due += interval
     out.send(commits)
 
 

@@ -22,13 +22,14 @@ Everything it creates is removed at the end: the database, the capture's role, t
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from bench import harness
 
 TARGET_RATE = 20_000.0  # captured changes a second, copied out of one watched database
 ROWS = 1_000  # rows of the watched table; each UPDATE of all of them is 1,000 changes
@@ -55,12 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
     """Fill the outbox, copy it out, ``rounds`` times for the follower and for the floor."""
     import psycopg
-    from psycopg import sql
 
     from lifecycle import outbox
     from lifecycle.database import conninfo
     from lifecycle.follow import FollowStats, copy_outbox
-    from lifecycle.services import maintenance_conninfo
 
     store_info = conninfo(application_name="lifecycle-bench")
     hexa = uuid.uuid4().hex[:8]
@@ -72,73 +71,65 @@ def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
     runs: dict[str, list[dict[str, float]]] = {"follower": [], "floor": []}
     counts: dict[str, tuple[int, int, int]] = {}
 
-    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    store = psycopg.connect(store_info, autocommit=True)
-    try:
-        with psycopg.connect(watched_info, autocommit=True) as conn:
-            conn.execute(
-                "CREATE TABLE public.jobs (id bigint PRIMARY KEY, state text NOT NULL,"
-                " attempts int NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL,"
-                " note text)"
-            )
-            conn.execute(
-                "INSERT INTO public.jobs (id, state, updated_at, note)"
-                " SELECT g, 'PENDING', now(), 'job ' || g FROM generate_series(1, %s) g",
-                [ROWS],
-            )
-        outbox.install(watched_info, "public.jobs", "id", "state", key_prefix=prefix)
-
-        def counted() -> tuple[int, int, int]:
-            row = store.execute(
-                "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
-                [prefix + "%"],
-            ).fetchone()
-            with psycopg.connect(watched_info) as conn:
-                left = conn.execute(outbox.OUTBOX["pending"]).fetchone()
-            store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
-            return (row[0] if row else -1), (row[1] if row else -1), (left[0] if left else -1)
-
-        def follower(watched: Any) -> None:
-            stats = FollowStats()
-            while copy_outbox(watched, store, f"bench-{hexa}", stats=stats):
-                pass
-
-        def floor(watched: Any) -> None:
-            while True:
-                with watched.transaction(), store.transaction():
-                    with (
-                        watched.cursor().copy(FLOOR_COPY_OUT.format(limit=1000)) as out,
-                        store.cursor().copy(FLOOR_COPY_IN) as into,
-                    ):
-                        moved = 0
-                        for chunk in out:
-                            into.write(chunk)
-                            moved += 1
-                if not moved:
-                    return
-
-        ways: dict[str, Callable[[Any], None]] = {"follower": follower, "floor": floor}
-        order = list(ways)
-        for r in range(rounds):
-            for name in order[r % 2 :] + order[: r % 2]:
-                _fill(watched_info, changes)
-                runs[name].append(_timed(ways[name], watched_info, store))
-                counts[name] = counted()
-                if counts[name] != (changes, changes, 0):
-                    break
-    finally:
-        store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
-        store.close()
+    with harness.scratch_database(database):
+        store = psycopg.connect(store_info, autocommit=True)
         try:
-            outbox.remove_all(watched_info)  # drops the capture's role too
-        finally:
-            with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+            with psycopg.connect(watched_info, autocommit=True) as conn:
                 conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(database)
-                    )
+                    "CREATE TABLE public.jobs (id bigint PRIMARY KEY, state text NOT NULL,"
+                    " attempts int NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL,"
+                    " note text)"
                 )
+                conn.execute(
+                    "INSERT INTO public.jobs (id, state, updated_at, note)"
+                    " SELECT g, 'PENDING', now(), 'job ' || g FROM generate_series(1, %s) g",
+                    [ROWS],
+                )
+            outbox.install(watched_info, "public.jobs", "id", "state", key_prefix=prefix)
+
+            def counted() -> tuple[int, int, int]:
+                row = store.execute(
+                    "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event"
+                    " WHERE task_key LIKE %s",
+                    [prefix + "%"],
+                ).fetchone()
+                with psycopg.connect(watched_info) as conn:
+                    left = conn.execute(outbox.OUTBOX["pending"]).fetchone()
+                store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+                return (row[0] if row else -1), (row[1] if row else -1), (left[0] if left else -1)
+
+            def follower(watched: Any) -> None:
+                stats = FollowStats()
+                while copy_outbox(watched, store, f"bench-{hexa}", stats=stats):
+                    pass
+
+            def floor(watched: Any) -> None:
+                while True:
+                    with watched.transaction(), store.transaction():
+                        with (
+                            watched.cursor().copy(FLOOR_COPY_OUT.format(limit=1000)) as out,
+                            store.cursor().copy(FLOOR_COPY_IN) as into,
+                        ):
+                            moved = 0
+                            for chunk in out:
+                                into.write(chunk)
+                                moved += 1
+                    if not moved:
+                        return
+
+            ways: dict[str, Callable[[Any], None]] = {"follower": follower, "floor": floor}
+            order = list(ways)
+            for r in range(rounds):
+                for name in order[r % 2 :] + order[: r % 2]:
+                    _fill(watched_info, changes)
+                    runs[name].append(_timed(ways[name], watched_info, store))
+                    counts[name] = counted()
+                    if counts[name] != (changes, changes, 0):
+                        break
+        finally:
+            store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+            store.close()
+            outbox.remove_all(watched_info)  # drops the capture's role too
 
     rate = {n: statistics.median(changes / r["seconds"] for r in rs) for n, rs in runs.items()}
     cpu = {
@@ -211,33 +202,17 @@ def _timed(way: Callable[[Any], None], watched_info: str, store: Any) -> dict[st
             "watched backend": watched.info.backend_pid,
             "store backend": store.info.backend_pid,
         }
-        before = {part: _backend_cpu(pid) for part, pid in backends.items()}
+        before = {part: harness.process_cpu(pid) for part, pid in backends.items()}
         cpu, start = time.process_time(), time.perf_counter()
         way(watched)
         result = {"seconds": time.perf_counter() - start, "this process": time.process_time() - cpu}
         for part, pid in backends.items():
-            result[part] = _backend_cpu(pid) - before[part]
+            result[part] = harness.process_cpu(pid) - before[part]
     return result
 
 
-def _backend_cpu(pid: int) -> float:
-    """A PostgreSQL backend's CPU seconds (user and system), or NaN when it is not here."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-    import django
-
-    django.setup()
-    parser = argparse.ArgumentParser(prog="python -m bench.follower", description=__doc__)
-    add_arguments(parser)
-    options = vars(parser.parse_args(argv))
+    options = harness.options("python -m bench.follower", __doc__, add_arguments, argv)
     result = bench_follower(options["changes"], options["rounds"])
     return 1 if result["wrong"] else 0
 

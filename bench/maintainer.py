@@ -25,7 +25,6 @@ import argparse
 import itertools
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from bench import harness
 
 TARGET_P99_S = 2.0  # seconds a task's stored findings may trail its last event, at p99
 TICK = 0.01  # seconds between the writer's transactions
@@ -59,55 +60,44 @@ def bench_maintainer(
 ) -> dict[str, Any]:
     import psycopg
     from django.conf import settings
-    from psycopg import sql
 
     from lifecycle.database import conninfo
-    from lifecycle.services import maintenance_conninfo
 
     db = settings.DATABASES["default"]
     database = f"{db['NAME']}_bench_maintain_{uuid.uuid4().hex[:8]}"[:63]
     credentials = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
     url = f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{database}"
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
-    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     maintainer: subprocess.Popen[bytes] | None = None
     phases: dict[str, tuple[float, float]] = {}  # name -> (tasks a second, seconds)
-    try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
-        )
-        profiled = ["-m", "cProfile", "-o", profile] if profile else []
-        maintainer = subprocess.Popen(
-            [sys.executable, *profiled, "manage.py", "lifecycle", "maintain"], cwd=ROOT, env=env
-        )
-        with psycopg.connect(
-            conninfo(dbname=database, application_name="lifecycle-bench"), autocommit=True
-        ) as conn:
-            time.sleep(2.0)  # its first pass, over an empty table
-            writer = _Writer(conn)
-            cpu: dict[str, float] = {}
-            for name, rate, length in (("trickle", 20.0, 5.0), ("load", float(tasks), seconds)):
-                phases[name] = (rate, length)
-                before, started = _cpu(maintainer.pid), time.monotonic()
-                writer.run(name, rate, length)
-                cpu[name] = (_cpu(maintainer.pid) - before) / (time.monotonic() - started)
-            deadline = time.monotonic() + 60
-            while _behind(conn) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            lags = _lags(conn)
-    finally:
-        if maintainer is not None:
-            maintainer.send_signal(signal.SIGTERM)
-            try:
-                maintainer.wait(15)
-            except subprocess.TimeoutExpired:
-                maintainer.kill()
-                maintainer.wait()
-        with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+    with harness.scratch_database(database):
+        try:
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True
             )
+            profiled = ["-m", "cProfile", "-o", profile] if profile else []
+            maintainer = subprocess.Popen(
+                [sys.executable, *profiled, "manage.py", "lifecycle", "maintain"], cwd=ROOT, env=env
+            )
+            with psycopg.connect(
+                conninfo(dbname=database, application_name="lifecycle-bench"), autocommit=True
+            ) as conn:
+                time.sleep(2.0)  # its first pass, over an empty table
+                writer = _Writer(conn)
+                cpu: dict[str, float] = {}
+                for name, rate, length in (("trickle", 20.0, 5.0), ("load", float(tasks), seconds)):
+                    phases[name] = (rate, length)
+                    before, started = harness.process_cpu(maintainer.pid), time.monotonic()
+                    writer.run(name, rate, length)
+                    spent = harness.process_cpu(maintainer.pid) - before
+                    cpu[name] = spent / (time.monotonic() - started)
+                deadline = time.monotonic() + 60
+                while _behind(conn) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                lags = _lags(conn)
+        finally:
+            if maintainer is not None:
+                harness.stop(maintainer, 15)
 
     result: dict[str, Any] = {"phases": {}}
     for name, (rate, length) in phases.items():
@@ -264,15 +254,6 @@ def _behind(conn: Any) -> bool:
     return any(lag is None for _, lag, _ in _lags(conn))
 
 
-def _cpu(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _quantile(ordered: list[float], q: float) -> float:
     if not ordered:
         return math.nan
@@ -280,13 +261,7 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-    import django
-
-    django.setup()
-    parser = argparse.ArgumentParser(prog="python -m bench.maintainer", description=__doc__)
-    add_arguments(parser)
-    options = vars(parser.parse_args(argv))
+    options = harness.options("python -m bench.maintainer", __doc__, add_arguments, argv)
     bench_maintainer(options["seconds"], options["tasks"], options["profile"])
     return 0
 

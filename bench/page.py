@@ -43,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench_page(events: int = 100_000, baseline: int = 5000) -> dict[str, Any]:
     from django.db import connection
 
-    from bench.dashboard import _bench_user, _free_port, _insert_history, _stop, _wait_for_port
+    from bench.dashboard import _bench_user, _free_port, _insert_history, _wait_for_port
+    from bench.harness import stop
 
     keys = {events: f"bench-page-{uuid.uuid4()}", baseline: f"bench-page-{uuid.uuid4()}"}
     started = time.perf_counter()
@@ -82,7 +83,7 @@ def bench_page(events: int = 100_000, baseline: int = 5000) -> dict[str, Any]:
         result["jump_ms"] = _jump(base, keys[events], cookie)
         result["inserted_s"] = inserted
     finally:
-        _stop(daphne)
+        stop(daphne)
         with connection.cursor() as cursor:
             for key in keys.values():
                 cursor.execute("DELETE FROM lifecycle_event WHERE task_key = %s", [key])

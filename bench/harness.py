@@ -1,0 +1,90 @@
+"""What several benchmarks share: Django set up and a benchmark's own options parsed, a
+throwaway database, a process's CPU time, a writer's pace, a child process stopped."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def options(
+    prog: str,
+    description: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """A benchmark run alone (``python -m bench.<name>``): Django set up, then its options."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    import django
+
+    django.setup()
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return vars(parser.parse_args(argv))
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A database of the benchmark's own, ``name``: created empty, dropped afterwards (its
+    connections ended), whatever happened."""
+    import psycopg
+    from psycopg import sql
+
+    from lifecycle.services import maintenance_conninfo
+
+    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def process_cpu(pid: int) -> float:
+    """A process's CPU seconds so far (user and system), or NaN when it is not on this
+    machine (a PostgreSQL elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def paced(rate: int, seconds: float, *, max_behind_ns: int | None = None) -> Iterator[int]:
+    """0, 1, 2, ...: ``rate`` a second for ``seconds`` from the first, each when it is due.
+    A caller that falls behind gets the next at once; one more than ``max_behind_ns``
+    behind keeps the pace from now rather than bursting to catch up."""
+    interval = 1_000_000_000 // rate
+    due = time.monotonic_ns()
+    end = due + int(seconds * 1e9)
+    seq = 0
+    while (now := time.monotonic_ns()) < end:
+        if now < due:
+            time.sleep((due - now) / 1e9)
+        elif max_behind_ns is not None and now - due > max_behind_ns:
+            due = now
+        yield seq
+        seq += 1
+        due += interval
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
