@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -148,3 +149,30 @@ def test_the_maintainer_keeps_what_the_search_reads(postgres: None) -> None:
     row = TaskCheck.objects.get(task_key="mt-search")
     assert (row.status, row.scenario, row.verdict) == ("COMPLETED", run.scenario, "pass")
     assert (row.first_at, row.last_at) == (T0, T0 + timedelta(seconds=2))
+
+
+def test_tasks_whose_stored_check_is_behind_are_checked_in_one_read(
+    postgres: None, django_assert_max_num_queries: Any
+) -> None:
+    from lifecycle import findings, store
+
+    # Given ten moving tasks the maintainer has not checked yet, each overwriting FAILED
+    for n in range(10):
+        old = None
+        for step, status in enumerate(["PENDING", "RUNNING", "FAILED", "COMPLETED"]):
+            Event.objects.create(
+                task_key=f"moving-{n}",
+                source="db",
+                kind="update" if old else "insert",
+                status=status,
+                at=T0 + timedelta(minutes=step),
+                txid=1000 + step,
+                body={"old_status": old, "new_status": status, "changed": ["status"]},
+            )
+            old = status
+    summaries = store.summaries_of([f"moving-{n}" for n in range(10)])
+    # When the home page sets their findings, it reads their histories in one query
+    with django_assert_max_num_queries(4):
+        findings.with_findings(summaries)
+    # Then each is checked all the same
+    assert [s.findings for s in summaries] == [["terminal_overwrite"]] * 10
