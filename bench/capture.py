@@ -1,6 +1,6 @@
-"""Benchmark capture: the trigger's cost on UPDATEs, and the ingestor's throughput.
+"""Benchmark capture: the trigger's cost on UPDATEs and concurrent commits; ingest's throughput.
 
-    DATABASE_URL=postgres://... python -m bench.capture [--updates 20000]
+    DATABASE_URL=postgres://... python -m bench.capture [--updates 20000] [--writers 8]
 
 (a) Tables shaped like ``lab_task`` (``LIKE ... INCLUDING ALL``) with the same 1,000 rows:
 one without a trigger, one with the installed capture trigger (``lifecycle capture
@@ -29,7 +29,21 @@ the ``Ingestor`` until all are stored; beside the floor, a bare COPY of the same
 (already COPY's text) into the same table from the same process. Rounds in a rotating
 order, medians.
 
-Everything it creates is removed at the end: the schemas, the events, the queues.
+(c) Concurrent writers: ``--writers`` connections (8), each in a thread of its own and on
+rows of its own, doing single-row UPDATEs of the status in autocommit with
+``synchronous_commit`` on, for ``--writer-seconds`` (1.5) a table in each of
+``--writer-rounds`` (6) rounds in a rotating order; commits a second, median of the rounds.
+Three tables shaped like ``lab_task``: one without trigger (the floor), one with the
+installed capture trigger into the outbox and no follower waiting (no row in
+``lifecycle_capture.listener``: what writers see while a follower copies in a loop), and one
+the same with a row there (a follower waiting: every commit notifies, as every commit did
+before the listener table). PostgreSQL commits the transactions that sent a NOTIFY one at a
+time, server-wide (a lock held from before the commit through its WAL flush), which is what
+the third pays; each capture variant is given as a share of the floor. The outbox is
+emptied after each table's turn, and the rows it holds then must be the turn's commits.
+
+Everything it creates is removed at the end: the schemas, the events, the queues, the
+outbox rows and the listener row.
 """
 
 from __future__ import annotations
@@ -53,6 +67,7 @@ CONFIGS = ("on:update", "on:worker", "off:update")
 BENCH_CHANNEL = "lifecycle_bench_events"
 COMPARE_TRIGGER = "bench_capture"
 OUTBOX_VARIANTS = ("generated", "generic")  # capture install --database, into the outbox
+OUTBOX = "lifecycle_capture.outbox"
 T = TypeVar("T")
 
 # The floor: one plpgsql call, one event row with its indexes, its NOTIFY (sent by the
@@ -99,8 +114,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="copy",
         help="the ingestor's insert methods, comma-separated: copy, staged, executemany",
     )
+    parser.add_argument(
+        "--writers", type=int, default=8, help="concurrent writer connections (writers)"
+    )
+    parser.add_argument(
+        "--writer-seconds",
+        type=float,
+        default=1.5,
+        help="how long the writers write each table in each round (writers)",
+    )
+    parser.add_argument("--writer-rounds", type=int, default=6)
     parser.add_argument("--skip-trigger", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-writers", action="store_true")
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
@@ -122,6 +148,11 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
                 options["events"], method.strip(), options["batch_size"], options["ingest_rounds"]
             )
             ok &= not result["lost"]
+    if not options["skip_writers"]:
+        writers = bench_writers(
+            options["writers"], options["writer_seconds"], options["writer_rounds"]
+        )
+        ok &= not writers["lost"]
     return 0 if ok else 1
 
 
@@ -300,7 +331,7 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
     conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
     if variant.name == "watched":
         capture.install(variant.table, "id", "status")
-    elif variant.name in OUTBOX_VARIANTS:
+    elif _in_outbox(variant):
         from lifecycle import outbox
         from lifecycle.ingest import database_conninfo
 
@@ -350,8 +381,13 @@ def _ddl(name: str) -> list[str]:
     return [FLOOR_FUNCTION, *notify]
 
 
+def _in_outbox(variant: Variant) -> bool:
+    """Whether the variant's table gets the installed capture trigger into the outbox."""
+    return variant.name in OUTBOX_VARIANTS or variant.events == OUTBOX
+
+
 def _drop(conn: Any, variants: list[Variant], had_outbox: bool = True) -> None:
-    for variant in (v for v in variants if v.name in OUTBOX_VARIANTS):
+    for variant in (v for v in variants if _in_outbox(v)):
         if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [variant.table]).fetchone()[0]:
             from lifecycle import outbox
             from lifecycle.capture import CaptureError
@@ -361,17 +397,17 @@ def _drop(conn: Any, variants: list[Variant], had_outbox: bool = True) -> None:
                 outbox.remove(database_conninfo(), variant.table)  # its trigger and function
             except CaptureError:
                 pass  # not installed yet
-    copies = [v for v in variants if v.name not in ("watched", *OUTBOX_VARIANTS)]
+    copies = [v for v in variants if v.name != "watched" and not _in_outbox(v)]
     schemas = [SCHEMA] + [f"{SCHEMA}_{v.name}" for v in copies if v.trigger]
     conn.execute(f"DROP SCHEMA IF EXISTS {', '.join(schemas)} CASCADE")
-    if any(v.name in OUTBOX_VARIANTS for v in variants):
+    if any(_in_outbox(v) for v in variants):
         exists = conn.execute("SELECT to_regclass('lifecycle_capture.outbox')").fetchone()[0]
         if exists and not had_outbox:
             conn.execute("DROP SCHEMA lifecycle_capture CASCADE")  # the bench created it
         elif exists:
             conn.execute(
                 "DELETE FROM lifecycle_capture.outbox WHERE table_name = ANY(%s)",
-                [[f"{SCHEMA}.{name}" for name in OUTBOX_VARIANTS]],
+                [[v.table for v in variants if _in_outbox(v)]],
             )
 
 
@@ -380,7 +416,7 @@ def _count(conn: Any, variant: Variant) -> int:
         row = conn.execute(
             "SELECT count(*) FROM lifecycle_event WHERE body->>'table' = %s", [variant.table]
         ).fetchone()
-    elif variant.name in OUTBOX_VARIANTS:
+    elif _in_outbox(variant):
         row = conn.execute(
             "SELECT count(*) FROM lifecycle_capture.outbox WHERE table_name = %s", [variant.table]
         ).fetchone()
@@ -600,6 +636,174 @@ def bench_ingest(
 
 def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# -- (c) concurrent writers --------------------------------------------------------------------
+
+
+def bench_writers(
+    writers: int = 8, seconds: float = 1.5, rounds: int = 6, rows: int = 1_000
+) -> dict[str, Any]:
+    """Commits a second of ``writers`` connections, each in a thread of its own, doing
+    single-row UPDATEs of the status in autocommit (``synchronous_commit`` on), each on
+    rows of its own, for ``seconds`` a table in each of ``rounds`` rounds in a rotating
+    order: a table without trigger (the floor), one with the installed capture trigger
+    into the outbox and no follower waiting (no row in ``lifecycle_capture.listener``:
+    what writers see while the follower copies), and one the same with a row there (a
+    follower waiting: every commit notifies, and PostgreSQL commits the transactions that
+    notified one at a time). The outbox is emptied after each table's turn. Medians."""
+    import threading
+
+    import psycopg
+    from psycopg import sql
+
+    from lifecycle.ingest import database_conninfo
+
+    variants = [
+        Variant("writers_plain", "no trigger (the floor)"),
+        Variant("writers_idle", "capture, no follower waiting", "lifecycle_capture", OUTBOX),
+        Variant("writers_waiting", "capture, a follower waiting", "lifecycle_capture", OUTBOX),
+    ]
+    plain, idle, waiting = variants
+    rates: dict[str, list[float]] = {v.name: [] for v in variants}
+    commits: dict[str, int] = {v.name: 0 for v in variants}
+    lost: dict[str, tuple[int, int]] = {}  # table: (commits, rows in the outbox), one turn
+    conninfo = database_conninfo(application_name="lifecycle-bench")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        had_outbox = bool(
+            conn.execute("SELECT to_regclass('lifecycle_capture.outbox') IS NOT NULL").fetchone()[0]  # type: ignore[index]
+        )
+        _drop(conn, variants, had_outbox)
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        pool: list[psycopg.Connection[Any]] = []
+        try:
+            keys = [str(uuid.uuid4()) for _ in range(rows)]
+            for variant in variants:
+                _create(conn, variant, keys)
+            # Followers of this database waiting now (there should be none): their rows
+            # make the writers without ours notify too.
+            others = conn.execute("SELECT count(*) FROM lifecycle_capture.listener").fetchone()[0]  # type: ignore[index]
+            for _ in range(writers):
+                pool.append(psycopg.connect(conninfo, autocommit=True))
+                pool[-1].execute("SET synchronous_commit = on")
+            done = [0] * writers  # UPDATEs each writer made so far: where its statuses are
+
+            def turn(variant: Variant, length: float) -> tuple[int, float]:
+                """All writers on the variant's table for ``length`` seconds: commits, time."""
+                update = sql.SQL("UPDATE {} SET status = %s, updated_at = now() WHERE id = %s")
+                query = update.format(sql.Identifier(SCHEMA, variant.name)).as_string(conn)
+                counts = [0] * writers
+                ends = [0.0] * writers
+                errors: list[BaseException] = []
+                start = [0.0]
+                barrier = threading.Barrier(
+                    writers, action=lambda: start.__setitem__(0, time.perf_counter())
+                )
+
+                def write(i: int) -> None:
+                    mine = keys[i::writers]
+                    n = done[i]
+                    try:
+                        barrier.wait()
+                        deadline = start[0] + length
+                        while time.perf_counter() < deadline:
+                            pool[i].execute(
+                                query, [STATUSES[n % len(STATUSES)], mine[n % len(mine)]]
+                            )
+                            n += 1
+                    except BaseException as exc:  # raised again below
+                        errors.append(exc)
+                        barrier.abort()
+                    ends[i] = time.perf_counter()
+                    counts[i] = n - done[i]
+                    done[i] = n
+
+                if variant is waiting:  # a follower waits: every commit notifies
+                    conn.execute(
+                        "INSERT INTO lifecycle_capture.listener VALUES (0) ON CONFLICT DO NOTHING"
+                    )
+                threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                if errors:
+                    raise errors[0]
+                if variant is waiting:
+                    conn.execute("DELETE FROM lifecycle_capture.listener WHERE pid = 0")
+                total = sum(counts)
+                if _in_outbox(variant):
+                    captured = _count(conn, variant)
+                    if captured != total:
+                        lost[variant.label] = (total, captured)
+                    conn.execute(
+                        "DELETE FROM lifecycle_capture.outbox WHERE table_name = %s",
+                        [variant.table],
+                    )
+                    conn.execute("VACUUM lifecycle_capture.outbox")
+                # Each turn finds its table as the last left it, not whatever autovacuum
+                # would be doing to it meanwhile.
+                conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(SCHEMA, variant.name)))
+                return total, max(ends) - start[0]
+
+            for variant in variants:  # a warm-up: the first prepares and cache misses
+                turn(variant, min(0.5, seconds))
+            for r in range(rounds):
+                shift = r % len(variants)
+                for variant in variants[shift:] + variants[:shift]:
+                    n, elapsed = turn(variant, seconds)
+                    rates[variant.name].append(n / elapsed)
+                    commits[variant.name] += n
+        finally:
+            for writer in pool:
+                writer.close()
+            if conn.execute("SELECT to_regclass('lifecycle_capture.listener')").fetchone()[0]:  # type: ignore[index]
+                conn.execute("DELETE FROM lifecycle_capture.listener WHERE pid = 0")
+            _drop(conn, variants, had_outbox)
+
+    rate = {v.name: statistics.median(rates[v.name]) for v in variants}
+    share = {v.name: rate[v.name] / rate[plain.name] for v in variants}
+    round_share = {
+        v.name: statistics.median(
+            a / b for a, b in zip(rates[v.name], rates[plain.name], strict=True)
+        )
+        for v in variants
+    }
+    lines = [
+        f"writers (synchronous_commit=on): {writers} connections, each its own thread and"
+        f" rows, single-row UPDATEs in autocommit, {seconds:g} s a table in each of"
+        f" {rounds} interleaved rounds",
+    ]
+    for variant in variants:
+        line = (
+            f"  {variant.label + ':':<30} {rate[variant.name]:7,.0f} commits/s"
+            f"  ({writers / rate[variant.name] * 1e3:.2f} ms a commit per writer;"
+            f" rounds {' / '.join(f'{x:,.0f}' for x in rates[variant.name])})"
+        )
+        if variant is not plain:
+            line += (
+                f"  {share[variant.name]:.0%} of the floor"
+                f" (median of rounds {round_share[variant.name]:.0%})"
+            )
+        lines.append(line)
+    if others:
+        lines.append(
+            f"  NOTE: {others} follower(s) of this database were waiting"
+            " (lifecycle_capture.listener): without ours, the writers notified too"
+        )
+    if lost:
+        lines.append(f"  EVENTS MISSING OR DOUBLED (commits, captured): {lost}")
+    print("\n".join(lines), flush=True)
+    return {
+        "writers": writers,
+        "seconds": seconds,
+        "rounds": rounds,
+        "rate": {"floor": rate[plain.name], "idle": rate[idle.name], "waiting": rate[waiting.name]},
+        "share": {"idle": share[idle.name], "waiting": share[waiting.name]},
+        "commits": commits,
+        "others_waiting": others,
+        "lost": lost,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
