@@ -236,6 +236,8 @@ class Follower:
             while not self._stopping.is_set():
                 if time.monotonic() - checked >= self.check_every:
                     self.check(watched, store)
+                    if waiter is not None:
+                        waiter.again()
                     checked = time.monotonic()
                 copied = copy_outbox(
                     watched, store, self.name, stats=self.stats, commit_times=commit_times
@@ -343,6 +345,12 @@ class _Waiter:
             self.window_start, self.window_rows, self.rechecked = now, 0, False
             return GATHER
         return 0.0 if copied >= BATCH else GATHER
+
+    def again(self) -> None:
+        """Say so again if it waits: its row may have gone with a schema dropped and made
+        anew (capture remove --all, then install) while it waited."""
+        if self.waiting:
+            self.watched.execute(OUTBOX["listener_wait"])
 
     def _set(self, *, waiting: bool) -> None:
         self.watched.execute(OUTBOX["listener_wait" if waiting else "listener_busy"])

@@ -370,6 +370,25 @@ def test_a_row_left_by_a_follower_that_died_is_cleared(watched: str) -> None:
         follower.join(5)
 
 
+def test_a_waiting_follower_whose_row_went_puts_it_back(watched: str) -> None:
+    from lifecycle.database import conninfo
+    from lifecycle.follow import Follower
+
+    # Given a waiting follower that polls every 0.5 s and looks at its capture every 0.3 s
+    follower = Follower("billing-db", watched, conninfo(), poll_interval=0.5, check_every=0.3)
+    follower.start()
+    try:
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        # When its row is gone (the schema was dropped and made anew meanwhile, say)
+        with psycopg.connect(watched, autocommit=True) as conn:
+            conn.execute("DELETE FROM lifecycle_capture.listener")
+        # Then it is back at the next look, and writers notify it again
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the row back")
+    finally:
+        follower.stop()
+        follower.join(5)
+
+
 def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -> None:
     from lifecycle.database import conninfo
     from lifecycle.follow import Follower
