@@ -20,10 +20,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from lifecycle import sql, store
 from lifecycle.checker import Finding, check
+from lifecycle.database import first_line
 from lifecycle.events import EventRecord
 from lifecycle.models import CheckCursor, Event, TaskCheck
 from lifecycle.timeline import current_status, in_time_order
@@ -102,13 +103,35 @@ def _kept_row(
 
 def _keep(rows: list[tuple[Any, ...]]) -> None:
     """Store tasks' checks in one statement. Without waiting for the disk: a check lost in
-    a crash is made again (the maintainer's cursor, committed after it, is lost with it)."""
-    if rows:
-        columns = [list(column) for column in zip(*rows, strict=True)]
-        columns[4] = [json.dumps(kinds) for kinds in columns[4]]
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-            cursor.execute(FINDINGS["keep"], columns)
+    a crash is made again (the maintainer's cursor, committed after it, is lost with it).
+
+    A check the table refuses is skipped with a logged line, and the others stored one by
+    one: one bad row must never stop the maintainer (it would fail on it at every pass). A
+    lost connection is raised, for the pass to be done again."""
+    if not rows:
+        return
+    try:
+        _keep_rows(rows)
+    except DatabaseError as exc:
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise
+        if len(rows) == 1:
+            logger.warning(
+                "maintain: cannot store the check of task %r (%s); skipped until it moves",
+                str(rows[0][0])[:200],
+                first_line(exc),
+            )
+            return
+        for row in rows:
+            _keep([row])
+
+
+def _keep_rows(rows: list[tuple[Any, ...]]) -> None:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[4] = [json.dumps(kinds) for kinds in columns[4]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute(FINDINGS["keep"], columns)
 
 
 FAILED_CHECK_PAUSE = (

@@ -160,6 +160,12 @@ class Maintainer:
                 connection.close()
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
+            except Exception:  # what nothing above foresaw: logged, never the process's end
+                self.stats.errors += 1
+                logger.exception("maintain: a pass failed; the next in %.1fs", delay)
+                connection.close()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
         return self.stats
 
     def _noted(self, payload: str) -> None:

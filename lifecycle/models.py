@@ -73,8 +73,8 @@ class Run(models.Model):
     task_key = models.TextField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
     verdict = models.CharField(max_length=8, choices=Verdict.choices, null=True, blank=True)
-    expected = models.CharField(max_length=32)
-    observed = models.CharField(max_length=32, null=True, blank=True)
+    expected = models.CharField(max_length=64)  # a status (lifecycles.MAX_STATUS)
+    observed = models.CharField(max_length=64, null=True, blank=True)
     error = models.TextField(blank=True, default="")
     base_url = models.TextField(blank=True, default="")
     # The JSON body the run submitted: its scenario's, or an edit's (null: none was sent).
@@ -118,7 +118,7 @@ class TaskCheck(models.Model):
     task_key = models.TextField(primary_key=True)
     event_count = models.IntegerField()
     last_event_id = models.BigIntegerField()
-    expected = models.CharField(max_length=32, null=True, blank=True)
+    expected = models.CharField(max_length=64, null=True, blank=True)
     kinds = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     findings = models.JSONField(default=list, blank=True)
     # What the home page's search filters on, kept with the findings (lifecycle.maintain):

@@ -256,3 +256,55 @@ def test_each_task_is_checked_against_its_latest_run_else_a_tests_expectation(
     assert findings.refresh(["mt-run", "mt-stated", "mt-none"], timings=True) == {}
     Run.objects.filter(scenario="fails").update(verdict="pass")
     assert list(findings.refresh(["mt-run", "mt-stated", "mt-none"], timings=True)) == ["mt-run"]
+
+
+def test_an_expectation_as_long_as_any_status_is_kept_and_a_refused_check_is_skipped(
+    postgres: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given tasks whose tests expected statuses of 33 and 64 characters (any status an
+    # event may carry), once a 33-character one failed the maintainer at every pass
+    maintainer = Maintainer(min_interval=0, cost_factor=0)
+    for key, length in (("long-33", 33), ("long-64", 64)):
+        stuck_task(key)
+        Event.objects.create(
+            task_key=key, source="probe", kind="expect", status="E" * length, at=T0, body={}
+        )
+    # When the maintainer passes
+    maintainer.once()
+    # Then their checks are stored with what they expected
+    kept = dict(TaskCheck.objects.values_list("task_key", "expected"))
+    assert kept == {"long-33": "E" * 33, "long-64": "E" * 64}
+    assert maintainer.stats.errors == 0
+
+    # And a check the table refuses (here, longer than any status) is skipped with one
+    # logged line, the others of its batch stored all the same
+    stuck_task("fine-1")
+    stuck_task("fine-2")
+    rows = [
+        findings._kept_row(key, findings.store.task_events(key), task, [])
+        for key, task in (
+            ("fine-1", _task("RUNNING")),
+            ("refused", _task("X" * 65)),
+            ("fine-2", _task("RUNNING")),
+        )
+    ]
+    findings._keep(rows)
+    assert set(TaskCheck.objects.values_list("task_key", flat=True)) >= {"fine-1", "fine-2"}
+    assert not TaskCheck.objects.filter(task_key="refused").exists()
+    assert any("cannot store the check of task 'refused'" in r.getMessage() for r in caplog.records)
+
+
+def _task(expected: str) -> findings._Task:
+    return findings._Task(
+        count=4,
+        last=1,
+        checked_count=None,
+        checked_last=None,
+        checked_expected=None,
+        checked_verdict=None,
+        has_run=False,
+        run_expected=None,
+        scenario=None,
+        run_verdict=None,
+        stated=expected,
+    )
