@@ -388,13 +388,44 @@ def _plausible(at: datetime) -> bool:
 def validate(data: Any, sources: frozenset[str] = INGEST_SOURCES) -> IncomingEvent:
     """Validate one decoded message (a JSON value); raise MalformedEvent with the reason.
     ``sources``: the ones accepted (an import also takes ``db``)."""
-    return IncomingEvent(*_checked(data, sources))
+    event = IncomingEvent(*_checked(data, sources))
+    _check_body_text(encode_body(event.body))
+    return event
+
+
+def unstorable(text: str) -> str | None:
+    """Why PostgreSQL could not store this text, or None: a NUL character (no text column
+    holds one), or a lone surrogate (UTF-8 cannot encode one; JSON's ``\\ud800`` makes
+    one, and so does a message's bytes decoded as json does, with ``surrogatepass``)."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate (text that is not Unicode)"
+    return None
+
+
+# A NUL in a body's JSON text: ``\u0000`` after an even number of backslashes (a string
+# that holds a backslash then "u0000" is encoded ``\\u0000``). jsonb refuses it.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _check_body_text(text: str) -> None:
+    """Refuse a body whose JSON text (``encode_body``'s) the event table could not store."""
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise MalformedEvent("body holds a NUL character")
+    if not text.isascii() and unstorable(text):
+        raise MalformedEvent("body holds a lone surrogate (text that is not Unicode)")
 
 
 def _checked_row(data: Any) -> Row:
     """``validate(data).as_row()``, without the IncomingEvent."""
     *fields, body = _checked(data, INGEST_SOURCES)
-    return (*fields, _encode_parsed(body))
+    text = _encode_parsed(body)
+    _check_body_text(text)
+    return (*fields, text)
 
 
 def _parsed_encoder() -> Callable[[Any], str]:
@@ -440,6 +471,8 @@ def _checked(data: Any, sources: frozenset[str]) -> tuple[Any, ...]:
     task = data["task"]
     if not isinstance(task, str) or len(task) > MAX_TASK_KEY:
         raise MalformedEvent(f"task must be a string of at most {MAX_TASK_KEY} characters")
+    if problem := unstorable(task):
+        raise MalformedEvent(f"task holds {problem}")
     try:
         at = datetime.fromisoformat(str(data["at"]))
     except ValueError:
@@ -451,6 +484,8 @@ def _checked(data: Any, sources: frozenset[str]) -> tuple[Any, ...]:
     status = data.get("status")
     if status is not None and (not isinstance(status, str) or len(status) > 64):
         raise MalformedEvent("status must be null or a string of at most 64 characters")
+    if status is not None and (problem := unstorable(status)):
+        raise MalformedEvent(f"status holds {problem}")
     txid = data.get("txid")
     if txid is not None and (not isinstance(txid, int) or isinstance(txid, bool) or txid < 0):
         raise MalformedEvent("txid must be null or a non-negative integer")

@@ -98,19 +98,21 @@ def import_timeline(document: Any, imported_by: str = "") -> Imported:
     # The original's arrival order: the checker reads it (a commit's event before a read).
     records = [event for _, event in sorted(parsed, key=lambda pair: pair[0])]
     if expected:
-        records.append(
-            events.validate(
-                events.make_message(
-                    source="probe",
-                    kind="expect",
-                    task=key,
-                    status=expected,
-                    at=max(r.at for r in records),
-                    body={"client": "import", "test": f"imported from {original}"[:200]},
-                )
-            )
+        message = events.make_message(
+            source="probe",
+            kind="expect",
+            task=key,
+            status=expected,
+            at=max(r.at for r in records),
+            body={"client": "import", "test": f"imported from {original}"[:200]},
         )
+        try:
+            records.append(events.validate(message))
+        except MalformedEvent as exc:  # e.g. a NUL in it
+            raise ImportError_([f"its 'expected' cannot be stored: {exc}"]) from None
     url = document.get("url")
+    if not isinstance(url, str) or events.unstorable(url):
+        url = ""  # the original's page, for the record only
     with transaction.atomic():
         stored, refused = store.append(records)
         if refused:
@@ -118,7 +120,7 @@ def import_timeline(document: Any, imported_by: str = "") -> Imported:
         ImportedTask.objects.create(
             task_key=key,
             original_key=original,
-            source_url=url[:2000] if isinstance(url, str) else "",
+            source_url=url[:2000],
             imported_by=imported_by[:200],
             event_count=stored,
         )

@@ -419,6 +419,7 @@ class Ingestor:
                 pass
 
     def _dead_letter(self, method: Any, properties: Any, body: bytes, reason: str) -> None:
+        logger.warning("ingest: dead-lettered an event: %s", " ".join(reason.split())[:300])
         headers = dict(properties.headers or {})
         headers.update(
             {

@@ -7,6 +7,7 @@ query.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,8 @@ from django.db import DataError, connection, transaction
 from lifecycle import sql
 from lifecycle.events import EventRecord, IncomingEvent
 from lifecycle.models import Event, Run
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 STORE = sql.load("store")
@@ -85,7 +88,10 @@ def task_stats(task_keys: list[str] | None) -> dict[str, tuple[int, int]]:
 
 def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
     """Store validated events (a known uuid is skipped); returns how many were new, and the
-    index and reason of each one the database refused (the others are stored anyway)."""
+    index and reason of each one the database refused (the others are stored anyway). The
+    schema (``events.validate``) refuses what the table cannot hold, so a refusal here is a
+    bug: its reason is for a client, in words of ours; the database's own text, which
+    quotes our SQL, goes to the log, one line an event."""
     rows = [e.as_row() for e in events]
     try:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -100,10 +106,13 @@ def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
                 with transaction.atomic():  # a savepoint: one bad row spoils only itself
                     cursor.execute(INGEST["insert_row"], row)
                     stored += max(cursor.rowcount, 0)
-            except DataError as exc:
-                refused.append((i, f"refused by the database: {str(exc).strip()}"))
-            except UnicodeError:
-                refused.append((i, "text that is not valid Unicode (a lone surrogate)"))
+            except (DataError, UnicodeError) as exc:
+                logger.warning(
+                    "store: event %s refused by the database: %s",
+                    row[0],
+                    " ".join(str(exc).split())[:300],
+                )
+                refused.append((i, "refused by the database: a value it cannot store"))
     return stored, refused
 
 

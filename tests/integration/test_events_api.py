@@ -61,7 +61,7 @@ def test_good_events_are_stored_and_each_bad_one_gets_its_reason(
     assert [r["index"] for r in body["rejected"]] == [1, 2, 3]
     assert "unknown source 'db'" in body["rejected"][0]["error"]
     assert "missing field 'task'" in body["rejected"][1]["error"]
-    assert "refused by the database" in body["rejected"][2]["error"]
+    assert "status holds a NUL character" in body["rejected"][2]["error"]
     statuses = list(Event.objects.filter(task_key="job-2").values_list("status", flat=True))
     assert sorted(statuses) == ["COMPLETED", "PENDING"]
 
@@ -103,3 +103,46 @@ def test_a_cross_site_form_cannot_post_events(client: Any, postgres: None) -> No
     # Then it is refused, and nothing is stored
     assert response.status_code == 415
     assert not Event.objects.filter(task_key="job-3").exists()
+
+
+def test_a_nul_or_a_lone_surrogate_costs_only_its_own_event(client: Any, postgres: None) -> None:
+    # Given a batch where every other event carries text PostgreSQL cannot store: a NUL or
+    # a lone surrogate (JSON's "\\ud800"), in the key, the status, a body value or a body key
+    task = f"hostile-{uuid.uuid4()}"
+    hostile = [
+        {"task": f"{task}\u0000"},
+        {"status": "RUN\u0000NING"},
+        {"body": {"note": "a\u0000b"}},
+        {"task": "PLACEHOLDER"},
+        {"status": "PLACEHOLDER"},
+        {"body": {"PLACEHOLDER": 1}},
+    ]
+    batch = []
+    for n, fields in enumerate(hostile):
+        batch += [read(task, f"GOOD-{n}"), {**read(task), **fields}]
+    text = json.dumps(batch).replace('"PLACEHOLDER"', '"\\ud800"')
+    # When it is posted
+    response = post(client, text)
+    # Then the good events are stored and each bad one is refused alone, by its index,
+    # in words of ours: nothing of PostgreSQL's error text (which quotes our SQL)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["stored"] == len(hostile)
+    assert [r["index"] for r in body["rejected"]] == list(range(1, 2 * len(hostile), 2))
+    reasons = [r["error"] for r in body["rejected"]]
+    assert all(("a NUL character" in r) != ("a lone surrogate" in r) for r in reasons), reasons
+    assert not any(word in response.content.decode() for word in ("LINE", "::", "psycopg"))
+    statuses = Event.objects.filter(task_key=task).values_list("status", flat=True)
+    assert sorted(statuses) == [f"GOOD-{n}" for n in range(len(hostile))]
+
+
+def test_a_lone_hostile_event_is_a_400_that_says_why(client: Any, postgres: None) -> None:
+    # Given one event whose key holds a lone surrogate (no good one beside it)
+    task = f"hostile-{uuid.uuid4()}"
+    text = json.dumps(read(task)).replace(f'"{task}"', '"job-\\udfff"')
+    response = post(client, text)
+    assert response.status_code == 400
+    assert response.json()["rejected"] == [
+        {"index": 0, "error": "task holds a lone surrogate (text that is not Unicode)"}
+    ]
+    assert Event.objects.count() == 0

@@ -99,6 +99,42 @@ def test_a_bad_file_is_refused_whole_with_its_reasons(client, postgres):
         assert bad.status_code == 400, body
 
 
+def test_a_nul_in_an_events_text_or_the_expectation_refuses_the_file_in_our_words(client, postgres):
+    overwritten_task("bug/44")
+    exported = client.get("/api/tasks/bug%2F44/timeline").json()
+    exported["events"][1]["body"]["note"] = "a\u0000b"
+    exported["events"][2]["status"] = "FAIL\u0000ED"
+
+    response = client.post(
+        "/api/import", data=json.dumps(exported), content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["reasons"] == [
+        "event 1: body holds a NUL character",
+        "event 2: status holds a NUL character",
+    ]
+    # An expectation the event table cannot hold refuses the file too (it was a 500)
+    exported = client.get("/api/tasks/bug%2F44/timeline").json()
+    response = client.post(
+        "/api/import",
+        data=json.dumps({**exported, "expected": "DONE\u0000"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert response.json()["reasons"] == [
+        "its 'expected' cannot be stored: status holds a NUL character"
+    ]
+    assert not ImportedTask.objects.exists()
+    # And an original page's URL holding one is not kept; the copy is made
+    response = client.post(
+        "/api/import",
+        data=json.dumps({**exported, "url": "http://x/\u0000"}),
+        content_type="application/json",
+    )
+    assert response.status_code == 201
+    assert ImportedTask.objects.get().source_url == ""
+
+
 def test_the_home_pages_form_imports_a_file(client, postgres):
     overwritten_task("bug/44")
     exported = client.get("/api/tasks/bug%2F44/timeline").content

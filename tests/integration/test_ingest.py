@@ -172,12 +172,12 @@ def test_values_the_database_rejects_cost_only_their_own_event(channel, method):
     ingestor = Ingestor(conninfo=database_conninfo(), batch_ms=200, method=method)
     run_in_thread(ingestor, until=lambda s: s.received >= 4).join(15)
 
-    # Then the good ones are stored and the bad one is dead-lettered with the database's reason
+    # Then the good ones are stored and the bad one is dead-lettered with the schema's reason
     assert stored([m["uuid"] for m in good]) == Counter(m["uuid"] for m in good)
     assert (ingestor.stats.stored, ingestor.stats.dead) == (3, 1)
     _, properties, body = channel.basic_get(dead_queue_name(), auto_ack=True)
     assert body == events.encode(bad)
-    assert properties.headers[REASON_HEADER].startswith("rejected by the database")
+    assert properties.headers[REASON_HEADER] == "body holds a NUL character"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -214,7 +214,44 @@ def test_a_batch_message_stores_its_events_in_order_and_dead_letters_each_bad_on
     assert [json.loads(body)["uuid"] for _, _, body in dead] == [batch[1]["uuid"], batch[3]["uuid"]]
     reasons = [properties.headers[REASON_HEADER] for _, properties, _ in dead]
     assert reasons[0].startswith("event 1 of a batch of 6: unknown kind 'explode'")
-    assert reasons[1].startswith("rejected by the database")
+    assert reasons[1] == "event 3 of a batch of 6: body holds a NUL character"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_nul_or_a_lone_surrogate_in_a_batch_costs_only_its_event_and_one_log_line(
+    channel, caplog
+):
+    # Given a publisher's batch whose second event's key holds a NUL, and whose fourth
+    # event's body holds a lone surrogate: escaped ("\ud800"), or raw (its UTF-8 bytes,
+    # which json decodes with surrogatepass)
+    task = f"ingest-hostile-{uuid.uuid4()}"
+    batch = [message(task, n=n) for n in range(6)]
+    batch[1]["task"] = f"{task}\u0000"
+    batch[3]["body"] = {"note": "PLACEHOLDER"}
+    batch[4]["body"] = {"note": "PLACEHOLDER"}
+    raw = json.dumps(batch).encode()
+    raw = raw.replace(b'"PLACEHOLDER"', b'"\\ud800"', 1).replace(b"PLACEHOLDER", b"\xed\xa0\x80")
+    publish_raw(channel, raw, routing_key="batch")
+
+    # When the ingestor takes it
+    ingestor = Ingestor(conninfo=database_conninfo(), batch_ms=200)
+    with caplog.at_level(logging.WARNING, logger="lifecycle.ingest"):
+        run_in_thread(ingestor, until=lambda s: s.received >= 6).join(15)
+
+    # Then the three good events are stored, and each bad one is a dead letter of its own
+    rows = Event.objects.filter(task_key=task).order_by("id").values_list("body", flat=True)
+    assert [b["n"] for b in rows] == [0, 2, 5]
+    assert (ingestor.stats.stored, ingestor.stats.dead) == (3, 3)
+    dead = [channel.basic_get(dead_queue_name(), auto_ack=True) for _ in range(3)]
+    assert [properties.headers[REASON_HEADER] for _, properties, _ in dead] == [
+        "event 1 of a batch of 6: task holds a NUL character",
+        "event 3 of a batch of 6: body holds a lone surrogate (text that is not Unicode)",
+        "event 4 of a batch of 6: body holds a lone surrogate (text that is not Unicode)",
+    ]
+    # And the ingestor said so, one line each
+    lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert len(lines) == 3
+    assert all("\n" not in line for line in lines)
 
 
 def publish_batch(channel: Any, batch: list[dict[str, Any]]) -> None:

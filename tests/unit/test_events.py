@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -152,6 +153,43 @@ def test_a_bad_status_is_rejected(value: object) -> None:
 @pytest.mark.parametrize("value", [[1], "text", 3])
 def test_a_body_that_is_not_an_object_is_rejected(value: object) -> None:
     assert rejected(json.dumps(good(body=value)).encode()) == "body must be a JSON object"
+
+
+NUL = "a NUL character"
+SURROGATE = "a lone surrogate (text that is not Unicode)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"task": "job\x00"}, f"task holds {NUL}"),
+        ({"task": "job\ud800"}, f"task holds {SURROGATE}"),
+        ({"status": "RUN\x00"}, f"status holds {NUL}"),
+        ({"status": "\udfffRUN"}, f"status holds {SURROGATE}"),
+        ({"body": {"note": "a\x00b"}}, f"body holds {NUL}"),
+        ({"body": {"a\x00": 1}}, f"body holds {NUL}"),
+        ({"body": {"deep": [{"x": "\\\x00"}]}}, f"body holds {NUL}"),
+        ({"body": {"note": "\ud800"}}, f"body holds {SURROGATE}"),
+        ({"body": {"\udc80": 1}}, f"body holds {SURROGATE}"),
+    ],
+)
+def test_text_postgresql_cannot_store_is_refused_at_the_schema(
+    changes: dict[str, object], reason: str
+) -> None:
+    # The same verdict for the API and imports (validate), a message and a batch's event
+    assert rejected(encode(good(**changes))) == reason
+    with pytest.raises(MalformedEvent, match=re.escape(reason)):
+        validate(good(**changes))
+    judged = events.judge(json.dumps([good(), good(**changes)]).encode())
+    assert (len(judged.rows), [str(r) for _, r in judged.refused]) == (
+        1,
+        [f"event 1 of a batch of 2: {reason}"],
+    )
+
+
+def test_a_backslash_then_u0000_is_text_not_a_nul() -> None:
+    event = validate(good(body={"path": "C:\\u0000", "twice": "\\\\u0000"}))
+    assert event.body == {"path": "C:\\u0000", "twice": "\\\\u0000"}
 
 
 @pytest.mark.parametrize(
