@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from lifecycle import store
 from lifecycle.checker import KINDS
+from lifecycle.events import unstorable
 from lifecycle.models import TaskCheck
 
 ANY = "any"  # the finding filter's "with any finding"
@@ -51,6 +52,8 @@ class Filters:
             text = (query.get(name) or "").strip()
             if len(text) > MAX_TEXT:
                 errors.append(f"{name} is longer than {MAX_TEXT} characters")
+            elif problem := unstorable(text):  # no stored task holds one
+                errors.append(f"{name} holds {problem}")
             elif text:
                 values[name] = text
         verdict = (query.get("verdict") or "").strip()

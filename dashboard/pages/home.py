@@ -18,12 +18,20 @@ from lifecycle.follow import MAX_PROBLEMS
 from lifecycle.models import WatchedDatabase
 from lifecycle.scenarios import all_scenarios
 
+MAX_PAGE = 10_000  # of the task list (250,000 tasks): deeper, a search narrows it
 
-def page_number(request: HttpRequest) -> int:
+
+def page_number(request: HttpRequest) -> tuple[int, str | None]:
+    """The page asked for (the first when none, or no number, is given), and why it was
+    refused: a page past ``MAX_PAGE`` would read a table's worth of events (and past
+    PostgreSQL's integers), so the first is shown instead."""
     try:
-        return max(1, int(request.GET.get("page", "1")))
+        page = max(1, int(request.GET.get("page", "1")))
     except ValueError:
-        return 1
+        return 1, None
+    if page > MAX_PAGE:
+        return 1, f"page is at most {MAX_PAGE:,}: the filters narrow the list"
+    return page, None
 
 
 def capture_problems() -> list[tuple[str, list[tuple[str, str]]]]:
@@ -44,8 +52,10 @@ def _split(line: str) -> tuple[str, str]:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    page = page_number(request)
+    page, page_error = page_number(request)
     filters, errors = search.Filters.parse(request.GET)
+    if page_error:
+        errors.append(page_error)
     total = None
     facets: list[search.Facet] = []
     if filters.active:

@@ -126,6 +126,28 @@ def test_a_bad_filter_is_a_400_that_says_why(tasks: None, client: Client) -> Non
     assert 'data-task="job-1"' in page  # the good filters still apply
 
 
+@pytest.mark.parametrize("name", ["status", "scenario", "prefix"])
+def test_a_nul_in_a_filter_is_a_400_that_says_why(tasks: None, client: Client, name: str) -> None:
+    response = client.get(f"/?{name}=job%00&verdict=fail")
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f"{name} holds a NUL character" in page
+    assert 'data-task="job-1"' in page  # the good filters still apply
+
+
+@pytest.mark.parametrize("query", ["", "&status=FAILED"])
+def test_a_page_past_any_list_is_a_400_that_shows_the_first(
+    tasks: None, client: Client, query: str
+) -> None:
+    response = client.get(f"/?page=99999999999999999{query}")
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "page is at most 10,000" in page
+    assert 'data-task="job-1"' in page
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_maintainer_keeps_what_the_search_reads(postgres: None) -> None:
     from lifecycle.maintain import Maintainer
