@@ -6,17 +6,18 @@ from django.contrib.auth import views as auth_views
 from django.contrib.staticfiles.views import serve
 from django.urls import include, path, re_path
 
-from dashboard import api
+from dashboard import api, converters  # noqa: F401 - registers <task_key:>
 from dashboard.pages import compare, home, run, scenario, task
 
 pages = [
     path("", home.home, name="home"),
-    # path: a task key is the observed system's, and may hold "/" (and anything else).
-    path("tasks/<path:task_key>", task.task_page, name="task"),
+    # A task key is the observed system's, and may hold "/" (and anything else): its dot
+    # segments are escaped (dashboard.converters), so no link to it leaves its page.
+    path("tasks/<task_key:task_key>", task.task_page, name="task"),
     # A long timeline's windows and a folded run's reads, as HTML rows (lifecycle.js).
-    path("windows/<path:task_key>", task.window, name="window"),
-    path("reads/<path:task_key>", task.read_run, name="read-run"),
-    path("commits/<path:task_key>", task.outline_commits, name="outline-commits"),
+    path("windows/<task_key:task_key>", task.window, name="window"),
+    path("reads/<task_key:task_key>", task.read_run, name="read-run"),
+    path("commits/<task_key:task_key>", task.outline_commits, name="outline-commits"),
     path("runs/<int:run_id>", run.run_page, name="run"),
     path("runs/<int:run_id>/resubmit", run.resubmit, name="resubmit"),
     path("runs/<int:run_id>/edit", run.edit_and_run, name="edit-run"),
@@ -27,8 +28,8 @@ pages = [
     path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),
     path("api/runs/<int:run_id>/resubmit", api.resubmit_run, name="api-resubmit"),
-    path("api/tasks/<path:task_key>/timeline", api.timeline, name="api-timeline"),
-    path("api/tasks/<path:task_key>/otlp", api.otlp, name="api-otlp"),
+    path("api/tasks/<task_key:task_key>/timeline", api.timeline, name="api-timeline"),
+    path("api/tasks/<task_key:task_key>/otlp", api.otlp, name="api-otlp"),
     path("api/import", api.import_timeline, name="api-import"),
     path("import", task.import_page, name="import"),
     path("api/events", api.post_events, name="api-events"),

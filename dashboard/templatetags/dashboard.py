@@ -10,7 +10,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from dashboard import dom
+from dashboard import converters, dom
 from dashboard.render import status_chip, verdict_chip
 
 register = template.Library()
@@ -31,6 +31,13 @@ def age(value: datetime | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600:.0f} h ago"
     return f"{seconds // 86400:.0f} d ago"
+
+
+@register.filter
+def task_path(value: str) -> str:
+    """A task key as its URLs hold it, before percent-encoding: for a URL that is not
+    built by ``{% url %}`` (the websocket's)."""
+    return converters.to_path(value)
 
 
 @register.filter
