@@ -20,7 +20,7 @@ from dashboard.render import fields_json
 from lifecycle import events, findings, imports, outline, probe, store
 from lifecycle.checker import Finding
 from lifecycle.database import off_thread
-from lifecycle.http import base_url, json_error, json_request
+from lifecycle.http import json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
 from lifecycle.otlp import trace as otlp_trace
@@ -96,9 +96,7 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await off_thread(probe.start)(
-        scenario, base_url(request), started_by=access_of(request).who, **options
-    )
+    run = await off_thread(probe.start)(scenario, started_by=access_of(request).who, **options)
     body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 
@@ -116,9 +114,7 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await off_thread(probe.start)(
-        scenario, base_url(request), old, started_by=access_of(request).who, **options
-    )
+    run = await off_thread(probe.start)(scenario, old, started_by=access_of(request).who, **options)
     body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 

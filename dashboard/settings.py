@@ -70,6 +70,46 @@ def retention_from(text: str) -> timedelta | None:
         raise ValueError(f"LIFECYCLE_RETENTION: {exc}") from None
 
 
+def own_address(host: str, port: int) -> str:
+    """The web server's own address, as a process on this machine reaches it: daphne bound
+    to every interface (``0.0.0.0``, ``::``) answers on the loopback."""
+    host = host.strip("[]")
+    if host in {"", "0.0.0.0"}:
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def lab_base_url(text: str, host: str, port: int) -> str:
+    """``LAB_BASE_URL``: an http(s) URL without user, query or fragment; empty, the web
+    server's own address (``HOST``, ``PORT``). A bad value stops every process at start-up."""
+    url = text.strip()
+    if not url:
+        return own_address(host, port)
+    if not _plain_http_url(url):
+        raise ValueError(
+            "LAB_BASE_URL must be an http:// or https:// URL such as http://127.0.0.1:8000"
+            f" (no user, query or fragment), not {text!r}"
+        )
+    return url.rstrip("/")
+
+
+def _plain_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0  # .port raises for "x:abc", "x:99999"
+    except ValueError:
+        return False
+    return (
+        parts.scheme in {"http", "https"}
+        and bool(parts.hostname)
+        and port_ok
+        and not (parts.query or parts.fragment or parts.username is not None)
+        and not any(c.isspace() for c in url)
+    )
+
+
 def secret_key(path: Path) -> str:
     """The installation's own key: made at random on first start and kept in ``path``
     (readable by its owner only), so that sessions outlive a restart and no two
@@ -113,8 +153,10 @@ LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")
 PORT = int(env("PORT", "8000"))
-# Where the scenario probe sends its HTTP requests when it runs outside the web server.
-LAB_BASE_URL = env("LAB_BASE_URL", f"http://{HOST}:{PORT}")
+# Where the probe sends a scenario's relative URLs (the lab's), whoever starts the run: the
+# UI, the JSON API or the CLI. Never a request's Host header: that would let a client send
+# the probe, with the scenario's body and headers, anywhere, and forge its verdict.
+LAB_BASE_URL = lab_base_url(os.environ.get("LAB_BASE_URL") or "", HOST, PORT)
 WORKER_THREADS = int(env("WORKER_THREADS", "8"))
 # The scenario files (README: Scenario files), separated by ":": their scenarios fill the
 # scenario panel and their [lifecycles] describe the captured tables. A bad file stops every

@@ -1,6 +1,6 @@
 """HTTP facts that the dashboard and the lab share: the one JSON error shape of every API
-here, ``{"error": "<what went wrong, for a person>"}``, a request's own server, and the
-reading of a JSON request."""
+here, ``{"error": "<what went wrong, for a person>"}``, the reading of a JSON request, and
+whether a browser sent it from another site."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from django.http import HttpRequest, JsonResponse
 
 def json_error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
-
-
-def base_url(request: HttpRequest) -> str:
-    """The server that received the request, as the probe reaches it: the lab API there."""
-    return request.build_absolute_uri("/").rstrip("/")
 
 
 def json_request(request: HttpRequest, limit: int, *, what: str, send: str) -> Any:

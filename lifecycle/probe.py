@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import (
     IntegrityError,
     InterfaceError,
@@ -363,7 +364,6 @@ def execute(run: Run, progress: Progress | None = None) -> Run:
 
 def start(
     scenario: Scenario,
-    base_url: str,
     resubmit_of: Run | None = None,
     request_token: str | None = None,
     body: Any = _SCENARIO_BODY,
@@ -371,8 +371,11 @@ def start(
 ) -> Run:
     """Create a run, submit its task now, and follow it in a background thread.
 
-    With a ``request_token`` (the form's), a run is started once per token: the second
-    click of a double click lands on the run the first one started.
+    Its relative URLs go to ``LAB_BASE_URL``, the web server's own address by default, and
+    never to one a request names (its Host header): the probe goes only where the settings
+    and the scenario's file say. With a ``request_token`` (the form's), a run is started
+    once per token: the second click of a double click lands on the run the first one
+    started.
     """
     if request_token:
         existing = Run.objects.filter(request_token=request_token).first()
@@ -381,7 +384,7 @@ def start(
     try:
         run = create_run(
             scenario,
-            base_url,
+            settings.LAB_BASE_URL,
             resubmit_of,
             request_token=request_token,
             body=body,

@@ -106,7 +106,7 @@ class Scenario:
     settle: float = 1.0  # after a terminal status, keep polling this long: it must stay
     poll_interval: float = 0.1
     alone: bool = False  # the matrix runs it one at a time (it kills its worker)
-    base_url: str | None = None  # the file's; None: the dashboard's own address
+    base_url: str | None = None  # the file's; None: LAB_BASE_URL, the dashboard's own
     group: str = ""  # the file's title
     # Put before the key of the submit's answer to make the inspector's task key, as
     # `capture install --key-prefix` and the client's LIFECYCLE_KEY_PREFIX do.

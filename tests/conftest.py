@@ -122,14 +122,14 @@ SCENARIO_FILES = os.pathsep.join(
 
 def stack_env(port: int) -> dict[str, str]:
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "LAB_BASE_URL"},
         "LIFECYCLE_SCENARIOS": SCENARIO_FILES,
         "JOBS_API_URL": f"http://127.0.0.1:{FOREIGN_API_PORT}",
         "TASKS_API_URL": f"http://127.0.0.1:{ASYNC_API_PORT}",
         "DJANGO_JOBS_API_URL": f"http://127.0.0.1:{DJANGO_API_PORT}",
         "DATABASE_URL": test_database_url(),
-        "PORT": str(port),
-        "LAB_BASE_URL": f"http://127.0.0.1:{port}",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),  # LAB_BASE_URL unset: the probe goes to http://127.0.0.1:PORT
         "LIFECYCLE_NAMESPACE": os.environ["LIFECYCLE_NAMESPACE"],
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "INFO",

@@ -18,7 +18,6 @@ from dashboard.pages.compare import compare_candidates
 from dashboard.pages.timeline import timeline_context
 from lifecycle import probe
 from lifecycle.database import off_thread
-from lifecycle.http import base_url
 from lifecycle.models import Run
 from lifecycle.scenarios import (
     BodyError,
@@ -87,9 +86,7 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
-    run = await off_thread(probe.start)(
-        scenario, base_url(request), None, _token(request), started_by=_who(request)
-    )
+    run = await off_thread(probe.start)(scenario, None, _token(request), started_by=_who(request))
     return _to_run_page(run)
 
 
@@ -107,9 +104,7 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 @needs("run")
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
-    run = await off_thread(probe.start)(
-        scenario, base_url(request), old, _token(request), started_by=_who(request)
-    )
+    run = await off_thread(probe.start)(scenario, old, _token(request), started_by=_who(request))
     return _to_run_page(run)
 
 
@@ -125,6 +120,6 @@ async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
     except BodyError as exc:
         return await off_thread(_page)(request, old, text, f"Not started: {exc}", 400)
     run = await off_thread(probe.start)(
-        scenario, base_url(request), old, _token(request), body, started_by=_who(request)
+        scenario, old, _token(request), body, started_by=_who(request)
     )
     return _to_run_page(run)

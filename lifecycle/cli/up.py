@@ -82,7 +82,9 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             "web",
             python("-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"),
             restart=True,  # a killed web process comes back and adopts the runs it followed
-            env={"LIFECYCLE_PROCESS_ROLE": "web"},
+            # Its PORT is the one it binds (--port too): LAB_BASE_URL's default, where the
+            # probe sends the lab's requests of the runs started there, is derived from it.
+            env={"LIFECYCLE_PROCESS_ROLE": "web", "PORT": str(port)},
         ),
         *([worker_child()] if settings.LIFECYCLE_LAB else []),
         Child(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
 from lifecycle.lab.models import Task
 from lifecycle.models import Event, Run
 from tests.conftest import wait_for
+from tests.integration.test_lab_base_url import FakeLab
 
 pytestmark = pytest.mark.acceptance
 
@@ -75,6 +79,33 @@ def test_resubmit_starts_a_new_run_linked_to_the_old_one(stack, live_db):
     _, first_again = stack.get(f"/api/runs/{first['id']}")
     assert first_again["resubmits"] == [second["id"]]
     wait_run(stack, second["id"])
+
+
+def test_a_run_goes_to_the_servers_own_address_whatever_its_host_header_says(stack, live_db):
+    # Given the stack as `lifecycle up` starts it without LAB_BASE_URL, and an attacker's
+    # server on another port of this machine (ALLOWED_HOSTS ignores ports)
+    assert "LAB_BASE_URL" not in stack.env
+    attacker = FakeLab()
+    try:
+        # When a runner starts a run with a Host header that names the attacker's port
+        request = urllib.request.Request(
+            stack.base_url + "/api/scenarios/succeeds/runs", data=b"{}", method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Authorization", f"Bearer {stack.token}")
+        request.add_header("Host", f"localhost:{attacker.port}")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 201
+            run = json.loads(answer.read())
+
+        # Then the probe went to the web server's own address and the real lab passed it
+        done = wait_run(stack, run["id"])
+        assert (done["verdict"], done["observed"]) == ("pass", "COMPLETED")
+        assert Run.objects.get(pk=run["id"]).base_url == stack.base_url
+        assert Task.objects.filter(pk=run["task"]).exists()
+        assert attacker.requests == []
+    finally:
+        attacker.close()
 
 
 # Runs of fault scenarios whose symptom is checked below, started together to save time.
@@ -157,8 +188,6 @@ def test_the_cli_exits_zero_when_the_run_passes_and_non_zero_when_it_fails(stack
 
     failing = stack.manage("lifecycle", "run", "swallowed-error", "--json")
     assert failing.returncode == 1
-    import json
-
     result = json.loads(failing.stdout.strip().splitlines()[-1])
     assert (result["verdict"], result["expected"], result["observed"]) == (
         "fail",

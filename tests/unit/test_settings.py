@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from dashboard.settings import database_from_url
+from dashboard.settings import database_from_url, lab_base_url
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -77,3 +77,70 @@ def test_log_level_sets_the_console_not_what_is_captured() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "ERROR"]
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8123"),
+        ("0.0.0.0", "http://127.0.0.1:8123"),  # bound to every interface: the loopback
+        ("::", "http://[::1]:8123"),
+        ("::1", "http://[::1]:8123"),
+        ("localhost", "http://localhost:8123"),
+    ],
+)
+def test_lab_base_url_is_by_default_the_web_servers_own_address(host, address):
+    assert lab_base_url("", host, 8123) == address
+
+
+def test_lab_base_url_set_is_kept_without_its_trailing_slash():
+    assert (
+        lab_base_url(" https://lab.example:8443/base/ ", "h", 1) == "https://lab.example:8443/base"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "localhost:8000",
+        "ftp://lab",
+        "http://",
+        "/lab",
+        "http://lab?x=1",
+        "http://lab#top",
+        "http://user:pw@lab",
+        "http://lab:port",
+        "http://lab:0",
+        "http://la b",
+    ],
+)
+def test_a_bad_lab_base_url_is_refused(text):
+    with pytest.raises(ValueError, match="^LAB_BASE_URL must be an http:// or https:// URL"):
+        lab_base_url(text, "127.0.0.1", 8000)
+
+
+def read_settings(name: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """A setting as a new process reads it, from ``environ`` (LAB_BASE_URL unset unless given)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"LAB_BASE_URL", "HOST", "PORT"}}
+    return subprocess.run(
+        [sys.executable, "-c", f"from dashboard import settings; print(settings.{name})"],
+        cwd=ROOT,
+        env={**env, **environ},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_a_process_sends_the_lab_requests_to_the_port_it_is_told_to_serve():
+    done = read_settings("LAB_BASE_URL", HOST="0.0.0.0", PORT="8123")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "http://127.0.0.1:8123"
+
+
+def test_a_bad_lab_base_url_stops_the_process_at_start_up_saying_why():
+    done = read_settings("LAB_BASE_URL", LAB_BASE_URL="localhost:8000")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ValueError: LAB_BASE_URL must be an http:// or https:// URL such as"
+        " http://127.0.0.1:8000 (no user, query or fragment), not 'localhost:8000'"
+    )
