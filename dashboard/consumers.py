@@ -20,9 +20,9 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from dashboard import fragments
+from dashboard import fragments, sockets
 from dashboard.access import may_read
-from dashboard.render import finding_views
+from dashboard.render import finding_views, window_html
 from lifecycle import findings, outline, store
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord
@@ -55,8 +55,15 @@ def _hello(text_data: str | None) -> dict[str, Any] | None:
     return message
 
 
+MAX_ID = 2**63 - 1  # an event id is a bigint: a larger one would be PostgreSQL's error
+
+
 def _id(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return (
+        value
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+        else 0
+    )
 
 
 def _runs(values: Any) -> dict[int, tuple[int, int]]:
@@ -75,7 +82,7 @@ def _runs(values: Any) -> dict[int, tuple[int, int]]:
 def _ids(values: Any) -> set[int]:
     if not isinstance(values, list):
         return set()
-    return {v for v in values[:MAX_HAVE] if isinstance(v, int) and not isinstance(v, bool)}
+    return {v for v in values[:MAX_HAVE] if _id(v)}
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
@@ -84,22 +91,33 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         self.subscription: Subscription | None = None
         self.lock = asyncio.Lock()
+        self.holder: str | None = None  # counted against its cap (``sockets``) while open
         # The session's user (AuthMiddlewareStack), who must be able to read, as for pages;
         # the origin was checked before (AllowedHostsOriginValidator).
         if not await database_sync_to_async(may_read)(self.scope):
             await self.close(code=4403)
             return
+        holder = sockets.holder(self.scope)
         await self.accept()
+        if not sockets.take(holder):
+            who = "a session" if holder.startswith("session") else holder  # keys stay out
+            logger.warning("websocket refused: %s holds %d already", who, sockets.cap())
+            await self.close(code=sockets.CLOSE_CODE, reason=sockets.refusal())
+            return
+        self.holder = holder
 
     async def disconnect(self, code: int) -> None:
+        if self.holder is not None:
+            sockets.release(self.holder)
+            self.holder = None
         if self.subscription is not None:
             get_hub().unsubscribe(self.subscription)
             self.subscription = None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         hello = _hello(text_data)
-        if hello is None or self.subscription is not None:
-            return
+        if hello is None or self.subscription is not None or self.holder is None:
+            return  # not a hello, a second one, or a socket refused at the cap
         hub = get_hub()
         await hub.ensure_started()
         async with self.lock:  # live batches wait until the catch-up is sent
@@ -165,6 +183,10 @@ class TaskConsumer(LiveConsumer):
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
         if hello is not None and _id(hello.get("known_until")):
             self.long = True
+        if not self.long and await database_sync_to_async(outline.longer_than)(
+            self.topic, outline.WINDOWED_ABOVE
+        ):
+            self.long = True  # a long history, whatever the hello says: from its end only
         if self.long:
             await self.catch_up_long(hello)
             return
@@ -207,21 +229,24 @@ class TaskConsumer(LiveConsumer):
         await self._send(parts)
 
     async def catch_up_long(self, hello: dict[str, Any] | None) -> None:
-        """``catch_up`` for a long page: its last events and what came after it."""
+        """``catch_up`` for a long history: its last events and what came after the page,
+        as much as a long page's tail (``outline.TAIL``) at most, whatever the hello says;
+        what the page lacks before those is a window it loads on demand, as its own."""
         if hello is not None:
             self.known_until = _id(hello.get("known_until"))
             self.sent |= _ids(hello.get("have"))
             self.dom_runs = _runs(hello.get("runs"))
             self.shown = set(self.sent)
+            self.empty_shown = not self.sent and not self.known_until
+            page_end = max([self.known_until, *self.sent, *(v[1] for v in self.dom_runs.values())])
         else:
             self.shown = set(self.rows.own_rows)
             self.dom_runs = {
                 run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
             }
+            page_end = max([self.known_until, *self.sent])
         state = await database_sync_to_async(_long_state)(
-            self.topic,
-            self.known_until,
-            set(self.dom_runs) | {v[1] for v in self.dom_runs.values()},
+            self.topic, self.known_until, self.dom_runs, page_end
         )
         self.expected = await database_sync_to_async(self._expected)()
         self.refresher.replaced()
@@ -243,8 +268,21 @@ class TaskConsumer(LiveConsumer):
             self.views, lambda v: v.id in sent or v.id <= known_until, self.shown, self.dom_runs
         )
         self.sent.update(r.id for r in records)
+        # The page's tail at most; the events before those that it may lack (the ones cut
+        # here, or those not read at all) become a window.
+        cut = len(missing) > outline.TAIL
+        missing = missing[-outline.TAIL :]
+        window = ""
+        if missing and (cut or state.behind):
+            window = await database_sync_to_async(_gap_window)(
+                self.topic, state.page_end, missing[0].record
+            )
         missing_ids = {v.id for v in missing}
-        parts = [self.rows.place(missing)]
+        # The window first: appended where the page ends, then the rows after it.
+        parts = [fragments.rows_fragment([window] if window else [])]
+        parts.append(self.rows.place(missing, first=self.empty_shown and bool(missing)))
+        if missing:
+            self.empty_shown = False
         parts.append(
             self.rows.remark(v for v in self.views if v.id in marked and v.id not in missing_ids)
         )
@@ -397,18 +435,35 @@ class LongState:
     gaps: list[EventRecord]
     count: int
     origin: datetime | None
+    # More than a tail's worth came after ``known_until``: not read, the page may lack
+    # events before the last ones.
+    behind: bool
+    page_end: EventRecord | None  # the newest event the page says it has
 
 
 LONG_TAIL = 1000  # a long page's last events a connection reads, to extend its last run
 
 
-def _long_state(task_key: str, known_until: int, run_ends: set[int]) -> LongState:
-    """``run_ends``: the first and last reads of the page's runs (a run may have begun
-    before the last events read here)."""
+def _long_state(
+    task_key: str, known_until: int, runs: dict[int, tuple[int, int]], page_end: int
+) -> LongState:
+    """What a connection to a long history reads, whatever its hello says: the last
+    ``LONG_TAIL`` events, at most ``outline.TAIL`` more that came after ``known_until``
+    (none when more did), the first reads of the page's runs that end among those (a run
+    may have begun before them), and the event ``page_end``."""
     recent = outline.window_events(task_key, None, None, LONG_TAIL, newest=True)
-    newer = store.events_after(task_key, known_until)
-    ends = store.events_by_id(sorted(run_ends)[:MAX_RUNS]) if run_ends else {}
-    ends = {i: r for i, r in ends.items() if r.task_key == task_key}
+    newer = store.events_after(task_key, known_until, outline.TAIL + 1)
+    behind = len(newer) > outline.TAIL
+    if behind:
+        newer = []
+    read = {r.id for r in [*recent, *newer]}
+    firsts = set(
+        sorted({first for first, (_, last) in runs.items() if last in read} - read)[: outline.TAIL]
+    )
+    wanted = sorted(firsts | ({page_end} if page_end else set()))
+    found = store.events_by_id(wanted) if wanted else {}
+    found = {i: r for i, r in found.items() if r.task_key == task_key}
+    ends = {i: r for i, r in found.items() if i in firsts}
     by_id = {r.id: r for r in [*ends.values(), *recent, *newer]}
     records = in_time_order(by_id.values())
     versions = {x for r in records if (x := read_xmin(r)) is not None}
@@ -421,7 +476,20 @@ def _long_state(task_key: str, known_until: int, run_ends: set[int]) -> LongStat
         gaps=store.task_gaps(task_key),
         count=stats[0],
         origin=outline.from_us(first[0]) if first else None,
+        behind=behind,
+        page_end=by_id.get(page_end) or found.get(page_end),
     )
+
+
+def _gap_window(task_key: str, page_end: EventRecord | None, first_sent: EventRecord) -> str:
+    """A window of the events between the page's newest one (None: the start) and the
+    first one a catch-up sends, when there are any."""
+    after = outline.cursor_of(page_end) if page_end is not None else None
+    before = outline.cursor_of(first_sent)
+    if after is not None and after >= before:
+        return ""
+    count = outline.count_between(task_key, after, before)
+    return window_html(task_key, after, before, count) if count else ""
 
 
 def _stored(task_key: str, expected: str | None) -> tuple[list[Finding], dict[int, EventRecord]]:

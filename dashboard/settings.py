@@ -172,6 +172,11 @@ LIFECYCLE_TASK_KEY = os.environ.get("LIFECYCLE_TASK_KEY") or None
 
 # Anyone may read pages, permalinks and websockets (never write): for a trusted network.
 LIFECYCLE_PUBLIC_READ = env_bool("LIFECYCLE_PUBLIC_READ", False)
+# Live websockets one session (or, with public read, one client address) may hold open in
+# a web process; the next one is closed at once with 4429 and a reason (README: Settings).
+LIFECYCLE_WS_PER_SESSION = int(env("LIFECYCLE_WS_PER_SESSION", "20"))
+if LIFECYCLE_WS_PER_SESSION < 1:
+    raise ValueError(f"LIFECYCLE_WS_PER_SESSION is {LIFECYCLE_WS_PER_SESSION}: at least 1")
 # off: no lab at all (no app, no URLs, no worker, no scenarios of its own).
 LIFECYCLE_LAB = env_bool("LIFECYCLE_LAB", True)
 # Events older than this are pruned by `lifecycle maintain` (README: Partitions and retention).

@@ -375,6 +375,22 @@ def window_events(
     return records[::-1] if newest else records
 
 
+def count_between(task_key: str, after: Cursor | None, before: Cursor | None) -> int:
+    """How many events lie between two places (excluded; None: open)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            OUTLINE["count_between"],
+            {
+                "key": task_key,
+                "after_us": after[0] if after else None,
+                "after_id": after[1] if after else 0,
+                "before_us": before[0] if before else None,
+                "before_id": before[1] if before else 0,
+            },
+        )
+        return int(cursor.fetchone()[0])
+
+
 def commits_of_versions(task_key: str, versions: set[int]) -> list[EventRecord]:
     """The commits that wrote these row versions (32-bit ``xmin``), in time order."""
     if not versions:

@@ -42,10 +42,10 @@ def tasks_events(task_keys: list[str]) -> dict[str, list[EventRecord]]:
     return histories
 
 
-def events_after(task_key: str, after_id: int) -> list[EventRecord]:
-    """The task's events with an id above ``after_id``, in arrival order."""
+def events_after(task_key: str, after_id: int, limit: int) -> list[EventRecord]:
+    """The task's first ``limit`` events with an id above ``after_id``, in arrival order."""
     with connection.cursor() as cursor:
-        cursor.execute(STORE["events_after"], [task_key, after_id])
+        cursor.execute(STORE["events_after"], [task_key, after_id, limit])
         return [EventRecord.from_row(row) for row in cursor.fetchall()]
 
 

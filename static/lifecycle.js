@@ -35,7 +35,12 @@
     if (timeline && timeline.dataset.windowed) { hello.known_until = Number(timeline.dataset.knownUntil); }
     evt.detail.socketWrapper.send(JSON.stringify(hello));
   });
-  document.addEventListener("htmx:wsClose", function () { setLiveState("○ reconnecting…", "closed"); });
+  document.addEventListener("htmx:wsClose", function (evt) {
+    var close = evt.detail && evt.detail.event;
+    // 4429: this session holds as many live pages as the server allows; no retry.
+    if (close && close.code === 4429) { setLiveState("○ not live: " + close.reason, "refused"); return; }
+    setLiveState("○ reconnecting…", "closed");
+  });
 
   // A filter that applies when it changes (no inline handler: the policy allows none).
   document.addEventListener("change", function (evt) {
@@ -138,8 +143,12 @@
   var near = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
     entries.forEach(function (e) { if (e.isIntersecting) { near.unobserve(e.target); loadWindow(e.target); } });
   }, { rootMargin: "400px 0px" }) : null;
-  function watch(w) { if (near) { near.observe(w); } }
+  function watch(w) { w.dataset.watched = "1"; if (near) { near.observe(w); } }
   document.querySelectorAll("li.window").forEach(watch);
+  // A catch-up that could not send every event it lacked sends a window for the rest.
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    document.querySelectorAll("li.window:not([data-watched])").forEach(watch);
+  });
   document.addEventListener("click", function (evt) {
     var w = evt.target.closest && evt.target.closest("li.window");
     if (w) { loadWindow(w); return; }

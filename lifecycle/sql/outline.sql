@@ -91,6 +91,17 @@ SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid, 
  ORDER BY e.at DESC, id DESC
  LIMIT %(limit)s
 
+-- count_between --
+-- How many events lie between two places (either may be open): a window's count, read
+-- from the (task_key, at, id) index alone.
+SELECT count(*)
+  FROM lifecycle_event e
+ WHERE task_key = %(key)s
+   AND (%(after_us)s::bigint IS NULL
+        OR (e.at, id) > (timestamptz 'epoch' + %(after_us)s::bigint * interval '1 microsecond', %(after_id)s))
+   AND (%(before_us)s::bigint IS NULL
+        OR (e.at, id) < (timestamptz 'epoch' + %(before_us)s::bigint * interval '1 microsecond', %(before_id)s))
+
 -- run_members --
 -- Reads of one source from one place to another (both included): a folded run's events.
 SELECT id, source, kind, task_key, status, e.at::text, received_at::text, txid, body::text,

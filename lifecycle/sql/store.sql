@@ -20,12 +20,13 @@ SELECT e.id, e.source, e.kind, e.task_key, e.status, e.at::text, e.received_at::
  ORDER BY k.n, e.id
 
 -- events_after --
--- A task's events after an id, in arrival order (a long page's connection: what came
--- after the page).
+-- A task's first events after an id, in arrival order, up to a limit (a long page's
+-- connection: what came after the page).
 SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
   FROM lifecycle_event
  WHERE task_key = %s AND id > %s
  ORDER BY id
+ LIMIT %s
 
 -- last_statuses --
 -- A task's last commit with a status and last read with one, by time.

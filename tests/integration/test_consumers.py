@@ -9,8 +9,10 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from dashboard.asgi import application
+from lifecycle import accounts, outline
 from lifecycle.feed.hub import get_hub
 from lifecycle.models import Event
 
@@ -198,3 +200,136 @@ async def test_a_long_page_is_followed_from_where_it_ends(hub):
     assert EVENT_ID.findall(html) == [str(later)]
     assert "2501 events" in html
     await communicator.disconnect()
+
+
+async def caught_up(communicator: WebsocketCommunicator) -> str:
+    """Every message the catch-up sends (until the socket falls quiet), joined."""
+    messages = [await communicator.receive_from(timeout=10)]
+    while not await communicator.receive_nothing(timeout=0.5):
+        messages.append(await communicator.receive_from(timeout=5))
+    return "".join(messages)
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [{"have": []}, {"have": [], "known_until": 1}],
+    ids=["have-nothing", "known-until-1"],
+)
+async def test_a_hello_on_a_long_history_brings_its_tail_only(hub, hello):
+    # Given a task of 5,000 events, more than a long page's tail
+    task = str(uuid.uuid4())
+    await long_history(task, 5000)
+
+    # When a client says hello claiming to have nothing (or to know nothing after id 1)
+    communicator = await connect(f"/ws/tasks/{task}", **hello)
+    html = await caught_up(communicator)
+
+    # Then it receives a long page's tail at most, its newest events, and one window
+    # for the rest, which it loads on demand as the page does
+    sent = [int(i) for i in EVENT_ID.findall(html)]
+    assert 0 < len(sent) <= outline.TAIL
+    newest = await database_sync_to_async(
+        lambda: list(
+            Event.objects.filter(task_key=task).order_by("-id").values_list("id", flat=True)[:5]
+        )
+    )()
+    assert set(newest) <= set(sent)
+    assert html.count('data-testid="window"') == 1
+    assert f"Show {5000 - len(sent):,} more events" in html
+    assert len(html.encode()) < 400_000  # about 1 kB a row; the whole history was 4.5 MB
+    assert "5000 events" in html  # the header counts them all
+
+    # And it follows the task live from there
+    later = await add_event(task, "COMPLETED")
+    assert await received_ids(communicator, 1) == [later]
+    await communicator.disconnect()
+
+
+async def test_a_hello_with_ids_past_a_bigint_is_answered_not_failed(hub):
+    task = str(uuid.uuid4())
+    await long_history(task, 2500)
+    huge = 2**70
+    communicator = await connect(
+        f"/ws/tasks/{task}", [huge], known_until=huge, runs=[[huge, 2, huge]]
+    )
+    html = await caught_up(communicator)
+    assert 0 < len(EVENT_ID.findall(html)) <= outline.TAIL
+    await communicator.disconnect()
+
+
+async def test_the_window_a_catch_up_sends_holds_what_it_did_not(hub, client):
+    # Given a hello on a long history that says nothing of it
+    task = str(uuid.uuid4())
+    await long_history(task, 2600)
+    communicator = await connect(f"/ws/tasks/{task}")
+    html = await caught_up(communicator)
+    await communicator.disconnect()
+
+    # When the client loads the window it received, and the windows that follows
+    sent = {int(i) for i in EVENT_ID.findall(html)}
+    url = re.search(r'data-url="([^"]+)"', html)
+    assert url is not None
+    loaded: set[int] = set()
+    next_url: str | None = url.group(1).replace("&amp;", "&")
+    while next_url:
+        page = await database_sync_to_async(client.get)(next_url)
+        assert page.status_code == 200
+        body = page.content.decode()
+        loaded |= {int(i) for i in EVENT_ID.findall(body)}
+        more = re.search(r'data-url="([^"]+)"', body)
+        next_url = more.group(1).replace("&amp;", "&") if more else None
+
+    # Then the rows sent and the windows loaded are the whole history, each event once
+    everything = await database_sync_to_async(
+        lambda: set(Event.objects.filter(task_key=task).values_list("id", flat=True))
+    )()
+    assert not sent & loaded
+    assert sent | loaded == everything
+
+
+@database_sync_to_async
+def viewer_session() -> bytes:
+    """The cookie of a viewer's logged-in session."""
+    name = f"viewer-{uuid.uuid4().hex[:6]}"
+    c = Client()
+    assert c.login(username=name, password=accounts.add(name, "viewer"))
+    return f"sessionid={c.cookies['sessionid'].value}".encode()
+
+
+async def session_socket(cookie: bytes) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/feed",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), (b"cookie", cookie)],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def test_a_session_holds_at_most_its_cap_of_sockets(hub, settings):
+    # Given a viewer's session and a cap of 3 sockets a session
+    settings.LIFECYCLE_WS_PER_SESSION = 3
+    cookie = await viewer_session()
+    held = [await session_socket(cookie) for _ in range(3)]
+    for communicator in held:
+        assert await communicator.receive_nothing(timeout=0.2)  # open, not closed
+
+    # When it opens one more
+    extra = await session_socket(cookie)
+
+    # Then that one is closed at once, with a code and a reason that say why
+    closed = await extra.receive_output(timeout=5)
+    assert closed["type"] == "websocket.close"
+    assert closed["code"] == 4429
+    assert "at most 3 per session" in closed["reason"]
+    await extra.wait()
+
+    # And another session is not held back, and a closed socket frees its place
+    elsewhere = await session_socket(await viewer_session())
+    assert await elsewhere.receive_nothing(timeout=0.3)
+    await held.pop().disconnect()
+    again = await session_socket(cookie)
+    assert await again.receive_nothing(timeout=0.3)
+    for communicator in [*held, elsewhere, again]:
+        await communicator.disconnect()
