@@ -5,25 +5,32 @@ Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import weakref
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
-from lifecycle import events, findings, imports, outline, probe, store
+from lifecycle import events, exports, findings, imports, outline, probe, store
 from lifecycle.checker import Finding
 from lifecycle.database import off_thread
 from lifecycle.http import json_error, json_request
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Run
 from lifecycle.otlp import trace as otlp_trace
+from lifecycle.otlp import trace_chunks
 from lifecycle.outline import cursor_of, format_cursor, parse_cursor
 from lifecycle.scenarios import (
     BodyError,
@@ -136,9 +143,11 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
 
     Every event, unless ``?limit=N`` (at most ``MAX_PAGE``) asks for pages: then the first
     N, and ``next``, the cursor of the page after (``?after=<next>``; null on the last
-    page). A cursor is a place in the order (an event's time and id), so a walk is not
-    thrown off by events arriving meanwhile; one that arrives with an earlier time than
-    the cursor is in the next walk from the start. The findings are always whole.
+    page). A history of more than ``MAX_PAGE`` events always comes in pages, of
+    ``MAX_PAGE`` without a limit: no request loads it whole. A cursor is a place in the
+    order (an event's time and id), so a walk is not thrown off by events arriving
+    meanwhile; one that arrives with an earlier time than the cursor is in the next walk
+    from the start. The findings are always whole.
     """
     expected = request.GET.get("expected") or store.expected_for(task_key)
     if expected is not None and len(expected) > MAX_STATUS:
@@ -153,6 +162,8 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
     cursor = parse_cursor(after) if after else None
     if after and cursor is None:
         return json_error(400, "after is a cursor a previous page gave as next")
+    if page_size is None and (cursor is not None or outline.longer_than(task_key, MAX_PAGE)):
+        page_size = MAX_PAGE  # too long to answer whole: its first page, and next
     if page_size is not None and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
         return _long_timeline(request, task_key, expected, page_size, cursor)
     context = timeline_context(task_key, expected, html=False)
@@ -204,7 +215,34 @@ def _long_timeline(
     cursor: tuple[int, int] | None,
 ) -> JsonResponse:
     """A page of a long history's JSON timeline, read from the time index (the history is
-    not loaded); its findings are the maintainer's, of the whole history."""
+    not loaded); its findings are the maintainer's, of the whole history. A heavy export:
+    429 when ``exports.limit()`` run already."""
+    slot = exports.take()
+    if slot is None:
+        return _busy()
+    try:
+        return _long_page(request, task_key, expected, page_size, cursor)
+    finally:
+        slot.release()
+
+
+def _busy() -> JsonResponse:
+    response = json_error(
+        429,
+        f"{exports.limit()} long exports are running in this process already "
+        f"(LIFECYCLE_EXPORTS); try again in {exports.RETRY_AFTER} s",
+    )
+    response["Retry-After"] = str(exports.RETRY_AFTER)
+    return response
+
+
+def _long_page(
+    request: HttpRequest,
+    task_key: str,
+    expected: str | None,
+    page_size: int,
+    cursor: tuple[int, int] | None,
+) -> JsonResponse:
     records = outline.window_events(task_key, cursor, None, page_size + 1)
     following = None
     if len(records) > page_size:
@@ -246,25 +284,118 @@ def import_timeline(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-def otlp(request: HttpRequest, task_key: str) -> JsonResponse:
+def otlp(request: HttpRequest, task_key: str) -> HttpResponseBase:
     """The task's timeline as an OpenTelemetry trace in OTLP/JSON (``lifecycle.otlp``),
-    offered as a file to download: it opens in Jaeger."""
-    context = timeline_context(task_key, store.expected_for(task_key), html=False)
-    if not context["events"]:
-        return json_error(404, f"no event for task {task_key}")
+    offered as a file to download: it opens in Jaeger. A history longer than
+    ``outline.WINDOWED_ABOVE`` is streamed, read page by page from the time index, with
+    the findings the maintainer stored; it is a heavy export (429 past the cap)."""
     url = request.build_absolute_uri(reverse("dashboard:task", args=[task_key]))
-    response = JsonResponse(
-        otlp_trace(
-            task_key,
-            context["events"],
-            context["finding_objects"],
-            status=context["status"],
-            url=url,
-        )
-    )
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", task_key)[:80] or "task"
+    response: HttpResponseBase
+    if outline.longer_than(task_key, outline.WINDOWED_ABOVE):
+        slot = exports.take()
+        if slot is None:
+            return _busy()
+        try:
+            response = _streamed_trace(request, task_key, url, slot)
+        except BaseException:
+            slot.release()
+            raise
+    else:
+        context = timeline_context(task_key, store.expected_for(task_key), html=False)
+        if not context["events"]:
+            return json_error(404, f"no event for task {task_key}")
+        response = JsonResponse(
+            otlp_trace(
+                task_key,
+                context["events"],
+                context["finding_objects"],
+                status=context["status"],
+                url=url,
+            )
+        )
     response["Content-Disposition"] = f'attachment; filename="{name}.otlp.json"'
     return response
+
+
+EXPORT_PAGE = 500  # events a streamed export reads at a time
+
+
+def _streamed_trace(
+    request: HttpRequest, task_key: str, url: str, slot: exports.Slot
+) -> StreamingHttpResponse:
+    found = findings.latest_stored(task_key, store.expected_for(task_key))
+    status = current_status(store.last_statuses(task_key))
+
+    def pages(views: bool) -> Iterator[list[Any]]:
+        after = None
+        while True:
+            records = outline.window_events(task_key, after, None, EXPORT_PAGE)
+            if not records:
+                return
+            yield part_views(task_key, records, found) if views else records
+            if len(records) < EXPORT_PAGE:
+                return
+            after = cursor_of(records[-1])
+
+    chunks = trace_chunks(task_key, pages, found, status=status, url=url)
+    stream = _AsyncChunks if isinstance(request, ASGIRequest) else _Chunks
+    return StreamingHttpResponse(stream(chunks, slot), content_type="application/json")
+
+
+class _Stream:
+    """A streamed export's chunks, holding its slot until they end, the response closes,
+    the client goes away, or (whatever else happened) the stream is collected."""
+
+    def __init__(self, chunks: Generator[bytes], slot: exports.Slot) -> None:
+        self.chunks, self.slot = chunks, slot
+        weakref.finalize(self, slot.release)
+
+    def _next(self) -> bytes | None:
+        chunk = next(self.chunks, None)
+        if chunk is None:
+            self.slot.release()
+        return chunk
+
+    def close(self) -> None:
+        try:
+            self.chunks.close()
+        except ValueError:  # still running in its thread: it ends with the slot given back
+            pass
+        self.slot.release()
+
+
+class _Chunks(_Stream):
+    """For a WSGI server (and Django's test client): read where they are sent."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._next()
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+
+class _AsyncChunks(_Stream):
+    """For an ASGI server (daphne): each chunk made in a worker thread (they read the
+    database), so the stream is sent as it is made. Django would gather a synchronous
+    iterator's whole content first."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await sync_to_async(self._next, thread_sensitive=True)()
+        except asyncio.CancelledError:
+            # The client went away: Django cancels the response without closing it.
+            self.close()
+            raise
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 @require_GET

@@ -181,6 +181,9 @@ if LIFECYCLE_WS_PER_SESSION < 1:
 LIFECYCLE_LAB = env_bool("LIFECYCLE_LAB", True)
 # Events older than this are pruned by `lifecycle maintain` (README: Partitions and retention).
 LIFECYCLE_RETENTION = retention_from(env("LIFECYCLE_RETENTION", ""))
+# Heavy exports at a time per web process (a long history's OTLP trace or JSON page); one
+# more is answered 429 with Retry-After (README: JSON API).
+LIFECYCLE_EXPORTS = max(1, int(env("LIFECYCLE_EXPORTS", "4")))
 
 INSTALLED_APPS = [
     "daphne",

@@ -18,7 +18,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-from collections.abc import Sequence
+import tempfile
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -89,142 +91,140 @@ def _attempt_name(start: EventRecord, n: int) -> str:
     return f"attempt {start.body.get('attempt', n)} {actor}".strip()
 
 
-def trace(
-    task_key: str,
-    views: Sequence[EventView],
-    findings: Sequence[Finding],
-    *,
-    status: str | None = None,
-    url: str | None = None,
-) -> dict[str, Any]:
-    """The task's trace as one OTLP/JSON document (``views`` in the timeline's order)."""
-    trace_id = _id(f"lifecycle task {task_key}", 32)
-    root_id = _id(f"root {task_key}", 16)
-    times = [v.record.at for v in views if v.record.at is not None]
-    start, end = (min(times), max(times)) if times else (None, None)
-    spans_of: list[dict[str, Any]] = []  # an attempt's span, as it is built
-    homes: dict[int, int] = {}  # event id -> index of its attempt span
-    records = [v.record for v in views]
-    for n, (s, finish) in enumerate(attempts(records)):
-        until = finish.at if finish is not None else end
-        index = len(spans_of)
-        spans_of.append(
-            {
-                "start": s,
-                "finish": finish,
-                "until": until,
-                "span_id": _id(f"attempt {task_key} {s.id}", 16),
-                "events": [],
-                "n": n + 1,
-            }
-        )
-        homes[s.id] = index
-        if finish is not None:
-            homes[finish.id] = index
-    by_attempt: dict[tuple[str, int | str], list[int]] = {}  # an attempt's spans (redeliveries)
-    for index, a in enumerate(spans_of):
-        if (key := attempt_of(a["start"])) is not None:
-            by_attempt.setdefault(key, []).append(index)
-    starts = [a["start"].at.timestamp() if a["start"].at else float("-inf") for a in spans_of]
-    for r in records:
-        if r.id in homes or r.at is None:
-            continue
+class Attempts:
+    """The attempt spans of a history, from its broker steps (``attempts``), and which
+    span each event belongs to (``home``)."""
+
+    def __init__(self, task_key: str, records: Iterable[EventRecord], end: datetime | None) -> None:
+        self.spans: list[dict[str, Any]] = []  # an attempt's span, as it is built
+        self.homes: dict[int, int] = {}  # a start's or finish's id -> index of its span
+        for n, (s, finish) in enumerate(attempts(records)):
+            index = len(self.spans)
+            self.spans.append(
+                {
+                    "start": s,
+                    "finish": finish,
+                    "until": finish.at if finish is not None else end,
+                    "span_id": _id(f"attempt {task_key} {s.id}", 16),
+                    "n": n + 1,
+                }
+            )
+            self.homes[s.id] = index
+            if finish is not None:
+                self.homes[finish.id] = index
+        # An attempt's spans (redeliveries).
+        self.by_attempt: dict[tuple[str, int | str], list[int]] = {}
+        for index, a in enumerate(self.spans):
+            if (key := attempt_of(a["start"])) is not None:
+                self.by_attempt.setdefault(key, []).append(index)
+        self.starts = [
+            a["start"].at.timestamp() if a["start"].at else float("-inf") for a in self.spans
+        ]
+
+    def home(self, r: EventRecord) -> int | None:
+        """The index of the attempt span an event belongs to; None: the root."""
+        if r.id in self.homes:
+            return self.homes[r.id]
+        if r.at is None:
+            return None
         key = attempt_of(r)
         if r.source != "broker" and key is not None:
             # The client named the attempt it belongs to, whatever its thread.
-            mine = by_attempt.get(key, [])
-            inside = [i for i in mine if _inside(spans_of[i], r)]
-            if mine:
-                homes[r.id] = (inside or mine)[0]
-            continue
+            mine = self.by_attempt.get(key, [])
+            inside = [i for i in mine if _inside(self.spans[i], r)]
+            return (inside or mine)[0] if mine else None
         if r.source == "broker":
-            mine = by_attempt.get(key, []) if key is not None else []
-            inside = [i for i in mine if _inside(spans_of[i], r)]
-            if inside:
-                homes[r.id] = inside[0]
-            continue
+            mine = self.by_attempt.get(key, []) if key is not None else []
+            inside = [i for i in mine if _inside(self.spans[i], r)]
+            return inside[0] if inside else None
         if r.source != "log":
-            continue
+            return None
         # A record that names no attempt: the first attempt of its process open at its
         # time, among the last spans started before it (a bound, not a scan of them all).
-        last = bisect.bisect_right(starts, r.at.timestamp())
+        last = bisect.bisect_right(self.starts, r.at.timestamp())
         for index in range(max(0, last - SPANS_LOOKED_AT), last):
-            a = spans_of[index]
+            a = self.spans[index]
             if _inside(a, r) and r.body.get("pid") in (None, a["start"].body.get("pid")):
-                homes[r.id] = index
-                break
-    root_events: list[dict[str, Any]] = []
-    for v in views:
-        home = homes.get(v.record.id)
-        (spans_of[home]["events"] if home is not None else root_events).append(_span_event(v))
-    for f in findings:
-        root_events.append(
+                return index
+        return None
+
+
+def _finding_event(f: Finding, at: datetime | None) -> dict[str, Any]:
+    return {
+        "timeUnixNano": _nanos(at),
+        "name": f"finding.{f.kind}",
+        "attributes": _attributes(
             {
-                "timeUnixNano": _nanos(
-                    next((v.record.at for v in views if v.record.id in f.events), start)
-                ),
-                "name": f"finding.{f.kind}",
-                "attributes": _attributes(
-                    {
-                        "lifecycle.finding.kind": f.kind,
-                        "lifecycle.finding.cause": f.cause,
-                        "lifecycle.finding.message": f.message,
-                        "lifecycle.finding.events": ", ".join(map(str, f.events)),
-                    }
-                ),
+                "lifecycle.finding.kind": f.kind,
+                "lifecycle.finding.cause": f.cause,
+                "lifecycle.finding.message": f.message,
+                "lifecycle.finding.events": ", ".join(map(str, f.events)),
             }
-        )
-    spans = [
-        {
-            "traceId": trace_id,
-            "spanId": root_id,
-            "name": f"task {task_key}",
-            "kind": KIND_INTERNAL,
-            "startTimeUnixNano": _nanos(start),
-            "endTimeUnixNano": _nanos(end),
-            "attributes": _attributes(
-                {
-                    "lifecycle.task": task_key,
-                    "lifecycle.status": status,
-                    "lifecycle.events": len(views),
-                    "lifecycle.url": url,
-                }
-            ),
-            "events": root_events,
-            "status": {"code": STATUS_ERROR, "message": f"{len(findings)} finding(s)"}
-            if findings
-            else {},
-        }
-    ]
-    for a in spans_of:
-        s, finish = a["start"], a["finish"]
-        outcome = finish.kind if finish is not None else "unfinished"
-        spans.append(
+        ),
+    }
+
+
+def _root_span(
+    task_key: str,
+    start: datetime | None,
+    end: datetime | None,
+    count: int,
+    findings: Sequence[Finding],
+    status: str | None,
+    url: str | None,
+) -> dict[str, Any]:
+    """The root span, without its events."""
+    return {
+        "traceId": _id(f"lifecycle task {task_key}", 32),
+        "spanId": _id(f"root {task_key}", 16),
+        "name": f"task {task_key}",
+        "kind": KIND_INTERNAL,
+        "startTimeUnixNano": _nanos(start),
+        "endTimeUnixNano": _nanos(end),
+        "attributes": _attributes(
             {
-                "traceId": trace_id,
-                "spanId": a["span_id"],
-                "parentSpanId": root_id,
-                "name": _attempt_name(s, a["n"]),
-                "kind": KIND_CONSUMER,
-                "startTimeUnixNano": _nanos(s.at),
-                "endTimeUnixNano": _nanos(a["until"]),
-                "attributes": _attributes(
-                    {
-                        "messaging.message.id": s.body.get("message_id"),
-                        "messaging.destination.name": s.body.get("queue"),
-                        "lifecycle.attempt": s.body.get("attempt"),
-                        "lifecycle.outcome": outcome,
-                        "lifecycle.redelivered": s.body.get("redelivered"),
-                        "process.pid": s.body.get("pid"),
-                        "thread.name": s.body.get("thread"),
-                    }
-                ),
-                "events": a["events"],
-                "status": {"code": STATUS_ERROR, "message": str(finish.body.get("exception") or "")}
-                if finish is not None and finish.kind in ("fail", "nack")
-                else {},
+                "lifecycle.task": task_key,
+                "lifecycle.status": status,
+                "lifecycle.events": count,
+                "lifecycle.url": url,
             }
-        )
+        ),
+        "status": {"code": STATUS_ERROR, "message": f"{len(findings)} finding(s)"}
+        if findings
+        else {},
+    }
+
+
+def _attempt_span(task_key: str, a: dict[str, Any]) -> dict[str, Any]:
+    """An attempt's span, without its events."""
+    s, finish = a["start"], a["finish"]
+    outcome = finish.kind if finish is not None else "unfinished"
+    return {
+        "traceId": _id(f"lifecycle task {task_key}", 32),
+        "spanId": a["span_id"],
+        "parentSpanId": _id(f"root {task_key}", 16),
+        "name": _attempt_name(s, a["n"]),
+        "kind": KIND_CONSUMER,
+        "startTimeUnixNano": _nanos(s.at),
+        "endTimeUnixNano": _nanos(a["until"]),
+        "attributes": _attributes(
+            {
+                "messaging.message.id": s.body.get("message_id"),
+                "messaging.destination.name": s.body.get("queue"),
+                "lifecycle.attempt": s.body.get("attempt"),
+                "lifecycle.outcome": outcome,
+                "lifecycle.redelivered": s.body.get("redelivered"),
+                "process.pid": s.body.get("pid"),
+                "thread.name": s.body.get("thread"),
+            }
+        ),
+        "status": {"code": STATUS_ERROR, "message": str(finish.body.get("exception") or "")}
+        if finish is not None and finish.kind in ("fail", "nack")
+        else {},
+    }
+
+
+def _document(spans: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "resourceSpans": [
             {
@@ -235,3 +235,119 @@ def trace(
             }
         ]
     }
+
+
+def trace(
+    task_key: str,
+    views: Sequence[EventView],
+    findings: Sequence[Finding],
+    *,
+    status: str | None = None,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """The task's trace as one OTLP/JSON document (``views`` in the timeline's order)."""
+    times = [v.record.at for v in views if v.record.at is not None]
+    start, end = (min(times), max(times)) if times else (None, None)
+    found = Attempts(task_key, [v.record for v in views], end)
+    events_of: list[list[dict[str, Any]]] = [[] for _ in found.spans]
+    root_events: list[dict[str, Any]] = []
+    for v in views:
+        home = found.home(v.record)
+        (events_of[home] if home is not None else root_events).append(_span_event(v))
+    for f in findings:
+        at = next((v.record.at for v in views if v.record.id in f.events), start)
+        root_events.append(_finding_event(f, at))
+    root = _root_span(task_key, start, end, len(views), findings, status, url)
+    spans = [{**root, "events": root_events}]
+    for a, events in zip(found.spans, events_of, strict=True):
+        spans.append({**_attempt_span(task_key, a), "events": events})
+    return _document(spans)
+
+
+CHUNK = 64 * 1024  # bytes of a streamed trace sent at a time
+
+
+def trace_chunks(
+    task_key: str,
+    pages: Callable[[bool], Iterable[Sequence[EventView] | Sequence[EventRecord]]],
+    findings: Sequence[Finding],
+    *,
+    status: str | None = None,
+    url: str | None = None,
+) -> Generator[bytes]:
+    """The same document as ``trace``, as chunks of about ``CHUNK`` bytes, for a history
+    too long to hold: ``pages(False)`` walks it in time order as records, ``pages(True)``
+    as views, one page at a time. The first walk finds the attempts; the second writes
+    each span event to a temporary file, noting its span, then the spans are sent from
+    it, so memory holds a page, the attempts and three numbers an event."""
+    start = end = None
+    steps: list[EventRecord] = []  # the broker steps: the attempts' spans
+    for page in pages(False):
+        for r in page:
+            record = r.record if isinstance(r, EventView) else r
+            if record.at is not None:
+                start = record.at if start is None else min(start, record.at)
+                end = record.at if end is None else max(end, record.at)
+            if record.source == "broker":
+                steps.append(record)
+    found = Attempts(task_key, steps, end)
+    del steps
+    wanted = {i for f in findings for i in f.events}
+    first_at: dict[int, datetime | None] = {}  # a finding's event -> its time (first seen)
+    homes, offsets, lengths = array("q"), array("q"), array("q")
+    with tempfile.TemporaryFile() as spool:
+        count = 0
+        for page in pages(True):
+            for v in page:
+                if not isinstance(v, EventView):
+                    continue
+                count += 1
+                if v.record.id in wanted and v.record.id not in first_at:
+                    first_at[v.record.id] = v.record.at
+                data = json.dumps(_span_event(v)).encode()
+                home = found.home(v.record)
+                homes.append(-1 if home is None else home)
+                offsets.append(spool.tell())
+                lengths.append(len(data))
+                spool.write(data)
+        out = bytearray()
+
+        def events(home: int) -> Iterator[bytes]:
+            """The span events of one span, from the spool, comma-separated."""
+            nonlocal out
+            first = True
+            for index in order[bounds[home + 1] : bounds[home + 2]]:
+                spool.seek(offsets[index])
+                if not first:
+                    out += b", "
+                first = False
+                out += spool.read(lengths[index])
+                if len(out) >= CHUNK:
+                    yield bytes(out)
+                    out = bytearray()
+
+        # The events grouped by span (the root first), each group in the timeline's order.
+        order = sorted(range(len(homes)), key=homes.__getitem__)
+        bounds = [0] * (len(found.spans) + 2)  # where each span's group ends in ``order``
+        for home in homes:
+            bounds[home + 2] += 1
+        for i in range(1, len(bounds)):
+            bounds[i] += bounds[i - 1]
+        document = json.dumps(_document([])).encode()
+        head, tail = document.split(b'"spans": []')
+        out += head + b'"spans": ['
+        root = _root_span(task_key, start, end, count, findings, status, url)
+        out += json.dumps(root).encode()[:-1] + b', "events": ['
+        yield from events(-1)
+        for n, f in enumerate(findings):
+            at = min((t for i in f.events if (t := first_at.get(i)) is not None), default=start)
+            out += b", " if bounds[1] or n else b""
+            out += json.dumps(_finding_event(f, at)).encode()
+        out += b"]}"
+        for home, a in enumerate(found.spans):
+            out += b", " + json.dumps(_attempt_span(task_key, a)).encode()[:-1]
+            out += b', "events": ['
+            yield from events(home)
+            out += b"]}"
+        out += b"]" + tail
+        yield bytes(out)

@@ -174,7 +174,7 @@ class Lifecycle:
             except LifecycleUnavailable as exc:
                 watched.error = str(exc)
                 return
-            count = len(body["events"]) if body else 0
+            count = event_count(body) if body else 0
             now = time.monotonic()
             if count != last_count:
                 last_count, steady_since = count, now
@@ -191,6 +191,13 @@ class Lifecycle:
             time.sleep(0.2)
 
 
+def event_count(body: dict[str, Any]) -> int:
+    """How many events a timeline answer counts: a long history's first page says its
+    ``total`` (its findings and status are of the whole history, so no need to walk it)."""
+    total = body.get("total")
+    return total if isinstance(total, int) else len(body.get("events", []))
+
+
 def report_text(lifecycle: Lifecycle, watched: list[Watched]) -> str:
     """The report section: per task, its permalink and every finding's sentence."""
     lines: list[str] = []
@@ -202,9 +209,7 @@ def report_text(lifecycle: Lifecycle, watched: list[Watched]) -> str:
             lines.append(f"  the inspector could not tell: {w.error}")
             continue
         expect = f", expected {w.expect}" if w.expect else ""
-        lines.append(
-            f"  {len(body.get('events', []))} events; last status {body.get('status')}{expect}"
-        )
+        lines.append(f"  {event_count(body)} events; last status {body.get('status')}{expect}")
         if not w.findings:
             lines.append("  no finding")
         for f in w.findings:
