@@ -3,9 +3,9 @@ read (``LIFECYCLE_PUBLIC_READ``), the client's address.
 
 Each open socket costs the web process its catch-up and its share of every live batch, so
 one holder may keep at most ``LIFECYCLE_WS_PER_SESSION`` open at a time in a process; the
-next one is accepted and closed at once with ``CLOSE_CODE`` and a reason that says why (a
-refused handshake would tell the browser nothing). The counts are this process's: the
-event loop is the only writer.
+next one is accepted and closed at once with ``CLOSE_CODE`` (a refused handshake would tell
+the browser nothing) and a reason, which daphne does not forward: ``lifecycle.js`` words
+the code. The counts are this process's: the event loop is the only writer.
 """
 
 from __future__ import annotations

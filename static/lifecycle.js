@@ -37,8 +37,12 @@
   });
   document.addEventListener("htmx:wsClose", function (evt) {
     var close = evt.detail && evt.detail.event;
-    // 4429: this session holds as many live pages as the server allows; no retry.
-    if (close && close.code === 4429) { setLiveState("○ not live: " + close.reason, "refused"); return; }
+    // 4429: this session holds as many live pages as the server allows; no retry (daphne
+    // sends the code without its reason).
+    if (close && close.code === 4429) {
+      setLiveState("○ not live: too many live pages open in this session; close one and reload", "refused");
+      return;
+    }
     setLiveState("○ reconnecting…", "closed");
   });
 

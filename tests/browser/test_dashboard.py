@@ -8,6 +8,7 @@ import pytest
 
 from lifecycle.models import Run
 from tests.browser.conftest import logged_in_context
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -146,3 +147,35 @@ def test_the_home_page_shows_new_tasks_live(stack, page, live_db):
     row.wait_for()
     assert page.locator("[data-testid=task-row]").first.get_attribute("data-task") == run["task"]
     page.wait_for_selector(f"#task-{run['task']} [data-status=COMPLETED]")
+
+
+def test_a_session_past_its_cap_of_live_pages_is_told_so(stack, page):
+    from django.conf import settings
+
+    # Given one session with as many live pages open as a session may hold
+    cap = settings.LIFECYCLE_WS_PER_SESSION
+    pages = [page, *(page.context.new_page() for _ in range(cap - 1))]
+    for open_page in pages:
+        open_page.goto(stack.base_url + "/")
+        open_page.wait_for_selector("[data-testid=live-state][data-state=open]")
+
+    # When it opens one more
+    extra = page.context.new_page()
+    extra.goto(stack.base_url + "/")
+
+    # Then that page says it is not live, and why
+    state = extra.locator("[data-testid=live-state][data-state=refused]")
+    state.wait_for(timeout=10_000)
+    assert "too many live pages open" in state.inner_text()
+
+    # And once another page is closed, a reload goes live
+    pages.pop().close()
+
+    def live_after_reload() -> bool:
+        extra.reload()
+        live = extra.locator("[data-testid=live-state]")
+        extra.wait_for_selector("[data-testid=live-state][data-state]")
+        extra.wait_for_timeout(1000)  # a refused socket opens, then closes at once
+        return live.get_attribute("data-state") == "open"
+
+    wait_for(live_after_reload, 15, 0.5, "a live page after closing one")
