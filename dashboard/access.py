@@ -25,8 +25,9 @@ from django.urls import reverse
 from lifecycle import roles, tokens
 from lifecycle.http import json_error
 
-# Paths that are not the dashboard's: the lab (the system under test, open like any
-# application's API), the static files, logging in and out, and the admin (its own login).
+# Paths that are not the dashboard's: the lab (the system under test, which checks its own
+# callers: lifecycle.lab.access), the static files, logging in and out, and the admin (its
+# own login).
 OPEN_PREFIXES = ("/lab/", "/static/", "/login", "/logout", "/admin/")
 
 

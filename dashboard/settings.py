@@ -158,6 +158,11 @@ PORT = int(env("PORT", "8000"))
 # the probe, with the scenario's body and headers, anywhere, and forge its verdict.
 LAB_BASE_URL = lab_base_url(os.environ.get("LAB_BASE_URL") or "", HOST, PORT)
 WORKER_THREADS = int(env("WORKER_THREADS", "8"))
+# The lab's budget (lifecycle.lab.limits): seconds of sleep its unfinished tasks may owe the
+# worker at once, and the seconds between two tasks with the redelivery switch (each kills
+# the worker process). Past either, creating a task is a 429.
+LAB_SLEEP_BUDGET = float(env("LAB_SLEEP_BUDGET", "60"))
+LAB_REDELIVERY_INTERVAL = float(env("LAB_REDELIVERY_INTERVAL", "5"))
 # The scenario files (README: Scenario files), separated by ":": their scenarios fill the
 # scenario panel and their [lifecycles] describe the captured tables. A bad file stops every
 # process at start-up, naming the file, the line and the reason.

@@ -10,6 +10,15 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
+from django.utils.crypto import salted_hmac
+
+# The probe's credential for the lab's API (lifecycle.lab.access): derived from SECRET_KEY,
+# so every process of one installation knows it and no one else does.
+LAB_KEY_HEADER = "X-Lifecycle-Lab-Key"
+
+
+def lab_key() -> str:
+    return salted_hmac("lifecycle.lab.access", "the probe", algorithm="sha256").hexdigest()
 
 
 def json_error(status: int, message: str) -> JsonResponse:

@@ -34,6 +34,7 @@ from django.db import (
 from django.utils import timezone as dj_timezone
 
 from lifecycle.events import MAX_TASK_KEY
+from lifecycle.http import LAB_KEY_HEADER, lab_key
 from lifecycle.lifecycles import MAX_STATUS
 from lifecycle.models import Event, Run
 from lifecycle.scenarios import (
@@ -192,12 +193,23 @@ def create_run(
     )
 
 
+def _headers(run: Run, url: str) -> tuple[tuple[str, str], ...]:
+    """The scenario's headers, and the lab's key for a request to the lab: to LAB_BASE_URL,
+    or the run's base URL (LAB_BASE_URL's, or the command line's ``--base-url``; never a
+    request's). No other service sees the key."""
+    headers = get_scenario(run.scenario).headers
+    for base in {settings.LAB_BASE_URL.rstrip("/"), run.base_url.rstrip("/")}:
+        if base and url.startswith(base + "/"):
+            return (*headers, (LAB_KEY_HEADER, lab_key()))
+    return headers
+
+
 def submit(run: Run, progress: Progress | None = None) -> bool:
     """Send the scenario's task; record the response. False (and the run done) on failure."""
     scenario = get_scenario(run.scenario)
     url = scenario.submit_to(run.base_url)
     try:
-        submitted = http_json(scenario.method, url, run.body, _client(run), scenario.headers)
+        submitted = http_json(scenario.method, url, run.body, _client(run), _headers(run, url))
         if not 200 <= submitted.http_status < 300:
             error = submitted.body.get("error") or submitted.body.get("detail") or ""
             raise RuntimeError(f"it answered {submitted.http_status} {str(error)[:200]}".rstrip())
@@ -246,7 +258,7 @@ def follow(run: Run, progress: Progress | None = None) -> Run:
         settled_at: float | None = None  # when the current terminal status was first seen
         while True:
             try:
-                response = http_json("GET", url, None, _client(run), scenario.headers)
+                response = http_json("GET", url, None, _client(run), _headers(run, url))
             except (OSError, http.client.HTTPException) as exc:
                 # The service is restarting, say: an unanswered poll is a fact, not the end.
                 _record(run, "read", run.task_key, None, None, error=f"no answer: {exc}"[:300])

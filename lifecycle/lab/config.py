@@ -26,8 +26,12 @@ FAULT_SWITCHES: dict[str, str] = {
     "redelivers the message and the task runs twice.",
 }
 
-MAX_SLEEP = 60.0
+# A task's bounds, so that no task holds a worker thread for long (README: The lab); the
+# lab's budget across tasks is in ``lifecycle.lab.limits``.
+MAX_SLEEP = 30.0
 MAX_FAIL_TIMES = 5
+MAX_TASK_SLEEP = 60.0  # sleep over every attempt: sleep * (1 + fail_times)
+MAX_INPUT = 1000
 
 
 class ConfigError(ValueError):
@@ -46,6 +50,8 @@ def validate_config(config: Any) -> dict[str, Any]:
         )
     if "input" in config and not isinstance(config["input"], list):
         raise ConfigError("input must be a list (of numbers, for the task to succeed)")
+    if len(config.get("input", ())) > MAX_INPUT:
+        raise ConfigError(f"input holds at most {MAX_INPUT} items, not {len(config['input'])}")
     if "sleep" in config:
         sleep = config["sleep"]
         if (
@@ -53,7 +59,10 @@ def validate_config(config: Any) -> dict[str, Any]:
             or not isinstance(sleep, int | float)
             or not (0 <= sleep <= MAX_SLEEP)
         ):
-            raise ConfigError(f"sleep must be a number of seconds from 0 to {MAX_SLEEP:g}")
+            raise ConfigError(
+                f"sleep must be a number of seconds from 0 to {MAX_SLEEP:g} (the lab's bound), "
+                f"not {sleep!r}"
+            )
     if "fail_times" in config:
         fail_times = config["fail_times"]
         if (
@@ -65,4 +74,14 @@ def validate_config(config: Any) -> dict[str, Any]:
     for switch in FAULT_SWITCHES:
         if switch in config and not isinstance(config[switch], bool):
             raise ConfigError(f"{switch} must be true or false")
+    if task_sleep(config) > MAX_TASK_SLEEP:
+        raise ConfigError(
+            f"sleep over every attempt, sleep * (1 + fail_times), is at most {MAX_TASK_SLEEP:g} s,"
+            f" not {task_sleep(config):g} s"
+        )
     return config
+
+
+def task_sleep(config: dict[str, Any]) -> float:
+    """Seconds a valid config's task sleeps over all its attempts."""
+    return float(config.get("sleep") or 0) * (1 + int(config.get("fail_times") or 0))

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from lifecycle.client import report_read, task_context
 from lifecycle.http import cross_origin, json_error
+from lifecycle.lab import access, limits
 from lifecycle.lab.config import ConfigError, validate_config
 from lifecycle.lab.models import Task
 from lifecycle.lab.reads import read_task
@@ -24,14 +25,17 @@ logger = logging.getLogger("lifecycle.lab.api")
 ENQUEUE_BEFORE_COMMIT_DELAY = 0.5
 
 
-@csrf_exempt  # a JSON API without cookie authentication: CSRF does not apply
+@csrf_exempt  # access.refusal checks a session's CSRF token; the probe's key and tokens need none
 @require_POST
 def create_task(request: HttpRequest) -> JsonResponse:
-    # The system under test stays open to programs, like an application's API; but another
-    # site's page must not start tasks in a visitor's browser (a text/plain POST needs no
-    # preflight, and the redelivery switch kills the worker).
+    # Only whoever may start a run, or the probe (lifecycle.lab.access): a task is real work
+    # in the worker. Another site's page must not start tasks in a visitor's browser either
+    # (a text/plain POST needs no preflight, and the redelivery switch kills the worker).
     if cross_origin(request):
         return json_error(403, "cross-origin requests may not create lab tasks")
+    refused = access.refusal(request)
+    if refused is not None:
+        return refused
     try:
         payload = json.loads(request.body or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -52,6 +56,7 @@ def create_task(request: HttpRequest) -> JsonResponse:
     with task_context(str(task_id)):
         try:
             with transaction.atomic():
+                limits.check(config)
                 task = Task.objects.create(id=task_id, config=config)
                 if config.get("enqueue_before_commit"):
                     # BUG enqueue_before_commit: the worker can get the message before the
@@ -60,6 +65,10 @@ def create_task(request: HttpRequest) -> JsonResponse:
                     time.sleep(ENQUEUE_BEFORE_COMMIT_DELAY)
                 else:
                     transaction.on_commit(lambda: run_task.send(str(task_id)), robust=False)
+        except limits.Busy as exc:
+            return exc.response()
+        except ConfigError as exc:
+            return json_error(400, f"invalid config: {exc}")
         except Exception as exc:  # the broker is down: say so instead of a bare 500
             logger.error("could not create or enqueue task %s: %s", task_id, exc)
             return json_error(503, f"could not enqueue the task: {exc}")
@@ -73,6 +82,9 @@ READ_CONFIRM = 0.05  # seconds a lab read waits for RabbitMQ's confirm of its ev
 
 @require_GET
 def get_task(request: HttpRequest, task_id: str) -> JsonResponse:
+    refused = access.refusal(request)
+    if refused is not None:
+        return refused
     try:
         key = str(uuid.UUID(task_id))
     except ValueError:

@@ -54,10 +54,10 @@ def test_nobody_reads_without_logging_in(anonymous_client, postgres):
         assert api.status_code == 401, path
         assert "log in, or send Authorization: Bearer" in api.json()["error"]
         assert api["WWW-Authenticate"].startswith("Bearer")
-    # The login page, the static files and the lab (the system under test) stay open
+    # The login page and the static files stay open; the lab is for whoever may run
     assert anonymous_client.get("/login").status_code == 200
     assert anonymous_client.get("/static/lifecycle.css").status_code == 200
-    assert anonymous_client.get(f"/lab/api/tasks/{uuid.uuid4()}").status_code == 404
+    assert anonymous_client.get(f"/lab/api/tasks/{uuid.uuid4()}").status_code == 401
 
 
 def test_public_read_opens_reading_and_never_a_write(anonymous_client, postgres, settings):

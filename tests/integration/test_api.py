@@ -198,7 +198,8 @@ def test_another_sites_page_cannot_create_lab_tasks(client, postgres, headers):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_lab_api_stays_open_to_programs_and_its_own_pages(client, postgres, rabbitmq):
+def test_the_lab_api_stays_open_to_a_runner_and_its_own_pages(client, postgres, rabbitmq):
+    # client: a superuser's session (tests/integration/test_lab_access.py: who else may)
     for headers in ({}, {"HTTP_ORIGIN": "http://testserver"}):
         response = client.post(
             "/lab/api/tasks",
