@@ -26,7 +26,7 @@ from typing import Any
 
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord, attempt_of
-from lifecycle.timeline import EventView, attempts
+from lifecycle.timeline import ATTEMPT_ENDS, EventView, attempts
 
 SERVICE = "lifecycle-inspector"
 MAX_BODY = 2000  # characters of an event's body kept in its attribute
@@ -265,6 +265,9 @@ def trace(
 
 
 CHUNK = 64 * 1024  # bytes of a streamed trace sent at a time
+# Pages read between two blanks sent while the trace is made (JSON allows whitespace
+# before a document): a proxy or client waiting for it does not take it for a dead server.
+KEEPALIVE_PAGES = 10
 
 
 def trace_chunks(
@@ -279,16 +282,21 @@ def trace_chunks(
     too long to hold: ``pages(False)`` walks it in time order as records, ``pages(True)``
     as views, one page at a time. The first walk finds the attempts; the second writes
     each span event to a temporary file, noting its span, then the spans are sent from
-    it, so memory holds a page, the attempts and three numbers an event."""
+    it, so memory holds a page, the attempts and three numbers an event. Until it is sent,
+    a blank goes out every ``KEEPALIVE_PAGES`` pages."""
     start = end = None
     steps: list[EventRecord] = []  # the broker steps: the attempts' spans
-    for page in pages(False):
+    for n, page in enumerate(pages(False), 1):
+        if n % KEEPALIVE_PAGES == 0:
+            yield b"\n"
         for r in page:
             record = r.record if isinstance(r, EventView) else r
             if record.at is not None:
                 start = record.at if start is None else min(start, record.at)
                 end = record.at if end is None else max(end, record.at)
-            if record.source == "broker":
+            if record.source == "broker" and (
+                record.kind == "start" or record.kind in ATTEMPT_ENDS
+            ):
                 steps.append(record)
     found = Attempts(task_key, steps, end)
     del steps
@@ -297,7 +305,9 @@ def trace_chunks(
     homes, offsets, lengths = array("q"), array("q"), array("q")
     with tempfile.TemporaryFile() as spool:
         count = 0
-        for page in pages(True):
+        for n, page in enumerate(pages(True), 1):
+            if n % KEEPALIVE_PAGES == 0:
+                yield b"\n"
             for v in page:
                 if not isinstance(v, EventView):
                     continue
@@ -327,12 +337,17 @@ def trace_chunks(
                     out = bytearray()
 
         # The events grouped by span (the root first), each group in the timeline's order.
-        order = sorted(range(len(homes)), key=homes.__getitem__)
         bounds = [0] * (len(found.spans) + 2)  # where each span's group ends in ``order``
         for home in homes:
             bounds[home + 2] += 1
         for i in range(1, len(bounds)):
             bounds[i] += bounds[i - 1]
+        order = array("q", bytes(8 * len(homes)))
+        place = bounds[:]
+        for index, home in enumerate(homes):
+            order[place[home + 1]] = index
+            place[home + 1] += 1
+        del place
         document = json.dumps(_document([])).encode()
         head, tail = document.split(b'"spans": []')
         out += head + b'"spans": ['

@@ -154,11 +154,12 @@ async def test_under_asgi_the_trace_is_sent_as_it_is_made_with_bounded_memory(bi
     small_size, _, small_peak = await export_peak(client, small, token)
     size, chunks, peak = await export_peak(client, big_task, token)
     # Then the server never held the document (or the history) whole: its peak is a
-    # fraction of what it sent, and four times the history costs a few bytes an event
-    # more (the span each event goes to), not four times the memory
+    # fraction of what it sent, and four times the history costs some 70 bytes an event
+    # more (where each event waits, and the attempts' spans), not four times the memory:
+    # about a tenth of what each event adds to the answer
     assert chunks > 10 and size > 3 * small_size > 6_000_000
     assert peak < size / 2, (peak, size)
-    assert peak - small_peak < (size - small_size) / 10, (small_peak, peak)
+    assert peak - small_peak < (size - small_size) / 6, (small_peak, peak)
     assert exports.running() == 0
     await sync_to_async(connections.close_all)()  # the handler's thread's, for teardown
 
