@@ -277,6 +277,8 @@ class TaskConsumer(LiveConsumer):
             window = await database_sync_to_async(_gap_window)(
                 self.topic, state.page_end, missing[0].record
             )
+            if window:
+                self.rows.window_before(missing[0])
         missing_ids = {v.id for v in missing}
         # The window first: appended where the page ends, then the rows after it.
         parts = [fragments.rows_fragment([window] if window else [])]

@@ -397,46 +397,26 @@ Row = EventView | ReadRun
 class Collapser:
     """Folds views, in time order, into rows; keeps the runs still open so the next
     identical read extends its run (the live timeline's case) instead of adding a row.
-
-    Live, events arrive in arrival order, not quite time order: a read that reaches the
-    inspector after the commit (or verdict) that followed it still joins the run it
-    belongs to, as the page rendered later would show it."""
+    A live page whose events arrive out of time order folds again from an earlier
+    place (``dashboard.fragments.LiveRows``)."""
 
     def __init__(self) -> None:
         self.open: dict[tuple[object, ...], ReadRun] = {}
-        # Each lane's last closed run, with the place of the event that closed it.
-        self.closed: dict[tuple[object, ...], tuple[ReadRun, tuple[int, int]]] = {}
-
-    def _close(self, lane: tuple[object, ...], by: EventView) -> None:
-        run = self.open.pop(lane, None)
-        if run is not None:
-            self.closed[lane] = (run, (by.at_us, by.id))
 
     def add(self, view: EventView) -> tuple[Row, bool]:
         """The row the view went to and whether it is new (False: it extended a run)."""
         signature = read_signature(view)
         if signature is None:
-            for lane in list(self.open):  # a commit, a broker step, a warning: runs end
-                self._close(lane, view)
+            self.open.clear()  # a commit, a broker step, a warning: runs end
             return view, True
         lane = signature[:2]
         if view.findings:  # a read that proves something stands alone
-            self._close(lane, view)
+            self.open.pop(lane, None)
             return view, True
         run = self.open.get(lane)
         if run is not None and run.signature == signature:
             run.add(view)
             return run, False
-        place = (view.at_us, view.id)
-        closed = self.closed.get(lane)
-        if closed is not None:
-            earlier, closer = closed
-            last = (earlier.last.at_us, earlier.last.id)
-            if earlier.signature == signature and last < place < closer:
-                earlier.add(view)  # it came late: it was before what closed its run
-                return earlier, False
-        if run is not None:
-            self._close(lane, view)
         run = ReadRun([view], signature)
         self.open[lane] = run
         return run, True

@@ -3,13 +3,17 @@ a long timeline. Pure logic: no database, no server."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 
-from dashboard.fragments import LiveRows
-from dashboard.render import rows_html, run_html, window_html
+from dashboard import fragments
+from dashboard.fragments import LiveRows, rows_fragment
+from dashboard.render import row_html, rows_html, run_html, window_html
 from lifecycle.checker import Finding
 from lifecycle.events import EventRecord
 from lifecycle.outline import WINDOW, Column, format_cursor, parse_cursor, windows_of
@@ -202,10 +206,13 @@ def test_a_read_of_a_run_that_becomes_proof_splits_the_run_live() -> None:
     # When the third becomes proof of a finding
     changed = pin(views, [Finding("stale_read", (3,), "old")])
     html = rows.remark(v for v in views if v.id in changed)
-    # Then the run gives way to: a run of two, the read alone with its mark, a run of two
-    assert '<li id="run-1" hx-swap-oob="delete">' in html
-    assert 'id="run-1"' in html.replace('<li id="run-1" hx-swap-oob="delete">', "")
-    assert 'id="event-3"' in html and "has-finding" in html and 'id="run-4"' in html
+    # Then the run gives way to: a run of two (the page's row, re-rendered in place), the
+    # read alone with its mark, a run of two
+    first, added = html.split('<div hx-swap-oob="beforeend:#timeline-events">')
+    assert first.startswith('<li class="ev lane-api run" id="run-1"') and 'data-count="2"' in first
+    assert "hx-swap-oob" not in first
+    assert re.findall(r'<li class="ev fresh [^"]*" id="([^"]+)"', added) == ["event-3", "run-4"]
+    assert "has-finding" in added
     # And the next identical read extends the last piece
     html = rows.place(builder.extend([api(6, 6)]))
     assert 'id="run-4-summary"' in html and 'data-count="3"' in html
@@ -244,3 +251,139 @@ def test_a_window_not_loaded_says_what_it_holds_and_where_it_loads_from() -> Non
         'data-url="/windows/a/%3Cb%3E?after=1764590400000000.5&amp;before=1764590460000000.0'
         in html
     )
+
+
+class _Page(HTMLParser):
+    """The timeline's rows as the browser holds them after each live message: what htmx
+    swaps (by id, or out of band) and ``lifecycle.js`` moves (fresh rows to their time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, tuple[int, int, int]] = {}  # dom id -> (time, event id, count)
+        self.depth = 0
+        self.top: tuple[str, dict[str, str]] | None = None
+        self.row: list[object] | None = None  # the <li> being read: [dom id, time, id, count]
+
+    def apply(self, html: str) -> None:
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if self.depth == 0:
+            self.top = (tag, a)
+            oob = a.get("hx-swap-oob", "")
+            if oob == "delete":
+                self.rows.pop(a["id"], None)
+            elif oob == "true" and a.get("id", "").endswith("-summary"):
+                row_id = a["id"].removesuffix("-summary")
+                at, first, _ = self.rows[row_id]  # a run's count changes where it is
+                self.rows[row_id] = (at, first, int(a["data-count"]))
+            elif tag == "li" and not oob:
+                assert a["id"] in self.rows, f"{a['id']} replaced but not on the page"
+                self.row = [a["id"], int(a["data-at"]), int(a["data-event-id"]), 1]
+        elif self.depth == 1 and tag == "li" and self.top is not None:
+            if self.top[1].get("hx-swap-oob") == "beforeend:#timeline-events":
+                self.row = [a["id"], int(a["data-at"]), int(a["data-event-id"]), 1]
+        elif self.row is not None and "run-summary" in a.get("class", "").split():
+            self.row[3] = int(a["data-count"])
+        if tag not in ("input", "br", "img"):
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        self.depth -= 1
+        if self.row is not None and tag == "li" and self.depth <= 1:
+            dom_id, at, first, count = self.row
+            self.rows[str(dom_id)] = (int(at), int(first), int(count))  # type: ignore[call-overload]
+            self.row = None
+
+    def shown(self) -> list[tuple[int, int]]:
+        return [(first, count) for _, first, count in sorted(self.rows.values())]
+
+
+def _served(views: list) -> list[tuple[int, int]]:
+    """The rows the page rendered now shows: (first id, count) each."""
+    return [
+        (r.first.id, r.count) if isinstance(r, ReadRun) else (r.id, 1)
+        for r in collapse(sorted(views, key=lambda v: (v.at_us, v.id)))
+    ]
+
+
+def _history(rng: random.Random) -> list[EventRecord]:
+    """A task's events: commits, and between them the API's and the probe's polls (which
+    see the last commit's status and version), at random times."""
+    records: list[EventRecord] = []
+    status, xmin, ms = "PENDING", 1, 0
+    for _ in range(rng.randint(1, 6)):
+        for _ in range(rng.randint(0, 12)):
+            ms += rng.randint(1, 40)
+            i = len(records) + 1
+            if rng.random() < 0.6:
+                records.append(
+                    api(i, ms, status, xmin=xmin, client=rng.choice(["web", "web", "m"]))
+                )
+            else:
+                records.append(probe(i, ms, status))
+        ms += rng.randint(1, 40)
+        new = rng.choice(["RUNNING", "COMPLETED", "FAILED"])
+        records.append(commit(len(records) + 1, ms, status, new, txid=xmin + 1))
+        status, xmin = new, xmin + 1
+    return records
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_a_live_page_folds_its_reads_as_the_page_served_now_whatever_the_arrival_order(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows are cached by event id, which is unique in a database, not across these tests
+    monkeypatch.setattr(fragments, "_rows", {})
+    rng = random.Random(seed)
+    records = _history(rng)
+    # Each source's events reach the inspector late by its own delays: the API's reads
+    # through RabbitMQ, the commits through the follower. Ids are given at arrival.
+    delay = {s: rng.randint(0, 150) for s in ("api", "probe", "db")}
+    arrival = [
+        dataclasses.replace(r, id=n)
+        for n, r in enumerate(
+            sorted(
+                records,
+                key=lambda r: r.at + timedelta(milliseconds=delay[r.source] + rng.randint(0, 30)),
+            ),
+            start=1,
+        )
+    ]
+    # Given a page served when some had arrived, then a connection that says what it shows
+    builder = TimelineBuilder()
+    served_at = rng.randint(0, len(arrival))
+    page_views = builder.extend(sorted(arrival[:served_at], key=lambda r: (r.at, r.id)))
+    page = _Page()
+    page.apply(rows_fragment([row_html(r) for r in collapse(page_views)]))
+    live = LiveRows()
+    have = {first for first, _ in page.shown()}
+    runs = {}
+    for row in collapse(page_views):
+        if isinstance(row, ReadRun) and row.count > 1:
+            runs[row.first.id] = (row.count, row.last.id)
+    missing = live.seed(page_views, lambda v: v.id in have, have, runs)
+    assert missing == []
+    views = list(page_views)
+    # When the rest arrive, in batches of arrival order
+    rest = arrival[served_at:]
+    while rest:
+        n = rng.randint(1, 4)
+        batch, rest = rest[:n], rest[n:]
+        fresh = builder.extend(batch)
+        views.extend(fresh)
+        page.apply(live.place(fresh))
+        # Then after each message the page shows what a page served now would show
+        assert page.shown() == _served(views), f"after {[r.id for r in batch]}"
+    # And when a read proves a finding, it stands alone; when it no longer does, it folds
+    reads = [v for v in views if v.record.kind == "read"]
+    if reads:
+        proof = rng.choice(reads)
+        changed = pin(views, [Finding("stale_read", (proof.id,), "old")])
+        page.apply(live.remark(v for v in views if v.id in changed))
+        assert page.shown() == _served(views)
+        changed = pin(views, [])
+        page.apply(live.remark(v for v in views if v.id in changed))
+        assert page.shown() == _served(views)
