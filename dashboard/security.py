@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -46,10 +47,12 @@ class ContentSecurityPolicyMiddleware:
 
 class SameOriginWebsockets:
     """Websockets only from this server's own pages: the ``Origin`` must name the very
-    host and port the socket was opened on (its ``Host``). ``AllowedHostsOriginValidator``
+    scheme, host and port the socket was opened on (its ``Host``), or be one of
+    ``CSRF_TRUSTED_ORIGINS`` (``LIFECYCLE_TRUSTED_ORIGINS``). ``AllowedHostsOriginValidator``
     alone matches host names only, so a page on another port of an allowed host (an
     observed application, a notebook) could open one with a reader's cookie: cookies are
-    not bound to ports."""
+    not bound to ports. The scheme is https behind TLS (``LIFECYCLE_HTTPS``), else http,
+    as Django's CSRF check has it: an http page of this host is not this https site."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -65,5 +68,9 @@ def _same_origin(scope: dict[str, Any]) -> bool:
     origin, host = headers.get(b"origin"), headers.get(b"host")
     if not origin or not host:
         return False
-    netloc = urlsplit(origin.decode("latin-1")).netloc.lower()
-    return netloc == host.decode("latin-1").lower()
+    text = origin.decode("latin-1").lower()
+    if settings.LIFECYCLE_HTTPS and text in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    parts = urlsplit(text)
+    scheme = "https" if settings.LIFECYCLE_HTTPS else "http"
+    return parts.scheme == scheme and parts.netloc == host.decode("latin-1").lower()

@@ -29,6 +29,19 @@ def env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """A whole number of at least ``minimum``; anything else stops every process at
+    start-up, saying which setting and why."""
+    text = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} is {value}: at least {minimum}")
+    return value
+
+
 def database_from_url(url: str) -> dict[str, Any]:
     """``postgres://user:pass@host:port/name?application_name=x`` as Django's dict; the
     query's parameters become libpq options, as text."""
@@ -189,6 +202,12 @@ LIFECYCLE_RETENTION = retention_from(env("LIFECYCLE_RETENTION", ""))
 # Heavy exports at a time per web process (a long history's OTLP trace or JSON page); one
 # more is answered 429 with Retry-After (README: JSON API).
 LIFECYCLE_EXPORTS = max(1, int(env("LIFECYCLE_EXPORTS", "4")))
+# Login throttling (lifecycle.logins, README: Lockouts): a name that fails this many times
+# within the window, or an address this many, is refused for LIFECYCLE_LOGIN_LOCKOUT seconds.
+LIFECYCLE_LOGIN_FAILURES = env_int("LIFECYCLE_LOGIN_FAILURES", 5)
+LIFECYCLE_LOGIN_ADDRESS_FAILURES = env_int("LIFECYCLE_LOGIN_ADDRESS_FAILURES", 20)
+LIFECYCLE_LOGIN_WINDOW = env_int("LIFECYCLE_LOGIN_WINDOW", 900)
+LIFECYCLE_LOGIN_LOCKOUT = env_int("LIFECYCLE_LOGIN_LOCKOUT", 900)
 
 INSTALLED_APPS = [
     "daphne",
@@ -266,6 +285,13 @@ LOGGING = {
     },
 }
 
+AUTHENTICATION_BACKENDS = ["lifecycle.logins.ThrottledBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "login"

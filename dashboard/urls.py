@@ -7,6 +7,7 @@ from django.contrib.staticfiles.views import serve
 from django.urls import include, path, re_path
 
 from dashboard import api, converters  # noqa: F401 - registers <task_key:>
+from dashboard.login import LoginPage
 from dashboard.pages import compare, home, run, scenario, task
 
 pages = [
@@ -37,11 +38,8 @@ pages = [
 ]
 
 accounts = [
-    path(
-        "login",
-        auth_views.LoginView.as_view(template_name="registration/login.html"),
-        name="login",
-    ),
+    # A name or address that failed too often is refused for a while (lifecycle.logins).
+    path("login", LoginPage.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -1,5 +1,6 @@
 """The admin: what is stored, read-only (events, runs, stored findings); the watched
-databases (their addresses redacted) and the tokens, which maintainers may revoke.
+databases (their addresses redacted) and the tokens, which maintainers may revoke; the
+login lockouts in force, which they may lift.
 
 Capture is installed with ``lifecycle capture install`` and tokens are made with
 ``lifecycle token create``, which print what must be shown once; the admin does not make
@@ -14,8 +15,12 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
+from lifecycle import logins
 from lifecycle.database import redact
-from lifecycle.models import ApiToken, Event, Run, TaskCheck, WatchedDatabase
+from lifecycle.models import ApiToken, Event, LoginLockout, Run, TaskCheck, WatchedDatabase
+
+# The admin's own login refuses a locked name or address with a sentence saying until when.
+admin.site.login_form = logins.AdminLoginForm
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -79,3 +84,33 @@ class ApiTokenAdmin(ReadOnly):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("lifecycle.change_apitoken")
+
+
+@admin.register(LoginLockout)
+class LoginLockoutAdmin(ReadOnly):
+    """The names and addresses refused at login now; lifting one also forgets its failures."""
+
+    list_display = ("scope", "key", "failures", "since", "until")
+    fields = list_display
+    readonly_fields = list_display
+    search_fields = ("key",)
+    actions = ["lift"]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).filter(until__gt=timezone.now())
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # lifting is the one way to end a lock
+        return actions
+
+    @admin.action(description="Lift the selected lockouts", permissions=["delete"])
+    def lift(self, request: HttpRequest, queryset: Any) -> None:
+        lifted = [lock for row in queryset for lock in logins.lift(row.key)[0]]
+        self.message_user(request, f"{len(lifted)} lockout(s) lifted.")
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        logins.lift(obj.key)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("lifecycle.delete_loginlockout")

@@ -227,3 +227,49 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.role}{', revoked' if self.revoked_at else ''})"
+
+
+class LoginFailure(models.Model):
+    """A login refused for its password (or its unknown name): counted per name and per
+    client address within ``LIFECYCLE_LOGIN_WINDOW`` (lifecycle.logins). Rows older than
+    the window are deleted as new ones come."""
+
+    username = models.CharField(max_length=150)
+    address = models.CharField(max_length=64, blank=True)  # "" when no request carried it
+    at = models.DateTimeField()
+
+    class Meta:
+        db_table = "lifecycle_login_failure"
+        indexes = [
+            models.Index(fields=["username", "at"]),
+            models.Index(fields=["address", "at"]),
+            models.Index(fields=["at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.address or '?'} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class LoginLockout(models.Model):
+    """A name, or a client address, whose logins are refused until ``until``: it failed
+    too often (lifecycle.logins). ``lifecycle login lift`` or the admin ends it sooner."""
+
+    class Scope(models.TextChoices):
+        USERNAME = "username"
+        ADDRESS = "address"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    key = models.CharField(max_length=150)
+    failures = models.PositiveIntegerField()  # within the window, when it was locked
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+
+    class Meta:
+        db_table = "lifecycle_login_lockout"
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="lifecycle_login_lockout_once")
+        ]
+        verbose_name = "login lockout"
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} until {self.until:%Y-%m-%d %H:%M:%S} UTC"

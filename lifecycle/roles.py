@@ -19,7 +19,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     "maintainer": (READ, RUN, MANAGE),
 }
 # What a maintainer may also do in the admin: look at what is stored, and manage the
-# watched databases and the tokens.
+# watched databases and the tokens, and lift login lockouts.
 MAINTAINER_ADMIN = (
     "view_event",
     "view_run",
@@ -28,6 +28,8 @@ MAINTAINER_ADMIN = (
     "delete_watcheddatabase",
     "view_apitoken",
     "change_apitoken",
+    "view_loginlockout",
+    "delete_loginlockout",
 )
 
 

@@ -15,4 +15,5 @@ SUBCOMMANDS = {
     "scenarios": "lifecycle.cli.scenarios",
     "token": "lifecycle.cli.token",
     "user": "lifecycle.cli.user",
+    "login": "lifecycle.cli.login",
 }
