@@ -42,6 +42,19 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def header_timeout(text: str) -> float:
+    """``LIFECYCLE_HEADER_TIMEOUT``: seconds, more than 0 and at most 300."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"LIFECYCLE_HEADER_TIMEOUT must be a number of seconds, not {text!r}"
+        ) from None
+    if not 0 < value <= 300:
+        raise ValueError(f"LIFECYCLE_HEADER_TIMEOUT is {text}: more than 0, at most 300 s")
+    return value
+
+
 def database_from_url(url: str) -> dict[str, Any]:
     """``postgres://user:pass@host:port/name?application_name=x`` as Django's dict; the
     query's parameters become libpq options, as text."""
@@ -202,6 +215,9 @@ LIFECYCLE_RETENTION = retention_from(env("LIFECYCLE_RETENTION", ""))
 # Heavy exports at a time per web process (a long history's OTLP trace or JSON page); one
 # more is answered 429 with Retry-After (README: JSON API).
 LIFECYCLE_EXPORTS = max(1, int(env("LIFECYCLE_EXPORTS", "4")))
+# Seconds a client has to send a request's headers to `python -m dashboard.serve` (the web
+# process `lifecycle up` starts): later, 408 and closed (README: Request bounds).
+LIFECYCLE_HEADER_TIMEOUT = header_timeout(env("LIFECYCLE_HEADER_TIMEOUT", "10"))
 # Login throttling (lifecycle.logins, README: Lockouts): a name that fails this many times
 # within the window, or an address this many, is refused for LIFECYCLE_LOGIN_LOCKOUT seconds.
 LIFECYCLE_LOGIN_FAILURES = env_int("LIFECYCLE_LOGIN_FAILURES", 5)

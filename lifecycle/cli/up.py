@@ -80,7 +80,10 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     children = [
         Child(
             "web",
-            python("-m", "daphne", "-b", host, "-p", str(port), "dashboard.asgi:application"),
+            # daphne, with a body cap and a header timeout (dashboard.serve)
+            python(
+                "-m", "dashboard.serve", "-b", host, "-p", str(port), "dashboard.asgi:application"
+            ),
             restart=True,  # a killed web process comes back and adopts the runs it followed
             # Its PORT is the one it binds (--port too): LAB_BASE_URL's default, where the
             # probe sends the lab's requests of the runs started there, is derived from it.

@@ -1,0 +1,189 @@
+"""The web process: daphne, with two bounds a port open to anyone needs and daphne lacks.
+
+``python -m dashboard.serve`` takes daphne's own arguments (``lifecycle up`` runs it so).
+
+- **A request body past its cap is refused before it is read.** Twisted reads a whole
+  body (to a temporary file) before daphne sees the request, and daphne then queues all
+  of it, at once, to the application: a 1 GiB anonymous POST cost 1 GiB of memory before
+  any 401. Here a ``Content-Length`` past the cap gets a 413 as soon as the headers are
+  in, and a chunked body is cut off (413) as soon as it passes the cap; nothing of it is
+  kept. The cap is Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (what any view would accept)
+  plus 64 KiB, and for the two import routes the import's own cap plus 1 MiB.
+- **Headers must arrive within ``LIFECYCLE_HEADER_TIMEOUT`` seconds** of a request's
+  first byte (or of the connection, for its first request): a client that trickles them
+  (slowloris) is answered 408 and closed; a connection with no whole request line within
+  that time, first or next on a kept-alive connection, is closed. Twisted only closes a
+  connection idle for 60 s, and a byte a minute keeps it forever.
+
+A deployment that runs plain ``daphne`` instead must cap these at its proxy (nginx:
+``client_max_body_size``, ``client_header_timeout``); the README says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from daphne import http_protocol, server
+from daphne.cli import CommandLineInterface
+from twisted.internet import reactor as _reactor
+
+reactor: Any = _reactor  # the running reactor (typed loosely by Twisted)
+
+log = logging.getLogger("lifecycle.serve")
+
+BODY_MARGIN = 64 * 1024  # headers of a multipart part, a form's other fields
+IMPORT_MARGIN = 1024 * 1024  # the multipart envelope of an import's file
+IMPORT_PATHS = (b"/api/import", b"/import")
+
+
+def body_cap(path: bytes) -> int:
+    """The most bytes a request body to ``path`` (without its query) may hold."""
+    from django.conf import settings
+
+    from lifecycle import imports
+
+    if path.split(b"?", 1)[0].rstrip(b"/") in IMPORT_PATHS:
+        return imports.MAX_IMPORT_BYTES + IMPORT_MARGIN
+    return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440) + BODY_MARGIN
+
+
+def header_timeout() -> float:
+    from django.conf import settings
+
+    return float(settings.LIFECYCLE_HEADER_TIMEOUT)
+
+
+def _answer(channel: Any, status: bytes, text: bytes) -> None:
+    """Answer on the raw connection and close it (the request never reaches Django)."""
+    transport = channel.transport
+    if transport is None:
+        return
+    transport.write(
+        b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: " + str(len(text)).encode() + b"\r\nConnection: close\r\n\r\n" + text
+    )
+    channel.loseConnection()
+
+
+def _peer(request: Any) -> str:
+    transport = getattr(request.channel, "transport", None)
+    peer: Any = transport.getPeer() if transport is not None else None
+    return f"{peer.host}:{peer.port}" if hasattr(peer, "host") else "?"
+
+
+class BoundedRequest(http_protocol.WebRequest):
+    """daphne's request, refusing a body past its cap and headers that come too slowly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = False
+        self.received = 0
+        self.cap = 0
+        self.channel.lifecycle_requests = getattr(self.channel, "lifecycle_requests", 0) + 1
+        self.headers_due: Any = reactor.callLater(header_timeout(), self.headers_late)
+
+    def headers_late(self) -> None:
+        self.headers_due = None
+        if not self.refused and self.channel is not None:
+            self.refused = True
+            log.warning(
+                "headers not in after %.0f s from %s: closed", header_timeout(), self.client_addr
+            )
+            _answer(
+                self.channel, b"408 Request Timeout", b"the request's headers came too slowly\n"
+            )
+
+    def _headers_in(self) -> None:
+        if self.headers_due is not None and self.headers_due.active():
+            self.headers_due.cancel()
+        self.headers_due = None
+
+    def gotLength(self, length: int | None) -> None:
+        self._headers_in()
+        if self.refused:
+            return
+        self.cap = body_cap(self.channel._path or b"")
+        if length is not None and length > self.cap:
+            self.refuse(length)
+            return
+        super().gotLength(length)
+
+    def refuse(self, size: int) -> None:
+        self.refused = True
+        self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" for this one
+        log.warning(
+            "a request body of %s bytes or more from %s refused (at most %s)",
+            size,
+            _peer(self),
+            self.cap,
+        )
+        _answer(
+            self.channel,
+            b"413 Content Too Large",
+            f"a request body here holds at most {self.cap} bytes\n".encode(),
+        )
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return  # the connection is closing: what still comes is dropped
+        self.received += len(data)
+        if self.received > self.cap:
+            self.refuse(self.received)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def finish(self) -> None:
+        channel = self.channel
+        super().finish()
+        if channel is not None and not self.refused:
+            # A kept-alive connection gets as long for its next request as for its first.
+            begun = getattr(channel, "lifecycle_requests", 0)
+            reactor.callLater(header_timeout(), _next_request_late, channel, begun)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._headers_in()
+        super().connectionLost(reason)
+
+
+class BoundedHTTPFactory(http_protocol.HTTPFactory):
+    """Builds connections whose requests are ``BoundedRequest``; a connection that has
+    not begun a request within the header timeout is closed."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = BoundedRequest
+        channel = getattr(protocol, "_channel", protocol)
+        reactor.callLater(header_timeout(), _next_request_late, channel, 0)
+        return protocol
+
+
+def _next_request_late(channel: Any, begun: int) -> None:
+    """Close a connection on which no request began since ``begun`` were: not a whole
+    request line within the timeout (a connection idle that long is closed too, as any
+    server closes a kept-alive connection it no longer needs)."""
+    transport = getattr(channel, "transport", None)
+    if transport is not None and getattr(channel, "lifecycle_requests", 0) == begun:
+        transport.loseConnection()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+
+    django.setup()
+    server.HTTPFactory = BoundedHTTPFactory  # daphne's Server.run builds its factory so
+    CommandLineInterface().run(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()
