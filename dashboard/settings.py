@@ -22,11 +22,25 @@ def env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+ON = frozenset({"1", "true", "yes", "on"})
+OFF = frozenset({"0", "false", "no", "off"})
+
+
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
+    """An on/off setting: ``on``/``true``/``yes``/``1`` or ``off``/``false``/``no``/``0``, in
+    any case; unset or empty, ``default``. Anything else stops every process at start-up: a
+    misspelt ``LIFECYCLE_HTTPS=ture`` must not quietly mean off."""
+    text = os.environ.get(name, "")
+    value = text.strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in ON:
+        return True
+    if value in OFF:
+        return False
+    raise ValueError(
+        f"{name} must be on or off (on, true, yes, 1; off, false, no, 0), not {text!r}"
+    )
 
 
 def env_int(name: str, default: int, minimum: int = 1) -> int:
@@ -134,6 +148,42 @@ def _plain_http_url(url: str) -> bool:
         and not (parts.query or parts.fragment or parts.username is not None)
         and not any(c.isspace() for c in url)
     )
+
+
+def hsts_seconds(text: str, https: bool) -> int:
+    """``LIFECYCLE_HSTS_SECONDS``: how long browsers keep to https once told (0: not told);
+    empty, a year. Only behind TLS: set without ``LIFECYCLE_HTTPS``, or not a whole number
+    of seconds, it stops every process at start-up."""
+    seconds = text.strip()
+    if not seconds:
+        return 31_536_000 if https else 0
+    if not https:
+        raise ValueError("LIFECYCLE_HSTS_SECONDS is set but LIFECYCLE_HTTPS is off: set both")
+    if not (seconds.isascii() and seconds.isdigit()):
+        raise ValueError(f"LIFECYCLE_HSTS_SECONDS must be a whole number of seconds, not {text!r}")
+    return int(seconds)
+
+
+def trusted_origins(text: str, https: bool) -> list[str]:
+    """``LIFECYCLE_TRUSTED_ORIGINS``: the https origins other than the request's own host
+    whose pages may post forms and open websockets here (``https://host[:port]``, separated
+    by commas). Only behind TLS; a bad one stops every process at start-up."""
+    origins = [o.strip() for o in text.split(",") if o.strip()]
+    if origins and not https:
+        raise ValueError("LIFECYCLE_TRUSTED_ORIGINS is set but LIFECYCLE_HTTPS is off: set both")
+    for origin in origins:
+        if not (
+            _plain_http_url(origin)
+            and origin.startswith("https://")
+            and "*" not in origin
+            and not urlsplit(origin).path
+        ):
+            raise ValueError(
+                "LIFECYCLE_TRUSTED_ORIGINS: each origin must be https://host or"
+                f" https://host:port (no path, user, query or wildcard), not {origin!r}"
+            )
+    # As a browser sends it: lower case, without the default port.
+    return [o.lower().removesuffix(":443") for o in origins]
 
 
 def secret_key(path: Path) -> str:
@@ -314,3 +364,23 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+
+# Behind a proxy that ends TLS (README: Behind TLS). The proxy must set X-Forwarded-Proto
+# on every request and drop a client's own: the header is what tells Django a request
+# came over https. On: plain http is redirected to https (but the lab's API, which the
+# probe calls at LAB_BASE_URL, the server's own plain address), cookies go over https
+# only, browsers are told to keep to https (HSTS), and a page (form or websocket) must
+# come from an https origin: this host's own, or one of LIFECYCLE_TRUSTED_ORIGINS.
+LIFECYCLE_HTTPS = env_bool("LIFECYCLE_HTTPS", False)
+CSRF_TRUSTED_ORIGINS = trusted_origins(env("LIFECYCLE_TRUSTED_ORIGINS", ""), LIFECYCLE_HTTPS)
+SECURE_HSTS_SECONDS = hsts_seconds(env("LIFECYCLE_HSTS_SECONDS", ""), LIFECYCLE_HTTPS)
+if LIFECYCLE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^lab/api/"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Only names under the inspector's own host; preloading is a promise for a whole
+    # registered domain, made by submitting it to the browsers' list: not ours to make.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
