@@ -11,3 +11,5 @@ class DashboardConfig(AppConfig):
         from lifecycle import scenarios
 
         scenarios.activate()
+        # A logout closes the session's live pages (its signal's receiver).
+        from dashboard import session_sockets  # noqa: F401

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from dashboard import fragments, sockets
+from dashboard import fragments, session_sockets, sockets
 from dashboard.access import may_read
 from dashboard.render import finding_views, window_html
 from lifecycle import findings, outline, store
@@ -85,7 +85,7 @@ def _ids(values: Any) -> set[int]:
     return {v for v in values[:MAX_HAVE] if _id(v)}
 
 
-class LiveConsumer(AsyncWebsocketConsumer):
+class LiveConsumer(session_sockets.EndsWithSession, AsyncWebsocketConsumer):
     topic: str = ALL
 
     async def connect(self) -> None:
@@ -105,11 +105,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.close(code=sockets.CLOSE_CODE, reason=sockets.refusal())
             return
         self.holder = holder
+        await session_sockets.join(self)  # closed when its session ends
 
     async def disconnect(self, code: int) -> None:
         if self.holder is not None:
             sockets.release(self.holder)
             self.holder = None
+            await session_sockets.leave(self)
         if self.subscription is not None:
             get_hub().unsubscribe(self.subscription)
             self.subscription = None

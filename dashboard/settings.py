@@ -305,6 +305,10 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "dashboard.urls"
 ASGI_APPLICATION = "dashboard.asgi.application"
+# Only for "this session ended" (dashboard.session_sockets), not for events (the hub):
+# in memory, a logout reaches the sockets of the web process that served it at once, and
+# every process's own check finds the rest within seconds.
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TEMPLATES = [
     {

@@ -43,6 +43,12 @@
       setLiveState("○ not live: too many live pages open in this session; close one and reload", "refused");
       return;
     }
+    // 4401: the session ended (a logout, an expiry, an account switched off); no retry
+    // until the reader signs in again.
+    if (close && close.code === 4401) {
+      setLiveState("○ not live: signed out; sign in again", "signed-out");
+      return;
+    }
     setLiveState("○ reconnecting…", "closed");
   });
 
