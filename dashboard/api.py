@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
-from lifecycle import events, exports, findings, imports, outline, probe, store
+from lifecycle import events, exports, findings, imports, outline, probe, quotas, store
 from lifecycle.checker import Finding
 from lifecycle.database import off_thread
 from lifecycle.http import json_error, json_request
@@ -438,6 +438,11 @@ def post_events(request: HttpRequest) -> JsonResponse:
         return json_error(400, "no event: send one event object or a list of them")
     if len(items) > MAX_EVENTS:
         return json_error(413, f"{len(items)} events: send at most {MAX_EVENTS} a request")
+    refusal = quotas.take(access_of(request).who, len(items))
+    if refusal is not None:  # the whole request, before anything of it is stored
+        response = json_error(429, refusal.message)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
     good: list[tuple[int, events.IncomingEvent]] = []
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):

@@ -268,6 +268,14 @@ LIFECYCLE_EXPORTS = max(1, int(env("LIFECYCLE_EXPORTS", "4")))
 # Seconds a client has to send a request's headers to `python -m dashboard.serve` (the web
 # process `lifecycle up` starts): later, 408 and closed (README: Request bounds).
 LIFECYCLE_HEADER_TIMEOUT = header_timeout(env("LIFECYCLE_HEADER_TIMEOUT", "10"))
+# Events one token (or session user) may post to POST /api/events in a sliding minute;
+# past it, 429 with Retry-After (lifecycle.quotas, README: JSON API). 0: no quota.
+LIFECYCLE_EVENTS_PER_MINUTE = env_int("LIFECYCLE_EVENTS_PER_MINUTE", 60_000, minimum=0)
+if 0 < LIFECYCLE_EVENTS_PER_MINUTE < 1000:
+    raise ValueError(
+        f"LIFECYCLE_EVENTS_PER_MINUTE is {LIFECYCLE_EVENTS_PER_MINUTE}: 0 (no quota) or at"
+        " least 1000, the most one request may hold"
+    )
 # Login throttling (lifecycle.logins, README: Lockouts): a name that fails this many times
 # within the window, or an address this many, is refused for LIFECYCLE_LOGIN_LOCKOUT seconds.
 LIFECYCLE_LOGIN_FAILURES = env_int("LIFECYCLE_LOGIN_FAILURES", 5)

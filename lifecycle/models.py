@@ -273,3 +273,21 @@ class LoginLockout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key} until {self.until:%Y-%m-%d %H:%M:%S} UTC"
+
+
+class EventQuota(models.Model):
+    """Events a token (or a session's user) posted to ``POST /api/events`` in one minute:
+    this minute's and the last are kept per holder, no more (lifecycle.quotas)."""
+
+    holder = models.CharField(max_length=200)  # Access.who: "token <name>" or a user's name
+    minute = models.DateTimeField()  # the minute's start
+    events = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "lifecycle_event_quota"
+        constraints = [
+            models.UniqueConstraint(fields=["holder", "minute"], name="lifecycle_event_quota_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.holder}: {self.events} events in the minute from {self.minute:%H:%M}"
