@@ -639,8 +639,16 @@ def _stuck(h: _History) -> Iterator[Finding]:
     if not finishes or not h.versions or db[-1].kind == "delete":
         return
     finish, last = finishes[-1], h.versions[-1]
+    # The enqueue (or retry) of the finished message's own attempt, or of an earlier one,
+    # came before the finish, wherever it arrived: the API's publisher and the worker's race
+    # to the ingestor, so the API's enqueue is often stored after the worker's start and ack.
+    # Only another message, or a later attempt, sent or started after the finish says the
+    # work goes on.
+    finished = attempt_of(finish)
     again = any(
-        e.source == "broker" and e.kind in ("enqueue", "start", "retry") and e.id > finish.id
+        e.source == "broker"
+        and e.id > finish.id
+        and (e.kind == "start" or (e.kind in ("enqueue", "retry") and not _led_to(e, finished)))
         for e in h.events
     )
     if again or last.status in h.lifecycle.terminal or last.status not in h.lifecycle.statuses:
@@ -655,6 +663,17 @@ def _stuck(h: _History) -> Iterator[Finding]:
         f"but the row's last commit (transaction {last.txid} at {_clock(last.last.at)}) "
         f"left it {last.status}, not in a terminal status.",
     )
+
+
+def _led_to(sent: EventRecord, finished: tuple[str, int | str] | None) -> bool:
+    """Whether an enqueue or retry sent the finished attempt, or one before it, of the same
+    message: then it happened before that attempt finished."""
+    attempt = attempt_of(sent)
+    if finished is None or attempt is None or attempt[0] != finished[0]:
+        return False
+    if isinstance(attempt[1], int) and isinstance(finished[1], int):
+        return attempt[1] <= finished[1]
+    return attempt[1] == finished[1]
 
 
 def _swallowed_errors(h: _History) -> Iterator[Finding]:

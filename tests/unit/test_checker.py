@@ -651,6 +651,43 @@ def test_an_ack_followed_by_another_start_is_not_stuck_yet() -> None:
     assert check(h.events) == []
 
 
+def test_an_acked_task_left_running_is_stuck_when_the_apis_enqueue_arrives_after_the_ack() -> None:
+    # Given the lab's missing-commit run as the ingestor stored it: the API's publisher and
+    # the worker's race, so the API's enqueue of the message came in after the worker's
+    # start and ack (the same batch, in RabbitMQ's order)
+    h = History()
+    h.insert()
+    running = h.commit(RUNNING)
+    h.broker("start")
+    h.broker("ack")
+    ack = h.events[-1]
+    h.broker("enqueue")
+    h.probe()
+
+    # When
+    findings = check(h.events, expected=COMPLETED)
+
+    # Then the enqueue that caused the acked delivery says nothing about work to come
+    assert kinds(findings) == ["stuck", "expectation_mismatch"]
+    assert findings[0].events == (running.id, ack.id)
+
+
+def test_an_ack_followed_by_a_new_message_or_attempt_is_not_stuck_yet() -> None:
+    # Given an acked delivery, then another message for the task, or a later attempt of
+    # its message, sent after it
+    for kind, later in (("enqueue", {"message": "m2"}), ("retry", {"attempt": 2})):
+        h = History()
+        h.insert()
+        h.broker("enqueue")
+        h.broker("start")
+        h.commit(RUNNING)
+        h.broker("ack")
+        h.broker(kind, **later)
+
+        # When / Then the work goes on: nothing is stuck yet
+        assert check(h.events) == [], kind
+
+
 def test_not_found_after_the_worker_wrote_the_row_is_not_enqueue_before_commit() -> None:
     # Given a worker that logged "not found" about something else, after writing the row
     h = History()
@@ -1145,6 +1182,21 @@ def test_an_inserted_enqueue_before_commit_is_found_alone(plan: Plan) -> None:
 @given(plans)
 def test_an_inserted_missing_commit_is_found_alone(plan: Plan) -> None:
     assert kinds(check(live(plan, "stuck").events)) == ["stuck"]
+
+
+def enqueue_arriving_last(events: list[EventRecord]) -> list[EventRecord]:
+    """The same history, the API's enqueue stored after everything the worker published
+    (its publisher lost the race to the ingestor): ids renumbered in the new order."""
+    enqueues = [e for e in events if e.source == "broker" and e.kind == "enqueue"]
+    moved = [e for e in events if e not in enqueues] + enqueues
+    return [replace(e, id=n) for n, e in enumerate(moved, start=1)]
+
+
+@PROPERTY
+@given(plans)
+def test_a_missing_commit_is_found_alone_whenever_the_enqueue_arrives(plan: Plan) -> None:
+    assert kinds(check(enqueue_arriving_last(live(plan, "stuck").events))) == ["stuck"]
+    assert check(enqueue_arriving_last(live(plan).events)) == []
 
 
 @PROPERTY
