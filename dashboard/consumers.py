@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
@@ -406,7 +407,7 @@ class FeedConsumer(LiveConsumer):
             if isinstance(tasks, list):
                 self.shown |= {t for t in tasks[:1000] if isinstance(t, str)}
         # Whatever changed between the page's render (or a lost connection) and now.
-        summaries = await database_sync_to_async(_recent)()
+        summaries = await recent_shared()
         html = fragments.task_rows_fragment(summaries, self.shown)
         if html:
             await self.send(text_data=html)
@@ -504,11 +505,48 @@ def _stored(task_key: str, expected: str | None) -> tuple[list[Finding], dict[in
 
 
 def _summaries(keys: list[str]) -> list[store.TaskSummary]:
-    found = {s.task_key: s for s in (store.task_summary(k) for k in keys) if s}
+    """These tasks' rows, in this order: a few queries for all of them, not a few each."""
+    found = {s.task_key: s for s in store.summaries_of(keys)} if keys else {}
     findings.with_findings(list(found.values()))
     return [found[k] for k in keys if k in found]
 
 
 def _recent() -> list[store.TaskSummary]:
     summaries, _ = store.recent_tasks(1)
-    return _summaries([s.task_key for s in summaries])
+    findings.with_findings(summaries)
+    return summaries
+
+
+class Shared:
+    """One computation for the callers that ask while it has not begun: the home page's
+    catch-up is the same for every connection, and 300 pages opened at once (a deploy, a
+    wall of screens) would otherwise run it 300 times in the web process's one database
+    thread, and their handshakes would wait behind it. A caller never joins one that has
+    begun: it may have read the database before the caller subscribed to the live events,
+    and miss one that came in between."""
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+        self.pending: asyncio.Future[Any] | None = None
+        self.begun = False
+
+    async def __call__(self) -> Any:
+        if self.pending is None or self.begun:
+            self.pending = asyncio.get_running_loop().create_future()
+            self.begun = False
+            asyncio.ensure_future(self._run(self.pending))
+        return await asyncio.shield(self.pending)
+
+    async def _run(self, future: asyncio.Future[Any]) -> None:
+        def begin_and_compute() -> Any:
+            if self.pending is future:
+                self.begun = True  # in the database thread, before its first query
+            return self.compute()
+
+        try:
+            future.set_result(await database_sync_to_async(begin_and_compute)())
+        except Exception as exc:  # every waiter gets it, as its own call would have
+            future.set_exception(exc)
+
+
+recent_shared = Shared(_recent)

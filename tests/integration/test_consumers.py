@@ -333,3 +333,29 @@ async def test_a_session_holds_at_most_its_cap_of_sockets(hub, settings):
     assert await again.receive_nothing(timeout=0.3)
     for communicator in [*held, elsewhere, again]:
         await communicator.disconnect()
+
+
+async def test_many_home_pages_opened_at_once_share_their_catch_up(hub, monkeypatch, settings):
+    # Given one task in the list, and a count of the catch-ups the process computes
+    from dashboard import consumers
+
+    settings.LIFECYCLE_WS_PER_SESSION = 100  # these sockets share an (unknown) address
+
+    task = str(uuid.uuid4())
+    await add_event(task, "PENDING", source="db")
+    computed = []
+    compute = consumers.recent_shared.compute
+
+    def counted():
+        computed.append(1)
+        return compute()
+
+    monkeypatch.setattr(consumers.recent_shared, "compute", counted)
+    # When 60 home pages open at once
+    sockets = await asyncio.gather(*(connect("/ws/feed") for _ in range(60)))
+    catch_ups = await asyncio.gather(*(s.receive_from(timeout=20) for s in sockets))
+    # Then each got the list, and the process computed it a few times, not 60
+    assert all(f'id="task-{task}"' in html for html in catch_ups)
+    assert len(computed) <= 3, len(computed)
+    for s in sockets:
+        await s.disconnect()
