@@ -108,14 +108,32 @@ class LiveConsumer(session_sockets.EndsWithSession, AsyncWebsocketConsumer):
         self.holder = holder
         await session_sockets.join(self)  # closed when its session ends
 
-    async def disconnect(self, code: int) -> None:
-        if self.holder is not None:
-            sockets.release(self.holder)
-            self.holder = None
-            await session_sockets.leave(self)
-        if self.subscription is not None:
-            get_hub().unsubscribe(self.subscription)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However it ended: a disconnect never handled (the client left while a catch-up
+            # ran, and the server cancelled the consumer after its close timeout) left it
+            # subscribed, with its history, for as long as the process lived.
+            self.release()
+
+    def release(self) -> None:
+        """Let go of what holds this consumer: its subscription to the live events, its
+        place under the session's cap, its session's watch, its timers. Synchronous, and
+        harmless when done already."""
+        subscription = getattr(self, "subscription", None)
+        if subscription is not None:
+            get_hub().unsubscribe(subscription)
             self.subscription = None
+        holder = getattr(self, "holder", None)
+        if holder is not None:
+            sockets.release(holder)
+            self.holder = None
+        session_sockets.forget(self)
+
+    async def disconnect(self, code: int) -> None:
+        self.release()
+        await session_sockets.leave(self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         hello = _hello(text_data)
@@ -179,9 +197,16 @@ class TaskConsumer(LiveConsumer):
         )
         await super().connect()
 
-    async def disconnect(self, code: int) -> None:
-        self.refresher.cancel()
-        await super().disconnect(code)
+    def release(self) -> None:
+        refresher = getattr(self, "refresher", None)
+        if refresher is not None:
+            refresher.cancel()
+        super().release()
+        # The history it held goes now, not at the collector's next full pass: the consumer
+        # and its refresher refer to each other, and a long page's tail is megabytes.
+        self.records, self.views, self.related = [], [], {}
+        self.rows = fragments.LiveRows()
+        self.builder = TimelineBuilder()
 
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
         if hello is not None and _id(hello.get("known_until")):
@@ -396,10 +421,11 @@ class FeedConsumer(LiveConsumer):
         self.flusher: asyncio.Task[None] | None = None
         await super().connect()
 
-    async def disconnect(self, code: int) -> None:
-        if self.flusher is not None:
-            self.flusher.cancel()
-        await super().disconnect(code)
+    def release(self) -> None:
+        flusher = getattr(self, "flusher", None)
+        if flusher is not None:
+            flusher.cancel()
+        super().release()
 
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
         if hello is not None:

@@ -68,21 +68,30 @@ async def join(consumer: Any) -> None:
         return
     _sessions.setdefault(key, set()).add(consumer)
     _keys[consumer] = key
+    consumer.session_group_key = key  # for leave(), after release() forgot it
     _users[key] = user.pk
     if consumer.channel_layer is not None:
         await consumer.channel_layer.group_add(group(key), consumer.channel_name)
     _watch()
 
 
-async def leave(consumer: Any) -> None:
+def forget(consumer: Any) -> str | None:
+    """Stop following ``consumer``'s session (synchronous: it runs however the consumer
+    ended); the session's key, when it was followed."""
     key = _keys.pop(consumer, None)
     if key is None:
-        return
-    consumers = _sessions[key]
+        return None
+    consumers = _sessions.get(key, set())
     consumers.discard(consumer)
     if not consumers:
-        del _sessions[key], _users[key]
-    if consumer.channel_layer is not None:
+        _sessions.pop(key, None)
+        _users.pop(key, None)
+    return key
+
+
+async def leave(consumer: Any) -> None:
+    key = forget(consumer) or getattr(consumer, "session_group_key", None)
+    if key is not None and consumer.channel_layer is not None:
         await consumer.channel_layer.group_discard(group(key), consumer.channel_name)
 
 

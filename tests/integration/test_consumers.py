@@ -359,3 +359,31 @@ async def test_many_home_pages_opened_at_once_share_their_catch_up(hub, monkeypa
     assert len(computed) <= 3, len(computed)
     for s in sockets:
         await s.disconnect()
+
+
+async def test_a_page_the_server_cancels_mid_catch_up_holds_nothing_afterwards(hub, monkeypatch):
+    # Given a page of a task whose catch-up is slow (a long history, a busy database)
+    from dashboard import consumers, sockets
+
+    task = str(uuid.uuid4())
+    await add_event(task)
+    started = asyncio.Event()
+    catch_up = consumers.TaskConsumer.catch_up
+
+    async def slow(self, hello):
+        started.set()
+        await asyncio.sleep(30)
+        await catch_up(self, hello)
+
+    monkeypatch.setattr(consumers.TaskConsumer, "catch_up", slow)
+    communicator = await connect(f"/ws/tasks/{task}")
+    await asyncio.wait_for(started.wait(), 5)
+    assert task in hub._topics
+    # When the client leaves and the server cancels the consumer before its disconnect is
+    # handled (daphne does so after its close timeout)
+    communicator.future.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.future
+    # Then nothing holds it: no subscription, no place under the cap
+    assert task not in hub._topics
+    assert sockets.open_count("address unknown") == 0
