@@ -277,6 +277,7 @@ def bench_availability(sockets: int = 300, events: int = 100_000) -> dict[str, A
     from bench.dashboard import _bench_user, _free_port, _insert_history
     from bench.harness import stop
     from bench.page import _session_cookie
+    from lifecycle import findings
 
     result: dict[str, Any] = {"events": events}
     # The floor: the same handshakes against an app that accepts at once
@@ -290,6 +291,10 @@ def bench_availability(sockets: int = 300, events: int = 100_000) -> dict[str, A
     _insert_history(key, events)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE lifecycle_event")
+    # The maintainer's pass over it, as `lifecycle up`'s maintainer makes at once
+    newest = findings.changed_tasks()[1]
+    findings.refresh([key])
+    findings.passed(newest)
     session = _session_cookie(_bench_user())
     cookie = f"{session['name']}={session['value']}"
     port = _free_port()

@@ -58,23 +58,57 @@ SELECT id, source, kind, task_key, status, at::text, received_at::text, txid, bo
 
 -- recent_tasks --
 -- Tasks by their newest event among the newest events (a window of that many, read backwards
--- through the primary key), newest first; ``read`` is how many tasks the window holds.
-SELECT task_key, max(id), count(*) OVER () AS read
+-- through the primary key), newest first; with each row, how many tasks and events the
+-- window holds, and its oldest id.
+SELECT task_key, max(id), count(*) OVER () AS tasks, sum(count(*)) OVER () AS events,
+       min(min(id)) OVER () AS oldest
   FROM (SELECT task_key, id FROM lifecycle_event ORDER BY id DESC LIMIT %s) w
  GROUP BY task_key
  ORDER BY max(id) DESC
  LIMIT %s
 
--- more_than --
--- Whether the table holds more events than the given number.
-SELECT EXISTS (SELECT 1 FROM lifecycle_event ORDER BY id DESC OFFSET %s)
+-- recent_checked --
+-- The tasks whose newest event is older than an id, newest first, as the maintainer's
+-- checks know them (their last_event_id index), but those named: when the maintainer has
+-- checked every event up to that id, every such task has its check, and its newest id
+-- has not moved since (a newer one would be past that id).
+SELECT task_key, last_event_id
+  FROM lifecycle_task_check
+ WHERE last_event_id < %(before)s
+   AND NOT (task_key = ANY(%(found)s))
+   AND (SELECT checked_through FROM lifecycle_check_cursor WHERE id = 1) >= %(before)s
+ ORDER BY last_event_id DESC
+ LIMIT %(limit)s
+
+-- last_commit_statuses --
+-- Each task's last committed status: its newest db event, found walking its (task_key, id)
+-- index backwards (DISTINCT ON read every commit of a long history first).
+SELECT k.task_key,
+       (SELECT l.status FROM lifecycle_event l
+         WHERE l.task_key = k.task_key AND l.source = 'db'
+         ORDER BY l.id DESC LIMIT 1)
+  FROM unnest(%s::text[]) AS k(task_key)
+
+-- checked_through --
+SELECT coalesce((SELECT checked_through FROM lifecycle_check_cursor WHERE id = 1), 0)
 
 -- task_extent --
--- Each task's first time and event count, through the (task_key, id) index.
-SELECT task_key, min(at), count(*)
-  FROM lifecycle_event
- WHERE task_key = ANY(%s)
- GROUP BY task_key
+-- Each task's first time and event count, through the (task_key, id) index. A history the
+-- maintainer checked at more than %(exact)s events is not counted again: its check's count
+-- and first time, and the events after the newest one it covers (an event committed late
+-- with a lower id is counted at its next check, seconds later).
+SELECT k.task_key,
+       CASE WHEN c.task_key IS NULL THEN e.first_at ELSE least(c.first_at, e.first_at) END,
+       coalesce(c.event_count, 0) + e.events
+  FROM unnest(%(keys)s::text[]) AS k(task_key)
+  LEFT JOIN lifecycle_task_check c
+    ON c.task_key = k.task_key AND c.event_count > %(exact)s
+ CROSS JOIN LATERAL (
+       SELECT min(l.at) AS first_at, count(*) AS events
+         FROM lifecycle_event l
+        WHERE l.task_key = k.task_key AND l.id > coalesce(c.last_event_id, 0)
+       ) e
+ WHERE c.task_key IS NOT NULL OR e.events > 0
 
 -- tasks_newest_event --
 SELECT task_key, max(id)
