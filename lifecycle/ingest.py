@@ -380,7 +380,17 @@ class Ingestor:
                         cur.execute(INGEST["insert_row"], row)
                         stored += max(cur.rowcount, 0)
                 except DATA_ERRORS as exc:
-                    rejected.append((i, f"rejected by the database: {exc}"))
+                    # The log has PostgreSQL's words; the dead letter's header, which goes
+                    # wherever the queue is read, says what refused it and its SQLSTATE.
+                    logger.warning(
+                        "ingest: event %s refused by the database: %s",
+                        row[0],
+                        " ".join(str(exc).split())[:300],
+                    )
+                    state = getattr(exc, "sqlstate", None) or type(exc).__name__
+                    rejected.append(
+                        (i, f"refused by the database: a value it cannot store ({state})")
+                    )
         return stored, rejected
 
     def _connect_db(self) -> psycopg.Connection[Any]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -198,12 +199,22 @@ def event_count(body: dict[str, Any]) -> int:
     return total if isinstance(total, int) else len(body.get("events", []))
 
 
+# A segment of ``~`` (none or more) then one or two dots, as dashboard.converters escapes
+# them: a browser would resolve a raw ``..`` and open another page than the task's.
+_DOTS = re.compile(r"(?:(?<=/)|^)(~*\.\.?)(?=/|$)")
+
+
+def task_path(task_key: str) -> str:
+    """The task page's path for a key (after ``/tasks/``), as the dashboard's own links."""
+    return urllib.parse.quote(_DOTS.sub(r"~\1", task_key))
+
+
 def report_text(lifecycle: Lifecycle, watched: list[Watched]) -> str:
     """The report section: per task, its permalink and every finding's sentence."""
     lines: list[str] = []
     for w in watched:
         body = w.timeline or {}
-        page = body.get("url") or f"{lifecycle.shown_url}/tasks/{urllib.parse.quote(w.task_key)}"
+        page = body.get("url") or f"{lifecycle.shown_url}/tasks/{task_path(w.task_key)}"
         lines.append(f"task {w.task_key}: {page}")
         if w.error:
             lines.append(f"  the inspector could not tell: {w.error}")
