@@ -29,10 +29,12 @@ def from_path(path: str) -> str:
 
 
 class TaskKeyConverter:
-    """``<task_key:...>``: Django's ``path`` converter (anything, "/" included), with the
-    key's dot segments escaped by ``reverse`` and unescaped for the view."""
+    """``<task_key:...>``: Django's ``path`` converter (anything, "/" included, but a NUL),
+    with the key's dot segments escaped by ``reverse`` and unescaped for the view. No key
+    holds a NUL (events refuse one, PostgreSQL's text cannot hold it): a path with one is
+    a 404, not the database's error (a 500)."""
 
-    regex = ".+"
+    regex = r"[^\x00]+"
 
     def to_python(self, value: str) -> str:
         return from_path(value)

@@ -5,8 +5,12 @@ Every wrong password (or unknown name) is a ``LoginFailure`` row. When a name ha
 ``LIFECYCLE_LOGIN_ADDRESS_FAILURES``, it is locked (a ``LoginLockout`` row) for
 ``LIFECYCLE_LOGIN_LOCKOUT`` seconds: every login for that name, or from that address, is
 refused before its password is even checked, the right one included. Attempts refused by a
-lock are logged, not counted, so a lock ends when it said it would. A successful login
+lock are logged, not counted, so a lock ends when it said it would, and its end forgets the
+failures that set it (as the window does when it is as long as the lock). A successful login
 clears its name's failures; ``lifecycle login lift`` or the admin ends a lock sooner.
+
+An attempt is counted before its password is checked (``attempt``), so that attempts made
+at once see each other: of any number sent together, at most the limit are checked.
 
 The check sits in the authentication backend (``ThrottledBackend``), so it holds for every
 way in: the login page, the admin's login, and anything else that calls ``authenticate``.
@@ -105,57 +109,103 @@ def locked(username: str | None, addr: str = "", now: datetime | None = None) ->
     return Lock(row.scope, row.key, row.until, row.failures)
 
 
-def failed(username: str, addr: str = "", now: datetime | None = None) -> list[Lock]:
-    """Count a failed login; lock its name, or its address, once they have failed too often
-    within the window. The locks this failure set."""
+def attempt(username: str, addr: str = "", now: datetime | None = None) -> tuple[int, Lock | None]:
+    """Count a login attempt as a failure before its password is checked, so that attempts
+    made at once see each other: without it, 40 concurrent guesses all passed ``locked``
+    before the first of them was counted, and a right one among them got in.
+
+    Gives the attempt's row (``failed`` keeps it, ``succeeded`` forgets it) and the lock
+    that refuses it when, with the attempts still in flight, its name or address already
+    has more than its limit: then its row is gone (a refused attempt does not count) and
+    the lock is in force. Of any number of attempts at once, at most the limit have their
+    password checked: each counts after its own row is in, so the k-th row in sees k."""
     now = now or timezone.now()
     username = username[:MAX_KEY]
     since = now - timedelta(seconds=settings.LIFECYCLE_LOGIN_WINDOW)
-    # The table stays bounded on write: failures past the window, and ended locks, go.
-    LoginFailure.objects.filter(at__lt=since).delete()
-    LoginLockout.objects.filter(until__lte=now).delete()
-    LoginFailure.objects.create(username=username, address=addr, at=now)
+    _prune(now, since)
+    row = LoginFailure.objects.create(username=username, address=addr, at=now)
+    for scope, key, count, limit in _counts(username, addr, since):
+        if count > limit:
+            row.delete()
+            return row.pk, _lock(scope, key, count - 1, now)
+    return row.pk, None
 
+
+def _prune(now: datetime, since: datetime) -> None:
+    # The table stays bounded on write: failures past the window, and ended locks, go;
+    # a lock's end forgets the failures that set it, else the first attempt after it (the
+    # right password too) would be over the limit again when the lock is shorter than the
+    # window.
+    LoginFailure.objects.filter(at__lt=since).delete()
+    for ended in LoginLockout.objects.filter(until__lte=now):
+        same = (
+            Q(username=ended.key)
+            if ended.scope == LoginLockout.Scope.USERNAME
+            else Q(address=ended.key)
+        )
+        LoginFailure.objects.filter(same, at__lte=ended.since).delete()
+        ended.delete()
+
+
+def _counts(username: str, addr: str, since: datetime) -> list[tuple[str, str, int, int]]:
+    """(scope, key, failures within the window, the limit) of a name and an address."""
     recent = LoginFailure.objects.filter(at__gte=since)
-    limits = [
+    counts: list[tuple[str, str, int, int]] = [
         (
             LoginLockout.Scope.USERNAME,
             username,
-            Q(username=username),
+            recent.filter(username=username).count(),
             settings.LIFECYCLE_LOGIN_FAILURES,
         )
     ]
     if addr:
-        limits.append(
+        counts.append(
             (
                 LoginLockout.Scope.ADDRESS,
                 addr,
-                Q(address=addr),
+                recent.filter(address=addr).count(),
                 settings.LIFECYCLE_LOGIN_ADDRESS_FAILURES,
             )
         )
-    locks = []
-    for scope, key, same, limit in limits:
-        count = recent.filter(same).count()
-        if count < limit:
-            continue
-        until = now + timedelta(seconds=settings.LIFECYCLE_LOGIN_LOCKOUT)
-        LoginLockout.objects.bulk_create(
-            [LoginLockout(scope=scope, key=key, failures=count, since=now, until=until)],
-            update_conflicts=True,
-            unique_fields=["scope", "key"],
-            update_fields=["failures", "since", "until"],
-        )
-        logger.warning(
-            "login: %s %r locked until %s: %d failed logins within %d s",
-            scope,
-            key,
-            until.isoformat(timespec="seconds"),
-            count,
-            settings.LIFECYCLE_LOGIN_WINDOW,
-        )
-        locks.append(Lock(scope, key, until, count))
-    return locks
+    return counts
+
+
+def _lock(scope: str, key: str, count: int, now: datetime) -> Lock:
+    until = now + timedelta(seconds=settings.LIFECYCLE_LOGIN_LOCKOUT)
+    LoginLockout.objects.bulk_create(
+        [LoginLockout(scope=scope, key=key, failures=count, since=now, until=until)],
+        update_conflicts=True,
+        unique_fields=["scope", "key"],
+        update_fields=["failures", "since", "until"],
+    )
+    logger.warning(
+        "login: %s %r locked until %s: %d failed logins within %d s",
+        scope,
+        key,
+        until.isoformat(timespec="seconds"),
+        count,
+        settings.LIFECYCLE_LOGIN_WINDOW,
+    )
+    return Lock(scope, key, until, count)
+
+
+def failed(
+    username: str, addr: str = "", now: datetime | None = None, counted: int | None = None
+) -> list[Lock]:
+    """Count a failed login (``counted``: the row ``attempt`` made for it before its
+    password was checked); lock its name, or its address, once they have failed too often
+    within the window. The locks this failure set."""
+    now = now or timezone.now()
+    username = username[:MAX_KEY]
+    since = now - timedelta(seconds=settings.LIFECYCLE_LOGIN_WINDOW)
+    if counted is None:
+        _prune(now, since)
+        LoginFailure.objects.create(username=username, address=addr, at=now)
+    return [
+        _lock(scope, key, count, now)
+        for scope, key, count, limit in _counts(username, addr, since)
+        if count >= limit
+    ]
 
 
 def succeeded(username: str) -> None:
@@ -197,6 +247,9 @@ class ThrottledBackend(ModelBackend):
             return None  # not a name and password: another backend's business
         addr = address(request)
         lock = locked(username, addr)
+        counted = None
+        if lock is None:
+            counted, lock = attempt(username, addr)
         if lock is not None:
             logger.warning(
                 "login refused for %r from %s: %s %r is locked until %s",
@@ -212,7 +265,7 @@ class ThrottledBackend(ModelBackend):
             raise PermissionDenied(lock.sentence())
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is None:
-            failed(username, addr)
+            failed(username, addr, counted=counted)
         else:
             succeeded(username)
         return user
