@@ -1,0 +1,147 @@
+"""An outside attack on the streamed OTLP export: a reader that does not read.
+
+The export of a long history is made 500 events at a time, "in a few MB of memory
+whatever the length", and a web process serves ``LIFECYCLE_EXPORTS`` (4) at a time. But
+daphne takes every chunk the application sends and Twisted keeps what the socket cannot
+take yet: a client that asks and then does not read has the whole document (72 MB for
+100,000 events) kept for it in the web process, and the export's place is free again as
+soon as the document is made. One viewer with four such sockets grew the process by
+290 MB; with 24 of them over two minutes it stood at 1.2 GB, and kept it after they went
+away. Real sockets against a real process (``python -m dashboard.serve``)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from lifecycle import tokens
+from lifecycle.models import Event
+from tests import conftest
+from tests.conftest import ROOT, free_port, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+EVENTS = 20_000  # a heavy export (more than 2,000 events): about 30 MB of OTLP
+READERS = 4  # LIFECYCLE_EXPORTS: all of them at once, never refused
+
+
+@pytest.fixture(scope="module")
+def web(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[tuple[int, int]]:
+    with django_db_blocker.unblock():
+        database = conftest.test_database_url()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+        "PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.serve", "-b", "127.0.0.1", "-p", str(port)]
+        + ["dashboard.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(f"GET /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                return sock.recv(12) == b"HTTP/1.1 200"
+        except OSError:
+            return process.poll() is not None
+
+    try:
+        wait_for(up, 30, 0.2, "python -m dashboard.serve")
+        assert process.poll() is None, "the web process exited"
+        yield port, process.pid
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def long_history(task: str) -> None:
+    start = datetime.now(UTC) - timedelta(hours=1)
+    Event.objects.bulk_create(
+        [
+            Event(
+                task_key=task,
+                source="api",
+                kind="read",
+                status="RUNNING",
+                at=start + timedelta(milliseconds=i),
+                body={"i": i, "pad": "x" * 1000},
+            )
+            for i in range(EVENTS)
+        ],
+        batch_size=2000,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="daphne buffers a streamed response without backpressure: a client that does "
+    "not read has its whole OTLP document kept in the web process (lifecycle.exports)",
+)
+def test_readers_that_do_not_read_cost_the_process_a_few_mb_each(web: tuple[int, int]) -> None:
+    port, pid = web
+    task = f"slow-reader-{uuid.uuid4().hex[:8]}"
+    long_history(task)
+    _, token = tokens.create(f"slow-{uuid.uuid4().hex[:6]}", "viewer")
+    path = f"/api/tasks/{quote(task, safe='')}/otlp"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    # The export read whole, twice: the process as it is once it has made some
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        size = len(response.read())
+        conn.close()
+    assert size > 20 * 1024 * 1024
+    time.sleep(1)
+    before = rss_mb(pid)
+
+    # When four readers ask for it and then read nothing
+    readers = []
+    for _ in range(READERS):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        readers.append(sock)
+    try:
+        peak, deadline = before, time.monotonic() + 60
+        while time.monotonic() < deadline and peak - before <= 100:
+            time.sleep(1)
+            peak = max(peak, rss_mb(pid))
+
+        # Then the process holds a few MB for each, not each one's whole document
+        assert peak - before < 60, f"the web process grew by {peak - before:.0f} MB"
+    finally:
+        for sock in readers:
+            sock.close()
