@@ -270,6 +270,11 @@ def import_timeline(request: HttpRequest) -> JsonResponse:
         document = json.loads(raw)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return json_error(400, f"the file is not JSON: {type(exc).__name__}: {exc}"[:500])
+    refusal = quotas.take_import(access_of(request).who, document)
+    if refusal is not None:  # nothing imported
+        response = json_error(429, refusal.message)
+        response["Retry-After"] = str(refusal.retry_after)
+        return response
     try:
         done = imports.import_timeline(document, imported_by=access_of(request).who)
     except imports.ImportError_ as exc:

@@ -49,7 +49,7 @@ MAX_RUNS = 10_000
 def _hello(text_data: str | None) -> dict[str, Any] | None:
     try:
         message = json.loads(text_data or "")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, a number past 4,300 digits, too deep
         return None
     if not isinstance(message, dict) or message.get("type") != "hello":
         return None

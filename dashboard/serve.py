@@ -9,6 +9,9 @@
   in, and a chunked body is cut off (413) as soon as it passes the cap; nothing of it is
   kept. The cap is Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (what any view would accept)
   plus 64 KiB, and for the two import routes the import's own cap plus 1 MiB.
+- **A body must keep coming**: past ``LIFECYCLE_HEADER_TIMEOUT`` from its first byte, it
+  must have averaged ``MIN_BODY_RATE`` (16 KiB/s), checked every second, or it is
+  answered 408 and closed (a slow POST held a connection and a temporary file for ever).
 - **Headers must arrive within ``LIFECYCLE_HEADER_TIMEOUT`` seconds** of a request's
   first byte (or of the connection, for its first request): a client that trickles them
   (slowloris) is answered 408 and closed; a connection with no whole request line within
@@ -36,6 +39,9 @@ log = logging.getLogger("lifecycle.serve")
 BODY_MARGIN = 64 * 1024  # headers of a multipart part, a form's other fields
 IMPORT_MARGIN = 1024 * 1024  # the multipart envelope of an import's file
 IMPORT_PATHS = (b"/api/import", b"/import")
+# Bytes a second a body must average once the header timeout's grace is over: a phone on a
+# slow link sends far more; a connection held open a byte at a time sends far less.
+MIN_BODY_RATE = 16 * 1024
 
 
 def body_cap(path: bytes) -> int:
@@ -83,6 +89,9 @@ class BoundedRequest(http_protocol.WebRequest):
         self.cap = 0
         self.channel.lifecycle_requests = getattr(self.channel, "lifecycle_requests", 0) + 1
         self.headers_due: Any = reactor.callLater(header_timeout(), self.headers_late)
+        self.body_due: Any = None
+        self.body_started = 0.0
+        self.body_in = False
 
     def headers_late(self) -> None:
         self.headers_due = None
@@ -109,6 +118,29 @@ class BoundedRequest(http_protocol.WebRequest):
             self.refuse(length)
             return
         super().gotLength(length)
+        if length != 0:  # a body comes: it must keep coming
+            self.body_started = reactor.seconds()
+            self.body_due = reactor.callLater(1, self.body_pace)
+
+    def body_pace(self) -> None:
+        """After the header timeout's grace, a body must have come at MIN_BODY_RATE on
+        average: one trickled a byte at a time (slow POST) held its connection and a
+        temporary file for ever, and 10,000 of them took every descriptor."""
+        self.body_due = None
+        if self.refused or self.body_in or self.channel is None:
+            return
+        late = reactor.seconds() - self.body_started - header_timeout()
+        if late > 0 and self.received < late * MIN_BODY_RATE:
+            self.refused = True
+            log.warning(
+                "a request body from %s came too slowly (%d bytes in %.0f s): closed",
+                _peer(self),
+                self.received,
+                reactor.seconds() - self.body_started,
+            )
+            _answer(self.channel, b"408 Request Timeout", b"the request's body came too slowly\n")
+            return
+        self.body_due = reactor.callLater(1, self.body_pace)
 
     def refuse(self, size: int) -> None:
         self.refused = True
@@ -135,6 +167,7 @@ class BoundedRequest(http_protocol.WebRequest):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.body_in = True
         if self.refused:
             return
         super().requestReceived(command, path, version)
@@ -149,6 +182,9 @@ class BoundedRequest(http_protocol.WebRequest):
 
     def connectionLost(self, reason: Any) -> None:
         self._headers_in()
+        if self.body_due is not None and self.body_due.active():
+            self.body_due.cancel()
+        self.body_due = None
         super().connectionLost(reason)
 
 

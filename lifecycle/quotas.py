@@ -8,6 +8,10 @@ web process, on every machine, counts against the same quota; one statement chec
 counts at once, so two processes cannot both take the last room. Each holder keeps two
 rows at most: a new minute's first request deletes the older ones.
 
+Imports (``POST /api/import``, the import form) count too: a runner token whose quota
+was spent imported 150,000 events a time, six at once, 500,000 a minute. An import of
+more events than the whole quota counts as the quota (one such import a minute).
+
 Events that reach the inspector through RabbitMQ (the attached applications' clients)
 are not counted: they are what it observes, never to be refused.
 """
@@ -107,3 +111,13 @@ def _wait(current: int, last: int, n: int, most: int, elapsed: float) -> int:
         f = 1 - (most - n) / current if current else 0.0
         seconds = (WINDOW - elapsed) + f * WINDOW
     return max(1, math.ceil(seconds))
+
+
+def take_import(holder: str, document: object, now: datetime | None = None) -> Refusal | None:
+    """Count an import's events against its holder's quota, as ``take``: an import is
+    another way to store events. One of more events than the whole quota counts as the
+    quota, so it needs a minute with nothing else posted: one such import a minute."""
+    events = document.get("events") if isinstance(document, dict) else None
+    n = len(events) if isinstance(events, list) else 0
+    most = limit()
+    return take(holder, min(n, most) if most else n, now)

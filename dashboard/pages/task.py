@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import commit_item, commit_items, event_html, rows_html, window_html
-from lifecycle import imports, outline, store
+from lifecycle import imports, outline, quotas, store
 from lifecycle.models import ImportedTask, Run
 from lifecycle.outline import WINDOW, cursor_of, format_cursor, parse_cursor
 from lifecycle.timeline import collapse, read_signature
@@ -49,6 +49,16 @@ def import_page(request: HttpRequest) -> HttpResponse:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             reasons = [f"the file is not JSON: {type(exc).__name__}: {exc}"[:300]]
         else:
+            refusal = quotas.take_import(access_of(request).who, document)
+            if refusal is not None:
+                response = render(
+                    request,
+                    "dashboard/import_failed.html",
+                    {"reasons": [refusal.message]},
+                    status=429,
+                )
+                response["Retry-After"] = str(refusal.retry_after)
+                return response
             try:
                 done = imports.import_timeline(document, imported_by=access_of(request).who)
             except imports.ImportError_ as exc:
