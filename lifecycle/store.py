@@ -180,7 +180,10 @@ def _with_extent(rows: list[tuple[str, int]]) -> list[tuple[str, int, datetime |
     """Add each task's first time and event count."""
     if not rows:
         return []
-    with connection.cursor() as cursor:
+    # Through the (task_key, id) index, always: when a few long histories fill the table,
+    # the planner guesses a key holds a third of it and reads whole partitions instead.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
             STORE["task_extent"], {"keys": [key for key, _ in rows], "exact": EXACT_COUNT_MAX}
         )

@@ -72,12 +72,13 @@ SELECT task_key, max(id), count(*) OVER () AS tasks, sum(count(*)) OVER () AS ev
 -- checks know them (their last_event_id index), but those named: when the maintainer has
 -- checked every event up to that id, every such task has its check, and its newest id
 -- has not moved since (a newer one would be past that id).
-SELECT task_key, last_event_id
-  FROM lifecycle_task_check
- WHERE last_event_id < %(before)s
-   AND NOT (task_key = ANY(%(found)s))
+SELECT c.task_key, c.last_event_id
+  FROM lifecycle_task_check c
+ WHERE c.last_event_id < %(before)s
+   AND NOT (c.task_key = ANY(%(found)s))
    AND (SELECT checked_through FROM lifecycle_check_cursor WHERE id = 1) >= %(before)s
- ORDER BY last_event_id DESC
+   AND EXISTS (SELECT FROM lifecycle_event e WHERE e.id = c.last_event_id)  -- not pruned
+ ORDER BY c.last_event_id DESC
  LIMIT %(limit)s
 
 -- last_commit_statuses --
@@ -86,7 +87,7 @@ SELECT task_key, last_event_id
 SELECT k.task_key,
        (SELECT l.status FROM lifecycle_event l
          WHERE l.task_key = k.task_key AND l.source = 'db'
-         ORDER BY l.id DESC LIMIT 1)
+         ORDER BY l.task_key DESC, l.id DESC LIMIT 1)  -- the (task_key, id) index's order
   FROM unnest(%s::text[]) AS k(task_key)
 
 -- checked_through --
@@ -106,7 +107,11 @@ SELECT k.task_key,
  CROSS JOIN LATERAL (
        SELECT min(l.at) AS first_at, count(*) AS events
          FROM lifecycle_event l
-        WHERE l.task_key = k.task_key AND l.id > coalesce(c.last_event_id, 0)
+        -- The row comparison only the (task_key, id) index serves: with a few long
+        -- histories the planner's guess of a key's rows is huge, and it walked the
+        -- primary key from the newest event instead.
+        WHERE l.task_key = k.task_key
+          AND (l.task_key, l.id) > (k.task_key, coalesce(c.last_event_id, 0))
        ) e
  WHERE c.task_key IS NOT NULL OR e.events > 0
 
