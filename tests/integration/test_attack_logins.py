@@ -9,10 +9,7 @@ Real sockets against a real web process (``python -m dashboard.serve``)."""
 from __future__ import annotations
 
 import http.client
-import os
 import re
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,8 +20,7 @@ import pytest
 
 from lifecycle import accounts
 from lifecycle.models import LoginFailure, LoginLockout
-from tests import conftest
-from tests.conftest import ROOT, free_port, wait_for
+from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -62,38 +58,8 @@ class Web:
 
 @pytest.fixture(scope="module")
 def web(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[Web]:
-    with django_db_blocker.unblock():
-        database = conftest.test_database_url()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "-b", "127.0.0.1", "-p", str(port)]
-        + ["dashboard.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Web(port)
-
-    def up() -> bool:
-        try:
-            return server.request("GET", "/login")[0] == 200
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_for(up, 30, 0.2, "python -m dashboard.serve")
-        assert process.poll() is None, "the web process exited"
-        yield server
-    finally:
-        process.kill()
-        process.wait(10)
+    with web_process(django_db_blocker) as started:
+        yield Web(started.port)
 
 
 def at_once(web: Web, attempts: list[tuple[str, str]]) -> list[tuple[int, bool]]:

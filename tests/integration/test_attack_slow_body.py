@@ -11,18 +11,14 @@ went away. Real sockets against a real process (``python -m dashboard.serve``)."
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests import conftest
-from tests.conftest import ROOT, free_port, wait_for
+from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -32,40 +28,8 @@ TRICKLE = 30.0  # seconds the attack goes on
 
 @pytest.fixture(scope="module")
 def port(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[int]:
-    with django_db_blocker.unblock():
-        database = conftest.test_database_url()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "LIFECYCLE_HEADER_TIMEOUT": str(TIMEOUT),
-        "PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "-b", "127.0.0.1", "-p", str(port)]
-        + ["dashboard.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(f"GET /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-                return sock.recv(12) == b"HTTP/1.1 200"
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_for(up, 30, 0.2, "python -m dashboard.serve")
-        assert process.poll() is None, "the web process exited"
-        yield port
-    finally:
-        process.kill()
-        process.wait(10)
+    with web_process(django_db_blocker, {"LIFECYCLE_HEADER_TIMEOUT": str(TIMEOUT)}) as started:
+        yield started.port
 
 
 def test_a_body_that_trickles_in_is_cut_off(port: int) -> None:

@@ -12,10 +12,7 @@ away. Real sockets against a real process (``python -m dashboard.serve``)."""
 from __future__ import annotations
 
 import http.client
-import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +24,7 @@ import pytest
 
 from lifecycle import tokens
 from lifecycle.models import Event
-from tests import conftest
-from tests.conftest import ROOT, free_port, wait_for
+from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -38,39 +34,8 @@ READERS = 4  # LIFECYCLE_EXPORTS: all of them at once, never refused
 
 @pytest.fixture(scope="module")
 def web(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[tuple[int, int]]:
-    with django_db_blocker.unblock():
-        database = conftest.test_database_url()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "-b", "127.0.0.1", "-p", str(port)]
-        + ["dashboard.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def up() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(f"GET /login HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-                return sock.recv(12) == b"HTTP/1.1 200"
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_for(up, 30, 0.2, "python -m dashboard.serve")
-        assert process.poll() is None, "the web process exited"
-        yield port, process.pid
-    finally:
-        process.kill()
-        process.wait(10)
+    with web_process(django_db_blocker) as started:
+        yield started.port, started.process.pid
 
 
 def rss_mb(pid: int) -> float:

@@ -23,8 +23,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from lifecycle import accounts
-from tests import conftest
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import ROOT
+from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -77,49 +77,16 @@ def cookies(headers: http.client.HTTPMessage) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def web(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[Web]:
-    with django_db_blocker.unblock():
-        database = conftest.test_database_url()
-    port = free_port()
     env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
         "ALLOWED_HOSTS": "127.0.0.1,inspector.example",
         "LIFECYCLE_HTTPS": "on",
         "LIFECYCLE_TRUSTED_ORIGINS": TRUSTED,
-        "PORT": str(port),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "dashboard.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Web(port)
-
-    def up() -> bool:
-        try:
-            return server.request("GET", "/login", HTTPS)[0] == 200
-        except OSError:
-            return process.poll() is not None  # died: the assert below says so
-
-    try:
-        wait_for(up, 30, 0.2, "daphne with LIFECYCLE_HTTPS=on")
-        assert process.poll() is None, "daphne exited"
-        yield server
-    finally:
-        process.kill()
-        process.wait(10)
+    # Plain daphne: the settings, not the web process's bounds, are what is tested here
+    with web_process(
+        django_db_blocker, env, module="daphne", probe_headers="X-Forwarded-Proto: https\r\n"
+    ) as started:
+        yield Web(started.port)
 
 
 def login(web: Web, origin: str, name: str, password: str) -> tuple[int, dict[str, Any]]:

@@ -5,18 +5,16 @@ imports up to their own cap go through. Real sockets against a real process."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests import conftest
-from tests.conftest import ROOT, free_port, wait_for
+from tests.conftest import wait_for
+from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -86,41 +84,8 @@ def closed(sock: socket.socket) -> bool:
 
 @pytest.fixture(scope="module")
 def web(postgres: None, django_db_setup: None, django_db_blocker: Any) -> Iterator[Web]:
-    with django_db_blocker.unblock():
-        database = conftest.test_database_url()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "DJANGO_SETTINGS_MODULE": "dashboard.settings",
-        "LIFECYCLE_HEADER_TIMEOUT": str(TIMEOUT),
-        "PORT": str(port),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dashboard.serve", "-b", "127.0.0.1", "-p", str(port)]
-        + ["dashboard.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Web(port, process)
-
-    def up() -> bool:
-        try:
-            with server.connect() as sock:
-                sock.sendall(f"GET /login HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode())
-                return status_of(sock) == 200
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_for(up, 30, 0.2, "python -m dashboard.serve")
-        assert process.poll() is None, "the web process exited"
-        yield server
-    finally:
-        process.kill()
-        process.wait(10)
+    with web_process(django_db_blocker, {"LIFECYCLE_HEADER_TIMEOUT": str(TIMEOUT)}) as started:
+        yield Web(started.port, started.process)
 
 
 def post_head(web: Web, path: str, length: int | None) -> bytes:
