@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -20,6 +21,7 @@ from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard import replies
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
@@ -344,8 +346,12 @@ def _streamed_trace(
             after = cursor_of(records[-1])
 
     chunks = trace_chunks(task_key, pages, found, status=status, url=url)
-    stream = _AsyncChunks if isinstance(request, ASGIRequest) else _Chunks
-    return StreamingHttpResponse(stream(chunks, slot), content_type="application/json")
+    streamed: _Chunks | _AsyncChunks = (
+        _AsyncChunks(chunks, slot, request.scope.get("client"))
+        if isinstance(request, ASGIRequest)
+        else _Chunks(chunks, slot)
+    )
+    return StreamingHttpResponse(streamed, content_type="application/json")
 
 
 class _Stream:
@@ -383,16 +389,27 @@ class _Chunks(_Stream):
         return chunk
 
 
+STREAM_BUFFERED = 2 * 1024 * 1024  # bytes of an export held unsent before it waits
+STREAM_STALL = 60.0  # seconds it waits for a client that reads nothing, then ends
+
+
 class _AsyncChunks(_Stream):
     """For an ASGI server (daphne): each chunk made in a worker thread (they read the
     database), so the stream is sent as it is made. Django would gather a synchronous
     iterator's whole content first."""
+
+    def __init__(self, chunks: Generator[bytes], slot: exports.Slot, client: Any = None) -> None:
+        super().__init__(chunks, slot)
+        self.client = client
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
         try:
+            if not await self._drained():
+                self.close()  # a client that reads nothing: the export ends, cut short
+                raise StopAsyncIteration
             chunk = await sync_to_async(self._next, thread_sensitive=True)()
         except asyncio.CancelledError:
             # The client went away: Django cancels the response without closing it.
@@ -401,6 +418,21 @@ class _AsyncChunks(_Stream):
         if chunk is None:
             raise StopAsyncIteration
         return chunk
+
+    async def _drained(self) -> bool:
+        """Wait while more than STREAM_BUFFERED of this response is held unsent (daphne
+        sends on with no backpressure: a client that stopped reading had the whole export
+        kept in memory); False when the client read nothing for STREAM_STALL seconds."""
+        waited, last = 0.0, replies.buffered(self.client)
+        while last is not None and last > STREAM_BUFFERED:
+            await asyncio.sleep(0.05)
+            now = replies.buffered(self.client)
+            waited = 0.0 if now is not None and now < last else waited + 0.05
+            if waited >= STREAM_STALL:
+                logger.warning("export to %s: nothing read for %.0f s; ended", self.client, waited)
+                return False
+            last = now
+        return True
 
 
 @require_GET
@@ -418,6 +450,8 @@ def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
         }
     )
 
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000  # per request
 # Django's own cap on a request body (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).

@@ -32,6 +32,8 @@ from daphne import http_protocol, server
 from daphne.cli import CommandLineInterface
 from twisted.internet import reactor as _reactor
 
+from dashboard import replies
+
 reactor: Any = _reactor  # the running reactor (typed loosely by Twisted)
 
 log = logging.getLogger("lifecycle.serve")
@@ -166,6 +168,11 @@ class BoundedRequest(http_protocol.WebRequest):
             return
         super().handleContentChunk(data)
 
+    def process(self) -> Any:
+        result = super().process()  # sets client_addr before its first wait
+        replies.record(self.client_addr, self)
+        return result
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self.body_in = True
         if self.refused:
@@ -174,6 +181,7 @@ class BoundedRequest(http_protocol.WebRequest):
 
     def finish(self) -> None:
         channel = self.channel
+        replies.forget(self.client_addr, self)
         super().finish()
         if channel is not None and not self.refused:
             # A kept-alive connection gets as long for its next request as for its first.
@@ -181,6 +189,7 @@ class BoundedRequest(http_protocol.WebRequest):
             reactor.callLater(header_timeout(), _next_request_late, channel, begun)
 
     def connectionLost(self, reason: Any) -> None:
+        replies.forget(self.client_addr, self)
         self._headers_in()
         if self.body_due is not None and self.body_due.active():
             self.body_due.cancel()
