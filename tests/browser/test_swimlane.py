@@ -39,14 +39,20 @@ def overlap(a: list[float], b: list[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+# Marks this close (screen pixels) are one pile, or so near one that a label placed to
+# miss its neighbours' cannot be told nearer one than the other: the swimlane piles marks
+# closer than PILE_PX (4) picture units, and the picture is scaled (4 units were 4.55
+# pixels in a run where two commits 4.55 px apart failed the test).
+NEIGHBOURS = PILE_PX * 2
+
+
 def same_pile(commits: list[dict], a: dict) -> list[dict]:
-    """The marks one label names with ``a``'s: each less than the swimlane's PILE_PX (4,
-    with half a pixel for the picture's scaling) from the next, as dashboard.swimlane
-    piles them. Two commits a few milliseconds apart are one pile and one label."""
+    """The marks ``a``'s label may stand between: each less than NEIGHBOURS from the
+    next. Two commits a few milliseconds apart are one pile and one label."""
     marks = sorted(commits, key=lambda c: c["mark"][0])
     piles: list[list[dict]] = []
     for c in marks:
-        if piles and c["mark"][0] - piles[-1][-1]["mark"][0] < PILE_PX + 0.5:
+        if piles and c["mark"][0] - piles[-1][-1]["mark"][0] < NEIGHBOURS:
             piles[-1].append(c)
         else:
             piles.append([c])
