@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dashboard import fragments, session_sockets, sockets
 from dashboard.access import may_read
 from dashboard.render import finding_views, window_html
-from lifecycle import findings, outline, store
+from lifecycle import allocator, findings, outline, store
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord
 from lifecycle.feed.hub import ALL, Subscription, get_hub
@@ -216,7 +216,8 @@ class TaskConsumer(LiveConsumer):
         ):
             self.long = True  # a long history, whatever the hello says: from its end only
         if self.long:
-            await self.catch_up_long(hello)
+            with allocator.heavy():  # its memory goes back once no heavy reader runs
+                await self.catch_up_long(hello)
             return
         if hello is not None:
             self.sent |= _ids(hello.get("have"))

@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import django
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    from lifecycle import allocator
 
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+    allocator.limit_arenas()  # before the view threads start (lifecycle/allocator.py)
     django.setup()
     server.HTTPFactory = BoundedHTTPFactory  # daphne's Server.run builds its factory so
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)

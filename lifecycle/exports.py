@@ -7,11 +7,11 @@ instead of queueing work it cannot serve in time.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import threading
 
 from django.conf import settings
+
+from lifecycle import allocator
 
 RETRY_AFTER = 5  # seconds a refused client is asked to wait
 
@@ -24,6 +24,7 @@ class Slot:
 
     def __init__(self) -> None:
         self._held = True
+        allocator.begin_heavy()
 
     def release(self) -> None:
         global _running
@@ -32,30 +33,7 @@ class Slot:
                 return
             self._held = False
             _running -= 1
-            last = _running == 0
-        if last:
-            trim()
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _libc()
-
-
-def trim() -> None:
-    """Give the memory the exports freed back to the system. An export of 100,000 events
-    allocates and frees a few hundred MB in pieces; glibc keeps freed pieces for the process
-    to reuse, and the web process's memory stayed 40 % above where it was. Once the last
-    running export ends, ``malloc_trim`` returns them (a few ms; nothing elsewhere)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+        allocator.end_heavy()  # the memory it freed goes back once no heavy reader runs
 
 
 def limit() -> int:
