@@ -112,7 +112,7 @@ def access_of(request: HttpRequest) -> Access:
 
 
 WHAT = {
-    "run": "start runs (the runner role)",
+    "run": "start runs, post events or import timelines (the runner role)",
     "manage": "manage capture and scenarios (the maintainer role)",
 }
 

@@ -150,6 +150,9 @@ def _plain_http_url(url: str) -> bool:
     )
 
 
+HSTS_MAX = 63_072_000  # two years: what the HSTS preload list asks for, at most
+
+
 def hsts_seconds(text: str, https: bool) -> int:
     """``LIFECYCLE_HSTS_SECONDS``: how long browsers keep to https once told (0: not told);
     empty, a year. Only behind TLS: set without ``LIFECYCLE_HTTPS``, or not a whole number
@@ -161,6 +164,11 @@ def hsts_seconds(text: str, https: bool) -> int:
         raise ValueError("LIFECYCLE_HSTS_SECONDS is set but LIFECYCLE_HTTPS is off: set both")
     if not (seconds.isascii() and seconds.isdigit()):
         raise ValueError(f"LIFECYCLE_HSTS_SECONDS must be a whole number of seconds, not {text!r}")
+    if int(seconds) > HSTS_MAX:
+        raise ValueError(
+            f"LIFECYCLE_HSTS_SECONDS is {seconds}: at most {HSTS_MAX} (two years), since a "
+            "browser told keeps to https that long whatever this server says later"
+        )
     return int(seconds)
 
 

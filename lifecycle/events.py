@@ -450,7 +450,7 @@ def _checked(data: Any, sources: frozenset[str]) -> tuple[Any, ...]:
     """An event's fields in IncomingEvent's order, or MalformedEvent with the reason."""
     if not isinstance(data, dict):
         raise MalformedEvent("not a JSON object")
-    if data.get("schema") != SCHEMA_VERSION:
+    if type(data.get("schema")) is not int or data["schema"] != SCHEMA_VERSION:  # not true, 1.0
         raise MalformedEvent(
             f"unsupported schema {data.get('schema')!r}, expected {SCHEMA_VERSION}"
         )

@@ -92,7 +92,7 @@ def test_each_required_field_is_required(name: str) -> None:
     assert rejected(encode(empty)) == f"missing field {name!r}"
 
 
-@pytest.mark.parametrize("schema", [None, 0, 2, "1"])
+@pytest.mark.parametrize("schema", [None, 0, 2, "1", True, 1.0])
 def test_an_unknown_schema_version_is_rejected(schema: object) -> None:
     message = good(schema=schema)
     if schema is None:

@@ -29,7 +29,8 @@ def test_what_each_setting_accepts(monkeypatch):
     assert settings_module.hsts_seconds("", https=True) == 31_536_000
     assert settings_module.hsts_seconds("", https=False) == 0
     assert settings_module.hsts_seconds("600", https=True) == 600
-    for text in ("-1", "1.5", "1y", "²"):
+    assert settings_module.hsts_seconds("63072000", https=True) == 63_072_000
+    for text in ("-1", "1.5", "1y", "²", "63072001", "9" * 400):
         with pytest.raises(ValueError, match="LIFECYCLE_HSTS_SECONDS"):
             settings_module.hsts_seconds(text, https=True)
     with pytest.raises(ValueError, match="LIFECYCLE_HTTPS is off"):
