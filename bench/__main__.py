@@ -325,6 +325,17 @@ def _follower(options: dict[str, Any], rows: list[Row]) -> bool:
             "verdict": _verdict(r["met"]),
         }
     )
+    single = r["single_ms"]
+    rows.append(
+        {
+            "bench": "follower",
+            "figure": f"one change committed, then copied: a copy's p50 / p99 ({single['count']})",
+            "value": f"{single['follower'][0]:.2f} / {single['follower'][1]:.2f} ms",
+            "baseline": f"one floor batch {single['floor'][0]:.2f} / {single['floor'][1]:.2f} ms",
+            "target": "—",
+            "verdict": "",
+        }
+    )
     return not r["wrong"]
 
 

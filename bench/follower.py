@@ -13,6 +13,11 @@ with the outbox's own columns as the event (its changed values as the body: noth
 Rounds alternate the two, in a rotating order; medians. Each round must store every change
 exactly once (by uuid) and leave the outbox empty, or the run fails.
 
+Then one change at a time, as a quiet system's follower sees them (what a live page waits
+for): ``--singles`` times (300), one row is updated and committed, and one ``copy_outbox``
+call (or one floor batch) copies it, timed; the two alternate. Printed: the p50 and p99 of
+that call against the floor's.
+
 CPU per change is read from ``/proc`` for this process and for the two PostgreSQL backends
 (the watched database's and the store's), where PostgreSQL runs on this machine.
 
@@ -51,9 +56,10 @@ FLOOR_COPY_IN = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--changes", type=int, default=100_000, help="changes in the outbox")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the follower and floor")
+    parser.add_argument("--singles", type=int, default=300, help="changes copied one at a time")
 
 
-def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
+def bench_follower(changes: int = 100_000, rounds: int = 3, singles: int = 300) -> dict[str, Any]:
     """Fill the outbox, copy it out, ``rounds`` times for the follower and for the floor."""
     import psycopg
 
@@ -98,12 +104,12 @@ def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
                 store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
                 return (row[0] if row else -1), (row[1] if row else -1), (left[0] if left else -1)
 
-            def follower(watched: Any) -> None:
+            def follower(watched: Any, once: bool = False) -> None:
                 stats = FollowStats()
-                while copy_outbox(watched, store, f"bench-{hexa}", stats=stats):
+                while copy_outbox(watched, store, f"bench-{hexa}", stats=stats) and not once:
                     pass
 
-            def floor(watched: Any) -> None:
+            def floor(watched: Any, once: bool = False) -> None:
                 while True:
                     with watched.transaction(), store.transaction():
                         with (
@@ -114,10 +120,10 @@ def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
                             for chunk in out:
                                 into.write(chunk)
                                 moved += 1
-                    if not moved:
+                    if not moved or once:
                         return
 
-            ways: dict[str, Callable[[Any], None]] = {"follower": follower, "floor": floor}
+            ways: dict[str, Callable[..., None]] = {"follower": follower, "floor": floor}
             order = list(ways)
             for r in range(rounds):
                 for name in order[r % 2 :] + order[: r % 2]:
@@ -126,6 +132,10 @@ def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
                     counts[name] = counted()
                     if counts[name] != (changes, changes, 0):
                         break
+            single = _singles(watched_info, store, ways, singles)
+            counts["one at a time"] = counted()
+            if counts["one at a time"][:2] == (singles * 2, singles * 2):
+                counts["one at a time"] = (singles, singles, 0)  # both ways' copies
         finally:
             store.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
             store.close()
@@ -136,13 +146,18 @@ def bench_follower(changes: int = 100_000, rounds: int = 3) -> dict[str, Any]:
         n: {k: statistics.median(r[k] / changes * 1e6 for r in rs) for k in CPU_PARTS}
         for n, rs in runs.items()
     }
-    wrong = {n: c for n, c in counts.items() if c != (changes, changes, 0)}
+    wrong = {
+        n: c
+        for n, c in counts.items()
+        if c != ((singles, singles, 0) if n == "one at a time" else (changes, changes, 0))
+    }
     met = rate["follower"] >= TARGET_RATE and not wrong
     result = {
         "changes": changes,
         "rounds": rounds,
         "rate": rate,
         "cpu_us": cpu,
+        "single_ms": single,
         "wrong": wrong,
         "met": met,
     }
@@ -167,6 +182,9 @@ def format_follower(r: dict[str, Any]) -> str:
         f"  the follower, copy_outbox:                 {rate['follower']:9,.0f} changes/s"
         f"  ({rate['follower'] / rate['floor']:.0%} of the floor;"
         f" CPU µs per change: {costs('follower')})",
+        f"  one change at a time ({r['single_ms']['count']} each), p50 / p99 of a copy:"
+        f" the follower {r['single_ms']['follower'][0]:.2f} / {r['single_ms']['follower'][1]:.2f}"
+        f" ms, the floor {r['single_ms']['floor'][0]:.2f} / {r['single_ms']['floor'][1]:.2f} ms",
         f"  target: ≥ {TARGET_RATE:,.0f}/s: {'met' if r['met'] else 'MISSED'}"
         + (
             f"; WRONG (events, distinct uuids, left in the outbox): {r['wrong']}"
@@ -175,6 +193,37 @@ def format_follower(r: dict[str, Any]) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def _singles(
+    watched_info: str, store: Any, ways: dict[str, Callable[..., None]], count: int
+) -> dict[str, Any]:
+    """One change committed, then copied by one call of each way, ``count`` times: each
+    call's p50 and p99 in ms."""
+    import psycopg
+
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    with (
+        psycopg.connect(watched_info, autocommit=True) as writer,
+        psycopg.connect(watched_info, autocommit=True) as watched,
+    ):
+        for i in range(count * len(ways)):
+            name = list(ways)[i % len(ways)]
+            writer.execute(
+                "UPDATE public.jobs SET state = %s, updated_at = clock_timestamp() WHERE id = %s",
+                [STATUSES[i % len(STATUSES)], i % ROWS + 1],
+            )
+            start = time.perf_counter()
+            ways[name](watched, True)
+            times[name].append((time.perf_counter() - start) * 1000)
+    result: dict[str, Any] = {"count": count}
+    for name, spent in times.items():
+        spent.sort()
+        result[name] = (
+            statistics.median(spent),
+            spent[min(len(spent) - 1, int(len(spent) * 0.99))],
+        )
+    return result
 
 
 def _fill(watched_info: str, changes: int) -> None:
@@ -194,7 +243,7 @@ def _fill(watched_info: str, changes: int) -> None:
             done += rows
 
 
-def _timed(way: Callable[[Any], None], watched_info: str, store: Any) -> dict[str, float]:
+def _timed(way: Callable[..., None], watched_info: str, store: Any) -> dict[str, float]:
     import psycopg
 
     with psycopg.connect(watched_info, autocommit=True) as watched:
@@ -213,7 +262,7 @@ def _timed(way: Callable[[Any], None], watched_info: str, store: Any) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     options = harness.options("python -m bench.follower", __doc__, add_arguments, argv)
-    result = bench_follower(options["changes"], options["rounds"])
+    result = bench_follower(options["changes"], options["rounds"], options["singles"])
     return 1 if result["wrong"] else 0
 
 

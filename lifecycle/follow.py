@@ -70,39 +70,29 @@ def copy_outbox(
     batch: int = BATCH,
     stats: FollowStats | None = None,
     commit_times: bool | None = None,
+    fetch: pgsql.Composed | None = None,
 ) -> int:
     """Copy every committed outbox row into the store and delete it; return how many.
 
-    Both connections are in autocommit. The watched database makes the events' rows
-    (outbox.sql: fetch), piped as COPY's text into the store's COPY on a thread of its own,
-    without being read here but for their outbox ids; the next batch is fetched meanwhile,
-    and a batch is deleted from the outbox once the store has committed it. ``commit_times``:
-    whether that server records them (asked when not given; a follower asks once per
-    connection).
+    Both connections are in autocommit; the watched session is set to write dates and
+    text as the store reads them (``_as_the_store_reads``). The watched database makes the
+    events' rows (outbox.sql: fetch), piped as COPY's text into the store's COPY, without
+    being read here but for their outbox ids. Past a full batch, the store takes each on a
+    thread of its own while the next is fetched; a batch is deleted from the outbox once
+    the store has committed it. ``fetch``: the statement ``fetch_statement`` made for these
+    connections (made here when not given: a follower makes it once per connection, and
+    again at each check), ``commit_times`` its argument.
     """
     stats = stats or FollowStats()
-    if commit_times is None:
-        commit_times = records_commit_times(watched)
-    row = watched.execute(OUTBOX["has_row_xmin"]).fetchone()
-    fetch = pgsql.SQL(OUTBOX["fetch"]).format(
-        limit=pgsql.Literal(batch),
-        max_key=pgsql.Literal(MAX_TASK_KEY),
-        database=pgsql.Literal(database),
-        committed_at=pgsql.SQL("pg_xact_commit_timestamp(o.xmin)" if commit_times else "NULL"),
-        row_xmin=pgsql.SQL("o.row_xmin" if row and row[0] else "NULL"),
-        exclude=pgsql.Placeholder("exclude"),
-    )
-    # COPY's text as the store reads it, whatever the watched session's settings
-    settings = pgsql.SQL("SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL client_encoding = {}").format(
-        pgsql.Literal(store.info.parameter_status("client_encoding") or "UTF8")
-    )
+    if fetch is None:
+        fetch = fetch_statement(watched, database, batch=batch, commit_times=commit_times)
+    _as_the_store_reads(watched, store)
     total = 0
+    storer: ThreadPoolExecutor | None = None  # only once a batch was full: a few copies do
     storing: tuple[list[int], Future[int]] | None = None  # a batch the store is taking
-    with ThreadPoolExecutor(1, thread_name_prefix="follow-store") as storer:
+    try:
         while True:
-            with watched.transaction():
-                watched.execute(settings)
-                ids, rows = _fetch(watched, fetch, storing[0] if storing else [])
+            ids, rows = _fetch(watched, fetch, storing[0] if storing else [])
             stats.fetches += 1
             if storing is not None:
                 done, stored = storing[0], storing[1].result()  # raises what the store did
@@ -113,13 +103,58 @@ def copy_outbox(
                 storing = None
             if not ids:
                 return total
-            storing = (ids, storer.submit(_store, store, rows))
             if len(ids) < batch:  # the last: nothing to fetch meanwhile
-                stored = storing[1].result()
+                stored = _store(store, rows)
                 watched.execute(OUTBOX["delete"], [ids])
                 stats.copied += len(ids)
                 stats.duplicates += len(ids) - stored
                 return total + len(ids)
+            if storer is None:
+                storer = ThreadPoolExecutor(1, thread_name_prefix="follow-store")
+            storing = (ids, storer.submit(_store, store, rows))
+    finally:
+        if storer is not None:
+            storer.shutdown(wait=True)  # a store still taking a batch ends first
+
+
+def fetch_statement(
+    watched: psycopg.Connection[Any],
+    database: str,
+    *,
+    batch: int = BATCH,
+    commit_times: bool | None = None,
+) -> pgsql.Composed:
+    """outbox.sql's fetch for this watched database: whether its server records commit
+    times (``commit_times``, asked when not given) and its outbox has ``row_xmin`` (an
+    older install's has not, until ``capture install`` runs again)."""
+    if commit_times is None:
+        commit_times = records_commit_times(watched)
+    row = watched.execute(OUTBOX["has_row_xmin"]).fetchone()
+    return pgsql.SQL(OUTBOX["fetch"]).format(
+        limit=pgsql.Literal(batch),
+        max_key=pgsql.Literal(MAX_TASK_KEY),
+        database=pgsql.Literal(database),
+        committed_at=pgsql.SQL("pg_xact_commit_timestamp(o.xmin)" if commit_times else "NULL"),
+        row_xmin=pgsql.SQL("o.row_xmin" if row and row[0] else "NULL"),
+        exclude=pgsql.Placeholder("exclude"),
+    )
+
+
+def _as_the_store_reads(watched: psycopg.Connection[Any], store: psycopg.Connection[Any]) -> None:
+    """COPY's text as the store reads it, whatever the watched session's settings were (a
+    role's ``ALTER ROLE ... SET datestyle``): set for the session, and only when the server
+    reports another value, so that a follower's copies pay nothing for it (they paid a
+    transaction of their own, three round trips, each)."""
+    encoding = store.info.parameter_status("client_encoding") or "UTF8"
+    info = watched.info
+    if info.parameter_status("DateStyle") != "ISO, YMD" or (
+        info.parameter_status("client_encoding") != encoding
+    ):
+        watched.execute(
+            pgsql.SQL("SET datestyle = 'ISO, YMD'; SET client_encoding = {}").format(
+                pgsql.Literal(encoding)
+            )
+        )
 
 
 def _fetch(
@@ -232,16 +267,16 @@ class Follower:
                 self.poll_interval,
             )
         checked = float("-inf")
+        fetch = None
         try:
             while not self._stopping.is_set():
                 if time.monotonic() - checked >= self.check_every:
                     self.check(watched, store)
                     if waiter is not None:
                         waiter.again()
+                    fetch = fetch_statement(watched, self.name, commit_times=commit_times)
                     checked = time.monotonic()
-                copied = copy_outbox(
-                    watched, store, self.name, stats=self.stats, commit_times=commit_times
-                )
+                copied = copy_outbox(watched, store, self.name, stats=self.stats, fetch=fetch)
                 if waiter is None:  # an older install: every change notifies
                     self._wait(watched, self.poll_interval)
                     continue
