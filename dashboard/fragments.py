@@ -286,7 +286,7 @@ class LiveRows:
             return None  # an event that is not a read lies between: it ends the run
         if not isinstance(row, ReadRun):
             row = self.rows[first_id] = ReadRun([row], signature)
-        at = bisect.bisect([_key(v) for v in row.views], k)
+        at = bisect.bisect(row.views, k, key=_key)
         row.views.insert(at, view)
         row.refresh_findings()
         self.row_of[view.id] = first_id

@@ -1,7 +1,8 @@
 """Fixtures the tests over RabbitMQ share (test_ingest, test_publisher_*): a channel on the
 test namespace's topology, a queue that taps every event of its exchange (a batch split into
 its events), the real RabbitMQ behind a proxy a test can cut, a running ingestor. A module
-using them requires PostgreSQL and RabbitMQ itself (``tests.services``)."""
+using them requires PostgreSQL and RabbitMQ itself (``tests.services``). And the websocket
+consumers' tests share the live feed's hub (``hub``) and open reading (``public_read``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_nam
 from tests.integration.rabbit import queue_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def public_read(settings: Any) -> None:
+    """Sockets of a communicator carry no session: reading is open (test_access covers
+    refusal)."""
+    settings.LIFECYCLE_PUBLIC_READ = True
+
+
+@pytest.fixture
+async def hub(postgres: None) -> Any:
+    """The process's feed hub, stopped after the test (its LISTEN connection closed)."""
+    from lifecycle.feed.hub import get_hub
+
+    yield get_hub()
+    await get_hub().stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from django.test import Client
 
 from lifecycle import accounts, tokens
 from lifecycle.models import ApiToken, Event, Run
+from tests.integration.people import as_role
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -30,14 +31,6 @@ def event(task: str = "") -> dict[str, Any]:
         "txid": None,
         "body": {},
     }
-
-
-def as_role(role: str, **client: Any) -> Client:
-    name = f"{role}-{uuid.uuid4().hex[:6]}"
-    password = accounts.add(name, role)
-    c = Client(**client)
-    assert c.login(username=name, password=password)
-    return c
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -18,27 +18,19 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from dashboard.asgi import application
-from lifecycle.feed.hub import get_hub
 from lifecycle.models import Event
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("public_read"),
+]
 
 UNREADABLE = [
     '{"type": "hello", "have": [' + "[" * 100_000 + "]" * 100_000 + "]}",
     '{"type": "hello", "have": [' + "9" * 5000 + "]}",
     '{"type": "hello", "known_until": ' + "9" * 5000 + "}",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _public_read(settings):
-    settings.LIFECYCLE_PUBLIC_READ = True
-
-
-@pytest.fixture
-async def hub(postgres):
-    yield get_hub()
-    await get_hub().stop()
 
 
 @database_sync_to_async

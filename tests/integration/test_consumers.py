@@ -13,10 +13,13 @@ from django.test import Client
 
 from dashboard.asgi import application
 from lifecycle import accounts, outline
-from lifecycle.feed.hub import get_hub
 from lifecycle.models import Event
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("public_read"),
+]
 
 EVENT_ID = re.compile(r'id="event-(\d+)"')
 
@@ -62,18 +65,6 @@ async def received_ids(
             break
         ids += [int(i) for i in EVENT_ID.findall(html)]
     return ids
-
-
-@pytest.fixture(autouse=True)
-def _public_read(settings):
-    # These sockets carry no session: reading is open here (test_access covers refusal).
-    settings.LIFECYCLE_PUBLIC_READ = True
-
-
-@pytest.fixture
-async def hub(postgres):
-    yield get_hub()
-    await get_hub().stop()
 
 
 async def test_a_task_subscriber_receives_only_its_task(hub):

@@ -10,23 +10,16 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from lifecycle import accounts, tokens
+from lifecycle import tokens
 from lifecycle.http import LAB_KEY_HEADER, lab_key
 from lifecycle.lab.models import Task
 from lifecycle.models import Run
 from lifecycle.probe import _headers
+from tests.integration.people import as_role
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 KEY = "HTTP_" + LAB_KEY_HEADER.upper().replace("-", "_")
-
-
-def as_role(role: str, **client: Any) -> Client:
-    name = f"{role}-{uuid.uuid4().hex[:6]}"
-    password = accounts.add(name, role)
-    c = Client(**client)
-    assert c.login(username=name, password=password)
-    return c
 
 
 @pytest.fixture
