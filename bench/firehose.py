@@ -748,6 +748,7 @@ class Firehose:
             topology.ingest_queue(self.namespace),
             topology.dead_queue(self.namespace),
             f"{self.namespace}.lab",
+            f"{self.namespace}.deployment",  # the stack's mark (lifecycle/nodes.py)
             self.queue,
             f"{self.queue}.DQ",  # Dramatiq's delay and dead-letter queues
             f"{self.queue}.XQ",

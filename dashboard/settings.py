@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -242,6 +243,9 @@ LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")
 PORT = int(env("PORT", "8000"))
+# This node's name in a deployment of several (lifecycle/election.py: who holds follow and
+# maintain); by default its host and web port.
+LIFECYCLE_NODE = env("LIFECYCLE_NODE", "") or f"{socket.gethostname()}:{PORT}"
 # Where the probe sends a scenario's relative URLs (the lab's), whoever starts the run: the
 # UI, the JSON API or the CLI. Never a request's Host header: that would let a client send
 # the probe, with the scenario's body and headers, anywhere, and forge its verdict.

@@ -47,6 +47,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from django.conf import settings
 
+from lifecycle import nodes
 from lifecycle.checker import check
 from lifecycle.database import conninfo
 from lifecycle.events import EventRecord
@@ -158,6 +159,7 @@ class ChaosStack:
             )
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
             conn.execute(f'CREATE DATABASE "{self.database}"')
+        nodes.forget_namespace(self.namespace)  # a new database: a new deployment
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "lifecycle", "up"],
             cwd=ROOT,

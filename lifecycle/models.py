@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.functions import RandomUUID
 from django.contrib.postgres.indexes import GinIndex
@@ -177,6 +179,22 @@ class CheckCursor(models.Model):
 
     def __str__(self) -> str:
         return f"checked through event {self.checked_through}"
+
+
+class Deployment(models.Model):
+    """The deployment this database belongs to: one row, made by the first node that starts.
+    Its id marks the RabbitMQ namespace the deployment uses (lifecycle/nodes.py), so that
+    another deployment pointed at that namespace by mistake is refused."""
+
+    name = models.CharField(max_length=16, unique=True, default="this")
+    deployment_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    made_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "lifecycle_deployment"
+
+    def __str__(self) -> str:
+        return f"deployment {self.deployment_id}"
 
 
 class WatchedDatabase(models.Model):

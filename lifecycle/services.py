@@ -5,9 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import socket
-import zlib
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -91,43 +89,3 @@ def ensure_database() -> bool:
             return False
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
         return True
-
-
-class StackLock:
-    """A session-level advisory lock, one per namespace: held by a running `lifecycle up`,
-    so a second one of that namespace (another port, another terminal) is refused before
-    it starts a worker that would compete for the lab's queue. PostgreSQL releases it when
-    the holder's connection ends."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-
-    def release(self) -> None:
-        try:
-            self.conn.close()
-        except psycopg.Error:
-            pass
-
-
-def stack_lock(namespace: str) -> StackLock | str:
-    """The lock for ``namespace``, or why it cannot be had. Taken in the server's
-    maintenance database, which exists before the inspector's is made: two stacks of one
-    namespace compete for the same RabbitMQ queues whatever their databases."""
-    key = zlib.crc32(f"lifecycle up {namespace}".encode()) - 2**31
-    conn = psycopg.connect(maintenance_conninfo(), autocommit=True)
-    if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone() == (True,):
-        return StackLock(conn)
-    holder = conn.execute(
-        "SELECT a.pid, a.client_addr, a.backend_start FROM pg_locks l"
-        " JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted"
-        " AND l.objid::text::bigint = (%s::bigint & 4294967295)",
-        [key],
-    ).fetchone()
-    conn.close()
-    since = f", running since {holder[2]:%Y-%m-%d %H:%M:%S %Z}" if holder else ""
-    return (
-        f"another `lifecycle up` is running with the namespace {namespace!r}"
-        f"{since}: stop it (Ctrl-C in its terminal), or set LIFECYCLE_NAMESPACE to run a "
-        "second one beside it"
-    )

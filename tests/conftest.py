@@ -137,7 +137,12 @@ def stack_env(port: int) -> dict[str, str]:
 
 
 def start_stack(port: int, **overrides: str) -> Stack:
+    from lifecycle import nodes
+
     env = {**stack_env(port), **overrides}
+    # The test database is made anew each run: a new deployment in a namespace an earlier
+    # run's may have marked (lifecycle/nodes.py)
+    nodes.forget_namespace(env["LIFECYCLE_NAMESPACE"], env.get("AMQP_URL"))
     process = subprocess.Popen(
         [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
         cwd=ROOT,
@@ -182,7 +187,13 @@ def purge_namespace_queues() -> None:
     except Exception:
         return
     try:
-        for name in (settings.LAB_QUEUE, f"{settings.LIFECYCLE_NAMESPACE}.ingest"):
+        # <ns>.deployment: the test database is made anew each run, with a new deployment
+        # id, which a mark left by an earlier run's would refuse (lifecycle/nodes.py)
+        for name in (
+            settings.LAB_QUEUE,
+            f"{settings.LIFECYCLE_NAMESPACE}.ingest",
+            f"{settings.LIFECYCLE_NAMESPACE}.deployment",
+        ):
             channel = conn.channel()
             try:
                 channel.queue_purge(name)

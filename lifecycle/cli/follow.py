@@ -1,6 +1,8 @@
 """Copy every watched application database's captured changes into the event table.
 
-Stops on SIGTERM or SIGINT; what is not copied yet stays in each outbox for the next start.
+One node of a deployment follows at a time (lifecycle/election.py): on the others this
+process stands by until the holder is gone. Stops on SIGTERM or SIGINT, and at once when
+it loses the role; what is not copied yet stays in each outbox for the next holder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
+    from lifecycle import election
     from lifecycle.database import conninfo
     from lifecycle.follow import follow_all
 
@@ -32,7 +35,15 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    follow_all(
-        conninfo(application_name="lifecycle-follow"), stop, reload_every=options["reload_every"]
-    )
-    return None
+    lead = election.lead("follow", stop, on_lost=lambda reason: stop.set())
+    if lead is None:
+        return None
+    try:
+        follow_all(
+            conninfo(application_name="lifecycle-follow"),
+            stop,
+            reload_every=options["reload_every"],
+        )
+    finally:
+        lead.release()
+    return 3 if lead.lost else None

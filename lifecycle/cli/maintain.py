@@ -1,7 +1,9 @@
 """Keep every task's stored findings current, and the event table's partitions and
 retention (the maintainer; ``lifecycle up`` starts it).
 
-Stops on SIGTERM or SIGINT after the pass under way.
+One node of a deployment maintains at a time (lifecycle/election.py): on the others this
+process stands by until the holder is gone (``--once`` is not elected). Stops on SIGTERM
+or SIGINT after the pass under way, and so when it loses the role.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 from typing import Any
 
 logger = logging.getLogger("lifecycle.maintain")
@@ -24,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
+    from lifecycle import election
     from lifecycle.maintain import Maintainer
 
     maintainer = Maintainer(poll=options["poll"])
@@ -34,12 +38,25 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
         )
         return None
 
+    stopping = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
         logger.info("maintain: %s received, stopping", signal.Signals(signum).name)
+        stopping.set()
+        maintainer.stop()
+
+    def lost(reason: str) -> None:
+        stopping.set()
         maintainer.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    logger.info("maintain: following the event table")
-    maintainer.run()
-    return None
+    lead = election.lead("maintain", stopping, on_lost=lost)
+    if lead is None:
+        return None
+    try:
+        logger.info("maintain: following the event table")
+        maintainer.run()
+    finally:
+        lead.release()
+    return 3 if lead.lost else None

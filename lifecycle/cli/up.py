@@ -1,4 +1,5 @@
-"""Check the services, create and migrate the database, start every process of the stack."""
+"""Check the services, create and migrate the database, start every process of the stack:
+of a node, with ``--roles``, in a deployment of several (lifecycle/nodes.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
-from lifecycle import accounts, services
+from lifecycle import accounts, nodes, services
 from lifecycle.cli.worker import worker_child
 from lifecycle.supervisor import Child, Supervisor, python
 
@@ -18,6 +19,12 @@ from lifecycle.supervisor import Child, Supervisor, python
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--no-migrate", action="store_true", help="skip creating/migrating")
     parser.add_argument("--port", type=int, default=None, help="web port (PORT, default 8000)")
+    parser.add_argument(
+        "--roles",
+        default=None,
+        help=f"the roles this node runs, comma-separated, of {','.join(nodes.ROLES)} (default:"
+        " all); follow and maintain run on one node of the deployment at a time",
+    )
 
 
 def _wait_for_port(host: str, port: int, timeout: float) -> bool:
@@ -52,32 +59,37 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         for problem in problems:
             err.write(str(problem))
         return 2
+    try:
+        roles = nodes.parse_roles(options["roles"])
+    except nodes.RolesError as exc:
+        err.write(str(exc))
+        return 2
     host, port = settings.HOST, options["port"] or settings.PORT
-    refusal = port_taken(host, port)
-    lock: services.StackLock | None = None
-    if not refusal:
-        got = services.stack_lock(settings.LIFECYCLE_NAMESPACE)
-        if isinstance(got, str):
-            refusal = got
-        else:
-            lock = got
-    if refusal or lock is None:  # before any process starts: a second stack's worker would compete
+    refusal = port_taken(host, port) if "web" in roles else ""
+    if refusal:
         err.write(refusal)
         return 2
-    if not options["no_migrate"]:
-        if services.ensure_database():
-            out.write(f"created database {settings.DATABASES['default']['NAME']}")
-        call_command("migrate", interactive=False, verbosity=0)
-        out.write("database migrated")
-    first = accounts.first_admin()
+    with nodes.once():  # nodes that start together: one migrates, makes the first admin
+        if not options["no_migrate"]:
+            if services.ensure_database():
+                out.write(f"created database {settings.DATABASES['default']['NAME']}")
+            call_command("migrate", interactive=False, verbosity=0)
+            out.write("database migrated")
+        first = accounts.first_admin()
+    # before any process starts: another deployment's processes would take our events
+    refusal = nodes.claim_namespace()
+    if refusal:
+        err.write(refusal)
+        return 2
     if first:
         out.write(
             f"\nNo account yet: made the admin account {first[0]!r}, password {first[1]}\n"
             "  (shown this once; change it at /admin/password_change/, or add accounts with\n"
             "  `python manage.py lifecycle user add NAME --role viewer|runner|maintainer`)\n"
         )
+    out.write(f"node {settings.LIFECYCLE_NODE}: {', '.join(roles)}")
 
-    children = [
+    every = [
         Child(
             "web",
             # daphne, with a body cap and a header timeout (dashboard.serve)
@@ -89,7 +101,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             # probe sends the lab's requests of the runs started there, is derived from it.
             env={"LIFECYCLE_PROCESS_ROLE": "web", "PORT": str(port)},
         ),
-        *([worker_child()] if settings.LIFECYCLE_LAB else []),
+        *([worker_child()] if settings.LIFECYCLE_LAB else []),  # named "worker"
         Child(
             "ingest",
             python("manage.py", "lifecycle", "ingest"),
@@ -109,16 +121,16 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             env={"LIFECYCLE_PROCESS_ROLE": "maintain"},
         ),
     ]
+    children = [child for child in every if child.name in roles]
     supervisor = Supervisor(children, log=out.write)
-    supervisor.start()  # the stack lock is held (its connection open) until this returns
-    if _wait_for_port(host, port, timeout=30):
+    supervisor.start()
+    if "web" not in roles:
+        out.write("\nStarted (no web role on this node; Ctrl-C stops every process)\n")
+    elif _wait_for_port(host, port, timeout=30):
         out.write(f"\nDashboard: http://{host}:{port}/   (Ctrl-C stops every process)\n")
     else:
         err.write(f"the web server did not start listening on {host}:{port} within 30 s")
         supervisor.stop()
         return 1
     sys.stdout.flush()
-    try:
-        return supervisor.watch()
-    finally:
-        lock.release()
+    return supervisor.watch()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests import conftest
 from tests.conftest import ROOT, free_port, start_stack, stop_stack
 
 pytestmark = pytest.mark.acceptance
@@ -75,7 +80,7 @@ def alive(pid: int) -> bool:
 
 def test_ctrl_c_stops_every_process(postgres, rabbitmq, test_database):
     # Given the whole stack, started as `make run` starts it (in a namespace of its own: the
-    # suite's stack may be running, and a second one in its namespace would be refused)
+    # suite's stack may be running, and its processes would count as this one's)
     stack = start_stack(free_port(), LIFECYCLE_NAMESPACE="lifecycle-test-up")
     processes = descendants(stack.process.pid)
     # web, the worker's supervisor process, its worker process, the ingestor
@@ -112,11 +117,99 @@ def test_a_taken_port_is_refused_before_any_process_starts(postgres, rabbitmq):
     assert elapsed < 15
 
 
-def test_a_second_stack_of_the_same_namespace_is_refused(stack):
-    # Given the suite's stack running; when a second one starts beside it, on another port
-    result, _ = up({**stack.env, "PORT": str(free_port())}, "--no-migrate")
-    # Then it is refused before it starts a worker that would compete for the lab's queue
-    assert result.returncode == 2, result.stdout + result.stderr
-    namespace = stack.env["LIFECYCLE_NAMESPACE"]
-    assert f"another `lifecycle up` is running with the namespace {namespace!r}" in result.stderr
-    assert "started" not in result.stdout
+def test_another_deployment_in_the_namespace_is_refused(postgres, rabbitmq, test_database):
+    import pika
+    from django.conf import settings
+
+    from lifecycle import nodes
+
+    # Given a namespace another deployment (another database) has marked as its own
+    namespace = f"lifecycle-test-claim-{uuid.uuid4().hex[:8]}"
+    other = {"deployment": str(uuid.uuid4()), "database": "dbname=elsewhere"}
+    connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
+    channel = connection.channel()
+    channel.queue_declare(
+        nodes.marker_queue(namespace), durable=True, arguments=nodes.MARKER_ARGUMENTS
+    )
+    channel.basic_publish("", nodes.marker_queue(namespace), json.dumps(other).encode())
+    try:
+        # When a node of this database starts in it
+        result, _ = up(
+            {"DATABASE_URL": conftest.test_database_url(), "LIFECYCLE_NAMESPACE": namespace},
+            "--no-migrate",
+            "--port",
+            str(free_port()),
+        )
+        # Then it is refused in one line that names the other, before any process starts
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"the namespace {namespace!r} on RabbitMQ belongs to another deployment" in (
+            result.stderr
+        )
+        assert other["deployment"] in result.stderr and "dbname=elsewhere" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "started" not in result.stdout
+        # And its mark is left as it was
+        method, _, body = channel.basic_get(nodes.marker_queue(namespace), auto_ack=True)
+        assert method is not None and json.loads(body) == other
+    finally:
+        channel.queue_delete(nodes.marker_queue(namespace))
+        connection.close()
+
+
+def test_unknown_roles_are_refused(postgres, rabbitmq):
+    result, _ = up({}, "--no-migrate", "--roles", "web,bogus")
+    assert result.returncode == 2
+    assert "unknown role 'bogus': --roles takes a comma-separated list of web, ingest" in (
+        result.stderr
+    )
+
+
+def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(stack):
+    from lifecycle import election
+
+    # Given the suite's stack (a node that holds follow and maintain)
+    held = _until(lambda: election.holders(), 30)
+    assert set(held) == {"follow", "maintain"}, held
+    # When a second node of the same deployment starts with those two roles only
+    second = subprocess.Popen(
+        [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"]
+        + ["--roles", "follow,maintain"],
+        cwd=ROOT,
+        env={**stack.env, "PORT": str(free_port()), "LIFECYCLE_NODE": "second-node"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert second.stdout
+        lines.extend(second.stdout)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        # Then it runs, and the first node keeps both roles: the second stands by
+        standing = _until(lambda: "".join(lines).count("standing by on node second-node") == 2, 60)
+        assert standing, "".join(lines)
+        assert second.poll() is None
+        assert election.holders() == held
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.wait(30)
+        reader.join(10)
+    out = "".join(lines)
+    assert second.returncode == 0, out
+    assert "node second-node: follow, maintain" in out
+    assert "follow: standing by on node second-node" in out, out
+    assert "maintain: standing by on node second-node" in out, out
+    assert "started web" not in out and "Dashboard:" not in out
+
+
+def _until(check, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.2)
+    return check()

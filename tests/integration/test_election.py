@@ -1,0 +1,174 @@
+"""The roles one node holds at a time (lifecycle/election.py), against the real database:
+in this process, and as real ``lifecycle follow`` processes on two nodes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from lifecycle import election
+from lifecycle.database import conninfo
+from tests.conftest import ROOT, free_port, stack_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _until(check: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    return check()
+
+
+def _terminate(pid: int) -> None:
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(postgres):
+    # Given a node that holds follow
+    first = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    assert first is not None
+    assert election.holders()["follow"].node == settings.LIFECYCLE_NODE
+    # When another asks for it
+    stop, got = threading.Event(), []
+    standby = threading.Thread(
+        target=lambda: got.append(election.lead("follow", stop, on_lost=print, exit_after=None))
+    )
+    standby.start()
+    # Then it stands by, and maintain is another role, free
+    time.sleep(election.RETRY * 2)
+    assert got == [] and "maintain" not in election.holders()
+    # And takes the role once the holder gives it up
+    first.release()
+    standby.join(election.RETRY * 5)
+    assert got and got[0] is not None
+    got[0].release()
+    stop.set()
+
+
+def test_a_standby_whose_connection_dies_asks_again(postgres):
+    # Given a holder, and a standby of another node
+    first = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    assert first is not None
+    stop, got = threading.Event(), []
+    standby = threading.Thread(
+        target=lambda: got.append(election.lead("follow", stop, on_lost=print, exit_after=None))
+    )
+    standby.start()
+    time.sleep(election.RETRY)
+    # When the standby's connection is ended (a PostgreSQL restart, a lost network)
+    with psycopg.connect(conninfo(), autocommit=True) as conn:
+        (pid,) = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'lifecycle-follow %%'"
+            " AND pid <> %s",
+            [first.conn.info.backend_pid],
+        ).fetchone()  # type: ignore[misc]
+    _terminate(pid)
+    # Then it stands by again, and takes the role once the holder gives it up
+    time.sleep(election.RETRY * 2)
+    assert got == []
+    first.release()
+    standby.join(election.RETRY * 8)
+    assert got and got[0] is not None, "the standby did not take the role"
+    got[0].release()
+    stop.set()
+
+
+def test_a_standby_stops_waiting_when_asked(postgres):
+    held = election.lead("maintain", threading.Event(), on_lost=print, exit_after=None)
+    assert held is not None
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    assert election.lead("maintain", stop, on_lost=print, exit_after=None) is None
+    held.release()
+
+
+def test_the_holder_stops_when_its_lock_connection_dies(postgres):
+    # Given a holder
+    lost: list[str] = []
+    held = election.lead("follow", threading.Event(), on_lost=lost.append, exit_after=None)
+    assert held is not None
+    # When its lock's connection is ended from outside (a PostgreSQL restart does as much)
+    _terminate(held.conn.info.backend_pid)
+    # Then it is told within a ping, and the role is free for another node
+    assert _until(lambda: lost, election.PING * 3), "the holder was not told"
+    assert "connection failed" in lost[0]
+    other = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    assert other is not None
+    other.release()
+    held.release()
+
+
+def test_the_holder_stops_when_its_lock_connection_stops_answering(postgres):
+    # Given a holder whose connection hangs (a lost network: the ping never returns)
+    lost: list[str] = []
+    held = election.lead("maintain", threading.Event(), on_lost=lost.append, exit_after=None)
+    assert held is not None
+    with held.conn.lock:  # the pinger's next query waits here, as on a dead socket
+        # Then it stops after LOST_AFTER, before the server would free its lock (5 s)
+        assert _until(lambda: lost, election.LOST_AFTER + 2), "the holder did not stop"
+    assert "did not answer" in lost[0]
+    held.release()
+
+
+def _follow(node: str) -> subprocess.Popen[str]:
+    env = {
+        **stack_env(free_port()),
+        "LIFECYCLE_NODE": node,
+        "LIFECYCLE_PROCESS_ROLE": "follow",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "lifecycle", "follow"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(postgres):
+    nodes = {"node-a": _follow("node-a"), "node-b": _follow("node-b")}
+    try:
+        # Given two nodes' followers: exactly one holds the role
+        holder = _until(lambda: election.holders().get("follow"), 30)
+        assert holder and holder.node in nodes
+        other = next(n for n in nodes if n != holder.node)
+        time.sleep(election.RETRY * 2)
+        assert election.holders()["follow"].node == holder.node
+        assert nodes[other].poll() is None  # standing by, not exited
+        # When the holder's whole process group is killed
+        killed_at = time.monotonic()
+        os.killpg(nodes[holder.node].pid, signal.SIGKILL)
+        # Then the other node holds it within 10 s
+        taken = _until(
+            lambda: (h := election.holders().get("follow")) and h.node == other and h, 10
+        )
+        assert taken, f"not taken over within 10 s: {election.holders()}"
+        print(f"taken over in {time.monotonic() - killed_at:.2f}s")
+    finally:
+        for process in nodes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in nodes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    standby_log = nodes[other].stdout.read() if nodes[other].stdout else ""
+    assert "standing by on node" in standby_log, standby_log
+    assert f"node {other} holds the role" in standby_log, standby_log
