@@ -111,11 +111,16 @@ def test_the_login_page(stack, browser):
 
 
 def test_the_status_pages(stack, page):
-    """What the server answers when it cannot show the page: not found, refused."""
-    for path in ("/runs/987654321", "/scenarios/no-such-scenario", "/windows/x?after=bad"):
+    """What the server answers when it cannot show the page: a page when a person asked
+    for one, a sentence of plain text when lifecycle.js asked for rows."""
+    for path in ("/runs/987654321", "/scenarios/no-such-scenario", "/tasks/no-such-task"):
         response = page.goto(stack.base_url + path)
-        assert response.status >= 400, path
+        assert response.status == 404, path
         assert_clean(page)
+    for path in ("/windows/x?after=bad", "/reads/x?first=a", "/commits/x?after=bad"):
+        response = page.goto(stack.base_url + path)
+        assert response.status == 400, path
+        assert response.headers["content-type"].startswith("text/plain"), path
 
 
 @pytest.fixture(scope="module")
