@@ -52,6 +52,40 @@
     setLiveState("○ reconnecting…", "closed");
   });
 
+  // What a screen reader hears of a live page: each new finding and the verdict, once,
+  // through one polite live region; never the reads and commits as they arrive (the
+  // timeline is not a live region).
+  function findingsNow() {
+    return Array.from(document.querySelectorAll("[data-testid=finding]"), function (el) {
+      return el.dataset.kind.replace(/_/g, " ") + (el.dataset.cause ? " (" + el.dataset.cause.replace(/_/g, " ") + ")" : "");
+    });
+  }
+  function verdictNow() {
+    var v = document.querySelector("[data-testid=verdict]");
+    if (!v || !v.dataset.verdict) { return ""; }
+    var chips = Array.from(v.querySelectorAll(".chip[data-status]"), function (c) { return c.dataset.status; });
+    return "Verdict: " + v.dataset.verdict + (chips.length === 2 ? ": expected " + chips[0] + ", observed " + chips[1] : "") + ".";
+  }
+  var heard = { findings: findingsNow(), verdict: verdictNow() };
+  function announce(text) {
+    var region = document.getElementById("announcer");
+    if (!region) { return; }
+    var p = document.createElement("p");
+    p.textContent = text;  // text, never markup: a kind or a status came from the page
+    region.appendChild(p);
+    while (region.children.length > 5) { region.removeChild(region.firstElementChild); }
+  }
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var said = [], before = heard.findings.slice(), now = findingsNow(), verdict = verdictNow();
+    now.forEach(function (kind) {
+      var i = before.indexOf(kind);
+      if (i >= 0) { before.splice(i, 1); } else { said.push("New finding: " + kind + "."); }
+    });
+    if (verdict && verdict !== heard.verdict) { said.push(verdict); }
+    heard = { findings: now, verdict: verdict };
+    if (said.length) { announce(said.join(" ")); }
+  });
+
   // A filter that applies when it changes (no inline handler: the policy allows none).
   document.addEventListener("change", function (evt) {
     if (evt.target.matches && evt.target.matches("select[data-autosubmit]")) {
