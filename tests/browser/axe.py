@@ -22,9 +22,7 @@ TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 @functools.cache
 def source() -> str:
     text = AXE.read_bytes()
-    sums = dict(
-        reversed(line.split()) for line in (ASSETS / "SHA256SUMS").read_text().splitlines()
-    )
+    sums = dict(reversed(line.split()) for line in (ASSETS / "SHA256SUMS").read_text().splitlines())
     assert hashlib.sha256(text).hexdigest() == sums[AXE.name], f"{AXE.name} was altered"
     return text.decode()
 
