@@ -599,8 +599,11 @@ def summary(
             counts[v.lane] += 1
         total = len(views)
     lanes = ", ".join(
-        f"{counts[name]:,} {LANE_NOUNS[name]}" for name, _ in LANES if counts.get(name)
+        f"{counts[name]:,} {LANE_NOUNS[name] if counts[name] != 1 else LANE_NOUNS[name][:-1]}"
+        for name, _ in LANES
+        if counts.get(name)
     )
+
     sentences = [f"{total:,} events: {lanes}." if lanes else f"{total:,} events."]
     shown = []
     for s, finish in sorted(bars, key=lambda b: (b[0].at is None, b[0].at or 0, b[0].id))[

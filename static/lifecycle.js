@@ -354,6 +354,19 @@
   }
   document.addEventListener("mouseover", onCard);
   document.addEventListener("focusin", onCard);
+  // Escape hides the fields a focus showed, without moving the focus (WCAG 1.4.13); they
+  // show again when the focus comes back.
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "Escape" || !evt.target.closest) { return; }
+    var row = evt.target.closest(".ev");
+    var card = row && row.querySelector(":scope > .ev-card");
+    if (card) { card.classList.add("fields-hidden"); }
+  });
+  document.addEventListener("focusout", function (evt) {
+    var row = evt.target.closest && evt.target.closest(".ev");
+    var card = row && row.querySelector(":scope > .ev-card.fields-hidden");
+    if (card) { card.classList.remove("fields-hidden"); }
+  });
 
   // Highlight the commit whose version a read returned, with a line between the two.
   var line = null;
