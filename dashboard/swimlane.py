@@ -496,7 +496,7 @@ def swimlane(
             f"attempt {s.body.get('attempt', '?')} of message {s.body.get('message_id')}: {outcome}"
         )
         sign = OUTCOME_SIGNS.get(outcome, "")
-        end = (
+        tail = (
             f'<text class="attempt-end" x="{max(x2, x1 + 2) + 2:.1f}" y="{y + 4:.1f}" '
             f'aria-hidden="true">{sign}</text>'
             if sign
@@ -505,7 +505,7 @@ def swimlane(
         parts.append(
             f'<a href="#event-{s.id}" class="mark"><title>{label}</title>'
             f'<rect class="attempt attempt-{escape(outcome)}" x="{x1:.1f}" y="{y - 7:.1f}" '
-            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>{end}'
+            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>{tail}'
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{label}</text></a>'
         )
     if more_bars:
