@@ -6,9 +6,11 @@ announces findings and the verdict, not each read."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
+from bench.dashboard import _insert_history
 from tests.browser.test_compare import finished, start
 
 pytestmark = pytest.mark.browser
@@ -182,3 +184,26 @@ def test_a_live_run_announces_its_findings_and_verdict_not_its_reads(stack, page
     # the polls' reads (dozens) came live too, and none was announced
     assert page.locator("[data-source=probe]").count() > 2
     assert len(said) <= 3, said
+
+
+def test_enter_on_a_link_into_an_unloaded_window_moves_focus_to_its_event(stack, page):
+    # Given a long task, whose outline links to commits in windows not loaded yet
+    key = f"keys-long-{uuid.uuid4()}"
+    _insert_history(key, 5000)
+    page.goto(f"{stack.base_url}/tasks/{key}")
+    links = page.locator("[data-testid=outline-commits] > li > a")
+    link = next(
+        links.nth(i)
+        for i in range(links.count())
+        if not page.locator(links.nth(i).get_attribute("href")).count()
+    )
+    target = link.get_attribute("href")[1:]
+
+    # When the reader presses Enter on it, its window loads and the event takes the focus
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "id => { const row = document.activeElement.closest('li');"
+        " return row && row.id === id && document.activeElement.matches('a.ev-time'); }",
+        arg=target,
+    )
