@@ -126,7 +126,8 @@ def needs(what: str) -> Callable[[Any], Any]:
             message = f"{access.who or 'you'} may not {WHAT[what]}"
             if _is_api(request):
                 return json_error(403, message)
-            return HttpResponseForbidden(message)
+            # a sentence, not a page: the name in it is not markup
+            return HttpResponseForbidden(message, content_type="text/plain; charset=utf-8")
 
         if inspect.iscoroutinefunction(view):
 

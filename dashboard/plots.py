@@ -15,14 +15,15 @@ VERDICT_CLASS = {"pass": "v-pass", "fail": "v-fail"}
 
 
 def verdicts(runs: Sequence[Run]) -> str:
-    """A strip of squares, oldest first: green a pass, red a fail, grey still running."""
+    """A strip of squares, oldest first: green a pass, red and crossed a fail, hollow
+    still running. A group of links (each run's), named for what it shows."""
     if not runs:
         return ""
     per_row = WIDTH // CELL
     rows = (len(runs) + per_row - 1) // per_row
     height = rows * CELL
     parts = [
-        f'<svg class="plot verdict-strip" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="plot verdict-strip" viewBox="0 0 {WIDTH} {height}" role="group" '
         f'aria-label="verdicts of the last {len(runs)} runs, oldest first" '
         'data-testid="verdict-plot" xmlns="http://www.w3.org/2000/svg">'
     ]
@@ -30,10 +31,15 @@ def verdicts(runs: Sequence[Run]) -> str:
         x, y = (i % per_row) * CELL, (i // per_row) * CELL
         verdict = run.verdict or "running"
         title = escape(f"run {run.id}: {verdict}, observed {run.observed or '—'}")
+        cross = (
+            f'<path class="cross" d="M{x + 3} {y + 3}l6 6m0 -6l-6 6"/>'
+            if run.verdict == "fail"
+            else ""
+        )
         parts.append(
             f'<a href="/runs/{run.id}"><title>{title}</title>'
             f'<rect class="{VERDICT_CLASS.get(run.verdict or "", "v-running")}" x="{x + 1}" '
-            f'y="{y + 1}" width="{CELL - 2}" height="{CELL - 2}" rx="2"/></a>'
+            f'y="{y + 1}" width="{CELL - 2}" height="{CELL - 2}" rx="2"/>{cross}</a>'
         )
     parts.append("</svg>")
     return "".join(parts)

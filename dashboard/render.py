@@ -58,26 +58,45 @@ def status_chip(status: str | None) -> str:
     return _status_chip(status, lifecycles.role_of(status))
 
 
+# What a screen reader says after the status: its role, which sighted readers take from
+# the chip's shape and colour.
+ROLE_WORDS = {
+    "initial": "initial status",
+    "running": "in progress",
+    "other": "in between",
+    "success": "success",
+    "failure": "failure",
+}
+
+
 @functools.lru_cache(maxsize=256)
 def _status_chip(status: str | None, role: str | None) -> str:
     label = status or "unknown"
     return format_html(
         '<span class="chip st-{}" data-status="{}" data-role="{}">'
-        '<span aria-hidden="true">{}</span> {}</span>',
+        '<span aria-hidden="true">{}</span> {}<span class="vh"> ({})</span></span>',
         role or "unknown",
         label,
         role or "unknown",
         SYMBOLS.get(role or "", "•"),
         label,
+        ROLE_WORDS.get(role or "", "a status the lifecycle does not name"),
     )
 
 
 VERDICT_CHIPS = {
-    "pass": mark_safe('<span class="chip v-pass"><span aria-hidden="true">✓</span> pass</span>'),
-    "fail": mark_safe('<span class="chip v-fail"><span aria-hidden="true">✕</span> fail</span>'),
+    "pass": mark_safe(
+        '<span class="chip v-pass"><span class="vh">verdict: </span>'
+        '<span aria-hidden="true">✓</span> pass</span>'
+    ),
+    "fail": mark_safe(
+        '<span class="chip v-fail"><span class="vh">verdict: </span>'
+        '<span aria-hidden="true">✕</span> fail</span>'
+    ),
 }
 RUNNING_CHIP = mark_safe(
-    '<span class="chip v-running"><span aria-hidden="true">◌</span> running</span>'
+    '<span class="chip v-running"><span class="vh">verdict: </span>'
+    '<span aria-hidden="true">◌</span> running</span>'
 )
 
 
@@ -147,7 +166,7 @@ def event_html(ev: EventView, *, inline_fields: bool = True) -> str:
         f'data-kind="{kind}"{attrs} style="--lane: {LANE_INDEX[lane]}">'
         f'<a class="ev-time" href="#{EV}{event_id}">{time_text}'
         f"<small>+{ev.offset_ms:.0f} ms</small></a>"
-        f'<div class="ev-card" tabindex="0"{title}>'
+        f'<div class="ev-card"{title}>'
         f'<span class="ev-lane">{lane}</span>{chip}'
         f'<span class="ev-kind">{kind}</span>'
         f'<span class="ev-summary">{escape(ev.summary)}</span>{version}{findings}'

@@ -24,6 +24,12 @@ A history too long to draw mark by mark keeps every commit that changed the stat
 every event that proves a finding and up to ``MAX_ATTEMPTS`` attempts (those that went
 wrong first), and draws the rest as one dot per lane and pixel column, titled with how
 many events it stands for. Everything that came from an observed system is escaped.
+
+Nothing is told by colour alone: a read's version is its dot's shape as well as its
+colour, a failed attempt ends in ✕ and a finished one in ✓, and an event that proves a
+finding wears a dashed ring outside its red one. Under the picture, the same history in
+words (``summary``): each lane's count, the attempts and how they ended, and the status
+changes, which the picture names as its description for screen readers.
 """
 
 from __future__ import annotations
@@ -57,6 +63,16 @@ COMMIT_PX = 3  # a long history draws one status change per this many pixel colu
 MAX_ATTEMPTS = 300  # attempt bars drawn; past it, the failed and unfinished ones first
 PALETTE = ("#2b6cb0", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b", "#b83280")
 TERMINAL_COLOURS = {"success": "#2f855a", "failure": "#c53030"}
+# A read's version is a shape as well as a colour (PALETTE[i % 7] with SHAPES[i % 4]),
+# about 8 px across. Not a <path>: that is a commit's diamond.
+SHAPES = (
+    '<circle{ring} cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}"/>',
+    '<rect{ring} x="{l:.1f}" y="{t:.1f}" width="7" height="7" fill="{fill}"/>',
+    '<polygon{ring} points="{x:.1f},{t:.1f} {r:.1f},{b:.1f} {l:.1f},{b:.1f}" fill="{fill}"/>',
+    '<polygon{ring} points="{l:.1f},{t:.1f} {r:.1f},{t:.1f} {x:.1f},{b:.1f}" fill="{fill}"/>',
+)
+SUMMARY_ID = "swimlane-summary"
+LIST_AT_MOST = 6  # attempts named one by one in the summary; status changes: twice this
 SYSTEM = ("db", "broker", "log")  # the sources whose bursts the axis makes room for
 
 # The time axis.
@@ -457,10 +473,11 @@ def swimlane(
     axis_y = y
     height = axis_y + AXIS + TIP
 
-    versions: dict[int, str] = {}
+    versions: dict[int, int] = {}  # a read's version (the commit it returned): its index
     parts = [
-        f'<svg class="swimlane" viewBox="0 0 {WIDTH} {height:.0f}" role="img" '
-        f'aria-label="swimlane of {total} events" data-testid="swimlane" '
+        f'<svg class="swimlane" viewBox="0 0 {WIDTH} {height:.0f}" role="group" '
+        f'aria-label="Swimlane of {total} events: each mark links to its row" '
+        f'aria-describedby="{SUMMARY_ID}" data-testid="swimlane" '
         'xmlns="http://www.w3.org/2000/svg">'
     ]
     for name, title in LANES:
@@ -478,10 +495,17 @@ def swimlane(
         label = escape(
             f"attempt {s.body.get('attempt', '?')} of message {s.body.get('message_id')}: {outcome}"
         )
+        sign = OUTCOME_SIGNS.get(outcome, "")
+        tail = (
+            f'<text class="attempt-end" x="{max(x2, x1 + 2) + 2:.1f}" y="{y + 4:.1f}" '
+            f'aria-hidden="true">{sign}</text>'
+            if sign
+            else ""
+        )
         parts.append(
             f'<a href="#event-{s.id}" class="mark"><title>{label}</title>'
             f'<rect class="attempt attempt-{escape(outcome)}" x="{x1:.1f}" y="{y - 7:.1f}" '
-            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>'
+            f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>{tail}'
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{label}</text></a>'
         )
     if more_bars:
@@ -498,6 +522,7 @@ def swimlane(
         named = labels.get(r.id)
         parts.append(
             f'<a href="#event-{r.id}" class="mark"><title>{tip}</title>'
+            f"{_proof_ring(c.x, y, 11) if c.ring else ''}"
             f'<path{ring} d="M{c.x:.1f} {y - MARK_HALF:.1f}l6 8l-6 8l-6 -8z" fill="{colour}"/>'
             f"{_label_svg(named, y) if named else ''}"
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{tip}</text></a>'
@@ -506,14 +531,28 @@ def swimlane(
         r = view.record
         ring = ' class="proves"' if r.id in proving else ""
         tip = escape(_title(view))
+        cy = lane_y.get(view.lane, lane_y["log"])
         if view.version_of is not None:
-            colour = versions.setdefault(view.version_of, PALETTE[len(versions) % len(PALETTE)])
-        else:
-            colour = "#a0aec0"
+            n = versions.setdefault(view.version_of, len(versions))
+            dot = SHAPES[n % len(SHAPES)].format(
+                ring=ring,
+                fill=PALETTE[n % len(PALETTE)],
+                x=x,
+                y=cy,
+                l=x - 3.5,
+                r=x + 3.5,
+                t=cy - 3.5,
+                b=cy + 3.5,
+            )
+        else:  # no version: a hollow grey dot
+            dot = (
+                f'<circle class="{"proves " if ring else ""}unversioned" cx="{x:.1f}" '
+                f'cy="{cy:.1f}" r="3.5"/>'
+            )
         parts.append(
             f'<a href="#event-{r.id}" class="mark"><title>{tip}</title>'
-            f'<circle{ring} cx="{x:.1f}" cy="{lane_y.get(view.lane, lane_y["log"]):.1f}" r="4" '
-            f'fill="{colour}"/><text class="tip" x="{LEFT}" y="{height - 2:.0f}">{tip}</text></a>'
+            f"{_proof_ring(x, cy, 8) if ring else ''}{dot}"
+            f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{tip}</text></a>'
         )
     if outline is not None:
         parts.extend(_columns(outline, scale, lane_y))
@@ -528,7 +567,76 @@ def swimlane(
             f'r="{min(2 + len(group) ** 0.5, 7):.1f}" class="bucket"/></a>'
         )
     parts.append("</svg>")
+    parts.append(summary(views, findings, bars, more_bars, outline))
     return "".join(parts)
+
+
+OUTCOME_SIGNS = {"ack": "✓", "fail": "✕", "nack": "✕", "skip": "–"}
+
+
+def _proof_ring(x: float, y: float, r: float) -> str:
+    """A dashed ring outside a mark that proves a finding: its red ring, as a pattern."""
+    return f'<circle class="proof-ring" cx="{x:.1f}" cy="{y:.1f}" r="{r}"/>'
+
+
+def summary(
+    views: Sequence[EventView],
+    findings: Sequence[Finding],
+    bars: Sequence[tuple[EventRecord, EventRecord | None]],
+    more_bars: int,
+    outline: Outline | None,
+) -> str:
+    """The picture in words: how many events of each lane, each attempt and how it ended,
+    and the status changes in order (the commits that changed the status)."""
+    from dashboard.render import LANE_NOUNS
+
+    if outline is not None:
+        counts = dict(outline.lanes)
+        total = outline.count
+    else:
+        counts = defaultdict(int)
+        for v in views:
+            counts[v.lane] += 1
+        total = len(views)
+    lanes = ", ".join(
+        f"{counts[name]:,} {LANE_NOUNS[name] if counts[name] != 1 else LANE_NOUNS[name][:-1]}"
+        for name, _ in LANES
+        if counts.get(name)
+    )
+
+    sentences = [f"{total:,} events: {lanes}." if lanes else f"{total:,} events."]
+    shown = []
+    for s, finish in sorted(bars, key=lambda b: (b[0].at is None, b[0].at or 0, b[0].id))[
+        :LIST_AT_MOST
+    ]:
+        attempt = str(s.body.get("attempt", "?"))[:8]
+        shown.append(f"attempt {attempt} {'ended ' + finish.kind if finish else 'unfinished'}")
+    if bars:
+        rest = len(bars) + more_bars - len(shown)
+        noun = "attempt" if len(bars) + more_bars == 1 else "attempts"
+        listed = "; ".join(shown) + (f"; and {rest:,} more" if rest > 0 else "")
+        sentences.append(f"{len(bars) + more_bars:,} {noun}: {listed}.")
+    changes: list[str] = []
+    for v in views:
+        r = v.record
+        if r.source != "db" or not r.status:
+            continue
+        if r.kind != "update" or r.body.get("old_status") != r.body.get("new_status"):
+            if not changes or changes[-1] != r.status:
+                changes.append(r.status[:40])
+    if changes:
+        if len(changes) > 2 * LIST_AT_MOST:
+            skipped = len(changes) - 2 * LIST_AT_MOST
+            changes = [*changes[:LIST_AT_MOST], f"… {skipped:,} more …", *changes[-LIST_AT_MOST:]]
+        sentences.append(f"Status: {' → '.join(changes)}.")
+    proving = {i for f in findings for i in f.events}
+    if proving:
+        noun = "event proves" if len(proving) == 1 else "events prove"
+        sentences.append(f"{len(proving):,} {noun} a finding (ringed).")
+    return (
+        f'<p class="swimlane-summary muted" id="{SUMMARY_ID}" data-testid="swimlane-summary">'
+        f"In words: {escape(' '.join(sentences))}</p>"
+    )
 
 
 def _segments(

@@ -52,6 +52,40 @@
     setLiveState("○ reconnecting…", "closed");
   });
 
+  // What a screen reader hears of a live page: each new finding and the verdict, once,
+  // through one polite live region; never the reads and commits as they arrive (the
+  // timeline is not a live region).
+  function findingsNow() {
+    return Array.from(document.querySelectorAll("[data-testid=finding]"), function (el) {
+      return el.dataset.kind.replace(/_/g, " ") + (el.dataset.cause ? " (" + el.dataset.cause.replace(/_/g, " ") + ")" : "");
+    });
+  }
+  function verdictNow() {
+    var v = document.querySelector("[data-testid=verdict]");
+    if (!v || !v.dataset.verdict) { return ""; }
+    var chips = Array.from(v.querySelectorAll(".chip[data-status]"), function (c) { return c.dataset.status; });
+    return "Verdict: " + v.dataset.verdict + (chips.length === 2 ? ": expected " + chips[0] + ", observed " + chips[1] : "") + ".";
+  }
+  var heard = { findings: findingsNow(), verdict: verdictNow() };
+  function announce(text) {
+    var region = document.getElementById("announcer");
+    if (!region) { return; }
+    var p = document.createElement("p");
+    p.textContent = text;  // text, never markup: a kind or a status came from the page
+    region.appendChild(p);
+    while (region.children.length > 5) { region.removeChild(region.firstElementChild); }
+  }
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var said = [], before = heard.findings.slice(), now = findingsNow(), verdict = verdictNow();
+    now.forEach(function (kind) {
+      var i = before.indexOf(kind);
+      if (i >= 0) { before.splice(i, 1); } else { said.push("New finding: " + kind + "."); }
+    });
+    if (verdict && verdict !== heard.verdict) { said.push(verdict); }
+    heard = { findings: now, verdict: verdict };
+    if (said.length) { announce(said.join(" ")); }
+  });
+
   // A filter that applies when it changes (no inline handler: the policy allows none).
   document.addEventListener("change", function (evt) {
     if (evt.target.matches && evt.target.matches("select[data-autosubmit]")) {
@@ -213,7 +247,9 @@
       return (!after || before(after, cursor)) && (!until || before(cursor, until));
     });
   }
-  function reveal(attempts) {
+  // focus: a link on the page led here (a finding's, a mark's): the event takes the
+  // focus, so that Tab goes on from it and a screen reader reads it.
+  function reveal(attempts, focus) {
     var m = /^#event-(\d+)$/.exec(location.hash);
     if (!m || attempts > 40) { return; }
     var el = document.getElementById(ids.domEventPrefix + m[1]);
@@ -222,11 +258,13 @@
       if (folded) {
         var run = folded.closest(".run");
         setRunOpen(run, true);
-        loadRun(run).then(function () { reveal(attempts + 1); });
+        loadRun(run).then(function () { reveal(attempts + 1, focus); });
         return;
       }
       markTarget();
       el.scrollIntoView({ block: "center" });
+      var time = el.querySelector(":scope > .ev-time");
+      if (focus && time && document.activeElement !== time) { time.focus({ preventScroll: true }); }
       return;
     }
     if (!timelineList()) { return; }
@@ -238,15 +276,20 @@
         var run = findRun(body.event.source, cursor);
         if (run) {
           setRunOpen(run, true);
-          loadRun(run).then(function () { reveal(attempts + 1); });
+          loadRun(run).then(function () { reveal(attempts + 1, focus); });
           return;
         }
         var w = findWindow(cursor);
-        if (w) { loadWindow(w).then(function () { reveal(attempts + 1); }); }
+        if (w) { loadWindow(w).then(function () { reveal(attempts + 1, focus); }); }
       });
   }
-  window.addEventListener("hashchange", function () { reveal(0); });
-  if (location.hash) { window.addEventListener("load", function () { reveal(0); }); }
+  window.addEventListener("hashchange", function () { reveal(0, true); });
+  if (location.hash) { window.addEventListener("load", function () { reveal(0, false); }); }
+  // A link to the event the address already names changes no hash: reveal it again.
+  document.addEventListener("click", function (evt) {
+    var a = evt.target.closest && evt.target.closest("a[href^='#event-']");
+    if (a && a.getAttribute("href") === location.hash) { reveal(0, true); }
+  });
 
   // One click, one run: a second submit of the same form is ignored.
   document.addEventListener("submit", function (evt) {
@@ -262,7 +305,6 @@
   function popover(card, pairs) {
     var dl = document.createElement("dl");
     dl.className = "ev-fields";
-    dl.setAttribute("role", "tooltip");
     dl.id = "fields-" + card.parentNode.dataset.eventId;
     pairs.forEach(function (pair) {
       var dt = document.createElement("dt"), dd = document.createElement("dd");
@@ -270,8 +312,16 @@
       dd.textContent = pair.length > 1 ? pair[1] : "";
       dl.append(dt, dd);
     });
-    card.setAttribute("aria-describedby", dl.id);
     card.appendChild(dl);
+    describe(card);
+  }
+  // The row's time link is its stop for Tab: a screen reader reads the card and its
+  // fields as the link's description.
+  function describe(card) {
+    var time = card.previousElementSibling, dl = card.querySelector(".ev-fields");
+    if (!time || !time.classList.contains("ev-time")) { return; }
+    if (!card.id) { card.id = "card-" + card.parentNode.dataset.eventId; }
+    time.setAttribute("aria-describedby", card.id + (dl ? " " + dl.id : ""));
   }
   function showFields(card) {
     if (card.querySelector(".ev-fields") || card.dataset.fields === "loading") { return; }
@@ -297,11 +347,26 @@
       .catch(function () { delete card.dataset.fields; });
   }
   function onCard(evt) {
-    var card = evt.target.closest && evt.target.closest(".ev-card");
-    if (card) { showFields(card); }
+    if (!evt.target.closest) { return; }
+    var time = evt.target.closest(".ev-time");
+    var card = time ? time.nextElementSibling : evt.target.closest(".ev-card");
+    if (card && card.classList.contains("ev-card")) { describe(card); showFields(card); }
   }
   document.addEventListener("mouseover", onCard);
   document.addEventListener("focusin", onCard);
+  // Escape hides the fields a focus showed, without moving the focus (WCAG 1.4.13); they
+  // show again when the focus comes back.
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "Escape" || !evt.target.closest) { return; }
+    var row = evt.target.closest(".ev");
+    var card = row && row.querySelector(":scope > .ev-card");
+    if (card) { card.classList.add("fields-hidden"); }
+  });
+  document.addEventListener("focusout", function (evt) {
+    var row = evt.target.closest && evt.target.closest(".ev");
+    var card = row && row.querySelector(":scope > .ev-card.fields-hidden");
+    if (card) { card.classList.remove("fields-hidden"); }
+  });
 
   // Highlight the commit whose version a read returned, with a line between the two.
   var line = null;

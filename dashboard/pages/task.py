@@ -74,6 +74,10 @@ def _place(request: HttpRequest, name: str) -> tuple[bool, tuple[int, int] | Non
     return (not text or cursor is not None), cursor
 
 
+# The refusals of the rows that lifecycle.js fetches: a sentence, not a page.
+PLAIN = "text/plain; charset=utf-8"
+
+
 @require_GET
 def window(request: HttpRequest, task_key: str) -> HttpResponse:
     """Rows of a long timeline between two places (``after``, ``before``: cursors a
@@ -82,7 +86,9 @@ def window(request: HttpRequest, task_key: str) -> HttpResponse:
     good_after, after = _place(request, "after")
     good_before, before = _place(request, "before")
     if not (good_after and good_before):
-        return HttpResponseBadRequest("after and before are places a page gave: <µs>.<id>")
+        return HttpResponseBadRequest(
+            "after and before are places a page gave: <µs>.<id>", content_type=PLAIN
+        )
     try:
         expected_count = max(0, min(int(request.GET.get("count") or 0), 10**9))
     except ValueError:
@@ -104,10 +110,14 @@ def read_run(request: HttpRequest, task_key: str) -> HttpResponse:
     try:
         first_id, last_id = int(request.GET["first"]), int(request.GET["last"])
     except (KeyError, ValueError):
-        return HttpResponseBadRequest("first and last are the ids of a run's first and last reads")
+        return HttpResponseBadRequest(
+            "first and last are the ids of a run's first and last reads", content_type=PLAIN
+        )
     good_after, after = _place(request, "after")
     if not good_after:
-        return HttpResponseBadRequest("after is a place an earlier answer gave: <µs>.<id>")
+        return HttpResponseBadRequest(
+            "after is a place an earlier answer gave: <µs>.<id>", content_type=PLAIN
+        )
     ends = store.events_by_id([first_id, last_id])
     first, last = ends.get(first_id), ends.get(last_id)
     if (
@@ -150,7 +160,9 @@ def outline_commits(request: HttpRequest, task_key: str) -> HttpResponse:
     good_after, after = _place(request, "after")
     good_until, until = _place(request, "until")
     if after is None or until is None or not (good_after and good_until):
-        return HttpResponseBadRequest("after and until are places the outline gave: <µs>.<id>")
+        return HttpResponseBadRequest(
+            "after and until are places the outline gave: <µs>.<id>", content_type=PLAIN
+        )
     grouped = request.GET.get("grouped") == "1"  # the rest of the outline's list
     limit = MAX_OUTLINE_COMMITS if grouped else MAX_GROUP_COMMITS
     records = outline.commits_between(task_key, after, until, limit + 1)

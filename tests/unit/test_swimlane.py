@@ -43,6 +43,11 @@ def ev(
     )
 
 
+def drawn(html: str) -> str:
+    """The picture alone, without its summary in words that follows it."""
+    return html[: html.index("</svg>") + len("</svg>")]
+
+
 def picture(records: list[EventRecord], findings: list[Finding] = ()) -> str:  # type: ignore[assignment]
     views = TimelineBuilder().extend(in_time_order(records))
     return swimlane(views, findings, {"COMPLETED": "success", "FAILED": "failure"})
@@ -70,7 +75,7 @@ def test_it_draws_attempts_commits_reads_and_findings() -> None:
         [Finding("stale_read", (3, 6), "stale")],
     )
 
-    assert svg.startswith('<svg class="swimlane"') and svg.endswith("</svg>")
+    assert svg.startswith('<svg class="swimlane"') and "</svg><p" in svg and svg.endswith("</p>")
     for title in ("Probe reads", "API reads", "Commits", "Broker", "Warnings"):
         assert f">{title}</text>" in svg
     assert svg.count('class="attempt attempt-ack"') == 1
@@ -80,6 +85,48 @@ def test_it_draws_attempts_commits_reads_and_findings() -> None:
     assert f'fill="{PALETTE[0]}"' in svg and f'fill="{PALETTE[1]}"' in svg
     assert svg.count('class="proves"') == 2
     assert 'href="#event-6"' in svg and "<title>#6 " in svg
+
+
+def test_nothing_in_the_picture_is_told_by_colour_alone_and_it_is_told_in_words() -> None:
+    svg = picture(
+        [
+            ev(1, "db", "insert", 0, "PENDING", txid=100, new_status="PENDING"),
+            ev(2, "broker", "start", 10, message_id="m", attempt=1),
+            ev(
+                3, "db", "update", 20, "FAILED", txid=101, old_status="PENDING", new_status="FAILED"
+            ),
+            ev(4, "broker", "fail", 30, message_id="m", attempt=1),
+            ev(5, "broker", "start", 35, message_id="m", attempt=2),
+            ev(
+                6,
+                "db",
+                "update",
+                38,
+                "COMPLETED",
+                txid=102,
+                old_status="FAILED",
+                new_status="COMPLETED",
+            ),
+            ev(7, "broker", "ack", 39, message_id="m", attempt=2),
+            ev(8, "api", "read", 40, "COMPLETED", xmin=102, snapshot="100:103:"),
+            ev(9, "api", "read", 50, "FAILED", xmin=101, snapshot="100:103:"),
+            ev(10, "api", "read", 60, "PENDING"),
+        ],
+        [Finding("stale_read", (6, 9), "stale")],
+    )
+    # Two versions read: two shapes as well as two colours; a read of no version: hollow
+    assert "<circle" in svg and "<rect" in svg.split("</svg>")[0].split('class="attempt')[-1]
+    assert 'class="unversioned"' in svg
+    # A failed attempt ends in ✕, a finished one in ✓; a proving event has a dashed ring
+    assert svg.count('class="attempt-end"') == 2 and "✕</text>" in svg and "✓</text>" in svg
+    assert svg.count('class="proof-ring"') == 2
+    # The picture is a named group, described by the same history in words
+    assert 'role="group"' in svg and 'aria-describedby="swimlane-summary"' in svg
+    words = svg.split('id="swimlane-summary"')[-1]
+    assert "10 events: 3 API reads, 3 commits, 4 broker steps." in words
+    assert "2 attempts: attempt 1 ended fail; attempt 2 ended ack." in words
+    assert "Status: PENDING → FAILED → COMPLETED." in words
+    assert "2 events prove a finding" in words
 
 
 def test_markup_from_the_observed_system_is_escaped() -> None:
@@ -168,7 +215,7 @@ def commits_drawn(svg: str) -> list[Commit]:
     """Each commit mark: its event, its diamond's centre, and its label with the box the
     label's characters take."""
     found = []
-    for a in ET.fromstring(svg).iter(f"{SVG}a"):
+    for a in ET.fromstring(drawn(svg)).iter(f"{SVG}a"):
         path = a.find(f"{SVG}path")
         if path is None:
             continue
@@ -195,7 +242,7 @@ def commits_drawn(svg: str) -> list[Commit]:
 def attempt_bars(svg: str) -> list[tuple[float, float]]:
     return [
         (float(r.get("x", 0)), float(r.get("width", 0)))
-        for r in ET.fromstring(svg).iter(f"{SVG}rect")
+        for r in ET.fromstring(drawn(svg)).iter(f"{SVG}rect")
         if "attempt" in r.get("class", "").split()
     ]
 
@@ -203,7 +250,7 @@ def attempt_bars(svg: str) -> list[tuple[float, float]]:
 def tick_x(svg: str, text: str) -> float:
     (x,) = [
         float(t.get("x", 0))
-        for t in ET.fromstring(svg).iter(f"{SVG}text")
+        for t in ET.fromstring(drawn(svg)).iter(f"{SVG}text")
         if t.get("class") == "tick-label" and t.text == text
     ]
     return x
@@ -211,7 +258,7 @@ def tick_x(svg: str, text: str) -> float:
 
 def mark_x(svg: str, event: int) -> float:
     """Where an event's mark (a dot or a commit's diamond) is drawn."""
-    for a in ET.fromstring(svg).iter(f"{SVG}a"):
+    for a in ET.fromstring(drawn(svg)).iter(f"{SVG}a"):
         if a.get("href") == f"#event-{event}":
             circle, path = a.find(f"{SVG}circle"), a.find(f"{SVG}path")
             if circle is not None:
@@ -307,7 +354,7 @@ def test_a_break_marks_only_a_change_of_scale_inside_the_picture() -> None:
     # and its one break is where it ends
     breaks = [
         float(mark.get("points", "").split(",")[0]) + 6  # the // is drawn from x - 6
-        for g in ET.fromstring(svg).iter(f"{SVG}g")
+        for g in ET.fromstring(drawn(svg)).iter(f"{SVG}g")
         if g.get("class") == "axis-break"
         for mark in g.iter(f"{SVG}polygon")
     ]
