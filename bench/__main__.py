@@ -33,6 +33,7 @@ from typing import Any
 NAMES = (
     "capture",
     "ingest",
+    "ingest-nodes",
     "follower",
     "maintainer",
     "feed",
@@ -51,6 +52,7 @@ NAMES = (
 DEFAULT = (
     "capture",
     "ingest",
+    "ingest-nodes",
     "follower",
     "maintainer",
     "feed",
@@ -139,6 +141,7 @@ def run(options: dict[str, Any]) -> int:
     runners: dict[str, Callable[[dict[str, Any], list[Row]], bool]] = {
         "capture": _capture,
         "ingest": _ingest,
+        "ingest-nodes": _ingest_nodes,
         "follower": _follower,
         "maintainer": _maintainer,
         "feed": _feed,
@@ -307,6 +310,24 @@ def _ingest(options: dict[str, Any], rows: list[Row]) -> bool:
             }
         )
     return not r["lost"]
+
+
+def _ingest_nodes(options: dict[str, Any], rows: list[Row]) -> bool:
+    from bench import ingest_nodes
+
+    r = ingest_nodes.bench_ingest_nodes(options["events"])
+    one, two = r["rate"]["one node"], r["rate"]["two nodes"]
+    rows.append(
+        {
+            "bench": "ingest-nodes",
+            "figure": f"events/s stored by two nodes' ingestors ({two / one:.2f}x one node's)",
+            "value": f"{two:,.0f}/s",
+            "baseline": f"one node's ingestor {one:,.0f}/s",
+            "target": "(context)",
+            "verdict": "",
+        }
+    )
+    return not r["wrong"]
 
 
 def _follower(options: dict[str, Any], rows: list[Row]) -> bool:

@@ -20,7 +20,11 @@ waits for every run's verdict and audits each run from the stored events:
 Faults: RabbitMQ down (its proxy refuses and drops every connection for ``outage`` s),
 PostgreSQL restarted (the same for the database's proxy, and every backend of the stack's
 database terminated), ``kill -9`` of the ingestor, of the worker and of the web process
-(``lifecycle up`` restarts them), and the live feed's connection terminated.
+(``lifecycle up`` restarts them), the live feed's connection terminated, and ``kill-node``:
+a second node of the stack's deployment (README: Several nodes) is started beside it, then
+every process of the first node, which holds ``follow`` and ``maintain``, is killed with
+``kill -9`` at once; the second must hold both within 10 s (``NodeKill``), and the first,
+started again, serves the runs once more.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psycopg
 from django.conf import settings
 
-from lifecycle import nodes
+from lifecycle import election, nodes
 from lifecycle.checker import check
 from lifecycle.database import conninfo
 from lifecycle.events import EventRecord
@@ -55,7 +59,8 @@ from lifecycle.faults import TcpProxy
 from lifecycle.services import maintenance_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
-FAULTS = ("rabbitmq", "postgres", "kill-ingest", "kill-worker", "kill-web", "feed")
+FAULTS = ("rabbitmq", "postgres", "kill-ingest", "kill-worker", "kill-web", "feed", "kill-node")
+TAKEOVER = 10.0  # seconds within which another node must hold the elected roles
 # What a real redelivery makes a non-idempotent task do, once RabbitMQ redelivered it: run
 # again (duplicate_execution), and write over the first run's terminal status.
 REDELIVERY_FINDINGS = {"duplicate_execution", "terminal_overwrite", "forbidden_transition"}
@@ -78,10 +83,11 @@ class FaultResult:
     runs: list[RunAudit]
     refused_starts: int  # start requests the stack did not answer (the fault's moment)
     seconds: float
+    stack_problems: list[str] = field(default_factory=list)  # the fault's own, not a run's
 
     @property
     def problems(self) -> list[str]:
-        return [f"run {r.run_id}: {p}" for r in self.runs for p in r.problems]
+        return self.stack_problems + [f"run {r.run_id}: {p}" for r in self.runs for p in r.problems]
 
     @property
     def passed(self) -> bool:
@@ -148,6 +154,8 @@ class ChaosStack:
         self.output: list[str] = []
         self.pids: dict[str, int] = {}
         self.token = ""
+        self.second: subprocess.Popen[str] | None = None  # kill-node's other node
+        self.takeovers: list[float] = []  # kill-node: seconds until the other node held both
 
     # -- the stack ------------------------------------------------------------------------
 
@@ -160,30 +168,7 @@ class ChaosStack:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.database}"')
             conn.execute(f'CREATE DATABASE "{self.database}"')
         nodes.forget_namespace(self.namespace)  # a new database: a new deployment
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "lifecycle", "up"],
-            cwd=ROOT,
-            env=self.env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        ready = threading.Event()
-
-        def pump() -> None:
-            assert self.process and self.process.stdout
-            for line in self.process.stdout:
-                self.output.append(line)
-                found = re.search(r"(?:re)?started (\w+) \(pid (\d+)\)", line)
-                if found:
-                    self.pids[found[1]] = int(found[2])
-                if "Dashboard:" in line:
-                    ready.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(90):
-            self.stop()
-            raise RuntimeError("the chaos stack did not start:\n" + "".join(self.output[-40:]))
+        self._launch()
         made = subprocess.run(
             [
                 sys.executable,
@@ -203,13 +188,88 @@ class ChaosStack:
         )
         self.token = made.stdout.strip().splitlines()[0].strip()
 
+    def _launch(self, *args: str) -> None:
+        """``lifecycle up`` of the first node, until its dashboard listens."""
+        process = self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "lifecycle", "up", *args],
+            cwd=ROOT,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert process.stdout
+            for line in process.stdout:
+                self.output.append(line)
+                found = re.search(r"(?:re)?started (\w+) \(pid (\d+)\)", line)
+                if found:
+                    self.pids[found[1]] = int(found[2])
+                if "Dashboard:" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(90):
+            self.stop()
+            raise RuntimeError("the chaos stack did not start:\n" + "".join(self.output[-40:]))
+
+    def start_second_node(self) -> None:
+        """Another node of the same deployment, every role, on a port of its own."""
+        if self.second is not None and self.second.poll() is None:
+            return
+        self.second = subprocess.Popen(
+            [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
+            cwd=ROOT,
+            env={**self.env, "PORT": str(_free_port()), "LIFECYCLE_NODE": "chaos-second"},
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self._roles_of("chaos-second") is None:
+            time.sleep(0.2)  # until its followers stand by (their lock connections exist)
+        if self._roles_of("chaos-second") is None:
+            raise RuntimeError("the chaos stack's second node did not start")
+
+    def _roles_of(self, node: str) -> set[str] | None:
+        """The roles ``node`` holds now (None: it has no lock connection at all yet)."""
+        with self.direct() as conn:
+            present = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name IN (%s, %s)",
+                [f"lifecycle-follow {node}", f"lifecycle-maintain {node}"],
+            ).fetchone()
+        if not present or present[0] < 2:
+            return None
+        holders = election.holders(conninfo(dbname=self.database))
+        return {role for role, holder in holders.items() if holder.node == node}
+
+    def _kill_node(self) -> None:
+        """kill -9 of the first node, every process at once; then it is started again."""
+        assert self.process is not None
+        pids = [self.process.pid, *_descendants(self.process.pid)]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+        killed = time.monotonic()
+        while time.monotonic() - killed < TAKEOVER and self._roles_of("chaos-second") != set(
+            election.ROLES
+        ):
+            time.sleep(0.1)
+        took = time.monotonic() - killed
+        self.takeovers.append(took if self._roles_of("chaos-second") == set(election.ROLES) else -1)
+        self._launch("--no-migrate")
+
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        for process in (self.process, self.second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         self.pg_proxy.close()
         self.amqp_proxy.close()
 
@@ -264,6 +324,8 @@ class ChaosStack:
                 )
             time.sleep(outage)
             self.pg_proxy.restore()
+        elif fault == "kill-node":
+            self._kill_node()
         elif fault.startswith("kill-"):
             name = fault.removeprefix("kill-")
             pid = self.pids[name]
@@ -280,6 +342,23 @@ class ChaosStack:
                 )
         else:
             raise ValueError(f"unknown fault {fault!r}; the faults are {', '.join(FAULTS)}")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a node's children are in process groups of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> int:
@@ -308,6 +387,8 @@ def run_fault(
     verdict_timeout: float = 90.0,
 ) -> FaultResult:
     started = time.monotonic()
+    if fault == "kill-node":
+        stack.start_second_node()
     with stack.direct() as conn:
         before = _scalar(conn, "SELECT coalesce(max(id), 0) FROM lifecycle_run")
     refused = 0
@@ -339,7 +420,18 @@ def run_fault(
     time.sleep(3.0)  # the last events still on their way through RabbitMQ
     with stack.direct() as conn:
         audits = audit_runs(conn, before)
-    return FaultResult(fault, audits, refused, time.monotonic() - started)
+    result = FaultResult(fault, audits, refused, time.monotonic() - started)
+    if fault == "kill-node":
+        took = stack.takeovers[-1] if stack.takeovers else -1.0
+        if took < 0:
+            result.stack_problems.append(
+                f"the second node did not hold follow and maintain within {TAKEOVER:.0f}s"
+            )
+        else:
+            stack.log(
+                f"fault kill-node: the second node held follow and maintain {took:.2f}s after"
+            )
+    return result
 
 
 def audit_runs(conn: psycopg.Connection[Any], after_id: int) -> list[RunAudit]:

@@ -2,7 +2,9 @@
 
 ``follow`` and ``maintain`` must work on exactly one node of a deployment at a time (the
 nodes that share ``DATABASE_URL`` and ``LIFECYCLE_NAMESPACE``). Each process of such a role
-takes a session advisory lock, one per namespace and role, on a connection of its own (not
+takes a session advisory lock, one per role in the inspector's database (whatever the
+namespace: both roles work on the database, so two namespaces on one database share them),
+on a connection of its own (not
 pooled, never in a transaction), before it does any work; the other nodes' processes of that
 role stand by and ask again every ``RETRY`` seconds.
 
@@ -56,19 +58,23 @@ def _int4(text: str) -> int:
     return zlib.crc32(text.encode()) - 2**31
 
 
-def lock_keys(role: str, namespace: str | None = None) -> dict[str, int]:
-    """The advisory lock's two keys: the namespace's, and the role's."""
-    namespace = namespace or settings.LIFECYCLE_NAMESPACE
-    return {"space": _int4(f"lifecycle {namespace}"), "role": _int4(role)}
+SPACE = _int4("lifecycle elected roles")
+
+
+def lock_keys(role: str) -> dict[str, int]:
+    """The advisory lock's two keys, in the inspector's database: ours, and the role's."""
+    return {"space": SPACE, "role": _int4(role)}
 
 
 def node_name() -> str:
     return str(settings.LIFECYCLE_NODE)
 
 
-def _connect(role: str) -> psycopg.Connection[Any]:
+def _connect(role: str, database: str | None) -> psycopg.Connection[Any]:
+    application_name = f"lifecycle-{role} {node_name()}"[:63]
     conn = psycopg.connect(
-        conninfo(application_name=f"lifecycle-{role} {node_name()}"[:63]),
+        database or conninfo(),
+        application_name=application_name,
         autocommit=True,
         connect_timeout=5,
         # the client's side of a lost network (over TCP; a local socket needs none)
@@ -160,16 +166,18 @@ def lead(
     *,
     log: Callable[[str], None] = logger.info,
     exit_after: float | None = EXIT_GRACE,
+    database: str | None = None,
 ) -> Lead | None:
     """Wait until this node holds ``role`` (None if ``stop`` is set first). A database
-    that cannot be reached meanwhile is asked again, every ``RETRY`` seconds or more."""
+    that cannot be reached meanwhile is asked again, every ``RETRY`` seconds or more.
+    ``database``: another inspector database's conninfo than the settings' (tests)."""
     failures = 0
     announced = False
     while not stop.is_set():
         conn = None
         try:
-            conn = _connect(role)
-            got = _stand_by(role, conn, stop, log, announce=not announced)
+            conn = _connect(role, database)
+            got = _stand_by(role, conn, stop, log, announce=not announced, database=database)
         except psycopg.Error as exc:
             if conn is not None:
                 conn.close()
@@ -201,6 +209,7 @@ def _stand_by(
     log: Callable[[str], None],
     *,
     announce: bool,
+    database: str | None,
 ) -> bool:
     """Ask for the lock until it is had (True) or ``stop`` is set (False)."""
     keys = lock_keys(role)
@@ -209,7 +218,7 @@ def _stand_by(
         if row and row[0]:
             return True
         if announce:
-            holder = holders().get(role)
+            holder = holders(database).get(role)
             log(
                 f"{role}: standing by on node {node_name()}: "
                 f"{holder.node if holder else 'another node'} holds the role"
@@ -226,11 +235,12 @@ class Holder:
     address: str
 
 
-def holders(namespace: str | None = None) -> dict[str, Holder]:
-    """Which node holds each elected role now (a role no node holds is absent)."""
-    by_key = {lock_keys(role, namespace)["role"] & 0xFFFFFFFF: role for role in ROLES}
-    space = lock_keys(ROLES[0], namespace)["space"]
-    with psycopg.connect(conninfo(), autocommit=True, connect_timeout=5) as conn:
+def holders(database: str | None = None) -> dict[str, Holder]:
+    """Which node holds each elected role now (a role no node holds is absent), in the
+    inspector's database (``database``: another one's conninfo)."""
+    by_key = {lock_keys(role)["role"] & 0xFFFFFFFF: role for role in ROLES}
+    space = SPACE
+    with psycopg.connect(database or conninfo(), autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(ELECTION["holders"], {"space": space}).fetchall()
     found: dict[str, Holder] = {}
     for key, application, since, address in rows:

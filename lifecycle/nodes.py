@@ -6,7 +6,7 @@ several machines). ``web``, ``ingest`` and the lab's ``worker`` run on every nod
 them; ``follow`` and ``maintain`` on one at a time (lifecycle/election.py).
 
 - **Once for all, under a lock**: creating and migrating the database and making the first
-  admin run under an advisory lock of the namespace (``once``), so nodes that start
+  admin run under an advisory lock of the database's name (``once``), so nodes that start
   together do it one after the other, and the later ones find it done.
 - **One deployment per namespace**: the database keeps the deployment's id (``Deployment``),
   and the namespace's queue ``<ns>.deployment`` on RabbitMQ holds it as its one message.
@@ -54,13 +54,13 @@ def parse_roles(text: str | None) -> tuple[str, ...]:
 
 
 @contextmanager
-def once(namespace: str | None = None) -> Iterator[None]:
-    """Hold the namespace's lock for what one node does for all (migrate, the first admin),
+def once() -> Iterator[None]:
+    """Hold the database's lock for what one node does for all (migrate, the first admin),
     on the server's maintenance database (the inspector's may not exist yet)."""
     from lifecycle.services import maintenance_conninfo
 
-    namespace = namespace or settings.LIFECYCLE_NAMESPACE
-    key = zlib.crc32(f"lifecycle once {namespace}".encode()) - 2**31
+    name = settings.DATABASES["default"]["NAME"]
+    key = zlib.crc32(f"lifecycle once {name}".encode()) - 2**31
     with psycopg.connect(maintenance_conninfo(), autocommit=True, connect_timeout=5) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [key])
         try:

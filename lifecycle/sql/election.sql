@@ -1,5 +1,6 @@
 -- The roles one node of a deployment holds at a time, elected through PostgreSQL
--- (lifecycle/election.py): a session advisory lock per role, on a connection of its own.
+-- (lifecycle/election.py): a session advisory lock per role in the inspector's database, on
+-- a connection of its own.
 
 -- keepalive --
 -- The server notices a holder whose host is gone within about 5 s (a dead peer's

@@ -1,5 +1,6 @@
-"""The roles one node holds at a time (lifecycle/election.py), against the real database:
-in this process, and as real ``lifecycle follow`` processes on two nodes."""
+"""The roles one node holds at a time (lifecycle/election.py), against the real server: in
+this process, and as real ``lifecycle follow`` processes on two nodes. On a database of
+their own: the suite's stack, when it runs, holds the test database's roles."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -17,9 +19,42 @@ from django.conf import settings
 
 from lifecycle import election
 from lifecycle.database import conninfo
+from lifecycle.services import maintenance_conninfo
+from tests import conftest
 from tests.conftest import ROOT, free_port, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def db(db):
+    """A migrated inspector database of the test's own: its conninfo."""
+    name = f"{settings.DATABASES['default']['NAME']}_election_{uuid.uuid4().hex[:6]}"[:63]
+    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = conftest.test_database_url().rsplit("/", 1)[0] + f"/{name}"
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url},
+            check=True,
+            timeout=120,
+        )
+        yield {"conninfo": conninfo(dbname=name), "url": url}
+    finally:
+        with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def lead(role: str, db: dict[str, str], stop: threading.Event | None = None, on_lost=print):
+    return election.lead(
+        role, stop or threading.Event(), on_lost=on_lost, exit_after=None, database=db["conninfo"]
+    )
 
 
 def _until(check: Any, timeout: float) -> Any:
@@ -33,24 +68,22 @@ def _until(check: Any, timeout: float) -> Any:
 
 
 def _terminate(pid: int) -> None:
-    with psycopg.connect(conninfo(), autocommit=True) as conn:
+    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
-def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(postgres):
+def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(db):
     # Given a node that holds follow
-    first = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    first = lead("follow", db)
     assert first is not None
-    assert election.holders()["follow"].node == settings.LIFECYCLE_NODE
+    assert election.holders(db["conninfo"])["follow"].node == settings.LIFECYCLE_NODE
     # When another asks for it
     stop, got = threading.Event(), []
-    standby = threading.Thread(
-        target=lambda: got.append(election.lead("follow", stop, on_lost=print, exit_after=None))
-    )
+    standby = threading.Thread(target=lambda: got.append(lead("follow", db, stop)))
     standby.start()
     # Then it stands by, and maintain is another role, free
     time.sleep(election.RETRY * 2)
-    assert got == [] and "maintain" not in election.holders()
+    assert got == [] and "maintain" not in election.holders(db["conninfo"])
     # And takes the role once the holder gives it up
     first.release()
     standby.join(election.RETRY * 5)
@@ -59,18 +92,16 @@ def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(postgres):
     stop.set()
 
 
-def test_a_standby_whose_connection_dies_asks_again(postgres):
+def test_a_standby_whose_connection_dies_asks_again(db):
     # Given a holder, and a standby of another node
-    first = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    first = lead("follow", db)
     assert first is not None
     stop, got = threading.Event(), []
-    standby = threading.Thread(
-        target=lambda: got.append(election.lead("follow", stop, on_lost=print, exit_after=None))
-    )
+    standby = threading.Thread(target=lambda: got.append(lead("follow", db, stop)))
     standby.start()
     time.sleep(election.RETRY)
     # When the standby's connection is ended (a PostgreSQL restart, a lost network)
-    with psycopg.connect(conninfo(), autocommit=True) as conn:
+    with psycopg.connect(db["conninfo"], autocommit=True) as conn:
         (pid,) = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'lifecycle-follow %%'"
             " AND pid <> %s",
@@ -87,35 +118,35 @@ def test_a_standby_whose_connection_dies_asks_again(postgres):
     stop.set()
 
 
-def test_a_standby_stops_waiting_when_asked(postgres):
-    held = election.lead("maintain", threading.Event(), on_lost=print, exit_after=None)
+def test_a_standby_stops_waiting_when_asked(db):
+    held = lead("maintain", db)
     assert held is not None
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
-    assert election.lead("maintain", stop, on_lost=print, exit_after=None) is None
+    assert lead("maintain", db, stop) is None
     held.release()
 
 
-def test_the_holder_stops_when_its_lock_connection_dies(postgres):
+def test_the_holder_stops_when_its_lock_connection_dies(db):
     # Given a holder
     lost: list[str] = []
-    held = election.lead("follow", threading.Event(), on_lost=lost.append, exit_after=None)
+    held = lead("follow", db, on_lost=lost.append)
     assert held is not None
     # When its lock's connection is ended from outside (a PostgreSQL restart does as much)
     _terminate(held.conn.info.backend_pid)
     # Then it is told within a ping, and the role is free for another node
     assert _until(lambda: lost, election.PING * 3), "the holder was not told"
     assert "connection failed" in lost[0]
-    other = election.lead("follow", threading.Event(), on_lost=print, exit_after=None)
+    other = lead("follow", db)
     assert other is not None
     other.release()
     held.release()
 
 
-def test_the_holder_stops_when_its_lock_connection_stops_answering(postgres):
+def test_the_holder_stops_when_its_lock_connection_stops_answering(db):
     # Given a holder whose connection hangs (a lost network: the ping never returns)
     lost: list[str] = []
-    held = election.lead("maintain", threading.Event(), on_lost=lost.append, exit_after=None)
+    held = lead("maintain", db, on_lost=lost.append)
     assert held is not None
     with held.conn.lock:  # the pinger's next query waits here, as on a dead socket
         # Then it stops after LOST_AFTER, before the server would free its lock (5 s)
@@ -124,9 +155,10 @@ def test_the_holder_stops_when_its_lock_connection_stops_answering(postgres):
     held.release()
 
 
-def _follow(node: str) -> subprocess.Popen[str]:
+def _follow(node: str, url: str) -> subprocess.Popen[str]:
     env = {
         **stack_env(free_port()),
+        "DATABASE_URL": url,
         "LIFECYCLE_NODE": node,
         "LIFECYCLE_PROCESS_ROLE": "follow",
     }
@@ -141,24 +173,25 @@ def _follow(node: str) -> subprocess.Popen[str]:
     )
 
 
-def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(postgres):
-    nodes = {"node-a": _follow("node-a"), "node-b": _follow("node-b")}
+def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(db):
+    nodes = {"node-a": _follow("node-a", db["url"]), "node-b": _follow("node-b", db["url"])}
     try:
         # Given two nodes' followers: exactly one holds the role
-        holder = _until(lambda: election.holders().get("follow"), 30)
+        holder = _until(lambda: election.holders(db["conninfo"]).get("follow"), 30)
         assert holder and holder.node in nodes
         other = next(n for n in nodes if n != holder.node)
         time.sleep(election.RETRY * 2)
-        assert election.holders()["follow"].node == holder.node
+        assert election.holders(db["conninfo"])["follow"].node == holder.node
         assert nodes[other].poll() is None  # standing by, not exited
         # When the holder's whole process group is killed
         killed_at = time.monotonic()
         os.killpg(nodes[holder.node].pid, signal.SIGKILL)
         # Then the other node holds it within 10 s
         taken = _until(
-            lambda: (h := election.holders().get("follow")) and h.node == other and h, 10
+            lambda: (h := election.holders(db["conninfo"]).get("follow")) and h.node == other and h,
+            10,
         )
-        assert taken, f"not taken over within 10 s: {election.holders()}"
+        assert taken, f"not taken over within 10 s: {election.holders(db['conninfo'])}"
         print(f"taken over in {time.monotonic() - killed_at:.2f}s")
     finally:
         for process in nodes.values():
