@@ -108,8 +108,9 @@ def claim_namespace(namespace: str | None = None) -> str:
                 return ""
             return (
                 f"the namespace {namespace!r} on RabbitMQ belongs to another deployment "
-                f"({theirs.get('deployment') or 'unreadable'}, database "
-                f"{theirs.get('database') or 'unknown'}), not to this database's ({ours}): "
+                f"({_shown(theirs.get('deployment')) or 'unreadable'}, database "
+                f"{_shown(theirs.get('database')) or 'unknown'}), not to this database's "
+                f"({ours}): "
                 "set another LIFECYCLE_NAMESPACE, or, if this deployment replaces that one, "
                 f"delete the queue {queue!r} (rabbitmqctl delete_queue {queue})"
             )
@@ -135,6 +136,14 @@ def forget_namespace(namespace: str, amqp_url: str | None = None) -> None:
         connection.channel().queue_delete(marker_queue(namespace))
     finally:
         connection.close()
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """A value of the mark as a terminal may show it: anyone who may publish to that queue
+    wrote it, so no control character (an escape sequence, a newline) and bounded."""
+    text = value if isinstance(value, str) else ""
+    text = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return text + ("..." if isinstance(value, str) and len(value) > limit else "")
 
 
 def _marker(body: bytes | None) -> dict[str, Any]:
