@@ -250,14 +250,23 @@ def live_db(django_db_blocker: Any) -> Iterator[None]:
         yield
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+def wait_for(
+    predicate: Any,
+    timeout: float,
+    interval: float = 0.1,
+    what: str = "condition",
+    detail: Any = None,
+) -> Any:
+    """``predicate()``'s first true value, asked every ``interval`` s; after ``timeout`` s,
+    an AssertionError naming ``what`` (and ``detail()``, a log say, as it is then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            more = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{more}")
         time.sleep(interval)
 
 

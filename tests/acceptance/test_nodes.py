@@ -26,9 +26,10 @@ from django.conf import settings
 
 from lifecycle import election, nodes
 from lifecycle.database import conninfo
+from lifecycle.faults import TcpProxy
 from lifecycle.services import maintenance_conninfo
 from tests import conftest
-from tests.conftest import ROOT, free_port, stack_env
+from tests.conftest import ROOT, free_port, stack_env, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -65,8 +66,12 @@ class Node:
             self.output.append(line)
 
     def ready(self, timeout: float = 90) -> None:
-        if not _until(lambda: "Dashboard:" in self.log(), timeout):
-            raise AssertionError(f"{self.name} did not start:\n{self.log()[-4000:]}")
+        wait_for(
+            lambda: "Dashboard:" in self.log(),
+            timeout,
+            what=f"{self.name} to start",
+            detail=lambda: self.log()[-4000:],
+        )
 
     def log(self) -> str:
         return "".join(self.output)
@@ -105,15 +110,6 @@ def _descendants(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _until(check: Any, timeout: float, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(every)
-    return check()
 
 
 def _http(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:
@@ -203,6 +199,9 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
     database_url = conftest.test_database_url().rsplit("/", 1)[0] + f"/{deployment['database']}"
     store = conninfo(dbname=deployment["database"])
     ports = {"node-a": free_port(), "node-b": free_port()}
+    # The load balancer in front of the web nodes, where the probe sends the lab's requests
+    # (LAB_BASE_URL): a run adopted by the other node must still reach the lab
+    balancer = TcpProxy("127.0.0.1", ports["node-a"])
 
     def env(name: str) -> dict[str, str]:
         return {
@@ -211,8 +210,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
             "LIFECYCLE_NAMESPACE": deployment["namespace"],
             "LIFECYCLE_NODE": name,
             "LIFECYCLE_PUBLIC_READ": "on",
-            # the lab's API as any web node serves it: B's (A's runs are adopted by B)
-            "LAB_BASE_URL": f"http://127.0.0.1:{ports['node-b']}",
+            "LAB_BASE_URL": f"http://127.0.0.1:{balancer.port}",
         }
 
     a, b = (Node(name, ports[name], env(name)) for name in ("node-a", "node-b"))
@@ -255,11 +253,13 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
             assert _http("GET", f"{node.url}/api/scenarios", token)[0] == 200
             assert _websocket_opens(node.port)
         # And exactly one node holds each elected role
-        held = _until(lambda: len(h := election.holders(store)) == 2 and h, 30)
-        assert held, election.holders(store)
+        held = wait_for(
+            lambda: len(h := election.holders(store)) == 2 and h, 30, what="both roles held"
+        )
         holder = held["follow"].node
         assert held["maintain"].node == holder, held  # the first up takes both, here
         first, second = (a, b) if holder == "node-a" else (b, a)
+        balancer.target = ("127.0.0.1", second.port)  # as it would once the first is gone
 
         # When a run starts on the holder's node, and that whole node is killed mid-run
         status, run = _http("POST", f"{first.url}/api/scenarios/slow/runs", token, {})
@@ -269,15 +269,16 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
         first.kill_everything()
 
         # Then the other node holds both roles within 10 s
-        taken = _until(
+        wait_for(
             lambda: (
                 {r: h.node for r, h in election.holders(store).items()}
                 == {"follow": second.name, "maintain": second.name}
             ),
             TAKEOVER,
+            what=f"{second.name} to hold both roles",
+            detail=lambda: f"{election.holders(store)}\n{second.log()[-3000:]}",
         )
         took = time.monotonic() - killed_at
-        assert taken, f"{election.holders(store)} after {took:.1f}s\n{second.log()[-3000:]}"
         # A commit in the watched database after the kill arrives through it
         job = f"job-{uuid.uuid4().hex[:8]}"
         with psycopg.connect(conninfo(dbname=deployment["app"]), autocommit=True) as conn:
@@ -292,16 +293,16 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
                 ).fetchone()
                 return bool(row and row[0] == 2)
 
-            assert _until(copied, 20), "the commits after the kill were not copied"
+            wait_for(copied, 20, what="the commits after the kill to be copied")
 
             # And the run gets its true verdict, its findings stored by the maintainer there
             def finished() -> Any:
                 found = _http("GET", f"{second.url}/api/runs/{run['id']}", token)[1]
                 return found if found.get("state") != "running" else None
 
-            done = _until(finished, 60, every=0.5)
-            assert done and done["verdict"] == "pass", done
-            checked = _until(
+            done = wait_for(finished, 60, interval=0.5, what="the run's verdict")
+            assert done and done["verdict"] == "pass", json.dumps(done, indent=1)[:3000]
+            wait_for(
                 lambda: (
                     conn.execute(
                         "SELECT verdict FROM lifecycle_task_check WHERE task_key = %s",
@@ -310,13 +311,18 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
                     == ("pass",)
                 ),
                 20,
+                what="the other node's maintainer to store the findings",
             )
-            assert checked, "the maintainer on the other node did not store the findings"
 
         # When the killed node starts again, it takes nothing back
         first.start("--no-migrate")
         first.ready()
-        assert _until(lambda: "standing by on node" in first.log(), 30), first.log()[-3000:]
+        wait_for(
+            lambda: "standing by on node" in first.log(),
+            30,
+            what="the restarted node to stand by",
+            detail=lambda: first.log()[-3000:],
+        )
         time.sleep(election.RETRY * 3)
         assert {r: h.node for r, h in election.holders(store).items()} == {
             "follow": second.name,
@@ -326,3 +332,4 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
     finally:
         for node in (a, b):
             node.stop()
+        balancer.close()

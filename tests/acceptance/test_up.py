@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
-from tests.conftest import ROOT, free_port, start_stack, stop_stack
+from tests.conftest import ROOT, free_port, start_stack, stop_stack, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -168,7 +168,7 @@ def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(sta
     from lifecycle import election
 
     # Given the suite's stack (a node that holds follow and maintain)
-    held = _until(lambda: election.holders(), 30)
+    held = wait_for(lambda: election.holders(), 30, what="the stack's node to hold its roles")
     assert set(held) == {"follow", "maintain"}, held
     # When a second node of the same deployment starts with those two roles only
     second = subprocess.Popen(
@@ -190,8 +190,12 @@ def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(sta
     reader.start()
     try:
         # Then it runs, and the first node keeps both roles: the second stands by
-        standing = _until(lambda: "".join(lines).count("standing by on node second-node") == 2, 60)
-        assert standing, "".join(lines)
+        wait_for(
+            lambda: "".join(lines).count("standing by on node second-node") == 2,
+            60,
+            what="both roles to stand by",
+            detail=lambda: "".join(lines),
+        )
         assert second.poll() is None
         assert election.holders() == held
     finally:
@@ -204,12 +208,3 @@ def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(sta
     assert "follow: standing by on node second-node" in out, out
     assert "maintain: standing by on node second-node" in out, out
     assert "started web" not in out and "Dashboard:" not in out
-
-
-def _until(check, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    return check()

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
 
 import psycopg
 import pytest
@@ -21,7 +20,7 @@ from lifecycle import election
 from lifecycle.database import conninfo
 from lifecycle.services import maintenance_conninfo
 from tests import conftest
-from tests.conftest import ROOT, free_port, stack_env
+from tests.conftest import ROOT, free_port, stack_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -55,16 +54,6 @@ def lead(role: str, db: dict[str, str], stop: threading.Event | None = None, on_
     return election.lead(
         role, stop or threading.Event(), on_lost=on_lost, exit_after=None, database=db["conninfo"]
     )
-
-
-def _until(check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    return check()
 
 
 def _terminate(pid: int) -> None:
@@ -135,7 +124,7 @@ def test_the_holder_stops_when_its_lock_connection_dies(db):
     # When its lock's connection is ended from outside (a PostgreSQL restart does as much)
     _terminate(held.conn.info.backend_pid)
     # Then it is told within a ping, and the role is free for another node
-    assert _until(lambda: lost, election.PING * 3), "the holder was not told"
+    wait_for(lambda: lost, election.PING * 3, what="the holder to be told")
     assert "connection failed" in lost[0]
     other = lead("follow", db)
     assert other is not None
@@ -150,7 +139,7 @@ def test_the_holder_stops_when_its_lock_connection_stops_answering(db):
     assert held is not None
     with held.conn.lock:  # the pinger's next query waits here, as on a dead socket
         # Then it stops after LOST_AFTER, before the server would free its lock (5 s)
-        assert _until(lambda: lost, election.LOST_AFTER + 2), "the holder did not stop"
+        wait_for(lambda: lost, election.LOST_AFTER + 2, what="the holder to stop")
     assert "did not answer" in lost[0]
     held.release()
 
@@ -177,7 +166,9 @@ def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(db
     nodes = {"node-a": _follow("node-a", db["url"]), "node-b": _follow("node-b", db["url"])}
     try:
         # Given two nodes' followers: exactly one holds the role
-        holder = _until(lambda: election.holders(db["conninfo"]).get("follow"), 30)
+        holder = wait_for(
+            lambda: election.holders(db["conninfo"]).get("follow"), 30, what="a holder"
+        )
         assert holder and holder.node in nodes
         other = next(n for n in nodes if n != holder.node)
         time.sleep(election.RETRY * 2)
@@ -187,11 +178,12 @@ def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(db
         killed_at = time.monotonic()
         os.killpg(nodes[holder.node].pid, signal.SIGKILL)
         # Then the other node holds it within 10 s
-        taken = _until(
-            lambda: (h := election.holders(db["conninfo"]).get("follow")) and h.node == other and h,
+        wait_for(
+            lambda: (h := election.holders(db["conninfo"]).get("follow")) and h.node == other,
             10,
+            what=f"{other} to take follow over",
+            detail=lambda: election.holders(db["conninfo"]),
         )
-        assert taken, f"not taken over within 10 s: {election.holders(db['conninfo'])}"
         print(f"taken over in {time.monotonic() - killed_at:.2f}s")
     finally:
         for process in nodes.values():
