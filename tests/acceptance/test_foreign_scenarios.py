@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,21 @@ from tests.foreign import SERVICE, service_pytest
 pytestmark = pytest.mark.acceptance
 
 OURS = {"jobs-ok", "jobs-swallowed-error", "jobs-flush-without-commit"}
+
+
+def _checked(task: str) -> bool:
+    """Whether the maintainer's stored check of the task covers every event it has."""
+    import psycopg
+
+    from lifecycle.database import conninfo
+
+    with psycopg.connect(conninfo()) as conn:
+        row = conn.execute(
+            "SELECT c.event_count = (SELECT count(*) FROM lifecycle_event e"
+            " WHERE e.task_key = c.task_key) FROM lifecycle_task_check c WHERE c.task_key = %s",
+            [task],
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def done_run(stack: Stack, run_id: int, timeout: float = 40) -> dict[str, Any]:
@@ -95,7 +109,7 @@ def test_the_services_scenarios_run_from_the_api_with_the_findings_of_their_bugs
     # And the clean scenario passes with no finding, once its last events are in
     ok = runs["jobs-ok"]
     assert (ok["verdict"], ok["observed"]) == ("pass", "done")
-    time.sleep(2)
+    wait_for(lambda: _checked(ok["task"]), 30, what="the maintainer's check of the clean run")
     assert stack.get(f"/api/runs/{ok['id']}")[1]["findings"] == []
 
     # When the clean run is resubmitted with an edited body

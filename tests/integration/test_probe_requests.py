@@ -15,6 +15,7 @@ import pytest
 from lifecycle import probe
 from lifecycle.models import Event, Run
 from lifecycle.scenarios import LAB_FILE, Scenario, activate
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -174,18 +175,6 @@ def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
 # -- runs outlive the process that follows them ----------------------------------------------
 
 
-def wait_until(probe_fn: Any, timeout: float = 15.0) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe_fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
     tmp_path: Path, service: Service, postgres: None
@@ -211,7 +200,12 @@ def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
 
     # Then it follows the dead one's run, once, to its true verdict
     assert [r.id for r in adopted] == [run.id] and again == []
-    done = wait_until(lambda: Run.objects.filter(pk=run.pk, state=Run.State.DONE).first())
+    done = wait_for(
+        lambda: Run.objects.filter(pk=run.pk, state=Run.State.DONE).first(),
+        15,
+        interval=0.05,
+        what="the adopted run's verdict",
+    )
     assert (done.verdict, done.observed, done.error) == (Run.Verdict.PASS, "finished", "")
     assert done.follower == probe.ME
     assert Run.objects.get(pk=alive.pk).state == Run.State.RUNNING  # not taken from the living
