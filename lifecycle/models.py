@@ -197,6 +197,29 @@ class Deployment(models.Model):
         return f"deployment {self.deployment_id}"
 
 
+class Node(models.Model):
+    """A ``lifecycle up`` of the deployment (lifecycle/heartbeat.py): registered when it
+    starts, ``seen_at`` refreshed every few seconds while it runs, ``stopped_at`` set when it
+    stops cleanly. One not seen for ``GONE_AFTER`` seconds is gone (killed, or its host
+    lost); rows not seen for a day are deleted."""
+
+    name = models.CharField(max_length=200, unique=True)
+    roles = ArrayField(models.CharField(max_length=16), default=list)
+    address = models.CharField(max_length=300, blank=True, default="")  # its web's URL
+    host = models.CharField(max_length=255, blank=True, default="")
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "lifecycle_node"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"node {self.name}"
+
+
 class WatchedDatabase(models.Model):
     """An application's database with capture installed (``capture install --database``):
     the follower copies its outbox into the event table, after a restart too."""
@@ -229,6 +252,7 @@ class ApiToken(models.Model):
     class Role(models.TextChoices):
         VIEWER = "viewer"
         RUNNER = "runner"
+        MAINTAINER = "maintainer"  # also reads the deployment's status (GET /api/status)
 
     name = models.CharField(max_length=100, unique=True)
     role = models.CharField(max_length=16, choices=Role.choices)

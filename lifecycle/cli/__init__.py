@@ -16,4 +16,5 @@ SUBCOMMANDS = {
     "token": "lifecycle.cli.token",
     "user": "lifecycle.cli.user",
     "login": "lifecycle.cli.login",
+    "status": "lifecycle.cli.status",
 }

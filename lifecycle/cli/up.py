@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from lifecycle import accounts, nodes, services
+from lifecycle.heartbeat import Heartbeat, web_address
 from lifecycle.cli.worker import worker_child
 from lifecycle.supervisor import Child, Supervisor, python
 
@@ -124,6 +125,18 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     children = [child for child in every if child.name in roles]
     supervisor = Supervisor(children, log=out.write)
     supervisor.start()
+    # the node's row in lifecycle_node, kept fresh by a thread of this process (`status`)
+    heartbeat = Heartbeat(roles, web_address(host, port) if "web" in roles else "")
+    heartbeat.start()
+    try:
+        return _serve(supervisor, roles, host, port, out, err)
+    finally:
+        heartbeat.stop()
+
+
+def _serve(
+    supervisor: Supervisor, roles: tuple[str, ...], host: str, port: int, out: Any, err: Any
+) -> int:
     if "web" not in roles:
         out.write("\nStarted (no web role on this node; Ctrl-C stops every process)\n")
     elif _wait_for_port(host, port, timeout=30):

@@ -1,0 +1,21 @@
+"""What the deployment is doing: its nodes, who holds follow and maintain, and the lags."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lifecycle import status
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--json", action="store_true", help="as GET /api/status answers")
+
+
+def handle(command: Any, options: dict[str, Any]) -> int:
+    found = status.deployment_status()
+    if options["json"]:
+        command.stdout.write(json.dumps(found.as_json(), indent=2))
+    else:
+        command.stdout.write("\n".join(status.text(found)))
+    return 0
