@@ -66,8 +66,9 @@ def of_token(token: str) -> Access | None:
     row = tokens.find(token)
     if row is None:
         return None
-    runner = row.role == row.Role.RUNNER
-    return Access(f"token {row.name}", read=True, run=runner, by_token=True)
+    maintainer = row.role == row.Role.MAINTAINER
+    runner = maintainer or row.role == row.Role.RUNNER
+    return Access(f"token {row.name}", read=True, run=runner, manage=maintainer, by_token=True)
 
 
 def _is_api(request: HttpRequest) -> bool:

@@ -42,6 +42,7 @@ from lifecycle.scenarios import (
     find_scenario,
     get_scenario,
 )
+from lifecycle.status import deployment_status
 from lifecycle.timeline import EventView, current_status
 
 
@@ -126,6 +127,15 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     run = await off_thread(probe.start)(scenario, old, started_by=access_of(request).who, **options)
     body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
+
+
+@require_GET
+@needs("manage")
+async def status(request: HttpRequest) -> JsonResponse:
+    """The deployment: nodes, who holds follow and maintain, the lags (README: Several
+    nodes). Each source is asked with a short timeout, off the request's thread."""
+    found = await off_thread(deployment_status)()
+    return JsonResponse(found.as_json(), headers={"Cache-Control": "no-store"})
 
 
 @require_GET

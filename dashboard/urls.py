@@ -8,7 +8,7 @@ from django.urls import include, path, re_path
 
 from dashboard import api, converters  # noqa: F401 - registers <task_key:>
 from dashboard.login import LoginPage
-from dashboard.pages import compare, home, run, scenario, task
+from dashboard.pages import compare, home, run, scenario, status, task
 
 pages = [
     path("", home.home, name="home"),
@@ -25,6 +25,8 @@ pages = [
     path("runs/<int:run_id>/compare/<int:other_id>", compare.compare_runs, name="compare"),
     path("scenarios/<str:name>", scenario.scenario_page, name="scenario"),
     path("scenarios/<str:name>/runs", run.start_run, name="start-run"),
+    path("status", status.status_page, name="status"),
+    path("api/status", api.status, name="api-status"),
     path("api/scenarios", api.scenarios, name="api-scenarios"),
     path("api/scenarios/<str:name>/runs", api.start_run, name="api-start-run"),
     path("api/runs/<int:run_id>", api.run_detail, name="api-run"),

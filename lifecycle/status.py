@@ -54,6 +54,10 @@ class NodeState:
     seen_ago: float  # seconds
     state: str  # "up", "gone" or "stopped"
 
+    @property
+    def seen_text(self) -> str:
+        return f"{ago(self.seen_ago)} ago"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -95,6 +99,11 @@ class OutboxLag:
     oldest_seconds: float | None = None
     error: str = ""
 
+    @property
+    def lag_text(self) -> str:
+        assert self.pending is not None
+        return f"{count(self.pending)} pending, oldest {ago(self.oldest_seconds)}"
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -112,6 +121,14 @@ class MaintainLag:
     behind: int | None = None
     oldest_seconds: float | None = None
     error: str = ""
+
+    @property
+    def lag_text(self) -> str:
+        assert self.behind is not None
+        return (
+            f"checked through event {self.checked_through}; {count(self.behind)} events "
+            f"behind, oldest {ago(self.oldest_seconds)}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -285,7 +302,7 @@ def _ingest() -> Ingest:
             pass
 
 
-def _ago(seconds: float | None) -> str:
+def ago(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     seconds = max(seconds, 0.0)
@@ -298,7 +315,7 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 86400:.0f}d"
 
 
-def _count(n: int) -> str:
+def count(n: int) -> str:
     return f"at least {n:,}" if n >= COUNT_CAP else f"{n:,}"
 
 
@@ -314,7 +331,7 @@ def text(status: Status) -> list[str]:
     for node in status.nodes:
         out.append(
             f"  {node.name:<{width}}  {node.state:<7}  {','.join(node.roles):<32} "
-            f"seen {_ago(node.seen_ago)} ago  {node.address or '(no web)'}  "
+            f"seen {node.seen_text}  {node.address or '(no web)'}  "
             f"host {node.host} pid {node.pid}"
         )
     out.append("singletons:")
@@ -343,18 +360,10 @@ def text(status: Status) -> list[str]:
         if lag.error:
             out.append(f"  {lag.name} ({lag.address}): {lag.error}")
         else:
-            assert lag.pending is not None
-            out.append(
-                f"  {lag.name} ({lag.address}): {_count(lag.pending)} pending, "
-                f"oldest {_ago(lag.oldest_seconds)}"
-            )
+            out.append(f"  {lag.name} ({lag.address}): {lag.lag_text}")
     m = status.maintain
     if m.error:
         out.append(f"maintainer lag: unknown: {m.error}")
     else:
-        assert m.behind is not None
-        out.append(
-            f"maintainer lag: checked through event {m.checked_through}; "
-            f"{_count(m.behind)} events behind, oldest {_ago(m.oldest_seconds)}"
-        )
+        out.append(f"maintainer lag: {m.lag_text}")
     return out

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.management import call_command
 
 from lifecycle import accounts, nodes, services
-from lifecycle.heartbeat import Heartbeat, web_address
 from lifecycle.cli.worker import worker_child
+from lifecycle.heartbeat import Heartbeat, web_address
 from lifecycle.supervisor import Child, Supervisor, python
 
 

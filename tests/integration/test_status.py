@@ -1,0 +1,263 @@
+"""What the deployment is doing (lifecycle status, GET /api/status, the status page),
+against the real database and RabbitMQ: the nodes and their heartbeat, who holds follow and
+maintain, the ingest queue, the follower's and the maintainer's lag, and a source that
+cannot be reached reported as that part's error."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from psycopg import sql as pgsql
+
+from lifecycle import election, heartbeat, sql, tokens
+from lifecycle.database import conninfo
+from lifecycle.models import CheckCursor, Event, Node, WatchedDatabase
+from tests.conftest import free_port
+from tests.integration.people import as_role
+from tests.services import require_postgres, require_rabbitmq
+
+require_postgres()
+require_rabbitmq()
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def status(*args: str) -> str:
+    out = io.StringIO()
+    call_command("lifecycle", "status", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def app_db() -> Iterator[str]:
+    """An application's database with the capture's outbox (outbox.sql: create_schema), and
+    two changes in it that no follower has copied: the oldest written 30 s ago."""
+    name = f"test_status_{uuid.uuid4().hex[:10]}"
+    admin = conninfo(dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    url = conninfo(dbname=name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.load("outbox")["create_schema"])
+        for age in (30, 5):
+            conn.execute(
+                "INSERT INTO lifecycle_capture.outbox (task_key, kind, status, at, txid,"
+                " table_name, changed, changed_values, pid, db_user)"
+                " VALUES ('t', 'update', 'DONE', now() - make_interval(secs => %s), 1,"
+                " 'jobs', '{}', '{}', 1, 'me')",
+                [age],
+            )
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def held(settings: Any) -> Iterator[None]:
+    """Node holder-node holds follow and maintain; standby-node asks for maintain too."""
+    settings.LIFECYCLE_NODE = "holder-node"
+    leads = [
+        election.lead(role, threading.Event(), on_lost=print, exit_after=None)
+        for role in election.ROLES
+    ]
+    settings.LIFECYCLE_NODE = "standby-node"
+    stop = threading.Event()
+    standby = threading.Thread(
+        target=election.lead, args=("maintain", stop, print), kwargs={"exit_after": None}
+    )
+    standby.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        standby.join(10)
+        for lead in leads:
+            assert lead is not None
+            lead.release()
+
+
+def beating(settings: Any, name: str, roles: list[str], address: str = "") -> heartbeat.Heartbeat:
+    settings.LIFECYCLE_NODE = name
+    beat = heartbeat.Heartbeat(roles, address, beat=0.2)
+    beat.start()
+    return beat
+
+
+def until(check: Any, timeout: float = 10) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (found := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def test_a_node_registers_beats_and_marks_itself_stopped(settings):
+    # Given a node that starts its heartbeat
+    beat = beating(settings, "beating-node", ["web", "ingest"], "http://127.0.0.1:8123")
+    row = until(lambda: Node.objects.filter(name="beating-node").first())
+    # Then its row holds its roles, address and pid, and its seen time moves on
+    assert row is not None and row.roles == ["web", "ingest"]
+    assert row.address == "http://127.0.0.1:8123" and row.stopped_at is None
+    first_seen = row.seen_at
+    assert until(lambda: Node.objects.get(name="beating-node").seen_at > first_seen)
+    # And a row deleted meanwhile comes back at the next beat
+    Node.objects.filter(name="beating-node").delete()
+    assert until(lambda: Node.objects.filter(name="beating-node").exists())
+    # When it stops cleanly, its row says so
+    beat.stop()
+    assert Node.objects.get(name="beating-node").stopped_at is not None
+    listed = json.loads(status("--json"))["nodes"]
+    assert {"name": "beating-node", "state": "stopped", "gone": False}.items() <= (
+        next(n for n in listed if n["name"] == "beating-node").items()
+    )
+
+
+def test_a_heartbeat_that_cannot_reach_the_database_goes_on(settings, caplog, monkeypatch):
+    # Given a node whose database is not there (a port nothing listens on)
+    port = free_port()
+    monkeypatch.setattr(
+        heartbeat, "conninfo", lambda **_: f"host=127.0.0.1 port={port} dbname=x user=x"
+    )
+    beat = beating(settings, "lonely-node", ["ingest"])
+    # Then it logs why, once, and keeps trying: never the node's end
+    assert until(lambda: "heartbeat not recorded" in caplog.text)
+    until(lambda: False, 0.6)  # a few more beats
+    assert beat._thread.is_alive()
+    beat.stop()
+    assert caplog.text.count("heartbeat not recorded") == 1
+
+
+def test_status_names_the_holder_the_standby_a_gone_node_and_the_lags(
+    settings, held, app_db, channel
+):
+    # Given two nodes that beat, holder-node holding both roles, and one gone long ago
+    beats = [
+        beating(settings, "holder-node", ["web", "follow", "maintain"], "http://h:8000"),
+        beating(settings, "standby-node", ["maintain"]),
+    ]
+    gone_at = timezone.now() - timedelta(minutes=10)
+    Node.objects.create(
+        name="gone-node", roles=["ingest"], pid=1, started_at=gone_at, seen_at=gone_at
+    )
+    # and a watched database with two changes not copied, one that cannot be reached
+    WatchedDatabase.objects.create(name="billing", url=app_db)
+    port = free_port()
+    WatchedDatabase.objects.create(
+        name="gone-db", url=f"postgres://app:s3cret-pw@127.0.0.1:{port}/app"
+    )
+    # and three events the maintainer has not passed yet
+    newest = Event.objects.create(task_key="before", source="db", kind="update").id
+    CheckCursor.objects.update_or_create(pk=1, defaults={"checked_through": newest})
+    for n in range(3):
+        Event.objects.create(task_key=f"after-{n}", source="db", kind="update")
+    try:
+        until(lambda: Node.objects.filter(name__in=["holder-node", "standby-node"]).count() == 2)
+        # When a maintainer asks for the status, as JSON and as text
+        found = json.loads(status("--json"))
+        text = status()
+    finally:
+        for beat in beats:
+            beat.stop()
+
+    # Then the nodes are listed with their roles, the gone one as gone
+    nodes = {n["name"]: n for n in found["nodes"]}
+    assert nodes["holder-node"]["roles"] == ["web", "follow", "maintain"]
+    assert nodes["holder-node"]["state"] == "up" and nodes["holder-node"]["seen"]
+    assert nodes["holder-node"]["address"] == "http://h:8000"
+    assert nodes["standby-node"]["roles"] == ["maintain"] and not nodes["standby-node"]["gone"]
+    assert nodes["gone-node"]["gone"] and nodes["gone-node"]["state"] == "gone"
+    # and the holder of both singletons, not the standby
+    assert found["singletons"] == {"follow": "holder-node", "maintain": "holder-node"}
+    # the ingest queue, which exists and is empty
+    assert found["ingest"]["queue"] == f"{settings.LIFECYCLE_NAMESPACE}.ingest"
+    assert found["ingest"]["depth"] == 0 and found["ingest"]["error"] is None
+    # the follower's lag per database, the unreachable one saying so, redacted
+    lags = {d["name"]: d for d in found["follow"]["databases"]}
+    assert lags["billing"]["pending"] == 2 and lags["billing"]["oldest_seconds"] >= 29
+    assert lags["billing"]["error"] is None
+    assert lags["gone-db"]["error"].startswith("unreachable: ")
+    assert lags["gone-db"]["address"] == f"postgres://app:***@127.0.0.1:{port}/app"
+    # the maintainer's lag
+    assert found["maintain"]["checked_through"] == newest
+    assert found["maintain"]["behind"] == 3 and found["maintain"]["oldest_seconds"] is not None
+    assert found["errors"] == {"follow gone-db": lags["gone-db"]["error"]}
+    # and the text says the same
+    assert "follow    holder-node (since " in text and "maintain  holder-node (since " in text
+    assert any(line.split()[:2] == ["gone-node", "gone"] for line in text.splitlines()), text
+    assert "billing (" in text and "2 pending, oldest 3" in text
+    assert f"gone-db (postgres://app:***@127.0.0.1:{port}/app): unreachable: " in text
+    assert "3 events behind" in text
+    assert "s3cret" not in text + json.dumps(found)
+
+
+def test_an_unreachable_rabbitmq_is_the_ingest_part_only(settings, held):
+    # Given RabbitMQ out of reach
+    settings.AMQP_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    # When the status is asked
+    found = json.loads(status("--json"))
+    text = status()
+    # Then the ingest part says why, and the rest is there
+    assert found["ingest"]["error"].startswith("RabbitMQ unreachable")
+    assert found["ingest"]["depth"] is None
+    assert set(found["errors"]) == {"ingest"}
+    assert found["singletons"] == {"follow": "holder-node", "maintain": "holder-node"}
+    assert "ingest queue " in text and ": unknown: RabbitMQ unreachable" in text
+
+
+def test_the_status_is_for_maintainers_and_their_tokens(anonymous_client, settings, held):
+    hostile = "<script>alert(1)</script>"
+    now = timezone.now()
+    Node.objects.create(name=hostile, roles=["web"], pid=2, started_at=now, seen_at=now)
+    _, maintainer_token = tokens.create(f"m-{uuid.uuid4().hex[:6]}", "maintainer")
+    _, runner_token = tokens.create(f"r-{uuid.uuid4().hex[:6]}", "runner")
+
+    # Nobody: 401; a viewer, a runner and a runner's token: 403
+    refused = anonymous_client.get("/api/status")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    assert anonymous_client.get("/status").status_code == 302
+    for client, headers in (
+        (as_role("viewer"), {}),
+        (as_role("runner"), {}),
+        (Client(), {"HTTP_AUTHORIZATION": f"Bearer {runner_token}"}),
+    ):
+        answer = client.get("/api/status", **headers)
+        assert answer.status_code == 403 and "may not manage" in answer.json()["error"]
+        assert client.get("/status", **headers).status_code == 403
+    viewer = as_role("viewer")
+    assert b'data-testid="status-link"' not in viewer.get("/").content
+
+    # A maintainer and a maintainer's token: the status
+    maintainer = as_role("maintainer")
+    for client, headers in (
+        (maintainer, {}),
+        (Client(), {"HTTP_AUTHORIZATION": f"Bearer {maintainer_token}"}),
+    ):
+        answer = client.get("/api/status", **headers)
+        assert answer.status_code == 200, answer.content
+        assert answer["Cache-Control"] == "no-store"
+        body = answer.json()
+        assert body["singletons"] == {"follow": "holder-node", "maintain": "holder-node"}
+        assert hostile in [n["name"] for n in body["nodes"]]
+    # and the page, linked from the header, every name escaped
+    assert b'data-testid="status-link"' in maintainer.get("/").content
+    page = maintainer.get("/status")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert hostile not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'data-testid="holder-follow">holder-node' in html
