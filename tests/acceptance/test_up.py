@@ -208,3 +208,96 @@ def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(sta
     assert "follow: standing by on node second-node" in out, out
     assert "maintain: standing by on node second-node" in out, out
     assert "started web" not in out and "Dashboard:" not in out
+
+
+def test_each_node_beats_and_status_shows_the_holder_and_the_standby(
+    postgres, rabbitmq, test_database
+):
+    import psycopg
+
+    from lifecycle import nodes
+    from lifecycle.services import maintenance_conninfo
+
+    # Given two nodes of one deployment with follow and maintain, in a namespace and a
+    # database of their own (the suite's stack holds the test database's roles): the first
+    # node makes and migrates it
+    namespace = f"lifecycle-test-status-{uuid.uuid4().hex[:8]}"
+    database = f"test_status_nodes_{uuid.uuid4().hex[:8]}"
+    env = {
+        **conftest.stack_env(free_port()),
+        "LIFECYCLE_NAMESPACE": namespace,
+        "DATABASE_URL": conftest.test_database_url().rsplit("/", 1)[0] + f"/{database}",
+    }
+    started: list[subprocess.Popen[str]] = []
+    outputs: list[list[str]] = []
+
+    def node(name: str) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "lifecycle", "up", "--roles", "follow,maintain"],
+            cwd=ROOT,
+            env={**env, "LIFECYCLE_NODE": name},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True).start()
+        started.append(process)
+        outputs.append(lines)
+
+    def status() -> dict:
+        done = subprocess.run(
+            [sys.executable, "manage.py", "lifecycle", "status", "--json"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def listed(found: dict) -> dict[str, dict]:
+        return {n["name"]: n for n in found["nodes"] if n["name"].startswith(namespace)}
+
+    first, second = f"{namespace}-a", f"{namespace}-b"
+    try:
+        node(first)
+        wait_for(
+            lambda: "follow: node " in "".join(outputs[0]),
+            90,
+            what="the first node to hold follow",
+            detail=lambda: "".join(outputs[0]),
+        )
+        node(second)
+        # When both run, `lifecycle status` lists both with their roles, up, and the first
+        # holding both singletons
+        found = wait_for(
+            lambda: (
+                (s := status())
+                and set(listed(s)) == {first, second}
+                and s["singletons"] == {"follow": first, "maintain": first}
+                and s
+            ),
+            60,
+            interval=0.5,
+            what="both nodes listed, the first holding both roles",
+            detail=lambda: "".join(outputs[0] + outputs[1]),
+        )
+        for name in (first, second):
+            assert listed(found)[name]["roles"] == ["follow", "maintain"]
+            assert listed(found)[name]["state"] == "up" and not listed(found)[name]["gone"]
+            assert listed(found)[name]["address"] is None  # no web role
+        # And when both are stopped with Ctrl-C, each is listed as stopped at once
+        for process in started:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 0
+        after = listed(status())
+        assert {after[name]["state"] for name in (first, second)} == {"stopped"}
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+        nodes.forget_namespace(namespace)
+        with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
