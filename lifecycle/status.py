@@ -102,6 +102,8 @@ class OutboxLag:
     @property
     def lag_text(self) -> str:
         assert self.pending is not None
+        if not self.pending:
+            return "nothing pending"
         return f"{count(self.pending)} pending, oldest {ago(self.oldest_seconds)}"
 
     def as_json(self) -> dict[str, Any]:
@@ -125,10 +127,13 @@ class MaintainLag:
     @property
     def lag_text(self) -> str:
         assert self.behind is not None
-        return (
-            f"checked through event {self.checked_through}; {count(self.behind)} events "
-            f"behind, oldest {ago(self.oldest_seconds)}"
+        behind = (
+            f"{count(self.behind)} event{'' if self.behind == 1 else 's'} behind, "
+            f"oldest {ago(self.oldest_seconds)}"
+            if self.behind
+            else "no event behind"
         )
+        return f"checked through event {self.checked_through}; {behind}"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -148,3 +148,24 @@ def test_the_admin_pages(stack, browser, maintainer, swallowed):
         assert_clean(page)
     finally:
         context.close()
+
+
+def test_the_deployment_status_page(stack, browser, maintainer):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(stack.base_url + "/login")
+        page.fill("#id_username", maintainer[0])
+        page.fill("#id_password", maintainer[1])
+        page.get_by_test_id("login-submit").click()
+        page.wait_for_selector("[data-testid=logout]")
+        # the header links it for a maintainer
+        page.get_by_test_id("status-link").click()
+        page.wait_for_url("**/status")
+        ready(page)
+        page.get_by_test_id("holder-follow").wait_for()
+        assert "holds it" not in page.get_by_test_id("holder-follow").inner_text()
+        page.screenshot(path="/tmp/h21-status-page.png", full_page=True)
+        assert_clean(page)
+    finally:
+        context.close()
