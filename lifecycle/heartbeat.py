@@ -54,6 +54,7 @@ class Heartbeat:
         self._conn: psycopg.Connection[Any] | None = None
         self._failing = False
         self._registered = False
+        self._shared = False  # another process has this node's name (said once)
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -79,7 +80,7 @@ class Heartbeat:
                         "register", {**self.row, "roles": self.roles, "address": self.address}
                     )
                     self._registered = True
-                elif self._execute("beat", self.row) == 0:
+                elif self._execute("beat", self.row) == 0 and not self._taken():
                     self._registered = False  # deleted meanwhile: registered again at once
                     continue
                 self._execute("prune", {"after": PRUNE_AFTER})
@@ -97,6 +98,24 @@ class Heartbeat:
                     )
                 self._failing = True
             self._stop.wait(self.beat)
+
+    def _taken(self) -> bool:
+        """Whether another live process registered this node's name (two nodes given one
+        ``LIFECYCLE_NODE``): said once, and the row left to it rather than fought over."""
+        assert self._conn is not None
+        other = self._conn.execute(HEARTBEAT["owner"], self.row).fetchone()
+        if other is None:
+            return False
+        if not self._shared:
+            logger.warning(
+                "node %s: another process (host %s, pid %s) registered the same node name; "
+                "give each node its own LIFECYCLE_NODE",
+                self.row["name"],
+                other[0],
+                other[1],
+            )
+            self._shared = True
+        return True
 
     def _execute(self, name: str, params: dict[str, Any]) -> int:
         if self._conn is None or self._conn.closed:

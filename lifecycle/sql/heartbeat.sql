@@ -11,10 +11,13 @@ ON CONFLICT (name) DO UPDATE
        stopped_at = NULL
 
 -- beat --
--- Also brings the row back if it was deleted meanwhile (pruned, or by hand): a node that
--- runs is always listed. The pid tells this node's row from a later one of the same name.
+-- The host and pid tell this node's row from another's of the same name.
 UPDATE lifecycle_node SET seen_at = now()
  WHERE name = %(name)s AND pid = %(pid)s AND host = %(host)s AND stopped_at IS NULL
+
+-- owner --
+-- Who has the name now, when a beat found no row of this node's.
+SELECT host, pid FROM lifecycle_node WHERE name = %(name)s AND stopped_at IS NULL
 
 -- stop --
 UPDATE lifecycle_node SET stopped_at = now(), seen_at = now()

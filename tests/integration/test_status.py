@@ -107,7 +107,7 @@ def until(check: Any, timeout: float = 10) -> Any:
     return found
 
 
-def test_a_node_registers_beats_and_marks_itself_stopped(settings):
+def test_a_node_registers_beats_and_marks_itself_stopped(settings, caplog):
     # Given a node that starts its heartbeat
     beat = beating(settings, "beating-node", ["web", "ingest"], "http://127.0.0.1:8123")
     row = until(lambda: Node.objects.filter(name="beating-node").first())
@@ -119,6 +119,13 @@ def test_a_node_registers_beats_and_marks_itself_stopped(settings):
     # And a row deleted meanwhile comes back at the next beat
     Node.objects.filter(name="beating-node").delete()
     assert until(lambda: Node.objects.filter(name="beating-node").exists())
+    # But a row another process registered under the same name is left to it, and said
+    Node.objects.filter(name="beating-node").update(pid=1, host="elsewhere")
+    assert until(lambda: "registered the same node name" in caplog.text)
+    until(lambda: False, 0.5)
+    assert Node.objects.get(name="beating-node").host == "elsewhere"
+    assert caplog.text.count("registered the same node name") == 1
+    Node.objects.filter(name="beating-node").update(pid=row.pid, host=row.host)
     # When it stops cleanly, its row says so
     beat.stop()
     assert Node.objects.get(name="beating-node").stopped_at is not None
