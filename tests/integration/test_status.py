@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,7 +26,9 @@ from psycopg import sql as pgsql
 from lifecycle import election, heartbeat, sql, tokens
 from lifecycle.database import conninfo
 from lifecycle.models import CheckCursor, Event, Node, WatchedDatabase
-from tests.conftest import free_port
+from lifecycle.services import maintenance_conninfo
+from tests import conftest
+from tests.conftest import ROOT, free_port
 from tests.integration.people import as_role
 from tests.services import require_postgres, require_rabbitmq
 
@@ -67,8 +72,57 @@ def app_db() -> Iterator[str]:
             )
 
 
+@pytest.fixture(scope="module")
+def own_database(django_db_setup: None) -> Iterator[str]:
+    """A migrated inspector database of this module's own: the elected roles are the
+    database's, and the suite's stack, when it runs, holds the test database's."""
+    from django.db import connection
+
+    name = f"{connection.settings_dict['NAME']}_status_{uuid.uuid4().hex[:6]}"[:63]
+    with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": conftest.test_database_url().rsplit("/", 1)[0] + f"/{name}",
+            },
+            check=True,
+            timeout=180,
+        )
+        yield name
+    finally:
+        with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
+            conn.execute(
+                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
+            )
+
+
 @pytest.fixture
-def held(settings: Any) -> Iterator[None]:
+def inspector(own_database: str, transactional_db: None) -> Iterator[None]:
+    """This test's ORM, ``conninfo()`` and so the status on ``own_database``, emptied of
+    what an earlier test of the module left."""
+    from django.db import connection
+
+    test_name = connection.settings_dict["NAME"]
+    connection.close()
+    connection.settings_dict["NAME"] = own_database
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE lifecycle_node, lifecycle_watched_database, lifecycle_event,"
+            " lifecycle_check_cursor, lifecycle_api_token"
+        )
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = test_name
+
+
+@pytest.fixture
+def held(settings: Any, inspector: None) -> Iterator[None]:
     """Node holder-node holds follow and maintain; standby-node asks for maintain too."""
     settings.LIFECYCLE_NODE = "holder-node"
     leads = [
