@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from lifecycle import election, nodes
+from lifecycle import election, heartbeat, nodes
 from lifecycle.database import conninfo
 from lifecycle.faults import TcpProxy
 from lifecycle.services import maintenance_conninfo
@@ -195,6 +195,24 @@ def _delete_queues(namespace: str) -> None:
         connection.close()
 
 
+def _status(env: dict[str, str]) -> dict[str, Any]:
+    """`lifecycle status --json`, as a node's operator runs it."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "lifecycle", "status", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _node(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(node for node in status["nodes"] if node["name"] == name)
+
+
 def test_two_nodes_one_dies_the_other_carries_on(deployment):
     database_url = conftest.test_database_url().rsplit("/", 1)[0] + f"/{deployment['database']}"
     store = conninfo(dbname=deployment["database"])
@@ -279,6 +297,10 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
             detail=lambda: f"{election.holders(store)}\n{second.log()[-3000:]}",
         )
         took = time.monotonic() - killed_at
+        # and `lifecycle status` says so, the killed node not marked stopped
+        shown = _status(second.env)
+        assert shown["singletons"] == {"follow": second.name, "maintain": second.name}, shown
+        assert _node(shown, first.name)["state"] in ("up", "gone")
         # A commit in the watched database after the kill arrives through it
         job = f"job-{uuid.uuid4().hex[:8]}"
         with psycopg.connect(conninfo(dbname=deployment["app"]), autocommit=True) as conn:
@@ -314,6 +336,15 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
                 what="the other node's maintainer to store the findings",
             )
 
+        # The killed node, not seen since, is shown gone
+        wait_for(
+            lambda: _node(_status(second.env), first.name)["state"] == "gone",
+            heartbeat.GONE_AFTER + 2 * heartbeat.BEAT,
+            interval=1,
+            what=f"{first.name} shown gone",
+            detail=lambda: _status(second.env)["nodes"],
+        )
+
         # When the killed node starts again, it takes nothing back
         first.start("--no-migrate")
         first.ready()
@@ -328,6 +359,9 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
             "follow": second.name,
             "maintain": second.name,
         }
+        shown = _status(first.env)
+        assert shown["singletons"] == {"follow": second.name, "maintain": second.name}, shown
+        assert _node(shown, first.name)["state"] == "up"
         print(f"roles taken over {took:.2f}s after kill -9")
     finally:
         for node in (a, b):
