@@ -16,6 +16,7 @@ Watched databases are shown by name and redacted address, never with a password.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,12 +80,14 @@ class Ingest:
     depth: int | None = None
     consumers: int | None = None
     error: str = ""
+    declared: bool = True  # False: no ingestor (nor publisher) has declared it yet
 
     def as_json(self) -> dict[str, Any]:
         return {
             "queue": self.queue,
             "depth": self.depth,
             "consumers": self.consumers,
+            "declared": self.declared,
             "error": self.error or None,
         }
 
@@ -293,14 +296,19 @@ def _ingest() -> Ingest:
         connection = pika.BlockingConnection(params)
     except Exception as exc:
         return Ingest(queue, error=f"RabbitMQ unreachable: {_error(exc) or type(exc).__name__}")
+    quiet = logging.getLogger("pika.channel")
+    was, quiet.disabled = quiet.disabled, True  # a missing queue is an answer, not a warning
     try:
         declared = connection.channel().queue_declare(queue, passive=True)
         return Ingest(queue, declared.method.message_count, declared.method.consumer_count)
     except pika.exceptions.ChannelClosedByBroker as exc:
-        return Ingest(queue, error=f"no such queue ({exc.reply_text[:MAX_ERROR]})")
+        if exc.reply_code == 404:  # no ingest node has run in this namespace yet: nothing waits
+            return Ingest(queue, 0, 0, declared=False)
+        return Ingest(queue, error=f"the queue cannot be read ({exc.reply_text[:MAX_ERROR]})")
     except Exception as exc:
         return Ingest(queue, error=_error(exc) or type(exc).__name__)
     finally:
+        quiet.disabled = was
         try:
             connection.close()
         except Exception:
@@ -351,6 +359,8 @@ def text(status: Status) -> list[str]:
     ingest = status.ingest
     if ingest.error:
         out.append(f"ingest queue {ingest.queue}: unknown: {ingest.error}")
+    elif not ingest.declared:
+        out.append(f"ingest queue {ingest.queue}: not declared yet (no ingest node has run)")
     else:
         out.append(
             f"ingest queue {ingest.queue}: {ingest.depth:,} waiting, "

@@ -1,4 +1,7 @@
-"""What the deployment is doing: its nodes, who holds follow and maintain, and the lags."""
+"""What the deployment is doing: its nodes, who holds follow and maintain, and the lags.
+
+Exits 1 when a part could not be asked (its error is in the output), so that a check
+script or a monitor can tell; 0 otherwise."""
 
 from __future__ import annotations
 
@@ -18,4 +21,4 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         command.stdout.write(json.dumps(found.as_json(), indent=2))
     else:
         command.stdout.write("\n".join(status.text(found)))
-    return 0
+    return 1 if found.errors else 0

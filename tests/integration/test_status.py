@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +29,7 @@ from lifecycle.database import conninfo
 from lifecycle.models import CheckCursor, Event, Node, WatchedDatabase
 from lifecycle.services import maintenance_conninfo
 from tests import conftest
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_for
 from tests.integration.people import as_role
 from tests.services import require_postgres, require_rabbitmq
 
@@ -38,9 +39,15 @@ require_rabbitmq()
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def status(*args: str) -> str:
+def status(*args: str, code: int = 0) -> str:
+    """``lifecycle status``'s output, checked to exit with ``code`` (1: a part failed)."""
     out = io.StringIO()
-    call_command("lifecycle", "status", *args, stdout=out)
+    try:
+        call_command("lifecycle", "status", *args, stdout=out)
+        exited = 0
+    except SystemExit as exc:
+        exited = int(exc.code or 0)
+    assert exited == code, out.getvalue()
     return out.getvalue()
 
 
@@ -152,31 +159,26 @@ def beating(settings: Any, name: str, roles: list[str], address: str = "") -> he
     return beat
 
 
-def until(check: Any, timeout: float = 10) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (found := check()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
+def until(check: Any, what: str) -> Any:
+    return wait_for(check, 10, interval=0.05, what=what)
 
 
 def test_a_node_registers_beats_and_marks_itself_stopped(settings, caplog):
     # Given a node that starts its heartbeat
     beat = beating(settings, "beating-node", ["web", "ingest"], "http://127.0.0.1:8123")
-    row = until(lambda: Node.objects.filter(name="beating-node").first())
+    row = until(lambda: Node.objects.filter(name="beating-node").first(), "the node's row")
     # Then its row holds its roles, address and pid, and its seen time moves on
     assert row is not None and row.roles == ["web", "ingest"]
     assert row.address == "http://127.0.0.1:8123" and row.stopped_at is None
     first_seen = row.seen_at
-    assert until(lambda: Node.objects.get(name="beating-node").seen_at > first_seen)
+    until(lambda: Node.objects.get(name="beating-node").seen_at > first_seen, "a beat")
     # And a row deleted meanwhile comes back at the next beat
     Node.objects.filter(name="beating-node").delete()
-    assert until(lambda: Node.objects.filter(name="beating-node").exists())
+    until(lambda: Node.objects.filter(name="beating-node").exists(), "the row again")
     # But a row another process registered under the same name is left to it, and said
     Node.objects.filter(name="beating-node").update(pid=1, host="elsewhere")
-    assert until(lambda: "registered the same node name" in caplog.text)
-    until(lambda: False, 0.5)
+    until(lambda: "registered the same node name" in caplog.text, "the warning")
+    time.sleep(0.5)
     assert Node.objects.get(name="beating-node").host == "elsewhere"
     assert caplog.text.count("registered the same node name") == 1
     Node.objects.filter(name="beating-node").update(pid=row.pid, host=row.host)
@@ -197,8 +199,8 @@ def test_a_heartbeat_that_cannot_reach_the_database_goes_on(settings, caplog, mo
     )
     beat = beating(settings, "lonely-node", ["ingest"])
     # Then it logs why, once, and keeps trying: never the node's end
-    assert until(lambda: "heartbeat not recorded" in caplog.text)
-    until(lambda: False, 0.6)  # a few more beats
+    until(lambda: "heartbeat not recorded" in caplog.text, "the warning")
+    time.sleep(0.6)  # a few more beats
     assert beat._thread.is_alive()
     beat.stop()
     assert caplog.text.count("heartbeat not recorded") == 1
@@ -228,10 +230,13 @@ def test_status_names_the_holder_the_standby_a_gone_node_and_the_lags(
     for n in range(3):
         Event.objects.create(task_key=f"after-{n}", source="db", kind="update")
     try:
-        until(lambda: Node.objects.filter(name__in=["holder-node", "standby-node"]).count() == 2)
-        # When a maintainer asks for the status, as JSON and as text
-        found = json.loads(status("--json"))
-        text = status()
+        until(
+            lambda: Node.objects.filter(name__in=["holder-node", "standby-node"]).count() == 2,
+            "both nodes' rows",
+        )
+        # When a maintainer asks for the status, as JSON and as text (one part fails: 1)
+        found = json.loads(status("--json", code=1))
+        text = status(code=1)
     finally:
         for beat in beats:
             beat.stop()
@@ -271,14 +276,30 @@ def test_an_unreachable_rabbitmq_is_the_ingest_part_only(settings, held):
     # Given RabbitMQ out of reach
     settings.AMQP_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
     # When the status is asked
-    found = json.loads(status("--json"))
-    text = status()
-    # Then the ingest part says why, and the rest is there
+    found = json.loads(status("--json", code=1))
+    text = status(code=1)
+    # Then the ingest part says why, and the rest is there (and the command exits 1)
     assert found["ingest"]["error"].startswith("RabbitMQ unreachable")
     assert found["ingest"]["depth"] is None
     assert set(found["errors"]) == {"ingest"}
     assert found["singletons"] == {"follow": "holder-node", "maintain": "holder-node"}
     assert "ingest queue " in text and ": unknown: RabbitMQ unreachable" in text
+
+
+def test_an_ingest_queue_not_declared_yet_is_an_answer_not_an_error(settings, held):
+    # Given a namespace in which no ingest node has run
+    settings.LIFECYCLE_NAMESPACE = f"nowhere-{uuid.uuid4().hex[:8]}"
+    # When the status is asked: the queue is said to be missing, and the command exits 0
+    found = json.loads(status("--json"))
+    assert found["ingest"] == {
+        "queue": f"{settings.LIFECYCLE_NAMESPACE}.ingest",
+        "depth": 0,
+        "consumers": 0,
+        "declared": False,
+        "error": None,
+    }
+    assert "ingest" not in found["errors"]
+    assert "not declared yet (no ingest node has run)" in status()
 
 
 def test_the_status_is_for_maintainers_and_their_tokens(anonymous_client, settings, held):
