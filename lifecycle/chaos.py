@@ -118,7 +118,11 @@ class ChaosStack:
         self.database = database or f"{db['NAME']}_chaos"[:63]
         self.namespace = namespace or f"{settings.LIFECYCLE_NAMESPACE}-chaos"
         self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        # The load balancer in front of the stack's web nodes (the first node's, until
+        # kill-node sends it to the second): runs are started through it, and the probe
+        # sends the lab's requests to it (LAB_BASE_URL), as behind any balancer.
+        self.balancer = TcpProxy("127.0.0.1", self.port)
+        self.base_url = f"http://127.0.0.1:{self.balancer.port}"
         self.pg_proxy = TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
         amqp = urlsplit(settings.AMQP_URL)
         self.amqp_proxy = TcpProxy(amqp.hostname or "127.0.0.1", amqp.port or 5672)
@@ -155,6 +159,7 @@ class ChaosStack:
         self.pids: dict[str, int] = {}
         self.token = ""
         self.second: subprocess.Popen[str] | None = None  # kill-node's other node
+        self.second_port = 0
         self.takeovers: list[float] = []  # kill-node: seconds until the other node held both
 
     # -- the stack ------------------------------------------------------------------------
@@ -219,10 +224,11 @@ class ChaosStack:
         """Another node of the same deployment, every role, on a port of its own."""
         if self.second is not None and self.second.poll() is None:
             return
+        self.second_port = _free_port()
         self.second = subprocess.Popen(
             [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
             cwd=ROOT,
-            env={**self.env, "PORT": str(_free_port()), "LIFECYCLE_NODE": "chaos-second"},
+            env={**self.env, "PORT": str(self.second_port), "LIFECYCLE_NODE": "chaos-second"},
             text=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -246,8 +252,10 @@ class ChaosStack:
         return {role for role, holder in holders.items() if holder.node == node}
 
     def _kill_node(self) -> None:
-        """kill -9 of the first node, every process at once; then it is started again."""
+        """kill -9 of the first node, every process at once; then it is started again. The
+        balancer sends to the second from then on, as a balancer's health check would."""
         assert self.process is not None
+        self.balancer.target = ("127.0.0.1", self.second_port)
         pids = [self.process.pid, *_descendants(self.process.pid)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -272,6 +280,7 @@ class ChaosStack:
                     process.kill()
         self.pg_proxy.close()
         self.amqp_proxy.close()
+        self.balancer.close()
 
     def _real_outage(self, fault: str, outage: float) -> None:
         """Stop the server itself, wait, start it again (root on this machine)."""
