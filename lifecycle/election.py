@@ -50,8 +50,11 @@ ELECTION = sql.load("election")
 ROLES = ("follow", "maintain")
 RETRY = 1.0  # seconds between a standby's attempts
 PING = 1.0  # seconds between the holder's pings of its lock's connection
-LOST_AFTER = 3.0  # seconds without an answer after which the holder stops
+# Seconds without an answer after which the holder stops (and EXIT_GRACE later exits):
+# 3.5 s at most, before the server can free its lock (about 5 s: election.sql, keepalive).
+LOST_AFTER = 2.5
 EXIT_GRACE = 1.0  # seconds the role has to stop before the process exits
+MAX_BACKOFF = 4.0  # seconds at most between a standby's attempts while the server is away
 
 
 def _int4(text: str) -> int:
@@ -188,7 +191,7 @@ def lead(
                     role,
                     first_line(exc),
                 )
-            stop.wait(min(RETRY * 2**failures, 10.0))
+            stop.wait(min(RETRY * 2**failures, MAX_BACKOFF))
             continue
         except BaseException:
             if conn is not None:

@@ -8,7 +8,7 @@
 -- takes the role. The holder stops before (it misses its pings for LOST_AFTER).
 SET tcp_keepalives_idle = 2;
 SET tcp_keepalives_interval = 1;
-SET tcp_keepalives_count = 2;
+SET tcp_keepalives_count = 3;
 SET tcp_user_timeout = 5000
 
 -- try_lock --
