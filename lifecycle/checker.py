@@ -21,6 +21,7 @@ from typing import Any
 from lifecycle import lifecycles
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.lifecycles import Lifecycle
+from lifecycle.rules import KINDS, fix_for
 from lifecycle.versions import (
     Snapshot,
     commit_xmins,
@@ -29,24 +30,6 @@ from lifecycle.versions import (
     read_xmin,
 )
 
-KINDS = (
-    "stale_read",
-    "unwritten_read",
-    "terminal_overwrite",
-    "forbidden_transition",
-    "non_monotonic_reads",
-    "duplicate_execution",
-    "enqueue_before_commit",
-    "stuck",
-    "swallowed_error",
-    "expectation_mismatch",
-)
-# The causes a finding of these kinds may carry (Finding.cause).
-CAUSES = {
-    "stale_read": ("cached_object", "old_snapshot", "cached_response"),
-    "duplicate_execution": ("redelivery",),
-    "expectation_mismatch": ("committed", "superseded", "reads_only"),
-}
 # A read proves it began after a commit, by clocks alone, only this long after the write.
 COMMIT_MARGIN = timedelta(milliseconds=250)
 NOT_FOUND = re.compile(r"does ?not ?exist|not found|no such task", re.IGNORECASE)
@@ -59,12 +42,18 @@ class Finding:
     message: str  # one plain sentence
     cause: str | None = None
 
+    @property
+    def fix(self) -> str:
+        """One or two lines on what usually fixes it (``lifecycle.rules``)."""
+        return fix_for(self.kind, self.cause)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "events": list(self.events),
             "message": self.message,
             "cause": self.cause,
+            "fix": self.fix,
         }
 
     @classmethod
@@ -109,6 +98,8 @@ def check(
     history = _History(arrived, lifecycle or lifecycles.of_history(arrived), margin)
     findings = [
         *_stale_reads(history),
+        *_replica_reads(history),
+        *_response_cache(history),
         *_unwritten_reads(history),
         *_transitions(history),
         *_non_monotonic_reads(history),
@@ -303,6 +294,8 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
     # (returned, newer, the read named its version) -> [(read, cause)]
     groups: dict[tuple[int, int, bool], list[tuple[EventRecord, str | None]]] = {}
     for read in h.reads:
+        if from_standby(read):
+            continue  # its snapshot is the standby's: _replica_reads judges it
         returned = h.version_of(read)
         if returned is None:
             cached = _cached_by_snapshot(h, read)
@@ -351,6 +344,156 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
             f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads)}{why}.",
             cause,
         )
+
+
+def from_standby(read: EventRecord) -> bool:
+    """Whether an API read said it was served by a hot standby (``pg_is_in_recovery()``)."""
+    return read.source == "api" and read.body.get("standby") is True
+
+
+def replayed_at(read: EventRecord) -> datetime | None:
+    """How far a standby's replay had come when it served the read: the primary's commit
+    time of the last transaction it had replayed (``pg_last_xact_replay_timestamp()``)."""
+    return _time(read.body.get("replayed_at"))
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
+def _replica_reads(h: _History) -> Iterator[Finding]:
+    """Reads a standby served of a version older than one the primary had committed before
+    the read began: its replay had not reached that commit.
+
+    A standby's snapshot is its own (built from the WAL it has replayed), so it proves
+    nothing against the primary's commits: a commit whose WAL arrived but is not replayed
+    yet shows there as in progress. Only time evidence counts, as for a read with no
+    snapshot: the read began after the commit (by the margin, or the commit's own time)."""
+    groups: dict[tuple[int, int], list[EventRecord]] = {}
+    for read in h.reads:
+        if not from_standby(read):
+            continue
+        returned = h.version_of(read)
+        if returned is None:
+            continue
+        newer = h.last_begun_before(read, returned.index + 1, h.arrived_before(read))
+        if newer is None:
+            continue
+        groups.setdefault((returned.index, newer.index), []).append(read)
+    for (old, new), reads in groups.items():
+        returned, newer = h.versions[old], h.versions[new]
+        committed = commit_time(newer.last) or newer.last.at
+        replay = replayed_at(reads[0])
+        if replay is not None and committed is not None:
+            behind = round((committed - replay).total_seconds() * 1000)
+            lag = (
+                f"its replay had reached only {_clock(replay)}, {behind} ms short of that commit"
+                if behind > 0
+                else f"its replay was at {_clock(replay)}"
+            )
+        else:
+            lag = "it had replayed no commit yet" if replay is None else "its replay lagged"
+        yield Finding(
+            "stale_read",
+            _ids(*reads, newer.last),
+            f"{_reads_phrase(reads)} {returned.status}, the version of transaction "
+            f"{returned.txid}, from a standby: transaction {newer.txid} had committed "
+            f"{newer.status} on the primary at {_clock(newer.last.at)}"
+            f"{_gap(newer.last.at, reads)}, but {lag} (a replica that lags).",
+            "replica",
+        )
+
+
+SLACK = timedelta(milliseconds=50)  # an API read stamped this far outside a poll is its own
+CACHE_HEADERS = ("age", "x-cache", "cache-control")
+
+
+def _response_cache(h: _History) -> Iterator[Finding]:
+    """Probe reads that a cache between the client and the API answered: each returned a
+    status older than one committed before it began, and no API read served that status
+    while the poll was in flight (the API read another one, or never ran).
+
+    Only in a history whose API reports its reads (and lost none: no ``api`` gap); a
+    service that reports none says nothing about which polls reached it."""
+    api = [r for r in h.reads if r.source == "api" and r.at is not None]
+    if not api or not h.versions or any(e.kind == GAP and e.source == "api" for e in h.events):
+        return
+    api.sort(key=lambda r: r.at or datetime.min)
+    api_at = [r.at for r in api if r.at is not None]
+    groups: dict[tuple[str | None, int], list[tuple[EventRecord, list[EventRecord]]]] = {}
+    for read in h.reads:
+        if read.source != "probe" or read.at is None:
+            continue
+        sent = _time(read.body.get("sent_at")) or read.at
+        got = _time(read.body.get("received_at")) or sent
+        lo, hi = bisect.bisect_left(api_at, sent - SLACK), bisect.bisect_right(api_at, got + SLACK)
+        served = api[lo:hi]
+        if any(r.status == read.status for r in served):
+            continue  # the API answered it (a stale API read is judged on its own)
+        arrived = h.arrived_before(read)
+        written = h.indexes_of(read.status)
+        older = written[: bisect.bisect_left(written, arrived)]
+        if not older:
+            continue  # no commit had written it: an unwritten read
+        newer = h.last_begun_before(read, 0, arrived)
+        if newer is None or bisect.bisect_left(older, newer.index) < len(older):
+            # Not proven older by the clocks (or it may be a later version of that status):
+            # the API itself had served a newer version before the poll was sent.
+            newer = _served_newer(h, api[: bisect.bisect_left(api_at, sent)], older[-1])
+        if newer is None:
+            continue
+        groups.setdefault((read.status, newer.index), []).append((read, served))
+    for (status, new), hits in groups.items():
+        newer, reads = h.versions[new], [r for r, _ in hits]
+        served = [s for _, answered in hits for s in answered]
+        if served:
+            api_said = (
+                f"the API's reads while they were in flight returned "
+                f"{', '.join(sorted({str(s.status) for s in served}))}, not {status}"
+            )
+        else:
+            api_said = "no API read was made while they were in flight"
+            if len(reads) == 1:
+                api_said = "no API read was made while it was in flight"
+        quoted = _cache_headers(reads)
+        yield Finding(
+            "stale_read",
+            _ids(*reads, *served[:4], newer.last),
+            f"{_reads_phrase(reads).replace('read', 'probe read', 1)} {status}, although "
+            f"transaction {newer.txid} had committed {newer.status} at "
+            f"{_clock(newer.last.at)}{_gap(newer.last.at, reads)}, and {api_said}: a cache "
+            f"between the client and the API answered{quoted}.",
+            "response_cache",
+        )
+
+
+def _served_newer(h: _History, before: list[EventRecord], last_old: int) -> Version | None:
+    """The newest version newer than ``last_old`` that an API read served before a poll was
+    sent: the API had moved on, so an older answer did not come from it."""
+    for r in reversed(before):
+        version = h.version_of(r)
+        if version is not None and version.index > last_old:
+            return version
+    return None
+
+
+def _cache_headers(reads: list[EventRecord]) -> str:
+    """The probe's kept response headers that say a cache answered, quoted (bounded)."""
+    headers = reads[0].body.get("headers")
+    if not isinstance(headers, dict):
+        return ""
+    said = [
+        f"{name.title() if name != 'x-cache' else 'X-Cache'}: {value[:80]}"
+        for name in CACHE_HEADERS
+        if isinstance(value := headers.get(name), str) and value
+    ]
+    return f" (the response said {'; '.join(said)})" if said else ""
 
 
 def _cached_by_snapshot(h: _History, read: EventRecord) -> tuple[Version, Version] | None:

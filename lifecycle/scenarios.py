@@ -27,8 +27,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from lifecycle import lifecycles
-from lifecycle.checker import CAUSES, KINDS
 from lifecycle.lifecycles import Lifecycle, LifecycleError
+from lifecycle.rules import CAUSES, KINDS
 
 LAB_FILE = Path(__file__).resolve().parent / "lab" / "scenarios.toml"
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")

@@ -734,7 +734,9 @@ def test_findings_are_sorted_deterministic_and_serialisable() -> None:
         "events": [1, 2],
         "message": findings[0].message,
         "cause": None,
+        "fix": findings[0].fix,
     }
+    assert "on_commit" in findings[0].fix
 
 
 # --- the lab's scenarios --------------------------------------------------------------------
@@ -1157,6 +1159,8 @@ def test_inserted_non_monotonic_reads_are_found_alone(
     h = live(plan)
     if by_probe:
         h.probe(back_to)
+        # served by the API (status only), so no cache in front of it answered
+        h.read(None, xmin=False, snapshot=False, status=back_to, after_ms=1)
     else:
         # Status-only reads: a snapshot would prove the going back a stale read as well
         # (test_a_stale_object_is_named_by_its_snapshot)
