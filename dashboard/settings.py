@@ -256,6 +256,14 @@ WORKER_THREADS = int(env("WORKER_THREADS", "8"))
 # the worker process). Past either, creating a task is a 429.
 LAB_SLEEP_BUDGET = float(env("LAB_SLEEP_BUDGET", "60"))
 LAB_REDELIVERY_INTERVAL = float(env("LAB_REDELIVERY_INTERVAL", "5"))
+# A hot standby of the database (README: The lab): the replica-read scenario's API reads its
+# tasks there. Empty, that scenario is listed as unavailable, with the command below.
+LAB_REPLICA_URL = os.environ.get("LAB_REPLICA_URL", "")
+# `lifecycle standby start|stop|status`: where it makes the standby, its port, and how far
+# behind the primary its replay is held, so a stale read shows every time.
+LIFECYCLE_STANDBY_DIR = env("LIFECYCLE_STANDBY_DIR", str(BASE_DIR / "var" / "standby"))
+LIFECYCLE_STANDBY_PORT = env_int("LIFECYCLE_STANDBY_PORT", 5433)
+LIFECYCLE_STANDBY_DELAY = env("LIFECYCLE_STANDBY_DELAY", "1s")
 # The scenario files (README: Scenario files), separated by ":": their scenarios fill the
 # scenario panel and their [lifecycles] describe the captured tables. A bad file stops every
 # process at start-up, naming the file, the line and the reason.

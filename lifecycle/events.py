@@ -494,6 +494,8 @@ def _checked(data: Any, sources: frozenset[str]) -> tuple[Any, ...]:
         raise MalformedEvent("body must be a JSON object")
     if kind == GAP:
         _check_gap(body)
+    if "standby" in body or "replayed_at" in body:
+        _check_server(body)
     if "cached" in body and not isinstance(body["cached"], bool):
         # A read's ``cached`` is true or false; anything else says nothing, and is not kept,
         # so that whatever reads it may trust ``is True``. The read itself stands.
@@ -502,6 +504,31 @@ def _checked(data: Any, sources: frozenset[str]) -> tuple[Any, ...]:
 
 
 MAX_MESSAGE_ID = 200  # characters of a message id compared or keyed on
+MAX_TIME_TEXT = 40  # characters of an ISO 8601 time in a body ("2024-05-01T12:00:00.123456+00:00")
+
+
+def _check_server(body: dict[str, Any]) -> None:
+    """A read's ``standby`` (true, false or null) and ``replayed_at`` (null, or an ISO 8601
+    time with a zone in the plausible years): the checker compares them with commits."""
+    standby = body.get("standby")
+    if standby is not None and not isinstance(standby, bool):
+        raise MalformedEvent("body.standby must be true, false or null")
+    replayed = body.get("replayed_at")
+    if replayed is None:
+        return
+    if not isinstance(replayed, str) or len(replayed) > MAX_TIME_TEXT:
+        raise MalformedEvent(
+            f"body.replayed_at must be null or an ISO 8601 time of at most {MAX_TIME_TEXT} "
+            "characters"
+        )
+    try:
+        at = datetime.fromisoformat(replayed)
+    except ValueError:
+        raise MalformedEvent("body.replayed_at is not an ISO 8601 time") from None
+    if at.tzinfo is None or not _plausible(at):
+        raise MalformedEvent(
+            f"body.replayed_at must carry a time zone and fall in {EARLIEST.year}-{LATEST.year - 1}"
+        )
 
 
 def attempt_of(e: EventRecord) -> tuple[str, int | str] | None:

@@ -17,4 +17,5 @@ SUBCOMMANDS = {
     "user": "lifecycle.cli.user",
     "login": "lifecycle.cli.login",
     "status": "lifecycle.cli.status",
+    "standby": "lifecycle.cli.standby",
 }

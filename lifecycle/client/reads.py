@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lifecycle.client import config, messages
@@ -103,13 +104,18 @@ def report_read(
     path: str | None = None,
     http_status: int | None = None,
     cached: bool = False,
+    standby: bool | None = None,
+    replayed_at: datetime | str | None = None,
     confirm: float = 0.0,
 ) -> None:
     """Publish one read of ``task`` (the application's key: ``LIFECYCLE_KEY_PREFIX`` goes
     before it) that returned ``status``; never raises.
 
     ``cached``: the answer came from the application's own cache; ``xmin`` and ``snapshot``
-    are then those of the read that filled the cache. ``http_status``: the response's
+    are then those of the read that filled the cache. ``standby``: the server that answered
+    was a hot standby (``pg_is_in_recovery()``), and ``replayed_at`` how far its replay had
+    come (``pg_last_xact_replay_timestamp()``); the helpers below select both in the read's
+    own statement. ``http_status``: the response's
     status (default: the request's, inside ``deferred_reads``; else 200). ``confirm``: wait
     up to that many seconds for RabbitMQ to confirm it (0: never wait)."""
     try:
@@ -125,6 +131,7 @@ def report_read(
                 "path": path,
                 "http_status": http_status,
                 "cached": bool(cached),
+                **_server_fields(standby, replayed_at),
                 **attempt_fields(),  # a read made by a worker's attempt names it
             },
         )
@@ -140,6 +147,15 @@ def report_read(
             publisher.wait(ticket, timeout=confirm)  # its own confirm, not the backlog's
     except Exception:  # instrumentation must never break the observed API
         logger.debug("could not report a read of %s", task, exc_info=True)
+
+
+def _server_fields(standby: bool | None, replayed_at: datetime | str | None) -> dict[str, Any]:
+    """Which server answered: said only when the caller knows (a standby, and its replay)."""
+    if standby is None:
+        return {}
+    if isinstance(replayed_at, datetime):
+        replayed_at = replayed_at.isoformat()
+    return {"standby": bool(standby), "replayed_at": replayed_at if standby else None}
 
 
 def report_cached(
@@ -178,17 +194,24 @@ def report_cached(
 
 VERSION = "xmin::text::bigint"
 SNAPSHOT = "pg_current_snapshot()::text"
+# Which server answered, in the same statement (no round trip of its own): a hot standby,
+# and the commit time of the last transaction its replay had reached then.
+STANDBY = "pg_is_in_recovery()"
+REPLAYED = "CASE WHEN pg_is_in_recovery() THEN pg_last_xact_replay_timestamp() END"
 
 
 def _row_query(table: str, key_column: str) -> Any:
     from psycopg import sql
 
     return sql.SQL(
-        "SELECT t.*, t.{xmin} AS lifecycle_xmin, {snapshot} AS lifecycle_snapshot "
+        "SELECT t.*, t.{xmin} AS lifecycle_xmin, {snapshot} AS lifecycle_snapshot, "
+        "{standby} AS lifecycle_standby, {replayed} AS lifecycle_replayed_at "
         "FROM {table} AS t WHERE t.{key} = %s"
     ).format(
         xmin=sql.SQL(VERSION),
         snapshot=sql.SQL(SNAPSHOT),
+        standby=sql.SQL(STANDBY),
+        replayed=sql.SQL(REPLAYED),
         table=sql.Identifier(*table.split(".")),
         key=sql.Identifier(key_column),
     )
@@ -200,8 +223,15 @@ def _report_row(
     if row is None:
         return None
     xmin, snapshot = row.pop("lifecycle_xmin", None), row.pop("lifecycle_snapshot", None)
+    standby, replayed = row.pop("lifecycle_standby", None), row.pop("lifecycle_replayed_at", None)
     report_read(
-        str(key), status_text(row.get(status_column)), xmin=xmin, snapshot=snapshot, client=client
+        str(key),
+        status_text(row.get(status_column)),
+        xmin=xmin,
+        snapshot=snapshot,
+        client=client,
+        standby=standby,
+        replayed_at=replayed,
     )
     return row
 
@@ -260,20 +290,30 @@ def _object_query(model: Any, key: object, status: str) -> Any:
         status_column.label("lifecycle_status"),
         sa.literal_column(VERSION).label("lifecycle_xmin"),
         sa.literal_column(SNAPSHOT).label("lifecycle_snapshot"),
+        sa.literal_column(STANDBY).label("lifecycle_standby"),
+        sa.literal_column(REPLAYED).label("lifecycle_replayed_at"),
     ).where(mapper.primary_key[0] == key)
 
 
 def _report_object(row: Any, key: object, status: str, client: str | None) -> Any:
     if row is None:
         return None
-    obj, stored_status, xmin, snapshot = row
+    obj, stored_status, xmin, snapshot, standby, replayed = row
     returned = status_text(getattr(obj, status, None))
     # The session may hand back an object it loaded earlier (its identity map): then what
     # the application returns is not the version this statement read, and saying which
     # version it is would be a guess.
     if returned != status_text(stored_status):
         xmin = None
-    report_read(str(key), returned, xmin=xmin, snapshot=snapshot, client=client)
+    report_read(
+        str(key),
+        returned,
+        xmin=xmin,
+        snapshot=snapshot,
+        client=client,
+        standby=standby,
+        replayed_at=replayed,
+    )
     return obj
 
 

@@ -146,3 +146,39 @@ def test_a_lone_hostile_event_is_a_400_that_says_why(client: Any, postgres: None
         {"index": 0, "error": "task holds a lone surrogate (text that is not Unicode)"}
     ]
     assert Event.objects.count() == 0
+
+
+def test_a_standby_read_keeps_its_server_fields_and_bad_ones_are_refused(
+    client: Any, postgres: None
+) -> None:
+    # Given a read a standby served, beside reads whose server fields are not what they say
+    def standby(task: str, **fields: Any) -> dict[str, Any]:
+        event = read(task)
+        event["body"].update(fields)
+        return event
+
+    good = standby("job-r", standby=True, replayed_at="2026-12-03T10:00:00.5+00:00")
+    batch = [
+        good,
+        standby("job-r", standby="yes"),
+        standby("job-r", standby=True, replayed_at="yesterday"),
+        standby("job-r", standby=True, replayed_at="2026-12-03T10:00:00"),
+        standby("job-r", standby=True, replayed_at="2026-12-03T10:00:00+00:00" + " " * 100),
+        standby("job-r", standby=True, replayed_at=12),
+        standby("job-r", standby=False, replayed_at=None),
+    ]
+
+    # When they are posted
+    body = post(client, batch).json()
+
+    # Then the good ones are stored as sent, each bad one refused with its reason
+    assert body["stored"] == 2
+    reasons = {r["index"]: r["error"] for r in body["rejected"]}
+    assert "standby must be true, false or null" in reasons[1]
+    assert "replayed_at is not an ISO 8601 time" in reasons[2]
+    assert "time zone" in reasons[3]
+    assert "at most 40 characters" in reasons[4]
+    assert "at most 40 characters" in reasons[5]
+    stored = Event.objects.get(task_key="job-r", uuid=good["uuid"])
+    assert stored.body["standby"] is True
+    assert stored.body["replayed_at"] == "2026-12-03T10:00:00.5+00:00"
