@@ -106,7 +106,10 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await off_thread(probe.start)(scenario, started_by=access_of(request).who, **options)
+    try:
+        run = await off_thread(probe.start)(scenario, started_by=access_of(request).who, **options)
+    except probe.Unavailable as exc:
+        return json_error(409, str(exc))
     body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 
@@ -124,7 +127,12 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options
-    run = await off_thread(probe.start)(scenario, old, started_by=access_of(request).who, **options)
+    try:
+        run = await off_thread(probe.start)(
+            scenario, old, started_by=access_of(request).who, **options
+        )
+    except probe.Unavailable as exc:
+        return json_error(409, str(exc))
     body = await off_thread(run_json)(run, request)
     return JsonResponse(body, status=201)
 

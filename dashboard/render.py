@@ -266,6 +266,7 @@ class FindingView:
     message: str
     html: SafeString  # the message with its mentions linked to their events
     refs: tuple[EventRef, ...]
+    fix: str = ""  # what usually fixes it (lifecycle.rules), escaped by the template
 
 
 def _clock(record: EventRecord) -> str:
@@ -304,6 +305,7 @@ def finding_views(findings: Sequence[Finding], records: Sequence[EventRecord]) -
             message=f.message,
             html=linked_message(f, by_id),
             refs=tuple(EventRef(i, _label(by_id[i])) for i in f.events if i in by_id),
+            fix=f.fix,
         )
         for f in findings
     ]

@@ -25,9 +25,11 @@ from lifecycle.rules import KINDS, fix_for
 from lifecycle.versions import (
     Snapshot,
     commit_xmins,
+    from_standby,
     newest_seen,
     read_snapshot,
     read_xmin,
+    replayed_at,
 )
 
 # A read proves it began after a commit, by clocks alone, only this long after the write.
@@ -344,17 +346,6 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
             f"at {_clock(newer.last.at)}{_gap(newer.last.at, reads)}{why}.",
             cause,
         )
-
-
-def from_standby(read: EventRecord) -> bool:
-    """Whether an API read said it was served by a hot standby (``pg_is_in_recovery()``)."""
-    return read.source == "api" and read.body.get("standby") is True
-
-
-def replayed_at(read: EventRecord) -> datetime | None:
-    """How far a standby's replay had come when it served the read: the primary's commit
-    time of the last transaction it had replayed (``pg_last_xact_replay_timestamp()``)."""
-    return _time(read.body.get("replayed_at"))
 
 
 def _time(value: object) -> datetime | None:

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +65,22 @@ class Response:
     body: dict[str, Any]
     sent_at: datetime
     received_at: datetime
+    headers: dict[str, str] = field(default_factory=dict)  # the ones that say a cache answered
+
+
+# Response headers a probe read keeps: a cache between the client and the API says so there,
+# and the checker quotes them (response_cache). Each value is cut at KEPT_HEADER characters.
+KEPT_HEADERS = ("age", "x-cache", "cache-control")
+KEPT_HEADER = 200
+
+
+def _kept(headers: Any) -> dict[str, str]:
+    kept = {}
+    for name in KEPT_HEADERS:
+        value = headers.get(name) if headers is not None else None
+        if value:
+            kept[name] = str(value)[:KEPT_HEADER]
+    return kept
 
 
 def _utcnow() -> datetime:
@@ -92,15 +108,15 @@ def http_json(
     sent_at = _utcnow()
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
-            status, raw = resp.status, resp.read(MAX_RESPONSE)
+            status, raw, kept = resp.status, resp.read(MAX_RESPONSE), _kept(resp.headers)
     except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read(MAX_RESPONSE)
+        status, raw, kept = exc.code, exc.read(MAX_RESPONSE), _kept(exc.headers)
     received_at = _utcnow()
     try:
         body = json.loads(raw) if raw else {}
     except json.JSONDecodeError:
         body = {"error": raw[:200].decode(errors="replace")}
-    return Response(status, body if isinstance(body, dict) else {}, sent_at, received_at)
+    return Response(status, body if isinstance(body, dict) else {}, sent_at, received_at, kept)
 
 
 def status_of(scenario: Scenario, response: Response) -> str | None:
@@ -132,6 +148,8 @@ def _record(
             http_status=response.http_status,
             latency_ms=round((response.received_at - response.sent_at).total_seconds() * 1000, 2),
         )
+        if response.headers:
+            body["headers"] = response.headers
     # Its uuid is chosen here: an insert that committed just before the connection was lost
     # is not stored again by the retry (the uuid with its time is unique).
     event = Event(
@@ -170,6 +188,10 @@ def _db(work: Callable[[], T], patience: float = DB_PATIENCE) -> T:
 _SCENARIO_BODY: Any = object()  # create_run's default: no edited body
 
 
+class Unavailable(ValueError):
+    """The scenario cannot run here (``Scenario.unavailable`` says why and what fixes it)."""
+
+
 def create_run(
     scenario: Scenario,
     base_url: str,
@@ -179,7 +201,10 @@ def create_run(
     started_by: str = "",
 ) -> Run:
     """A run of the scenario, with its body: ``body`` (an edit's), else the one of the run it
-    resubmits, else the scenario's; ``started_by`` says who asked."""
+    resubmits, else the scenario's; ``started_by`` says who asked. Unavailable when the
+    scenario needs what this installation lacks (a standby)."""
+    if scenario.unavailable:
+        raise Unavailable(f"scenario {scenario.name} is unavailable: {scenario.unavailable}")
     if body is _SCENARIO_BODY:
         body = resubmit_of.body if resubmit_of is not None else scenario.body
     return Run.objects.create(

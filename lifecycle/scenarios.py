@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from lifecycle import lifecycles
@@ -112,6 +113,19 @@ class Scenario:
     # `capture install --key-prefix` and the client's LIFECYCLE_KEY_PREFIX do.
     key_prefix: str = ""
     source: str = field(default="", compare=False)  # the file it came from
+    # (a setting it needs, the command that provides it): the lab's replica-read needs a
+    # standby (LAB_REPLICA_URL, from `lifecycle standby start`).
+    requires: tuple[str, str] | None = None
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why it cannot run here, with the command that fixes that; None when it can."""
+        if self.requires is None:
+            return None
+        setting, command = self.requires
+        if getattr(django_settings, setting, None) or os.environ.get(setting):
+            return None
+        return f"needs {setting}, which is not set: {command}".rstrip(": ")
 
     @property
     def clean(self) -> bool:
@@ -161,6 +175,7 @@ class Scenario:
             "timeout": self.timeout,
             "settle": self.settle,
             "poll_interval": self.poll_interval,
+            "unavailable": self.unavailable,
         }
 
 
@@ -275,9 +290,11 @@ SCENARIO_KEYS = {
     "settle",
     "poll_interval",
     "alone",
+    "requires",
     "submit",
     "poll",
 }
+REQUIRES_KEYS = {"setting", "command"}
 SUBMIT_KEYS = {"method", "url", "headers", "body", "key", "key_prefix"}
 POLL_KEYS = {"url", "status"}
 
@@ -394,6 +411,23 @@ def _scenario(
     alone = s.get("alone", False)
     if not isinstance(alone, bool):
         raise fail("alone", "alone must be true or false")
+    requires = s.get("requires")
+    if requires is not None:
+        if (
+            not isinstance(requires, dict)
+            or set(requires) - REQUIRES_KEYS
+            or not isinstance(requires.get("setting"), str)
+            or not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", requires["setting"])
+            or not isinstance(requires.get("command", ""), str)
+            or len(requires.get("command", "")) > 200
+        ):
+            raise fail(
+                "requires",
+                'requires must be a table like { setting = "LAB_REPLICA_URL", command = '
+                '"python manage.py lifecycle standby start" } (an upper-case setting name, '
+                "and a command of at most 200 characters)",
+            )
+        requires = (requires["setting"], requires.get("command", ""))
 
     submit = s.get("submit")
     if not isinstance(submit, dict):
@@ -457,6 +491,7 @@ def _scenario(
         group=group,
         source=source,
         key_prefix=key_prefix,
+        requires=requires,
     )
 
 

@@ -97,7 +97,8 @@ def _bindir(conn: psycopg.Connection[Any]) -> Path:
     found = shutil.which("pg_ctl")
     if found is None:
         raise StandbyError(
-            f"pg_ctl of PostgreSQL {version} is not installed (apt-get install postgresql-{version})"
+            f"pg_ctl of PostgreSQL {version} is not installed "
+            f"(apt-get install postgresql-{version})"
         )
     return Path(found).parent
 

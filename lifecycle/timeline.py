@@ -13,7 +13,14 @@ from typing import Any
 
 from lifecycle.checker import Finding
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
-from lifecycle.versions import XID_WRAP, commit_xmins, newest_seen, read_snapshot, read_xmin
+from lifecycle.versions import (
+    XID_WRAP,
+    commit_xmins,
+    newest_seen,
+    read_snapshot,
+    read_xmin,
+    replayed_at,
+)
 
 # Reads next to commits: the comparison the page exists for.
 LANES: list[tuple[str, str]] = [
@@ -186,6 +193,7 @@ class TimelineBuilder:
                 f"returned {r.status}"
                 + (" (no version)" if b.get("xmin") is None else "")
                 + (" from its cache" if b.get("cached") is True else "")
+                + replica_phrase(r)
             )
         if r.source == "probe":
             if r.kind == "verdict":
@@ -349,7 +357,8 @@ def read_signature(view: EventView) -> tuple[object, ...] | None:
     version = b.get("xmin") if r.source == "api" else None
     error = str(b["error"])[:200] if b.get("error") else None
     cached = b.get("cached") is True
-    return (r.source, str(client), r.status, version, b.get("http_status"), error, cached)
+    standby = b.get("standby") is True
+    return (r.source, str(client), r.status, version, b.get("http_status"), error, cached, standby)
 
 
 @dataclass
@@ -430,6 +439,15 @@ def collapse(views: Iterable[EventView]) -> list[Row]:
     return Collapser().rows(views)
 
 
+def replica_phrase(read: EventRecord) -> str:
+    """How a read a hot standby served is told: from a replica, with how far its replay had
+    come (the primary's commit time of the last transaction it had replayed)."""
+    if read.body.get("standby") is not True:
+        return ""
+    replayed = replayed_at(read)
+    return f" from a replica, replayed to {clock(replayed)}" if replayed else " from a replica"
+
+
 def run_summary(run: ReadRun) -> str:
     """What a folded run of reads says (after its count): what they returned, from
     which client, over how long."""
@@ -441,6 +459,8 @@ def run_summary(run: ReadRun) -> str:
             what += " (no version)"
         if b.get("cached") is True:
             what += " from its cache"
+        if b.get("standby") is True:
+            what += " from a replica"
     elif b.get("error"):
         what = f"polls failed: {str(b['error'])[:120]}"
     elif b.get("http_status") not in (None, 200):

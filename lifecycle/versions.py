@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from lifecycle.events import EventRecord
 
@@ -112,3 +113,21 @@ def newest_seen(
         else:
             hi = mid
     return lo - 1 if lo > start else None
+
+
+def from_standby(read: EventRecord) -> bool:
+    """Whether an API read said a hot standby served it (``pg_is_in_recovery()``)."""
+    return read.source == "api" and read.body.get("standby") is True
+
+
+def replayed_at(read: EventRecord) -> datetime | None:
+    """How far a standby's replay had come when it served the read: the primary's commit
+    time of the last transaction it had replayed (``pg_last_xact_replay_timestamp()``)."""
+    value = read.body.get("replayed_at")
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None

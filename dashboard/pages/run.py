@@ -86,7 +86,12 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
-    run = await off_thread(probe.start)(scenario, None, _token(request), started_by=_who(request))
+    try:
+        run = await off_thread(probe.start)(
+            scenario, None, _token(request), started_by=_who(request)
+        )
+    except probe.Unavailable as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return _to_run_page(run)
 
 
@@ -104,7 +109,12 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 @needs("run")
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
-    run = await off_thread(probe.start)(scenario, old, _token(request), started_by=_who(request))
+    try:
+        run = await off_thread(probe.start)(
+            scenario, old, _token(request), started_by=_who(request)
+        )
+    except probe.Unavailable as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return _to_run_page(run)
 
 

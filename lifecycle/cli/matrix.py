@@ -86,6 +86,14 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         err.write(f"unknown scenario(s): {', '.join(unknown)}")
         return 2
     base_url = (options["base_url"] or settings.LAB_BASE_URL).rstrip("/")
+    unavailable = {n: catalogue[n].unavailable for n in names if catalogue[n].unavailable}
+    if unavailable and options["scenario"]:
+        for name, why in unavailable.items():
+            err.write(f"scenario {name} is unavailable: {why}")
+        return 2
+    for name, why in unavailable.items():
+        err.write(f"skipping {name}, unavailable: {why}")
+    names = [n for n in names if n not in unavailable]
     plan: list[Scenario] = []
     for name in names:
         scenario = catalogue[name]

@@ -44,6 +44,9 @@ def handle(command: Any, options: dict[str, Any]) -> int:
         except BodyError as exc:
             err.write(f"--body: {exc}")
             return 2
+    if scenario.unavailable:
+        err.write(f"scenario {scenario.name} is unavailable: {scenario.unavailable}")
+        return 2
     base_url = (options["base_url"] or settings.LAB_BASE_URL).rstrip("/")
     as_json = options["json"]
     failed = 0

@@ -45,6 +45,8 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     width = max((len(n) for n in catalogue.scenarios), default=0) + 2
     for s in catalogue.scenarios.values():
         what = "clean" if s.clean else f"bug {s.bug}: {', '.join(map(str, s.findings))}"
+        if s.unavailable:
+            what += f"; unavailable: {s.unavailable}"
         out.write(f"  {s.name.ljust(width)}expects {s.expected}; {what}")
     out.write(f"{len(catalogue.scenarios)} scenarios, {len(catalogue.lifecycles)} lifecycles")
     return 0

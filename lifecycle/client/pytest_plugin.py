@@ -226,6 +226,8 @@ def report_text(lifecycle: Lifecycle, watched: list[Watched]) -> str:
         for f in w.findings:
             cause = f" ({f['cause']})" if f.get("cause") else ""
             lines.append(f"  {f['kind']}{cause}: {f['message']}")
+            if f.get("fix"):
+                lines.append(f"    fix: {str(f['fix'])[:300]}")
             if f.get("events"):
                 lines.append(f"    the events that prove it: {page}#event-{f['events'][0]}")
     return "\n".join(lines)

@@ -24,6 +24,8 @@ FAULT_SWITCHES: dict[str, str] = {
     "worker may not find the row and drops the message.",
     "redelivery": "The worker process dies after the work and before the ack, so RabbitMQ "
     "redelivers the message and the task runs twice.",
+    "replica_read": "The API reads the task from a hot standby (LAB_REPLICA_URL), whose replay "
+    "lags the primary's commits.",
 }
 
 # A task's bounds, so that no task holds a worker thread for long (README: The lab); the

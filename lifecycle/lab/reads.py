@@ -1,4 +1,4 @@
-"""How the lab API reads a task: correctly, or through one of the two read-path bugs.
+"""How the lab API reads a task: correctly, or through one of the three read-path bugs.
 
 Every path returns the row's ``xmin`` (the version it read) and the reading transaction's
 snapshot, which is what lets the checker tell a cached object from an old snapshot.
@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ class TaskRead:
     task: dict[str, Any]
     xmin: int
     snapshot: str
-    path: str  # "fresh", "cached" or "snapshot": how this read was served
+    path: str  # "fresh", "cached", "snapshot" or "replica": how this read was served
+    standby: bool | None = None  # served by a hot standby (None: not asked)
+    replayed_at: datetime | None = None  # how far the standby's replay had come
 
 
 def _row_to_json(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -140,8 +143,46 @@ class _SnapshotReads:
             conn.close()
 
 
+class _ReplicaReads:
+    """BUG replica_read: reads on a hot standby (LAB_REPLICA_URL), one connection a process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def read(self, task_id: str, url: str) -> TaskRead | None:
+        with self._lock:
+            for _ in range(2):  # a connection the standby ended (a restart) is opened again
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(
+                        url, autocommit=True, application_name="lab-api-replica", connect_timeout=5
+                    )
+                try:
+                    row = self._conn.execute(READS["read_task_replica"], [task_id]).fetchone()
+                    break
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    self._conn.close()
+                    self._conn = None
+            else:
+                raise psycopg.OperationalError("the standby's connection was lost twice")
+        if row is None:
+            return None
+        return TaskRead(_row_to_json(row), row[10], row[11], "replica", row[12], row[13])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 cached_reads = _CachedReads()
 snapshot_reads = _SnapshotReads()
+replica_reads = _ReplicaReads()
+
+
+class NoReplica(RuntimeError):
+    """A replica_read task, but LAB_REPLICA_URL names no standby."""
 
 
 def read_task(task_id: str) -> TaskRead | None:
@@ -158,6 +199,17 @@ def read_task(task_id: str) -> TaskRead | None:
         return None
     task, xmin, snapshot = fresh
     config = task.get("config") or {}
+    if config.get("replica_read"):
+        from django.conf import settings
+
+        if not settings.LAB_REPLICA_URL:
+            raise NoReplica(
+                "replica_read needs a hot standby: set LAB_REPLICA_URL "
+                "(python manage.py lifecycle standby start prints it)"
+            )
+        # The primary's read only told which task this is; what is answered is the
+        # standby's (None: the row's insert is not replayed there yet, a 404 as in life).
+        return replica_reads.read(task_id, settings.LAB_REPLICA_URL)
     if config.get("cached_read"):
         cached_reads.put(task_id, task, xmin)
     elif config.get("snapshot_read"):

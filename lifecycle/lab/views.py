@@ -7,8 +7,10 @@ import logging
 import time
 import uuid
 
+from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import cache_page
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -17,7 +19,7 @@ from lifecycle.http import cross_origin, json_error
 from lifecycle.lab import access, limits
 from lifecycle.lab.config import ConfigError, validate_config
 from lifecycle.lab.models import Task
-from lifecycle.lab.reads import read_task
+from lifecycle.lab.reads import NoReplica, read_task
 
 logger = logging.getLogger("lifecycle.lab.api")
 
@@ -49,6 +51,12 @@ def create_task(request: HttpRequest) -> JsonResponse:
         config = validate_config(payload.get("config", {}))
     except ConfigError as exc:
         return json_error(400, f"invalid config: {exc}")
+    if config.get("replica_read") and not settings.LAB_REPLICA_URL:
+        return json_error(
+            400,
+            "invalid config: replica_read needs a hot standby, and LAB_REPLICA_URL is not set "
+            "(python manage.py lifecycle standby start)",
+        )
 
     from lifecycle.lab.actors import run_task
 
@@ -90,7 +98,10 @@ def get_task(request: HttpRequest, task_id: str) -> JsonResponse:
     except ValueError:
         return json_error(404, f"no task {task_id!r}: task ids are UUIDs")
     with task_context(key):
-        result = read_task(key)
+        try:
+            result = read_task(key)
+        except NoReplica as exc:
+            return json_error(503, str(exc))
         if result is None:
             return json_error(404, f"no task {key}")
         report_read(
@@ -98,6 +109,8 @@ def get_task(request: HttpRequest, task_id: str) -> JsonResponse:
             status=result.task["status"],
             xmin=result.xmin,
             snapshot=result.snapshot,
+            standby=result.standby,
+            replayed_at=result.replayed_at,
             client=request.headers.get("X-Lifecycle-Client") or request.META.get("REMOTE_ADDR"),
             path=request.path,
             # The read is RabbitMQ's before its answer leaves: a web process killed right
@@ -105,3 +118,19 @@ def get_task(request: HttpRequest, task_id: str) -> JsonResponse:
             confirm=READ_CONFIRM,
         )
         return JsonResponse(result.task)
+
+
+# How long the cached poll URL's answers are kept (the cached-response scenario).
+RESPONSE_CACHE_SECONDS = 2
+_cached_get_task = cache_page(RESPONSE_CACHE_SECONDS, key_prefix="lab-task")(get_task)
+
+
+@require_GET
+def get_task_cached(request: HttpRequest, task_id: str) -> HttpResponse:
+    """BUG cached-response: the same read behind Django's cache framework (``cache_page``):
+    a poll within a few seconds of the last one the API ran gets that one's body, and the
+    API never runs. Access is checked first, so a cached body goes to no one else."""
+    refused = access.refusal(request)
+    if refused is not None:
+        return refused
+    return _cached_get_task(request, task_id)

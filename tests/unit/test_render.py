@@ -120,3 +120,33 @@ def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycle
     finally:
         lifecycles.configure({})
     assert 'class="chip st-unknown"' in status_chip("errored")
+
+
+def test_a_finding_shows_its_fix_line_escaped_under_its_sentence() -> None:
+    # Given a replica's stale read and a response cache's
+    read = EventRecord(
+        id=1,
+        source="api",
+        kind="read",
+        task_key="t",
+        status="RUNNING",
+        at=datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC),
+        body={"standby": True, "replayed_at": "2024-05-01T12:00:00.250+00:00", "xmin": 5},
+    )
+    found = [
+        Finding("stale_read", (1,), "The read at 12:00:01.000 returned RUNNING.", "replica"),
+        Finding("stale_read", (1,), "A cache answered.", "response_cache"),
+    ]
+
+    # When the findings fragment is rendered
+    html = fragments.findings_fragment(finding_views(found, [read]), None)
+
+    # Then each carries its fix line, escaped, under the sentence
+    assert html.count('data-testid="fix"') == 2
+    assert "Read your own writes from the primary" in html
+    assert escape("Cache-Control: no-store") in html
+    assert html.index("A cache answered.") < html.rindex('data-testid="fix"')
+    # And the timeline says the read came from a replica, replayed to when
+    assert TimelineBuilder._summary(read) == (
+        "returned RUNNING from a replica, replayed to 12:00:00.250"
+    )

@@ -65,7 +65,7 @@ def write(tmp_path: Path, text: str, name: str = "scenarios.toml") -> Path:
 
 def test_the_lab_file_loads_with_every_lab_scenario() -> None:
     catalogue = load([LAB_FILE])
-    assert len(catalogue.scenarios) == 11
+    assert len(catalogue.scenarios) == 13
     swallowed = catalogue.scenarios["swallowed-error"]
     assert [str(f) for f in swallowed.findings] == [
         "swallowed_error",
@@ -75,6 +75,42 @@ def test_the_lab_file_loads_with_every_lab_scenario() -> None:
     assert swallowed.submit_to("http://h:8000") == "http://h:8000/lab/api/tasks"
     assert catalogue.scenarios["redelivery"].alone
     assert catalogue.lifecycles == {}
+    cached = catalogue.scenarios["cached-response"]
+    assert cached.poll_at("http://h:8000", "k") == "http://h:8000/lab/api/cached/tasks/k"
+    assert cached.unavailable is None
+
+
+def test_replica_read_is_unavailable_without_a_standby_and_says_what_provides_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.conf import settings
+
+    replica = load([LAB_FILE]).scenarios["replica-read"]
+    assert [str(f) for f in replica.findings] == ["stale_read:replica"]
+    monkeypatch.setattr(settings, "LAB_REPLICA_URL", "", raising=False)
+    monkeypatch.delenv("LAB_REPLICA_URL", raising=False)
+    assert replica.unavailable == (
+        "needs LAB_REPLICA_URL, which is not set: python manage.py lifecycle standby start"
+    )
+    assert replica.as_json()["unavailable"] == replica.unavailable
+    monkeypatch.setattr(settings, "LAB_REPLICA_URL", "postgresql://127.0.0.1:5433/x")
+    assert replica.unavailable is None
+
+
+def test_requires_must_name_a_setting(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [[scenarios]]
+        name = "x"
+        expect = "COMPLETED"
+        requires = { setting = "lower case" }
+        submit = { url = "http://h/t", key = "id" }
+        poll = { url = "http://h/t/{key}", status = "status" }
+        """,
+    )
+    with pytest.raises(ScenarioFileError, match="requires must be a table"):
+        load([path])
 
 
 def test_a_foreign_file_gives_its_scenarios_their_lifecycle_and_urls(tmp_path: Path) -> None:
