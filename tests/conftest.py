@@ -24,7 +24,7 @@ from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["skip_or_fail"]
-pytest_plugins = ["tests.foreign", "tests.foreign_async", "tests.foreign_django"]
+pytest_plugins = ["tests.foreign", "tests.foreign_async", "tests.foreign_django", "tests.standby"]
 
 
 @pytest.fixture(scope="session")
