@@ -77,7 +77,10 @@ def configured() -> Standby:
 def _primary(**extra: Any) -> psycopg.Connection[Any]:
     from lifecycle.database import conninfo
 
-    return psycopg.connect(conninfo(application_name="lifecycle-standby"), autocommit=True, **extra)
+    # The server's own database: the inspector's may not exist yet (a fresh CI machine).
+    return psycopg.connect(
+        conninfo(dbname="postgres", application_name="lifecycle-standby"), autocommit=True, **extra
+    )
 
 
 def _as_postgres(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

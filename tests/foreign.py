@@ -96,6 +96,8 @@ def service_database(prefix: str, schema: Path | None) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     """README, steps 1 and 3: capture installed on its table, its worker and API started."""
+    from django.conf import settings
+
     done = stack.manage(
         "lifecycle",
         "capture",
@@ -118,6 +120,9 @@ def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
         "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
         "JOBS_DATABASE_URL": foreign_db,
         "JOBS_QUEUE": f"foreign-{uuid.uuid4().hex[:8]}",
+        # Where its replica path reads: the standby the `standby` fixture makes or reuses
+        # (tests that poll that path ask for it).
+        "JOBS_REPLICA_PORT": str(settings.LIFECYCLE_STANDBY_PORT),
         "PORT": str(port),
         "PYTHONUNBUFFERED": "1",
     }

@@ -20,6 +20,7 @@ from tests.foreign import SERVICE, service_pytest
 pytestmark = pytest.mark.acceptance
 
 OURS = {"jobs-ok", "jobs-swallowed-error", "jobs-flush-without-commit"}
+REPLICA = "jobs-replica-read"  # needs a standby: run by its own test
 
 
 def _checked(task: str) -> bool:
@@ -83,7 +84,7 @@ def test_the_services_scenarios_run_from_the_api_with_the_findings_of_their_bugs
     status, listing = stack.get("/api/scenarios")
     assert status == 200
     groups = {s["name"]: s["group"] for s in listing["scenarios"]}
-    assert {n for n, g in groups.items() if g == "Jobs service"} == OURS
+    assert {n for n, g in groups.items() if g == "Jobs service"} == OURS | {REPLICA}
     assert groups["succeeds"] == "The lab"
 
     # When each of the service's scenarios is started through the JSON API, all at once
@@ -149,6 +150,25 @@ def test_the_cli_runs_the_services_scenarios_and_the_matrix_covers_them(
     rows = {row["scenario"]: row for row in json.loads(done.stdout)["rows"]}
     assert set(rows) == OURS and all(row["met"] for row in rows.values()), rows
     assert rows["jobs-swallowed-error"]["counts"]["swallowed_error"] == 2
+
+
+def test_the_services_api_reading_a_standby_gets_the_replica_finding_with_no_change_for_it(
+    standby: str, stack: Stack, service: str
+) -> None:
+    # Given the service's API polled on its replica path: read_row on a hot standby of its
+    # own database, which replays 1 s behind (the checker knows nothing of this service)
+    # When its replica scenario runs
+    status, run = stack.post(f"/api/scenarios/{REPLICA}/runs")
+    assert status == 201, run
+    done = done_run(stack, run["id"])
+
+    # Then it passes, and its reads are named stale because the replica lagged
+    assert (done["verdict"], done["observed"]) == ("pass", "done"), done
+    found = findings_include(stack, run["id"], {("stale_read", "replica")})
+    replica = next(f for f in found["findings"] if f["cause"] == "replica")
+    assert "from a standby" in replica["message"]
+    assert "Read your own writes from the primary" in replica["fix"]
+    assert {(f["kind"], f["cause"]) for f in found["findings"]} == {("stale_read", "replica")}
 
 
 def jobs_pytest(

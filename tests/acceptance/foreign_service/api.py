@@ -1,7 +1,9 @@
 """A small foreign service's HTTP API: no Django, no framework, its own database.
 
 POST /jobs {"mode": "ok" | "flush_without_commit" | "swallowed_error"} creates a job and
-enqueues it; GET /jobs/<id> reads it. Attached to the inspector with one line per read.
+enqueues it; GET /jobs/<id> reads it; GET /replica/jobs/<id> reads it from a hot standby of
+its database (on JOBS_REPLICA_PORT of the same host), as a service that sends its reads to
+a replica does. Attached to the inspector with one line per read.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from worker import process_job
 from lifecycle.client import read_row
 
 DATABASE = os.environ["JOBS_DATABASE_URL"]
-JOB = re.compile(r"^/jobs/([0-9a-f-]{36})$")
+REPLICA_PORT = os.environ.get("JOBS_REPLICA_PORT", "")
+JOB = re.compile(r"^(/replica)?/jobs/([0-9a-f-]{36})$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -37,9 +40,17 @@ class Handler(BaseHTTPRequestHandler):
         match = JOB.match(self.path)
         if not match:
             return self.answer(404, {"error": "no such path"})
-        with psycopg.connect(DATABASE, application_name="foreign-api") as conn:
-            # The one line that attaches this read: the row, its version, reported.
-            row = read_row(conn, "jobs", match[1], status_column="state", client="foreign-test")
+        where = {"port": REPLICA_PORT} if match[1] else {}
+        if match[1] and not REPLICA_PORT:
+            return self.answer(503, {"error": "no replica: JOBS_REPLICA_PORT is not set"})
+        try:
+            conn = psycopg.connect(DATABASE, application_name="foreign-api", **where)
+        except psycopg.OperationalError as exc:
+            return self.answer(503, {"error": f"database unavailable: {exc}"})
+        with conn:
+            # The one line that attaches this read: the row, its version, and (on a
+            # standby) its replay, reported.
+            row = read_row(conn, "jobs", match[2], status_column="state", client="foreign-test")
         if row is None:
             return self.answer(404, {"error": "no such job"})
         self.answer(200, {"id": str(row["id"]), "state": row["state"]})
