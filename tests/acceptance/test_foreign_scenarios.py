@@ -193,6 +193,7 @@ def test_the_plugin_puts_the_permalink_and_the_finding_in_the_failing_tests_repo
     assert task, out
     assert "swallowed_error: Attempt 1 of message" in section, out
     assert "so the error was swallowed" in section, out
+    assert "fix: Let the exception reach the actor" in section, out
     assert "expectation_mismatch (committed)" in section, out
     assert f"{task[2]}#event-" in section
     # And the permalink opens the task, judged by the expectation the test stated

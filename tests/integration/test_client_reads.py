@@ -65,6 +65,8 @@ def assert_reported(published: Published, key: str, status: str, txid: int | Non
     assert body["xmin"] == (txid % 2**32 if txid is not None else None)
     xmin, xmax, _ = body["snapshot"].split(":")
     assert int(xmin) <= int(xmax)
+    # the primary said it is one, in the same statement
+    assert (body["standby"], body["replayed_at"]) == (False, None)
 
 
 def test_a_psycopg_read_returns_the_row_and_reports_its_version(
@@ -158,3 +160,90 @@ async def test_an_async_sqlalchemy_read_is_one_line(
         await engine.dispose()
     assert task.state == "queued"
     assert_reported(published, key, "queued", txid)
+
+
+# --- on a hot standby -----------------------------------------------------------------------
+
+
+def on_standby(standby: str, url: str) -> str:
+    """The standby's URL of the test database, as ``url``'s user and options read it."""
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params.update(psycopg.conninfo.conninfo_to_dict(standby))
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def replayed(url: str, key: str, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT 1 FROM client_jobs WHERE id = %s", [key]).fetchone():
+                    return
+        except psycopg.errors.UndefinedTable:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the standby has not replayed job {key}")
+
+
+def test_every_read_helper_on_a_standby_says_so_and_how_far_it_replayed_in_one_statement(
+    standby: str, url: str, job: tuple[str, int], published: Published, monkeypatch: Any
+) -> None:
+    from datetime import datetime
+
+    sa, orm, Job = models()
+    key, txid = job
+    replica = on_standby(standby, url)
+    replayed(replica, key)
+    statements: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return real_execute(self, query, *args, **kwargs)
+
+    # When read_row and read_object read the job on the standby
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    with psycopg.connect(replica) as conn:
+        row = reads.read_row(conn, "client_jobs", key, status_column="state")
+    assert len(statements) == 1  # no round trip of its own
+    engine = sa.create_engine(sqlalchemy_url(replica, "psycopg"))
+    try:
+        with orm.Session(engine) as session:
+            found = reads.read_object(session, Job, key, status="state")
+    finally:
+        engine.dispose()
+
+    # Then both return the job, and report the same version, marked as a standby's read
+    # with the time its replay had reached
+    assert row == {"id": key, "state": "queued"} and found.state == "queued"
+    assert len(published.messages) == 2
+    for message in published.messages:
+        body = message["body"]
+        assert body["xmin"] == txid % 2**32
+        assert body["standby"] is True
+        replay = datetime.fromisoformat(body["replayed_at"])
+        assert replay.tzinfo is not None
+
+
+async def test_the_async_read_helpers_on_a_standby_say_so_too(
+    standby: str, url: str, job: tuple[str, int], published: Published
+) -> None:
+    sa, orm, Job = models()
+    pytest.importorskip("greenlet")
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    key, _ = job
+    replica = on_standby(standby, url)
+    replayed(replica, key)
+    async with await psycopg.AsyncConnection.connect(replica) as conn:
+        await reads.aread_row(conn, "client_jobs", key, status_column="state")
+    engine = create_async_engine(sqlalchemy_url(replica, "psycopg"))
+    try:
+        async with AsyncSession(engine) as session:
+            await reads.aread_object(session, Job, key, status="state")
+    finally:
+        await engine.dispose()
+    assert [m["body"]["standby"] for m in published.messages] == [True, True]
+    assert all(m["body"]["replayed_at"] for m in published.messages)
