@@ -403,6 +403,7 @@ def _replica_reads(h: _History) -> Iterator[Finding]:
 
 SLACK = timedelta(milliseconds=50)  # an API read stamped this far outside a poll is its own
 CACHE_HEADERS = ("age", "x-cache", "cache-control")
+LONGEST_POLL = timedelta(seconds=60)  # a poll's answer is looked for no later than this
 
 
 def _response_cache(h: _History) -> Iterator[Finding]:
@@ -422,21 +423,21 @@ def _response_cache(h: _History) -> Iterator[Finding]:
         if read.source != "probe" or read.at is None:
             continue
         sent = _time(read.body.get("sent_at")) or read.at
-        got = _time(read.body.get("received_at")) or sent
+        got = min(max(_time(read.body.get("received_at")) or sent, sent), sent + LONGEST_POLL)
         lo, hi = bisect.bisect_left(api_at, sent - SLACK), bisect.bisect_right(api_at, got + SLACK)
         served = api[lo:hi]
         if any(r.status == read.status for r in served):
             continue  # the API answered it (a stale API read is judged on its own)
         arrived = h.arrived_before(read)
         written = h.indexes_of(read.status)
-        older = written[: bisect.bisect_left(written, arrived)]
+        older = bisect.bisect_left(written, arrived)  # versions of its status that had arrived
         if not older:
             continue  # no commit had written it: an unwritten read
         newer = h.last_begun_before(read, 0, arrived)
-        if newer is None or bisect.bisect_left(older, newer.index) < len(older):
+        if newer is None or bisect.bisect_left(written, newer.index, 0, older) < older:
             # Not proven older by the clocks (or it may be a later version of that status):
             # the API itself had served a newer version before the poll was sent.
-            newer = _served_newer(h, api[: bisect.bisect_left(api_at, sent)], older[-1])
+            newer = _served_newer(h, api, bisect.bisect_left(api_at, sent), written[older - 1])
         if newer is None:
             continue
         groups.setdefault((read.status, newer.index), []).append((read, served))
@@ -464,10 +465,13 @@ def _response_cache(h: _History) -> Iterator[Finding]:
         )
 
 
-def _served_newer(h: _History, before: list[EventRecord], last_old: int) -> Version | None:
-    """The newest version newer than ``last_old`` that an API read served before a poll was
-    sent: the API had moved on, so an older answer did not come from it."""
-    for r in reversed(before):
+def _served_newer(
+    h: _History, api: list[EventRecord], before: int, last_old: int
+) -> Version | None:
+    """A version newer than ``last_old`` that one of the last ``WALK`` API reads before a poll
+    was sent (``api[:before]``) served: the API had moved on, so an older answer did not
+    come from it."""
+    for r in reversed(api[max(0, before - WALK) : before]):
         version = h.version_of(r)
         if version is not None and version.index > last_old:
             return version
