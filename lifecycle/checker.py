@@ -26,6 +26,7 @@ from lifecycle.versions import (
     Snapshot,
     commit_xmins,
     from_standby,
+    iso_time,
     newest_seen,
     read_snapshot,
     read_xmin,
@@ -348,16 +349,6 @@ def _stale_reads(h: _History) -> Iterator[Finding]:
         )
 
 
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
-
-
 def _replica_reads(h: _History) -> Iterator[Finding]:
     """Reads a standby served of a version older than one the primary had committed before
     the read began: its replay had not reached that commit.
@@ -389,7 +380,7 @@ def _replica_reads(h: _History) -> Iterator[Finding]:
                 else f"its replay was at {_clock(replay)}"
             )
         else:
-            lag = "it had replayed no commit yet" if replay is None else "its replay lagged"
+            lag = "its replay had not reached it"
         yield Finding(
             "stale_read",
             _ids(*reads, newer.last),
@@ -422,8 +413,8 @@ def _response_cache(h: _History) -> Iterator[Finding]:
     for read in h.reads:
         if read.source != "probe" or read.at is None:
             continue
-        sent = _time(read.body.get("sent_at")) or read.at
-        got = min(max(_time(read.body.get("received_at")) or sent, sent), sent + LONGEST_POLL)
+        sent = iso_time(read.body.get("sent_at")) or read.at
+        got = min(max(iso_time(read.body.get("received_at")) or sent, sent), sent + LONGEST_POLL)
         lo, hi = bisect.bisect_left(api_at, sent - SLACK), bisect.bisect_right(api_at, got + SLACK)
         served = api[lo:hi]
         if any(r.status == read.status for r in served):

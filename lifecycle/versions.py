@@ -123,7 +123,11 @@ def from_standby(read: EventRecord) -> bool:
 def replayed_at(read: EventRecord) -> datetime | None:
     """How far a standby's replay had come when it served the read: the primary's commit
     time of the last transaction it had replayed (``pg_last_xact_replay_timestamp()``)."""
-    value = read.body.get("replayed_at")
+    return iso_time(read.body.get("replayed_at"))
+
+
+def iso_time(value: object) -> datetime | None:
+    """An ISO 8601 time with a zone that a body carries (None: not one, or too long)."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:
