@@ -24,6 +24,7 @@ import importlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -35,7 +36,17 @@ from django.core.exceptions import (
 )
 from django.core.signals import setting_changed
 from django.db import connections
-from django.db.models import BigIntegerField, Expression, F, Manager, Model, QuerySet, TextField
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    DateTimeField,
+    Expression,
+    F,
+    Manager,
+    Model,
+    QuerySet,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpRequest
 from django.http.multipartparser import MultiPartParserError
@@ -44,7 +55,9 @@ from django.urls import resolve
 from lifecycle.client import config
 from lifecycle.client.context import task_context
 from lifecycle.client.reads import (
+    REPLAYED,
     SNAPSHOT,
+    STANDBY,
     VERSION,
     DeferredReads,
     ReadVersion,
@@ -75,6 +88,8 @@ RequestTask = Callable[[HttpRequest, dict[str, Any]], str | None]
 
 XMIN_NAME = "lifecycle_xmin"  # the annotations read_model adds, taken off the instance after
 SNAPSHOT_NAME = "lifecycle_snapshot"
+STANDBY_NAME = "lifecycle_standby"  # a hot standby answered, and how far it had replayed
+REPLAYED_NAME = "lifecycle_replayed_at"
 _VERSION = "_lifecycle_read"  # where an instance keeps its ReadVersion (pickled with it)
 DEFAULT_REQUEST_TASK = "task_id"
 
@@ -145,6 +160,8 @@ def versioned(queryset_or_manager: Any, status: str = "status") -> QuerySet[Any]
         **{
             XMIN_NAME: RowVersion(holder),
             SNAPSHOT_NAME: RawSQL(SNAPSHOT, (), output_field=TextField()),
+            STANDBY_NAME: RawSQL(STANDBY, (), output_field=BooleanField()),
+            REPLAYED_NAME: RawSQL(REPLAYED, (), output_field=DateTimeField()),
         }
     )
 
@@ -193,6 +210,7 @@ def _reported(instance: M, status: str, client: str | None, key_field: str) -> M
         return instance
     fields = instance.__dict__
     xmin, snapshot = fields.pop(XMIN_NAME, None), fields.pop(SNAPSHOT_NAME, None)
+    standby, replayed = fields.pop(STANDBY_NAME, None), fields.pop(REPLAYED_NAME, None)
     try:
         status_value = status_text(getattr(instance, status, None))
     except Exception:  # a status property of theirs that fails: the view's to meet, not ours
@@ -209,7 +227,15 @@ def _reported(instance: M, status: str, client: str | None, key_field: str) -> M
     except Exception:  # a key_field the model lacks: their mistake must not fail the view
         logger.debug("lifecycle: %r has no %r to report its read by", instance, key_field)
         return instance
-    report_read(key, version.status, xmin=version.xmin, snapshot=version.snapshot, client=client)
+    report_read(
+        key,
+        version.status,
+        xmin=version.xmin,
+        snapshot=version.snapshot,
+        client=client,
+        standby=standby if isinstance(standby, bool) else None,
+        replayed_at=replayed if isinstance(replayed, datetime) else None,
+    )
     return instance
 
 

@@ -72,6 +72,10 @@ def test_a_queryset_method_reads_the_same_way(published: Published) -> None:
     assert version is not None and (version.xmin, version.status) == (xmin, "PENDING")
     assert reported(published) == [(str(task.id), "PENDING", xmin)]
     assert version_of(task) is None  # an instance read_model did not read
+    # the same statement said which server answered: the primary
+    body = published.messages[0]["body"]
+    assert (body["standby"], body["replayed_at"]) == (False, None)
+    assert not hasattr(found, "lifecycle_standby")  # our annotations are taken off
 
 
 def test_a_write_in_a_savepoint_is_read_with_the_subtransactions_xmin(
