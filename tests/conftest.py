@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
+from tests.standby import standby_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,6 +132,9 @@ def stack_env(port: int) -> dict[str, str]:
         "HOST": "127.0.0.1",
         "PORT": str(port),  # LAB_BASE_URL unset: the probe goes to http://127.0.0.1:PORT
         "LIFECYCLE_NAMESPACE": os.environ["LIFECYCLE_NAMESPACE"],
+        # The lab's replica-read reads the standby's copy of the test database: the tests
+        # that run it ask for the `standby` fixture (tests/standby.py), which starts one.
+        "LAB_REPLICA_URL": standby_url(),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "INFO",
     }

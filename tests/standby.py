@@ -15,11 +15,18 @@ import pytest
 from tests.services import skip_or_fail
 
 
+def standby_url() -> str:
+    """The standby's URL of the test database (whether or not a standby runs yet)."""
+    from django.db import connection
+
+    from lifecycle import standby as standbys
+
+    return standbys.configured().url(connection.settings_dict["NAME"])
+
+
 @pytest.fixture(scope="session")
 def standby(postgres: None, test_database: None) -> Iterator[str]:
     """The standby's URL of the test database, once the standby has replayed its creation."""
-    from django.db import connection
-
     from lifecycle import standby as standbys
 
     where = standbys.configured()
@@ -28,7 +35,7 @@ def standby(postgres: None, test_database: None) -> Iterator[str]:
         standbys.start(where)
     except (standbys.StandbyError, OSError) as exc:
         skip_or_fail(f"no hot standby could be made: {exc}")
-    url = where.url(connection.settings_dict["NAME"])
+    url = standby_url()
     deadline = time.monotonic() + 60
     while True:  # the test database's creation and migrations reach it a delay later
         try:

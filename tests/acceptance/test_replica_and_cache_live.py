@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,28 +16,17 @@ from tests.acceptance.test_lab_live import run_until_done
 from tests.conftest import (
     ROOT,
     Stack,
-    free_port,
-    purge_namespace_queues,
-    start_stack,
-    stop_stack,
     wait_for,
 )
 
 pytestmark = pytest.mark.acceptance
 
 
-@pytest.fixture(scope="module")
-def replica_stack(rabbitmq: None, standby: str) -> Iterator[Stack]:
-    """`lifecycle up` with LAB_REPLICA_URL naming the standby's copy of the test database."""
-    purge_namespace_queues()
-    stack = start_stack(free_port(), LAB_REPLICA_URL=standby)
-    try:
-        made = stack.manage("lifecycle", "token", "create", "replica-tests", "--role", "runner")
-        assert made.returncode == 0, made.stderr
-        stack.token = made.stdout.strip()
-        yield stack
-    finally:
-        stop_stack(stack)
+@pytest.fixture
+def replica_stack(standby: str, stack: Stack) -> Stack:
+    """The session's stack, whose LAB_REPLICA_URL names the standby's copy of the test
+    database (tests/conftest.py), with the standby running."""
+    return stack
 
 
 def findings_of(stack: Stack, run_id: int, kind: str, cause: str) -> list[dict[str, Any]]:
