@@ -321,3 +321,27 @@ def test_a_scenario_page_plots_its_verdicts_and_read_latency(client, postgres):
     assert 'data-testid="verdict-plot"' in page and 'data-testid="latency-plot"' in page
     assert page.count('class="v-pass"') == 1 and page.count('class="v-fail"') == 1
     assert "<title>run " in page and "(9 reads)" in page
+
+
+@pytest.mark.django_db
+def test_replica_read_without_a_standby_is_listed_unavailable_and_starts_nothing(
+    client, postgres, settings
+):
+    # Given no standby (LAB_REPLICA_URL empty)
+    settings.LAB_REPLICA_URL = ""
+    # Then the catalogue says why and which command provides one
+    by_name = {s["name"]: s for s in client.get("/api/scenarios").json()["scenarios"]}
+    assert "python manage.py lifecycle standby start" in by_name["replica-read"]["unavailable"]
+    assert by_name["cached-response"]["unavailable"] is None
+    # And starting it is a 409 that says the same, with no run made
+    response = post(client, "/api/scenarios/replica-read/runs", "{}")
+    assert response.status_code == 409
+    assert "needs LAB_REPLICA_URL" in response.json()["error"]
+    assert Run.objects.count() == 0
+    # And a lab task asking for the replica without one is a 400 naming the command
+    made = post(client, "/lab/api/tasks", json.dumps({"config": {"replica_read": True}}))
+    assert made.status_code == 400 and "lifecycle standby start" in made.json()["error"]
+    # And the home page shows it unavailable, without a Run button
+    page = client.get("/").content.decode()
+    assert 'data-testid="unavailable-replica-read"' in page
+    assert 'data-testid="run-replica-read"' not in page

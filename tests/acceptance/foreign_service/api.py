@@ -1,6 +1,6 @@
 """A small foreign service's HTTP API: no Django, no framework, its own database.
 
-POST /jobs {"mode": "ok" | "flush_without_commit" | "swallowed_error"} creates a job and
+POST /jobs {"mode": "ok" | "slow" | "flush_without_commit" | "swallowed_error"} creates a job and
 enqueues it; GET /jobs/<id> reads it; GET /replica/jobs/<id> reads it from a hot standby of
 its database (on JOBS_REPLICA_PORT of the same host), as a service that sends its reads to
 a replica does. Attached to the inspector with one line per read.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import dramatiq
 import psycopg
@@ -54,6 +55,8 @@ def process_job(job_id: str) -> None:
                 logger.warning("LLM call failed for job %s", job_id, exc_info=True)
                 result = ""
         else:
+            if mode == "slow":
+                time.sleep(1)  # a second of real work between working and done
             result = "42"
         conn.execute(
             "UPDATE jobs SET state = 'done', result = %s, updated_at = now() WHERE id = %s",
