@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
-from tests.standby import standby_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +121,8 @@ SCENARIO_FILES = os.pathsep.join(
 
 
 def stack_env(port: int) -> dict[str, str]:
+    from tests.standby import standby_url  # a plugin of this conftest's (pytest_plugins)
+
     return {
         **{k: v for k, v in os.environ.items() if k != "LAB_BASE_URL"},
         "LIFECYCLE_SCENARIOS": SCENARIO_FILES,
