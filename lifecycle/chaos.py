@@ -256,7 +256,7 @@ class ChaosStack:
         balancer sends to the second from then on, as a balancer's health check would."""
         assert self.process is not None
         self.balancer.target = ("127.0.0.1", self.second_port)
-        pids = [self.process.pid, *_descendants(self.process.pid)]
+        pids = [self.process.pid, *descendants(self.process.pid)]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -353,7 +353,7 @@ class ChaosStack:
             raise ValueError(f"unknown fault {fault!r}; the faults are {', '.join(FAULTS)}")
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (a node's children are in process groups of their own)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):

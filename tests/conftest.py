@@ -173,6 +173,20 @@ def start_stack(port: int, **overrides: str) -> Stack:
     return stack
 
 
+def lifecycle_status(env: dict[str, str]) -> dict[str, Any]:
+    """``lifecycle status --json`` as a node's operator runs it (every part answered)."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "lifecycle", "status", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dict(json.loads(done.stdout))
+
+
 def stop_stack(stack: Stack) -> None:
     if stack.process.poll() is None:
         stack.process.send_signal(signal.SIGINT)

@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,11 +24,12 @@ import pytest
 from django.conf import settings
 
 from lifecycle import election, heartbeat, nodes
+from lifecycle.chaos import descendants
 from lifecycle.database import conninfo
 from lifecycle.faults import TcpProxy
 from lifecycle.services import maintenance_conninfo
 from tests import conftest
-from tests.conftest import ROOT, free_port, stack_env, wait_for
+from tests.conftest import ROOT, free_port, lifecycle_status, stack_env, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -79,7 +79,7 @@ class Node:
     def kill_everything(self) -> None:
         """kill -9 of the node: the supervisor and every process below it at once."""
         assert self.process
-        pids = [self.process.pid, *_descendants(self.process.pid)]
+        pids = [self.process.pid, *descendants(self.process.pid)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -94,22 +94,6 @@ class Node:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.kill_everything()
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _http(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:
@@ -193,20 +177,6 @@ def _delete_queues(namespace: str) -> None:
         connection.channel().exchange_delete(config.exchange_name(namespace))
     finally:
         connection.close()
-
-
-def _status(env: dict[str, str]) -> dict[str, Any]:
-    """`lifecycle status --json`, as a node's operator runs it."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", "lifecycle", "status", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def _node(status: dict[str, Any], name: str) -> dict[str, Any]:
@@ -298,7 +268,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
         )
         took = time.monotonic() - killed_at
         # and `lifecycle status` says so, the killed node not marked stopped
-        shown = _status(second.env)
+        shown = lifecycle_status(second.env)
         assert shown["singletons"] == {"follow": second.name, "maintain": second.name}, shown
         assert _node(shown, first.name)["state"] in ("up", "gone")
         # A commit in the watched database after the kill arrives through it
@@ -338,11 +308,11 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
 
         # The killed node, not seen since, is shown gone
         wait_for(
-            lambda: _node(_status(second.env), first.name)["state"] == "gone",
+            lambda: _node(lifecycle_status(second.env), first.name)["state"] == "gone",
             heartbeat.GONE_AFTER + 2 * heartbeat.BEAT,
             interval=1,
             what=f"{first.name} shown gone",
-            detail=lambda: _status(second.env)["nodes"],
+            detail=lambda: lifecycle_status(second.env)["nodes"],
         )
 
         # When the killed node starts again, it takes nothing back
@@ -359,7 +329,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
             "follow": second.name,
             "maintain": second.name,
         }
-        shown = _status(first.env)
+        shown = lifecycle_status(first.env)
         assert shown["singletons"] == {"follow": second.name, "maintain": second.name}, shown
         assert _node(shown, first.name)["state"] == "up"
         print(f"roles taken over {took:.2f}s after kill -9")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.chaos import descendants
 from tests import conftest
-from tests.conftest import ROOT, free_port, start_stack, stop_stack, wait_for
+from tests.conftest import ROOT, free_port, lifecycle_status, start_stack, stop_stack, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -53,23 +54,6 @@ def test_an_unreachable_postgresql_is_named_with_its_address_and_the_fix(rabbitm
     assert elapsed < 10
 
 
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -82,7 +66,7 @@ def test_ctrl_c_stops_every_process(postgres, rabbitmq, test_database):
     # Given the whole stack, started as `make run` starts it (in a namespace of its own: the
     # suite's stack may be running, and its processes would count as this one's)
     stack = start_stack(free_port(), LIFECYCLE_NAMESPACE="lifecycle-test-up")
-    processes = descendants(stack.process.pid)
+    processes = set(descendants(stack.process.pid))
     # web, the worker's supervisor process, its worker process, the ingestor
     assert len(processes) >= 3, stack.log()
     status, _ = stack.get("/login")  # the web process answers (this stack has no token)
@@ -246,16 +230,7 @@ def test_each_node_beats_and_status_shows_the_holder_and_the_standby(
         outputs.append(lines)
 
     def status() -> dict:
-        done = subprocess.run(
-            [sys.executable, "manage.py", "lifecycle", "status", "--json"],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return lifecycle_status(env)
 
     def listed(found: dict) -> dict[str, dict]:
         return {n["name"]: n for n in found["nodes"] if n["name"].startswith(namespace)}

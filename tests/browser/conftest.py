@@ -54,8 +54,21 @@ def page(browser: Any, stack: Any) -> Iterator[Any]:
     context = logged_in_context(browser, stack, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
+    # Messages a live page received over its websocket: ``caught_up`` waits for the first
+    page.add_init_script(
+        "window.__liveMessages = 0; document.addEventListener('htmx:wsAfterMessage',"
+        " function () { window.__liveMessages += 1; });"
+    )
     yield page
     context.close()
+
+
+def caught_up(page: Any) -> None:
+    """A live page as a reader meets it once settled: its socket open and the server's
+    answer to its hello applied (that answer may replace rows a test is about to focus)."""
+    page.wait_for_function("() => window.htmx !== undefined")
+    page.locator("[data-testid=live-state][data-state=open]").wait_for()
+    page.wait_for_function("() => window.__liveMessages > 0")
 
 
 @pytest.fixture(autouse=True)

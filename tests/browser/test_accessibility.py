@@ -35,7 +35,7 @@ def long_key(stack) -> str:
 def ready(page) -> None:
     """The page as a reader meets it: scripts run, and a live page connected."""
     page.wait_for_load_state("load")
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function("() => window.htmx !== undefined")
     if page.locator("[data-live]").count():
         page.locator("[data-testid=live-state][data-state=open]").wait_for()
 

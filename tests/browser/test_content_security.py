@@ -18,7 +18,7 @@ def test_the_pages_run_under_the_policy_and_htmx_takes_no_scripts(stack, page):
     response = page.goto(stack.base_url + "/")
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function("() => window.htmx !== undefined")
     assert page.evaluate("htmx.config.allowScriptTags") is False
     assert page.evaluate("htmx.config.allowEval") is False
     page.goto(stack.base_url + "/scenarios/succeeds")

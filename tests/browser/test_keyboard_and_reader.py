@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from bench.dashboard import _insert_history
+from tests.browser.conftest import caught_up
 from tests.browser.test_compare import finished, start
 
 pytestmark = pytest.mark.browser
@@ -61,6 +62,7 @@ def outline_of(page) -> tuple[str, float]:
 
 def test_tab_reaches_every_row_run_of_reads_finding_link_and_mark(stack, page, swallowed):
     page.goto(f"{stack.base_url}/runs/{swallowed['id']}")
+    caught_up(page)
     page.get_by_test_id("swimlane").wait_for()
     counts = {s: page.locator(s).count() for s in (ROWS, FINDING_LINKS, MARKS, TOGGLES)}
     assert counts[ROWS] > 10 and counts[FINDING_LINKS] and counts[MARKS] > 5, counts
@@ -71,6 +73,7 @@ def test_tab_reaches_every_row_run_of_reads_finding_link_and_mark(stack, page, s
 
 def test_focus_is_visible_and_enter_opens_what_a_click_opens(stack, page, swallowed):
     page.goto(f"{stack.base_url}/tasks/{swallowed['task']}")
+    caught_up(page)
     page.get_by_test_id("swimlane").wait_for()
 
     # A swimlane mark: focused, it is ringed and its event written under the lanes;
@@ -109,7 +112,9 @@ def test_focus_is_visible_and_enter_opens_what_a_click_opens(stack, page, swallo
     page.keyboard.press("Enter")
     event_id = row.get_attribute("href")
     page.wait_for_url(re.compile(re.escape(event_id) + "$"))
-    assert "targeted" in (page.locator(event_id).get_attribute("class") or "")
+    page.wait_for_function(  # lifecycle.js marks it on the hashchange that follows
+        "id => document.querySelector(id).classList.contains('targeted')", arg=event_id
+    )
 
     # A run of reads: Enter on its toggle opens it in place, as a click does
     toggle = page.locator(TOGGLES).first
@@ -122,6 +127,7 @@ def test_focus_is_visible_and_enter_opens_what_a_click_opens(stack, page, swallo
 
 def test_a_findings_proved_by_links_move_focus_to_their_events(stack, page, swallowed):
     page.goto(f"{stack.base_url}/runs/{swallowed['id']}")
+    caught_up(page)
     links = page.locator("[data-testid=finding] .proof a")
     assert links.count() >= 2
     for i in (0, 1, 0):  # the same link twice: the address does not change the second time
@@ -146,6 +152,7 @@ def test_a_findings_proved_by_links_move_focus_to_their_events(stack, page, swal
 
 def test_the_swimlane_and_chips_say_what_they_show(stack, page, swallowed):
     page.goto(f"{stack.base_url}/runs/{swallowed['id']}")
+    caught_up(page)
     # The picture is a group with a name, described by the history in words
     picture = page.get_by_role("group", name=re.compile(r"^Swimlane of \d+ events"))
     assert picture.count() == 1

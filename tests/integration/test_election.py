@@ -25,9 +25,10 @@ from tests.conftest import ROOT, free_port, stack_env, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def db(db):
-    """A migrated inspector database of the test's own: its conninfo."""
+@pytest.fixture(scope="module")
+def own(postgres, django_db_setup):
+    """A migrated inspector database of this module's own: its conninfo. Each test gives
+    up the roles it took (its locks end with their connections)."""
     name = f"{settings.DATABASES['default']['NAME']}_election_{uuid.uuid4().hex[:6]}"[:63]
     with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -50,9 +51,9 @@ def db(db):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def lead(role: str, db: dict[str, str], stop: threading.Event | None = None, on_lost=print):
+def lead(role: str, own: dict[str, str], stop: threading.Event | None = None, on_lost=print):
     return election.lead(
-        role, stop or threading.Event(), on_lost=on_lost, exit_after=None, database=db["conninfo"]
+        role, stop or threading.Event(), on_lost=on_lost, exit_after=None, database=own["conninfo"]
     )
 
 
@@ -61,18 +62,18 @@ def _terminate(pid: int) -> None:
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
-def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(db):
+def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(own):
     # Given a node that holds follow
-    first = lead("follow", db)
+    first = lead("follow", own)
     assert first is not None
-    assert election.holders(db["conninfo"])["follow"].node == settings.LIFECYCLE_NODE
+    assert election.holders(own["conninfo"])["follow"].node == settings.LIFECYCLE_NODE
     # When another asks for it
     stop, got = threading.Event(), []
-    standby = threading.Thread(target=lambda: got.append(lead("follow", db, stop)))
+    standby = threading.Thread(target=lambda: got.append(lead("follow", own, stop)))
     standby.start()
     # Then it stands by, and maintain is another role, free
     time.sleep(election.RETRY * 2)
-    assert got == [] and "maintain" not in election.holders(db["conninfo"])
+    assert got == [] and "maintain" not in election.holders(own["conninfo"])
     # And takes the role once the holder gives it up
     first.release()
     standby.join(election.RETRY * 5)
@@ -81,16 +82,16 @@ def test_one_node_holds_a_role_and_a_standby_takes_it_when_released(db):
     stop.set()
 
 
-def test_a_standby_whose_connection_dies_asks_again(db):
+def test_a_standby_whose_connection_dies_asks_again(own):
     # Given a holder, and a standby of another node
-    first = lead("follow", db)
+    first = lead("follow", own)
     assert first is not None
     stop, got = threading.Event(), []
-    standby = threading.Thread(target=lambda: got.append(lead("follow", db, stop)))
+    standby = threading.Thread(target=lambda: got.append(lead("follow", own, stop)))
     standby.start()
     time.sleep(election.RETRY)
     # When the standby's connection is ended (a PostgreSQL restart, a lost network)
-    with psycopg.connect(db["conninfo"], autocommit=True) as conn:
+    with psycopg.connect(own["conninfo"], autocommit=True) as conn:
         (pid,) = conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'lifecycle-follow %%'"
             " AND pid <> %s",
@@ -107,35 +108,35 @@ def test_a_standby_whose_connection_dies_asks_again(db):
     stop.set()
 
 
-def test_a_standby_stops_waiting_when_asked(db):
-    held = lead("maintain", db)
+def test_a_standby_stops_waiting_when_asked(own):
+    held = lead("maintain", own)
     assert held is not None
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
-    assert lead("maintain", db, stop) is None
+    assert lead("maintain", own, stop) is None
     held.release()
 
 
-def test_the_holder_stops_when_its_lock_connection_dies(db):
+def test_the_holder_stops_when_its_lock_connection_dies(own):
     # Given a holder
     lost: list[str] = []
-    held = lead("follow", db, on_lost=lost.append)
+    held = lead("follow", own, on_lost=lost.append)
     assert held is not None
     # When its lock's connection is ended from outside (a PostgreSQL restart does as much)
     _terminate(held.conn.info.backend_pid)
     # Then it is told within a ping, and the role is free for another node
     wait_for(lambda: lost, election.PING * 3, what="the holder to be told")
     assert "connection failed" in lost[0]
-    other = lead("follow", db)
+    other = lead("follow", own)
     assert other is not None
     other.release()
     held.release()
 
 
-def test_the_holder_stops_when_its_lock_connection_stops_answering(db):
+def test_the_holder_stops_when_its_lock_connection_stops_answering(own):
     # Given a holder whose connection hangs (a lost network: the ping never returns)
     lost: list[str] = []
-    held = lead("maintain", db, on_lost=lost.append)
+    held = lead("maintain", own, on_lost=lost.append)
     assert held is not None
     with held.conn.lock:  # the pinger's next query waits here, as on a dead socket
         # Then it stops after LOST_AFTER, before the server would free its lock (5 s)
@@ -162,27 +163,27 @@ def _follow(node: str, url: str) -> subprocess.Popen[str]:
     )
 
 
-def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(db):
-    nodes = {"node-a": _follow("node-a", db["url"]), "node-b": _follow("node-b", db["url"])}
+def test_two_follow_processes_one_works_and_the_other_takes_over_after_kill_9(own):
+    nodes = {"node-a": _follow("node-a", own["url"]), "node-b": _follow("node-b", own["url"])}
     try:
         # Given two nodes' followers: exactly one holds the role
         holder = wait_for(
-            lambda: election.holders(db["conninfo"]).get("follow"), 30, what="a holder"
+            lambda: election.holders(own["conninfo"]).get("follow"), 30, what="a holder"
         )
         assert holder and holder.node in nodes
         other = next(n for n in nodes if n != holder.node)
         time.sleep(election.RETRY * 2)
-        assert election.holders(db["conninfo"])["follow"].node == holder.node
+        assert election.holders(own["conninfo"])["follow"].node == holder.node
         assert nodes[other].poll() is None  # standing by, not exited
         # When the holder's whole process group is killed
         killed_at = time.monotonic()
         os.killpg(nodes[holder.node].pid, signal.SIGKILL)
         # Then the other node holds it within 10 s
         wait_for(
-            lambda: (h := election.holders(db["conninfo"]).get("follow")) and h.node == other,
+            lambda: (h := election.holders(own["conninfo"]).get("follow")) and h.node == other,
             10,
             what=f"{other} to take follow over",
-            detail=lambda: election.holders(db["conninfo"]),
+            detail=lambda: election.holders(own["conninfo"]),
         )
         print(f"taken over in {time.monotonic() - killed_at:.2f}s")
     finally:
