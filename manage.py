@@ -8,7 +8,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
     from django.core.management import execute_from_command_line
 
-    from lifecycle.scenarios import ScenarioFileError
+    from lifecycle.scenarios.catalogue import ScenarioFileError
 
     try:
         execute_from_command_line(sys.argv)

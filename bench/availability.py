@@ -277,7 +277,7 @@ def bench_availability(sockets: int = 300, events: int = 100_000) -> dict[str, A
     from bench.dashboard import _bench_user, _free_port, _insert_history
     from bench.harness import stop
     from bench.page import _session_cookie
-    from lifecycle import findings
+    from lifecycle.check import findings
 
     result: dict[str, Any] = {"events": events}
     # The floor: the same handshakes against an app that accepts at once

@@ -317,7 +317,7 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
     """The variant's table with the rows, and its trigger with what that trigger needs."""
     from psycopg import sql
 
-    from lifecycle import capture
+    from lifecycle.capture import trigger
 
     table = sql.Identifier(SCHEMA, variant.name)
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE public.lab_task INCLUDING ALL)").format(table))
@@ -330,9 +330,9 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
             copy.write_row((key, '{"mode": "bench", "sleep": 0}', "PENDING", "", 0, "now", "now"))
     conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
     if variant.name == "watched":
-        capture.install(variant.table, "id", "status")
+        trigger.install(variant.table, "id", "status")
     elif _in_outbox(variant):
-        from lifecycle import outbox
+        from lifecycle.capture import outbox
         from lifecycle.ingest import database_conninfo
 
         outbox.install(
@@ -389,8 +389,8 @@ def _in_outbox(variant: Variant) -> bool:
 def _drop(conn: Any, variants: list[Variant], had_outbox: bool = True) -> None:
     for variant in (v for v in variants if _in_outbox(v)):
         if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [variant.table]).fetchone()[0]:
-            from lifecycle import outbox
-            from lifecycle.capture import CaptureError
+            from lifecycle.capture import outbox
+            from lifecycle.capture.trigger import CaptureError
             from lifecycle.ingest import database_conninfo
 
             try:

@@ -540,9 +540,11 @@ def _render_one(count: int, repeat: int) -> dict[str, float]:
     from django.utils.safestring import mark_safe
 
     from dashboard.render import events_html, finding_views
-    from lifecycle import findings, store
-    from lifecycle.checker import check
-    from lifecycle.timeline import LANES, TimelineBuilder, current_status, in_time_order, pin
+    from lifecycle.check import findings
+    from lifecycle.check.rules import check
+    from lifecycle.history import current_status, in_time_order
+    from lifecycle.store import eventlog
+    from lifecycle.timeline.layout import LANES, TimelineBuilder, pin
 
     key = f"bench-render-{uuid.uuid4()}"
     host = "testserver" if "testserver" in settings.ALLOWED_HOSTS else settings.ALLOWED_HOSTS[0]
@@ -568,8 +570,8 @@ def _render_one(count: int, repeat: int) -> dict[str, float]:
 
             # The view's steps one by one (dashboard.pages.timeline and task.html).
             t0 = time.perf_counter()
-            expected = store.expected_for(key)
-            records = store.task_events(key)
+            expected = eventlog.expected_for(key)
+            records = eventlog.task_events(key)
             t1 = time.perf_counter()
             records = in_time_order(records)
             views = TimelineBuilder().extend(records)

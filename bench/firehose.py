@@ -3,7 +3,7 @@
     python -m bench.firehose [--seconds 60] [--rate 500] [--quick]
     python -m bench --only firehose [--firehose-seconds 60] [--firehose-rate 500] [--quick]
 
-The stack is ``lifecycle up`` (``lifecycle.chaos.ChaosStack``, as the soak starts it, with
+The stack is ``lifecycle up`` (``lifecycle.scenarios.chaos.ChaosStack``, as the soak starts it, with
 no proxy and no lab): daphne, ``lifecycle ingest``, ``follow`` and ``maintain``, on an
 inspector database and a RabbitMQ namespace of this run's own (``<db>_firehose_<hex>``,
 ``<ns>-firehose-<hex>``), so that no other stack's follower or maintainer takes part.
@@ -195,7 +195,7 @@ class Firehose:
     # -- setting up ------------------------------------------------------------------------
 
     def start(self) -> None:
-        from lifecycle.chaos import ChaosStack
+        from lifecycle.scenarios.chaos import ChaosStack
 
         print(
             f"firehose: starting the stack (database {self.database}, namespace {self.namespace})",
@@ -217,14 +217,14 @@ class Firehose:
         """A connection to the stack's database (the bench's own: its pages, its counts)."""
         import psycopg
 
-        from lifecycle.database import conninfo
+        from lifecycle.runtime.database import conninfo
 
         return psycopg.connect(
             conninfo(dbname=self.database, application_name="firehose-bench"), autocommit=True
         )
 
     def _app_conninfo(self, application_name: str = "firehose-bench") -> str:
-        from lifecycle.database import conninfo
+        from lifecycle.runtime.database import conninfo
 
         return conninfo(dbname=self.app_database, application_name=application_name)
 
@@ -235,7 +235,7 @@ class Firehose:
         from psycopg import sql
 
         from bench.firehose_app import SCHEMA
-        from lifecycle.services import maintenance_conninfo
+        from lifecycle.runtime.services import maintenance_conninfo
 
         with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.app_database)))
@@ -350,7 +350,7 @@ class Firehose:
     # -- the load --------------------------------------------------------------------------
 
     def measure(self) -> dict[str, Any]:
-        from lifecycle.services import maintenance_conninfo
+        from lifecycle.runtime.services import maintenance_conninfo
 
         assert self.worker is not None
         sender, reader = self._start_api("send"), self._start_api("read")
@@ -699,7 +699,7 @@ class Firehose:
         import psycopg
         from psycopg import sql
 
-        from lifecycle.services import maintenance_conninfo
+        from lifecycle.runtime.services import maintenance_conninfo
 
         for child in self.children:
             if child.is_alive():
@@ -748,7 +748,7 @@ class Firehose:
             topology.ingest_queue(self.namespace),
             topology.dead_queue(self.namespace),
             f"{self.namespace}.lab",
-            f"{self.namespace}.deployment",  # the stack's mark (lifecycle/nodes.py)
+            f"{self.namespace}.deployment",  # the stack's mark (lifecycle/nodes/deployment.py)
             self.queue,
             f"{self.queue}.DQ",  # Dramatiq's delay and dead-letter queues
             f"{self.queue}.XQ",

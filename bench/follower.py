@@ -63,9 +63,9 @@ def bench_follower(changes: int = 100_000, rounds: int = 3, singles: int = 300) 
     """Fill the outbox, copy it out, ``rounds`` times for the follower and for the floor."""
     import psycopg
 
-    from lifecycle import outbox
-    from lifecycle.database import conninfo
-    from lifecycle.follow import FollowStats, copy_outbox
+    from lifecycle.capture import outbox
+    from lifecycle.capture.follower import FollowStats, copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     store_info = conninfo(application_name="lifecycle-bench")
     hexa = uuid.uuid4().hex[:8]

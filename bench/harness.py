@@ -37,7 +37,7 @@ def scratch_database(name: str) -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
-    from lifecycle.services import maintenance_conninfo
+    from lifecycle.runtime.services import maintenance_conninfo
 
     with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -35,12 +35,13 @@ from typing import Any
 from urllib.parse import quote
 
 from bench import harness
+from lifecycle.history import XID_WRAP
 
 TARGET_P99_S = 2.0  # seconds a task's stored findings may trail its last event, at p99
 TICK = 0.01  # seconds between the writer's transactions
 LIFETIME = 0.4  # seconds from a task's first event to its last
 ROOT = Path(__file__).resolve().parents[1]
-XID_WRAP = 2**32
+
 COPY_EVENTS = (
     "COPY lifecycle_event (uuid, task_key, source, kind, status, at, txid, body) FROM STDIN"
 )
@@ -61,7 +62,7 @@ def bench_maintainer(
     import psycopg
     from django.conf import settings
 
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     db = settings.DATABASES["default"]
     database = f"{db['NAME']}_bench_maintain_{uuid.uuid4().hex[:8]}"[:63]

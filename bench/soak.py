@@ -1,6 +1,6 @@
 """Soak: a whole stack under steady load for minutes, and each process's memory over time.
 
-It starts ``lifecycle up`` on a database and namespace of its own (``lifecycle.chaos``'s
+It starts ``lifecycle up`` on a database and namespace of its own (``lifecycle.scenarios.chaos``'s
 stack, with no fault), then for ``--soak-minutes``:
 
 - commits ``--soak-rate`` UPDATEs a second to 50 ``lab_task`` rows, 50 new ones every
@@ -55,10 +55,10 @@ def bench_soak(minutes: float, rate: int) -> dict[str, Any]:
     import psycopg
     from django.conf import settings
 
-    from lifecycle.chaos import chaos_stack
     from lifecycle.client.messages import make_message
     from lifecycle.client.publisher import Publisher
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
+    from lifecycle.scenarios.chaos import chaos_stack
 
     db = settings.DATABASES["default"]
     where: dict[str, Any] = {

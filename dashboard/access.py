@@ -22,8 +22,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.urls import reverse
 
-from lifecycle import roles, tokens
-from lifecycle.http import json_error
+from lifecycle.people import roles, tokens
+from lifecycle.runtime.http import json_error
 
 # Paths that are not the dashboard's: the lab (the system under test, which checks its own
 # callers: lifecycle.lab.access), the static files, logging in and out, and the admin (its

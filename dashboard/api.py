@@ -1,6 +1,6 @@
 """The dashboard's JSON API: scenarios, runs, timelines and events (README: JSON API).
 
-Every error is ``lifecycle.http.json_error``'s shape, ``{"error": "..."}``.
+Every error is ``lifecycle.runtime.http.json_error``'s shape, ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -25,16 +25,17 @@ from dashboard import replies
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
-from lifecycle import events, exports, findings, imports, outline, probe, quotas, store
-from lifecycle.checker import Finding
-from lifecycle.database import off_thread
-from lifecycle.http import json_error, json_request
-from lifecycle.lifecycles import MAX_STATUS
+from lifecycle import events
+from lifecycle.check import findings
+from lifecycle.check.rules import Finding
+from lifecycle.history import current_status
 from lifecycle.models import Run
-from lifecycle.otlp import trace as otlp_trace
-from lifecycle.otlp import trace_chunks
-from lifecycle.outline import cursor_of, format_cursor, parse_cursor
-from lifecycle.scenarios import (
+from lifecycle.nodes.status import deployment_status
+from lifecycle.people import quotas
+from lifecycle.runtime.database import off_thread
+from lifecycle.runtime.http import json_error, json_request
+from lifecycle.scenarios import probe
+from lifecycle.scenarios.catalogue import (
     BodyError,
     UnknownScenario,
     all_scenarios,
@@ -42,8 +43,13 @@ from lifecycle.scenarios import (
     find_scenario,
     get_scenario,
 )
-from lifecycle.status import deployment_status
-from lifecycle.timeline import EventView, current_status
+from lifecycle.statuses import MAX_STATUS
+from lifecycle.store import eventlog, imports, outline
+from lifecycle.store.outline import cursor_of, format_cursor, parse_cursor
+from lifecycle.timeline import exports
+from lifecycle.timeline.layout import EventView
+from lifecycle.timeline.otlp import trace as otlp_trace
+from lifecycle.timeline.otlp import trace_chunks
 
 
 def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
@@ -169,7 +175,7 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
     meanwhile; one that arrives with an earlier time than the cursor is in the next walk
     from the start. The findings are always whole.
     """
-    expected = request.GET.get("expected") or store.expected_for(task_key)
+    expected = request.GET.get("expected") or eventlog.expected_for(task_key)
     if expected is not None and len(expected) > MAX_STATUS:
         return json_error(400, f"expected is a status of at most {MAX_STATUS} characters")
     limit, after = request.GET.get("limit"), request.GET.get("after")
@@ -270,8 +276,8 @@ def _long_page(
         following = format_cursor(cursor_of(records[-1]))
     found = findings.latest_stored(task_key, expected)
     views = part_views(task_key, records, found)
-    count = store.task_stats([task_key]).get(task_key, (0, 0))[0]
-    status = current_status(store.last_statuses(task_key))
+    count = eventlog.task_stats([task_key]).get(task_key, (0, 0))[0]
+    status = current_status(eventlog.last_statuses(task_key))
     body = _timeline_body(request, task_key, status, expected, found, views)
     return JsonResponse({**body, "total": count, "next": following})
 
@@ -297,7 +303,7 @@ def import_timeline(request: HttpRequest) -> JsonResponse:
         return response
     try:
         done = imports.import_timeline(document, imported_by=access_of(request).who)
-    except imports.ImportError_ as exc:
+    except imports.ImportRefused as exc:
         return JsonResponse(
             {"error": "the timeline was not imported", "reasons": exc.reasons}, status=400
         )
@@ -310,7 +316,7 @@ def import_timeline(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def otlp(request: HttpRequest, task_key: str) -> HttpResponseBase:
-    """The task's timeline as an OpenTelemetry trace in OTLP/JSON (``lifecycle.otlp``),
+    """The task's timeline as an OpenTelemetry trace in OTLP/JSON (``lifecycle.timeline.otlp``),
     offered as a file to download: it opens in Jaeger. A history longer than
     ``outline.WINDOWED_ABOVE`` is streamed, read page by page from the time index, with
     the findings the maintainer stored; it is a heavy export (429 past the cap)."""
@@ -327,7 +333,7 @@ def otlp(request: HttpRequest, task_key: str) -> HttpResponseBase:
             slot.release()
             raise
     else:
-        context = timeline_context(task_key, store.expected_for(task_key), html=False)
+        context = timeline_context(task_key, eventlog.expected_for(task_key), html=False)
         if not context["events"]:
             return json_error(404, f"no event for task {task_key}")
         response = JsonResponse(
@@ -349,8 +355,8 @@ EXPORT_PAGE = 500  # events a streamed export reads at a time
 def _streamed_trace(
     request: HttpRequest, task_key: str, url: str, slot: exports.Slot
 ) -> StreamingHttpResponse:
-    found = findings.latest_stored(task_key, store.expected_for(task_key))
-    status = current_status(store.last_statuses(task_key))
+    found = findings.latest_stored(task_key, eventlog.expected_for(task_key))
+    status = current_status(eventlog.last_statuses(task_key))
 
     def pages(views: bool) -> Iterator[list[Any]]:
         after = None
@@ -456,7 +462,7 @@ class _AsyncChunks(_Stream):
 @require_GET
 def event_fields(request: HttpRequest, event_id: int) -> JsonResponse:
     """One event's fields, for the popover of a long timeline (its cards carry none)."""
-    event = store.event(event_id)
+    event = eventlog.event(event_id)
     if event is None:
         return json_error(404, f"no event {event_id}")
     return JsonResponse(
@@ -518,7 +524,7 @@ def post_events(request: HttpRequest) -> JsonResponse:
             if e.task_key in copies
         ]
         good = [(i, e) for i, e in good if e.task_key not in copies]
-    stored, refused = store.append([event for _, event in good]) if good else (0, [])
+    stored, refused = eventlog.append([event for _, event in good]) if good else (0, [])
     rejected += [{"index": good[i][0], "error": reason} for i, reason in refused]
     rejected.sort(key=lambda r: r["index"])
     accepted = len(good) - len(refused)

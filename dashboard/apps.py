@@ -8,8 +8,8 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # Every process reads the scenario files now: a bad one stops it before it serves,
         # naming the file, the line and the reason (ScenarioFileError).
-        from lifecycle import scenarios
+        from lifecycle.scenarios import catalogue
 
-        scenarios.activate()
+        catalogue.activate()
         # A logout closes the session's live pages (its signal's receiver).
         from dashboard import session_sockets  # noqa: F401

@@ -34,7 +34,7 @@ application = ProtocolTypeRouter(
 # Runs started from a web process that died (kill -9, a restart) are followed on from here,
 # so they get their true verdict; only the web processes `lifecycle up` starts adopt.
 if os.environ.get("LIFECYCLE_PROCESS_ROLE") == "web":
-    from lifecycle.probe import start_adopting  # noqa: E402
+    from lifecycle.scenarios.probe import start_adopting  # noqa: E402
 
     start_adopting()
 

@@ -24,21 +24,16 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from dashboard import fragments, session_sockets, sockets
 from dashboard.access import may_read
 from dashboard.render import finding_views, window_html
-from lifecycle import allocator, findings, outline, store
-from lifecycle.checker import Finding
+from lifecycle.check import findings
+from lifecycle.check.live import FindingsRefresher, check_history
+from lifecycle.check.rules import Finding
 from lifecycle.events import GAP, EventRecord
 from lifecycle.feed.hub import ALL, Subscription, get_hub
-from lifecycle.live_findings import FindingsRefresher, check_history
+from lifecycle.history import StatusTracker, in_time_order, read_xmin
 from lifecycle.models import Run
-from lifecycle.timeline import (
-    EventView,
-    StatusTracker,
-    TimelineBuilder,
-    gap_notices,
-    in_time_order,
-    pin,
-)
-from lifecycle.versions import read_xmin
+from lifecycle.runtime import allocator
+from lifecycle.store import eventlog, outline
+from lifecycle.timeline.layout import EventView, TimelineBuilder, gap_notices, pin
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +159,7 @@ class TaskConsumer(LiveConsumer):
     """One task's timeline (on the task page, and the run page with ``?run=ID``).
 
     A live event goes out at once, with the header; the findings follow in a message of
-    their own, paced by ``lifecycle.live_findings``.
+    their own, paced by ``lifecycle.check.live``.
     """
 
     async def connect(self) -> None:
@@ -230,7 +225,7 @@ class TaskConsumer(LiveConsumer):
             self.dom_runs = {
                 run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
             }
-        records = in_time_order(await database_sync_to_async(store.task_events)(self.topic))
+        records = in_time_order(await database_sync_to_async(eventlog.task_events)(self.topic))
         self.expected = await database_sync_to_async(self._expected)()
         self.refresher.replaced()
         self.builder = TimelineBuilder()
@@ -324,7 +319,7 @@ class TaskConsumer(LiveConsumer):
     def _expected(self) -> str | None:
         if self.run_id is not None:
             return Run.objects.filter(pk=self.run_id).values_list("expected", flat=True).first()
-        return store.expected_for(self.topic)
+        return eventlog.expected_for(self.topic)
 
     async def forward(self, batch: list[EventRecord]) -> None:
         fresh = [r for r in batch if r.id not in self.sent]
@@ -484,7 +479,7 @@ def _long_state(
     (none when more did), the first reads of the page's runs that end among those (a run
     may have begun before them), and the event ``page_end``."""
     recent = outline.window_events(task_key, None, None, LONG_TAIL, newest=True)
-    newer = store.events_after(task_key, known_until, outline.TAIL + 1)
+    newer = eventlog.events_after(task_key, known_until, outline.TAIL + 1)
     behind = len(newer) > outline.TAIL
     if behind:
         newer = []
@@ -493,19 +488,19 @@ def _long_state(
         sorted({first for first, (_, last) in runs.items() if last in read} - read)[: outline.TAIL]
     )
     wanted = sorted(firsts | ({page_end} if page_end else set()))
-    found = store.events_by_id(wanted) if wanted else {}
+    found = eventlog.events_by_id(wanted) if wanted else {}
     found = {i: r for i, r in found.items() if r.task_key == task_key}
     ends = {i: r for i, r in found.items() if i in firsts}
     by_id = {r.id: r for r in [*ends.values(), *recent, *newer]}
     records = in_time_order(by_id.values())
     versions = {x for r in records if (x := read_xmin(r)) is not None}
     first = outline.span(task_key)
-    stats = store.task_stats([task_key]).get(task_key, (0, 0))
+    stats = eventlog.task_stats([task_key]).get(task_key, (0, 0))
     return LongState(
         records=records,
         commits=outline.commits_of_versions(task_key, versions),
-        statuses=store.last_statuses(task_key),
-        gaps=store.task_gaps(task_key),
+        statuses=eventlog.last_statuses(task_key),
+        gaps=eventlog.task_gaps(task_key),
         count=stats[0],
         origin=outline.from_us(first[0]) if first else None,
         behind=behind,
@@ -527,19 +522,19 @@ def _gap_window(task_key: str, page_end: EventRecord | None, first_sent: EventRe
 def _stored(task_key: str, expected: str | None) -> tuple[list[Finding], dict[int, EventRecord]]:
     found = findings.latest_stored(task_key, expected)
     ids = sorted({i for f in found for i in f.events})
-    related = store.events_by_id(ids) if ids else {}
+    related = eventlog.events_by_id(ids) if ids else {}
     return found, {i: r for i, r in related.items() if r.task_key == task_key}
 
 
-def _summaries(keys: list[str]) -> list[store.TaskSummary]:
+def _summaries(keys: list[str]) -> list[eventlog.TaskSummary]:
     """These tasks' rows, in this order: a few queries for all of them, not a few each."""
-    found = {s.task_key: s for s in store.summaries_of(keys)} if keys else {}
+    found = {s.task_key: s for s in eventlog.summaries_of(keys)} if keys else {}
     findings.with_findings(list(found.values()))
     return [found[k] for k in keys if k in found]
 
 
-def _recent() -> list[store.TaskSummary]:
-    summaries, _ = store.recent_tasks(1)
+def _recent() -> list[eventlog.TaskSummary]:
+    summaries, _ = eventlog.recent_tasks(1)
     findings.with_findings(summaries)
     return summaries
 

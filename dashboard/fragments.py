@@ -16,8 +16,8 @@ from django.template.loader import render_to_string
 from dashboard import dom
 from dashboard.render import FindingView, event_html, run_html, run_summary_html
 from lifecycle.models import Run
-from lifecycle.store import TaskSummary
-from lifecycle.timeline import Collapser, EventView, ReadRun, Row, read_signature
+from lifecycle.store.eventlog import TaskSummary
+from lifecycle.timeline.layout import Collapser, EventView, ReadRun, Row, read_signature
 
 # Each event's row as last rendered: every connection to a task builds the same view of
 # it, so with five clients on a task the row is rendered once, not five times.

@@ -1,5 +1,5 @@
 """The login page: Django's, with a lock's refusal answered 429 and ``Retry-After``, and a
-sentence that says until when (lifecycle.logins holds the lock itself)."""
+sentence that says until when (lifecycle.people.logins holds the lock itself)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth import views as auth_views
 from django.http import HttpResponse
 
-from lifecycle import logins
+from lifecycle.people import logins
 
 
 class LoginPage(auth_views.LoginView):

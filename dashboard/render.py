@@ -20,11 +20,11 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from dashboard import dom
-from lifecycle import lifecycles
-from lifecycle.checker import Finding
+from lifecycle import statuses
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
-from lifecycle.outline import EPOCH, WHOLE_MAX, Cursor, Mark, Outline, format_cursor, from_us
-from lifecycle.timeline import (
+from lifecycle.store.outline import EPOCH, WHOLE_MAX, Cursor, Mark, Outline, format_cursor, from_us
+from lifecycle.timeline.layout import (
     LANES,
     EventView,
     ReadRun,
@@ -55,7 +55,7 @@ EV = dom.EVENT_PREFIX
 
 def status_chip(status: str | None) -> str:
     """A status as a chip: its shape and colour say its role in the configured lifecycles."""
-    return _status_chip(status, lifecycles.role_of(status))
+    return _status_chip(status, statuses.role_of(status))
 
 
 # What a screen reader says after the status: its role, which sighted readers take from
@@ -266,7 +266,7 @@ class FindingView:
     message: str
     html: SafeString  # the message with its mentions linked to their events
     refs: tuple[EventRef, ...]
-    fix: str = ""  # what usually fixes it (lifecycle.rules), escaped by the template
+    fix: str = ""  # what usually fixes it (lifecycle.check.registry), escaped by the template
 
 
 def _clock(record: EventRecord) -> str:

@@ -50,7 +50,7 @@ def body_cap(path: bytes) -> int:
     """The most bytes a request body to ``path`` (without its query) may hold."""
     from django.conf import settings
 
-    from lifecycle import imports
+    from lifecycle.store import imports
 
     if path.split(b"?", 1)[0].rstrip(b"/") in IMPORT_PATHS:
         return imports.MAX_IMPORT_BYTES + IMPORT_MARGIN
@@ -223,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import django
 
-    from lifecycle import allocator
+    from lifecycle.runtime import allocator
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-    allocator.limit_arenas()  # before the view threads start (lifecycle/allocator.py)
+    allocator.limit_arenas()  # before the view threads start (lifecycle/runtime/allocator.py)
     django.setup()
     server.HTTPFactory = BoundedHTTPFactory  # daphne's Server.run builds its factory so
     CommandLineInterface().run(sys.argv[1:] if argv is None else argv)

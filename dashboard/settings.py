@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 
 from lifecycle.client import config as client_config
-from lifecycle.retention import parse_age
+from lifecycle.store.retention import parse_age
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -243,7 +243,7 @@ LAB_QUEUE = f"{LIFECYCLE_NAMESPACE}.lab"
 
 HOST = env("HOST", "127.0.0.1")
 PORT = int(env("PORT", "8000"))
-# This node's name in a deployment of several (lifecycle/election.py: who holds follow and
+# This node's name in a deployment of several (lifecycle/nodes/election.py: who holds follow and
 # maintain); by default its host and web port.
 LIFECYCLE_NODE = env("LIFECYCLE_NODE", "") or f"{socket.gethostname()}:{PORT}"
 # Where the probe sends a scenario's relative URLs (the lab's), whoever starts the run: the
@@ -294,14 +294,14 @@ LIFECYCLE_EXPORTS = max(1, int(env("LIFECYCLE_EXPORTS", "4")))
 # process `lifecycle up` starts): later, 408 and closed (README: Request bounds).
 LIFECYCLE_HEADER_TIMEOUT = header_timeout(env("LIFECYCLE_HEADER_TIMEOUT", "10"))
 # Events one token (or session user) may post to POST /api/events in a sliding minute;
-# past it, 429 with Retry-After (lifecycle.quotas, README: JSON API). 0: no quota.
+# past it, 429 with Retry-After (lifecycle.people.quotas, README: JSON API). 0: no quota.
 LIFECYCLE_EVENTS_PER_MINUTE = env_int("LIFECYCLE_EVENTS_PER_MINUTE", 60_000, minimum=0)
 if 0 < LIFECYCLE_EVENTS_PER_MINUTE < 1000:
     raise ValueError(
         f"LIFECYCLE_EVENTS_PER_MINUTE is {LIFECYCLE_EVENTS_PER_MINUTE}: 0 (no quota) or at"
         " least 1000, the most one request may hold"
     )
-# Login throttling (lifecycle.logins, README: Lockouts): a name that fails this many times
+# Login throttling (lifecycle.people.logins, README: Lockouts): a name that fails this many times
 # within the window, or an address this many, is refused for LIFECYCLE_LOGIN_LOCKOUT seconds.
 LIFECYCLE_LOGIN_FAILURES = env_int("LIFECYCLE_LOGIN_FAILURES", 5)
 LIFECYCLE_LOGIN_ADDRESS_FAILURES = env_int("LIFECYCLE_LOGIN_ADDRESS_FAILURES", 20)
@@ -388,7 +388,7 @@ LOGGING = {
     },
 }
 
-AUTHENTICATION_BACKENDS = ["lifecycle.logins.ThrottledBackend"]
+AUTHENTICATION_BACKENDS = ["lifecycle.people.logins.ThrottledBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

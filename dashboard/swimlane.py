@@ -43,10 +43,10 @@ from datetime import UTC, datetime
 from html import escape
 from itertools import pairwise
 
-from lifecycle.checker import Finding
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
-from lifecycle.outline import Outline
-from lifecycle.timeline import ATTEMPT_ENDS, LANES, EventView, attempts
+from lifecycle.store.outline import Outline
+from lifecycle.timeline.layout import ATTEMPT_ENDS, LANES, EventView, attempts
 
 WIDTH = 1000  # the viewBox's width; the picture scales to its container
 LEFT = 96  # lane titles
@@ -402,7 +402,7 @@ def swimlane(
     """The SVG of a timeline (``views`` in time order); ``roles``: each status's role in
     its lifecycle (``Lifecycle.role``), for the commits' colours.
 
-    ``outline``: a long history's (``lifecycle.outline``); ``views`` are then only the
+    ``outline``: a long history's (``lifecycle.store.outline``); ``views`` are then only the
     events drawn one by one (commits, attempt steps, gaps, the findings' events) and the
     rest are the outline's columns, one dot per lane and column."""
     stamps = {v.id: v.record.at.timestamp() for v in views if v.record.at is not None}

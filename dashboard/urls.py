@@ -40,7 +40,7 @@ pages = [
 ]
 
 accounts = [
-    # A name or address that failed too often is refused for a while (lifecycle.logins).
+    # A name or address that failed too often is refused for a while (lifecycle.people.logins).
     path("login", LoginPage.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -15,9 +15,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lifecycle import logins
-from lifecycle.database import redact
 from lifecycle.models import ApiToken, Event, LoginLockout, Run, TaskCheck, WatchedDatabase
+from lifecycle.people import logins
+from lifecycle.runtime.database import redact
 
 # The admin's own login refuses a locked name or address with a sentence saying until when.
 admin.site.login_form = logins.AdminLoginForm

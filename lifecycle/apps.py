@@ -10,8 +10,8 @@ class LifecycleConfig(AppConfig):
         # so it is set here, before anything can import an actor, in every process.
         from django.db.models.signals import post_migrate
 
-        from lifecycle import roles
-        from lifecycle.broker import setup_broker
+        from lifecycle.people import roles
+        from lifecycle.runtime.broker import setup_broker
 
         setup_broker()
         post_migrate.connect(roles.ensure, sender=self)

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from lifecycle import events, sql
 from lifecycle.client import topology
-from lifecycle.database import conninfo
+from lifecycle.runtime.database import conninfo
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ class Event(models.Model):
     Rows come from the capture trigger (source ``db``), the ingestor (``broker``, ``api``,
     ``log``) and the scenario probe (``probe``). The schema is documented in the README.
 
-    The table is partitioned by week of ``at`` (migration 0013, ``lifecycle.retention``):
+    The table is partitioned by week of ``at`` (migration 0013, ``lifecycle.store.retention``):
     in the database the primary key is (id, at) and a uuid is unique with its ``at``; to
     Django the key is still ``id`` and the uuid unique, which ids and uuids are in practice.
     """
@@ -99,7 +99,7 @@ class Run(models.Model):
         db_table = "lifecycle_run"
         ordering = ["-id"]
         indexes = [models.Index(fields=["scenario", "-id"], name="lifecycle_run_scenario")]
-        # The roles (lifecycle.roles) are groups holding these.
+        # The roles (lifecycle.people.roles) are groups holding these.
         permissions = [
             ("read_dashboard", "Can read pages, permalinks, timelines and events"),
             ("start_run", "Can start, resubmit and edit-and-run scenarios, and post events"),
@@ -123,7 +123,7 @@ class TaskCheck(models.Model):
     expected = models.CharField(max_length=64, null=True, blank=True)
     kinds = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     findings = models.JSONField(default=list, blank=True)
-    # What the home page's search filters on, kept with the findings (lifecycle.maintain):
+    # What the home page's search filters on, kept with the findings (lifecycle.check.maintainer):
     # the current status, the history's first and last times, the latest run's scenario
     # and verdict (none: no run).
     status = models.CharField(max_length=64, null=True, blank=True)
@@ -152,7 +152,7 @@ class TaskCheck(models.Model):
 
 class ImportedTask(models.Model):
     """A task whose events came from an exported timeline file: a read-only copy, under a
-    key of its own (``lifecycle.imports``). Nothing may add events to it."""
+    key of its own (``lifecycle.store.imports``). Nothing may add events to it."""
 
     task_key = models.TextField(primary_key=True)
     original_key = models.TextField()
@@ -183,7 +183,7 @@ class CheckCursor(models.Model):
 
 class Deployment(models.Model):
     """The deployment this database belongs to: one row, made by the first node that starts.
-    Its id marks the RabbitMQ namespace the deployment uses (lifecycle/nodes.py), so that
+    Its id marks the RabbitMQ namespace the deployment uses (lifecycle/nodes/deployment.py), so that
     another deployment pointed at that namespace by mistake is refused."""
 
     name = models.CharField(max_length=16, unique=True, default="this")
@@ -198,7 +198,7 @@ class Deployment(models.Model):
 
 
 class Node(models.Model):
-    """A ``lifecycle up`` of the deployment (lifecycle/heartbeat.py): registered when it
+    """A ``lifecycle up`` of the deployment (lifecycle/nodes/heartbeat.py): registered when it
     starts, ``seen_at`` refreshed every few seconds while it runs, ``stopped_at`` set when it
     stops cleanly. One not seen for ``GONE_AFTER`` seconds is gone (killed, or its host
     lost); rows not seen for a day are deleted."""
@@ -226,7 +226,7 @@ class WatchedDatabase(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     # The address as given, password included when it has one: shown only through
-    # lifecycle.database.redact, never on a page, in a log or in an error.
+    # lifecycle.runtime.database.redact, never on a page, in a log or in an error.
     url = models.TextField()
     added_at = models.DateTimeField(auto_now_add=True)
     # What the follower last found wrong with its capture, for a person, with the command
@@ -273,7 +273,7 @@ class ApiToken(models.Model):
 
 class LoginFailure(models.Model):
     """A login refused for its password (or its unknown name): counted per name and per
-    client address within ``LIFECYCLE_LOGIN_WINDOW`` (lifecycle.logins). Rows older than
+    client address within ``LIFECYCLE_LOGIN_WINDOW`` (lifecycle.people.logins). Rows older than
     the window are deleted as new ones come."""
 
     username = models.CharField(max_length=150)
@@ -294,7 +294,7 @@ class LoginFailure(models.Model):
 
 class LoginLockout(models.Model):
     """A name, or a client address, whose logins are refused until ``until``: it failed
-    too often (lifecycle.logins). ``lifecycle login lift`` or the admin ends it sooner."""
+    too often (lifecycle.people.logins). ``lifecycle login lift`` or the admin ends it sooner."""
 
     class Scope(models.TextChoices):
         USERNAME = "username"
@@ -319,7 +319,7 @@ class LoginLockout(models.Model):
 
 class EventQuota(models.Model):
     """Events a token (or a session's user) posted to ``POST /api/events`` in one minute:
-    this minute's and the last are kept per holder, no more (lifecycle.quotas)."""
+    this minute's and the last are kept per holder, no more (lifecycle.people.quotas)."""
 
     holder = models.CharField(max_length=200)  # Access.who: "token <name>" or a user's name
     minute = models.DateTimeField()  # the minute's start

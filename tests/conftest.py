@@ -142,12 +142,12 @@ def stack_env(port: int) -> dict[str, str]:
 
 
 def start_stack(port: int, **overrides: str) -> Stack:
-    from lifecycle import nodes
+    from lifecycle.nodes import deployment
 
     env = {**stack_env(port), **overrides}
     # The test database is made anew each run: a new deployment in a namespace an earlier
-    # run's may have marked (lifecycle/nodes.py)
-    nodes.forget_namespace(env["LIFECYCLE_NAMESPACE"], env.get("AMQP_URL"))
+    # run's may have marked (lifecycle/nodes/deployment.py)
+    deployment.forget_namespace(env["LIFECYCLE_NAMESPACE"], env.get("AMQP_URL"))
     process = subprocess.Popen(
         [sys.executable, "manage.py", "lifecycle", "up", "--no-migrate"],
         cwd=ROOT,
@@ -207,7 +207,7 @@ def purge_namespace_queues() -> None:
         return
     try:
         # <ns>.deployment: the test database is made anew each run, with a new deployment
-        # id, which a mark left by an earlier run's would refuse (lifecycle/nodes.py)
+        # id, which a mark left by an earlier run's would refuse (lifecycle/nodes/deployment.py)
         for name in (
             settings.LAB_QUEUE,
             f"{settings.LIFECYCLE_NAMESPACE}.ingest",

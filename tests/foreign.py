@@ -60,7 +60,7 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def foreign_db(stack: Stack) -> Iterator[str]:
     """The service's own database, beside the inspector's on the same server."""
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     with service_database("foreign", SERVICE / "schema.sql") as name:
         yield conninfo(dbname=name)
@@ -71,7 +71,7 @@ def service_database(prefix: str, schema: Path | None) -> Iterator[str]:
     """A database of an attached service's own, with its schema (none: its migrations make
     it); its name. Dropped after, with the role that owned its capture functions (it
     outlives the database)."""
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:

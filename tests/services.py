@@ -24,7 +24,7 @@ def skip_or_fail(reason: str) -> None:
 
 @functools.cache
 def _postgres_error() -> str | None:
-    from lifecycle.services import check_postgres
+    from lifecycle.runtime.services import check_postgres
 
     problem = check_postgres()
     return str(problem) if problem else None
@@ -32,7 +32,7 @@ def _postgres_error() -> str | None:
 
 @functools.cache
 def _rabbitmq_error() -> str | None:
-    from lifecycle.services import check_rabbitmq
+    from lifecycle.runtime.services import check_rabbitmq
 
     problem = check_rabbitmq()
     return str(problem) if problem else None

@@ -19,7 +19,7 @@ def standby_url() -> str:
     """The standby's URL of the test database (whether or not a standby runs yet)."""
     from django.db import connection
 
-    from lifecycle import standby as standbys
+    from lifecycle.runtime import standby as standbys
 
     return standbys.configured().url(connection.settings_dict["NAME"])
 
@@ -27,7 +27,7 @@ def standby_url() -> str:
 @pytest.fixture(scope="session")
 def standby(postgres: None, test_database: None) -> Iterator[str]:
     """The standby's URL of the test database, once the standby has replayed its creation."""
-    from lifecycle import standby as standbys
+    from lifecycle.runtime import standby as standbys
 
     where = standbys.configured()
     made = not standbys.running(where)

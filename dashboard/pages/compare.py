@@ -13,10 +13,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from lifecycle import store
-from lifecycle.compare import ROW_STATES, Row, Step, align, divergence_sentence, lifecycle_steps
+from lifecycle.history import in_time_order
 from lifecycle.models import Run
-from lifecycle.timeline import in_time_order
+from lifecycle.store import eventlog
+from lifecycle.timeline.compare import (
+    ROW_STATES,
+    Row,
+    Step,
+    align,
+    divergence_sentence,
+    lifecycle_steps,
+)
 
 CANDIDATES = 10
 OPPOSITE = {Run.Verdict.PASS: Run.Verdict.FAIL, Run.Verdict.FAIL: Run.Verdict.PASS}
@@ -26,7 +33,7 @@ LATEST_LABEL = {Run.Verdict.PASS: "latest passing run", Run.Verdict.FAIL: "lates
 def run_steps(run: Run) -> list[Step]:
     if not run.task_key:
         return []
-    return lifecycle_steps(in_time_order(store.task_events(run.task_key)))
+    return lifecycle_steps(in_time_order(eventlog.task_events(run.task_key)))
 
 
 @dataclass

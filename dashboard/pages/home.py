@@ -1,5 +1,5 @@
 """Home (``home.html``): recent tasks, live; the search (status, scenario, verdict, finding
-kind, time range, key prefix, each with its counts: ``lifecycle.search``); the scenario
+kind, time range, key prefix, each with its counts: ``lifecycle.check.search``); the scenario
 panel."""
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from lifecycle import findings, search, store
-from lifecycle.capture import PROBLEM_SEPARATOR
-from lifecycle.checker import KINDS
-from lifecycle.follow import MAX_PROBLEMS
+from lifecycle.capture.follower import MAX_PROBLEMS
+from lifecycle.capture.trigger import PROBLEM_SEPARATOR
+from lifecycle.check import findings, search
+from lifecycle.check.rules import KINDS
 from lifecycle.models import WatchedDatabase
-from lifecycle.scenarios import all_scenarios
+from lifecycle.scenarios.catalogue import all_scenarios
+from lifecycle.store import eventlog
 
 MAX_PAGE = 10_000  # of the task list (250,000 tasks): deeper, a search narrows it
 
@@ -44,7 +45,7 @@ def capture_problems() -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def _split(line: str) -> tuple[str, str]:
-    # What lifecycle.follow records: the problem, a tab, the command (a line without a tab
+    # What lifecycle.capture.follower records: the problem, a tab, the command (a line without a tab
     # is a problem with no command). Neither part can hold a tab or a line break.
     problem, _, command = line.partition(PROBLEM_SEPARATOR)
     return problem, command
@@ -62,7 +63,7 @@ def home(request: HttpRequest) -> HttpResponse:
         tasks, has_next, total = search.search(filters, page)
         facets = search.facets(filters)
     else:
-        tasks, has_next = store.recent_tasks(page)
+        tasks, has_next = eventlog.recent_tasks(page)
     findings.with_findings(tasks)
     keep = filters.query()
     return render(

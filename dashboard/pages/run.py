@@ -16,10 +16,10 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import access_of, needs
 from dashboard.pages.compare import compare_candidates
 from dashboard.pages.timeline import timeline_context
-from lifecycle import probe
-from lifecycle.database import off_thread
 from lifecycle.models import Run
-from lifecycle.scenarios import (
+from lifecycle.runtime.database import off_thread
+from lifecycle.scenarios import probe
+from lifecycle.scenarios.catalogue import (
     BodyError,
     Scenario,
     UnknownScenario,

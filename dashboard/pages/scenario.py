@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from dashboard import plots
 from lifecycle.models import Event, Run
-from lifecycle.scenarios import UnknownScenario, get_scenario
+from lifecycle.scenarios.catalogue import UnknownScenario, get_scenario
 
 RUNS_SHOWN = 200
 PLOTTED_RUNS = 100  # the verdicts plotted, and the runs whose reads the histogram counts

@@ -1,5 +1,5 @@
 """Status (``status.html``): the deployment's nodes, who holds follow and maintain, the
-ingest queue and the lags; for maintainers, as ``GET /api/status`` (lifecycle.status)."""
+ingest queue and the lags; for maintainers, as ``GET /api/status`` (lifecycle.nodes.status)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboard.access import needs
-from lifecycle.database import off_thread
-from lifecycle.status import deployment_status
+from lifecycle.nodes.status import deployment_status
+from lifecycle.runtime.database import off_thread
 
 
 @require_GET

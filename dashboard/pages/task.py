@@ -14,16 +14,17 @@ from django.views.decorators.http import require_GET, require_POST
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import commit_item, commit_items, event_html, rows_html, window_html
-from lifecycle import imports, outline, quotas, store
 from lifecycle.models import ImportedTask, Run
-from lifecycle.outline import WINDOW, cursor_of, format_cursor, parse_cursor
-from lifecycle.timeline import collapse, read_signature
+from lifecycle.people import quotas
+from lifecycle.store import eventlog, imports, outline
+from lifecycle.store.outline import WINDOW, cursor_of, format_cursor, parse_cursor
+from lifecycle.timeline.layout import collapse, read_signature
 
 
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
     whole = request.GET.get("whole") == "1"
-    context = timeline_context(task_key, store.expected_for(task_key), whole=whole)
+    context = timeline_context(task_key, eventlog.expected_for(task_key), whole=whole)
     runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
     if not context["events"] and not runs:
         raise Http404(f"no event for task {task_key}")
@@ -61,7 +62,7 @@ def import_page(request: HttpRequest) -> HttpResponse:
                 return response
             try:
                 done = imports.import_timeline(document, imported_by=access_of(request).who)
-            except imports.ImportError_ as exc:
+            except imports.ImportRefused as exc:
                 reasons = exc.reasons
             else:
                 return redirect("dashboard:task", done.task_key)
@@ -118,7 +119,7 @@ def read_run(request: HttpRequest, task_key: str) -> HttpResponse:
         return HttpResponseBadRequest(
             "after is a place an earlier answer gave: <µs>.<id>", content_type=PLAIN
         )
-    ends = store.events_by_id([first_id, last_id])
+    ends = eventlog.events_by_id([first_id, last_id])
     first, last = ends.get(first_id), ends.get(last_id)
     if (
         first is None

@@ -17,22 +17,21 @@ from dashboard.render import (
     window_html,
 )
 from dashboard.swimlane import swimlane
-from lifecycle import findings, lifecycles, outline, store
-from lifecycle.checker import COMMIT_MARGIN, Finding, commit_time
+from lifecycle import statuses
+from lifecycle.check import findings
+from lifecycle.check.rules import COMMIT_MARGIN, Finding, commit_time
 from lifecycle.events import EventRecord
-from lifecycle.outline import Outline, cursor_of, from_us
-from lifecycle.timeline import (
+from lifecycle.history import XID_WRAP, current_status, in_time_order, read_xmin
+from lifecycle.store import eventlog, outline
+from lifecycle.store.outline import Outline, cursor_of, from_us
+from lifecycle.timeline.layout import (
     LANES,
-    XID_MODULUS,
     EventView,
     TimelineBuilder,
     collapse,
-    current_status,
     gap_notices,
-    in_time_order,
     pin,
 )
-from lifecycle.versions import read_xmin
 
 # A task that finished this recently may still get events (late reads, a redelivery).
 STILL_LIVE_SECONDS = 600
@@ -50,12 +49,12 @@ def timeline_context(
         windowed = windowed_context(task_key, expected)
         if windowed is not None:
             return windowed
-    records = in_time_order(store.task_events(task_key))
+    records = in_time_order(eventlog.task_events(task_key))
     views = TimelineBuilder().extend(records)
     found = findings.stored_findings(task_key, records, expected)
     pin(views, found)
     status = current_status(records)
-    lifecycle = lifecycles.of_history(records)
+    lifecycle = statuses.of_history(records)
     picture = ""
     if html:
         roles = {r.status: lifecycle.role(r.status) or "" for r in records if r.status}
@@ -110,7 +109,7 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
         return None
     stored = findings.stored_check(task_key, o.count, o.last_id, expected)
     found, behind = stored if stored is not None else ([], None)
-    proving = store.events_by_id(sorted({i for f in found for i in f.events}))
+    proving = eventlog.events_by_id(sorted({i for f in found for i in f.events}))
     proving = {i: r for i, r in proving.items() if r.task_key == task_key}
     windows = o.windows
     first, last = windows[0], windows[-1]
@@ -124,10 +123,10 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
     commits = [
         m.record(task_key)
         for m in o.commits
-        if m.txid is not None and m.txid % XID_MODULUS in versions
+        if m.txid is not None and m.txid % XID_WRAP in versions
     ]
     # A version no transaction's id names was written in a savepoint: its commit says so.
-    unnamed = versions - {c.txid % XID_MODULUS for c in commits if c.txid is not None}
+    unnamed = versions - {c.txid % XID_WRAP for c in commits if c.txid is not None}
     builder.index_commits(
         [*commits, *(outline.commits_of_versions(task_key, unnamed) if unnamed else [])]
     )
@@ -157,7 +156,7 @@ def windowed_context(task_key: str, expected: str | None) -> dict[str, Any] | No
         "changes", lambda: [m.record(task_key) for m in o.commits if m.changes_status]
     )
     by_id = {r.id: r for r in [*changes, *proving.values()]}
-    lifecycle = lifecycles.of_history(changes)
+    lifecycle = statuses.of_history(changes)
     status = _status(changes, tail)
     roles = {r.status: lifecycle.role(r.status) or "" for r in changes if r.status}
     picture = o.derive(
@@ -243,6 +242,6 @@ def part_views(
     builder.index_commits(outline.commits_of_versions(task_key, versions))
     views = [builder.add(r) for r in records]
     if found is None:
-        found = findings.latest_stored(task_key, store.expected_for(task_key))
+        found = findings.latest_stored(task_key, eventlog.expected_for(task_key))
     pin(views, found)
     return views

@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle import watching
-    from lifecycle.capture import CaptureError
+    from lifecycle.capture import watching
+    from lifecycle.capture.trigger import CaptureError
 
     out, action = command.stdout, options["action"]
     try:

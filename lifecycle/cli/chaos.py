@@ -1,5 +1,5 @@
 """Run scenarios while faults strike, and print what every run's events say (the fault
-suite; see ``lifecycle.chaos``). It starts a stack of its own on a free port, with a fresh
+suite; see ``lifecycle.scenarios.chaos``). It starts a stack of its own on a free port, with a fresh
 database ``<database>_chaos`` and the namespace ``<namespace>-chaos``, so it never
 disturbs a running ``make run``; the servers themselves are never stopped: the faults
 are the proxies between the stack and them, and kills of the stack's own processes.
@@ -14,7 +14,7 @@ from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lifecycle.chaos import FAULTS
+    from lifecycle.scenarios.chaos import FAULTS
 
     parser.add_argument(
         "--fault",
@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle.chaos import run_suite, table
-    from lifecycle.scenarios import get_scenario
+    from lifecycle.scenarios.catalogue import get_scenario
+    from lifecycle.scenarios.chaos import run_suite, table
 
     try:
         get_scenario(options["scenario"])

@@ -1,6 +1,6 @@
 """Copy every watched application database's captured changes into the event table.
 
-One node of a deployment follows at a time (lifecycle/election.py): on the others this
+One node of a deployment follows at a time (lifecycle/nodes/election.py): on the others this
 process stands by until the holder is gone. Stops on SIGTERM or SIGINT, and at once when
 it loses the role; what is not copied yet stays in each outbox for the next holder.
 """
@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-logger = logging.getLogger("lifecycle.follow")
+logger = logging.getLogger("lifecycle.capture.follower")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle import election
-    from lifecycle.database import conninfo
-    from lifecycle.follow import follow_all
+    from lifecycle.capture.follower import follow_all
+    from lifecycle.nodes import election
+    from lifecycle.runtime.database import conninfo
 
     stop = threading.Event()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from lifecycle import logins
+from lifecycle.people import logins
 
 
 def add_arguments(parser: Any) -> None:

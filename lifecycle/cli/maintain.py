@@ -1,7 +1,7 @@
 """Keep every task's stored findings current, and the event table's partitions and
 retention (the maintainer; ``lifecycle up`` starts it).
 
-One node of a deployment maintains at a time (lifecycle/election.py): on the others this
+One node of a deployment maintains at a time (lifecycle/nodes/election.py): on the others this
 process stands by until the holder is gone (``--once`` is not elected). Stops on SIGTERM
 or SIGINT after the pass under way, and so when it loses the role.
 """
@@ -14,7 +14,7 @@ import signal
 import threading
 from typing import Any
 
-logger = logging.getLogger("lifecycle.maintain")
+logger = logging.getLogger("lifecycle.check.maintainer")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int | None:
-    from lifecycle import election
-    from lifecycle.maintain import Maintainer
+    from lifecycle.check.maintainer import Maintainer
+    from lifecycle.nodes import election
 
     maintainer = Maintainer(poll=options["poll"])
     if options["once"]:

@@ -17,9 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from lifecycle import probe, store
-from lifecycle.checker import KINDS, check
-from lifecycle.scenarios import Scenario, active
+from lifecycle.check.rules import KINDS, check
+from lifecycle.scenarios import probe
+from lifecycle.scenarios.catalogue import Scenario, active
+from lifecycle.store import eventlog
 
 FAULT_TARGET = 0.95
 # Column headings of the printed matrix (a legend line spells them out).
@@ -61,7 +62,7 @@ def one_run(scenario: Scenario, base_url: str) -> tuple[str, list[str], bool, in
         who = f"{getpass.getuser()} (matrix)"
         run = probe.execute(probe.create_run(scenario, base_url, started_by=who))
         time.sleep(SETTLE_EVENTS)
-        findings = check(store.task_events(run.task_key), run.expected) if run.task_key else []
+        findings = check(eventlog.task_events(run.task_key), run.expected) if run.task_key else []
         return scenario.name, sorted({f.kind for f in findings}), caught(scenario, findings), run.id
     finally:
         connection.close()

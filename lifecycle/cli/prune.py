@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(command: Any, options: dict[str, Any]) -> int:
-    from lifecycle import retention
+    from lifecycle.store import retention
 
     try:
         age = retention.parse_age(options["older_than"])

@@ -8,9 +8,9 @@ from typing import Any
 
 from django.conf import settings
 
-from lifecycle import probe
 from lifecycle.models import Run
-from lifecycle.scenarios import BodyError, UnknownScenario, get_scenario, parse_body
+from lifecycle.scenarios import probe
+from lifecycle.scenarios.catalogue import BodyError, UnknownScenario, get_scenario, parse_body
 
 
 def add_arguments(parser: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lifecycle.scenarios import ScenarioFileError, active, load
+from lifecycle.scenarios.catalogue import ScenarioFileError, active, load
 
 
 def add_arguments(parser: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lifecycle import standby
+from lifecycle.runtime import standby
 
 
 def add_arguments(parser: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lifecycle import status
+from lifecycle.nodes import status
 
 
 def add_arguments(parser: Any) -> None:

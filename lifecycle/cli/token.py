@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifecycle import tokens
 from lifecycle.models import ApiToken
+from lifecycle.people import tokens
 
 
 def add_arguments(parser: Any) -> None:

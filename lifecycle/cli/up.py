@@ -1,5 +1,5 @@
 """Check the services, create and migrate the database, start every process of the stack:
-of a node, with ``--roles``, in a deployment of several (lifecycle/nodes.py)."""
+of a node, with ``--roles``, in a deployment of several (lifecycle/nodes/deployment.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 
-from lifecycle import accounts, nodes, services
 from lifecycle.cli.worker import worker_child
-from lifecycle.heartbeat import Heartbeat, web_address
-from lifecycle.supervisor import Child, Supervisor, python
+from lifecycle.nodes import deployment
+from lifecycle.nodes.heartbeat import Heartbeat, web_address
+from lifecycle.people import accounts
+from lifecycle.runtime import services
+from lifecycle.runtime.supervisor import Child, Supervisor, python
 
 
 def add_arguments(parser: Any) -> None:
@@ -23,7 +25,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--roles",
         default=None,
-        help=f"the roles this node runs, comma-separated, of {','.join(nodes.ROLES)} (default:"
+        help=f"the roles this node runs, comma-separated, of {','.join(deployment.ROLES)} (default:"
         " all); follow and maintain run on one node of the deployment at a time",
     )
 
@@ -61,8 +63,8 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             err.write(str(problem))
         return 2
     try:
-        roles = nodes.parse_roles(options["roles"])
-    except nodes.RolesError as exc:
+        roles = deployment.parse_roles(options["roles"])
+    except deployment.RolesError as exc:
         err.write(str(exc))
         return 2
     host, port = settings.HOST, options["port"] or settings.PORT
@@ -70,7 +72,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
     if refusal:
         err.write(refusal)
         return 2
-    with nodes.once():  # nodes that start together: one migrates, makes the first admin
+    with deployment.once():  # nodes that start together: one migrates, makes the first admin
         if not options["no_migrate"]:
             if services.ensure_database():
                 out.write(f"created database {settings.DATABASES['default']['NAME']}")
@@ -78,7 +80,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             out.write("database migrated")
         first = accounts.first_admin()
     # before any process starts: another deployment's processes would take our events
-    refusal = nodes.claim_namespace()
+    refusal = deployment.claim_namespace()
     if refusal:
         err.write(refusal)
         return 2

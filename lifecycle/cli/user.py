@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lifecycle import accounts, roles
+from lifecycle.people import accounts, roles
 
 
 def add_arguments(parser: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 
-from lifecycle.supervisor import Child, Supervisor, python
+from lifecycle.runtime.supervisor import Child, Supervisor, python
 
 
 def worker_child(threads: int | None = None) -> Child:

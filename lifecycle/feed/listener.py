@@ -41,8 +41,8 @@ from typing import Any
 import psycopg
 
 from lifecycle import sql
-from lifecycle.database import conninfo, first_line
 from lifecycle.events import EventRecord
+from lifecycle.runtime.database import conninfo, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ FEED = sql.load("feed")
 
 
 def dsn_from_settings(application_name: str = APPLICATION_NAME) -> str:
-    """Django's database, as the feed connects to it (see lifecycle.database)."""
+    """Django's database, as the feed connects to it (see lifecycle.runtime.database)."""
     return conninfo(application_name=application_name)
 
 

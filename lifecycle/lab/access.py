@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.crypto import constant_time_compare
 
-from lifecycle import roles, tokens
-from lifecycle.http import LAB_KEY_HEADER, json_error, lab_key
+from lifecycle.people import roles, tokens
+from lifecycle.runtime.http import LAB_KEY_HEADER, json_error, lab_key
 
 WHO_MAY = (
     "the lab's API is for whoever may start runs: log in with the runner role, "

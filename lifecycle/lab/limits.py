@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import connection
 
 from lifecycle import sql
-from lifecycle.http import json_error
 from lifecycle.lab.config import ConfigError, task_sleep
+from lifecycle.runtime.http import json_error
 
 LIMITS = sql.read(Path(__file__).with_name("limits.sql"))
 

@@ -6,13 +6,13 @@ import uuid
 
 from django.db import models
 
-from lifecycle import lifecycles
+from lifecycle import statuses
 
 
 class Task(models.Model):
-    # The statuses of the lab's lifecycle, as it defines them (``lifecycle.lifecycles.LAB``).
+    # The statuses of the lab's lifecycle, as it defines them (``lifecycle.statuses.LAB``).
     Status = models.TextChoices(  # type: ignore[call-overload]  # the functional API
-        "Status", [(s, (s, s.title())) for s in lifecycles.LAB.statuses]
+        "Status", [(s, (s, s.title())) for s in statuses.LAB.statuses]
     )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

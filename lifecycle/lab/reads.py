@@ -18,8 +18,8 @@ import psycopg
 from django.db import connection
 
 from lifecycle import sql
-from lifecycle.database import conninfo
 from lifecycle.lab.models import Task
+from lifecycle.runtime.database import conninfo
 
 READS = sql.read(Path(__file__).with_name("reads.sql"))
 

@@ -15,11 +15,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from lifecycle.client import report_read, task_context
-from lifecycle.http import cross_origin, json_error
 from lifecycle.lab import access, limits
 from lifecycle.lab.config import ConfigError, validate_config
 from lifecycle.lab.models import Task
 from lifecycle.lab.reads import NoReplica, read_task
+from lifecycle.runtime.http import cross_origin, json_error
 
 logger = logging.getLogger("lifecycle.lab.api")
 

@@ -5,7 +5,7 @@
 ``lifecycle_event_default`` for any row no partition covers (a client's clock can say
 anything). The migration creates this week's and the next 2 weeks' partitions and one for
 each week of the last 400 days that holds events, then copies the rows;
-``lifecycle.retention`` keeps creating them ahead and drops the old ones. A week, not a day:
+``lifecycle.store.retention`` keeps creating them ahead and drops the old ones. A week, not a day:
 reads that name no time look into every partition, and a year is 53 weeks but 366 days.
 
 PostgreSQL wants the partition key in every unique constraint: the primary key becomes

@@ -1,4 +1,4 @@
-"""Failed logins and the lockouts they cause (lifecycle.logins): two small tables, kept to
+"""Failed logins and the lockouts they cause (lifecycle.people.logins): two small tables, kept to
 the last LIFECYCLE_LOGIN_WINDOW as new failures come."""
 
 from django.db import migrations, models

@@ -1,4 +1,4 @@
--- Catalog lookups of `lifecycle capture` (lifecycle/capture.py). Names given by the user
+-- Catalog lookups of `lifecycle capture` (lifecycle/capture/trigger.py). Names given by the user
 -- are only ever parameters here; the catalog's own spelling is what goes into DDL.
 
 -- resolve_table --

@@ -1,5 +1,5 @@
 -- The roles one node of a deployment holds at a time, elected through PostgreSQL
--- (lifecycle/election.py): a session advisory lock per role in the inspector's database, on
+-- (lifecycle/nodes/election.py): a session advisory lock per role in the inspector's database, on
 -- a connection of its own.
 
 -- keepalive --

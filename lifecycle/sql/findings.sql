@@ -1,4 +1,4 @@
--- The stored findings' writes (lifecycle/findings.py), the maintainer's.
+-- The stored findings' writes (lifecycle/check/findings.py), the maintainer's.
 
 -- keep --
 -- Tasks' checks, with what the home page's search filters on, in one statement: each

@@ -1,4 +1,4 @@
--- The follower's reads of the inspector's own store (lifecycle/follow.py).
+-- The follower's reads of the inspector's own store (lifecycle/capture/follower.py).
 
 -- watched_databases --
 SELECT name, url FROM lifecycle_watched_database ORDER BY name

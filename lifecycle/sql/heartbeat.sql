@@ -1,4 +1,4 @@
--- Each node's row in lifecycle_node (lifecycle/heartbeat.py): made when it starts, seen
+-- Each node's row in lifecycle_node (lifecycle/nodes/heartbeat.py): made when it starts, seen
 -- every few seconds, marked when it stops.
 
 -- register --

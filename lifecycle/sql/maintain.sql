@@ -1,4 +1,4 @@
--- The maintainer's reads of the event table (lifecycle/maintain.py): what moved since it
+-- The maintainer's reads of the event table (lifecycle/check/maintainer.py): what moved since it
 -- last looked, by primary key only.
 
 -- moved --

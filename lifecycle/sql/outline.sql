@@ -1,4 +1,4 @@
--- The outline of a long history (lifecycle/outline.py): a task page that holds too many
+-- The outline of a long history (lifecycle/store/outline.py): a task page that holds too many
 -- events to render at once shows these, then its events in windows. Every block that
 -- returns events selects the columns EventRecord.from_row maps, in its order:
 --   id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text

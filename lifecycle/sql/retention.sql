@@ -1,10 +1,10 @@
--- The upkeep of the event table's partitions (lifecycle/retention.py, migration 0013).
+-- The upkeep of the event table's partitions (lifecycle/store/retention.py, migration 0013).
 -- {partition} is a partition's name, {lower} and {upper} its bounds (filled in, quoted, by
 -- retention.py).
 
 -- lock --
 -- One upkeep at a time: creating and dropping partitions wait for each other, here.
-SELECT pg_advisory_xact_lock(hashtext('lifecycle.retention'))
+SELECT pg_advisory_xact_lock(hashtext('lifecycle.store.retention'))
 
 -- lock_timeout --
 -- How long a lock of the event table may be waited for. Every open transaction that wrote

@@ -1,4 +1,4 @@
--- What `lifecycle status` and GET /api/status read (lifecycle/status.py): each a few
+-- What `lifecycle status` and GET /api/status read (lifecycle/nodes/status.py): each a few
 -- index probes, bounded, whatever the tables' size.
 
 -- nodes --

@@ -1,4 +1,4 @@
--- Reads of the event store (lifecycle/store.py). Every block that returns events selects
+-- Reads of the event store (lifecycle/store/eventlog.py). Every block that returns events selects
 -- the columns EventRecord.from_row maps, in its order:
 --   id, source, kind, task_key, status, at::text, received_at::text, txid, body::text, uuid::text
 

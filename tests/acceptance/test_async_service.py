@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.history import XID_WRAP
 from tests.acceptance.test_foreign_scenarios import done_run, findings_include, start_each
 from tests.conftest import Stack, http, wait_for
 from tests.foreign import service_pytest, timeline
@@ -27,7 +28,6 @@ OURS = {
     "tasks-identity-map",
     "tasks-savepoint-snapshot",
 }
-XID_WRAP = 2**32
 
 
 def told(stack: Stack, run_id: int) -> str:

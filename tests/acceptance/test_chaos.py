@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from lifecycle.chaos import FAULTS, run_suite, table
+from lifecycle.scenarios.chaos import FAULTS, run_suite, table
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()

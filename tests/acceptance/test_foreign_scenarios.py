@@ -27,7 +27,7 @@ def _checked(task: str) -> bool:
     """Whether the maintainer's stored check of the task covers every event it has."""
     import psycopg
 
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     with psycopg.connect(conninfo()) as conn:
         row = conn.execute(

@@ -23,11 +23,11 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from lifecycle import election, heartbeat, nodes
-from lifecycle.chaos import descendants
-from lifecycle.database import conninfo
-from lifecycle.faults import TcpProxy
-from lifecycle.services import maintenance_conninfo
+from lifecycle.nodes import deployment, election, heartbeat
+from lifecycle.runtime.database import conninfo
+from lifecycle.runtime.services import maintenance_conninfo
+from lifecycle.scenarios.chaos import descendants
+from lifecycle.scenarios.faults import TcpProxy
 from tests import conftest
 from tests.conftest import ROOT, free_port, lifecycle_status, stack_env, wait_for
 
@@ -130,7 +130,7 @@ def _websocket_opens(port: int) -> bool:
 
 
 @pytest.fixture
-def deployment(postgres, rabbitmq, test_database):
+def stage(postgres, rabbitmq, test_database):
     """A database and an application database of their own, and a namespace."""
     hexa = uuid.uuid4().hex[:8]
     base = settings.DATABASES["default"]["NAME"]
@@ -143,7 +143,7 @@ def deployment(postgres, rabbitmq, test_database):
         conn.execute("CREATE TABLE jobs (id text PRIMARY KEY, state text NOT NULL)")
     yield {"database": database, "app": app, "namespace": namespace}
     try:
-        nodes.forget_namespace(namespace)
+        deployment.forget_namespace(namespace)
         _delete_queues(namespace)
     finally:
         with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
@@ -183,9 +183,9 @@ def _node(status: dict[str, Any], name: str) -> dict[str, Any]:
     return next(node for node in status["nodes"] if node["name"] == name)
 
 
-def test_two_nodes_one_dies_the_other_carries_on(deployment):
-    database_url = conftest.test_database_url().rsplit("/", 1)[0] + f"/{deployment['database']}"
-    store = conninfo(dbname=deployment["database"])
+def test_two_nodes_one_dies_the_other_carries_on(stage):
+    database_url = conftest.test_database_url().rsplit("/", 1)[0] + f"/{stage['database']}"
+    store = conninfo(dbname=stage["database"])
     ports = {"node-a": free_port(), "node-b": free_port()}
     # The load balancer in front of the web nodes, where the probe sends the lab's requests
     # (LAB_BASE_URL): a run adopted by the other node must still reach the lab
@@ -195,7 +195,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
         return {
             **stack_env(ports[name]),
             "DATABASE_URL": database_url,
-            "LIFECYCLE_NAMESPACE": deployment["namespace"],
+            "LIFECYCLE_NAMESPACE": stage["namespace"],
             "LIFECYCLE_NODE": name,
             "LIFECYCLE_PUBLIC_READ": "on",
             "LAB_BASE_URL": f"http://127.0.0.1:{balancer.port}",
@@ -226,7 +226,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
                 "--status",
                 "state",
                 "--database",
-                conninfo(dbname=deployment["app"]),
+                conninfo(dbname=stage["app"]),
             ],
             cwd=ROOT,
             env=a.env,
@@ -273,7 +273,7 @@ def test_two_nodes_one_dies_the_other_carries_on(deployment):
         assert _node(shown, first.name)["state"] in ("up", "gone")
         # A commit in the watched database after the kill arrives through it
         job = f"job-{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(conninfo(dbname=deployment["app"]), autocommit=True) as conn:
+        with psycopg.connect(conninfo(dbname=stage["app"]), autocommit=True) as conn:
             conn.execute("INSERT INTO jobs VALUES (%s, 'queued')", [job])
             conn.execute("UPDATE jobs SET state = 'done' WHERE id = %s", [job])
         with psycopg.connect(store, autocommit=True) as conn:

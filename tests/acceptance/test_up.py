@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.chaos import descendants
+from lifecycle.scenarios.chaos import descendants
 from tests import conftest
 from tests.conftest import ROOT, free_port, lifecycle_status, start_stack, stop_stack, wait_for
 
@@ -105,7 +105,7 @@ def test_another_deployment_in_the_namespace_is_refused(postgres, rabbitmq, test
     import pika
     from django.conf import settings
 
-    from lifecycle import nodes
+    from lifecycle.nodes import deployment
 
     # Given a namespace another deployment (another database) has marked as its own
     namespace = f"lifecycle-test-claim-{uuid.uuid4().hex[:8]}"
@@ -113,9 +113,9 @@ def test_another_deployment_in_the_namespace_is_refused(postgres, rabbitmq, test
     connection = pika.BlockingConnection(pika.URLParameters(settings.AMQP_URL))
     channel = connection.channel()
     channel.queue_declare(
-        nodes.marker_queue(namespace), durable=True, arguments=nodes.MARKER_ARGUMENTS
+        deployment.marker_queue(namespace), durable=True, arguments=deployment.MARKER_ARGUMENTS
     )
-    channel.basic_publish("", nodes.marker_queue(namespace), json.dumps(other).encode())
+    channel.basic_publish("", deployment.marker_queue(namespace), json.dumps(other).encode())
     try:
         # When a node of this database starts in it
         result, _ = up(
@@ -133,10 +133,10 @@ def test_another_deployment_in_the_namespace_is_refused(postgres, rabbitmq, test
         assert len(result.stderr.strip().splitlines()) == 1
         assert "started" not in result.stdout
         # And its mark is left as it was
-        method, _, body = channel.basic_get(nodes.marker_queue(namespace), auto_ack=True)
+        method, _, body = channel.basic_get(deployment.marker_queue(namespace), auto_ack=True)
         assert method is not None and json.loads(body) == other
     finally:
-        channel.queue_delete(nodes.marker_queue(namespace))
+        channel.queue_delete(deployment.marker_queue(namespace))
         connection.close()
 
 
@@ -149,7 +149,7 @@ def test_unknown_roles_are_refused(postgres, rabbitmq):
 
 
 def test_a_second_node_of_the_deployment_runs_beside_the_first_and_stands_by(stack):
-    from lifecycle import election
+    from lifecycle.nodes import election
 
     # Given the suite's stack (a node that holds follow and maintain)
     held = wait_for(lambda: election.holders(), 30, what="the stack's node to hold its roles")
@@ -199,8 +199,8 @@ def test_each_node_beats_and_status_shows_the_holder_and_the_standby(
 ):
     import psycopg
 
-    from lifecycle import nodes
-    from lifecycle.services import maintenance_conninfo
+    from lifecycle.nodes import deployment
+    from lifecycle.runtime.services import maintenance_conninfo
 
     # Given two nodes of one deployment with follow and maintain, in a namespace and a
     # database of their own (the suite's stack holds the test database's roles): the first
@@ -273,6 +273,6 @@ def test_each_node_beats_and_status_shows_the_holder_and_the_standby(
         for process in started:
             if process.poll() is None:
                 process.kill()
-        nodes.forget_namespace(namespace)
+        deployment.forget_namespace(namespace)
         with psycopg.connect(maintenance_conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -24,8 +24,8 @@ from django.db import connection
 
 from lifecycle import events
 from lifecycle.client.config import exchange_name
-from lifecycle.faults import TcpProxy, tcp_proxy
 from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_name
+from lifecycle.scenarios.faults import TcpProxy, tcp_proxy
 from tests.integration.rabbit import queue_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.test import Client
 
-from lifecycle import accounts
+from lifecycle.people import accounts
 
 
 def as_role(role: str, **client: Any) -> Client:

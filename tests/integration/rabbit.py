@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 
 from lifecycle import events
-from lifecycle.faults import TcpProxy
+from lifecycle.scenarios.faults import TcpProxy
 
 T = TypeVar("T")
 

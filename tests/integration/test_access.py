@@ -12,8 +12,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from lifecycle import accounts, tokens
 from lifecycle.models import ApiToken, Event, Run
+from lifecycle.people import accounts, tokens
 from tests.integration.people import as_role
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

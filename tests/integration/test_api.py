@@ -127,7 +127,7 @@ def test_a_run_nobody_follows_any_more_is_closed_as_abandoned(client, postgres):
 @pytest.mark.django_db
 def test_the_home_page_lists_tasks_by_their_newest_event_a_page_at_a_time(client, postgres):
     from lifecycle.models import Event
-    from lifecycle.store import PAGE_SIZE, recent_tasks
+    from lifecycle.store.eventlog import PAGE_SIZE, recent_tasks
 
     # Given more tasks than a page, one of which is busy (many events, an old first one)
     busy = "t-busy"

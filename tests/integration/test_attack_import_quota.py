@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from lifecycle import tokens
 from lifecycle.events import make_message
+from lifecycle.people import tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

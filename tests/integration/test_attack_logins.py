@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from lifecycle import accounts
 from lifecycle.models import LoginFailure, LoginLockout
+from lifecycle.people import accounts
 from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 import pytest
 
-from lifecycle import tokens
 from lifecycle.models import Event
+from lifecycle.people import tokens
 from tests.integration.web import web_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -32,13 +32,14 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from dashboard.asgi import application
-from lifecycle import findings, otlp
-from lifecycle.checker import check
+from lifecycle.check import findings
+from lifecycle.check.rules import check
 from lifecycle.events import EventRecord, make_message
 from lifecycle.feed.hub import get_hub
+from lifecycle.history import Snapshot, in_time_order, newest_seen, read_snapshot, read_xmin
 from lifecycle.models import Event, TaskCheck
-from lifecycle.timeline import TimelineBuilder, attempts, in_time_order
-from lifecycle.versions import Snapshot, newest_seen, read_snapshot, read_xmin
+from lifecycle.timeline import otlp
+from lifecycle.timeline.layout import TimelineBuilder, attempts
 
 pytestmark = pytest.mark.integration
 # The routes' tests use the real database; the pure ones need none (and no flush after).

@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from lifecycle import accounts
+from lifecycle.people import accounts
 from tests.conftest import ROOT
 from tests.integration.web import web_process
 

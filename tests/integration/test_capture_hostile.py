@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from lifecycle.capture import CaptureError
+from lifecycle.capture.trigger import CaptureError
 from tests.integration.test_capture_migrations import App, app  # noqa: F401 (a fixture)
 from tests.integration.test_watched import start_follower, store_events, wait_for
 from tests.services import require_postgres
@@ -38,7 +38,7 @@ def forged(application: App) -> list[Any]:
 
 
 def test_a_line_break_in_the_table_name_adds_no_code_to_its_function(app: App) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given the table captured by a superuser, and a function of the application's role
     outbox.install(app.url, "jobs_job", "id", "status")
@@ -58,7 +58,7 @@ def test_a_superuser_does_not_install_into_a_capture_schema_another_role_owns(
     app: App,  # noqa: F811
     made_by: str,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given the schema lifecycle_capture made by the application's role: by installing
     # (with its own URL: the generic function), or empty, before anyone installs
@@ -92,7 +92,7 @@ def test_columns_whose_type_has_no_equality_never_fail_an_update(
     app: App,  # noqa: F811
     generic: bool,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given a table with columns of types that have no "=" in pg_catalog (json, xml, point,
     # and an array of json), captured
@@ -126,7 +126,7 @@ def test_a_column_dropped_with_what_it_uses_never_fails_the_writes(
     app: App,  # noqa: F811
     drop: str,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given columns that use a domain, an enum and a function (a generated column)
     app.write(
@@ -147,7 +147,7 @@ def test_a_column_dropped_with_what_it_uses_never_fails_the_writes(
 
 
 def test_a_typed_table_follows_the_migrations_of_its_type(app: App) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given a table made of a composite type, captured
     app.write(
@@ -169,7 +169,7 @@ def test_a_typed_table_follows_the_migrations_of_its_type(app: App) -> None:  # 
 
 @pytest.mark.parametrize("kind", ["partition", "inheriting table"])
 def test_a_table_follows_the_migrations_of_its_parent(app: App, kind: str) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given a partition, or a table that inherits, captured on its own
     if kind == "partition":
@@ -197,7 +197,7 @@ def test_a_table_follows_the_migrations_of_its_parent(app: App, kind: str) -> No
 
 
 def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
     from lifecycle.events import MAX_TASK_KEY
 
     # Given a table keyed by a text column (not indexed: any length), captured
@@ -221,7 +221,7 @@ def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -
 
 
 def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given, in the outbox, a row with an infinite time and a kind longer than an event's
     # (no trigger of ours writes one; code the outbox's writer runs might), then a real one
@@ -248,7 +248,7 @@ def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # 
 def test_nulls_in_an_outbox_the_application_owns_do_not_stop_the_follower(
     app: App,  # noqa: F811
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given the generic capture installed by the application's role, which so owns the
     # outbox, and a row of NULLs it wrote there after dropping the columns' NOT NULL
@@ -276,8 +276,8 @@ def test_nulls_in_an_outbox_the_application_owns_do_not_stop_the_follower(
 
 def check_now(app: App, name: str) -> None:  # noqa: F811
     """One look of the follower at the database's capture, recorded for the dashboard."""
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     with (
         psycopg.connect(app.url, autocommit=True) as watched,
@@ -292,7 +292,7 @@ def test_names_in_the_mending_notice_are_shown_as_text_never_as_a_command(
 ) -> None:
     import re
 
-    from lifecycle import watching
+    from lifecycle.capture import watching
 
     # Given tables whose names are markup, or carry the notice's own words and a line break,
     # captured, then broken by a migration (their status column dropped)
@@ -321,8 +321,8 @@ def test_the_mending_notice_is_bounded_however_many_tables_are_broken(
     app: App,  # noqa: F811
     admin_client: Any,
 ) -> None:
-    from lifecycle import watching
-    from lifecycle.follow import MAX_PROBLEMS
+    from lifecycle.capture import watching
+    from lifecycle.capture.follower import MAX_PROBLEMS
     from lifecycle.models import WatchedDatabase
 
     # Given more broken tables than the notice shows
@@ -345,8 +345,8 @@ def test_the_mending_command_names_a_mixed_case_table_as_capture_install_takes_i
 ) -> None:
     import shlex
 
-    from lifecycle import outbox
-    from lifecycle.capture import mend_command
+    from lifecycle.capture import outbox
+    from lifecycle.capture.trigger import mend_command
 
     # Given a table "Jobs" beside a table jobs, the first captured, then broken
     app.write(
@@ -366,7 +366,7 @@ def test_the_mending_command_names_a_mixed_case_table_as_capture_install_takes_i
 def test_a_superuser_does_not_give_the_functions_to_a_role_someone_made_to_act_as(
     app: App,  # noqa: F811
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given the capture's owner role made before the first install by someone who may make
     # roles, able to log in (as it, they could make each writer's capture fail, or worse)
@@ -392,7 +392,7 @@ def test_a_superuser_reads_no_capture_schema_another_role_owns(
     app: App,  # noqa: F811
     command: str,
 ) -> None:
-    from lifecycle import outbox, watching
+    from lifecycle.capture import outbox, watching
 
     # Given the application's role installed the capture itself (it owns the schema), then
     # made its table of watched tables a view that runs a function of its own when read
@@ -422,7 +422,7 @@ def test_a_cast_of_the_applications_own_type_runs_none_of_its_code_in_the_captur
     app: App,  # noqa: F811
     cast_to: str,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given a table whose status and another column are of an enum of the application's
     app.write(
@@ -449,7 +449,7 @@ def test_a_cast_of_the_applications_own_type_runs_none_of_its_code_in_the_captur
 
 
 def test_a_json_value_jsonb_cannot_hold_never_fails_the_write(app: App) -> None:  # noqa: F811
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given json columns (json cannot be compared, and may spell U+0000, which jsonb refuses)
     app.write(

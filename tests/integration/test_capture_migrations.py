@@ -51,7 +51,7 @@ class App:
 
 @pytest.fixture
 def app() -> Iterator[App]:
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     name = f"test_mig_{uuid.uuid4().hex[:10]}"
     role = f"{name}_app"
@@ -110,7 +110,7 @@ MIGRATIONS = [
 def test_migrations_never_fail_the_writes_and_the_capture_follows_them(
     app: App, generic: bool
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given the application's table captured (by a superuser: its own function, rebuilt
     # after each migration; or with the generic function)
@@ -129,7 +129,7 @@ def test_migrations_never_fail_the_writes_and_the_capture_follows_them(
 
 
 def test_a_renamed_status_column_is_followed_by_the_generated_function(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     outbox.install(app.url, "jobs_job", "id", "status")
     # When a migration renames the status column, then writes under the new name
@@ -147,7 +147,7 @@ def test_a_renamed_status_column_is_followed_by_the_generated_function(app: App)
 def test_a_renamed_status_column_leaves_the_generic_capture_broken_not_the_writes(
     app: App,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     outbox.install(app.url, "jobs_job", "id", "status", generic=True)
     (key,) = app.write(
@@ -167,7 +167,7 @@ def test_a_renamed_status_column_leaves_the_generic_capture_broken_not_the_write
 def test_a_dropped_key_column_is_shown_broken_with_the_command_that_mends_it(
     app: App, admin_client: Any
 ) -> None:
-    from lifecycle import watching
+    from lifecycle.capture import watching
     from lifecycle.models import WatchedDatabase
 
     watching.install("jobs_job", "id", "status", database=app.url, name="jobs-db")
@@ -216,7 +216,7 @@ def test_a_dropped_key_column_is_shown_broken_with_the_command_that_mends_it(
 
 
 def test_a_failed_rebuild_puts_the_table_on_the_generic_function(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     outbox.install(app.url, "jobs_job", "id", "status")
     with psycopg.connect(app.url, autocommit=True) as conn:  # a rebuild that cannot work
@@ -236,7 +236,7 @@ def test_a_failed_rebuild_puts_the_table_on_the_generic_function(app: App) -> No
 
 
 def test_a_table_wider_than_fifty_columns_is_captured(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     wide = ", ".join(f"c{i:02} int DEFAULT {i}" for i in range(60))
     app.write(f"ALTER TABLE jobs_job ADD COLUMN x int, {wide.replace('c', 'ADD COLUMN c')}")
@@ -248,7 +248,7 @@ def test_a_table_wider_than_fifty_columns_is_captured(app: App) -> None:
 
 
 def test_keys_take_their_database_prefix(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     outbox.install(app.url, "jobs_job", "id", "status", key_prefix="jobs-db:")
     (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
@@ -262,7 +262,7 @@ def test_keys_take_their_database_prefix(app: App) -> None:
 
 
 def test_a_dropped_table_takes_its_capture_with_it(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     outbox.install(app.url, "jobs_job", "id", "status")
     app.write("DROP TABLE jobs_job")
@@ -276,9 +276,9 @@ def test_a_dropped_table_takes_its_capture_with_it(app: App) -> None:
 
 
 def test_a_write_in_a_savepoint_is_stored_with_the_xmin_its_readers_see(app: App) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
     from lifecycle.events import EventRecord
-    from lifecycle.timeline import TimelineBuilder
+    from lifecycle.timeline.layout import TimelineBuilder
 
     outbox.install(app.url, "jobs_job", "id", "status", key_prefix="sp:")
     # Given a job created and completed inside savepoints, as Django's nested atomic() does
@@ -326,7 +326,7 @@ def test_a_write_in_a_savepoint_is_stored_with_the_xmin_its_readers_see(app: App
 def test_writers_running_through_a_migration_never_fail(app: App, generic: bool) -> None:
     import threading
 
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Long-lived connections, as a worker's: their cached plans meet each new row type
     outbox.install(app.url, "jobs_job", "id", "status", generic=generic)
@@ -375,7 +375,7 @@ def test_writers_running_through_a_migration_never_fail(app: App, generic: bool)
 def test_a_table_an_older_version_installed_is_marked_for_reinstalling(
     app: App, schema: str
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     # Given a table captured by a version before migrations were followed: its function
     # named in its comment, no row in watched (and, before that, no watched table at all)

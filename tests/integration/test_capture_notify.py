@@ -326,13 +326,13 @@ def test_a_statement_changing_three_rows_announces_three_events(writer, reader, 
 
 
 def test_a_null_key_or_an_over_long_status_never_fails_the_writer(conninfo: str) -> None:
-    from lifecycle import capture
+    from lifecycle.capture import trigger
 
     # Given a watched table of another application with loose columns
     url = conninfo
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE loose (id serial PRIMARY KEY, ref text, state text)")
-    capture.install("public.loose", "ref", "state")
+    trigger.install("public.loose", "ref", "state")
     try:
         # When its writer stores a NULL key and a 100-character status
         with psycopg.connect(url, autocommit=True) as conn:
@@ -343,4 +343,4 @@ def test_a_null_key_or_an_over_long_status_never_fails_the_writer(conninfo: str)
             ).fetchone()
         assert row == ("(null)", "S" * 64)
     finally:
-        capture.remove("public.loose")
+        trigger.remove("public.loose")

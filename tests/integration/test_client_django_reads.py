@@ -14,8 +14,8 @@ from django.db import connection, connections, transaction
 
 from lifecycle.client import reads
 from lifecycle.client.django import LifecycleQuerySet, aread_model, read_model, version_of
-from lifecycle.database import conninfo
 from lifecycle.lab.models import Task
+from lifecycle.runtime.database import conninfo
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -92,7 +92,7 @@ def test_a_write_in_a_savepoint_is_read_with_the_subtransactions_xmin(
     # When it is read
     found = read_model(Task.objects, task.pk)
     # Then its version is the savepoint's own transaction id, which no commit carries: the
-    # snapshot is what ties the read to its commit (lifecycle.versions)
+    # snapshot is what ties the read to its commit (lifecycle.history)
     version = version_of(found)
     assert version is not None and version.status == "RUNNING"
     assert version.xmin is not None and version.xmin != top

@@ -32,7 +32,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> Published:
 
 @pytest.fixture
 def url(postgres: None) -> str:
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     return conninfo(application_name="client-reads-test")
 

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from django.test import AsyncClient
 
-from lifecycle.database import conninfo
-from lifecycle.tokens import create
+from lifecycle.people.tokens import create
+from lifecycle.runtime.database import conninfo
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

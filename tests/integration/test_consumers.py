@@ -12,8 +12,9 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from dashboard.asgi import application
-from lifecycle import accounts, outline
 from lifecycle.models import Event
+from lifecycle.people import accounts
+from lifecycle.store import outline
 
 pytestmark = [
     pytest.mark.integration,

@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql as pgsql
 
 from lifecycle import events
-from lifecycle.versions import Snapshot
+from lifecycle.history import Snapshot
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 
 require_postgres()
@@ -75,7 +75,7 @@ def psycopg2_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @contextlib.contextmanager
 def app_database() -> Iterator[str]:
     """The project's own database, on the inspector's server; dropped after."""
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     name = f"django_client_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:

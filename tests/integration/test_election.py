@@ -1,4 +1,4 @@
-"""The roles one node holds at a time (lifecycle/election.py), against the real server: in
+"""The roles one node holds at a time (lifecycle/nodes/election.py), against the real server: in
 this process, and as real ``lifecycle follow`` processes on two nodes. On a database of
 their own: the suite's stack, when it runs, holds the test database's roles."""
 
@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from lifecycle import election
-from lifecycle.database import conninfo
-from lifecycle.services import maintenance_conninfo
+from lifecycle.nodes import election
+from lifecycle.runtime.database import conninfo
+from lifecycle.runtime.services import maintenance_conninfo
 from tests import conftest
 from tests.conftest import ROOT, free_port, stack_env, wait_for
 

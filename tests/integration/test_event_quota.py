@@ -18,9 +18,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from lifecycle import quotas, tokens
 from lifecycle.events import make_message
 from lifecycle.models import Event, EventQuota
+from lifecycle.people import quotas, tokens
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration]

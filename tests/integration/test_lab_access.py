@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from lifecycle import tokens
-from lifecycle.http import LAB_KEY_HEADER, lab_key
 from lifecycle.lab.models import Task
 from lifecycle.models import Run
-from lifecycle.probe import _headers
+from lifecycle.people import tokens
+from lifecycle.runtime.http import LAB_KEY_HEADER, lab_key
+from lifecycle.scenarios.probe import _headers
 from tests.integration.people import as_role
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

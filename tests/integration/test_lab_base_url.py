@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from lifecycle import accounts, tokens
 from lifecycle.models import Run
+from lifecycle.people import accounts, tokens
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -17,7 +17,7 @@ import django
 django.setup()
 from django.apps import apps
 from django.urls import Resolver404, resolve
-from lifecycle.scenarios import all_scenarios
+from lifecycle.scenarios.catalogue import all_scenarios
 from lifecycle.cli.up import handle
 assert not apps.is_installed("lifecycle.lab"), "the lab app is installed"
 try:

@@ -19,8 +19,8 @@ from django.core.management import call_command
 from django.db.models import F
 from django.test import Client
 
-from lifecycle import accounts
 from lifecycle.models import LoginFailure, LoginLockout
+from lifecycle.people import accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

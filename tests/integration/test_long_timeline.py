@@ -11,8 +11,9 @@ from html import unescape
 import pytest
 
 from bench.dashboard import _insert_history
-from lifecycle import findings, outline
+from lifecycle.check import findings
 from lifecycle.models import Event
+from lifecycle.store import outline
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

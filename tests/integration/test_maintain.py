@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from lifecycle import findings
-from lifecycle.maintain import Maintainer
+from lifecycle.check import findings
+from lifecycle.check.maintainer import Maintainer
 from lifecycle.models import CheckCursor, Event, TaskCheck
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -113,7 +113,7 @@ def test_a_task_checked_moments_ago_waits_its_turn(postgres: None) -> None:
 def test_the_maintainer_waits_out_a_cut_connection(postgres: None) -> None:
     import psycopg
 
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     stuck_task("mt-f")
     maintainer = Maintainer(poll=0.1, min_interval=0, cost_factor=0)
@@ -140,7 +140,7 @@ def test_the_maintainer_waits_out_a_cut_connection(postgres: None) -> None:
 def test_an_event_that_commits_after_a_newer_one_is_still_checked(postgres: None) -> None:
     import psycopg
 
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     maintainer = Maintainer(min_interval=0, cost_factor=0)
     maintainer.once()
@@ -181,7 +181,7 @@ def test_an_idle_pass_reads_nothing_but_the_new_rows(postgres: None) -> None:
 
 
 def test_a_commit_long_after_its_id_was_taken_is_found_by_its_notify(postgres: None) -> None:
-    from lifecycle.maintain import Position
+    from lifecycle.check.maintainer import Position
 
     maintainer = Maintainer(min_interval=0, cost_factor=0)
     maintainer.once()

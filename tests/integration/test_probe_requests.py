@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from lifecycle import probe
 from lifecycle.models import Event, Run
-from lifecycle.scenarios import LAB_FILE, Scenario, activate
+from lifecycle.scenarios import probe
+from lifecycle.scenarios.catalogue import LAB_FILE, Scenario, activate
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration

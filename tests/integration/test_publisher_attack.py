@@ -36,7 +36,7 @@ from lifecycle.client.publisher import (
     DEFAULT_LINGER,
     Publisher,
 )
-from lifecycle.faults import TcpProxy
+from lifecycle.scenarios.faults import TcpProxy
 from tests.integration.rabbit import message, proxied_url
 from tests.services import require_postgres, require_rabbitmq
 

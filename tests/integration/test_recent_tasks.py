@@ -12,8 +12,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from lifecycle import findings, store
+from lifecycle.check import findings
 from lifecycle.models import CheckCursor, Event
+from lifecycle.store import eventlog
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -51,10 +52,10 @@ def test_tasks_older_than_the_newest_events_come_from_the_checks(
     three: dict[str, str], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checked()
-    monkeypatch.setattr(store, "EXACT_COUNT_MAX", 1000)  # these histories count as long
+    monkeypatch.setattr(eventlog, "EXACT_COUNT_MAX", 1000)  # these histories count as long
     # When the home page lists them
     with CaptureQueriesContext(connection) as queries:
-        recent, more = store.recent_tasks()
+        recent, more = eventlog.recent_tasks()
     # Then all three, newest first, with their counts, and no wider window was read
     assert [(s.task_key, s.events) for s in recent] == [
         (three["new"], 600),
@@ -66,7 +67,7 @@ def test_tasks_older_than_the_newest_events_come_from_the_checks(
     assert len(windows) == 1
     # And a long history's events after its check are counted on top of it
     add(three["old"], 3, "COMPLETED")
-    recent, _ = store.recent_tasks()
+    recent, _ = eventlog.recent_tasks()
     assert recent[0].task_key == three["old"] and recent[0].events == 1503
     assert recent[0].status == "COMPLETED"
 
@@ -76,7 +77,7 @@ def test_until_the_maintainer_has_checked_them_the_window_widens(
 ) -> None:
     # Given a maintainer that has not passed yet
     CheckCursor.objects.update_or_create(pk=1, defaults={"checked_through": 0})
-    recent, _ = store.recent_tasks()
+    recent, _ = eventlog.recent_tasks()
     # Then the list is still whole and exact, read from the events alone
     assert [(s.task_key, s.events) for s in recent] == [
         (three["new"], 600),
@@ -88,5 +89,5 @@ def test_until_the_maintainer_has_checked_them_the_window_widens(
 def test_a_task_pruned_since_its_check_is_not_listed(three: dict[str, str]) -> None:
     checked()
     Event.objects.filter(task_key=three["old"]).delete()  # as retention would
-    recent, _ = store.recent_tasks()
+    recent, _ = eventlog.recent_tasks()
     assert [s.task_key for s in recent] == [three["new"], three["middle"]]

@@ -18,18 +18,19 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from lifecycle import findings, retention, store
+from lifecycle.check import findings
 from lifecycle.events import IncomingEvent
 from lifecycle.ingest import database_conninfo
 from lifecycle.models import Event, TaskCheck
-from lifecycle.retention import day_start, partition_name, week_of
+from lifecycle.store import eventlog, retention
+from lifecycle.store.retention import day_start, partition_name, week_of
 from tests.services import require_postgres
 
 require_postgres()
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
-INGEST = store.INGEST
+INGEST = eventlog.INGEST
 # Midday, so that the hours around each synthetic event stay in its day.
 NOW = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 TODAY = NOW.date()
@@ -98,7 +99,7 @@ def month() -> dict[str, Any]:
         event("ancient", NOW - 9 * WEEK),
         event("clockless", NOW + timedelta(days=400)),
     ]
-    assert store.append(events + outside) == (4203, [])
+    assert eventlog.append(events + outside) == (4203, [])
     findings.refresh()
     assert set(TaskCheck.objects.values_list("task_key", flat=True)) == {
         "steady",
@@ -159,12 +160,12 @@ def test_a_month_of_events_pruned_to_two_weeks_drops_the_old_weeks(
     assert result.busy == []
 
     # And the store reads what is left, as before
-    history = store.task_events("steady")
+    history = eventlog.task_events("steady")
     assert [r.id for r in history] == sorted(r.id for r in history)
     assert len(history) == 3 * 7 * 20 and min(r.at for r in history if r.at) >= kept_from
-    assert len(store.task_events("week-2")) == 7 * 80
-    assert store.task_events("week-3") == []
-    recent, more = store.recent_tasks()
+    assert len(eventlog.task_events("week-2")) == 7 * 80
+    assert eventlog.task_events("week-3") == []
+    recent, more = eventlog.recent_tasks()
     assert {s.task_key for s in recent} == {"steady", "week-0", "week-1", "week-2", "clockless"}
     assert not more
     assert next(s for s in recent if s.task_key == "steady").events == 3 * 7 * 20
@@ -196,7 +197,7 @@ def test_a_week_runs_from_monday_midnight_utc_to_the_next() -> None:
     inside = [event("edges", first), event("edges", last)]
     before = event("edges", first - timedelta(microseconds=1))
     after = event("edges", day_start(monday(1)))
-    assert store.append([*inside, before, after]) == (4, [])
+    assert eventlog.append([*inside, before, after]) == (4, [])
 
     # Then this week's partition holds those from Monday 00:00 on, the next week's the next
     # Monday's, and last week's (no partition made for it) is in the default
@@ -217,12 +218,12 @@ def test_a_redelivered_event_is_stored_once_by_both_insert_paths() -> None:
     # Given an event stored once, in this week's partition, and one whose clock is years off
     today = event("redelivered", NOW)
     odd = event("redelivered", NOW + timedelta(days=3650))
-    assert store.append([today, odd]) == (2, [])
+    assert eventlog.append([today, odd]) == (2, [])
     assert partition_of(today.uuid) == partition_name(TODAY)
     assert partition_of(odd.uuid) == retention.DEFAULT_PARTITION
 
     # When the same messages come again, one by one and as a copied batch
-    assert store.append([today, odd]) == (0, [])
+    assert eventlog.append([today, odd]) == (0, [])
     assert copy_in([odd, today, event("redelivered", NOW)]) == 1
 
     # Then each is stored once: the same uuid and at find their first copy
@@ -236,7 +237,7 @@ def test_a_clock_far_off_lands_in_the_default_and_moves_to_its_week_when_made() 
     ahead, past = NOW + timedelta(days=900), datetime(1990, 5, 1, 8, tzinfo=UTC)
     sunday_night = day_start(week_of(ahead.date())) + WEEK - timedelta(seconds=1)
     late, later, early = (event("far-clock", at) for at in (ahead, sunday_night, past))
-    assert store.append([late, later, early]) == (3, [])
+    assert eventlog.append([late, later, early]) == (3, [])
     assert {partition_of(e.uuid) for e in (late, later, early)} == {retention.DEFAULT_PARTITION}
     first_id = Event.objects.get(uuid=late.uuid).id
 
@@ -250,11 +251,15 @@ def test_a_clock_far_off_lands_in_the_default_and_moves_to_its_week_when_made() 
     assert Event.objects.get(uuid=late.uuid).id == first_id
     assert partition_of(early.uuid) == retention.DEFAULT_PARTITION
     # and the new partition is like the others: deduplicated, announced, read by task
-    assert store.append([late]) == (0, [])
+    assert eventlog.append([late]) == (0, [])
     with connection.cursor() as cursor:
         cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", [made[0]])
         assert cursor.fetchall() == [("lifecycle_event_notify",)]
-    assert [r.uuid for r in store.task_events("far-clock")] == [late.uuid, later.uuid, early.uuid]
+    assert [r.uuid for r in eventlog.task_events("far-clock")] == [
+        late.uuid,
+        later.uuid,
+        early.uuid,
+    ]
     # And making them again is nothing to do
     assert retention.ensure_partitions(now=ahead, ahead_weeks=1) == []
 
@@ -294,7 +299,7 @@ def test_maintain_makes_the_weeks_ahead_and_prunes_as_the_setting_says(settings:
     # the next two), and the setting unset
     later = NOW + 2 * WEEK
     old = event("maintained", NOW - timedelta(days=20))
-    assert store.append([old]) == (1, [])
+    assert eventlog.append([old]) == (1, [])
     assert partition_of(old.uuid) == retention.DEFAULT_PARTITION
     settings.LIFECYCLE_RETENTION = None
     summary = retention.maintain(now=later)
@@ -327,7 +332,7 @@ def test_the_prune_command_says_what_it_drops_and_refuses_a_bad_age() -> None:
     now = datetime.now(UTC)
     retention.ensure_partitions(now=now - timedelta(days=35), ahead_weeks=5)
     times = {n: now - timedelta(days=n) for n in (35, 21, 10, 1)}
-    assert store.append([event("cli", at) for at in times.values()]) == (4, [])
+    assert eventlog.append([event("cli", at) for at in times.values()]) == (4, [])
     # 35 and 21 days ago are 5 and 3 weeks back; the cutoff, 14 days ago, is in the week
     # 2 weeks back, which is kept whole with those after it.
     old = [partition_name(times[n].date()) for n in (35, 21)]
@@ -364,7 +369,7 @@ def test_a_partition_whose_lock_is_not_granted_in_time_is_left_for_later() -> No
     # Given an old week's partition, and a transaction elsewhere that read the events table
     day = date(2001, 1, 1)  # a Monday
     retention.ensure_partitions(now=day_start(day), ahead_weeks=0)
-    assert store.append([event("busy", day_start(day) + timedelta(hours=1))]) == (1, [])
+    assert eventlog.append([event("busy", day_start(day) + timedelta(hours=1))]) == (1, [])
     try:
         with psycopg.connect(database_conninfo(application_name="retention-test")) as reader:
             reader.execute("SELECT count(*) FROM lifecycle_event WHERE task_key = 'busy'")
@@ -381,7 +386,7 @@ def test_a_partition_whose_lock_is_not_granted_in_time_is_left_for_later() -> No
             ) in out
             assert partition_name(day) in partitions()
             # and events are written meanwhile
-            assert store.append([event("busy", NOW)]) == (1, [])
+            assert eventlog.append([event("busy", NOW)]) == (1, [])
         # When it runs again once that transaction has ended, the partition goes
         code, out, err = prune_command("--older-than", "1d")
         assert code == 0 and f"dropped {partition_name(day)} (1 event)" in out
@@ -426,7 +431,7 @@ def test_the_migration_carries_an_existing_tables_rows_ids_and_grants_over() -> 
         assert cursor.fetchone() == ("p",)
         cursor.execute("SELECT array_agg(id ORDER BY id) FROM lifecycle_event")
         assert cursor.fetchone()[0] == ids
-        assert store.append([event("after", NOW)]) == (1, [])
+        assert eventlog.append([event("after", NOW)]) == (1, [])
         assert Event.objects.get(task_key="after").id == last + 1
         # with a partition for each week of the last 400 days that had events, this week and
         # the next 2, and the odd clocks (too old, too far ahead) in the default

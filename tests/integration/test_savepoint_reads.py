@@ -16,16 +16,18 @@ import sqlalchemy as sa
 from django.db import transaction
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from lifecycle import checker, store
+from lifecycle.check import rules
 from lifecycle.client import reads
-from lifecycle.database import conninfo
 from lifecycle.events import EventRecord
+from lifecycle.history import XID_WRAP
 from lifecycle.lab.models import Task
-from lifecycle.timeline import TimelineBuilder
+from lifecycle.runtime.database import conninfo
+from lifecycle.store import eventlog
+from lifecycle.timeline.layout import TimelineBuilder
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-XID_WRAP = 2**32
+
 INSERT = (
     "INSERT INTO lifecycle_event (uuid, task_key, source, kind, status, at, txid, body, "
     "received_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())"
@@ -78,7 +80,7 @@ def published(monkeypatch: pytest.MonkeyPatch, postgres: None) -> Published:
 
 
 def views(key: str) -> tuple[list[EventRecord], dict[int, Any]]:
-    events = store.task_events(key)
+    events = eventlog.task_events(key)
     return events, {v.record.id: v for v in TimelineBuilder().extend(events)}
 
 
@@ -116,7 +118,7 @@ def test_django_nested_atomic_writes_and_a_stale_read_of_them(
     assert first.body["xmin"] != running.txid % XID_WRAP
     assert last.body["xmin"] != completed.txid % XID_WRAP
     # And the stale read is named, against the commit it missed
-    (found,) = checker.check(events)
+    (found,) = rules.check(events)
     assert (found.kind, found.cause) == ("stale_read", "old_snapshot")
     assert found.events == (completed.id, stale.id)
     assert f"the version of transaction {running.txid}" in found.message
@@ -171,7 +173,7 @@ def test_sqlalchemy_begin_nested_writes_and_an_identity_map_read_of_them(
     first, cached, last = (e for e in events if e.source == "api")
     assert cached.body["xmin"] is None and last.body["xmin"] != completed.txid % XID_WRAP
     # Then the identity map's object is named by the read's snapshot
-    (found,) = checker.check(events)
+    (found,) = rules.check(events)
     assert (found.kind, found.cause) == ("stale_read", "cached_object")
     assert found.events == (completed.id, cached.id)
     assert "identity map" in found.message and f"transaction {completed.txid}" in found.message

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from lifecycle import search
+from lifecycle.check import search
 from lifecycle.models import Event, Run, TaskCheck
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
@@ -150,7 +150,7 @@ def test_a_page_past_any_list_is_a_400_that_shows_the_first(
 
 @pytest.mark.django_db(transaction=True)
 def test_the_maintainer_keeps_what_the_search_reads(postgres: None) -> None:
-    from lifecycle.maintain import Maintainer
+    from lifecycle.check.maintainer import Maintainer
 
     run = Run.objects.create(
         scenario="slow", expected="COMPLETED", task_key="mt-search", verdict="pass", state="done"
@@ -176,7 +176,8 @@ def test_the_maintainer_keeps_what_the_search_reads(postgres: None) -> None:
 def test_tasks_whose_stored_check_is_behind_are_checked_in_one_read(
     postgres: None, django_assert_max_num_queries: Any
 ) -> None:
-    from lifecycle import findings, store
+    from lifecycle.check import findings
+    from lifecycle.store import eventlog
 
     # Given ten moving tasks the maintainer has not checked yet, each overwriting FAILED
     for n in range(10):
@@ -192,7 +193,7 @@ def test_tasks_whose_stored_check_is_behind_are_checked_in_one_read(
                 body={"old_status": old, "new_status": status, "changed": ["status"]},
             )
             old = status
-    summaries = store.summaries_of([f"moving-{n}" for n in range(10)])
+    summaries = eventlog.summaries_of([f"moving-{n}" for n in range(10)])
     # When the home page sets their findings, it reads their histories in one query
     with django_assert_max_num_queries(4):
         findings.with_findings(summaries)

@@ -17,7 +17,7 @@ from django.test import AsyncClient, Client
 
 from dashboard import session_sockets
 from dashboard.asgi import application
-from lifecycle import accounts
+from lifecycle.people import accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -24,10 +24,12 @@ from django.test import Client
 from django.utils import timezone
 from psycopg import sql as pgsql
 
-from lifecycle import election, heartbeat, sql, tokens
-from lifecycle.database import conninfo
+from lifecycle import sql
 from lifecycle.models import CheckCursor, Event, Node, WatchedDatabase
-from lifecycle.services import maintenance_conninfo
+from lifecycle.nodes import election, heartbeat
+from lifecycle.people import tokens
+from lifecycle.runtime.database import conninfo
+from lifecycle.runtime.services import maintenance_conninfo
 from tests import conftest
 from tests.conftest import ROOT, free_port, wait_for
 from tests.integration.people import as_role

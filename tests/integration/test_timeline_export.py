@@ -18,10 +18,13 @@ from django.test import AsyncClient
 
 from bench.dashboard import _insert_history
 from dashboard.api import MAX_PAGE
-from lifecycle import exports, findings, otlp, store
+from lifecycle.check import findings
+from lifecycle.history import current_status, in_time_order
 from lifecycle.models import Event
-from lifecycle.timeline import TimelineBuilder, current_status, in_time_order
-from lifecycle.tokens import create
+from lifecycle.people.tokens import create
+from lifecycle.store import eventlog
+from lifecycle.timeline import exports, otlp
+from lifecycle.timeline.layout import TimelineBuilder
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -106,9 +109,9 @@ def test_a_long_otlp_trace_streams_in_bounded_chunks_and_keeps_every_event_in_it
     homes, found_events = span_homes(document)
     # And every event is there once, in the span the whole-history trace puts it in
     assert sorted(homes) == sorted(all_ids(big_task))
-    found = findings.latest_stored(big_task, store.expected_for(big_task))
+    found = findings.latest_stored(big_task, eventlog.expected_for(big_task))
     assert found and len(found_events) == len(found)
-    records = in_time_order(store.task_events(big_task))
+    records = in_time_order(eventlog.task_events(big_task))
     whole = otlp.trace(
         big_task, TimelineBuilder().extend(records), found, status=current_status(records)
     )

@@ -30,7 +30,7 @@ TABLE = "billing.jobs"
 @pytest.fixture
 def app_db() -> Iterator[str]:
     """A database of the application's own, created for the test, with its task table."""
-    from lifecycle.database import conninfo
+    from lifecycle.runtime.database import conninfo
 
     name = f"test_app_{uuid.uuid4().hex[:10]}"
     admin = conninfo(dbname="postgres")
@@ -60,7 +60,7 @@ def app_db() -> Iterator[str]:
 
 @pytest.fixture
 def watched(app_db: str) -> str:
-    from lifecycle import watching
+    from lifecycle.capture import watching
 
     watching.install(TABLE, "id", "state", database=app_db, name="billing-db")
     return app_db
@@ -73,8 +73,8 @@ def store_events(task: str) -> list[dict[str, Any]]:
 
 
 def start_follower(app_db: str):  # type: ignore[no-untyped-def]
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     follower = Follower("billing-db", app_db, conninfo(), poll_interval=0.2)
     follower.start()
@@ -144,7 +144,7 @@ def test_a_writers_temp_tables_cannot_divert_the_outbox(watched: str) -> None:
 def test_the_capture_functions_are_owned_by_a_role_that_may_only_write_the_outbox(
     watched: str,
 ) -> None:
-    from lifecycle import outbox
+    from lifecycle.capture import outbox
 
     with psycopg.connect(watched) as conn:
         superuser, database = conn.execute(
@@ -215,8 +215,8 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
         ]
     assert all(store_events(job) == [] for job in jobs)
     # And a follower that stored them and crashed before its delete reached the first one
-    from lifecycle.database import conninfo
-    from lifecycle.follow import copy_outbox
+    from lifecycle.capture.follower import copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     with (
         psycopg.connect(watched, autocommit=True) as app,
@@ -284,8 +284,8 @@ def test_writers_notify_only_while_a_follower_waits(watched: str) -> None:
 def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_notifying(
     watched: str,
 ) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     # Given a follower that polls only every 30 s: what arrives sooner was notified
     follower = Follower("billing-db", watched, conninfo(), poll_interval=30.0)
@@ -371,8 +371,8 @@ def test_a_row_left_by_a_follower_that_died_is_cleared(watched: str) -> None:
 
 
 def test_a_waiting_follower_whose_row_went_puts_it_back(watched: str) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     # Given a waiting follower that polls every 0.5 s and looks at its capture every 0.3 s
     follower = Follower("billing-db", watched, conninfo(), poll_interval=0.5, check_every=0.3)
@@ -390,8 +390,8 @@ def test_a_waiting_follower_whose_row_went_puts_it_back(watched: str) -> None:
 
 
 def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     # Given capture as an older version installed it: no listener table, every change notifies
     waits = (
@@ -425,8 +425,8 @@ def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -
 
 
 def test_a_burst_is_copied_once_in_order_with_each_commits_body(watched: str) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import FollowStats, copy_outbox
+    from lifecycle.capture.follower import FollowStats, copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     # Given 3 jobs moved through 400 statuses each, in 1,200 transactions of one writer
     with psycopg.connect(watched, autocommit=True, application_name="billing-worker") as conn:
@@ -475,8 +475,8 @@ def test_a_burst_is_copied_once_in_order_with_each_commits_body(watched: str) ->
 def test_a_database_whose_sessions_write_dates_otherwise_is_copied_as_it_is(
     watched: str,
 ) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import copy_outbox
+    from lifecycle.capture.follower import copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     # Given an application database whose sessions show dates day first, in another zone
     with psycopg.connect(watched, autocommit=True) as conn:
@@ -506,8 +506,8 @@ def test_a_database_whose_sessions_write_dates_otherwise_is_copied_as_it_is(
 
 
 def test_an_outbox_an_older_version_made_is_still_copied(watched: str) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import copy_outbox
+    from lifecycle.capture.follower import copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     # Given changes in an outbox without the row_xmin column (made before it existed),
     # one of them written in a savepoint
@@ -530,8 +530,8 @@ def test_an_outbox_an_older_version_made_is_still_copied(watched: str) -> None:
 
 
 def test_list_shows_each_database_and_table_with_its_events(watched: str) -> None:
-    from lifecycle.database import conninfo
-    from lifecycle.follow import copy_outbox
+    from lifecycle.capture.follower import copy_outbox
+    from lifecycle.runtime.database import conninfo
 
     with psycopg.connect(watched, autocommit=True) as conn:
         conn.execute("INSERT INTO billing.jobs DEFAULT VALUES")
@@ -572,28 +572,28 @@ def test_a_password_in_the_url_is_never_shown(app_db: str) -> None:
     # Given a database address with a password (trust auth here ignores it)
     secret = "s3cret-" + uuid.uuid4().hex[:6]
     with_password = app_db + f" password={secret}"
-    from lifecycle import watching
+    from lifecycle.capture import watching
 
     watching.install(TABLE, "id", "state", database=with_password, name="pw-db")
     out, err = io.StringIO(), io.StringIO()
     # When it is listed, and when a follower cannot reach it
     call_command("lifecycle", "capture", "list", stdout=out, stderr=err)
     unreachable = with_password + " port=1"  # the last one counts: nobody listens there
-    from lifecycle.database import conninfo
-    from lifecycle.follow import Follower
+    from lifecycle.capture.follower import Follower
+    from lifecycle.runtime.database import conninfo
 
     logs: list[str] = []
     handler = _ListHandler(logs)
     import logging
 
-    logging.getLogger("lifecycle.follow").addHandler(handler)
+    logging.getLogger("lifecycle.capture.follower").addHandler(handler)
     follower = Follower("pw-db", unreachable, conninfo(), poll_interval=0.1)
     thread = threading.Thread(target=follower.run)
     thread.start()
     wait_for(lambda: follower.stats.errors >= 1, "a failed connection")
     follower.stop()
     thread.join(5)
-    logging.getLogger("lifecycle.follow").removeHandler(handler)
+    logging.getLogger("lifecycle.capture.follower").removeHandler(handler)
     # Then the password appears nowhere
     assert "pw-db" in out.getvalue() and "***" in out.getvalue()
     for text in [out.getvalue(), err.getvalue(), *logs]:
@@ -688,7 +688,7 @@ def second_server() -> Iterator[str]:
 
 def test_a_database_on_another_server_is_followed_too(second_server: str) -> None:
     # Given capture installed on a table of another PostgreSQL server
-    from lifecycle import watching
+    from lifecycle.capture import watching
 
     watching.install(TABLE, "id", "state", database=second_server, name="other-server")
     follower = start_follower(second_server)

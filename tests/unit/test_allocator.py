@@ -1,4 +1,4 @@
-"""The web process's allocator settings (lifecycle/allocator.py)."""
+"""The web process's allocator settings (lifecycle/runtime/allocator.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lifecycle import allocator
+from lifecycle.runtime import allocator
 
 pytestmark = pytest.mark.skipif(allocator._LIBC is None, reason="not glibc")
 
@@ -19,7 +19,7 @@ def _run(code: str, env: dict[str, str]) -> str:
 
 
 def test_arenas_are_capped_unless_the_environment_says_otherwise() -> None:
-    code = "from lifecycle import allocator; print(allocator.limit_arenas())"
+    code = "from lifecycle.runtime import allocator; print(allocator.limit_arenas())"
     assert _run(code, {"PATH": "/usr/bin"}) == "True"
     assert _run(code, {"PATH": "/usr/bin", "MALLOC_ARENA_MAX": "4"}) == "False"
 

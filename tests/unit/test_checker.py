@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle import lifecycles
-from lifecycle.checker import Finding, Snapshot, check, final_read
+from lifecycle import statuses
+from lifecycle.check.rules import Finding, Snapshot, check, final_read
 from lifecycle.events import EventRecord
-from lifecycle.lifecycles import COMPLETED, FAILED, PENDING, RUNNING, Lifecycle
-from lifecycle.timeline import TimelineBuilder
+from lifecycle.statuses import COMPLETED, FAILED, PENDING, RUNNING, Lifecycle
+from lifecycle.timeline.layout import TimelineBuilder
 
 pytestmark = pytest.mark.unit
 
@@ -1448,11 +1448,11 @@ def summary(findings: list[Finding]) -> list[tuple[str, str | None, tuple[int, .
 @contextlib.contextmanager
 def jobs_table() -> Iterator[None]:
     """public.jobs has the JOBS lifecycle, as its scenario file would say."""
-    lifecycles.configure({"public.jobs": JOBS})
+    statuses.configure({"public.jobs": JOBS})
     try:
         yield
     finally:
-        lifecycles.configure({})
+        statuses.configure({})
 
 
 @pytest.fixture
@@ -1739,7 +1739,7 @@ def test_a_read_inside_its_writers_transaction_is_not_a_cached_object() -> None:
 
 
 def test_a_null_attempt_is_the_first() -> None:
-    from lifecycle.timeline import attempts
+    from lifecycle.timeline.layout import attempts
 
     h = History()
     h.add("broker", "start", body={"message_id": "m", "attempt": None})
@@ -1889,7 +1889,7 @@ def test_a_stale_read_of_a_row_written_in_a_savepoint_is_named() -> None:
 
 
 def test_the_newest_commit_a_snapshot_saw_is_found_by_bisection() -> None:
-    from lifecycle.versions import newest_seen
+    from lifecycle.history import newest_seen
 
     txids = [100, 103, 104, 110, 111]
     snapshot = Snapshot.parse("104:111:104,107")
@@ -1933,7 +1933,7 @@ def test_a_read_of_a_version_many_commits_old_is_judged_as_by_a_full_walk(
     # Given a row with hundreds of versions (past the checker's walk of the newest 64), and
     # reads of old versions, some with snapshots: fresh, old, none, or one taken while a
     # later writer was in progress
-    from lifecycle import checker as rules
+    from lifecycle.check import rules
 
     h = History()
     h.insert()
@@ -1950,7 +1950,7 @@ def test_a_read_of_a_version_many_commits_old_is_judged_as_by_a_full_walk(
         }[kind]
         h.read("cache", version=version, snapshot=snapshot, after_ms=300)
     arrived, _ = rules.arrival_order(h.events)
-    history = rules._History(arrived, lifecycles.DEFAULT, rules.COMMIT_MARGIN)
+    history = rules._History(arrived, statuses.DEFAULT, rules.COMMIT_MARGIN)
 
     def full_walk(read: EventRecord, returned: Any) -> Any:
         snapshot = rules.read_snapshot(read)

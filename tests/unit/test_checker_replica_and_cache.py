@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifecycle.checker import check
+from lifecycle.check.registry import CAUSES, KINDS, RULES, fix_for
+from lifecycle.check.rules import check
 from lifecycle.events import EventRecord
-from lifecycle.lifecycles import COMPLETED, RUNNING
-from lifecycle.rules import CAUSES, KINDS, RULES, fix_for
+from lifecycle.statuses import COMPLETED, RUNNING
 from tests.unit.test_checker import PROPERTY, History, Plan, begin, end, kinds, live, plans
 
 pytestmark = pytest.mark.unit

@@ -14,10 +14,10 @@ import pytest
 from dashboard import fragments
 from dashboard.fragments import LiveRows, rows_fragment
 from dashboard.render import row_html, rows_html, run_html, window_html
-from lifecycle.checker import Finding
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.outline import WINDOW, Column, format_cursor, parse_cursor, windows_of
-from lifecycle.timeline import (
+from lifecycle.store.outline import WINDOW, Column, format_cursor, parse_cursor, windows_of
+from lifecycle.timeline.layout import (
     Collapser,
     ReadRun,
     TimelineBuilder,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lifecycle.compare import Step, align, divergence_sentence, lifecycle_steps
 from lifecycle.events import EventRecord
+from lifecycle.timeline.compare import Step, align, divergence_sentence, lifecycle_steps
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import pytest
 
 from lifecycle.lab.config import FAULT_SWITCHES, ConfigError, validate_config
 from lifecycle.lab.work import LabError, TransientError, do_work
-from lifecycle.scenarios import LAB_FILE, UnknownScenario, get_scenario, load
+from lifecycle.scenarios.catalogue import LAB_FILE, UnknownScenario, get_scenario, load
 
 pytestmark = pytest.mark.unit
 

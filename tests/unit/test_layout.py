@@ -95,3 +95,54 @@ print(publisher.exchange, sorted(m for m in sys.modules if m.startswith("django"
     # Then they work, configured from the environment, with no Django module loaded
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["elsewhere.events", "[]"]
+
+
+# The engine's rooms (README: Layout): each package or top-level module of ``lifecycle``, and
+# the rooms of the engine it may import. A room not listed here may import any room.
+ENGINE_MAY_IMPORT: dict[str, set[str]] = {
+    "events": {"client"},
+    "statuses": set(),
+    "history": {"events"},
+    "runtime": {"client", "sql"},
+    "people": {"models", "runtime"},
+    "capture": {"events", "history", "models", "runtime", "sql", "statuses"},
+    "store": {"events", "history", "models", "runtime", "sql", "statuses"},
+    "check": {"capture", "events", "history", "models", "runtime", "sql", "statuses", "store"},
+    "timeline": {"check", "events", "history", "models", "runtime", "statuses", "store"},
+    "feed": {"events", "runtime", "sql"},
+    "ingest": {"client", "events", "runtime", "sql"},
+    "nodes": {"client", "models", "runtime", "sql", "store", "capture", "check"},
+}
+MOST_TOP_LEVEL_MODULES = 12
+
+
+def engine_room(path: Path) -> str:
+    parts = path.relative_to(ROOT / "lifecycle").parts
+    return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+
+
+def test_each_room_of_the_engine_imports_only_the_rooms_below_it() -> None:
+    bad = []
+    for path in files("lifecycle"):
+        room = engine_room(path)
+        allowed = ENGINE_MAY_IMPORT.get(room)
+        if allowed is None or "migrations" in path.parts:
+            continue
+        for name in sorted(imports(path)):
+            parts = name.split(".")
+            if parts[0] == "lifecycle" and len(parts) > 1 and parts[1] not in allowed | {room}:
+                bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert bad == []
+
+
+def test_every_package_of_the_engine_says_what_lives_there_and_what_it_may_import() -> None:
+    for room in ENGINE_MAY_IMPORT:
+        init = ROOT / "lifecycle" / room / "__init__.py"
+        if init.exists():
+            doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+            assert "may import" in doc or "imports nothing" in doc, init
+
+
+def test_the_engine_keeps_few_modules_at_its_top() -> None:
+    top = sorted(p.name for p in (ROOT / "lifecycle").glob("*.py"))
+    assert len(top) <= MOST_TOP_LEVEL_MODULES, top

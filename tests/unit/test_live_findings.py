@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from lifecycle.checker import Finding
+from lifecycle.check.live import CheckBudget, FindingsRefresher, RefreshGrid
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.live_findings import CheckBudget, FindingsRefresher, RefreshGrid
 
 pytestmark = pytest.mark.unit
 

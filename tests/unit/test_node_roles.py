@@ -1,4 +1,5 @@
-"""A node's roles and the deployment's mark, as a node reads them (lifecycle/nodes.py)."""
+"""A node's roles and the deployment's mark, as a node reads them
+(lifecycle/nodes/deployment.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 
 def test_a_deployment_mark_is_shown_without_control_characters() -> None:
-    from lifecycle.nodes import _shown
+    from lifecycle.nodes.deployment import _shown
 
     assert _shown("dbname=x host=db") == "dbname=x host=db"
     assert _shown("a\x1b]0;pwned\x07\nb") == "a?]0;pwned??b"
@@ -15,7 +16,7 @@ def test_a_deployment_mark_is_shown_without_control_characters() -> None:
 
 
 def test_roles_are_parsed_in_order_and_unknown_ones_refused() -> None:
-    from lifecycle.nodes import ROLES, RolesError, parse_roles
+    from lifecycle.nodes.deployment import ROLES, RolesError, parse_roles
 
     assert parse_roles(None) == ROLES and parse_roles(" ") == ROLES
     assert parse_roles("maintain, web") == ("web", "maintain")

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lifecycle.checker import Finding
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.otlp import trace
-from lifecycle.timeline import TimelineBuilder, in_time_order
+from lifecycle.history import in_time_order
+from lifecycle.timeline.layout import TimelineBuilder
+from lifecycle.timeline.otlp import trace
 
 pytestmark = pytest.mark.unit
 

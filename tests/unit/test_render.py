@@ -15,10 +15,10 @@ django.setup()
 
 from dashboard import dom, fragments  # noqa: E402
 from dashboard.render import event_html, finding_views, linked_message, status_chip  # noqa: E402
-from lifecycle.checker import Finding  # noqa: E402
+from lifecycle.check.rules import Finding  # noqa: E402
 from lifecycle.events import EventRecord  # noqa: E402
-from lifecycle.store import TaskSummary  # noqa: E402
-from lifecycle.timeline import TimelineBuilder  # noqa: E402
+from lifecycle.store.eventlog import TaskSummary  # noqa: E402
+from lifecycle.timeline.layout import TimelineBuilder  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -96,8 +96,8 @@ def test_a_live_task_row_cannot_break_out_of_its_id() -> None:
 
 def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycles() -> None:
     from dashboard.render import status_chip
-    from lifecycle import lifecycles
-    from lifecycle.lifecycles import Lifecycle
+    from lifecycle import statuses
+    from lifecycle.statuses import Lifecycle
 
     jobs = Lifecycle.parse(
         {
@@ -108,7 +108,7 @@ def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycle
             "transitions": ["queued -> working", "working -> done", "working -> errored"],
         }
     )
-    lifecycles.configure({"public.jobs": jobs})
+    statuses.configure({"public.jobs": jobs})
     try:
         assert 'class="chip st-failure"' in status_chip("errored") and "✕" in status_chip("errored")
         assert 'class="chip st-success"' in status_chip("done") and "✓" in status_chip("done")
@@ -118,7 +118,7 @@ def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycle
         assert 'class="chip st-unknown"' in status_chip("<b>odd</b>")
         assert "&lt;b&gt;odd&lt;/b&gt;" in status_chip("<b>odd</b>")
     finally:
-        lifecycles.configure({})
+        statuses.configure({})
     assert 'class="chip st-unknown"' in status_chip("errored")
 
 

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from dashboard.settings import retention_from
-from lifecycle.retention import format_age, parse_age, partition_name, week_of
+from lifecycle.store.retention import format_age, parse_age, partition_name, week_of
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle import lifecycles
-from lifecycle.lifecycles import LAB, Lifecycle
-from lifecycle.scenarios import (
+from lifecycle import statuses
+from lifecycle.scenarios.catalogue import (
     LAB_FILE,
     MAX_BODY,
     BodyError,
@@ -22,6 +21,7 @@ from lifecycle.scenarios import (
     parse_body,
     paths_of,
 )
+from lifecycle.statuses import LAB, Lifecycle
 
 pytestmark = pytest.mark.unit
 
@@ -307,15 +307,15 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_a_bad_file_changes_nothing_that_was_active(tmp_path: Path) -> None:
     good = activate(f"{LAB_FILE}:{write(tmp_path, JOBS, 'jobs.toml')}")
-    assert lifecycles.for_table("public.jobs") is good.lifecycles["public.jobs"]
+    assert statuses.for_table("public.jobs") is good.lifecycles["public.jobs"]
     try:
         with pytest.raises(ScenarioFileError):
             activate(f"{LAB_FILE}:{write(tmp_path, 'nonsense = 1', 'bad.toml')}")
         assert active() is good
-        assert lifecycles.for_table("jobs") is good.lifecycles["public.jobs"]
+        assert statuses.for_table("jobs") is good.lifecycles["public.jobs"]
     finally:
         activate(str(LAB_FILE))
-    assert lifecycles.for_table("public.jobs") is LAB
+    assert statuses.for_table("public.jobs") is LAB
 
 
 def test_the_setting_lists_files_like_path() -> None:

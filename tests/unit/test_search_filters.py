@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lifecycle.search import Filters
+from lifecycle.check.search import Filters
 
 pytestmark = pytest.mark.unit
 

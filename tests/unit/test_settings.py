@@ -50,7 +50,7 @@ def test_a_refused_url_never_shows_its_password():
     ],
 )
 def test_a_database_address_is_shown_without_its_password(address):
-    from lifecycle.database import display_name, redact
+    from lifecycle.runtime.database import display_name, redact
 
     shown = redact(address)
     assert "hunter2" not in shown and "***" in shown

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dashboard.swimlane import LEFT, MAX_MARKS, PALETTE, RIGHT, WIDTH, Scale, swimlane, time_scale
-from lifecycle.checker import Finding
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.timeline import TimelineBuilder, in_time_order
+from lifecycle.history import in_time_order
+from lifecycle.timeline.layout import TimelineBuilder
 
 pytestmark = pytest.mark.unit
 

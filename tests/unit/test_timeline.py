@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lifecycle.checker import Finding
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.timeline import (
+from lifecycle.timeline.layout import (
     StatusTracker,
     TimelineBuilder,
     current_status,
@@ -106,7 +106,7 @@ def test_pin_marks_the_events_a_finding_proves_and_reports_the_changes() -> None
 
 
 def test_a_gap_event_reads_as_a_sentence_and_a_notice() -> None:
-    from lifecycle.timeline import gap_notices
+    from lifecycle.timeline.layout import gap_notices
 
     body = {
         "dropped": 12,
