@@ -281,7 +281,7 @@ def test_an_expectation_as_long_as_any_status_is_kept_and_a_refused_check_is_ski
     stuck_task("fine-1")
     stuck_task("fine-2")
     rows = [
-        findings._kept_row(key, findings.store.task_events(key), task, [])
+        findings._kept_row(key, findings.eventlog.task_events(key), task, [])
         for key, task in (
             ("fine-1", _task("RUNNING")),
             ("refused", _task("X" * 65)),
