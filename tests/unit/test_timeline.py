@@ -9,13 +9,8 @@ import pytest
 
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.timeline.layout import (
-    StatusTracker,
-    TimelineBuilder,
-    current_status,
-    in_time_order,
-    pin,
-)
+from lifecycle.history import StatusTracker, current_status, in_time_order
+from lifecycle.timeline.layout import TimelineBuilder, pin
 
 pytestmark = pytest.mark.unit
 
