@@ -25,6 +25,7 @@ from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
 from lifecycle.store.outline import EPOCH, WHOLE_MAX, Cursor, Mark, Outline, format_cursor, from_us
 from lifecycle.timeline.layout import (
+    LANE_NOUNS,
     LANES,
     EventView,
     ReadRun,
@@ -355,13 +356,6 @@ def window_html(
     )
 
 
-LANE_NOUNS = {
-    "probe": "probe reads",
-    "api": "API reads",
-    "db": "commits",
-    "broker": "broker steps",
-    "log": "warnings",
-}
 OUTLINE_COMMITS_OPEN = 40  # up to this many commits are listed open; more, in groups
 # Up to this many, a group's commits are in the page; more (a progress update a second
 # makes 86,400 a day), each group loads its own when opened.

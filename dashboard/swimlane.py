@@ -45,8 +45,9 @@ from itertools import pairwise
 
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
+from lifecycle.history import ATTEMPT_ENDS
 from lifecycle.store.outline import Outline
-from lifecycle.timeline.layout import ATTEMPT_ENDS, LANES, EventView, attempts
+from lifecycle.timeline.layout import LANE_NOUNS, LANES, EventView, attempts
 
 WIDTH = 1000  # the viewBox's width; the picture scales to its container
 LEFT = 96  # lane titles
@@ -432,7 +433,7 @@ def swimlane(
     commit_columns: set[int] = set()  # a long history's: one status change per column
     for view in views:
         r = view.record
-        if r.at is None or (r.source == "broker" and r.kind in ("start", *ATTEMPT_ENDS)):
+        if r.at is None or (r.source == "broker" and (r.kind == "start" or r.kind in ATTEMPT_ENDS)):
             continue
         x = scale.at(stamps[r.id] - start)
         changed = r.source == "db" and (
@@ -588,8 +589,6 @@ def summary(
 ) -> str:
     """The picture in words: how many events of each lane, each attempt and how it ended,
     and the status changes in order (the commits that changed the status)."""
-    from dashboard.render import LANE_NOUNS
-
     if outline is not None:
         counts = dict(outline.lanes)
         total = outline.count

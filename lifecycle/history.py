@@ -20,6 +20,9 @@ from lifecycle.events import EventRecord
 
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 
+# The broker steps that end an attempt (a delivery begun by a ``start``).
+ATTEMPT_ENDS = frozenset({"ack", "fail", "nack", "skip"})
+
 
 def commit_xmins(commit: EventRecord) -> tuple[int, ...]:
     """The xmins a commit's version is read with: its transaction's, and, for a write made

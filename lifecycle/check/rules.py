@@ -22,6 +22,7 @@ from lifecycle import statuses
 from lifecycle.check.registry import KINDS, fix_for
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.history import (
+    ATTEMPT_ENDS,
     Snapshot,
     commit_xmins,
     from_standby,
@@ -824,7 +825,7 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
     unnamed: list[EventRecord] = []  # errors that name none (older clients), by time
     for e in h.events:
         key = attempt_of(e)
-        if e.source == "broker" and e.kind in _FINISHES and key is not None:
+        if e.source == "broker" and e.kind in ATTEMPT_ENDS and key is not None:
             finishes.setdefault(key, []).append(e)
         elif e.source == "log" and _is_error(e):
             if key is not None:
@@ -892,9 +893,6 @@ def _swallowed_errors(h: _History) -> Iterator[Finding]:
             f"{commit.status} in transaction {commit.txid} at {_clock(commit.at)} and acked at "
             f"{_clock(end.at)}; no failure was ever committed, so the error was swallowed.",
         )
-
-
-_FINISHES = frozenset({"ack", "fail", "nack", "skip"})
 
 
 def _same_process(start: EventRecord, log: EventRecord) -> bool:

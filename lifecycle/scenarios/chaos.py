@@ -53,6 +53,7 @@ from django.conf import settings
 
 from lifecycle.check.rules import check
 from lifecycle.events import EventRecord
+from lifecycle.history import ATTEMPT_ENDS
 from lifecycle.nodes import deployment, election
 from lifecycle.runtime.database import conninfo
 from lifecycle.runtime.services import maintenance_conninfo
@@ -507,7 +508,7 @@ def _audit_events(audit: RunAudit, run_id: int, records: list[EventRecord], expe
     finishes = Counter(
         (r.body.get("message_id"), r.body.get("attempt"), r.body.get("pid"), r.body.get("thread"))
         for r in records
-        if r.source == "broker" and r.kind in ("ack", "fail", "nack", "skip")
+        if r.source == "broker" and r.kind in ATTEMPT_ENDS
     )
     if any(n > 1 for n in finishes.values()):
         audit.problems.append("an attempt was reported finished twice")

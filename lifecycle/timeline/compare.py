@@ -20,6 +20,7 @@ from difflib import SequenceMatcher
 from typing import Any, Literal, get_args
 
 from lifecycle.events import EventRecord
+from lifecycle.timeline.layout import LANE_LIST
 
 Token = tuple[Any, ...]
 RowState = Literal["same", "timing", "differs"]
@@ -37,7 +38,11 @@ REORDER_WINDOW = 3
 # blocks instead: a page that answers beats a perfect alignment.
 MAX_CELLS = 250_000
 
-LANE_TITLES = {"db": "commit", "broker": "broker", "log": "log", "reads": "reads", "probe": "probe"}
+# A step's tag: the timeline's word for its lane, but for the lane of reads, where the
+# comparison folds the API's and the probe's reads together.
+LANE_TITLES = {lane.name: lane.word for lane in LANE_LIST if lane.name != "api"} | {
+    "reads": "reads"
+}
 BROKER_PHRASES = {
     "enqueue": "enqueued the message",
     "start": "started the message",

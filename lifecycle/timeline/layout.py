@@ -14,6 +14,7 @@ from typing import Any
 from lifecycle.check.rules import Finding
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.history import (
+    ATTEMPT_ENDS,
     commit_xmins,
     newest_seen,
     read_snapshot,
@@ -21,15 +22,29 @@ from lifecycle.history import (
     replayed_at,
 )
 
-# Reads next to commits: the comparison the page exists for.
-LANES: list[tuple[str, str]] = [
-    ("probe", "Probe reads"),
-    ("api", "API reads"),
-    ("db", "Commits"),
-    ("broker", "Broker"),
-    ("log", "Warnings"),
-]
+
+@dataclass(frozen=True)
+class Lane:
+    """One row of the timeline: the events of one source (of any other source's: "log")."""
+
+    name: str  # the source
+    title: str  # its heading: "Commits"
+    noun: str  # what it counts, plural: "3 commits"
+    word: str  # one of its steps in one word, as the compare page tags a step: "commit"
+
+
+# Reads next to commits: the comparison the page exists for. The one list of the lanes:
+# the others below, the web's and the compare page's words are read from it.
+LANE_LIST: tuple[Lane, ...] = (
+    Lane("probe", "Probe reads", "probe reads", "probe"),
+    Lane("api", "API reads", "API reads", "read"),
+    Lane("db", "Commits", "commits", "commit"),
+    Lane("broker", "Broker", "broker steps", "broker"),
+    Lane("log", "Warnings", "warnings", "log"),
+)
+LANES: list[tuple[str, str]] = [(lane.name, lane.title) for lane in LANE_LIST]
 LANE_TITLES = dict(LANES)
+LANE_NOUNS = {lane.name: lane.noun for lane in LANE_LIST}
 
 
 def status_class(status: str | None) -> str:
@@ -189,7 +204,7 @@ class TimelineBuilder:
         if r.source == "api":
             return (
                 f"returned {r.status}"
-                + (" (no version)" if b.get("xmin") is None else "")
+                + (" (no version)" if read_xmin(r) is None else "")
                 + (" from its cache" if b.get("cached") is True else "")
                 + replica_phrase(r)
             )
@@ -230,9 +245,6 @@ def commit_change(kind: str, status: str | None, old: object, new: object, chang
         return f"{old} → {new}"
     columns = changed if isinstance(changed, list) else []
     return "changed " + ", ".join(str(c) for c in columns)
-
-
-ATTEMPT_ENDS = ("ack", "fail", "nack", "skip")  # the broker steps that end an attempt
 
 
 def attempts(records: Iterable[EventRecord]) -> list[tuple[EventRecord, EventRecord | None]]:
@@ -312,7 +324,7 @@ def read_signature(view: EventView) -> tuple[object, ...] | None:
         return None
     b = r.body
     client = b.get("client") if r.source == "api" else b.get("run")
-    version = b.get("xmin") if r.source == "api" else None
+    version = read_xmin(r)
     error = str(b["error"])[:200] if b.get("error") else None
     cached = b.get("cached") is True
     standby = b.get("standby") is True
@@ -413,7 +425,7 @@ def run_summary(run: ReadRun) -> str:
     b = r.body
     if r.source == "api":
         what = f"reads returned {r.status}"
-        if b.get("xmin") is None:
+        if read_xmin(r) is None:
             what += " (no version)"
         if b.get("cached") is True:
             what += " from its cache"
