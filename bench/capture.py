@@ -318,6 +318,7 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
     from psycopg import sql
 
     from lifecycle.capture import trigger
+    from lifecycle.events import NOTIFY_CHANNEL
 
     table = sql.Identifier(SCHEMA, variant.name)
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE public.lab_task INCLUDING ALL)").format(table))
@@ -353,7 +354,7 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
                 sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema))
             )
             for ddl in _ddl(variant.name):
-                conn.execute(ddl.replace("'lifecycle_events'", f"'{BENCH_CHANNEL}'"))
+                conn.execute(ddl.replace(f"'{NOTIFY_CHANNEL}'", f"'{BENCH_CHANNEL}'"))
             conn.execute(
                 sql.SQL(
                     "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {}"

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
+from lifecycle.events import NOTIFY_CHANNEL as CHANNEL  # imports no Django
 
 TARGET_WS_P50_MS = 5.0
 TARGET_WS_P99_MS = 25.0
 TARGET_RENDER_MS = 150.0
-CHANNEL = "lifecycle_events"  # lifecycle.feed.listener.CHANNEL, without importing Django
 ROOT = Path(__file__).resolve().parents[2]
 
 UPDATE_SQL = (

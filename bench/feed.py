@@ -21,8 +21,8 @@ from typing import Any
 
 import psycopg
 
-from lifecycle.events import EventRecord
-from lifecycle.feed.listener import CHANNEL, LiveFeed, dsn_from_settings
+from lifecycle.events import NOTIFY_CHANNEL, EventRecord
+from lifecycle.feed.listener import LiveFeed, dsn_from_settings
 
 INSERT_SQL = """
 INSERT INTO lifecycle_event (task_key, source, kind) VALUES (%s, 'probe', 'read') RETURNING id
@@ -50,7 +50,7 @@ async def _bench(dsn: str, seconds: float, rate: int) -> dict[str, Any]:
                 heard["LiveFeed"].setdefault(event.id, now)
 
     raw = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    await raw.execute(f"LISTEN {CHANNEL}")
+    await raw.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
     async def listen_raw() -> None:
         async for notify in raw.notifies():

@@ -24,6 +24,10 @@ from lifecycle.client.messages import now as now
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
+# The channel on which the event table's trigger announces each new row's id: the feed and
+# the maintainer LISTEN on it. The frozen migration SQL spells it out; a test holds them to it.
+NOTIFY_CHANNEL = "lifecycle_events"
+
 # Every source and the kinds it may send. ``db`` events come from the trigger only.
 KINDS: dict[str, frozenset[str]] = {
     "db": frozenset({"insert", "update", "delete"}),

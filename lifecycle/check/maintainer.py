@@ -37,6 +37,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from lifecycle import sql
 from lifecycle.check import findings
+from lifecycle.events import NOTIFY_CHANNEL
 from lifecycle.runtime.database import conninfo, first_line
 from lifecycle.store import eventlog, retention
 
@@ -137,7 +138,7 @@ class Maintainer:
                     autocommit=True,
                     connect_timeout=5,
                 ) as listener:
-                    listener.execute("LISTEN lifecycle_events")
+                    listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     delay = 0.5
                     while not self._stop.is_set():
                         spent = self.stats.check_cpu_seconds

@@ -41,12 +41,11 @@ from typing import Any
 import psycopg
 
 from lifecycle import sql
-from lifecycle.events import EventRecord
+from lifecycle.events import NOTIFY_CHANNEL, EventRecord
 from lifecycle.runtime.database import conninfo, first_line
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "lifecycle_events"
 APPLICATION_NAME = "lifecycle-feed"
 
 OnEvents = Callable[[list[EventRecord]], Awaitable[None]]
@@ -255,7 +254,7 @@ class LiveFeed:
     async def _start(self, conn: psycopg.AsyncConnection[Any]) -> None:
         # LISTEN before reading: whatever commits from now on is either read below or
         # notified afterwards.
-        await conn.execute(f"LISTEN {CHANNEL}")
+        await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self.backend_pid = conn.info.backend_pid
         if self.state is None:
             self.state = await self._start_position(conn)

@@ -17,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from lifecycle import sql as lifecycle_sql
+from lifecycle.events import NOTIFY_CHANNEL
 from lifecycle.ingest import INGEST, database_conninfo
 from tests.services import require_postgres
 
@@ -24,7 +25,7 @@ require_postgres()
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-CHANNEL = "lifecycle_events"
+CHANNEL = NOTIFY_CHANNEL
 APP = lifecycle_sql.HERE.parent
 SQL_0002 = lifecycle_sql.migration(APP, "0002_capture_trigger")  # the frozen files the
 SQL_0005 = lifecycle_sql.migration(APP, "0005_cheaper_capture")  # migrations run
