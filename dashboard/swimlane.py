@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from html import escape
 from itertools import pairwise
 
+from dashboard import dom
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
 from lifecycle.history import ATTEMPT_ENDS
@@ -504,7 +505,7 @@ def swimlane(
             else ""
         )
         parts.append(
-            f'<a href="#event-{s.id}" class="mark"><title>{label}</title>'
+            f'<a href="#{dom.event_id(s.id)}" class="mark"><title>{label}</title>'
             f'<rect class="attempt attempt-{escape(outcome)}" x="{x1:.1f}" y="{y - 7:.1f}" '
             f'width="{max(x2 - x1, 2):.1f}" height="14" rx="3"/>{tail}'
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{label}</text></a>'
@@ -522,7 +523,7 @@ def swimlane(
         colour = TERMINAL_COLOURS.get(roles.get(r.status or "", ""), "#4a5568")
         named = labels.get(r.id)
         parts.append(
-            f'<a href="#event-{r.id}" class="mark"><title>{tip}</title>'
+            f'<a href="#{dom.event_id(r.id)}" class="mark"><title>{tip}</title>'
             f"{_proof_ring(c.x, y, 11) if c.ring else ''}"
             f'<path{ring} d="M{c.x:.1f} {y - MARK_HALF:.1f}l6 8l-6 8l-6 -8z" fill="{colour}"/>'
             f"{_label_svg(named, y) if named else ''}"
@@ -551,7 +552,7 @@ def swimlane(
                 f'cy="{cy:.1f}" r="3.5"/>'
             )
         parts.append(
-            f'<a href="#event-{r.id}" class="mark"><title>{tip}</title>'
+            f'<a href="#{dom.event_id(r.id)}" class="mark"><title>{tip}</title>'
             f"{_proof_ring(x, cy, 8) if ring else ''}{dot}"
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{tip}</text></a>'
         )
@@ -563,7 +564,7 @@ def swimlane(
             f"{len(group)} events from {clock(first.record.at)}, the first: {_title(first)}"[:300]
         )
         parts.append(
-            f'<a href="#event-{first.id}" class="mark"><title>{tip}</title>'
+            f'<a href="#{dom.event_id(first.id)}" class="mark"><title>{tip}</title>'
             f'<circle cx="{column}" cy="{lane_y.get(lane, lane_y["log"]):.1f}" '
             f'r="{min(2 + len(group) ** 0.5, 7):.1f}" class="bucket"/></a>'
         )
@@ -786,7 +787,7 @@ def _columns(outline: Outline, scale: Scale, lane_y: dict[str, float]) -> list[s
             noun = "event" if n == 1 else "events"
             tip = escape(f"{n} {lane} {noun} from {since}")
             parts.append(
-                f'<a href="#event-{column.first_id}" class="mark"><title>{tip}</title>'
+                f'<a href="#{dom.event_id(column.first_id)}" class="mark"><title>{tip}</title>'
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{min(2 + n**0.5 / 3, 7):.1f}" '
                 'class="bucket"/></a>'
             )
