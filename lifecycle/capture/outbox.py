@@ -21,7 +21,13 @@ import psycopg
 from psycopg import sql as pgsql
 
 from lifecycle import sql
-from lifecycle.capture.trigger import TRIGGER_NAME, CaptureError, WatchedTable, table_of
+from lifecycle.capture.trigger import (
+    TRIGGER_NAME,
+    CaptureError,
+    WatchedTable,
+    create_trigger,
+    table_of,
+)
 from lifecycle.runtime.database import first_line
 
 logger = logging.getLogger(__name__)
@@ -115,16 +121,7 @@ def install(
                         pgsql.Identifier(SCHEMA, "capture_any"),
                         pgsql.SQL(", ").join(pgsql.Literal(v) for v in (key, status, key_prefix)),
                     )
-                conn.execute(
-                    pgsql.SQL(
-                        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                        "FOR EACH ROW EXECUTE FUNCTION {call}"
-                    ).format(
-                        trigger=pgsql.Identifier(TRIGGER_NAME),
-                        table=pgsql.Identifier(schema, name),
-                        call=call,
-                    )
-                )
+                conn.execute(create_trigger(pgsql.Identifier(schema, name), call))
         except psycopg.Error as exc:
             raise CaptureError(f"cannot install on {schema}.{name}: {first_line(exc)}") from None
     return WatchedTable(schema, name, key, status, key_prefix=key_prefix, mode=mode)

@@ -168,15 +168,13 @@ def install(table: str, key: str, status: str, *, replace: bool = False) -> Watc
                 f"the capture trigger on {found.name} is inherited from its partitioned parent; "
                 "replace it on the parent"
             )
-        create = pgsql.SQL(
-            "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION {function}({key}, {status})"
-        ).format(
-            trigger=pgsql.Identifier(TRIGGER_NAME),
-            table=found.identifier,
-            function=pgsql.Identifier(function[0], "lifecycle_capture"),
-            key=pgsql.Literal(key),
-            status=pgsql.Literal(status),
+        create = create_trigger(
+            found.identifier,
+            pgsql.SQL("{function}({key}, {status})").format(
+                function=pgsql.Identifier(function[0], "lifecycle_capture"),
+                key=pgsql.Literal(key),
+                status=pgsql.Literal(status),
+            ),
         )
         try:
             with transaction.atomic():
@@ -265,6 +263,16 @@ def _drop_statement(table: _Table) -> str:
         trigger=pgsql.Identifier(TRIGGER_NAME), table=table.identifier
     )
     return _render(query)
+
+
+def create_trigger(table: pgsql.Composable, call: pgsql.Composable) -> pgsql.Composed:
+    """The capture trigger on ``table``: after every row's insert, update or delete, ``call``
+    (a trigger function with its arguments). The inspector's own database and an
+    application's (``capture.outbox``) install the same trigger, each with its function."""
+    return pgsql.SQL(
+        "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION {call}"
+    ).format(trigger=pgsql.Identifier(TRIGGER_NAME), table=table, call=call)
 
 
 def _render(query: pgsql.Composable) -> str:
