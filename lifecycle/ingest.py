@@ -33,7 +33,7 @@ from django.conf import settings
 
 from lifecycle import events, sql
 from lifecycle.client import topology
-from lifecycle.runtime.database import conninfo
+from lifecycle.runtime.database import conninfo, insert_each, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -372,25 +372,19 @@ class Ingestor:
     def _insert_one_by_one(
         self, db: psycopg.Connection[Any], rows: list[events.Row]
     ) -> tuple[int, list[tuple[int, str]]]:
-        stored, rejected = 0, []
         with db.transaction(), db.cursor() as cur:
-            for i, row in enumerate(rows):
-                try:
-                    with db.transaction():  # a savepoint: one bad row spoils only itself
-                        cur.execute(INGEST["insert_row"], row)
-                        stored += max(cur.rowcount, 0)
-                except DATA_ERRORS as exc:
-                    # The log has PostgreSQL's words; the dead letter's header, which goes
-                    # wherever the queue is read, says what refused it and its SQLSTATE.
-                    logger.warning(
-                        "ingest: event %s refused by the database: %s",
-                        row[0],
-                        " ".join(str(exc).split())[:300],
-                    )
-                    state = getattr(exc, "sqlstate", None) or type(exc).__name__
-                    rejected.append(
-                        (i, f"refused by the database: a value it cannot store ({state})")
-                    )
+            stored, refused = insert_each(
+                cur, INGEST["insert_row"], rows, savepoint=db.transaction, refused_by=DATA_ERRORS
+            )
+        rejected = []
+        for i, exc in refused:
+            # The log has PostgreSQL's words; the dead letter's header, which goes wherever
+            # the queue is read, says what refused it and its SQLSTATE.
+            logger.warning(
+                "ingest: event %s refused by the database: %s", rows[i][0], one_line(exc)
+            )
+            state = getattr(exc, "sqlstate", None) or type(exc).__name__
+            rejected.append((i, f"refused by the database: a value it cannot store ({state})"))
         return stored, rejected
 
     def _connect_db(self) -> psycopg.Connection[Any]:

@@ -8,7 +8,8 @@ because test runners switch NAME to the test database at runtime.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,6 +53,36 @@ def first_line(exc: BaseException) -> str:
     """An error's message as logs and answers show it: its first line (libpq's never
     repeat a password)."""
     return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def insert_each(
+    cursor: Any,
+    query: Any,
+    rows: Sequence[Sequence[Any]],
+    *,
+    savepoint: Callable[[], AbstractContextManager[Any]],
+    refused_by: tuple[type[BaseException], ...],
+) -> tuple[int, list[tuple[int, BaseException]]]:
+    """Insert ``rows`` one at a time, each in a ``savepoint`` of the caller's transaction, so
+    a row the database refuses (raises one of ``refused_by``) spoils only itself. Returns
+    how many rows were stored, and the index and error of each refused one.
+
+    The ingestor (a psycopg connection) and the store (Django's) take this way when a
+    batch failed as a whole; each says in its own words what was refused."""
+    stored, refused = 0, []
+    for i, row in enumerate(rows):
+        try:
+            with savepoint():
+                cursor.execute(query, row)
+                stored += max(cursor.rowcount, 0)
+        except refused_by as exc:
+            refused.append((i, exc))
+    return stored, refused
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A database error's whole text on one line, cut at ``limit``: for a log line."""
+    return " ".join(str(exc).split())[:limit]
 
 
 def redact(url: str) -> str:

@@ -18,6 +18,7 @@ from django.db import DataError, connection, transaction
 from lifecycle import sql
 from lifecycle.events import EventRecord, IncomingEvent
 from lifecycle.models import Run
+from lifecycle.runtime.database import insert_each, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -100,21 +101,17 @@ def append(events: list[IncomingEvent]) -> tuple[int, list[tuple[int, str]]]:
             return max(cursor.rowcount, 0), []
     except (DataError, UnicodeError):
         pass  # one bad value (a NUL character, a lone surrogate): each row on its own
-    stored, refused = 0, []
     with transaction.atomic(), connection.cursor() as cursor:
-        for i, row in enumerate(rows):
-            try:
-                with transaction.atomic():  # a savepoint: one bad row spoils only itself
-                    cursor.execute(INGEST["insert_row"], row)
-                    stored += max(cursor.rowcount, 0)
-            except (DataError, UnicodeError) as exc:
-                logger.warning(
-                    "store: event %s refused by the database: %s",
-                    row[0],
-                    " ".join(str(exc).split())[:300],
-                )
-                refused.append((i, "refused by the database: a value it cannot store"))
-    return stored, refused
+        stored, refused = insert_each(
+            cursor,
+            INGEST["insert_row"],
+            rows,
+            savepoint=transaction.atomic,
+            refused_by=(DataError, UnicodeError),
+        )
+    for i, exc in refused:
+        logger.warning("store: event %s refused by the database: %s", rows[i][0], one_line(exc))
+    return stored, [(i, "refused by the database: a value it cannot store") for i, _ in refused]
 
 
 @dataclass
