@@ -21,7 +21,7 @@ from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard import replies
+from dashboard import replies, runs
 from dashboard.access import access_of, needs
 from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
@@ -113,7 +113,7 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
     if isinstance(options, JsonResponse):
         return options
     try:
-        run = await off_thread(probe.start)(scenario, started_by=access_of(request).who, **options)
+        run = await runs.start_run(request, scenario, **options)
     except probe.Unavailable as exc:
         return json_error(409, str(exc))
     body = await off_thread(run_json)(run, request)
@@ -134,9 +134,7 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     if isinstance(options, JsonResponse):
         return options
     try:
-        run = await off_thread(probe.start)(
-            scenario, old, started_by=access_of(request).who, **options
-        )
+        run = await runs.start_run(request, scenario, old, **options)
     except probe.Unavailable as exc:
         return json_error(409, str(exc))
     body = await off_thread(run_json)(run, request)

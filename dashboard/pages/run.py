@@ -13,9 +13,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from dashboard.access import access_of, needs
+from dashboard.access import needs
 from dashboard.pages.compare import compare_candidates
 from dashboard.pages.timeline import timeline_context
+from dashboard.runs import start_run as start_run_as
 from lifecycle.models import Run
 from lifecycle.runtime.database import off_thread
 from lifecycle.scenarios import probe
@@ -73,10 +74,6 @@ def _token(request: HttpRequest) -> str | None:
     return request.POST.get("token", "")[:MAX_TOKEN] or None
 
 
-def _who(request: HttpRequest) -> str:
-    return access_of(request).who
-
-
 # Async: the probe's HTTP submit goes to this same server and must not wait behind this
 # request on Django's one thread for sync views.
 @require_POST
@@ -87,9 +84,7 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
     try:
-        run = await off_thread(probe.start)(
-            scenario, None, _token(request), started_by=_who(request)
-        )
+        run = await start_run_as(request, scenario, None, _token(request))
     except probe.Unavailable as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return _to_run_page(run)
@@ -110,9 +105,7 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
     try:
-        run = await off_thread(probe.start)(
-            scenario, old, _token(request), started_by=_who(request)
-        )
+        run = await start_run_as(request, scenario, old, _token(request))
     except probe.Unavailable as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return _to_run_page(run)
@@ -129,7 +122,5 @@ async def edit_and_run(request: HttpRequest, run_id: int) -> HttpResponse:
         body = parse_body(text) if text.strip() else None
     except BodyError as exc:
         return await off_thread(_page)(request, old, text, f"Not started: {exc}", 400)
-    run = await off_thread(probe.start)(
-        scenario, old, _token(request), body, started_by=_who(request)
-    )
+    run = await start_run_as(request, scenario, old, _token(request), body=body)
     return _to_run_page(run)
