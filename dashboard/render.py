@@ -392,7 +392,7 @@ def outline_html(o: Outline, shown: int) -> str:
         '<section class="outline" data-testid="outline" aria-labelledby="outline-title">'
         '<div class="section-head"><h2 id="outline-title">Outline</h2>'
         f'<span class="muted">{o.count:,} events from {clock(first)} to {clock(last)} '
-        f"({_duration(seconds)}). The timeline shows {shown:,} of them, the first and the "
+        f"({duration(seconds)}). The timeline shows {shown:,} of them, the first and the "
         "last; the rest load as you scroll to them, or when a link here, in the findings or "
         f"in the picture points into them.{whole}</span></div>"
         f'<ul class="lane-counts" data-testid="lane-counts">{lanes}</ul>'
@@ -460,11 +460,19 @@ def commit_item(m: Mark) -> str:
     return f'<li><a href="#{EV}{m.id}">{clock(at)}</a> {escape(change)} · txn {m.txid}</li>'
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
+# The units a duration is said in, smallest first: its length in seconds, and its name.
+DURATION_UNITS = ((1, "s"), (60, "min"), (3600, "h"), (86_400, "d"))
+
+
+def duration(seconds: float, *, whole: bool = False) -> str:
+    """A duration in words, in the largest unit of which it holds two, to a tenth (a span:
+    "90.0 s", "15 min", "1.5 h", "3.0 days"); ``whole``, in the largest unit of which it
+    holds one, in whole units (an age: "59 s", "1 min", "23 h", "3 d")."""
+    seconds = max(seconds, 0.0)
+    fill = 1 if whole else 2
+    size, name = next((u for u in reversed(DURATION_UNITS) if seconds >= fill * u[0]), (1, "s"))
+    if whole:
+        return f"{seconds // size if size > 1 else seconds:.0f} {name}"
+    if name == "min":
+        return f"{seconds / size:.0f} min"
+    return f"{seconds / size:.1f} {'days' if name == 'd' else name}"

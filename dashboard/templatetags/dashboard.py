@@ -11,7 +11,7 @@ from django import template
 from django.utils import timezone
 
 from dashboard import converters, dom
-from dashboard.render import status_chip, verdict_chip
+from dashboard.render import duration, status_chip, verdict_chip
 
 register = template.Library()
 
@@ -23,14 +23,7 @@ register.simple_tag(verdict_chip)
 def age(value: datetime | None) -> str:
     if value is None:
         return ""
-    seconds = (timezone.now() - value).total_seconds()
-    if seconds < 60:
-        return f"{max(seconds, 0):.0f} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h ago"
-    return f"{seconds // 86400:.0f} d ago"
+    return f"{duration((timezone.now() - value).total_seconds(), whole=True)} ago"
 
 
 @register.filter

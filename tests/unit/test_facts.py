@@ -25,3 +25,23 @@ def test_the_event_tables_trigger_notifies_the_channel_the_feed_listens_on() -> 
     assert sending, "no migration sends the event table's NOTIFY"
     newest = max(sending)
     assert sending[newest] == [NOTIFY_CHANNEL]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "span", "age"),
+    [
+        (0.04, "0.0 s", "0 s"),
+        (59.4, "59.4 s", "59 s"),
+        (90, "90.0 s", "1 min"),
+        (5400, "90 min", "1 h"),
+        (7200, "2.0 h", "2 h"),
+        (3 * 86400, "3.0 days", "3 d"),
+    ],
+)
+def test_a_span_and_an_age_are_said_with_the_same_units(
+    seconds: float, span: str, age: str
+) -> None:
+    from dashboard.render import duration
+
+    assert duration(seconds) == span
+    assert duration(seconds, whole=True) == age
