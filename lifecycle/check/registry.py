@@ -1,7 +1,9 @@
-"""The checker's registry: every finding kind, its causes, and what usually fixes each.
+"""The checker's registry: every finding kind, its causes, what usually fixes each, and
+whether it rests on broker steps being absent.
 
 One table, so a kind, its causes and its fix cannot drift apart: the checker's rules
-(``lifecycle.check.rules``) name their findings from it, scenario files are checked against
+(``lifecycle.check.rules``) register one function for each kind here and name their
+findings from it, scenario files are checked against
 it, and every place a finding is shown (its page, its JSON's ``"fix"``, the pytest
 plugin's report) takes the fix line from here.
 """
@@ -22,6 +24,10 @@ class Rule:
     kind: str
     fix: str  # for a finding with no cause, or a cause without a fix of its own
     causes: tuple[Cause, ...] = ()
+    # It rests on broker steps being absent (no retry between two starts; nothing after an
+    # ack): a publisher that dropped broker events (a ``gap``) could have dropped exactly
+    # those, so while a gap overlaps its proof the checker makes no such claim.
+    rests_on_absence: bool = False
 
     def fix_for(self, cause: str | None) -> str:
         return next((c.fix for c in self.causes if c.name == cause), self.fix)
@@ -91,6 +97,7 @@ RULES: tuple[Rule, ...] = (
                 "checking the committed status before doing the work again.",
             ),
         ),
+        rests_on_absence=True,
     ),
     Rule(
         "enqueue_before_commit",
@@ -101,6 +108,7 @@ RULES: tuple[Rule, ...] = (
         "stuck",
         "Commit the final status before the actor returns: session.commit() (or "
         "transaction.atomic) around the last write, not only a flush.",
+        rests_on_absence=True,
     ),
     Rule(
         "swallowed_error",
@@ -133,6 +141,7 @@ RULES: tuple[Rule, ...] = (
 BY_KIND = {rule.kind: rule for rule in RULES}
 KINDS = tuple(rule.kind for rule in RULES)
 CAUSES = {rule.kind: tuple(c.name for c in rule.causes) for rule in RULES if rule.causes}
+RESTS_ON_ABSENCE = frozenset(rule.kind for rule in RULES if rule.rests_on_absence)
 
 
 def fix_for(kind: str, cause: str | None = None) -> str:

@@ -13,13 +13,13 @@ import bisect
 import dataclasses
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from lifecycle import statuses
-from lifecycle.check.registry import KINDS, fix_for
+from lifecycle.check.registry import KINDS, RESTS_ON_ABSENCE, fix_for
 from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.history import (
     ATTEMPT_ENDS,
@@ -82,6 +82,33 @@ class Version:
         return self.last.status
 
 
+Finder = Callable[["_History"], Iterable[Finding]]
+F = TypeVar("F", bound=Finder)
+# The function that finds each kind of the registry (``registry.RULES``); one function may
+# find several kinds (a change of status is judged once: an overwrite or a forbidden step).
+FINDERS: dict[str, Finder] = {}
+
+
+def finds(*kinds: str) -> Callable[[F], F]:
+    """Register the decorated function as the one that finds ``kinds``."""
+
+    def register(finder: F) -> F:
+        for kind in kinds:
+            if kind not in KINDS:
+                raise ValueError(f"{finder.__name__} finds {kind!r}, which the registry lacks")
+            if kind in FINDERS:
+                raise ValueError(f"{kind!r} is found by {FINDERS[kind].__name__} already")
+            FINDERS[kind] = finder
+        return finder
+
+    return register
+
+
+def finders() -> list[Finder]:
+    """Each registered function once, in the registry's order of the kinds it finds."""
+    return list(dict.fromkeys(FINDERS[kind] for kind in KINDS))
+
+
 def check(
     events: Sequence[EventRecord],
     expected: str | None = None,
@@ -99,21 +126,8 @@ def check(
     ``lifecycle`` defaults to the one of the table the task's commits came from.
     """
     arrived, real_id = arrival_order(events)
-    history = _History(arrived, lifecycle or statuses.of_history(arrived), margin)
-    findings = [
-        *_stale_reads(history),
-        *_replica_reads(history),
-        *_response_cache(history),
-        *_unwritten_reads(history),
-        *_transitions(history),
-        *_non_monotonic_reads(history),
-        *_duplicate_executions(history),
-        *_enqueue_before_commit(history),
-        *_stuck(history),
-        *_swallowed_errors(history),
-    ]
-    if expected is not None:
-        findings.extend(_expectation_mismatch(history, expected))
+    history = _History(arrived, lifecycle or statuses.of_history(arrived), margin, expected)
+    findings = [f for finder in finders() for f in finder(history)]
     findings = _without_what_gaps_could_contradict(history, findings, margin)
     if real_id is not None:
         findings = [
@@ -200,8 +214,15 @@ def final_read(events: Sequence[EventRecord]) -> EventRecord | None:
 class _History:
     """One task's events with the row's committed versions worked out once."""
 
-    def __init__(self, events: list[EventRecord], lifecycle: Lifecycle, margin: timedelta):
+    def __init__(
+        self,
+        events: list[EventRecord],
+        lifecycle: Lifecycle,
+        margin: timedelta,
+        expected: str | None = None,
+    ):
         self.events, self.lifecycle, self.margin = events, lifecycle, margin
+        self.expected = expected  # the final status the scenario expects, if one does
         by_txid: dict[int, list[EventRecord]] = {}
         for e in events:
             if e.source == "db" and e.kind in ("insert", "update") and e.txid is not None:
@@ -292,6 +313,16 @@ class _History:
         if (commit.received_at or commit.at) > (read.received_at or read.at):
             return False
         return read.at - commit.at > self.margin
+
+
+@finds("stale_read")
+def _stale_reads_of_every_cause(h: _History) -> Iterator[Finding]:
+    """A read that returned an older version than it should have: by its version or clock
+    (a cached object, an old snapshot, a cached response), from a standby, or from a
+    response cache in front of the API."""
+    yield from _stale_reads(h)
+    yield from _replica_reads(h)
+    yield from _response_cache(h)
 
 
 def _stale_reads(h: _History) -> Iterator[Finding]:
@@ -552,6 +583,7 @@ def _staleness(h: _History, read: EventRecord, newer: Version, snap: Snapshot | 
     return "fresh"
 
 
+@finds("unwritten_read")
 def _unwritten_reads(h: _History) -> Iterator[Finding]:
     if not h.versions:
         return  # no commits captured: nothing to hold the reads against
@@ -573,6 +605,7 @@ def _unwritten_reads(h: _History) -> Iterator[Finding]:
         )
 
 
+@finds("terminal_overwrite", "forbidden_transition")
 def _transitions(h: _History) -> Iterator[Finding]:
     """Judge each change the writer made, including steps inside one transaction."""
     known, terminal = h.lifecycle.statuses, h.lifecycle.terminal
@@ -598,6 +631,7 @@ def _transitions(h: _History) -> Iterator[Finding]:
         previous = e
 
 
+@finds("non_monotonic_reads")
 def _non_monotonic_reads(h: _History) -> Iterator[Finding]:
     streams: dict[str, list[EventRecord]] = {}
     for read in h.reads:
@@ -658,6 +692,7 @@ def _regressions(h: _History, reads: list[EventRecord]) -> list[tuple[EventRecor
     return pairs
 
 
+@finds("duplicate_execution")
 def _duplicate_executions(h: _History) -> Iterator[Finding]:
     running = h.lifecycle.running
     open_starts: dict[str, EventRecord] = {}  # message id -> start not followed by a retry
@@ -724,6 +759,7 @@ def _duplicate_executions(h: _History) -> Iterator[Finding]:
             )
 
 
+@finds("enqueue_before_commit")
 def _enqueue_before_commit(h: _History) -> Iterator[Finding]:
     """The worker got the message before the row it needs was committed.
 
@@ -763,6 +799,7 @@ def _enqueue_before_commit(h: _History) -> Iterator[Finding]:
         )
 
 
+@finds("stuck")
 def _stuck(h: _History) -> Iterator[Finding]:
     finishes = [e for e in h.events if e.source == "broker" and e.kind in ("ack", "nack")]
     db = [e for e in h.events if e.source == "db"]
@@ -806,6 +843,7 @@ def _led_to(sent: EventRecord, finished: tuple[str, int | str] | None) -> bool:
     return attempt[1] == finished[1]
 
 
+@finds("swallowed_error")
 def _swallowed_errors(h: _History) -> Iterator[Finding]:
     """An attempt that logged an error, then committed success and acked, in a history where
     no failure was ever committed: the error was caught and swallowed.
@@ -927,8 +965,12 @@ def _dropped(h: _History, finish: EventRecord) -> bool:
     return not wrote and next(_enqueue_before_commit(h), None) is not None
 
 
-def _expectation_mismatch(h: _History, expected: str) -> Iterator[Finding]:
+@finds("expectation_mismatch")
+def _expectation_mismatch(h: _History) -> Iterator[Finding]:
     """The scenario's verdict, traced back to where the wrong status was born."""
+    expected = h.expected
+    if expected is None:
+        return
     read = final_read(h.events)
     if read is None or read.status == expected or _run_in_progress(h, read):
         return
@@ -976,12 +1018,6 @@ def _is_read(e: EventRecord) -> bool:
 def _says_not_found(e: EventRecord) -> bool:
     text = f"{e.body.get('message') or ''} {e.body.get('exception') or ''}"
     return bool(NOT_FOUND.search(text))
-
-
-# Findings that rest on broker steps being absent (no retry between two starts; nothing
-# after an ack): a publisher that dropped broker events (a ``gap``) could have dropped
-# exactly those, so while a gap overlaps them the checker makes no such claim.
-RESTS_ON_ABSENCE = frozenset({"duplicate_execution", "stuck"})
 
 
 def _without_what_gaps_could_contradict(

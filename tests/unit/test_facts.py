@@ -45,3 +45,35 @@ def test_a_span_and_an_age_are_said_with_the_same_units(
 
     assert duration(seconds) == span
     assert duration(seconds, whole=True) == age
+
+
+def test_every_kind_of_the_registry_has_one_function_that_finds_it_and_no_other() -> None:
+    import inspect
+
+    from lifecycle.check import registry, rules
+
+    # Given the registry's kinds and the checker's registered functions
+    assert set(rules.FINDERS) == set(registry.KINDS)
+    # Then no function of the checker yields findings without being registered
+    finders = {
+        name
+        for name, fn in inspect.getmembers(rules, inspect.isfunction)
+        if fn.__module__ == rules.__name__
+        and fn.__annotations__.get("return") == "Iterator[Finding]"
+        and list(inspect.signature(fn).parameters) == ["h"]
+    }
+    registered = {fn.__name__ for fn in rules.finders()}
+    called = {"_stale_reads", "_replica_reads", "_response_cache"}  # the stale read's causes
+    assert finders - called == registered
+    # And a kind cannot get a second function, nor a function a kind the registry lacks
+    with pytest.raises(ValueError, match="already"):
+        rules.finds("stuck")(rules.FINDERS["stuck"])
+    with pytest.raises(ValueError, match="lacks"):
+        rules.finds("no_such_kind")(rules.FINDERS["stuck"])
+
+
+def test_what_rests_on_absence_is_said_by_the_registry() -> None:
+    from lifecycle.check import registry, rules
+
+    assert rules.RESTS_ON_ABSENCE is registry.RESTS_ON_ABSENCE
+    assert registry.RESTS_ON_ABSENCE == {"duplicate_execution", "stuck"}
