@@ -31,7 +31,7 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Runs started from a web process that died (kill -9, a restart) are followed on from here,
+# Runs started from a web process that died (kill -9, a restart) are polled on from here,
 # so they get their true verdict; only the web processes `lifecycle up` starts adopt.
 if os.environ.get("LIFECYCLE_PROCESS_ROLE") == "web":
     from lifecycle.scenarios.probe import start_adopting  # noqa: E402

@@ -55,7 +55,7 @@ def handle(command: Any, options: dict[str, Any]) -> int | None:
     if lead is None:
         return None
     try:
-        logger.info("maintain: following the event table")
+        logger.info("maintain: listening on the event table")
         maintainer.run()
     finally:
         lead.release()

@@ -99,7 +99,7 @@ def handle(command: Any, options: dict[str, Any]) -> int:
             python(
                 "-m", "dashboard.serve", "-b", host, "-p", str(port), "dashboard.asgi:application"
             ),
-            restart=True,  # a killed web process comes back and adopts the runs it followed
+            restart=True,  # a killed web process comes back and adopts the runs it polled
             # Its PORT is the one it binds (--port too): LAB_BASE_URL's default, where the
             # probe sends the lab's requests of the runs started there, is derived from it.
             env={"LIFECYCLE_PROCESS_ROLE": "web", "PORT": str(port)},

@@ -1,7 +1,7 @@
-"""The live feed: one LISTEN connection that follows ``lifecycle_event``, exactly once.
+"""The live feed: one LISTEN connection that reads ``lifecycle_event``'s new rows, each once.
 
 On every (re)connect it runs ``LISTEN`` first, then reads from the table what it has not
-seen, then follows notifications. A notification only says "look again": the rows are
+seen, then waits for notifications. A notification only says "look again": the rows are
 always read from the table, and every read also polls (on a timer), so a lost NOTIFY costs
 latency, never an event.
 
@@ -138,7 +138,7 @@ class FeedState:
 
 
 class LiveFeed:
-    """Follow ``lifecycle_event`` and hand each committed event to ``on_events`` once.
+    """Read ``lifecycle_event``'s rows as they commit and hand each event to ``on_events`` once.
 
     Events arrive in batches (what one fetch returned), in arrival order: ascending ids,
     except that an event whose transaction committed late comes when it commits. Run
@@ -210,7 +210,7 @@ class LiveFeed:
                 conn = await self._connect()
                 await self._start(conn)
                 delay = 0.1
-                await self._follow(conn)
+                await self._listen(conn)
             except (psycopg.Error, TimeoutError) as exc:
                 self.connection_errors += 1
                 if self.connected.is_set():
@@ -276,7 +276,7 @@ class LiveFeed:
                 state.gaps[i] = Gap(now)
         return state
 
-    async def _follow(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
         assert self.state is not None
         last_fetch = time.monotonic()
         while True:

@@ -50,11 +50,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HTTP_TIMEOUT = 5.0
-# Who follows a run: this process, told apart from its predecessor on the same pid.
+# Who polls a run (``Run.follower``): this process, told apart from its predecessor on
+# the same pid.
 ME = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-HEARTBEAT = 2.0  # seconds between a follower's "still here" (Run.followed_at)
-ORPHAN_AFTER = 10.0  # a run whose follower has been quiet this long is adopted
-DB_PATIENCE = 300.0  # how long a follower waits out an unreachable database
+HEARTBEAT = 2.0  # seconds between a poller's "still here" (Run.followed_at)
+ORPHAN_AFTER = 10.0  # a run whose poller has been quiet this long is adopted
+DB_PATIENCE = 300.0  # how long a poller waits out an unreachable database
 
 Progress = Callable[[Run, str | None], None]
 
@@ -265,12 +266,12 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
     return True
 
 
-def follow(run: Run, progress: Progress | None = None) -> Run:
+def poll_to_verdict(run: Run, progress: Progress | None = None) -> Run:
     """Poll the submitted task until it is terminal and settled, or the timeout; judge.
 
     The timeout counts from the run's start, so a run adopted from a process that died
     (``adopt_orphans``) keeps its deadline. Every ``HEARTBEAT`` it says it is still
-    following; if another process has taken the run over meanwhile (this one was thought
+    polling; if another process has taken the run over meanwhile (this one was thought
     dead: a long pause), it stops without a verdict, which is the other's to give.
     """
     scenario = get_scenario(run.scenario)
@@ -350,7 +351,7 @@ _last_beat: dict[int, float] = {}  # run id -> when this process last renewed it
 
 
 def claim(run: Run) -> None:
-    """This process follows the run from now on."""
+    """This process polls the run from now on."""
     _db(lambda: Run.objects.filter(pk=run.pk).update(follower=ME, followed_at=dj_timezone.now()))
     run.follower = ME
 
@@ -363,7 +364,7 @@ def _finish(run: Run, observed: str | None) -> None:
 
     def save() -> None:
         with transaction.atomic():
-            # Only while the run is this process's (or nobody's): a follower that was taken
+            # Only while the run is this process's (or nobody's): a poller that was taken
             # for dead and adopted leaves the verdict to the adopter.
             mine = Run.objects.filter(
                 pk=run.pk, state=Run.State.RUNNING, follower__in=[ME, ""]
@@ -392,10 +393,10 @@ def _finish(run: Run, observed: str | None) -> None:
 
 
 def execute(run: Run, progress: Progress | None = None) -> Run:
-    """Submit and follow in this thread (the CLI's way)."""
+    """Submit and poll to the verdict in this thread (the CLI's way)."""
     claim(run)
     if submit(run, progress):
-        follow(run, progress)
+        poll_to_verdict(run, progress)
     return run
 
 
@@ -406,7 +407,7 @@ def start(
     body: Any = _SCENARIO_BODY,
     started_by: str = "",
 ) -> Run:
-    """Create a run, submit its task now, and follow it in a background thread.
+    """Create a run, submit its task now, and poll it to its verdict in a background thread.
 
     Its relative URLs go to ``LAB_BASE_URL``, the web server's own address by default, and
     never to one a request names (its Host header): the probe goes only where the settings
@@ -431,17 +432,17 @@ def start(
         return Run.objects.get(request_token=request_token)
     claim(run)
     if submit(run):
-        follow_in_background(run)
+        poll_in_background(run)
     return run
 
 
 # How long past its scenario's timeout and settle time a run may stay "running" before it
-# is taken for abandoned (the process following it stopped: a restart, a crash).
+# is taken for abandoned (the process polling it stopped: a restart, a crash).
 ABANDON_AFTER = 60.0
 
 
 def expire_if_abandoned(run: Run) -> Run:
-    """Close a run nobody follows any more, so it does not read "running" forever."""
+    """Close a run nobody polls any more, so it does not read "running" forever."""
     if run.state != Run.State.RUNNING or run.started_at is None:
         return run
     scenario = find_scenario(run.scenario)
@@ -452,7 +453,7 @@ def expire_if_abandoned(run: Run) -> Run:
     if (dj_timezone.now() - run.started_at).total_seconds() < limit:
         return run
     if run.followed_at and (dj_timezone.now() - run.followed_at).total_seconds() < ORPHAN_AFTER:
-        return run  # its follower is alive (it waited out the database, say)
+        return run  # its poller is alive (it waited out the database, say)
     run.error = (
         f"abandoned: still running {limit:.0f} s after it started; the process following "
         "it stopped (a restart or a crash) before its verdict"
@@ -466,20 +467,20 @@ def expire_if_abandoned(run: Run) -> Run:
     if updated:
         run.state, run.verdict = Run.State.DONE, Run.Verdict.FAIL
     else:
-        run.refresh_from_db()  # its follower finished after all
+        run.refresh_from_db()  # its poller finished after all
     return run
 
 
 def adopt_orphans(now: datetime | None = None) -> list[Run]:
-    """Follow, from this process, every submitted run whose follower went quiet (the web
+    """Poll, from this process, every submitted run whose poller went quiet (the web
     process that started it was restarted or killed): it gets its true verdict, not
     "abandoned". Each run is claimed with one conditional update, so two web processes
-    adopting at once never both follow it."""
+    adopting at once never both poll it."""
     now = now or dj_timezone.now()
     quiet = now - timedelta(seconds=ORPHAN_AFTER)
     candidates = list(
         Run.objects.filter(state=Run.State.RUNNING, task_key__isnull=False)
-        .exclude(pk__in=list(_following))
+        .exclude(pk__in=list(_polling))
         .filter(
             models.Q(followed_at__lt=quiet)
             | models.Q(followed_at__isnull=True, started_at__lt=quiet)
@@ -501,7 +502,7 @@ def adopt_orphans(now: datetime | None = None) -> list[Run]:
                 run.follower or "a process that never claimed it",
             )
             run.follower, run.followed_at = ME, now
-            follow_in_background(run)
+            poll_in_background(run)
             adopted.append(run)
     return adopted
 
@@ -528,22 +529,23 @@ def start_adopting() -> threading.Thread:
     return thread
 
 
-_following: set[int] = set()  # runs a thread of this process follows now
+_polling: set[int] = set()  # runs a thread of this process polls now
 
 
-def follow_in_background(run: Run) -> threading.Thread:
-    """Follow a run in a daemon thread of this process (the web server's, for the UI/API)."""
+def poll_in_background(run: Run) -> threading.Thread:
+    """Poll a run to its verdict in a daemon thread of this process (the web server's, for
+    the UI/API)."""
 
     def target() -> None:
         try:
-            follow(run)
+            poll_to_verdict(run)
         finally:
-            _following.discard(run.pk)
+            _polling.discard(run.pk)
             _last_beat.pop(run.pk, None)
             close_old_connections()
             connection.close()
 
-    _following.add(run.pk)
+    _polling.add(run.pk)
 
     thread = threading.Thread(target=target, name=f"probe-run-{run.id}", daemon=True)
     thread.start()

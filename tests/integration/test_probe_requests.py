@@ -230,8 +230,8 @@ def test_a_follower_waits_out_a_database_that_cut_its_connection(
     with psycopg.connect(f"dbname={connection.settings_dict['NAME']}", autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
-    # Then the follow reconnects, records its reads and gives the verdict
-    probe.follow(run)
+    # Then the poll reconnects, records its reads and gives the verdict
+    probe.poll_to_verdict(run)
     run.refresh_from_db()
     assert (run.verdict, run.observed) == (Run.Verdict.PASS, "finished")
     assert Event.objects.filter(task_key=run.task_key, kind="verdict").count() == 1
