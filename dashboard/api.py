@@ -37,6 +37,7 @@ from lifecycle.runtime.http import json_error, json_request
 from lifecycle.scenarios import probe
 from lifecycle.scenarios.catalogue import (
     BodyError,
+    Scenario,
     UnknownScenario,
     all_scenarios,
     check_body,
@@ -109,15 +110,7 @@ async def start_run(request: HttpRequest, name: str) -> JsonResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         return json_error(404, str(exc))
-    options = run_options(request)
-    if isinstance(options, JsonResponse):
-        return options
-    try:
-        run = await runs.start_run(request, scenario, **options)
-    except probe.Unavailable as exc:
-        return json_error(409, str(exc))
-    body = await off_thread(run_json)(run, request)
-    return JsonResponse(body, status=201)
+    return await _start(request, scenario)
 
 
 @require_POST
@@ -130,6 +123,11 @@ async def resubmit_run(request: HttpRequest, run_id: int) -> JsonResponse:
     scenario = find_scenario(old.scenario)
     if scenario is None:
         return json_error(409, f"scenario {old.scenario!r} is no longer in the scenario files")
+    return await _start(request, scenario, old)
+
+
+async def _start(request: HttpRequest, scenario: Scenario, old: Run | None = None) -> JsonResponse:
+    """Start the run (again, for ``old``) with the request's options: the run, 201."""
     options = run_options(request)
     if isinstance(options, JsonResponse):
         return options

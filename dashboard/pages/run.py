@@ -83,8 +83,13 @@ async def start_run(request: HttpRequest, name: str) -> HttpResponse:
         scenario = get_scenario(name)
     except UnknownScenario as exc:
         raise Http404(str(exc)) from None
+    return await _start(request, scenario)
+
+
+async def _start(request: HttpRequest, scenario: Scenario, old: Run | None = None) -> HttpResponse:
+    """Start the run (again, for ``old``) once per form token: its page, or why not."""
     try:
-        run = await start_run_as(request, scenario, None, _token(request))
+        run = await start_run_as(request, scenario, old, _token(request))
     except probe.Unavailable as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return _to_run_page(run)
@@ -104,11 +109,7 @@ async def _old_run(run_id: int) -> tuple[Run, Scenario]:
 @needs("run")
 async def resubmit(request: HttpRequest, run_id: int) -> HttpResponse:
     old, scenario = await _old_run(run_id)
-    try:
-        run = await start_run_as(request, scenario, old, _token(request))
-    except probe.Unavailable as exc:
-        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
-    return _to_run_page(run)
+    return await _start(request, scenario, old)
 
 
 @require_POST
