@@ -250,7 +250,8 @@
   // focus: a link on the page led here (a finding's, a mark's): the event takes the
   // focus, so that Tab goes on from it and a screen reader reads it.
   function reveal(attempts, focus) {
-    var m = /^#event-(\d+)$/.exec(location.hash);
+    var m = location.hash.startsWith("#" + ids.domEventPrefix) &&
+      /^(\d+)$/.exec(location.hash.slice(ids.domEventPrefix.length + 1));
     if (!m || attempts > 40) { return; }
     var el = document.getElementById(ids.domEventPrefix + m[1]);
     if (el) {
@@ -287,7 +288,7 @@
   if (location.hash) { window.addEventListener("load", function () { reveal(0, false); }); }
   // A link to the event the address already names changes no hash: reveal it again.
   document.addEventListener("click", function (evt) {
-    var a = evt.target.closest && evt.target.closest("a[href^='#event-']");
+    var a = evt.target.closest && evt.target.closest("a[href^='#" + ids.domEventPrefix + "']");
     if (a && a.getAttribute("href") === location.hash) { reveal(0, true); }
   });
 
