@@ -42,6 +42,7 @@ from typing import Any
 
 from bench import harness
 from lifecycle.events import NOTIFY_CHANNEL as CHANNEL  # imports no Django
+from lifecycle.history import XID_WRAP
 
 TARGET_WS_P50_MS = 5.0
 TARGET_WS_P99_MS = 25.0
@@ -770,7 +771,7 @@ def history(count: int) -> list[tuple[str, str, str | None, datetime, int | None
                 status,
                 None,
                 {
-                    "xmin": version % 2**32,
+                    "xmin": version % XID_WRAP,
                     "snapshot": f"{txid + 1}:{txid + 1}:",
                     "client": f"client-{i % 3}",
                     "path": "/lab/api/tasks/x",
@@ -815,7 +816,7 @@ def history(count: int) -> list[tuple[str, str, str | None, datetime, int | None
         "RUNNING",
         None,
         {
-            "xmin": old % 2**32,
+            "xmin": old % XID_WRAP,
             "snapshot": f"{txid + 1}:{txid + 1}:",
             "client": "client-0",
             "path": "/lab/api/tasks/x",
