@@ -1,5 +1,7 @@
-"""Which committed version of a row a read returned: the facts the checker, the timeline
-and the pages share. Pure, and imports nothing of ours but the event record.
+"""The facts of one task's history that the checker, the timeline and the pages share: its
+time order, its current status, the broker steps that end an attempt, the xid modulus, and
+which committed version of the row a read returned. Pure, and imports nothing of ours but
+the event record.
 
 A read names its version by the row's ``xmin`` (the 32-bit part of the writer's 64-bit
 transaction id) and its snapshot (``pg_current_snapshot()``). The capture records each

@@ -77,3 +77,21 @@ def test_what_rests_on_absence_is_said_by_the_registry() -> None:
 
     assert rules.RESTS_ON_ABSENCE is registry.RESTS_ON_ABSENCE
     assert registry.RESTS_ON_ABSENCE == {"duplicate_execution", "stuck"}
+
+
+def test_the_lanes_are_named_once_and_every_vocabulary_reads_them() -> None:
+    from dashboard import render
+    from lifecycle.timeline import compare, layout
+
+    names = [lane.name for lane in layout.LANE_LIST]
+    # The timeline's titles, the web's nouns: one entry a lane, in the lanes' order
+    assert [name for name, _ in layout.LANES] == names
+    assert list(render.LANE_NOUNS) == names
+    # The compare page tags a step with its lane's word, and folds all reads into "reads"
+    assert compare.LANE_TITLES == {
+        "probe": "probe",
+        "db": "commit",
+        "broker": "broker",
+        "log": "log",
+        "reads": "reads",
+    }
