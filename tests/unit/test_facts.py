@@ -95,3 +95,12 @@ def test_the_lanes_are_named_once_and_every_vocabulary_reads_them() -> None:
         "log": "log",
         "reads": "reads",
     }
+
+
+def test_an_outbox_notifies_the_channel_its_follower_listens_on() -> None:
+    from lifecycle.capture.outbox import CHANNEL
+
+    text = (sql.HERE / "outbox.sql").read_text()
+    sent = set(re.findall(r"pg_notify\('([a-z_]+)'", text))
+    heard = set(re.findall(r"^LISTEN ([a-z_]+)", text, re.MULTILINE))
+    assert sent == heard == {CHANNEL}
