@@ -1,5 +1,6 @@
 """Connection strings: Django's database outside the ORM, and how any database's address is
-shown (never with its password).
+shown (never with its password); and the row-by-row insert that both writers of the event
+table (the ingestor, the store) fall back to.
 
 It reads ``connections["default"].settings_dict`` at call time, not ``settings.DATABASES``,
 because test runners switch NAME to the test database at runtime.
