@@ -14,7 +14,7 @@ from lifecycle.check.registry import CAUSES, KINDS, RULES, fix_for
 from lifecycle.check.rules import check
 from lifecycle.events import EventRecord
 from lifecycle.statuses import COMPLETED, RUNNING
-from tests.unit.test_checker import PROPERTY, History, Plan, begin, end, kinds, live, plans
+from tests.histories import PROPERTY, History, Plan, begin, end, kinds, live, plans
 
 pytestmark = pytest.mark.unit
 
