@@ -3,38 +3,21 @@ order, the current status and the finding marks. Pure logic."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
 from lifecycle.history import StatusTracker, current_status, in_time_order
 from lifecycle.timeline.layout import TimelineBuilder, pin
+from tests.histories import commit, event
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-def event(i: int, source: str, kind: str, ms: int, **fields: object) -> EventRecord:
-    return EventRecord(i, source, kind, "task", at=T0 + timedelta(milliseconds=ms), **fields)  # type: ignore[arg-type]
-
-
-def commit(i: int, ms: int, old: str | None, new: str, txid: int) -> EventRecord:
-    body = {
-        "old_status": old,
-        "new_status": new,
-        "application_name": "worker",
-        "changed": ["status"],
-    }
-    return event(i, "db", "update" if old else "insert", ms, status=new, txid=txid, body=body)
 
 
 def test_a_read_links_to_the_commit_whose_version_it_returned_even_if_it_arrived_first() -> None:
     # Given a read of version 2**32 + 5 (xmin wraps at 32 bits) that arrived before its commit
     read = event(1, "api", "read", 20, status="RUNNING", body={"xmin": 5})
-    running = commit(2, 10, "PENDING", "RUNNING", txid=2**32 + 5)
+    running = commit(2, 10, "PENDING", "RUNNING", 2**32 + 5, application_name="worker")
     # When the history is laid out
     views = TimelineBuilder().extend([read, running])
     # Then the read names that commit, and each event sits in its source's lane
