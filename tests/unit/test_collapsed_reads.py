@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -25,29 +25,9 @@ from lifecycle.timeline.layout import (
     pin,
     run_summary,
 )
+from tests.histories import api_read, commit, probe_read
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-def api(
-    i: int, ms: int, status: str = "RUNNING", xmin: int = 7, client: str = "web"
-) -> EventRecord:
-    body = {"xmin": xmin, "client": client, "http_status": 200}
-    return EventRecord(i, "api", "read", "t", status, T0 + timedelta(milliseconds=ms), body=body)
-
-
-def probe(i: int, ms: int, status: str = "RUNNING", run: int = 1, **extra: object) -> EventRecord:
-    body = {"run": run, "http_status": 200, "latency_ms": i, **extra}
-    return EventRecord(i, "probe", "read", "t", status, T0 + timedelta(milliseconds=ms), body=body)
-
-
-def commit(i: int, ms: int, old: str, new: str, txid: int) -> EventRecord:
-    body = {"old_status": old, "new_status": new, "changed": ["status"]}
-    return EventRecord(
-        i, "db", "update", "t", new, T0 + timedelta(milliseconds=ms), txid=txid, body=body
-    )
 
 
 def rows_of(records: list[EventRecord]) -> list[list[int]]:
@@ -58,30 +38,30 @@ def rows_of(records: list[EventRecord]) -> list[list[int]]:
 
 def test_a_run_of_identical_reads_is_one_row_and_a_commit_ends_it() -> None:
     # Given twenty polls that saw RUNNING, a commit to COMPLETED, then five that saw it
-    records = [api(i, i * 100) for i in range(1, 21)]
+    records = [api_read(i, i * 100) for i in range(1, 21)]
     records.append(commit(21, 2050, "RUNNING", "COMPLETED", txid=8))
-    records += [api(i, i * 100, "COMPLETED", xmin=8) for i in range(22, 27)]
+    records += [api_read(i, i * 100, "COMPLETED", xmin=8) for i in range(22, 27)]
     # When laid out: three rows, and the two commits' neighbours are not folded together
     assert rows_of(records) == [list(range(1, 21)), [21], list(range(22, 27))]
 
 
 def test_reads_fold_only_with_reads_of_the_same_source_client_status_and_version() -> None:
     records = [
-        api(1, 0),
-        probe(2, 1),  # the probe's poll, between the API's reads: its own lane
-        api(3, 2),
-        api(4, 3, client="mobile"),  # another client: its own run
-        api(5, 4),
-        api(6, 5, xmin=9),  # another version: a new run
-        api(7, 6, "FAILED", xmin=9),  # another status: a new run
-        probe(8, 7),
-        probe(9, 8, error="timed out", status=None),  # a failed poll is not "saw RUNNING"
+        api_read(1, 0),
+        probe_read(2, 1),  # the probe's poll, between the API's reads: its own lane
+        api_read(3, 2),
+        api_read(4, 3, client="mobile"),  # another client: its own run
+        api_read(5, 4),
+        api_read(6, 5, xmin=9),  # another version: a new run
+        api_read(7, 6, "FAILED", xmin=9),  # another status: a new run
+        probe_read(8, 7),
+        probe_read(9, 8, error="timed out", status=None),  # a failed poll is not "saw RUNNING"
     ]
     assert rows_of(records) == [[1, 3, 5], [2, 8], [4], [6], [7], [9]]
 
 
 def test_a_read_that_proves_a_finding_stays_a_row_of_its_own() -> None:
-    views = TimelineBuilder().extend([api(i, i) for i in range(1, 7)])
+    views = TimelineBuilder().extend([api_read(i, i) for i in range(1, 7)])
     pin(views, [Finding("stale_read", (4,), "old version")])
     rows = collapse(views)
     assert [[v.id for v in r.views] if isinstance(r, ReadRun) else [r.id] for r in rows] == [
@@ -96,7 +76,7 @@ def test_a_read_that_proves_a_finding_stays_a_row_of_its_own() -> None:
 
 
 def test_a_run_says_what_it_returned_and_over_how_long() -> None:
-    views = TimelineBuilder().extend([api(1, 0), api(2, 1500), api(3, 2000)])
+    views = TimelineBuilder().extend([api_read(1, 0), api_read(2, 1500), api_read(3, 2000)])
     run = collapse(views)[0]
     assert isinstance(run, ReadRun)
     assert run_summary(run) == "reads returned RUNNING · web · 2.0 s, to 12:00:02.000"
@@ -107,7 +87,9 @@ def test_a_run_says_what_it_returned_and_over_how_long() -> None:
 
 def test_a_run_of_an_observed_system_is_escaped() -> None:
     evil = "<img src=x onerror=alert(1)>"
-    views = TimelineBuilder().extend([api(1, 0, evil, client=evil), api(2, 1, evil, client=evil)])
+    views = TimelineBuilder().extend(
+        [api_read(1, 0, evil, client=evil), api_read(2, 1, evil, client=evil)]
+    )
     html = run_html(collapse(views)[0])  # type: ignore[arg-type]
     assert "<img" not in html and "&lt;img" in html
 
@@ -115,7 +97,7 @@ def test_a_run_of_an_observed_system_is_escaped() -> None:
 def test_the_collapser_extends_the_open_run_and_a_commit_closes_it() -> None:
     collapser = Collapser()
     views = TimelineBuilder().extend(
-        [api(1, 0), api(2, 1), commit(3, 2, "PENDING", "RUNNING", txid=9), api(4, 3)]
+        [api_read(1, 0), api_read(2, 1), commit(3, 2, "PENDING", "RUNNING", txid=9), api_read(4, 3)]
     )
     assert [collapser.add(v)[1] for v in views] == [True, False, True, True]
 
@@ -130,20 +112,22 @@ def live_rows(views: list, have: set[int], runs: dict[int, tuple[int, int]]) -> 
 def test_a_live_read_turns_the_last_read_into_a_run_then_extends_it() -> None:
     # Given a page whose last row is one read
     builder = TimelineBuilder()
-    rows = live_rows(builder.extend([commit(1, 0, "PENDING", "RUNNING", 9), api(2, 1)]), {1, 2}, {})
+    rows = live_rows(
+        builder.extend([commit(1, 0, "PENDING", "RUNNING", 9), api_read(2, 1)]), {1, 2}, {}
+    )
     # When the same read comes: the read's row is removed and a run of two takes its place
-    html = rows.place(builder.extend([api(3, 2)]))
+    html = rows.place(builder.extend([api_read(3, 2)]))
     assert '<li id="event-2" hx-swap-oob="delete">' in html
     assert 'id="run-2"' in html and 'data-count="2"' in html and "fresh" in html
     # When one more comes: only the run's count and span change, and the read joins its list
-    html = rows.place(builder.extend([api(4, 3)]))
+    html = rows.place(builder.extend([api_read(4, 3)]))
     assert (
         'id="run-2-summary"' in html and 'hx-swap-oob="true"' in html and 'data-count="3"' in html
     )
     assert "beforeend:#run-2-events" in html and 'id="event-4"' in html
     assert 'id="run-2"' not in html.replace('id="run-2-', "")  # no second row
     # When another read comes: a row of its own
-    html = rows.place(builder.extend([api(5, 4, "COMPLETED", xmin=10)]))
+    html = rows.place(builder.extend([api_read(5, 4, "COMPLETED", xmin=10)]))
     assert 'id="event-5"' in html and 'hx-swap-oob="true"' not in html
 
 
@@ -152,13 +136,13 @@ def test_identical_reads_that_come_together_are_one_new_run_in_one_message() -> 
     builder = TimelineBuilder()
     rows = live_rows(builder.extend([commit(1, 0, "PENDING", "RUNNING", 9)]), {1}, {})
     # When three identical reads come in one batch (a catch-up, a burst)
-    html = rows.place(builder.extend([api(2, 1), api(3, 2), api(4, 3)]))
+    html = rows.place(builder.extend([api_read(2, 1), api_read(3, 2), api_read(4, 3)]))
     # Then they are one new run of three: no swap at rows the page never had
     assert 'hx-swap-oob="delete"' not in html and 'hx-swap-oob="true"' not in html
     assert html.count('data-testid="read-run"') == 1 and 'data-count="3"' in html
     assert 'id="event-2"' not in html
     # And the next one extends it: its count and its list, no row added or removed
-    html = rows.place(builder.extend([api(5, 4)]))
+    html = rows.place(builder.extend([api_read(5, 4)]))
     assert 'id="run-2-summary"' in html and 'data-count="4"' in html
     assert 'hx-swap-oob="delete"' not in html and "beforeend:#timeline-events" not in html
 
@@ -167,41 +151,45 @@ def test_a_page_s_run_that_began_before_the_reads_held_counts_the_ones_not_held(
     # Given a long page's run of 500 reads, of which the connection holds the last three
     # (and the first, by id)
     builder = TimelineBuilder()
-    views = builder.extend([api(1, 0), api(498, 10), api(499, 11), api(500, 12)])
+    views = builder.extend(
+        [api_read(1, 0), api_read(498, 10), api_read(499, 11), api_read(500, 12)]
+    )
     rows = live_rows(views, {1}, {1: (500, 500)})
     # When one more comes, the run counts 501
-    html = rows.place(builder.extend([api(501, 13)]))
+    html = rows.place(builder.extend([api_read(501, 13)]))
     assert 'data-count="501"' in html
 
 
 def test_a_read_that_arrives_after_the_commit_that_followed_it_still_joins_its_run() -> None:
     # Given a page: two reads, then a commit (the reads' events came through RabbitMQ)
     builder = TimelineBuilder()
-    views = builder.extend([api(1, 0), api(2, 10), commit(3, 30, "RUNNING", "COMPLETED", 8)])
+    views = builder.extend(
+        [api_read(1, 0), api_read(2, 10), commit(3, 30, "RUNNING", "COMPLETED", 8)]
+    )
     rows = live_rows(views, {1, 3}, {1: (2, 2)})
     # When a third read of before the commit arrives after it
-    html = rows.place(builder.extend([api(4, 20)]))
+    html = rows.place(builder.extend([api_read(4, 20)]))
     # Then it joins the run, as the page rendered later shows it
     assert 'id="run-1-summary"' in html and 'data-count="3"' in html
     # and a read after the commit starts a row of its own
-    html = rows.place(builder.extend([api(6, 40)]))
+    html = rows.place(builder.extend([api_read(6, 40)]))
     assert 'id="event-6"' in html and "beforeend:#timeline-events" in html
 
 
 def test_a_page_s_folded_run_is_extended_from_its_own_count() -> None:
     # Given a page showing reads 1-3 as one run (from its hello: first 1, count 3, last 3)
     builder = TimelineBuilder()
-    views = builder.extend([api(1, 0), api(2, 1), api(3, 2)])
+    views = builder.extend([api_read(1, 0), api_read(2, 1), api_read(3, 2)])
     rows = live_rows(views, {1}, {1: (3, 3)})
     # When a fourth comes, the run counts four and nothing is sent twice
-    html = rows.place(builder.extend([api(4, 3)]))
+    html = rows.place(builder.extend([api_read(4, 3)]))
     assert 'data-count="4"' in html and re.findall(r'id="event-(\d+)"', html) == ["4"]
 
 
 def test_a_read_of_a_run_that_becomes_proof_splits_the_run_live() -> None:
     # Given a page showing five reads as one run
     builder = TimelineBuilder()
-    views = builder.extend([api(i, i) for i in range(1, 6)])
+    views = builder.extend([api_read(i, i) for i in range(1, 6)])
     rows = live_rows(views, {1}, {1: (5, 5)})
     # When the third becomes proof of a finding
     changed = pin(views, [Finding("stale_read", (3,), "old")])
@@ -214,7 +202,7 @@ def test_a_read_of_a_run_that_becomes_proof_splits_the_run_live() -> None:
     assert re.findall(r'<li class="ev fresh [^"]*" id="([^"]+)"', added) == ["event-3", "run-4"]
     assert "has-finding" in added
     # And the next identical read extends the last piece
-    html = rows.place(builder.extend([api(6, 6)]))
+    html = rows.place(builder.extend([api_read(6, 6)]))
     assert 'id="run-4-summary"' in html and 'data-count="3"' in html
 
 
@@ -320,10 +308,10 @@ def _history(rng: random.Random) -> list[EventRecord]:
             i = len(records) + 1
             if rng.random() < 0.6:
                 records.append(
-                    api(i, ms, status, xmin=xmin, client=rng.choice(["web", "web", "m"]))
+                    api_read(i, ms, status, xmin=xmin, client=rng.choice(["web", "web", "m"]))
                 )
             else:
-                records.append(probe(i, ms, status))
+                records.append(probe_read(i, ms, status))
         ms += rng.randint(1, 40)
         new = rng.choice(["RUNNING", "COMPLETED", "FAILED"])
         records.append(commit(len(records) + 1, ms, status, new, txid=xmin + 1))

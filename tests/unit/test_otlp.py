@@ -4,48 +4,33 @@ events as span events, findings marked."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from lifecycle.check.rules import Finding
-from lifecycle.events import EventRecord
 from lifecycle.history import in_time_order
 from lifecycle.timeline.layout import TimelineBuilder
 from lifecycle.timeline.otlp import trace
+from tests.histories import T0, event
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-def ev(n: int, source: str, kind: str, ms: int, **body: object) -> EventRecord:
-    status = body.pop("status", None)
-    return EventRecord(
-        id=n,
-        source=source,
-        kind=kind,
-        task_key="job-1",
-        status=status,
-        at=T0 + timedelta(milliseconds=ms),
-        body=dict(body),
-    )
 
 
 def test_a_task_is_one_trace_with_a_span_per_attempt() -> None:
     records = in_time_order(
         [
-            ev(1, "db", "insert", 0, status="PENDING"),
-            ev(2, "broker", "enqueue", 5, message_id="m1", attempt=1),
-            ev(3, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="run_task"),
-            ev(4, "log", "error", 20, pid=7, message="boom"),
-            ev(
+            event(1, "db", "insert", 0, status="PENDING"),
+            event(2, "broker", "enqueue", 5, message_id="m1", attempt=1),
+            event(3, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="run_task"),
+            event(4, "log", "error", 20, pid=7, message="boom"),
+            event(
                 5, "broker", "fail", 30, message_id="m1", attempt=1, pid=7, exception="ValueError()"
             ),
-            ev(6, "broker", "start", 50, message_id="m1", attempt=2, pid=7, actor="run_task"),
-            ev(7, "db", "update", 60, status="COMPLETED"),
-            ev(8, "broker", "ack", 70, message_id="m1", attempt=2, pid=7),
-            ev(9, "api", "read", 80, status="RUNNING"),
+            event(6, "broker", "start", 50, message_id="m1", attempt=2, pid=7, actor="run_task"),
+            event(7, "db", "update", 60, status="COMPLETED"),
+            event(8, "broker", "ack", 70, message_id="m1", attempt=2, pid=7),
+            event(9, "api", "read", 80, status="RUNNING"),
         ]
     )
     views = TimelineBuilder().extend(records)
@@ -80,13 +65,13 @@ def test_a_record_that_names_its_attempt_goes_to_that_attempts_span() -> None:
     # that name their attempt (one logged after its attempt's ack reached us)
     records = in_time_order(
         [
-            ev(1, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="a"),
-            ev(2, "broker", "start", 12, message_id="m2", attempt=1, pid=7, actor="a"),
-            ev(3, "log", "warning", 20, pid=7, thread="loop", message_id="m2", attempt=1),
-            ev(4, "api", "read", 25, status="RUNNING", message_id="m1", attempt=1),
-            ev(5, "broker", "ack", 30, message_id="m1", attempt=1, pid=7),
-            ev(6, "broker", "ack", 32, message_id="m2", attempt=1, pid=7),
-            ev(7, "log", "error", 40, pid=7, thread="loop", message_id="m1", attempt=1),
+            event(1, "broker", "start", 10, message_id="m1", attempt=1, pid=7, actor="a"),
+            event(2, "broker", "start", 12, message_id="m2", attempt=1, pid=7, actor="a"),
+            event(3, "log", "warning", 20, pid=7, thread="loop", message_id="m2", attempt=1),
+            event(4, "api", "read", 25, status="RUNNING", message_id="m1", attempt=1),
+            event(5, "broker", "ack", 30, message_id="m1", attempt=1, pid=7),
+            event(6, "broker", "ack", 32, message_id="m2", attempt=1, pid=7),
+            event(7, "log", "error", 40, pid=7, thread="loop", message_id="m1", attempt=1),
         ]
     )
     document = trace("job-1", TimelineBuilder().extend(records), [])

@@ -8,7 +8,6 @@ import random
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -17,31 +16,9 @@ from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
 from lifecycle.history import in_time_order
 from lifecycle.timeline.layout import TimelineBuilder
+from tests.histories import commit, event
 
 pytestmark = pytest.mark.unit
-
-T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-
-
-def ev(
-    n: int,
-    source: str,
-    kind: str,
-    ms: int,
-    status: str | None = None,
-    txid: int | None = None,
-    **body: object,
-) -> EventRecord:
-    return EventRecord(
-        id=n,
-        source=source,
-        kind=kind,
-        task_key="t",
-        status=status,
-        txid=txid,
-        at=T0 + timedelta(milliseconds=ms),
-        body=dict(body),
-    )
 
 
 def drawn(html: str) -> str:
@@ -57,9 +34,9 @@ def picture(records: list[EventRecord], findings: list[Finding] = ()) -> str:  #
 def test_it_draws_attempts_commits_reads_and_findings() -> None:
     svg = picture(
         [
-            ev(1, "db", "insert", 0, "PENDING", txid=100, new_status="PENDING"),
-            ev(2, "broker", "start", 10, message_id="m", attempt=1),
-            ev(
+            event(1, "db", "insert", 0, "PENDING", txid=100, new_status="PENDING"),
+            event(2, "broker", "start", 10, message_id="m", attempt=1),
+            event(
                 3,
                 "db",
                 "update",
@@ -69,9 +46,9 @@ def test_it_draws_attempts_commits_reads_and_findings() -> None:
                 old_status="PENDING",
                 new_status="COMPLETED",
             ),
-            ev(4, "broker", "ack", 30, message_id="m", attempt=1),
-            ev(5, "api", "read", 40, "COMPLETED", xmin=101, snapshot="100:102:"),
-            ev(6, "api", "read", 50, "PENDING", xmin=100, snapshot="100:102:"),
+            event(4, "broker", "ack", 30, message_id="m", attempt=1),
+            event(5, "api", "read", 40, "COMPLETED", xmin=101, snapshot="100:102:"),
+            event(6, "api", "read", 50, "PENDING", xmin=100, snapshot="100:102:"),
         ],
         [Finding("stale_read", (3, 6), "stale")],
     )
@@ -91,14 +68,14 @@ def test_it_draws_attempts_commits_reads_and_findings() -> None:
 def test_nothing_in_the_picture_is_told_by_colour_alone_and_it_is_told_in_words() -> None:
     svg = picture(
         [
-            ev(1, "db", "insert", 0, "PENDING", txid=100, new_status="PENDING"),
-            ev(2, "broker", "start", 10, message_id="m", attempt=1),
-            ev(
+            event(1, "db", "insert", 0, "PENDING", txid=100, new_status="PENDING"),
+            event(2, "broker", "start", 10, message_id="m", attempt=1),
+            event(
                 3, "db", "update", 20, "FAILED", txid=101, old_status="PENDING", new_status="FAILED"
             ),
-            ev(4, "broker", "fail", 30, message_id="m", attempt=1),
-            ev(5, "broker", "start", 35, message_id="m", attempt=2),
-            ev(
+            event(4, "broker", "fail", 30, message_id="m", attempt=1),
+            event(5, "broker", "start", 35, message_id="m", attempt=2),
+            event(
                 6,
                 "db",
                 "update",
@@ -108,10 +85,10 @@ def test_nothing_in_the_picture_is_told_by_colour_alone_and_it_is_told_in_words(
                 old_status="FAILED",
                 new_status="COMPLETED",
             ),
-            ev(7, "broker", "ack", 39, message_id="m", attempt=2),
-            ev(8, "api", "read", 40, "COMPLETED", xmin=102, snapshot="100:103:"),
-            ev(9, "api", "read", 50, "FAILED", xmin=101, snapshot="100:103:"),
-            ev(10, "api", "read", 60, "PENDING"),
+            event(7, "broker", "ack", 39, message_id="m", attempt=2),
+            event(8, "api", "read", 40, "COMPLETED", xmin=102, snapshot="100:103:"),
+            event(9, "api", "read", 50, "FAILED", xmin=101, snapshot="100:103:"),
+            event(10, "api", "read", 60, "PENDING"),
         ],
         [Finding("stale_read", (6, 9), "stale")],
     )
@@ -131,15 +108,15 @@ def test_nothing_in_the_picture_is_told_by_colour_alone_and_it_is_told_in_words(
 
 
 def test_markup_from_the_observed_system_is_escaped() -> None:
-    svg = picture([ev(1, "db", "insert", 0, "<script>x</script>", txid=1)])
+    svg = picture([event(1, "db", "insert", 0, "<script>x</script>", txid=1)])
     assert "<script>" not in svg and "&lt;script&gt;" in svg
 
 
 def test_a_long_history_keeps_commits_and_buckets_the_reads() -> None:
-    records = [ev(1, "db", "insert", 0, "PENDING", txid=1)]
-    records += [ev(n, "api", "read", n, "PENDING") for n in range(2, 4 * MAX_MARKS)]
+    records = [event(1, "db", "insert", 0, "PENDING", txid=1)]
+    records += [event(n, "api", "read", n, "PENDING") for n in range(2, 4 * MAX_MARKS)]
     records.append(
-        ev(
+        event(
             4 * MAX_MARKS,
             "db",
             "update",
@@ -166,39 +143,33 @@ CHAR_PX = 6.5  # a 10 px capital, about
 DRAWABLE = WIDTH - LEFT - RIGHT
 
 
-def commit(n: int, ms: int, old: str | None, new: str, txid: int) -> EventRecord:
-    if old is None:
-        return ev(n, "db", "insert", ms, new, txid=txid, new_status=new)
-    return ev(n, "db", "update", ms, new, txid=txid, old_status=old, new_status=new)
-
-
 def seed_like() -> list[EventRecord]:
     """The seed scenario: a worker's whole attempt within 100 ms, then a probe and the
     API reading every 200 ms for 2 s."""
     records = [
         commit(1, 0, None, "PENDING", 100),
-        ev(2, "broker", "start", 20, message_id="m", attempt=1),
+        event(2, "broker", "start", 20, message_id="m", attempt=1),
         commit(3, 30, "PENDING", "RUNNING", 101),
-        ev(4, "log", "warning", 60, message="boom"),
+        event(4, "log", "warning", 60, message="boom"),
         commit(5, 90, "RUNNING", "COMPLETED", 102),
-        ev(6, "broker", "ack", 100, message_id="m", attempt=1),
+        event(6, "broker", "ack", 100, message_id="m", attempt=1),
     ]
     for i in range(1, 11):
-        records.append(ev(10 + i, "probe", "read", 200 * i, "COMPLETED"))
-        records.append(ev(30 + i, "api", "read", 200 * i, "COMPLETED", xmin=102))
+        records.append(event(10 + i, "probe", "read", 200 * i, "COMPLETED"))
+        records.append(event(30 + i, "api", "read", 200 * i, "COMPLETED", xmin=102))
     return records
 
 
 def evenly_spread() -> list[EventRecord]:
     records = [
         commit(1, 0, None, "PENDING", 100),
-        ev(2, "broker", "start", 300, message_id="m", attempt=1),
+        event(2, "broker", "start", 300, message_id="m", attempt=1),
         commit(3, 500, "PENDING", "RUNNING", 101),
-        ev(4, "log", "warning", 1000, message="boom"),
+        event(4, "log", "warning", 1000, message="boom"),
         commit(5, 1500, "RUNNING", "COMPLETED", 102),
-        ev(6, "broker", "ack", 1600, message_id="m", attempt=1),
+        event(6, "broker", "ack", 1600, message_id="m", attempt=1),
     ]
-    records += [ev(10 + i, "probe", "read", 200 * i, "RUNNING") for i in range(1, 11)]
+    records += [event(10 + i, "probe", "read", 200 * i, "RUNNING") for i in range(1, 11)]
     return records
 
 
@@ -348,7 +319,7 @@ def test_a_quick_attempt_gets_room_when_the_probe_stretches_the_axis() -> None:
 
 def test_a_break_marks_only_a_change_of_scale_inside_the_picture() -> None:
     # Given the seed's history, the probe's first read 20 ms before the first commit
-    records = [ev(9, "probe", "read", -20, "PENDING"), *seed_like()]
+    records = [event(9, "probe", "read", -20, "PENDING"), *seed_like()]
     svg = picture(records)
 
     # Then the zoom starts at the picture's start (no sliver of another scale before it),
@@ -381,7 +352,7 @@ def test_an_evenly_spread_history_keeps_one_even_axis() -> None:
 def test_a_long_silence_is_cut_out_of_the_axis_and_time_named_where_it_resumes() -> None:
     # Given the seed's history and one more read a minute later
     records = seed_like()
-    records.append(ev(99, "api", "read", 60_000, "COMPLETED", xmin=102))
+    records.append(event(99, "api", "read", 60_000, "COMPLETED", xmin=102))
     svg = picture(records)
 
     # Then the minute without events is a narrow cut, named, and the last read's time is
@@ -399,24 +370,24 @@ def test_commits_a_hair_apart_share_one_label_and_none_names_another_mark() -> N
     # terminal commit ringed right after the first one
     records = [
         commit(1, 0, None, "PENDING", 100),
-        ev(2, "broker", "start", 20, message_id="m", attempt=1),
+        event(2, "broker", "start", 20, message_id="m", attempt=1),
         commit(3, 21, "PENDING", "RUNNING", 101),
-        ev(4, "log", "error", 22, message="boom"),
+        event(4, "log", "error", 22, message="boom"),
     ]
     records.append(
-        EventRecord(
-            id=5,
-            source="db",
-            kind="update",
-            task_key="t",
-            status="COMPLETED",
+        event(
+            5,
+            "db",
+            "update",
+            21.1,
+            "COMPLETED",
             txid=102,
-            at=T0 + timedelta(microseconds=21_100),
-            body={"old_status": "RUNNING", "new_status": "COMPLETED"},
+            old_status="RUNNING",
+            new_status="COMPLETED",
         )
     )
-    records.append(ev(6, "broker", "ack", 24, message_id="m", attempt=1))
-    records += [ev(10 + i, "probe", "read", 200 * i, "COMPLETED") for i in range(1, 11)]
+    records.append(event(6, "broker", "ack", 24, message_id="m", attempt=1))
+    records += [event(10 + i, "probe", "read", 200 * i, "COMPLETED") for i in range(1, 11)]
     svg = picture(records, [Finding("swallowed_error", (4, 5), "swallowed")])
 
     commits = commits_drawn(svg)
@@ -430,10 +401,10 @@ def test_crowded_commits_get_labels_only_where_they_are_unambiguous() -> None:
     # Given forty commits 2 ms apart at the end of a 10 s history (progress updates, then
     # the last status change at the picture's right edge): too many to label all, and
     # the last label would have to be pushed in from the edge, over its neighbours
-    records = [ev(100 + i, "probe", "read", 250 * i, "RUNNING") for i in range(40)]
+    records = [event(100 + i, "probe", "read", 250 * i, "RUNNING") for i in range(40)]
     records.append(commit(1, 9_920, None, "RUNNING", 1))
     records += [
-        ev(
+        event(
             n,
             "db",
             "update",
@@ -465,7 +436,7 @@ def test_a_retry_loops_thousand_status_changes_are_not_mislabelled() -> None:
         old, new = ("PENDING", "RUNNING") if n % 2 else ("RUNNING", "PENDING")
         records.append(commit(n, 5 * n, old, new, n))
     records.append(commit(1201, 6010, "RUNNING", "FAILED", 1201))
-    records += [ev(2000 + n, "api", "read", 5 * n + 2, "RUNNING") for n in range(1, 1201)]
+    records += [event(2000 + n, "api", "read", 5 * n + 2, "RUNNING") for n in range(1, 1201)]
     svg = picture(records)
 
     # Then the marks, touching one another, carry no label that could be another's
@@ -486,7 +457,9 @@ def test_labels_stay_unambiguous_on_many_random_histories() -> None:
         records += [
             commit(i + 1, times[i], statuses[i - 1], statuses[i], i + 1) for i in range(1, n)
         ]
-        records += [ev(100 + i, "probe", "read", 250 * i, "X") for i in range(rng.randint(0, 30))]
+        records += [
+            event(100 + i, "probe", "read", 250 * i, "X") for i in range(rng.randint(0, 30))
+        ]
         svg = picture(records)
 
         # Then whatever is labelled is labelled unambiguously
