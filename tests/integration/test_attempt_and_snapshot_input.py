@@ -24,7 +24,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -38,14 +38,15 @@ from lifecycle.events import EventRecord, make_message
 from lifecycle.feed.hub import get_hub
 from lifecycle.history import Snapshot, in_time_order, newest_seen, read_snapshot, read_xmin
 from lifecycle.models import Event, TaskCheck
+from lifecycle.statuses import COMPLETED, PENDING, RUNNING
 from lifecycle.timeline import otlp
 from lifecycle.timeline.layout import TimelineBuilder, attempts
+from tests.histories import T0, History
 
 pytestmark = pytest.mark.integration
 # The routes' tests use the real database; the pure ones need none (and no flush after).
 uses_db = pytest.mark.django_db(transaction=True)
 
-T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 BUDGET = 2.0  # seconds: "a couple of seconds" for a history of ~10,000 events
 MARK = "\"'><img src=x onerror=alert(1)>"  # markup that must never reach a page raw
 ATTR = '" onmouseover="pwn'  # an attribute break-out, in case only < and > are escaped
@@ -98,66 +99,30 @@ def within(seconds: float) -> Iterator[None]:
 # -- pure histories ---------------------------------------------------------------------
 
 
-class History:
-    """One task's events as the store would give them: ids in arrival order, 10 ms apart."""
-
-    def __init__(self) -> None:
-        self.events: list[EventRecord] = []
-        self.clock = T0
-
-    def add(
-        self,
-        source: str,
-        kind: str,
-        status: str | None = None,
-        *,
-        txid: int | None = None,
-        at: datetime | None = None,
-        **body: Any,
-    ) -> EventRecord:
-        self.clock += timedelta(milliseconds=10)
-        when = at or self.clock
-        event = EventRecord(
-            id=len(self.events) + 1,
-            source=source,
-            kind=kind,
-            task_key="task-1",
-            status=status,
-            at=when,
-            received_at=when + timedelta(milliseconds=3),
-            txid=txid,
-            body=body,
-        )
-        self.events.append(event)
-        return event
-
-    def commit(self, txid: int, status: str, old: str | None = None) -> EventRecord:
-        kind = "insert" if old is None else "update"
-        return self.add("db", kind, status, txid=txid, old_status=old, new_status=status, table="t")
-
-    def many_commits(self, n: int, first_txid: int = 1000) -> None:
-        """An insert, a move to RUNNING, then ``n - 2`` commits that keep RUNNING."""
-        self.commit(first_txid, "PENDING")
-        self.commit(first_txid + 1, "RUNNING", "PENDING")
-        for i in range(2, n):
-            self.commit(first_txid + i, "RUNNING", "RUNNING")
+def long_running(n: int) -> History:
+    """An insert, a move to RUNNING, then ``n - 2`` commits that keep RUNNING."""
+    h = History(first_txid=1000)
+    h.insert()
+    for _ in range(1, n):
+        h.commit(RUNNING)
+    return h
 
 
 def attempt_history(field: str, value: Any) -> History:
     """An attempt that logs an error and commits success, with ``value`` in ``field`` of
     the log record and of the API reads (the broker's own steps stay well formed)."""
-    h = History()
-    h.commit(100, "PENDING")
-    h.add("broker", "enqueue", message_id="m1", attempt=1)
-    h.add("broker", "start", message_id="m1", attempt=1, pid=1, thread=1)
-    h.commit(101, "RUNNING", "PENDING")
+    h = History(first_txid=100)
+    h.insert()
+    h.broker("enqueue")
+    h.broker("start", pid=1, thread=1)
+    h.commit(RUNNING)
     base = {"client": "c", "xmin": 101, "snapshot": "101:102:", "message_id": "m1", "attempt": 1}
-    h.add("api", "read", "RUNNING", **{**base, field: value})
-    h.add("log", "error", **{"message": "boom", "message_id": "m1", "attempt": 1, field: value})
-    h.commit(102, "COMPLETED", "RUNNING")
-    h.add("api", "read", "RUNNING", **{**base, field: value})
-    h.add("api", "read", "COMPLETED", **{**base, field: value, "client": "d"})
-    h.add("broker", "ack", message_id="m1", attempt=1)
+    h.add("api", "read", status=RUNNING, body={**base, field: value})
+    h.log("error", "boom", **{"message_id": "m1", "attempt": 1, "process": 1, field: value})
+    h.commit(COMPLETED)
+    h.add("api", "read", status=RUNNING, body={**base, field: value})
+    h.add("api", "read", status=COMPLETED, body={**base, field: value, "client": "d"})
+    h.broker("ack", pid=1)
     return h
 
 
@@ -256,12 +221,12 @@ def test_hostile_values_in_log_and_api_records_never_raise(field: str, value: An
 def test_a_record_that_names_its_attempt_by_a_number_is_still_tied_to_it() -> None:
     # message_id 12 (a number) and the start's "12" (a string) are one attempt to the checker
     h = History()
-    h.commit(100, "PENDING")
-    h.add("broker", "start", message_id="12", attempt=1)
-    h.commit(101, "RUNNING", "PENDING")
-    h.add("log", "error", message="boom", message_id=12, attempt=1)
-    h.commit(102, "COMPLETED", "RUNNING")
-    h.add("broker", "ack", message_id="12", attempt=1)
+    h.insert()
+    h.broker("start", message="12")
+    h.commit(RUNNING)
+    h.log("error", "boom", message_id=12, attempt=1)
+    h.commit(COMPLETED)
+    h.broker("ack", message="12")
     assert [f.kind for f in check(h.events)] == ["swallowed_error"]
 
 
@@ -270,9 +235,9 @@ def test_a_broker_step_whose_message_id_or_attempt_is_not_a_scalar_still_pairs(
     field: str, value: Any
 ) -> None:
     h = History()
-    h.commit(100, "PENDING")
-    h.add("broker", "start", **{"message_id": "m1", "attempt": 1, field: value})
-    h.add("broker", "ack", **{"message_id": "m1", "attempt": 1, field: value})
+    h.insert()
+    h.broker("start", **{field: value})
+    h.broker("ack", **{field: value})
     assert len(attempts(h.events)) == 1
     whole_pipeline(h.events)
 
@@ -283,30 +248,28 @@ def test_a_broker_step_whose_message_id_or_attempt_is_not_a_scalar_still_pairs(
 def test_thousands_of_commits_and_reads_whose_snapshots_see_nothing_or_all_stay_fast() -> None:
     # 5,000 commits and 5,000 reads: snapshots that see nothing, everything, or the
     # commits up to the last one, each found by bisection (~0.6 s)
-    h = History()
-    h.many_commits(5000)
+    h = long_running(5000)
     for i in range(5000):
         snapshot = ["1:1:", "999999:999999:", "5000:5000:"][i % 3]
-        h.add("api", "read", "RUNNING", client=f"c{i % 7}", snapshot=snapshot)
+        h.add("api", "read", status=RUNNING, body={"client": f"c{i % 7}", "snapshot": snapshot})
     with within(BUDGET):
         whole_pipeline(h.events)
 
 
 def test_reads_naming_an_xmin_no_commit_wrote_are_checked_quickly() -> None:
-    h = History()
-    h.many_commits(8000)
+    h = long_running(8000)
     for _ in range(6000):
-        h.add("api", "read", "RUNNING", client="c", xmin=2**80)
+        h.add("api", "read", status=RUNNING, body={"client": "c", "xmin": 2**80})
     with within(BUDGET):
         check(h.events)
 
 
 def test_reads_of_the_first_version_that_see_nothing_newer_are_checked_quickly() -> None:
-    h = History()
-    h.many_commits(5000)
+    h = long_running(5000)
     early = T0 - timedelta(hours=1)
     for _ in range(5000):
-        h.add("api", "read", "PENDING", client="c", xmin=1000, snapshot="1:1:", at=early)
+        read = {"client": "c", "xmin": 1000, "snapshot": "1:1:"}
+        h.add("api", "read", status=PENDING, at=early, body=read)
     with within(BUDGET):
         check(h.events)
 
@@ -315,11 +278,11 @@ def big_snapshot_reads(n: int) -> list[EventRecord]:
     """``n`` reads, each with a ~60 KB snapshot (10,000 xip entries: under the 64 KiB an
     event may weigh)."""
     xip = ",".join(str(i) for i in range(10_000, 20_000))
-    h = History()
-    h.commit(100, "PENDING")
-    h.commit(101, "RUNNING", "PENDING")
+    h = History(first_txid=100)
+    h.insert()
+    h.commit(RUNNING)
     for _ in range(n):
-        h.add("api", "read", "RUNNING", client="c", snapshot=f"1:200000:{xip}")
+        h.add("api", "read", status=RUNNING, body={"client": "c", "snapshot": f"1:200000:{xip}"})
     return h.events
 
 
@@ -333,13 +296,13 @@ def test_reads_with_huge_snapshots_are_checked_and_laid_out_quickly() -> None:
 def test_log_records_with_a_huge_message_id_are_checked_quickly() -> None:
     huge = {f"k{i}": i for i in range(5000)}
     h = History()
-    h.commit(100, "PENDING")
+    h.insert()
     for i in range(200):
-        h.add("broker", "start", message_id=f"m{i}", attempt=1, pid=1)
+        h.broker("start", message=f"m{i}")
         if i % 4 == 0:
-            h.add("log", "error", message="boom", message_id=huge, attempt=1)
-        h.add("broker", "ack", message_id=f"m{i}", attempt=1)
-    h.commit(101, "COMPLETED", "PENDING")
+            h.log("error", "boom", message_id=huge, attempt=1)
+        h.broker("ack", message=f"m{i}")
+    h.commit(COMPLETED)
     with within(0.5):  # a few hundred events: a quarter of the 10,000-event budget
         check(h.events)
 
@@ -348,13 +311,13 @@ def attempts_with_named_logs(attempts: int, logs: int) -> list[EventRecord]:
     """``attempts`` attempts, each acked, and ``logs`` log errors among them that name
     attempts not in the history."""
     h = History()
-    h.commit(100, "PENDING")
+    h.insert()
     for i in range(attempts):
-        h.add("broker", "start", message_id=f"m{i}", attempt=1, pid=1)
+        h.broker("start", message=f"m{i}")
         for j in range(i * logs // attempts, (i + 1) * logs // attempts):
-            h.add("log", "error", message="boom", message_id=f"other-{j}", attempt=1)
-        h.add("broker", "ack", message_id=f"m{i}", attempt=1)
-    h.commit(101, "COMPLETED", "PENDING")
+            h.log("error", "boom", message_id=f"other-{j}", attempt=1)
+        h.broker("ack", message=f"m{i}")
+    h.commit(COMPLETED)
     return h.events
 
 
@@ -368,10 +331,9 @@ def test_many_attempts_and_named_records_are_exported_and_checked_quickly() -> N
 
 
 def test_reads_of_a_status_never_committed_are_checked_quickly() -> None:
-    h = History()
-    h.many_commits(5000)
+    h = long_running(5000)
     for _ in range(5000):
-        h.add("api", "read", "NEVER", client="c", snapshot="1:1:")
+        h.add("api", "read", status="NEVER", body={"client": "c", "snapshot": "1:1:"})
     with within(BUDGET):
         check(h.events)
 
