@@ -184,6 +184,57 @@ def end(h: History) -> EventRecord:
     return h.add("probe", "verdict", body={"run": h.run})
 
 
+class Run:
+    """A probe's run written as one chain of steps, each returning the run (the compare
+    page's tests): the same events as ``History`` writes, ids from ``first_id``.
+    ``attached`` starts the row at that status, as for a task attached after it was made."""
+
+    def __init__(self, first_id: int = 100, attached: str | None = None) -> None:
+        self.history = History(first_txid=901, first_id=first_id)
+        if attached is not None:
+            self.history.versions.append(Version(900, attached))
+
+    @property
+    def events(self) -> list[EventRecord]:
+        return self.history.events
+
+    def submit(self) -> Run:
+        body = {"run": self.history.run, "http_status": 201}
+        self.history.add("probe", "submit", status=PENDING, after_ms=0, body=body)
+        return self
+
+    def commit(self, status: str, after_ms: int = 10) -> Run:
+        """The insert of the row, or a commit of ``status``."""
+        if self.history.versions:
+            self.history.commit(status, after_ms=after_ms)
+        else:
+            self.history.insert(status)
+        return self
+
+    def broker(self, *kinds: str) -> Run:
+        for kind in kinds:
+            self.history.broker(kind)
+        return self
+
+    def log(self, level: str = "error", message: str = "boom") -> Run:
+        self.history.log(level, message)
+        return self
+
+    def polls(self, n: int, status: str | None = None) -> Run:
+        """n probe polls, each answered by one API read of the newest commit (what the lab
+        records), reporting ``status`` if given."""
+        for _ in range(n):
+            self.history.probe(status, after_ms=100)
+            self.history.read(status=status, snapshot=False, after_ms=5)
+        return self
+
+    def verdict(self, expected: str, observed: str) -> Run:
+        verdict = "pass" if expected == observed else "fail"
+        body = {"run": self.history.run, "expected": expected, "observed": observed}
+        self.history.add("probe", "verdict", body={**body, "verdict": verdict})
+        return self
+
+
 def kinds(findings: list[Finding]) -> list[str]:
     return [f.kind for f in findings]
 

@@ -7,104 +7,30 @@ asserts on what the compare page would show: the rows, their states and the sent
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
-from lifecycle.events import EventRecord
 from lifecycle.timeline.compare import Step, align, divergence_sentence, lifecycle_steps
+from tests.histories import Run
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+def steps_of(run: Run) -> list[Step]:
+    return lifecycle_steps(run.events)
 
 
-@dataclass
-class History:
-    """One run's task history in time order; every event `after_ms` after the previous."""
-
-    first_id: int = 100
-    events: list[EventRecord] = field(default_factory=list)
-    status: str | None = None
-    clock: datetime = T0
-    txid: int = 900
-
-    def add(
-        self, source: str, kind: str, status: str | None = None, after_ms: float = 10, **body: Any
-    ) -> EventRecord:
-        self.clock += timedelta(milliseconds=after_ms)
-        event = EventRecord(
-            id=self.first_id + len(self.events),
-            source=source,
-            kind=kind,
-            task_key="t",
-            status=status,
-            at=self.clock,
-            received_at=self.clock,
-            body=body,
-            txid=self.txid if source == "db" else None,
-        )
-        self.events.append(event)
-        return event
-
-    def submit(self) -> History:
-        self.add("probe", "submit", "PENDING", after_ms=0, http_status=201)
-        return self
-
-    def commit(self, status: str, **kw: Any) -> History:
-        self.txid += 1
-        kind = "insert" if self.status is None else "update"
-        self.add(
-            "db",
-            kind,
-            status,
-            old_status=self.status,
-            new_status=status,
-            changed=["status", "updated_at"],
-            application_name="lifecycle-worker",
-            **kw,
-        )
-        self.status = status
-        return self
-
-    def broker(self, *kinds: str) -> History:
-        for kind in kinds:
-            self.add("broker", kind, attempt=1)
-        return self
-
-    def log(self, level: str = "error", message: str = "boom") -> History:
-        self.add("log", level, message=message, logger="lifecycle.lab")
-        return self
-
-    def polls(self, n: int, status: str | None = None) -> History:
-        """n probe polls, each answered by one API read (what the lab records)."""
-        for _ in range(n):
-            seen = status or self.status
-            self.add("probe", "read", seen, after_ms=100, http_status=200)
-            self.add("api", "read", seen, after_ms=5, xmin=self.txid)
-        return self
-
-    def verdict(self, expected: str, observed: str) -> History:
-        verdict = "pass" if expected == observed else "fail"
-        self.add("probe", "verdict", None, expected=expected, observed=observed, verdict=verdict)
-        return self
-
-    def steps(self) -> list[Step]:
-        return lifecycle_steps(self.events)
-
-
-def fails(polls: int = 8, first_id: int = 100) -> History:
+def fails(polls: int = 8, first_id: int = 100) -> Run:
     """The clean `fails` scenario: the worker commits FAILED; every poll reads FAILED."""
-    h = History(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
+    h = Run(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
     h.commit("RUNNING").commit("FAILED").broker("ack")
     return h.polls(polls).verdict("FAILED", "FAILED")
 
 
-def overwrite_after_failure(polls: int = 8, first_id: int = 500) -> History:
+def overwrite_after_failure(polls: int = 8, first_id: int = 500) -> Run:
     """A cleanup path commits COMPLETED over FAILED before the ack."""
-    h = History(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
+    h = Run(first_id=first_id).submit().commit("PENDING").broker("enqueue", "start")
     h.commit("RUNNING").commit("FAILED").polls(1).commit("COMPLETED").broker("ack")
     return h.polls(polls).verdict("FAILED", "COMPLETED")
 
@@ -117,8 +43,8 @@ def states(rows) -> list[str]:
 
 
 def test_consecutive_reads_of_one_status_are_one_step_with_their_first_and_last_event():
-    h = History().submit().commit("PENDING").polls(3).commit("RUNNING").polls(2)
-    steps = h.steps()
+    h = Run().submit().commit("PENDING").polls(3).commit("RUNNING").polls(2)
+    steps = steps_of(h)
 
     assert [s.label for s in steps] == [
         "submit",
@@ -134,30 +60,30 @@ def test_consecutive_reads_of_one_status_are_one_step_with_their_first_and_last_
 
 
 def test_reads_of_another_status_start_a_new_step_even_without_a_commit_between():
-    h = History().submit().commit("RUNNING")
+    h = Run().submit().commit("RUNNING")
     h.polls(2, "RUNNING").polls(1, "PENDING").polls(1, "RUNNING")
 
-    labels = [s.label for s in h.steps()][2:]
+    labels = [s.label for s in steps_of(h)][2:]
     assert labels == ["read RUNNING ×4", "read PENDING ×2", "read RUNNING ×2"]
 
 
 def test_each_step_keeps_its_offset_from_the_runs_first_event():
-    h = History().submit().commit("PENDING")  # 10 ms after the submit
+    h = Run().submit().commit("PENDING")  # 10 ms after the submit
     h.polls(2)  # reads at +110, +115, +215, +220
 
-    submit, created, reads = h.steps()
+    submit, created, reads = steps_of(h)
     assert (submit.offset_ms, created.offset_ms) == (0, 10)
     assert (reads.offset_ms, reads.end_ms) == (110, 220)
     assert reads.offset_text == "+110 ms"
 
 
 def test_a_commit_is_its_transition_a_broker_step_its_kind_a_log_its_level():
-    h = History().commit("PENDING").commit("RUNNING").broker("retry").log("warning")
-    created, running, retry, warning = h.steps()
+    h = Run().commit("PENDING").commit("RUNNING").broker("retry").log("warning")
+    created, running, retry, warning = steps_of(h)
 
     assert created.token == ("db", "insert", None, "PENDING")
     assert running.token == ("db", "update", "PENDING", "RUNNING")
-    assert running.phrase == "committed RUNNING" and running.detail.endswith("lifecycle-worker")
+    assert running.phrase == "committed RUNNING" and running.detail.endswith("lab-worker")
     assert retry.token == ("broker", "retry") and retry.phrase == "scheduled a retry"
     assert warning.token == ("log", "warning") and warning.label == "WARNING logged"
 
@@ -166,7 +92,7 @@ def test_a_commit_is_its_transition_a_broker_step_its_kind_a_log_its_level():
 
 
 def test_two_identical_lifecycles_align_with_no_divergence():
-    comparison = align(fails().steps(), fails(first_id=900).steps())
+    comparison = align(steps_of(fails()), steps_of(fails(first_id=900)))
 
     assert comparison.divergence is None
     assert set(states(comparison.rows)) == {"same"}
@@ -175,7 +101,7 @@ def test_two_identical_lifecycles_align_with_no_divergence():
 
 
 def test_runs_that_polled_a_different_number_of_times_still_align():
-    comparison = align(fails(polls=3).steps(), fails(polls=17).steps())
+    comparison = align(steps_of(fails(polls=3)), steps_of(fails(polls=17)))
 
     assert comparison.divergence is None and set(states(comparison.rows)) == {"same"}
     reads = next(r for r in comparison.rows if r.left.lane == "reads")
@@ -184,7 +110,7 @@ def test_runs_that_polled_a_different_number_of_times_still_align():
 
 def test_a_failing_overwrite_diverges_exactly_at_the_extra_completed_commit():
     passing, failing = fails(), overwrite_after_failure()
-    comparison = align(passing.steps(), failing.steps())
+    comparison = align(steps_of(passing), steps_of(failing))
 
     row = comparison.divergence
     assert row is not None
@@ -201,9 +127,9 @@ def test_a_failing_overwrite_diverges_exactly_at_the_extra_completed_commit():
 
 
 def test_two_different_commits_in_the_same_place_are_named_side_by_side():
-    swallowed = History().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
+    swallowed = Run().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
     swallowed.commit("COMPLETED").broker("ack").polls(5).verdict("FAILED", "COMPLETED")
-    comparison = align(fails().steps(), swallowed.steps())
+    comparison = align(steps_of(fails()), steps_of(swallowed))
 
     row = comparison.divergence
     assert row is not None and row.left is not None and row.right is not None
@@ -215,9 +141,9 @@ def test_two_different_commits_in_the_same_place_are_named_side_by_side():
 
 def test_the_same_new_status_from_another_old_one_is_said_with_both():
     # Histories that start mid-lifecycle, as a task attached after it was created would.
-    a = History(status="RUNNING").commit("FAILED")
-    b = History(status="COMPLETED").commit("FAILED")
-    comparison = align(a.steps(), b.steps())
+    a = Run(attached="RUNNING").commit("FAILED")
+    b = Run(attached="COMPLETED").commit("FAILED")
+    comparison = align(steps_of(a), steps_of(b))
 
     assert divergence_sentence(comparison, 1, 2) == (
         "The runs diverge at step 1: run 1 committed RUNNING → FAILED where run 2 committed "
@@ -226,9 +152,9 @@ def test_the_same_new_status_from_another_old_one_is_said_with_both():
 
 
 def test_divergence_at_the_very_first_step():
-    a = History().commit("PENDING").broker("enqueue")
-    b = History().commit("RUNNING").broker("enqueue")
-    comparison = align(a.steps(), b.steps())
+    a = Run().commit("PENDING").broker("enqueue")
+    b = Run().commit("RUNNING").broker("enqueue")
+    comparison = align(steps_of(a), steps_of(b))
 
     assert comparison.divergence is comparison.rows[0]
     assert comparison.divergence.number == 1
@@ -241,7 +167,7 @@ def test_divergence_at_the_very_first_step():
 def test_divergence_at_the_very_end_when_one_run_has_one_more_step():
     a, b = fails(), fails()
     b.commit("COMPLETED")  # a late writer, after the verdict
-    comparison = align(a.steps(), b.steps())
+    comparison = align(steps_of(a), steps_of(b))
 
     assert comparison.divergence is comparison.rows[-1]
     assert comparison.divergence.left is None
@@ -249,7 +175,7 @@ def test_divergence_at_the_very_end_when_one_run_has_one_more_step():
 
 
 def test_divergence_only_in_the_verdict():
-    comparison = align(fails().steps(), fails().verdict("FAILED", "COMPLETED").steps())
+    comparison = align(steps_of(fails()), steps_of(fails().verdict("FAILED", "COMPLETED")))
 
     assert comparison.divergence is not None and comparison.divergence.right.lane == "probe"
 
@@ -259,7 +185,7 @@ def test_nothing_to_compare():
     assert comparison.rows == [] and comparison.divergence is None
     assert divergence_sentence(comparison, 1, 2) == "Neither run has recorded an event yet."
 
-    one_sided = align(fails().steps(), [])
+    one_sided = align(steps_of(fails()), [])
     assert one_sided.divergence is one_sided.rows[0]
     assert all(row.right is None for row in one_sided.rows)
 
@@ -268,9 +194,9 @@ def test_nothing_to_compare():
 
 
 def test_a_poll_that_caught_the_task_running_in_one_run_only_is_timing():
-    a = History().submit().commit("PENDING").commit("RUNNING").polls(1).commit("FAILED").polls(3)
-    b = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
-    comparison = align(a.steps(), b.steps())
+    a = Run().submit().commit("PENDING").commit("RUNNING").polls(1).commit("FAILED").polls(3)
+    b = Run().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
+    comparison = align(steps_of(a), steps_of(b))
 
     assert comparison.divergence is None
     timing = [row for row in comparison.rows if row.state == "timing"]
@@ -280,23 +206,24 @@ def test_a_poll_that_caught_the_task_running_in_one_run_only_is_timing():
 
 def test_a_probe_read_sent_before_a_commit_and_answered_after_it_is_timing():
     # a's probe asked 100 ms before COMPLETED was written and got its answer 150 ms later
-    a = History().submit().commit("PENDING").commit("RUNNING")
-    a.add("probe", "read", "COMPLETED", after_ms=100, latency_ms=150.0, http_status=200)
+    a = Run().submit().commit("PENDING").commit("RUNNING")
+    answered_late = {"latency_ms": 150.0, "http_status": 200}
+    a.history.add("probe", "read", status="COMPLETED", after_ms=100, body=answered_late)
     a.commit("COMPLETED", after_ms=100).polls(3)
-    b = History().submit().commit("PENDING").commit("RUNNING").commit("COMPLETED").polls(3)
-    assert align(a.steps(), b.steps()).divergence is None
+    b = Run().submit().commit("PENDING").commit("RUNNING").commit("COMPLETED").polls(3)
+    assert align(steps_of(a), steps_of(b)).divergence is None
 
     # Answered before the commit was written, it could not have seen COMPLETED.
     a.events[3] = replace(a.events[3], body={"latency_ms": 5.0})
-    assert align(a.steps(), b.steps()).divergence is not None
+    assert align(steps_of(a), steps_of(b)).divergence is not None
 
 
 def test_a_stale_read_in_one_run_only_is_a_divergence():
     # b's API keeps answering PENDING long after RUNNING and FAILED committed
-    a = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
-    b = History().submit().commit("PENDING").commit("RUNNING").commit("FAILED")
+    a = Run().submit().commit("PENDING").commit("RUNNING").commit("FAILED").polls(3)
+    b = Run().submit().commit("PENDING").commit("RUNNING").commit("FAILED")
     b.polls(3, "PENDING").polls(3)
-    comparison = align(a.steps(), b.steps())
+    comparison = align(steps_of(a), steps_of(b))
 
     row = comparison.divergence
     assert row is not None and row.right is not None and row.right.status == "PENDING"
@@ -305,10 +232,10 @@ def test_a_stale_read_in_one_run_only_is_a_divergence():
 
 def test_reads_of_different_statuses_side_by_side_differ_when_one_is_stale():
     # Both polled once mid-way; a's read what was committed, b's snapshot was older.
-    a = History().submit().commit("PENDING").commit("RUNNING").polls(3).commit("COMPLETED")
-    b = History().submit().commit("PENDING").commit("RUNNING").polls(3, "PENDING")
+    a = Run().submit().commit("PENDING").commit("RUNNING").polls(3).commit("COMPLETED")
+    b = Run().submit().commit("PENDING").commit("RUNNING").polls(3, "PENDING")
     b.commit("COMPLETED")
-    comparison = align(a.steps(), b.steps())
+    comparison = align(steps_of(a), steps_of(b))
 
     assert comparison.divergence is not None
     assert divergence_sentence(comparison, 1, 2) == (
@@ -318,17 +245,17 @@ def test_reads_of_different_statuses_side_by_side_differ_when_one_is_stale():
 
 
 def test_enqueue_and_start_stamped_in_the_other_order_are_timing():
-    a = History().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
-    b = History().submit().commit("PENDING").broker("start", "enqueue").commit("RUNNING")
-    comparison = align(a.steps(), b.steps())
+    a = Run().submit().commit("PENDING").broker("enqueue", "start").commit("RUNNING")
+    b = Run().submit().commit("PENDING").broker("start", "enqueue").commit("RUNNING")
+    comparison = align(steps_of(a), steps_of(b))
 
     assert comparison.divergence is None
     assert states(comparison.rows).count("timing") == 2
 
 
 def test_retried_lifecycles_line_up_attempt_by_attempt_despite_an_early_poll():
-    def retried(early_poll: bool) -> History:
-        h = History().submit().commit("PENDING").broker("enqueue")
+    def retried(early_poll: bool) -> Run:
+        h = Run().submit().commit("PENDING").broker("enqueue")
         if early_poll:
             h.polls(1)
         for _ in range(2):
@@ -337,7 +264,7 @@ def test_retried_lifecycles_line_up_attempt_by_attempt_despite_an_early_poll():
         h.broker("start").commit("RUNNING").commit("COMPLETED").broker("ack").polls(10)
         return h.verdict("COMPLETED", "COMPLETED")
 
-    comparison = align(retried(True).steps(), retried(False).steps())
+    comparison = align(steps_of(retried(True)), steps_of(retried(False)))
 
     assert comparison.divergence is None
     starts = [row for row in comparison.rows if row.left and row.left.token == ("broker", "start")]
