@@ -12,6 +12,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from lifecycle.events import make_message
 from lifecycle.models import ApiToken, Event, Run
 from lifecycle.people import accounts, tokens
 from tests.integration.people import as_role
@@ -20,17 +21,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def event(task: str = "") -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "uuid": str(uuid.uuid4()),
-        "task": task or f"access-{uuid.uuid4()}",
-        "source": "api",
-        "kind": "read",
-        "status": "RUNNING",
-        "at": "2026-12-01T12:00:00+00:00",
-        "txid": None,
-        "body": {},
-    }
+    """A read's message as a publisher posts it."""
+    return make_message(
+        source="api", kind="read", task=task or f"access-{uuid.uuid4()}", status="RUNNING"
+    )
 
 
 def bearer(token: str) -> dict[str, str]:

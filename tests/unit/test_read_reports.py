@@ -6,9 +6,7 @@ anything else, keeping the read."""
 from __future__ import annotations
 
 import asyncio
-import json
 import pickle
-import uuid
 from typing import Any
 
 import pytest
@@ -138,19 +136,9 @@ def test_reporting_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def message(body: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "schema": 1,
-            "uuid": str(uuid.uuid4()),
-            "task": "t-1",
-            "source": "api",
-            "kind": "read",
-            "status": "RUNNING",
-            "at": "2026-12-01T12:00:00+00:00",
-            "txid": None,
-            "body": body,
-        }
-    ).encode()
+    """A read's message as a publisher sends it."""
+    made = events.make_message(source="api", kind="read", task="t-1", status="RUNNING", body=body)
+    return events.encode(made)
 
 
 @pytest.mark.parametrize("cached", [True, False])

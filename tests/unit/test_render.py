@@ -4,7 +4,7 @@ from an observed system is escaped, and ids are those the live fragments aim at.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import timedelta
 from html import escape
 
 import django
@@ -19,10 +19,10 @@ from lifecycle.check.rules import Finding  # noqa: E402
 from lifecycle.events import EventRecord  # noqa: E402
 from lifecycle.store.eventlog import TaskSummary  # noqa: E402
 from lifecycle.timeline.layout import TimelineBuilder  # noqa: E402
+from tests.histories import T0, event  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
-AT = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 HOSTILE = '"><img src=x onerror=alert(1)>'
 
 
@@ -32,15 +32,7 @@ def view(record: EventRecord):  # type: ignore[no-untyped-def]
 
 def test_an_event_of_an_observed_system_is_escaped_everywhere() -> None:
     # Given a log event whose every field an attacker chose
-    record = EventRecord(
-        7,
-        "log",
-        "error",
-        HOSTILE,
-        status=HOSTILE,
-        at=AT,
-        body={"message": HOSTILE, "logger": HOSTILE},
-    )
+    record = event(7, "log", "error", 250, HOSTILE, task=HOSTILE, message=HOSTILE, logger=HOSTILE)
     # When it is rendered, with its fields inline
     html = event_html(view(record))
     # Then no markup of theirs survives, and the row carries the shared id
@@ -50,7 +42,7 @@ def test_an_event_of_an_observed_system_is_escaped_everywhere() -> None:
 
 
 def test_a_long_timeline_leaves_the_fields_out_of_the_card() -> None:
-    record = EventRecord(8, "api", "read", "k", status="RUNNING", at=AT, body={"xmin": 5})
+    record = event(8, "api", "read", 250, "RUNNING", xmin=5)
     assert "title=" in event_html(view(record))
     assert "title=" not in event_html(view(record), inline_fields=False)
 
@@ -63,8 +55,8 @@ def test_a_status_chip_has_a_shape_and_a_label_and_escapes_an_unknown_status() -
 
 def test_a_finding_sentence_links_its_transactions_and_times_to_their_events() -> None:
     # Given a commit and a read, and a finding whose sentence names both
-    commit = EventRecord(1, "db", "update", "k", status="RUNNING", at=AT, txid=812)
-    read = EventRecord(2, "api", "read", "k", status="PENDING", at=AT.replace(second=1))
+    commit = event(1, "db", "update", 250, "RUNNING", txid=812)
+    read = event(2, "api", "read", 1250, "PENDING")
     finding = Finding(
         "stale_read", (1, 2), f"The read at 12:00:01.250 missed transaction 812 <{HOSTILE}>."
     )
@@ -82,9 +74,8 @@ def test_a_finding_sentence_links_its_transactions_and_times_to_their_events() -
 def test_a_live_task_row_cannot_break_out_of_its_id() -> None:
     # Given a task key made to close the id attribute, as a hostile writer could store it
     key = 'q" hx-swap-oob="beforeend:body"><img src=x onerror=alert(1)><b x="'
-    summary = TaskSummary(
-        key, EventRecord(3, "db", "update", key, status="RUNNING"), AT, 1, "RUNNING"
-    )
+    newest = event(3, "db", "update", 250, "RUNNING", task=key)
+    summary = TaskSummary(key, newest, newest.at, 1, "RUNNING")
     # When the live feed moves its row (already shown) to the top
     html = fragments.task_rows_fragment([summary], {key})
     # Then the key stays inside its attributes: no element or swap of the attacker's
@@ -124,15 +115,8 @@ def test_a_status_chip_takes_its_shape_from_its_role_in_the_configured_lifecycle
 
 def test_a_finding_shows_its_fix_line_escaped_under_its_sentence() -> None:
     # Given a replica's stale read and a response cache's
-    read = EventRecord(
-        id=1,
-        source="api",
-        kind="read",
-        task_key="t",
-        status="RUNNING",
-        at=datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC),
-        body={"standby": True, "replayed_at": "2024-05-01T12:00:00.250+00:00", "xmin": 5},
-    )
+    replayed = (T0 + timedelta(milliseconds=250)).isoformat()
+    read = event(1, "api", "read", 1000, "RUNNING", standby=True, replayed_at=replayed, xmin=5)
     found = [
         Finding("stale_read", (1,), "The read at 12:00:01.000 returned RUNNING.", "replica"),
         Finding("stale_read", (1,), "A cache answered.", "response_cache"),
