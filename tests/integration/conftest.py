@@ -2,7 +2,9 @@
 test namespace's topology, a queue that taps every event of its exchange (a batch split into
 its events), the real RabbitMQ behind a proxy a test can cut, a running ingestor. A module
 using them requires PostgreSQL and RabbitMQ itself (``tests.services``). And the websocket
-consumers' tests share the live feed's hub (``hub``) and open reading (``public_read``)."""
+consumers' tests share the live feed's hub (``hub``) and open reading (``public_read``);
+the tests over PostgreSQL, sessions of their own (``conninfo``, ``writer``, ``reader``);
+the tests of the client's reads, what the client would have published (``published``)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pika
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -29,6 +32,49 @@ from lifecycle.scenarios.faults import TcpProxy, tcp_proxy
 from tests.integration.rabbit import queue_state, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def conninfo(postgres: None) -> str:
+    """The test database as a conninfo whose sessions the capture trigger records as
+    ``lifecycle-test-writer``."""
+    from lifecycle.runtime.database import conninfo
+
+    return conninfo(application_name="lifecycle-test-writer")
+
+
+@pytest.fixture
+def writer(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
+    """A session of its own, like the lab worker's: nothing shares Django's connection."""
+    with psycopg.connect(conninfo) as conn:
+        yield conn
+
+
+@pytest.fixture
+def reader(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
+    """A session of its own in autocommit: each query sees what has committed by then."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        yield conn
+
+
+class Published:
+    """A publisher that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def publish(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> Published:
+    """What the client's read helpers report, kept instead of sent."""
+    from lifecycle.client import reads
+
+    sink = Published()
+    monkeypatch.setattr(reads, "get_publisher", lambda: sink)
+    return sink
 
 
 @pytest.fixture

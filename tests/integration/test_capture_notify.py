@@ -18,7 +18,7 @@ from psycopg import sql
 
 from lifecycle import sql as lifecycle_sql
 from lifecycle.events import NOTIFY_CHANNEL
-from lifecycle.ingest import INGEST, database_conninfo
+from lifecycle.ingest import INGEST
 from tests.services import require_postgres
 
 require_postgres()
@@ -29,23 +29,6 @@ CHANNEL = NOTIFY_CHANNEL
 APP = lifecycle_sql.HERE.parent
 SQL_0002 = lifecycle_sql.migration(APP, "0002_capture_trigger")  # the frozen files the
 SQL_0005 = lifecycle_sql.migration(APP, "0005_cheaper_capture")  # migrations run
-
-
-@pytest.fixture
-def conninfo() -> str:
-    return database_conninfo(application_name="capture-notify-test")
-
-
-@pytest.fixture
-def writer(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(conninfo) as conn:
-        yield conn
-
-
-@pytest.fixture
-def reader(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        yield conn
 
 
 @pytest.fixture

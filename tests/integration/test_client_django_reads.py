@@ -6,7 +6,6 @@ model: the async read, the queryset method, a read inside a request's savepoint,
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import psycopg
 import pytest
@@ -16,23 +15,13 @@ from lifecycle.client import reads
 from lifecycle.client.django import LifecycleQuerySet, aread_model, read_model, version_of
 from lifecycle.lab.models import Task
 from lifecycle.runtime.database import conninfo
+from tests.integration.conftest import Published
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-class Published:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-
-
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch, postgres: None) -> Published:
-    sink = Published()
-    monkeypatch.setattr(reads, "get_publisher", lambda: sink)
-    return sink
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("postgres"),
+]
 
 
 def created() -> tuple[Task, int]:

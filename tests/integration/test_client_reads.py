@@ -11,37 +11,16 @@ import psycopg
 import pytest
 
 from lifecycle.client import reads
+from tests.integration.conftest import Published
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-class Published:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-
-
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> Published:
-    sink = Published()
-    monkeypatch.setattr(reads, "get_publisher", lambda: sink)
-    return sink
-
-
-@pytest.fixture
-def url(postgres: None) -> str:
-    from lifecycle.runtime.database import conninfo
-
-    return conninfo(application_name="client-reads-test")
-
-
-@pytest.fixture
-def job(url: str) -> Iterator[tuple[str, int]]:
+def job(conninfo: str) -> Iterator[tuple[str, int]]:
     """A row in a table of the 'application', and the transaction that wrote it."""
     key = str(uuid.uuid4())
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS client_jobs (id text PRIMARY KEY, state text NOT NULL)"
         )
@@ -49,7 +28,7 @@ def job(url: str) -> Iterator[tuple[str, int]]:
             conn.execute("INSERT INTO client_jobs VALUES (%s, 'queued')", [key])
             txid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]
     yield key, txid
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS client_jobs")
 
 
@@ -70,10 +49,10 @@ def assert_reported(published: Published, key: str, status: str, txid: int | Non
 
 
 def test_a_psycopg_read_returns_the_row_and_reports_its_version(
-    url: str, job: tuple[str, int], published: Published
+    conninfo: str, job: tuple[str, int], published: Published
 ) -> None:
     key, txid = job
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(conninfo) as conn:
         row = reads.read_row(conn, "client_jobs", key, status_column="state", client="api-1")
         missing = reads.read_row(conn, "client_jobs", "nope", status_column="state")
     assert row == {"id": key, "state": "queued"}
@@ -83,10 +62,10 @@ def test_a_psycopg_read_returns_the_row_and_reports_its_version(
 
 
 async def test_an_async_psycopg_read_does_the_same(
-    url: str, job: tuple[str, int], published: Published
+    conninfo: str, job: tuple[str, int], published: Published
 ) -> None:
     key, txid = job
-    async with await psycopg.AsyncConnection.connect(url) as conn:
+    async with await psycopg.AsyncConnection.connect(conninfo) as conn:
         row = await reads.aread_row(conn, "public.client_jobs", key, status_column="state")
     assert row == {"id": key, "state": "queued"}
     assert_reported(published, key, "queued", txid)
@@ -107,8 +86,8 @@ def models() -> Any:
     return sa, orm, Job
 
 
-def sqlalchemy_url(url: str, driver: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
+def sqlalchemy_url(conninfo: str, driver: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
     return (
         f"postgresql+{driver}://{params.get('user', '')}@{params.get('host', '')}:"
         f"{params.get('port', 5432)}/{params['dbname']}"
@@ -116,11 +95,11 @@ def sqlalchemy_url(url: str, driver: str) -> str:
 
 
 def test_a_sqlalchemy_read_returns_the_object_and_reports_its_version(
-    url: str, job: tuple[str, int], published: Published
+    conninfo: str, job: tuple[str, int], published: Published
 ) -> None:
     sa, orm, Job = models()
     key, txid = job
-    engine = sa.create_engine(sqlalchemy_url(url, "psycopg"))
+    engine = sa.create_engine(sqlalchemy_url(conninfo, "psycopg"))
     try:
         # (expire_on_commit=False: the session keeps what it loaded, a common set-up and the
         # "cached object" bug of this kind of system)
@@ -130,7 +109,7 @@ def test_a_sqlalchemy_read_returns_the_object_and_reports_its_version(
             assert_reported(published, key, "queued", txid)
             # When another transaction commits a new status and the session, which still
             # holds the object, reads it again
-            with psycopg.connect(url, autocommit=True) as other:
+            with psycopg.connect(conninfo, autocommit=True) as other:
                 other.execute("UPDATE client_jobs SET state = 'done' WHERE id = %s", [key])
             session.commit()  # a new transaction; the object stays in the identity map
             published.messages.clear()
@@ -145,14 +124,14 @@ def test_a_sqlalchemy_read_returns_the_object_and_reports_its_version(
 
 
 async def test_an_async_sqlalchemy_read_is_one_line(
-    url: str, job: tuple[str, int], published: Published
+    conninfo: str, job: tuple[str, int], published: Published
 ) -> None:
     sa, orm, Job = models()
     pytest.importorskip("greenlet")
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     key, txid = job
-    engine = create_async_engine(sqlalchemy_url(url, "psycopg"))
+    engine = create_async_engine(sqlalchemy_url(conninfo, "psycopg"))
     try:
         async with AsyncSession(engine) as session:
             task = await reads.aread_object(session, Job, key, status="state")
@@ -165,20 +144,20 @@ async def test_an_async_sqlalchemy_read_is_one_line(
 # --- on a hot standby -----------------------------------------------------------------------
 
 
-def on_standby(standby: str, url: str) -> str:
-    """The standby's URL of the test database, as ``url``'s user and options read it."""
-    params = psycopg.conninfo.conninfo_to_dict(url)
+def on_standby(standby: str, conninfo: str) -> str:
+    """The standby's URL of the test database, as ``conninfo``'s user and options read it."""
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
     params.update(psycopg.conninfo.conninfo_to_dict(standby))
     return psycopg.conninfo.make_conninfo(**params)
 
 
-def replayed(url: str, key: str, timeout: float = 10.0) -> None:
+def replayed(conninfo: str, key: str, timeout: float = 10.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(url) as conn:
+            with psycopg.connect(conninfo) as conn:
                 if conn.execute("SELECT 1 FROM client_jobs WHERE id = %s", [key]).fetchone():
                     return
         except psycopg.errors.UndefinedTable:
@@ -188,13 +167,13 @@ def replayed(url: str, key: str, timeout: float = 10.0) -> None:
 
 
 def test_every_read_helper_on_a_standby_says_so_and_how_far_it_replayed_in_one_statement(
-    standby: str, url: str, job: tuple[str, int], published: Published, monkeypatch: Any
+    standby: str, conninfo: str, job: tuple[str, int], published: Published, monkeypatch: Any
 ) -> None:
     from datetime import datetime
 
     sa, orm, Job = models()
     key, txid = job
-    replica = on_standby(standby, url)
+    replica = on_standby(standby, conninfo)
     replayed(replica, key)
     statements: list[str] = []
     real_execute = psycopg.Cursor.execute
@@ -228,14 +207,14 @@ def test_every_read_helper_on_a_standby_says_so_and_how_far_it_replayed_in_one_s
 
 
 async def test_the_async_read_helpers_on_a_standby_say_so_too(
-    standby: str, url: str, job: tuple[str, int], published: Published
+    standby: str, conninfo: str, job: tuple[str, int], published: Published
 ) -> None:
     sa, orm, Job = models()
     pytest.importorskip("greenlet")
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     key, _ = job
-    replica = on_standby(standby, url)
+    replica = on_standby(standby, conninfo)
     replayed(replica, key)
     async with await psycopg.AsyncConnection.connect(replica) as conn:
         await reads.aread_row(conn, "client_jobs", key, status_column="state")

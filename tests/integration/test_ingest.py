@@ -41,6 +41,7 @@ from lifecycle.ingest import (
     ingest_queue_name,
 )
 from lifecycle.models import Event
+from tests.integration.conftest import Published
 from tests.integration.rabbit import message, proxied_url, queue_state, wait_for
 from tests.services import require_postgres, require_rabbitmq
 
@@ -645,17 +646,9 @@ def test_a_forked_child_publishes_through_its_own_thread(tap):
 # -- the log handler -----------------------------------------------------------------------
 
 
-class Collector:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-
-
 @pytest.fixture
-def log_handler() -> Iterator[tuple[logging.Logger, Collector]]:
-    collector = Collector()
+def log_handler() -> Iterator[tuple[logging.Logger, Published]]:
+    collector = Published()
     handler = LifecycleLogHandler("api", publisher=collector)  # type: ignore[arg-type]
     logger = logging.getLogger("tests.capture")
     logger.addHandler(handler)

@@ -24,6 +24,7 @@ from lifecycle.lab.models import Task
 from lifecycle.runtime.database import conninfo
 from lifecycle.store import eventlog
 from lifecycle.timeline.layout import TimelineBuilder
+from tests.integration.conftest import Published
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -46,16 +47,13 @@ class LabTask(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
 
 
-class Published:
+class Stored(Published):
     """The read reports, stored as the ingestor would store them (in arrival order)."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
 
     def publish(self, message: dict[str, Any]) -> None:
         from psycopg.types.json import Jsonb
 
-        self.messages.append(message)
+        super().publish(message)
         with psycopg.connect(conninfo(), autocommit=True) as conn:
             conn.execute(
                 INSERT,
@@ -74,7 +72,7 @@ class Published:
 
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch, postgres: None) -> Published:
-    sink = Published()
+    sink = Stored()
     monkeypatch.setattr(reads, "get_publisher", lambda: sink)
     return sink
 

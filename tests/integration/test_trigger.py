@@ -20,26 +20,6 @@ require_postgres()
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def conninfo() -> str:
-    from lifecycle.ingest import database_conninfo
-
-    return database_conninfo(application_name="trigger-test-writer")
-
-
-@pytest.fixture
-def writer(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    """A session of its own, like the lab worker's: nothing shares Django's connection."""
-    with psycopg.connect(conninfo) as conn:
-        yield conn
-
-
-@pytest.fixture
-def reader(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        yield conn
-
-
 def events_of(reader: psycopg.Connection[Any], key: str) -> list[dict[str, Any]]:
     rows = reader.execute(
         "SELECT source, kind, status, txid, body FROM lifecycle_event"
@@ -89,7 +69,7 @@ def test_each_committed_change_is_one_event_with_its_transaction_and_writer(writ
     assert "status" in insert["changed"] and "id" in insert["changed"]
     # the writer: application_name and backend pid
     for body in (insert, update, delete):
-        assert body["application_name"] == "trigger-test-writer"
+        assert body["application_name"] == "lifecycle-test-writer"
         assert body["pid"] == pid
         assert body["table"] == "public.lab_task"
 
