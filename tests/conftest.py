@@ -271,7 +271,7 @@ def live_db(django_db_blocker: Any) -> Iterator[None]:
 
 def wait_for(
     predicate: Any,
-    timeout: float,
+    timeout: float = 15.0,
     interval: float = 0.1,
     what: str = "condition",
     detail: Any = None,

@@ -29,7 +29,8 @@ from lifecycle import events
 from lifecycle.client.config import exchange_name
 from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_name
 from lifecycle.scenarios.faults import TcpProxy, tcp_proxy
-from tests.integration.rabbit import queue_state, wait_for
+from tests.conftest import wait_for
+from tests.integration.rabbit import queue_state
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,30 +1,16 @@
 """Helpers the tests over RabbitMQ share (test_ingest, test_publisher_*); their fixtures
-(a channel, a tap, the fault proxy, a running ingestor) are in ``conftest.py``."""
+(a channel, a tap, the fault proxy, a running ingestor) are in ``conftest.py``, and they
+wait with ``tests.conftest.wait_for``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
 from lifecycle import events
 from lifecycle.scenarios.faults import TcpProxy
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def queue_state(channel: Any, name: str) -> tuple[int, int]:

@@ -13,8 +13,9 @@ import pytest
 from psycopg import sql as pgsql
 
 from lifecycle.capture.trigger import CaptureError
+from tests.conftest import wait_for
 from tests.integration.test_capture_migrations import App, app  # noqa: F401 (a fixture)
-from tests.integration.test_watched import start_follower, store_events, wait_for
+from tests.integration.test_watched import start_follower, store_events
 from tests.services import require_postgres
 
 require_postgres()
@@ -211,7 +212,7 @@ def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -
     # Then the follower copies both, the long key cut to what an event holds
     follower = start_follower(app.url)
     try:
-        wait_for(lambda: len(store_events("short")) == 1, "the change after the long key")
+        wait_for(lambda: len(store_events("short")) == 1, 10, what="the change after the long key")
     finally:
         follower.stop()
         follower.join(5)
@@ -236,7 +237,7 @@ def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # 
     # Then the follower copies both
     follower = start_follower(app.url)
     try:
-        wait_for(lambda: len(store_events(str(key))) == 1, "the change after the odd row")
+        wait_for(lambda: len(store_events(str(key))) == 1, 10, what="the change after the odd row")
     finally:
         follower.stop()
         follower.join(5)
@@ -267,7 +268,7 @@ def test_nulls_in_an_outbox_the_application_owns_do_not_stop_the_follower(
     # Then the follower copies the real change after it, and empties the outbox
     follower = start_follower(app.url)
     try:
-        wait_for(lambda: len(store_events(str(key))) == 1, "the change after the null row")
+        wait_for(lambda: len(store_events(str(key))) == 1, 10, what="the change after the null row")
     finally:
         follower.stop()
         follower.join(5)

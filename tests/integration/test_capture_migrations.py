@@ -16,7 +16,8 @@ import psycopg.conninfo
 import pytest
 from psycopg import sql as pgsql
 
-from tests.integration.test_watched import start_follower, store_events, wait_for
+from tests.conftest import wait_for
+from tests.integration.test_watched import start_follower, store_events
 from tests.services import require_postgres
 
 require_postgres()
@@ -196,7 +197,8 @@ def test_a_dropped_key_column_is_shown_broken_with_the_command_that_mends_it(
             lambda: (
                 "key column 'id' is gone" in WatchedDatabase.objects.get(name="jobs-db").problem
             ),
-            "the follower's record of the broken table",
+            10,
+            what="the follower's record of the broken table",
         )
     finally:
         follower.stop()
@@ -293,7 +295,7 @@ def test_a_write_in_a_savepoint_is_stored_with_the_xmin_its_readers_see(app: App
     # When the follower copies the commits
     follower = start_follower(app.url)
     try:
-        wait_for(lambda: len(store_events(f"sp:{key}")) == 2, "the two commits")
+        wait_for(lambda: len(store_events(f"sp:{key}")) == 2, 10, what="the two commits")
     finally:
         follower.stop()
         follower.join(5)
@@ -358,10 +360,10 @@ def test_writers_running_through_a_migration_never_fail(app: App, generic: bool)
         # When the application's migrations run under them
         for ddl, _, _ in MIGRATIONS:
             before = written[0]
-            wait_for(lambda: written[0] > before + 20, "writes between migrations")  # noqa: B023
+            wait_for(lambda: written[0] > before + 20, 10, what="writes between migrations")  # noqa: B023
             app.write(ddl, "SELECT 1")
         before = written[0]
-        wait_for(lambda: written[0] > before + 20, "writes after the last migration")
+        wait_for(lambda: written[0] > before + 20, 10, what="writes after the last migration")
     finally:
         stop.set()
         for t in threads:

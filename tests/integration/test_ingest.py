@@ -41,8 +41,9 @@ from lifecycle.ingest import (
     ingest_queue_name,
 )
 from lifecycle.models import Event
+from tests.conftest import wait_for
 from tests.integration.conftest import Published
-from tests.integration.rabbit import message, proxied_url, queue_state, wait_for
+from tests.integration.rabbit import message, proxied_url, queue_state
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()

@@ -25,7 +25,8 @@ from lifecycle.client.config import exchange_name
 from lifecycle.client.publisher import Publisher
 from lifecycle.client.topology import ingest_queue
 from lifecycle.models import Event
-from tests.integration.rabbit import message, proxied_url, queue_state, wait_for
+from tests.conftest import wait_for
+from tests.integration.rabbit import message, proxied_url, queue_state
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()

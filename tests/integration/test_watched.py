@@ -18,6 +18,7 @@ import pytest
 from django.core.management import call_command
 from psycopg import sql as pgsql
 
+from tests.conftest import wait_for
 from tests.services import require_postgres
 
 require_postgres()
@@ -81,14 +82,6 @@ def start_follower(app_db: str):  # type: ignore[no-untyped-def]
     return follower
 
 
-def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_commits_reach_the_store_once_with_writer_and_transaction(watched: str) -> None:
     # Given the follower running
     follower = start_follower(watched)
@@ -104,7 +97,7 @@ def test_commits_reach_the_store_once_with_writer_and_transaction(watched: str) 
             conn.commit()
             conn.execute("UPDATE billing.jobs SET state = 'lost' WHERE id = %s", [job])
             conn.rollback()
-        wait_for(lambda: len(store_events(job)) >= 2, "the two commits")
+        wait_for(lambda: len(store_events(job)) >= 2, 10, what="the two commits")
         time.sleep(0.5)  # time for a third, if the rolled-back write were to arrive
     finally:
         follower.stop()
@@ -196,11 +189,13 @@ def test_an_id_that_commits_after_a_later_one_is_not_lost(watched: str) -> None:
                 second.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
             )  # type: ignore[index]
             second.commit()
-            wait_for(lambda: len(store_events(late)) == 1, "the later id, committed first")
+            wait_for(lambda: len(store_events(late)) == 1, 10, what="the later id, committed first")
             # When the earlier id commits after the follower has copied the later one
             first.commit()
             # Then it is copied too
-            wait_for(lambda: len(store_events(early)) == 1, "the earlier id, committed last")
+            wait_for(
+                lambda: len(store_events(early)) == 1, 10, what="the earlier id, committed last"
+            )
     finally:
         follower.stop()
         follower.join(5)
@@ -237,7 +232,7 @@ def test_what_commits_while_the_inspector_is_stopped_arrives_on_restart_once(wat
     # When the follower starts
     follower = start_follower(watched)
     try:
-        wait_for(lambda: follower.stats.fetches >= 2, "the follower's first fetches")
+        wait_for(lambda: follower.stats.fetches >= 2, 10, what="the follower's first fetches")
     finally:
         follower.stop()
         follower.join(5)
@@ -291,14 +286,16 @@ def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_no
     follower = Follower("billing-db", watched, conninfo(), poll_interval=30.0)
     follower.start()
     try:
-        wait_for(lambda: follower_pid(watched) is not None, "the follower's session")
-        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        wait_for(lambda: follower_pid(watched) is not None, 10, what="the follower's session")
+        wait_for(
+            lambda: listeners(watched) == [follower_pid(watched)], 10, what="the follower to wait"
+        )
         # When one job is written, it arrives at once, woken by its NOTIFY
         with psycopg.connect(watched, autocommit=True) as conn:
             job = str(
                 conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
             )  # type: ignore[index]
-        wait_for(lambda: len(store_events(job)) == 1, "a lone write, notified", timeout=3)
+        wait_for(lambda: len(store_events(job)) == 1, 3, what="a lone write, notified")
 
         # When four writers commit as fast as they can for 2 s
         seen_busy = threading.Event()
@@ -338,17 +335,19 @@ def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_no
 
         wait_for(
             lambda: Event.objects.filter(task_key__in=written).count() >= len(written),
-            "every commit of the burst",
-            timeout=5,
+            5,
+            what="every commit of the burst",
         )
         assert Event.objects.filter(task_key__in=written).count() == len(written)
         # And once it is idle again, it waits, and a lone write is notified again
-        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        wait_for(
+            lambda: listeners(watched) == [follower_pid(watched)], 10, what="the follower to wait"
+        )
         with psycopg.connect(watched, autocommit=True) as conn:
             job = str(
                 conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
             )  # type: ignore[index]
-        wait_for(lambda: len(store_events(job)) == 1, "a lone write after the burst", timeout=3)
+        wait_for(lambda: len(store_events(job)) == 1, 3, what="a lone write after the burst")
     finally:
         follower.stop()
         follower.join(5)
@@ -364,7 +363,9 @@ def test_a_row_left_by_a_follower_that_died_is_cleared(watched: str) -> None:
     # When a follower starts, it is replaced by the follower's own
     follower = start_follower(watched)
     try:
-        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the stale row cleared")
+        wait_for(
+            lambda: listeners(watched) == [follower_pid(watched)], 10, what="the stale row cleared"
+        )
     finally:
         follower.stop()
         follower.join(5)
@@ -378,12 +379,14 @@ def test_a_waiting_follower_whose_row_went_puts_it_back(watched: str) -> None:
     follower = Follower("billing-db", watched, conninfo(), poll_interval=0.5, check_every=0.3)
     follower.start()
     try:
-        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the follower to wait")
+        wait_for(
+            lambda: listeners(watched) == [follower_pid(watched)], 10, what="the follower to wait"
+        )
         # When its row is gone (the schema was dropped and made anew meanwhile, say)
         with psycopg.connect(watched, autocommit=True) as conn:
             conn.execute("DELETE FROM lifecycle_capture.listener")
         # Then it is back at the next look, and writers notify it again
-        wait_for(lambda: listeners(watched) == [follower_pid(watched)], "the row back")
+        wait_for(lambda: listeners(watched) == [follower_pid(watched)], 10, what="the row back")
     finally:
         follower.stop()
         follower.join(5)
@@ -411,13 +414,13 @@ def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -
     follower = Follower("billing-db", watched, conninfo(), poll_interval=30.0)
     follower.start()
     try:
-        wait_for(lambda: follower.stats.fetches >= 1, "the follower's first fetch")
+        wait_for(lambda: follower.stats.fetches >= 1, 10, what="the follower's first fetch")
         with psycopg.connect(watched, autocommit=True) as conn:
             job = str(
                 conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
             )  # type: ignore[index]
         # Then the change arrives at once all the same, without an error
-        wait_for(lambda: len(store_events(job)) == 1, "a write to an older install", timeout=3)
+        wait_for(lambda: len(store_events(job)) == 1, 3, what="a write to an older install")
         assert follower.stats.errors == 0
     finally:
         follower.stop()
@@ -590,7 +593,7 @@ def test_a_password_in_the_url_is_never_shown(app_db: str) -> None:
     follower = Follower("pw-db", unreachable, conninfo(), poll_interval=0.1)
     thread = threading.Thread(target=follower.run)
     thread.start()
-    wait_for(lambda: follower.stats.errors >= 1, "a failed connection")
+    wait_for(lambda: follower.stats.errors >= 1, 10, what="a failed connection")
     follower.stop()
     thread.join(5)
     logging.getLogger("lifecycle.capture.follower").removeHandler(handler)
@@ -699,7 +702,7 @@ def test_a_database_on_another_server_is_followed_too(second_server: str) -> Non
                 conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
             )  # type: ignore[index]
         # Then it reaches the inspector's store, from the other server
-        wait_for(lambda: len(store_events(job)) == 1, "the other server's commit")
+        wait_for(lambda: len(store_events(job)) == 1, 10, what="the other server's commit")
     finally:
         follower.stop()
         follower.join(5)
