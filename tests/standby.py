@@ -6,12 +6,12 @@ those tests locally and fails them in CI, like a missing service."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from tests.conftest import wait_for
 from tests.services import skip_or_fail
 
 
@@ -36,17 +36,16 @@ def standby(postgres: None, test_database: None) -> Iterator[str]:
     except (standbys.StandbyError, OSError) as exc:
         skip_or_fail(f"no hot standby could be made: {exc}")
     url = standby_url()
-    deadline = time.monotonic() + 60
-    while True:  # the test database's creation and migrations reach it a delay later
+
+    def replayed() -> bool:
         try:
             with psycopg.connect(url, connect_timeout=2) as conn:
-                if conn.execute("SELECT to_regclass('lab_task')").fetchone()[0]:  # type: ignore[index]
-                    break
+                return bool(conn.execute("SELECT to_regclass('lab_task')").fetchone()[0])  # type: ignore[index]
         except psycopg.Error:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the standby has not replayed the test database's creation: {url}")
-        time.sleep(0.5)
+            return False
+
+    # The test database's creation and migrations reach it a delay later
+    wait_for(replayed, 60, 0.5, f"the standby to replay the test database's creation: {url}")
     yield url
     if made:
         standbys.stop(where)

@@ -7,14 +7,18 @@ error, with the permalink and without the runner's token."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lifecycle.history import XID_WRAP
-from tests.acceptance.test_foreign_scenarios import done_run, findings_include, start_each
+from tests.acceptance.test_foreign_scenarios import (
+    done_run,
+    findings_include,
+    maintainer_checked,
+    start_each,
+)
 from tests.conftest import Stack, http, wait_for
 from tests.foreign import service_pytest, timeline
 from tests.foreign_async import ASYNC_SERVICE
@@ -107,7 +111,9 @@ def test_each_scenario_of_the_async_service_gets_the_findings_of_its_bug(
     # And the clean scenario has no finding once its last events are in
     ok = runs["tasks-ok"]
     assert (ok["verdict"], ok["observed"]) == ("pass", "COMPLETED")
-    time.sleep(2)
+    wait_for(
+        lambda: maintainer_checked(ok["task"]), 30, what="the maintainer's check of the clean run"
+    )
     assert stack.get(f"/api/runs/{ok['id']}")[1]["findings"] == []
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.acceptance.test_foreign_scenarios import done_run, start_each
+from tests.acceptance.test_foreign_scenarios import done_run, maintainer_checked, start_each
 from tests.conftest import Stack, http, wait_for
 from tests.foreign import service_pytest, timeline
 from tests.foreign_django import DJANGO_SERVICE, KEY_PREFIX, DjangoService
@@ -136,7 +135,9 @@ def test_each_scenario_of_the_django_service_gets_the_findings_of_its_bug(
     # And the clean scenario passes with no finding, once its last events are in
     ok = runs["django-jobs-ok"]
     assert (ok["verdict"], ok["observed"]) == ("pass", "COMPLETED")
-    time.sleep(2)
+    wait_for(
+        lambda: maintainer_checked(ok["task"]), 30, what="the maintainer's check of the clean run"
+    )
     assert stack.get(f"/api/runs/{ok['id']}")[1]["findings"] == [], told(stack, ok["id"])
 
     # And every read of every run, savepoint writes and cached answers included, links to

@@ -23,7 +23,7 @@ OURS = {"jobs-ok", "jobs-swallowed-error", "jobs-flush-without-commit"}
 REPLICA = "jobs-replica-read"  # needs a standby: run by its own test
 
 
-def _checked(task: str) -> bool:
+def maintainer_checked(task: str) -> bool:
     """Whether the maintainer's stored check of the task covers every event it has."""
     import psycopg
 
@@ -110,7 +110,9 @@ def test_the_services_scenarios_run_from_the_api_with_the_findings_of_their_bugs
     # And the clean scenario passes with no finding, once its last events are in
     ok = runs["jobs-ok"]
     assert (ok["verdict"], ok["observed"]) == ("pass", "done")
-    wait_for(lambda: _checked(ok["task"]), 30, what="the maintainer's check of the clean run")
+    wait_for(
+        lambda: maintainer_checked(ok["task"]), 30, what="the maintainer's check of the clean run"
+    )
     assert stack.get(f"/api/runs/{ok['id']}")[1]["findings"] == []
 
     # When the clean run is resubmitted with an edited body

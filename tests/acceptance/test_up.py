@@ -77,10 +77,12 @@ def test_ctrl_c_stops_every_process(postgres, rabbitmq, test_database):
 
     # Then nothing is left running
     assert stack.process.returncode == 0, stack.log()
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in processes if alive(p)]
+    wait_for(
+        lambda: not any(alive(p) for p in processes),
+        5,
+        what="every process to end",
+        detail=lambda: [p for p in processes if alive(p)],
+    )
 
 
 def test_a_taken_port_is_refused_before_any_process_starts(postgres, rabbitmq):

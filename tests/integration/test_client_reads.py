@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from lifecycle.client import reads
+from tests.conftest import wait_for
 from tests.integration.conftest import Published
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -152,18 +153,16 @@ def on_standby(standby: str, conninfo: str) -> str:
 
 
 def replayed(conninfo: str, key: str, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def there() -> bool:
         try:
             with psycopg.connect(conninfo) as conn:
-                if conn.execute("SELECT 1 FROM client_jobs WHERE id = %s", [key]).fetchone():
-                    return
+                return bool(
+                    conn.execute("SELECT 1 FROM client_jobs WHERE id = %s", [key]).fetchone()
+                )
         except psycopg.errors.UndefinedTable:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the standby has not replayed job {key}")
+            return False
+
+    wait_for(there, timeout, 0.2, f"the standby to replay job {key}")
 
 
 def test_every_read_helper_on_a_standby_says_so_and_how_far_it_replayed_in_one_statement(

@@ -18,6 +18,7 @@ from django.test import AsyncClient, Client
 from dashboard import session_sockets
 from dashboard.asgi import application
 from lifecycle.people import accounts
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -146,5 +147,4 @@ async def test_one_check_for_every_socket_of_the_process(postgres, monkeypatch):
     # And it stops when the last socket closes
     for page in pages:
         await page.disconnect()
-    await asyncio.sleep(0.5)
-    assert all(t.done() for t in checkers)
+    await wait_until(lambda: all(t.done() for t in checkers), "the check to stop")
