@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from psycopg import sql as pgsql
 
 from lifecycle import events
 from lifecycle.client.config import exchange_name
@@ -42,6 +44,42 @@ def conninfo(postgres: None) -> str:
     from lifecycle.runtime.database import conninfo
 
     return conninfo(application_name="lifecycle-test-writer")
+
+
+@pytest.fixture
+def make_database(postgres: None) -> Iterator[Callable[..., str]]:
+    """``make_database(prefix, owner=None)``: a database of an application's own, made for
+    the test, as a conninfo; dropped after it, with the role its capture functions were
+    given (a role is the cluster's: it outlives the database) and then ``owner``."""
+    from lifecycle.runtime.database import conninfo
+
+    admin = conninfo(dbname="postgres")
+    made: list[tuple[str, str | None]] = []
+
+    def make(prefix: str, owner: str | None = None) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        create = pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name))
+        if owner:
+            create += pgsql.SQL(" OWNER {}").format(pgsql.Identifier(owner))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(create)
+        made.append((name, owner))
+        return conninfo(dbname=name)
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name, owner in made:
+                conn.execute(
+                    pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        pgsql.Identifier(name)
+                    )
+                )
+                for role in (f"{name}_lifecycle_capture"[:63], owner):
+                    if role:
+                        drop = pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role))
+                        conn.execute(drop)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ database's prefix, and a write made in a savepoint is stored with the xmin its r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -51,35 +51,20 @@ class App:
 
 
 @pytest.fixture
-def app() -> Iterator[App]:
+def app(make_database: Callable[..., str]) -> App:
     from lifecycle.runtime.database import conninfo
 
-    name = f"test_mig_{uuid.uuid4().hex[:10]}"
-    role = f"{name}_app"
-    admin = conninfo(dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    role = f"test_mig_{uuid.uuid4().hex[:10]}_app"
+    with psycopg.connect(conninfo(dbname="postgres"), autocommit=True) as conn:
         conn.execute(pgsql.SQL("CREATE ROLE {} LOGIN").format(pgsql.Identifier(role)))
-        conn.execute(
-            pgsql.SQL("CREATE DATABASE {} OWNER {}").format(
-                pgsql.Identifier(name), pgsql.Identifier(role)
-            )
-        )
-    url = conninfo(dbname=name)
+    url = make_database("test_mig", owner=role)
     app_url = psycopg.conninfo.make_conninfo(url, user=role)
     with psycopg.connect(app_url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE jobs_job (id bigserial PRIMARY KEY,"
             " status varchar(20) NOT NULL DEFAULT 'PENDING', output text, payload jsonb)"
         )
-    try:
-        yield App(url, app_url)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-            )
-            for r in (role, f"{name}_lifecycle_capture"[:63]):
-                conn.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(r)))
+    return App(url, app_url)
 
 
 MIGRATIONS = [

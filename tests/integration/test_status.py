@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +28,6 @@ from lifecycle import sql
 from lifecycle.models import CheckCursor, Event, Node, WatchedDatabase
 from lifecycle.nodes import election, heartbeat
 from lifecycle.people import tokens
-from lifecycle.runtime.database import conninfo
 from lifecycle.runtime.services import maintenance_conninfo
 from tests import conftest
 from tests.conftest import ROOT, free_port, wait_for
@@ -54,14 +53,10 @@ def status(*args: str, code: int = 0) -> str:
 
 
 @pytest.fixture
-def app_db() -> Iterator[str]:
+def app_db(make_database: Callable[..., str]) -> str:
     """An application's database with the capture's outbox (outbox.sql: create_schema), and
     two changes in it that no follower has copied: the oldest written 30 s ago."""
-    name = f"test_status_{uuid.uuid4().hex[:10]}"
-    admin = conninfo(dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    url = conninfo(dbname=name)
+    url = make_database("test_status")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.load("outbox")["create_schema"])
         for age in (30, 5):
@@ -72,13 +67,7 @@ def app_db() -> Iterator[str]:
                 " 'jobs', '{}', '{}', 1, 'me')",
                 [age],
             )
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-            )
+    return url
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -29,34 +29,16 @@ TABLE = "billing.jobs"
 
 
 @pytest.fixture
-def app_db() -> Iterator[str]:
+def app_db(make_database: Callable[..., str]) -> str:
     """A database of the application's own, created for the test, with its task table."""
-    from lifecycle.runtime.database import conninfo
-
-    name = f"test_app_{uuid.uuid4().hex[:10]}"
-    admin = conninfo(dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    url = conninfo(dbname=name)
+    url = make_database("test_app")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE SCHEMA billing; CREATE TABLE billing.jobs ("
             " id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
             " state text NOT NULL DEFAULT 'queued', note text)"
         )
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name))
-            )
-            # The capture functions' owner role is the cluster's: it outlives the database.
-            conn.execute(
-                pgsql.SQL("DROP ROLE IF EXISTS {}").format(
-                    pgsql.Identifier(f"{name}_lifecycle_capture"[:63])
-                )
-            )
+    return url
 
 
 @pytest.fixture
