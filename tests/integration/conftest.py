@@ -33,6 +33,7 @@ from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_nam
 from lifecycle.scenarios.faults import TcpProxy, tcp_proxy
 from tests.conftest import wait_for
 from tests.integration.rabbit import queue_state
+from tests.published import Published
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,16 +95,6 @@ def reader(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     """A session of its own in autocommit: each query sees what has committed by then."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         yield conn
-
-
-class Published:
-    """A publisher that keeps what it was given."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from lifecycle.client import reads
 from lifecycle.client.django import LifecycleQuerySet, aread_model, read_model, version_of
 from lifecycle.lab.models import Task
 from lifecycle.runtime.database import conninfo
-from tests.integration.conftest import Published
+from tests.published import Published
 
 pytestmark = [
     pytest.mark.integration,

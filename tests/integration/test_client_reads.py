@@ -12,7 +12,7 @@ import pytest
 
 from lifecycle.client import reads
 from tests.conftest import wait_for
-from tests.integration.conftest import Published
+from tests.published import Published
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -42,8 +42,8 @@ from lifecycle.ingest import (
 )
 from lifecycle.models import Event
 from tests.conftest import wait_for
-from tests.integration.conftest import Published
 from tests.integration.rabbit import message, proxied_url, queue_state
+from tests.published import Published
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()

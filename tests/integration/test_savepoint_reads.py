@@ -24,7 +24,7 @@ from lifecycle.lab.models import Task
 from lifecycle.runtime.database import conninfo
 from lifecycle.store import eventlog
 from lifecycle.timeline.layout import TimelineBuilder
-from tests.integration.conftest import Published
+from tests.published import Published
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

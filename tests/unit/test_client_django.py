@@ -19,31 +19,23 @@ from lifecycle.client import config, reads
 from lifecycle.client.context import current_task
 from lifecycle.client.django import LifecycleMiddleware, reports_reads, request_task, status_of
 from lifecycle.client.logs import LifecycleLogHandler
+from tests.published import Published
 
 pytestmark = pytest.mark.unit
 
 log = logging.getLogger("test.django.views")
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        return True
-
+class Recorder(Published):
     def reads(self) -> list[tuple[str, str | None, int]]:
         return [
             (m["task"], m["status"], m["body"]["http_status"])
-            for m in self.sent
+            for m in self.messages
             if m["source"] == "api"
         ]
 
     def logs(self) -> list[tuple[str, str]]:
-        return [(m["task"], m["body"]["message"]) for m in self.sent if m["source"] == "log"]
+        return [(m["task"], m["body"]["message"]) for m in self.messages if m["source"] == "log"]
 
 
 # -- the application's views --------------------------------------------------------------
@@ -248,13 +240,13 @@ def test_a_url_kwarg_that_cannot_be_made_text_names_no_task_and_the_view_answers
     answer = client().get("/jobs/5/untouched/")
     # Then it answers as it would without the middleware, in no task
     assert (answer.status_code, answer.content) == (200, b"fine")
-    assert recorder.sent == []
+    assert recorder.messages == []
 
 
 @override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, LIFECYCLE_REQUEST_TASK="job_id")
 def test_an_unknown_url_is_answered_as_without_the_middleware(recorder: Recorder) -> None:
     assert client().get("/nowhere/").status_code == 404
-    assert recorder.sent == []
+    assert recorder.messages == []
 
 
 @override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=MIDDLEWARE, LIFECYCLE_REQUEST_TASK="job_id")

@@ -18,18 +18,9 @@ from dramatiq.asyncio import EventLoopThread
 from lifecycle.client import carry, current_attempt, current_task
 from lifecycle.client.dramatiq_middleware import LifecycleEvents
 from lifecycle.client.logs import LifecycleLogHandler
+from tests.published import Published
 
 pytestmark = pytest.mark.unit
-
-
-class Recorder:
-    """Stands in for the publisher: keeps what would be sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
 
 
 class Message:
@@ -51,7 +42,7 @@ def loop_thread() -> Any:
 @pytest.fixture
 def recorded() -> Any:
     """The middleware and the log handler on one recorder; the handler on a logger."""
-    recorder = Recorder()
+    recorder = Published()
     handler = LifecycleLogHandler("worker", publisher=recorder)  # type: ignore[arg-type]
     logger = logging.getLogger("test.actor")
     logger.addHandler(handler)
@@ -69,8 +60,8 @@ def in_worker_thread(fn: Any) -> Any:
     return out[0]
 
 
-def logs(recorder: Recorder) -> list[dict[str, Any]]:
-    return [m["body"] for m in recorder.sent if m["source"] == "log"]
+def logs(recorder: Published) -> list[dict[str, Any]]:
+    return [m["body"] for m in recorder.messages if m["source"] == "log"]
 
 
 def test_an_async_actors_warning_names_its_attempt_from_the_event_loop_thread(
@@ -98,7 +89,7 @@ def test_an_async_actors_warning_names_its_attempt_from_the_event_loop_thread(
     (body,) = logs(recorder)
     assert ran_on != "Thread-6" and body["thread"] == ran_on
     assert (body["message_id"], body["attempt"]) == ("m-1", 3)
-    assert [m["task"] for m in recorder.sent] == ["task-7", "task-7"]  # start, warning
+    assert [m["task"] for m in recorder.messages] == ["task-7", "task-7"]  # start, warning
     # And the worker thread is clean for the next message
     assert current_attempt.get() is None and current_task.get() is None
 
@@ -156,7 +147,7 @@ def test_without_carry_a_pool_thread_knows_no_task(recorded: Any) -> None:
 def test_a_read_reported_during_an_attempt_names_it(monkeypatch: Any) -> None:
     from lifecycle.client import reads
 
-    recorder = Recorder()
+    recorder = Published()
     monkeypatch.setattr(reads, "get_publisher", lambda: recorder)
     token = current_attempt.set(("m-4", 2))
     try:
@@ -164,6 +155,6 @@ def test_a_read_reported_during_an_attempt_names_it(monkeypatch: Any) -> None:
     finally:
         current_attempt.reset(token)
     reads.report_read("task-9", "RUNNING", xmin=5)
-    first, second = (m["body"] for m in recorder.sent)
+    first, second = (m["body"] for m in recorder.messages)
     assert (first["message_id"], first["attempt"]) == ("m-4", 2)
     assert "message_id" not in second

@@ -16,21 +16,9 @@ from lifecycle.client.context import task_context
 from lifecycle.client.dramatiq_middleware import LifecycleEvents
 from lifecycle.client.logs import LifecycleLogHandler
 from lifecycle.client.pytest_plugin import Lifecycle
+from tests.published import Published
 
 pytestmark = pytest.mark.unit
-
-
-class Recorder:
-    """Stands in for the publisher: keeps what would be sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def publish(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        return True
 
 
 class Message:
@@ -51,8 +39,8 @@ def prefix(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    found = Recorder()
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Published:
+    found = Published()
     monkeypatch.setattr(reads, "get_publisher", lambda: found)
     return found
 
@@ -86,7 +74,7 @@ def test_the_setting_is_read_once_until_forgotten(
 
 def test_broker_steps_carry_the_prefixed_key(prefix: str) -> None:
     # Given the Dramatiq middleware on a recorder
-    recorder = Recorder()
+    recorder = Published()
     middleware = LifecycleEvents(publisher=recorder)  # type: ignore[arg-type]
     message = Message(42)
     # When a message is enqueued, started and acked
@@ -96,7 +84,7 @@ def test_broker_steps_carry_the_prefixed_key(prefix: str) -> None:
     middleware.after_process_message(None, message)  # type: ignore[arg-type]
     middleware.after_ack(None, message)  # type: ignore[arg-type]
     # Then every step names task "jobs-db:42"
-    assert [(m["kind"], m["task"]) for m in recorder.sent] == [
+    assert [(m["kind"], m["task"]) for m in recorder.messages] == [
         ("enqueue", "jobs-db:42"),
         ("start", "jobs-db:42"),
         ("ack", "jobs-db:42"),
@@ -104,7 +92,7 @@ def test_broker_steps_carry_the_prefixed_key(prefix: str) -> None:
 
 
 def test_a_log_record_carries_the_prefixed_key(prefix: str) -> None:
-    recorder = Recorder()
+    recorder = Published()
     handler = LifecycleLogHandler("api", publisher=recorder)  # type: ignore[arg-type]
     logger = logging.getLogger("test.prefix")
     logger.addHandler(handler)
@@ -115,16 +103,16 @@ def test_a_log_record_carries_the_prefixed_key(prefix: str) -> None:
             logger.warning("upstream slow")
     finally:
         logger.removeHandler(handler)
-    assert [(m["source"], m["task"]) for m in recorder.sent] == [("log", "jobs-db:42")]
+    assert [(m["source"], m["task"]) for m in recorder.messages] == [("log", "jobs-db:42")]
 
 
-def test_reads_carry_the_prefixed_key(prefix: str, recorder: Recorder) -> None:
+def test_reads_carry_the_prefixed_key(prefix: str, recorder: Published) -> None:
     reads.report_read(42, "RUNNING")
     reads.report_cached(42, reads.ReadVersion(xmin=7, snapshot="7:8:", status="RUNNING"))
     with reads.deferred_reads() as held:
         reads.report_read("42", "RUNNING")
     held.report(200)
-    assert [m["task"] for m in recorder.sent] == ["jobs-db:42"] * 3
+    assert [m["task"] for m in recorder.messages] == ["jobs-db:42"] * 3
 
 
 def test_the_pytest_plugin_watches_the_prefixed_key(
