@@ -3,11 +3,8 @@ Host header names (ALLOWED_HOSTS ignores ports, so ``localhost:<any port>`` gets
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,46 +13,28 @@ from django.test import Client
 from lifecycle.models import Run
 from lifecycle.people import accounts, tokens
 from tests.conftest import wait_for
+from tests.integration.json_server import JsonHandler, JsonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-class FakeLab:
+class FakeLab(JsonServer):
     """Answers the lab's API as a lab whose every task is COMPLETED; keeps what it got."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, Any]] = []
         lab = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                lab.requests.append(("POST", self.path, json.loads(self.rfile.read(length))))
+                lab.requests.append(("POST", self.path, self.json_body()))
                 self.answer(201, {"id": str(uuid.uuid4()), "status": "PENDING"})
 
             def do_GET(self) -> None:
                 lab.requests.append(("GET", self.path, None))
                 self.answer(200, {"status": "COMPLETED"})
 
-            def answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -67,6 +46,7 @@ def configured_lab() -> Iterator[FakeLab]:
 
 @pytest.fixture
 def attacker() -> Iterator[FakeLab]:
+    """An attacker's server on another port of this machine: a lab all the same."""
     lab = FakeLab()
     yield lab
     lab.close()

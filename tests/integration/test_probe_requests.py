@@ -3,10 +3,7 @@ method, headers, body, dotted key and status paths, and the answers it refuses."
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +13,12 @@ from lifecycle.models import Event, Run
 from lifecycle.scenarios import probe
 from lifecycle.scenarios.catalogue import LAB_FILE, Scenario, activate
 from tests.conftest import wait_for
+from tests.integration.json_server import JsonHandler, JsonServer
 
 pytestmark = pytest.mark.integration
 
 
-class Service:
+class Service(JsonServer):
     """Answers PUT /things with ``submit_answer`` and GET /things/<key> with a done thing;
     keeps every request it got."""
 
@@ -29,15 +27,14 @@ class Service:
         self.submit_answer: tuple[int, Any] = (202, {"data": {"thing": {"key": "k/1 #"}}})
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_PUT(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
                 service.requests.append(
                     {
                         "method": "PUT",
                         "path": self.path,
                         "auth": self.headers.get("Authorization"),
-                        "body": json.loads(self.rfile.read(length)),
+                        "body": self.json_body(),
                     }
                 )
                 self.answer(*service.submit_answer)
@@ -48,28 +45,14 @@ class Service:
                 )
                 self.answer(200, {"thing": {"state": ["x", "finished"]}})
 
-            def answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
 
 @pytest.fixture
 def service() -> Iterator[Service]:
     found = Service()
     yield found
-    found.server.shutdown()
-    found.server.server_close()
+    found.close()
 
 
 def scenario(tmp_path: Path, url: str, submit_extra: str = "") -> Scenario:
