@@ -20,9 +20,11 @@ def now() -> datetime:
 
 
 class _Uuids:
-    """Version-4 UUIDs made from 58 random bits drawn once per process and a 64-bit counter:
-    as unique as ``uuid4()`` within what a process publishes (never two alike), across
-    processes by their random part, at a fraction of its cost (no system call per event)."""
+    """Version-4 UUIDs made from 74 random bits drawn once per process and a 48-bit counter:
+    as unique as ``uuid4()`` within what a process publishes (never two alike before 2**48
+    events), across processes and restarts by their random part (two processes share it
+    once in about 2**37 pairs' lifetimes), at a fraction of its cost: no system call, one
+    string format per event."""
 
     def __init__(self) -> None:
         self.reseed()
@@ -30,17 +32,14 @@ class _Uuids:
 
     def reseed(self) -> None:
         # The layout of uuid4: 48 random bits, version 4, 12 random bits, variant 10, 62
-        # bits: here 2 more random bits and the counter.
-        random = int.from_bytes(os.urandom(8), "big")
-        self.prefix = f"{random >> 16 & 0xFFFFFFFFFFFF:012x}"  # time_low and time_mid
-        self.middle = f"4{random >> 4 & 0xFFF:03x}"  # version 4, 12 random bits
-        self.variant = 0x8 | (random & 0x3)  # variant 10, 2 random bits
-        self.counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 28)
+        # bits: here 14 more random bits, then the counter's 48 (the last group).
+        random = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
+        high, middle, low = random >> 32 & 0xFFFFFFFFFFFF, random >> 20 & 0xFFF, random & 0x3FFF
+        self.head = f"{high >> 16:08x}-{high & 0xFFFF:04x}-4{middle:03x}-{0x8000 | low:04x}-"
+        self.counter = itertools.count()
 
     def __call__(self) -> str:
-        n = next(self.counter) & 0x0FFFFFFFFFFFFFFF
-        low = f"{self.variant << 60 | n:016x}"
-        return f"{self.prefix[:8]}-{self.prefix[8:]}-{self.middle}-{low[:4]}-{low[4:]}"
+        return f"{self.head}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 new_uuid = _Uuids()

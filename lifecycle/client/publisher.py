@@ -248,7 +248,10 @@ class Publisher:
         self._bytes = 0  # the encoded size of those taken (the thread encodes them)
         self._tickets = itertools.count(1)
         self._last_ticket = 0
-        self._idle = False  # the thread sleeps until woken: the next publish wakes it
+        # The thread sleeps until woken (or has not started, or has ended): the next publish
+        # wakes it (or starts one).
+        self._idle = True
+        self._running = False  # a thread was started and has not done the last of ``_run``
         self._urgent = 0  # tickets up to this one are awaited: send them without lingering
         self._waiters = 0  # callers in ``wait`` or ``flush``
         self._confirmed = 0  # every ticket up to this one is confirmed (kept while awaited)
@@ -265,6 +268,7 @@ class Publisher:
         # The thread's own (and the caller of ``close`` once it has ended):
         self._pending: collections.deque[Item] = collections.deque()  # taken, not yet sent
         self._pending_since = 0.0
+        self._bodies: dict[int, tuple[Any, str]] = {}  # the last round's encoded bodies
         self._inflight: collections.OrderedDict[int, _Flight] = collections.OrderedDict()
         self._connection: Any = None
         self._channel: Any = None
@@ -290,7 +294,7 @@ class Publisher:
         source: str,
         kind: str,
         task: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | tuple[dict[str, Any], str],
         *,
         at: float | None = None,
         status: str | None = None,
@@ -299,25 +303,32 @@ class Publisher:
         """``publish(make_message(...))`` at the least cost to the calling thread: the
         message, its uuid and its time (``at``: seconds since the epoch, default now) are
         made by the publisher thread. ``body`` is the publisher's from now on (an event may
-        share one with another). Returns its ticket, for ``wait``; None if it was dropped."""
+        share one with another): a dict, or a dict and its JSON text, byte for byte what
+        ``json.dumps(body, separators=(",", ":"))`` makes (the Dramatiq middleware's start
+        and ack share one, encoded once on the worker's thread). Returns its ticket, for
+        ``wait``; None if it was dropped."""
         return self._append(
             (source, kind, task, status, time.time() if at is None else at, txid, body)
         )
 
     def _append(self, message: Any) -> int | None:
+        # The caller's whole cost: a lock, a ticket, an append. A forked child got a fresh
+        # state from the at-fork hook (``_reset``); the thread's liveness is asked only when
+        # it sleeps (``_idle``, also set as it ends), not at each event.
         try:
-            if self._pid != os.getpid():
-                self._reset()  # forked without the at-fork hook (should not happen)
             with self._lock:
-                full = self._held >= self.max_events
-                if not full:
+                if self._held < self.max_events:
                     ticket = self._last_ticket = next(self._tickets)
-                    self._buffer.append((ticket, message))
+                    buffer = self._buffer
+                    buffer.append((ticket, message))
                     self._held += 1
                     # Wake the thread only if it sleeps, or once a full message waits.
-                    wake = self._idle or len(self._buffer) == MAX_BATCH_EVENTS
+                    if not self._idle and len(buffer) != MAX_BATCH_EVENTS:
+                        return ticket
                     self._idle = False
-            if full:
+                else:
+                    ticket = None
+            if ticket is None:
                 self._drop(
                     _summary(message),
                     f"the publisher's buffer was full ({self.max_events} events)",
@@ -325,12 +336,12 @@ class Publisher:
                     self.max_events,
                 )
                 return None
-            if self._thread is None or not self._thread.is_alive():
+            if not self._running:
                 try:
                     self._start_thread()
                 except Exception as exc:  # kept: the next publish tries again
                     self._warn("cannot start the publisher thread (%r); buffering", exc)
-            elif wake:
+            else:
                 self._wake()
             return ticket
         except Exception as exc:  # never the caller's problem
@@ -470,7 +481,7 @@ class Publisher:
 
     def _revive(self) -> None:
         """Start a thread again if events are held and the last one died."""
-        if self._held and (self._thread is None or not self._thread.is_alive()):
+        if self._held and not self._running:
             try:
                 self._start_thread()
             except Exception as exc:
@@ -478,12 +489,19 @@ class Publisher:
 
     def _start_thread(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            # Not running: no thread, or one past the last thing it does (``_run``).
+            if not self._running:
                 self._stopping = False
                 self._thread = threading.Thread(
                     target=self._run, name="lifecycle-publisher", daemon=True
                 )
-                self._thread.start()
+                self._running = True
+                try:
+                    self._thread.start()
+                except BaseException:
+                    self._running = False
+                    self._idle = True  # the next publish tries again
+                    raise
 
     def _drop(self, message: Any, cause: str, reason: str, *args: object) -> None:
         """Count a lost message against its task and source (for its ``gap`` event, which
@@ -533,6 +551,16 @@ class Publisher:
     # -- the publisher thread -------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            # The last thing this thread does: the next publish (or ``flush``, ``wait``)
+            # may start another, which finds everything this one left.
+            with self._lock:
+                self._running = False
+                self._idle = True
+
+    def _serve(self) -> None:
         try:
             loop = IOLoop()
         except Exception as exc:  # out of file descriptors: the next call starts another
@@ -880,13 +908,20 @@ class Publisher:
         lost: list[tuple[Any, str, str, object]] = []
         lost_tickets: list[int] = []
         limit = self.max_bytes
+        # The bodies encoded in this round and the last, by id (each held, so no id is
+        # reused meanwhile): the middleware's start and ack of a message share one body.
+        bodies: dict[int, tuple[Any, str]] = {}
+        before = self._bodies
         for ticket, message in taken:
             try:
                 if type(message) is tuple:
-                    message, body = _build(message)
+                    routing_key, body, message_id = _encode(message, bodies, before)
                 else:
                     body = messages.encode(message)
-                routing_key = f"{message['source']}.{message['kind']}"
+                    routing_key = f"{message['source']}.{message['kind']}"
+                    message_id = message.get("uuid")
+                    if not _short(message_id):
+                        message_id = None
             except Exception as exc:
                 cause = f"the publisher could not encode the event ({exc!r})"
                 lost.append((message, cause, "cannot encode an event (%r): dropping it", exc))
@@ -904,8 +939,8 @@ class Publisher:
                 lost_tickets.append(ticket)
                 continue
             size += len(body)
-            message_id = message.get("uuid")
-            pending.append((routing_key, body, message_id if _short(message_id) else None, ticket))
+            pending.append((routing_key, body, message_id, ticket))
+        self._bodies = bodies
         with self._lock:
             self._bytes = size
             self._held -= len(lost)
@@ -1035,6 +1070,8 @@ def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
     source, kind, task, status, at, txid, body = parts
     if type(task) is not str:
         task = str(task)  # a task key is text (config.task_key does the same)
+    if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
+        body = body[0]  # a dict and its JSON text (``emit``): the dict is the message's
     message = {
         "schema": messages.SCHEMA_VERSION,
         "uuid": messages.new_uuid(),
@@ -1064,6 +1101,58 @@ def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
     return message, text.encode()
 
 
+def _encode(
+    parts: tuple[Any, ...],
+    bodies: dict[int, tuple[Any, str]],
+    before: dict[int, tuple[Any, str]],
+) -> tuple[str, bytes, str | None]:
+    """An ``emit``'s routing key, encoding (``_build``'s) and uuid, its body encoded once
+    for all the events that share it (``bodies``: this round's; ``before``: the last's)."""
+    source, kind, task, status, at, txid, body = parts
+    if not (
+        type(task) is str
+        and type(source) is str
+        and type(kind) is str
+        and (status is None or type(status) is str)
+        and (txid is None or type(txid) is int)
+    ):
+        message, encoded = _build(parts)
+        message_id = message["uuid"]
+        return f"{source}.{kind}", encoded, message_id if _short(message_id) else None
+    if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
+        text = body[1]  # encoded by the caller (the middleware)
+    elif type(body) is dict:
+        key = id(body)
+        known = bodies.get(key) or before.get(key)
+        if known is None or known[0] is not body:
+            known = (body, _dumps(body))
+        bodies[key] = known
+        text = known[1]
+    else:
+        message, encoded = _build(parts)
+        return f"{source}.{kind}", encoded, message["uuid"]
+    known_kind = _kinds.get((source, kind))
+    if known_kind is None:
+        if len(_kinds) >= MAX_KINDS:
+            _kinds.clear()
+        known_kind = _kinds[(source, kind)] = (
+            f"{source}.{kind}",
+            f',"source":{_quote(source)},"kind":{_quote(kind)},"status":',
+        )
+    uuid = messages.new_uuid()
+    text = (
+        f'{{"schema":{messages.SCHEMA_VERSION},"uuid":"{uuid}","task":{_quote(task)}'
+        f'{known_kind[1]}{"null" if status is None else _quote(status)},"at":"{_iso(at)}",'
+        f'"txid":{"null" if txid is None else txid},"body":{text}}}'
+    )
+    return known_kind[0], text.encode(), uuid
+
+
+# By source and kind: an event's routing key and its JSON from "source" to "status".
+_kinds: dict[tuple[str, str], tuple[str, str]] = {}
+MAX_KINDS = 256
+
+
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode  # messages.encode's
 
@@ -1075,8 +1164,12 @@ def _iso(at: float) -> str:
     """``datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")``, at a third
     of its cost: the date and time to the second are formatted once a second."""
     global _second
-    whole = math.floor(at)  # not int(): -1.5 is 1.5 s before the epoch, not 0.5
-    micro = min(int((at - whole) * 1_000_000), 999_999)
+    whole = int(at)
+    if whole > at:  # before the epoch: -1.5 is 1.5 s before it, not 0.5 (math.floor)
+        whole -= 1
+    micro = int((at - whole) * 1_000_000)
+    if micro > 999_999:  # rounded up from a hair below the next second
+        micro = 999_999
     known = _second  # one read: another publisher's thread may replace it meanwhile
     if known[0] != whole:
         known = _second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S"))

@@ -4,7 +4,9 @@ message ``make_message`` builds, encoded byte for byte as ``messages.encode`` do
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lifecycle.client import messages
-from lifecycle.client.publisher import _build, _iso
+from lifecycle.client.publisher import _build, _encode, _iso
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +66,52 @@ def test_times_are_formatted_as_isoformat_to_the_microsecond(at: float) -> None:
 def test_an_emitted_message_gets_a_fresh_uuid_each_time() -> None:
     parts = ("broker", "ack", "t-1", None, time.time(), None, {})
     assert len({_build(parts)[0]["uuid"] for _ in range(1000)}) == 1000
+
+
+def test_uuids_are_version_4_and_unique_across_forked_processes() -> None:
+    # Given a process that made uuids, and children forked from it (each reseeds at fork)
+    mine = [messages.new_uuid() for _ in range(1000)]
+    children = []
+    for _ in range(4):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write, json.dumps([messages.new_uuid() for _ in range(1000)]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            children.append(json.loads(pipe.read()))
+        os.waitpid(pid, 0)
+    # Then no uuid is made twice, in any process, and each is a valid version-4 uuid
+    every = mine + [u for child in children for u in child]
+    assert len(set(every)) == len(every) == 5000
+    for text in every[::97]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == text
+    # and the processes' random parts differ (a counter alone would repeat the parent's)
+    heads = {child[0][:23] for child in children} | {mine[0][:23]}
+    assert len(heads) == 5
+
+
+def test_events_sharing_one_body_encode_it_once_and_alike() -> None:
+    # Given two events of one body (the middleware's start and ack) taken in two rounds
+    body = {"message_id": "m-1", "n": [1, 2.5, None], "é": "\u2028"}
+    at = time.time()
+    first, before = {}, {}  # type: ignore[var-annotated]
+    _, start, _ = _encode(("broker", "start", "t-1", None, at, None, body), first, before)
+    second: dict[int, Any] = {}
+    _, ack, _ = _encode(("broker", "ack", "t-1", None, at, None, body), second, first)
+    # Then both carry the body as messages.encode would
+    for raw in (start, ack):
+        sent = json.loads(raw)
+        expected = messages.make_message(source="broker", kind=sent["kind"], task="t-1", body=body)
+        expected.update(uuid=sent["uuid"], at=sent["at"])
+        assert raw == messages.encode(expected)
+    # and another body with the id of a collected one is encoded afresh
+    other = {"message_id": "m-2"}
+    third: dict[int, Any] = {id(other): (body, "{}")}
+    _, raw, _ = _encode(("broker", "ack", "t-2", None, at, None, other), third, {})
+    assert json.loads(raw)["body"] == other
