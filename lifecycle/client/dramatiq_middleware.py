@@ -20,6 +20,7 @@ positional argument, else the message id. Another app points the setting
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import threading
@@ -39,9 +40,9 @@ logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
 # Stored on the MessageProxy at start, read by ack, fail and nack: the task's key as
-# published and the events' body (message id, actor, queue, attempt, pid, the worker thread
-# that ran it: the ack comes from another), worked out once per message. The start and the
-# ack events share that body: the publisher encodes it, and nothing changes it.
+# published, the events' body (message id, actor, queue, attempt, pid, the worker thread
+# that ran it) and its JSON, worked out once per message. The start and the ack events
+# share that body and its JSON, and nothing changes them.
 _EVENT = "_lifecycle_event"
 _SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
@@ -79,6 +80,83 @@ def _configured_task_key() -> TaskKey:
     return cast(TaskKey, found)
 
 
+_NO_ATTRIBUTES: dict[str, Any] = {}
+# A worker thread's name, asked once, and the JSON of what its events' bodies share (actor,
+# queue, pid, thread), by actor, queue and redelivery (``_body``). Fresh in a forked child.
+_thread = threading.local()
+_pid = os.getpid()
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+MAX_SHAPES = 1000  # (actor, queue, redelivered) a worker thread keeps the JSON of
+
+
+def _forked() -> None:
+    global _pid, _thread
+    _pid = os.getpid()
+    _thread = threading.local()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _attributes(message: Any) -> dict[str, Any]:
+    """The message's own attributes: a MessageProxy's hold the message it wraps
+    (``_message``), RabbitMQ's ``redelivered`` and the marks of these hooks."""
+    try:
+        return cast(dict[str, Any], message.__dict__)
+    except AttributeError:  # an object of __slots__: nothing of ours is on it
+        return _NO_ATTRIBUTES
+
+
+def _body(inner: Any, own: dict[str, Any], attempt: int) -> tuple[dict[str, Any], str | None]:
+    """An event's body (message id, actor, queue, attempt, pid, the worker thread, whether
+    RabbitMQ redelivered it) and its JSON, byte for byte ``json.dumps``'s (None if a field
+    is not what Dramatiq makes): the start and ack of a message share both, and the JSON of
+    all but the message id and attempt is made once per actor and queue."""
+    here = _thread
+    try:
+        thread, shapes = here.name, here.shapes
+    except AttributeError:
+        thread = here.name = threading.current_thread().name
+        shapes = here.shapes = {}
+    redelivered = own.get("redelivered")
+    if redelivered is not None:
+        redelivered = bool(redelivered)
+    actor, queue = inner.actor_name, inner.queue_name
+    shape = shapes.get((actor, queue, redelivered))
+    if shape is None:
+        if len(shapes) >= MAX_SHAPES:
+            shapes.clear()
+        shape = shapes[(actor, queue, redelivered)] = _shape(actor, queue, thread, redelivered)
+    message_id = inner.message_id
+    body: dict[str, Any] = {
+        "message_id": message_id,
+        "actor": actor,
+        "queue": shape[0],
+        "attempt": attempt,
+        "pid": _pid,
+        "thread": thread,
+    }
+    if redelivered is not None:
+        body["redelivered"] = redelivered
+    if shape[1] is None or type(message_id) is not str:
+        return body, None
+    return body, f'{{"message_id":{_quote(message_id)}{shape[1]},"attempt":{attempt}{shape[2]}'
+
+
+def _shape(
+    actor: Any, queue: Any, thread: str, redelivered: bool | None
+) -> tuple[str, str | None, str]:
+    """The queue's name as a body says it, and the JSON around the message id and attempt
+    (None: not text, left to ``json.dumps``)."""
+    name = q_name(queue)
+    tail = f',"pid":{_pid},"thread":{_quote(thread)}'
+    if redelivered is not None:
+        tail += ',"redelivered":true' if redelivered else ',"redelivered":false'
+    if type(actor) is not str or type(name) is not str:
+        return name, None, tail + "}"
+    return name, f',"actor":{_quote(actor)},"queue":{_quote(name)}', tail + "}"
+
+
 class LifecycleEvents(dramatiq.Middleware):
     """Publish ``broker`` events for enqueue, start, ack, fail, retry, nack and skip."""
 
@@ -91,9 +169,7 @@ class LifecycleEvents(dramatiq.Middleware):
         self.errors = 0  # hooks that failed (and were swallowed)
 
     def task_key(self, message: Any) -> str:
-        if self._task_key is None:
-            self._task_key = _configured_task_key()
-        return self._task_key(message)
+        return self._key(_attributes(message).get("_message", message), message)
 
     @property
     def publisher(self) -> Publisher:
@@ -127,18 +203,26 @@ class LifecycleEvents(dramatiq.Middleware):
         self._emit(kind, message, at=at, attempt=retries + 1, delay=delay)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        # The hooks on a worker's threads read the message behind Dramatiq's MessageProxy
+        # (``_message``): each attribute read through the proxy's ``__getattr__`` costs more
+        # than the rest of a hook, and a busy worker runs three hooks a message.
         try:
-            attempt = (message.options.get("retries") or 0) + 1
-            key = self.task_key(message)
-            event = (config.task_key(key), self._body(message, attempt))
-            setattr(message, _EVENT, event)
+            own = _attributes(message)
+            inner = own.get("_message", message)
+            attempt = (inner.options.get("retries") or 0) + 1
+            key = self._key(inner, message)
+            task = config.task_key(key)
+            body, text = _body(inner, own, attempt)
+            setattr(message, _EVENT, (task, body, text))
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
-            current_attempt.set((str(message.message_id), attempt))
+            current_attempt.set((str(body["message_id"]), attempt))
         except Exception:
             self._swallow("before_process_message")
-        self._emit("start", message)
+            self._emit("start", message)
+            return
+        self._send("start", task, body, text)
 
     def after_process_message(
         self,
@@ -159,8 +243,14 @@ class LifecycleEvents(dramatiq.Middleware):
         current_attempt.set(None)
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
-        if getattr(message, _SUCCEEDED, False):
+        own = _attributes(message)
+        if not own.get(_SUCCEEDED):
+            return
+        event = own.get(_EVENT)
+        if event is None:  # its start could not be worked out: the slow way, then
             self._emit("ack", message)
+        else:
+            self._send("ack", *event)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("skip", message)
@@ -180,14 +270,42 @@ class LifecycleEvents(dramatiq.Middleware):
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _key(self, inner: Any, message: Any) -> str:
+        """The message's task key: the default reads the message behind the proxy; a key
+        function of the application's gets what Dramatiq gave the hook, as it always has."""
+        task_key = self._task_key
+        if task_key is None:
+            task_key = self._task_key = _configured_task_key()
+        return task_key(inner if task_key is default_task_key else message)
+
+    def _send(self, kind: str, task: str, body: dict[str, Any], text: str | None) -> None:
+        """A start or an ack: the event worked out at the start, as it is (with its body's
+        JSON, for our publisher: encoded once for both)."""
+        try:
+            publisher = self._publisher or get_publisher()
+            if text is not None and isinstance(publisher, Publisher):
+                publisher.emit("broker", kind, task, (body, text))
+                return
+            emit = getattr(publisher, "emit", None)
+            if emit is not None:
+                emit("broker", kind, task, body)
+            else:  # a publisher of one's own, with ``publish`` only
+                publisher.publish(
+                    messages.make_message(source="broker", kind=kind, task=task, body=body)
+                )
+        except Exception:
+            self._swallow(kind)
+
     def _emit(self, kind: str, message: Any, *, at: float | None = None, **extra: Any) -> None:
         try:
-            event = getattr(message, _EVENT, None)
+            own = _attributes(message)
+            event = own.get(_EVENT)
             if event is None:  # not a message this worker started (enqueue, retry, skip)
-                task = config.task_key(self.task_key(message))
-                body = self._body(message, (message.options.get("retries") or 0) + 1)
+                inner = own.get("_message", message)
+                task = config.task_key(self._key(inner, message))
+                body = _body(inner, own, (inner.options.get("retries") or 0) + 1)[0]
             else:
-                task, body = event
+                task, body = event[0], event[1]
             if extra:
                 body = {**body, **extra}
             publisher = self.publisher
@@ -201,21 +319,6 @@ class LifecycleEvents(dramatiq.Middleware):
                 )
         except Exception:
             self._swallow(kind)
-
-    @staticmethod
-    def _body(message: Any, attempt: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "message_id": message.message_id,
-            "actor": message.actor_name,
-            "queue": q_name(message.queue_name),
-            "attempt": attempt,
-            "pid": os.getpid(),
-            "thread": threading.current_thread().name,
-        }
-        redelivered = getattr(message, "redelivered", None)
-        if redelivered is not None:
-            body["redelivered"] = bool(redelivered)
-        return body
 
     def _swallow(self, what: str) -> None:
         self.errors += 1

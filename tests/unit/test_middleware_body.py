@@ -1,0 +1,143 @@
+"""The Dramatiq middleware works out a message's body and its JSON once, at its start, on the
+worker's thread, and hands both to the publisher; the start and the ack share them. What
+reaches RabbitMQ must be what ``messages.encode`` makes of the same event, byte for byte, and
+the hooks must read the message behind Dramatiq's ``MessageProxy`` as Dramatiq gave it."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.rabbitmq import _RabbitmqMessage
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lifecycle.client import messages
+from lifecycle.client.dramatiq_middleware import LifecycleEvents, _body
+from lifecycle.client.publisher import Publisher, _encode
+
+pytestmark = pytest.mark.unit
+
+text = st.text(max_size=30)  # any code point: quotes, controls, U+2028, astral planes
+
+
+class Emitted(Publisher):
+    """The real publisher's ``emit`` and encoding, with no thread: keeps what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(url="amqp://guest:guest@127.0.0.1:1/%2F", max_events=100)
+        self.given: list[tuple[Any, ...]] = []
+
+    def _append(self, message: Any) -> int | None:
+        self.given.append(message)
+        return len(self.given)
+
+
+def proxy(
+    message_id: str, actor: str, queue: str, redelivered: bool | None, retries: int = 0
+) -> Any:
+    """A message as Dramatiq's RabbitMQ consumer hands it to the hooks."""
+    inner = dramatiq.Message(
+        queue_name=queue,
+        actor_name=actor,
+        args=(),
+        kwargs={"task_id": "t-1"},
+        options={"retries": retries},
+        message_id=message_id,
+    )
+    if redelivered is None:
+        return dramatiq.broker.MessageProxy(inner)
+    return _RabbitmqMessage(redelivered, 1, inner)
+
+
+@given(
+    message_id=text,
+    actor=text,
+    queue=text,
+    redelivered=st.none() | st.booleans(),
+    retries=st.integers(min_value=0, max_value=10**6),
+)
+def test_the_bodys_json_is_json_dumps_of_the_body(
+    message_id: str, actor: str, queue: str, redelivered: bool | None, retries: int
+) -> None:
+    message = proxy(message_id, actor, queue, redelivered, retries)
+    body, encoded = _body(message._message, vars(message), retries + 1)
+    assert encoded == json.dumps(body, separators=(",", ":"))
+    assert body["message_id"] == message_id and body["actor"] == actor
+    assert body["attempt"] == retries + 1 and body["pid"] == os.getpid()
+    assert body["thread"] == threading.current_thread().name
+    assert body.get("redelivered") == redelivered
+
+
+def test_start_and_ack_reach_the_wire_as_messages_encode_makes_them() -> None:
+    # Given the middleware on the real publisher's emit (no thread, no broker)
+    publisher = Emitted()
+    middleware = LifecycleEvents(publisher=publisher)
+    message = proxy("m-\u2028\"'", "act\u00e9", "jobs.DQ", True)
+    # When a message starts and is acked
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    # Then each event, as the publisher's thread encodes it, is make_message's, encoded
+    start, ack = publisher.given
+    assert start[6][0] is ack[6][0] and start[6][1] is ack[6][1]  # one body and JSON, shared
+    for parts, kind in ((start, "start"), (ack, "ack")):
+        routing_key, raw, uuid = _encode(parts, {}, {})
+        assert routing_key == f"broker.{kind}"
+        sent = json.loads(raw)
+        assert sent["uuid"] == uuid
+        expected = messages.make_message(source="broker", kind=kind, task="t-1", body=start[6][0])
+        expected.update(uuid=uuid, at=sent["at"])
+        assert raw == messages.encode(expected)
+        assert sent["body"] == {
+            "message_id": "m-\u2028\"'",
+            "actor": "act\u00e9",
+            "queue": "jobs",  # the delay queue's own queue, as Dramatiq names it
+            "attempt": 1,
+            "pid": os.getpid(),
+            "thread": threading.current_thread().name,
+            "redelivered": True,
+        }
+
+
+def test_a_publisher_of_ones_own_gets_the_body_as_a_dict() -> None:
+    class Own:
+        def __init__(self) -> None:
+            self.bodies: list[Any] = []
+
+        def emit(self, source: str, kind: str, task: str, body: Any, **_: Any) -> None:
+            self.bodies.append(body)
+
+    own = Own()
+    middleware = LifecycleEvents(publisher=own)  # type: ignore[arg-type]
+    message = proxy("m-1", "work", "default", False)
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    assert [type(b) for b in own.bodies] == [dict, dict]
+    assert own.bodies[0]["message_id"] == "m-1"
+
+
+def test_a_forked_child_names_its_own_pid_in_its_bodies() -> None:
+    # Given a thread that already made a body (its shared JSON is kept per thread)
+    message = proxy("m-1", "work", "default", False)
+    parent = _body(message._message, vars(message), 1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the same thread, another process
+        try:
+            os.write(write, json.dumps(_body(message._message, vars(message), 1)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_body, child_json = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    # Then the child's body and its JSON name the child
+    assert parent[0]["pid"] == os.getpid()
+    assert child_body["pid"] == pid
+    assert json.loads(child_json)["pid"] == pid
