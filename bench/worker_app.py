@@ -2,7 +2,9 @@
 
 A Dramatiq application as a user writes one, set up from the environment before the actor
 is declared (Dramatiq's broker is global): ``AMQP_URL``; ``BENCH_QUEUE``, the queue;
-``BENCH_LIFECYCLE=1`` adds ``LifecycleEvents()`` (publishing to ``LIFECYCLE_NAMESPACE``).
+``BENCH_LIFECYCLE=1`` adds ``LifecycleEvents()`` (publishing to ``LIFECYCLE_NAMESPACE``);
+``hooks`` or ``buffer`` adds it with a publisher that sends nothing, ``empty`` a middleware
+that does nothing (``--variant``).
 
 ``AckClock`` notes when the worker booted, when it started its first message and when it
 acked the ``BENCH_EXPECT``-th, with the CPU time of the process and of each kind of thread
@@ -17,6 +19,7 @@ profile is written to ``<dir>/<kind>.prof``. It imports no Django.
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import os
 import pstats
@@ -28,6 +31,21 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 PROFILE = os.environ.get("BENCH_PROFILE")
+# The garbage collector's passes by generation and the seconds they took (by the clock of
+# the thread each ran on), for the bench to tell the collector's share from the hooks'.
+_gc = {"gen0": 0, "gen1": 0, "gen2": 0, "seconds": 0.0}
+_gc_began = threading.local()
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_began.at = time.thread_time()
+    else:
+        _gc[f"gen{info['generation']}"] += 1
+        _gc["seconds"] += time.thread_time() - getattr(_gc_began, "at", time.thread_time())
+
+
+gc.callbacks.append(_gc_callback)
 _profiles: list[tuple[threading.Thread, cProfile.Profile]] = []
 
 
@@ -50,9 +68,11 @@ class AckClock(dramatiq.Middleware):
         self.acked = 0
         self.times: dict[str, float] = {}
         self.boot_threads: dict[int, tuple[str, float]] = {}
+        self.boot_gc: dict[str, float] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.times.update(boot=time.monotonic(), boot_cpu=time.process_time())
+        self.boot_gc = dict(_gc)
         self.boot_threads = thread_cpu()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
@@ -68,7 +88,13 @@ class AckClock(dramatiq.Middleware):
             threads = cpu_since(self.boot_threads)
             _write(
                 self.path,
-                {"pid": os.getpid(), **self.times, "threads": threads, **_publisher_stats()},
+                {
+                    "pid": os.getpid(),
+                    **self.times,
+                    "threads": threads,
+                    "gc": {k: v - self.boot_gc.get(k, 0) for k, v in _gc.items()},
+                    **_publisher_stats(),
+                },
             )
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
@@ -169,6 +195,25 @@ if os.environ.get("BENCH_LIFECYCLE") == "1":
     from lifecycle.client import LifecycleEvents
 
     broker.add_middleware(LifecycleEvents())
+elif os.environ.get("BENCH_LIFECYCLE") == "empty":
+    broker.add_middleware(dramatiq.Middleware())  # Dramatiq's own cost of one more middleware
+elif os.environ.get("BENCH_LIFECYCLE") in ("hooks", "buffer"):
+    # What the floor is (``--variant``): the middleware's hooks with a publisher whose thread
+    # never runs: ``hooks``, every event discarded as it is emitted; ``buffer``, every event
+    # buffered as usual (the caller's whole cost), none sent.
+    from lifecycle.client import LifecycleEvents
+    from lifecycle.client.publisher import Publisher
+
+    class _Unsent(Publisher):
+        def _start_thread(self) -> None:
+            self._running = True
+
+    class _Discarded(_Unsent):
+        def _append(self, message: Any) -> int | None:
+            return None
+
+    unsent = _Discarded if os.environ["BENCH_LIFECYCLE"] == "hooks" else _Unsent
+    broker.add_middleware(LifecycleEvents(publisher=unsent(max_events=10**9, max_bytes=10**12)))
 dramatiq.set_broker(broker)
 
 

@@ -23,6 +23,11 @@ message: enqueue, start, ack), counted per kind by queues bound beside it, and t
 events are read for the drops they report. Everything is purged between runs and deleted
 at the end.
 
+``python -m bench.worker_overhead --variant hooks`` (or ``buffer``) runs the same drains
+with the middleware's hooks on a publisher whose thread never runs, each event discarded as
+it is emitted (or buffered and never sent): the floor of what the hooks alone (or the hooks
+and the buffer) cost the worker threads, without the publisher thread's share.
+
 **worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
 with the middleware, with every thread of the worker under ``cProfile`` timed by the
 thread's own CPU clock (``bench.worker_app``), from boot to the end of its graceful stop;
@@ -63,6 +68,11 @@ TARGET_SLOWDOWN = 0.05  # at the largest size
 KINDS = ("enqueue", "start", "ack", "gap")
 ROLES = ("worker threads", "consumer threads", "publisher thread", "other threads")
 ENQUEUE_FLUSH = 120.0  # seconds the enqueuing process may take to send its events
+# ``--variant``: the worker's middleware as shipped (``full``), or, to show the floor, its
+# hooks with a publisher whose thread never runs, every event discarded as emitted
+# (``hooks``) or buffered and never sent (``buffer``): only ``full`` sends start and ack.
+# ``empty``: a middleware with no hook of its own, Dramatiq's cost of calling one more.
+VARIANTS = {"full": "1", "hooks": "hooks", "buffer": "buffer", "empty": "empty"}
 
 
 class Bench:
@@ -151,6 +161,8 @@ class Bench:
             found["enqueue_stats"] = publisher.stats()
         return found
 
+    variant = "full"  # what the worker's middleware publishes: VARIANTS
+
     def drain(self, count: int, middleware: bool, profile: Path | None = None) -> dict[str, Any]:
         """Enqueue ``count`` messages, then time a worker that acks them all."""
         self.purge()
@@ -172,7 +184,7 @@ class Bench:
             BENCH_QUEUE=self.queue,
             BENCH_EXPECT=str(count),
             BENCH_RESULT=str(result_path),
-            BENCH_LIFECYCLE="1" if middleware else "0",
+            BENCH_LIFECYCLE=(VARIANTS[self.variant] if middleware else "0"),
         )
         if profile is not None:
             profile.mkdir(exist_ok=True)
@@ -219,6 +231,7 @@ class Bench:
             cpu_closed=shutdown["cpu"] - timed["boot_cpu"] if "cpu" in shutdown else None,
             rabbitmq_cpu=rabbitmq if self.rabbitmq else None,
             threads=timed.get("threads", {}),
+            gc=timed.get("gc", {}),
             at_last_ack={k: timed[k] for k in ("published", "dropped", "queued") if k in timed},
             at_shutdown=shutdown,
             **self.events(),
@@ -261,9 +274,12 @@ class Bench:
 # -- worker-overhead ----------------------------------------------------------------------------
 
 
-def bench_worker_overhead(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> dict[str, Any]:
+def bench_worker_overhead(
+    sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS, variant: str = "full"
+) -> dict[str, Any]:
     """Drain each size without and with the middleware, ``rounds`` times interleaved."""
     bench = Bench()
+    bench.variant = variant
     runs: list[dict[str, Any]] = []
     try:
         for r in range(rounds):
@@ -275,7 +291,13 @@ def bench_worker_overhead(sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) 
                     print("  " + _run_line(run), flush=True)
     finally:
         bench.close()
-    result = {"sizes": sizes, "rounds": rounds, "runs": runs, "by_size": _summarize(runs, sizes)}
+    result = {
+        "sizes": sizes,
+        "rounds": rounds,
+        "variant": variant,
+        "runs": runs,
+        "by_size": _summarize(runs, sizes),
+    }
     print(format_overhead(result), flush=True)
     return result
 
@@ -295,6 +317,12 @@ def _run_line(run: dict[str, Any]) -> str:
         f" {_per_message(run['rabbitmq_cpu'], count)}; by thread: "
         + ", ".join(f"{role} {_per_message(s, count)}" for role, s in run["threads"].items())
         + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
+        + (
+            f"; garbage collector {_per_message(gc['seconds'], count)} µs/message"
+            f" ({gc['gen0']:,} / {gc['gen1']:,} / {gc['gen2']:,} passes of generation 0 / 1 / 2)"
+            if (gc := run.get("gc"))
+            else ""
+        )
     )
     if run["middleware"]:
         kinds = run["kinds"]
@@ -361,7 +389,12 @@ def format_overhead(result: dict[str, Any]) -> str:
         "",
         f"worker-overhead: a no-op actor, 1 process x {THREADS} threads, "
         f"{result['rounds']} interleaved rounds, medians (rates: messages acked a second;"
-        " CPU: µs per message, without / with)",
+        " CPU: µs per message, without / with)"
+        + (
+            ""
+            if result.get("variant", "full") == "full"
+            else f"; variant {result['variant']}: the worker's publisher sends nothing"
+        ),
         "",
         "| messages | worker without | worker with the middleware | worker CPU during the"
         " drain | worker CPU until its publisher closed | RabbitMQ CPU during the drain"
@@ -593,12 +626,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", default=",".join(map(str, SIZES)))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--profile", action="store_true", help="one profiled drain instead")
+    parser.add_argument(
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="full",
+        help="hooks, buffer: the worker's publisher sends nothing (the floor of the hooks)",
+    )
     options = parser.parse_args(argv)
     sizes = tuple(int(x) for x in options.messages.split(","))
     if options.profile:
         bench_worker_profile(max(sizes))
         return 0
-    result = bench_worker_overhead(sizes, options.rounds)
+    result = bench_worker_overhead(sizes, options.rounds, options.variant)
     return 0 if all(not s["stray"] for s in result["by_size"].values()) else 1
 
 
