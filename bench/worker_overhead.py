@@ -31,11 +31,12 @@ and the buffer) cost the worker threads, without the publisher thread's share.
 **worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
 with the middleware, with every thread of the worker under ``cProfile`` timed by the
 thread's own CPU clock (``bench.worker_app``), from boot to the end of its graceful stop;
-it prints each kind of thread's CPU per message, the issue's candidate costs (encoding,
-the lock and condition, ``uuid4`` and the time, one ``basic_publish`` and its confirm per
-event) and the top functions by own time. Not py-spy: its ``--gil`` mode charged the
-consumer thread with time its own CPU clock says it never spent, and without ``--gil`` it
-counted threads waiting for the GIL, a lock or a socket as busy.
+it prints each kind of thread's CPU per message, the candidate costs (the hooks' body and
+key, ``emit``'s lock and append, the publisher thread's encoding, uuids, times, one
+``basic_publish`` a batch and its confirm) and the top functions by own time. Not py-spy:
+its ``--gil`` mode charged the consumer thread with time its own CPU clock says it never
+spent, and without ``--gil`` it counted threads waiting for the GIL, a lock or a socket as
+busy.
 
 Targets (issue 24): at 20,000 messages the median slowdown is at most 5 %, and every event
 arrives with no ``gap``.
@@ -465,28 +466,25 @@ CANDIDATES: tuple[tuple[str, str, tuple[Where, ...]], ...] = (
     (*HOOKS_ROW, HOOKS),
     (
         "worker threads",
-        "  make_message: the dict, uuid4, now, isoformat",
-        (("client/messages.py", "make_message"),),
-    ),
-    ("worker threads", "    uuid4()", (("/uuid.py", "uuid4"),)),
-    ("worker threads", "      os.urandom (releases the GIL)", (("~", "urandom"),)),
-    (
-        "worker threads",
-        "    datetime.now() and isoformat()",
-        (
-            ("~", "method now of type object"),
-            ("~", "'isoformat' of 'datetime.datetime'"),
-        ),
+        "  the body and its JSON (_body)",
+        (("client/dramatiq_middleware.py", "_body"),),
     ),
     (
         "worker threads",
-        "  task_key (the default and the prefix)",
-        (("client/dramatiq_middleware.py", "task_key"),),
+        "  the task key (the default and the prefix)",
+        (("client/dramatiq_middleware.py", "_key"), ("lifecycle/client/config.py", "task_key")),
     ),
-    ("worker threads", "  Publisher.publish", (("client/publisher.py", "publish"),)),
-    ("worker threads", "    encode (json.dumps)", (("client/messages.py", "encode"),)),
-    ("worker threads", "    Condition.notify_all", (("/threading.py", "notify_all"),)),
-    ("worker threads", "    Thread.is_alive", (("/threading.py", "is_alive"),)),
+    (
+        "worker threads",
+        "  Publisher.emit: a lock, a ticket, an append",
+        (("client/publisher.py", "emit"),),
+    ),
+    ("worker threads", "    waking the publisher thread", (("client/publisher.py", "_wake"),)),
+    (
+        "worker threads",
+        "  contextvars (the task and attempt)",
+        (("~", "of '_contextvars.ContextVar'"),),
+    ),
     (
         "worker threads",
         "Dramatiq's process_message (the hooks included)",
@@ -495,33 +493,20 @@ CANDIDATES: tuple[tuple[str, str, tuple[Where, ...]], ...] = (
     ("consumer threads", "the middleware's hooks", HOOKS),
     (
         "publisher thread",
-        "_Sender.send: one message, its confirm awaited",
-        (("client/publisher.py", "send"),),
+        "a round: take, encode, send (_pump_once)",
+        (("client/publisher.py", "_pump_once"),),
     ),
-    ("publisher thread", "  pika basic_publish", (("blocking_connection.py", "basic_publish"),)),
+    ("publisher thread", "  encoding the events (_take)", (("client/publisher.py", "_take"),)),
+    ("publisher thread", "    of it, uuids", (("client/messages.py", "__call__"),)),
+    ("publisher thread", "    of it, times (_iso)", (("client/publisher.py", "_iso"),)),
     (
         "publisher thread",
-        "    building frames (Connection._send_method)",
-        (("pika/connection.py", "_send_method"),),
+        "  one message a batch (_send_batch)",
+        (("client/publisher.py", "_send_batch"),),
     ),
-    (
-        "publisher thread",
-        "    pika's loop until the confirm (_flush_output)",
-        (("blocking_connection.py", "_flush_output"),),
-    ),
-    (
-        "publisher thread",
-        "      of it, the poller (IOLoop.poll)",
-        (("select_connection.py", "poll"),),
-    ),
-    (
-        "publisher thread",
-        "  its lock and condition (wait, notify_all)",
-        (
-            ("/threading.py", "wait"),
-            ("/threading.py", "notify_all"),
-        ),
-    ),
+    ("publisher thread", "    pika basic_publish", (("pika/channel.py", "basic_publish"),)),
+    ("publisher thread", "confirms (_on_confirm)", (("client/publisher.py", "_on_confirm"),)),
+    ("publisher thread", "the poller (IOLoop.poll)", (("select_connection.py", "poll"),)),
 )
 ROLES_PROFILED = ("worker threads", "consumer threads", "publisher thread")
 
