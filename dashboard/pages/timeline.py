@@ -26,7 +26,6 @@ def page_context(page: TaskPage) -> dict[str, Any]:
     """What the templates show of a task's page."""
     return {
         "task_key": page.task_key,
-        "swimlane": mark_safe(_swimlane(page)),
         "events": page.events,
         "events_html": mark_safe(_events_html(page)),
         "known_until": page.known_until,
@@ -41,6 +40,7 @@ def page_context(page: TaskPage) -> dict[str, Any]:
         "gaps": page.gaps,
         "live": page.live,
         "commit_clock": _commit_clock(page.commit_times),
+        "swimlane": mark_safe(_swimlane(page)),
     }
 
 

@@ -8,7 +8,7 @@ The web renders a ``TaskPage`` (``dashboard.pages.timeline``); nothing here is H
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -59,29 +59,30 @@ class TaskPage:
     # A long history's findings are the maintainer's: how many events they are behind
     # (0: current; None: never checked).
     findings_behind: int | None = 0
-    _marks: Callable[[], list[EventView]] | None = field(default=None, repr=False)
+    # A long history's events its swimlane draws one by one, in time order: the commits
+    # that changed the status, the gaps and the findings' events (the rest are the
+    # outline's columns).
+    drawn: list[EventRecord] = field(default_factory=list, repr=False)
 
     @property
     def long(self) -> bool:
         return self.outline is not None
 
     def marks(self) -> list[EventView]:
-        """The events the swimlane draws one by one: all of a short history's; of a long
-        one, the commits that changed the status, the gaps and the findings' events (the
-        rest are the outline's columns)."""
-        return self._marks() if self._marks is not None else self.events
+        """The events the swimlane draws one by one, laid out, in time order."""
+        if self.outline is None:
+            return self.events
+        builder = TimelineBuilder(all_commits=False)
+        builder.origin = from_us(self.outline.first_us)
+        views = [builder.add(r) for r in self.drawn]
+        pin(views, self.found)
+        return views
 
 
 def read_page(task_key: str, expected: str | None, *, whole: bool = False) -> TaskPage:
     """A task's page; a long history as its outline and windows unless ``whole`` is
     asked (and it is at most ``outline.WHOLE_MAX`` events)."""
-    if whole and outline.longer_than(task_key, outline.WHOLE_MAX):
-        whole = False  # too long to show at once: the outline and windows
-    if not whole and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
-        windowed = _windowed(task_key, expected)
-        if windowed is not None:
-            return windowed
-    return whole_page(task_key, expected)
+    return _windowed(task_key, expected, whole) or whole_page(task_key, expected)
 
 
 def whole_page(task_key: str, expected: str | None) -> TaskPage:
@@ -90,6 +91,7 @@ def whole_page(task_key: str, expected: str | None) -> TaskPage:
     views = TimelineBuilder().extend(records)
     found = findings.stored_findings(task_key, records, expected)
     pin(views, found)
+    gaps = gap_notices(records)
     status = current_status(records)
     lifecycle = statuses.of_history(records)
     return TaskPage(
@@ -102,17 +104,22 @@ def whole_page(task_key: str, expected: str | None) -> TaskPage:
         status=status,
         event_count=len(records),
         known_until=max((r.id for r in records), default=0),
-        gaps=gap_notices(records),
+        gaps=gaps,
         live=not lifecycle.is_terminal(status) or _recent(records),
         commit_times=any(commit_time(r) is not None for r in records),
         roles={r.status: lifecycle.role(r.status) or "" for r in records if r.status},
     )
 
 
-def _windowed(task_key: str, expected: str | None) -> TaskPage | None:
+def _windowed(task_key: str, expected: str | None, whole: bool) -> TaskPage | None:
     """A long history's page: the outline (every lane's count, every commit, every
     finding) and the first and last windows of events; the windows between load as they
-    scroll into view, or when a link or a mark points into one."""
+    scroll into view, or when a link or a mark points into one. None: a history to show
+    whole."""
+    if whole and not outline.longer_than(task_key, outline.WHOLE_MAX):
+        return None
+    if not outline.longer_than(task_key, outline.WINDOWED_ABOVE):
+        return None
     o = outline.read_outline(task_key)
     if o is None or not o.windows:
         return None
@@ -159,12 +166,16 @@ def _windowed(task_key: str, expected: str | None) -> TaskPage | None:
             rest = max(last.count - len(tail), 1)
             pieces.append(Window(last.after, cursor_of(tail[0]), rest))
     pieces.append(tail_views)
+    gaps = gap_notices(o.gaps)
     changes = o.derive(
         "changes", lambda: [m.record(task_key) for m in o.commits if m.changes_status]
     )
     by_id = {r.id: r for r in [*changes, *proving.values()]}
+    drawn = in_time_order({r.id: r for r in [*changes, *o.gaps, *proving.values()]}.values())
+    # The last status committed, else the last one its last events reported.
+    status = next((r.status for r in reversed(changes) if r.status), None)
+    status = status or current_status(tail)
     lifecycle = statuses.of_history(changes)
-    status = _status(changes, tail)
     return TaskPage(
         task_key=task_key,
         expected=expected,
@@ -175,38 +186,15 @@ def _windowed(task_key: str, expected: str | None) -> TaskPage | None:
         status=status,
         event_count=o.count,
         known_until=o.last_id,
-        gaps=gap_notices(o.gaps),
+        gaps=gaps,
         live=not lifecycle.is_terminal(status) or _recent(tail),
         commit_times=any(m.committed_at for m in o.commits)
         and any(commit_time(r) is not None for r in changes[:1]),
         roles={r.status: lifecycle.role(r.status) or "" for r in changes if r.status},
         outline=o,
         findings_behind=behind,
-        _marks=lambda: _marks(o, changes, proving, found),
+        drawn=drawn,
     )
-
-
-def _marks(
-    o: Outline,
-    changes: list[EventRecord],
-    proving: dict[int, EventRecord],
-    found: list[Finding],
-) -> list[EventView]:
-    """The events a long history's swimlane draws one by one, in time order: the commits
-    that changed the status, the gaps and the findings' events (the attempts' bars come
-    from the outline's steps)."""
-    builder = TimelineBuilder(all_commits=False)
-    builder.origin = from_us(o.first_us)
-    chosen = {r.id: r for r in [*changes, *o.gaps, *proving.values()]}
-    views = [builder.add(r) for r in in_time_order(chosen.values())]
-    pin(views, found)
-    return views
-
-
-def _status(commits: Sequence[EventRecord], tail: Sequence[EventRecord]) -> str | None:
-    """``current_status`` of a history known by its commits and its last events."""
-    committed = next((r.status for r in reversed(commits) if r.status), None)
-    return committed or current_status(tail)
 
 
 def _recent(records: Sequence[EventRecord]) -> bool:
