@@ -13,8 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from datetime import datetime
+from contextlib import nullcontext
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,11 +28,17 @@ from lifecycle.check.live import FindingsRefresher, check_history
 from lifecycle.check.rules import Finding
 from lifecycle.events import GAP, EventRecord
 from lifecycle.feed.hub import ALL, Subscription, get_hub
-from lifecycle.history import StatusTracker, in_time_order, read_xmin
 from lifecycle.models import Run
 from lifecycle.runtime import allocator
-from lifecycle.store import eventlog, outline
-from lifecycle.timeline.layout import EventView, TimelineBuilder, gap_notices, pin
+from lifecycle.store import eventlog
+from lifecycle.timeline.catch_up import (
+    LiveHistory,
+    PageHolds,
+    maintainers_findings,
+    read_start,
+    window_before,
+)
+from lifecycle.timeline.layout import EventView, gap_notices, pin
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +164,8 @@ class TaskConsumer(LiveConsumer):
     """One task's timeline (on the task page, and the run page with ``?run=ID``).
 
     A live event goes out at once, with the header; the findings follow in a message of
-    their own, paced by ``lifecycle.check.live``.
+    their own, paced by ``lifecycle.check.live``. What the connection knows of the history
+    is ``lifecycle.timeline.catch_up``'s; here it becomes fragments.
     """
 
     async def connect(self) -> None:
@@ -167,28 +173,14 @@ class TaskConsumer(LiveConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         run = query.get("run", [""])[0]
         self.run_id = int(run) if run.isdigit() else None
-        self.builder = TimelineBuilder()
-        self.records: list[EventRecord] = []
-        self.views: list[EventView] = []
-        self.status = StatusTracker()
-        self.gaps: list[str] = []  # the history's gap sentences, for the header
-        self.findings: list[Finding] | None = None
-        self.expected: str | None = None
-        self.sent: set[int] = set()
-        self.known_until = 0  # a long page knows every event up to this id
-        self.dom_runs: dict[int, tuple[int, int]] = {}
-        self.shown: set[int] = set()
+        self.history = LiveHistory(self.topic)
+        self.views: list[EventView] = []  # the history's, laid out
+        self.page = PageHolds()  # what the page in the browser holds
         self.rows = fragments.LiveRows()
         self.empty_shown = False  # the page shows "No event yet"
-        # A long page (an outline and windows: its hello says up to which id it knows
-        # every event) is followed from its last events only: the whole history is
-        # neither loaded nor checked here; its findings are the maintainer's.
-        self.long = False
-        self.count_before = 0  # a long page's events not in self.records
-        self.related: dict[int, EventRecord] = {}  # its findings' events
-        self.versions_sought: set[int] = set()  # versions whose commits were looked up
+        self.findings: list[Finding] | None = None  # as the page shows them
         self.refresher = FindingsRefresher(
-            self.topic, lambda: self.records, self.check, self.publish_findings
+            self.topic, lambda: self.history.records, self.check, self.publish_findings
         )
         await super().connect()
 
@@ -199,109 +191,50 @@ class TaskConsumer(LiveConsumer):
         super().release()
         # The history it held goes now, not at the collector's next full pass: the consumer
         # and its refresher refer to each other, and a long page's tail is megabytes.
-        self.records, self.views, self.related = [], [], {}
+        self.history, self.views = LiveHistory(self.topic), []
         self.rows = fragments.LiveRows()
-        self.builder = TimelineBuilder()
 
     async def catch_up(self, hello: dict[str, Any] | None) -> None:
-        if hello is not None and _id(hello.get("known_until")):
-            self.long = True
-        if not self.long and await database_sync_to_async(outline.longer_than)(
-            self.topic, outline.WINDOWED_ABOVE
-        ):
-            self.long = True  # a long history, whatever the hello says: from its end only
-        if self.long:
-            with allocator.heavy():  # its memory goes back once no heavy reader runs
-                await self.catch_up_long(hello)
-            return
-        if hello is not None:
-            self.sent |= _ids(hello.get("have"))
-            self.known_until = _id(hello.get("known_until"))
-            self.dom_runs = _runs(hello.get("runs"))
-            self.shown = set(self.sent)
-            self.empty_shown = not self.sent and not self.known_until
-        else:  # a resync: the page is what it was plus what this connection sent
-            self.shown = set(self.rows.own_rows)
-            self.dom_runs = {
-                run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
-            }
-        records = in_time_order(await database_sync_to_async(eventlog.task_events)(self.topic))
-        self.expected = await database_sync_to_async(self._expected)()
-        self.refresher.replaced()
-        self.builder = TimelineBuilder()
-        self.views = self.builder.extend(records)
-        self.records = records
-        self.status = StatusTracker(records)
-        self.gaps = gap_notices(records)
-        self.findings = None  # the page's findings are as of its render: send them again
-        found = await self.check(records)
-        marked = pin(self.views, found)  # before the rows: a read that proves stands alone
-        sent, known_until = self.sent, self.known_until
-        missing = self.rows.seed(
-            self.views, lambda v: v.id in sent or v.id <= known_until, self.shown, self.dom_runs
-        )
-        self.sent.update(r.id for r in records)
-        missing_ids = {v.id for v in missing}
-        parts = [self.rows.place(missing, first=self.empty_shown and bool(missing))]
-        parts.append(
-            self.rows.remark(v for v in self.views if v.id in marked and v.id not in missing_ids)
-        )
-        parts.extend(self._findings_parts(found, first=missing_ids))
-        if missing:
-            self.empty_shown = False
-        parts.append(await self._status_fragment(header=bool(missing), verdict=True))
-        await self._send(parts)
+        """Send what the page lacks: a long page (its hello says up to which id it knows
+        every event, or the history is long now) gets its last events at most, and a
+        window for what it lacks before them."""
+        shown = self._hear(hello)
+        long = self.history.long or bool(self.page.known_until)
+        history = await database_sync_to_async(read_start)(self.topic, self.run_id, long, self.page)
+        with allocator.heavy() if history.long else nullcontext():
+            await self._send(await self._catch_up_parts(history, shown))
 
-    async def catch_up_long(self, hello: dict[str, Any] | None) -> None:
-        """``catch_up`` for a long history: its last events and what came after the page,
-        as much as a long page's tail (``outline.TAIL``) at most, whatever the hello says;
-        what the page lacks before those is a window it loads on demand, as its own."""
-        if hello is not None:
-            self.known_until = _id(hello.get("known_until"))
-            self.sent |= _ids(hello.get("have"))
-            self.dom_runs = _runs(hello.get("runs"))
-            self.shown = set(self.sent)
-            self.empty_shown = not self.sent and not self.known_until
-            page_end = max([self.known_until, *self.sent, *(v[1] for v in self.dom_runs.values())])
-        else:
-            self.shown = set(self.rows.own_rows)
-            self.dom_runs = {
+    def _hear(self, hello: dict[str, Any] | None) -> set[int]:
+        """Take what the page holds from its hello (None, a resync: what it was and what
+        this connection sent since); the ids it shows as rows of their own."""
+        if hello is None:
+            self.page.runs = {
                 run.first.id: (run.count, run.last.id) for run in self.rows.folded.values()
             }
-            page_end = max([self.known_until, *self.sent])
-        state = await database_sync_to_async(_long_state)(
-            self.topic, self.known_until, self.dom_runs, page_end
-        )
-        self.expected = await database_sync_to_async(self._expected)()
+            return set(self.rows.own_rows)
+        self.page.sent |= _ids(hello.get("have"))
+        self.page.known_until = _id(hello.get("known_until"))
+        self.page.runs = _runs(hello.get("runs"))
+        self.empty_shown = not self.page.sent and not self.page.known_until
+        return set(self.page.sent)
+
+    async def _catch_up_parts(self, history: LiveHistory, shown: set[int]) -> list[str]:
         self.refresher.replaced()
-        records = state.records
-        self.builder = TimelineBuilder(all_commits=False)
-        self.builder.origin = state.origin
-        self.builder.index_commits(state.commits)
-        self.views = self.builder.extend(records)
-        self.records = records
-        self.count_before = state.count - len(records)  # the header counts them all
-        self.status = StatusTracker(state.statuses)
-        self.status.update(records)
-        self.gaps = gap_notices(state.gaps)
-        self.findings = None
-        found = await self.check(records)
-        marked = pin(self.views, found)
-        sent, known_until = self.sent, self.known_until
-        missing = self.rows.seed(
-            self.views, lambda v: v.id in sent or v.id <= known_until, self.shown, self.dom_runs
-        )
-        self.sent.update(r.id for r in records)
-        # The page's tail at most; the events before those that it may lack (the ones cut
-        # here, or those not read at all) become a window.
-        cut = len(missing) > outline.TAIL
-        missing = missing[-outline.TAIL :]
+        self.history = history
+        self.views = history.builder.extend(history.records)
+        self.findings = None  # the page's findings are as of its render: send them again
+        found = history.found if history.long else await self.check(history.records)
+        marked = pin(self.views, found)  # before the rows: a read that proves stands alone
+        missing = self.rows.seed(self.views, self.page.knows, shown, self.page.runs)
+        self.page.sent.update(r.id for r in history.records)
+        missing, windowed = history.to_send(missing)
         window = ""
-        if missing and (cut or state.behind):
-            window = await database_sync_to_async(_gap_window)(
-                self.topic, state.page_end, missing[0].record
+        if windowed:
+            w = await database_sync_to_async(window_before)(
+                self.topic, history.page_end, missing[0].record
             )
-            if window:
+            if w is not None:
+                window = window_html(self.topic, w.after, w.before, w.count)
                 self.rows.window_before(missing[0])
         missing_ids = {v.id for v in missing}
         # The window first: appended where the page ends, then the rows after it.
@@ -314,39 +247,22 @@ class TaskConsumer(LiveConsumer):
         )
         parts.extend(self._findings_parts(found, first=missing_ids))
         parts.append(await self._status_fragment(header=bool(missing), verdict=True))
-        await self._send(parts)
-
-    def _expected(self) -> str | None:
-        if self.run_id is not None:
-            return Run.objects.filter(pk=self.run_id).values_list("expected", flat=True).first()
-        return eventlog.expected_for(self.topic)
+        return parts
 
     async def forward(self, batch: list[EventRecord]) -> None:
-        fresh = [r for r in batch if r.id not in self.sent]
+        fresh = [r for r in batch if r.id not in self.page.sent]
         if not fresh:
             return
-        self.sent.update(r.id for r in fresh)
-        self.records.extend(fresh)
-        self.status.update(fresh)
+        self.page.sent.update(r.id for r in fresh)
+        history = self.history
+        history.records.extend(fresh)
+        history.status.update(fresh)
         if any(r.kind == GAP for r in fresh):
-            self.gaps = gap_notices(self.records)
-        if self.long:
-            unknown = {
-                x
-                for r in fresh
-                if (x := read_xmin(r)) is not None
-                and x not in self.builder.commits_by_xmin
-                and x not in self.versions_sought
-            }
-            if unknown:
-                self.versions_sought |= unknown  # a version no commit wrote: asked once
-                if len(self.versions_sought) > 100_000:
-                    self.versions_sought.clear()
-                commits = await database_sync_to_async(outline.commits_of_versions)(
-                    self.topic, unknown
-                )
-                self.builder.index_commits(commits)
-        views = self.builder.extend(fresh)
+            history.gaps = gap_notices(history.records)
+        unknown = history.versions_to_seek(fresh)
+        if unknown:
+            await database_sync_to_async(history.seek_versions)(unknown)
+        views = history.builder.extend(fresh)
         self.views.extend(views)
         parts = [self.rows.place(views, first=self.empty_shown)]
         self.empty_shown = False
@@ -356,11 +272,13 @@ class TaskConsumer(LiveConsumer):
         self.refresher.stale()
 
     async def check(self, records: list[EventRecord]) -> list[Finding]:
-        if self.long:  # the maintainer's findings, and the events they name
-            found, related = await database_sync_to_async(_stored)(self.topic, self.expected)
-            self.related = related
+        history = self.history
+        if history.long:  # the maintainer's findings, and the events they name
+            found, history.named = await database_sync_to_async(maintainers_findings)(
+                self.topic, history.expected
+            )
             return found
-        return await check_history(records, self.expected)
+        return await check_history(records, history.expected)
 
     async def publish_findings(self, found: list[Finding], generation: int) -> None:
         async with self.lock:
@@ -381,8 +299,8 @@ class TaskConsumer(LiveConsumer):
         parts = [self.rows.remark(v for v in self.views if v.id in marked and v.id not in first)]
         if self.findings is None or found != self.findings:
             self.findings = found
-            records = [*self.records, *self.related.values()] if self.long else self.records
-            parts.append(fragments.findings_fragment(finding_views(found, records), self.expected))
+            views = finding_views(found, self.history.explaining())
+            parts.append(fragments.findings_fragment(views, self.history.expected))
         return parts
 
     async def _status_fragment(self, *, header: bool, verdict: bool) -> str:
@@ -390,8 +308,10 @@ class TaskConsumer(LiveConsumer):
         if self.run_id is None:
             if not header:
                 return ""
-            count = len(self.records) + (self.count_before if self.long else 0)
-            return fragments.header_fragment(self.topic, self.status.current, count, self.gaps)
+            history = self.history
+            return fragments.header_fragment(
+                self.topic, history.status.current, history.count, history.gaps
+            )
         if not verdict:
             return ""
         run = await Run.objects.filter(pk=self.run_id).afirst()
@@ -450,80 +370,6 @@ class FeedConsumer(LiveConsumer):
             html = fragments.task_rows_fragment(summaries, self.shown)
             if html:
                 await self.send(text_data=html)
-
-
-@dataclass
-class LongState:
-    """What a long page's connection starts from (``_long_state``)."""
-
-    records: list[EventRecord]  # the last events, and every one after the page's
-    commits: list[EventRecord]  # the commits whose versions those reads returned
-    statuses: list[EventRecord]  # the last commit and the last read with a status
-    gaps: list[EventRecord]
-    count: int
-    origin: datetime | None
-    # More than a tail's worth came after ``known_until``: not read, the page may lack
-    # events before the last ones.
-    behind: bool
-    page_end: EventRecord | None  # the newest event the page says it has
-
-
-LONG_TAIL = 1000  # a long page's last events a connection reads, to extend its last run
-
-
-def _long_state(
-    task_key: str, known_until: int, runs: dict[int, tuple[int, int]], page_end: int
-) -> LongState:
-    """What a connection to a long history reads, whatever its hello says: the last
-    ``LONG_TAIL`` events, at most ``outline.TAIL`` more that came after ``known_until``
-    (none when more did), the first reads of the page's runs that end among those (a run
-    may have begun before them), and the event ``page_end``."""
-    recent = outline.window_events(task_key, None, None, LONG_TAIL, newest=True)
-    newer = eventlog.events_after(task_key, known_until, outline.TAIL + 1)
-    behind = len(newer) > outline.TAIL
-    if behind:
-        newer = []
-    read = {r.id for r in [*recent, *newer]}
-    firsts = set(
-        sorted({first for first, (_, last) in runs.items() if last in read} - read)[: outline.TAIL]
-    )
-    wanted = sorted(firsts | ({page_end} if page_end else set()))
-    found = eventlog.events_by_id(wanted) if wanted else {}
-    found = {i: r for i, r in found.items() if r.task_key == task_key}
-    ends = {i: r for i, r in found.items() if i in firsts}
-    by_id = {r.id: r for r in [*ends.values(), *recent, *newer]}
-    records = in_time_order(by_id.values())
-    versions = {x for r in records if (x := read_xmin(r)) is not None}
-    first = outline.span(task_key)
-    stats = eventlog.task_stats([task_key]).get(task_key, (0, 0))
-    return LongState(
-        records=records,
-        commits=outline.commits_of_versions(task_key, versions),
-        statuses=eventlog.last_statuses(task_key),
-        gaps=eventlog.task_gaps(task_key),
-        count=stats[0],
-        origin=outline.from_us(first[0]) if first else None,
-        behind=behind,
-        page_end=by_id.get(page_end) or found.get(page_end),
-    )
-
-
-def _gap_window(task_key: str, page_end: EventRecord | None, first_sent: EventRecord) -> str:
-    """A window of the events between the page's newest one (None: the start) and the
-    first one a catch-up sends, when there are any."""
-    after = outline.cursor_of(page_end) if page_end is not None else None
-    before = outline.cursor_of(first_sent)
-    if after is not None and after >= before:
-        return ""
-    count = outline.count_between(task_key, after, before)
-    return window_html(task_key, after, before, count) if count else ""
-
-
-def _stored(task_key: str, expected: str | None) -> tuple[list[Finding], dict[int, EventRecord]]:
-    found = findings.latest_stored(task_key, expected)
-    ids = sorted({i for f in found for i in f.events})
-    related = eventlog.events_by_id(ids) if ids else {}
-    return found, {i: r for i, r in related.items() if r.task_key == task_key}
 
 
 def _summaries(keys: list[str]) -> list[eventlog.TaskSummary]:

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import needs
 from dashboard.pages.compare import compare_candidates
-from dashboard.pages.timeline import timeline_context
+from dashboard.pages.timeline import page_context
 from dashboard.runs import start_run as start_run_as
 from lifecycle.models import Run
 from lifecycle.runtime.database import off_thread
@@ -28,6 +28,7 @@ from lifecycle.scenarios.catalogue import (
     get_scenario,
     parse_body,
 )
+from lifecycle.timeline.page import read_page
 
 MAX_TOKEN = 64
 
@@ -40,7 +41,9 @@ def body_text(body: Any) -> str:
 def _page(
     request: HttpRequest, run: Run, edited: str | None = None, error: str = "", status: int = 200
 ) -> HttpResponse:
-    context = timeline_context(run.task_key, run.expected) if run.task_key else {"live": False}
+    context = (
+        page_context(read_page(run.task_key, run.expected)) if run.task_key else {"live": False}
+    )
     if run.state != Run.State.DONE:
         context["live"] = True
     return render(

@@ -12,26 +12,31 @@ from django.utils.html import escape
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard.access import access_of, needs
-from dashboard.pages.timeline import part_views, timeline_context
+from dashboard.pages.timeline import page_context
 from dashboard.render import commit_item, commit_items, event_html, rows_html, window_html
 from lifecycle.models import ImportedTask, Run
 from lifecycle.people import quotas
 from lifecycle.store import eventlog, imports, outline
 from lifecycle.store.outline import WINDOW, cursor_of, format_cursor, parse_cursor
 from lifecycle.timeline.layout import collapse, read_signature
+from lifecycle.timeline.page import part_views, read_page
 
 
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
     whole = request.GET.get("whole") == "1"
-    context = timeline_context(task_key, eventlog.expected_for(task_key), whole=whole)
+    page = read_page(task_key, eventlog.expected_for(task_key), whole=whole)
     runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
-    if not context["events"] and not runs:
+    if not page.events and not runs:
         raise Http404(f"no event for task {task_key}")
     imported = ImportedTask.objects.filter(task_key=task_key).first()
     if imported is not None:
-        context["live"] = False  # a copy: nothing more comes
-    return render(request, "dashboard/task.html", {**context, "runs": runs, "imported": imported})
+        page.live = False  # a copy: nothing more comes
+    return render(
+        request,
+        "dashboard/task.html",
+        {**page_context(page), "runs": runs, "imported": imported},
+    )
 
 
 @require_POST
