@@ -27,6 +27,38 @@ __all__ = ["skip_or_fail"]
 pytest_plugins = ["tests.foreign", "tests.foreign_async", "tests.foreign_django", "tests.standby"]
 
 
+# Session fixtures that modules of different folders share (an attached service, slow to
+# start), each torn down after the last collected test that uses it, as a module fixture is
+# after its module's: what runs after it does not run beside it.
+ENDED_AFTER_LAST_USE = ("service", "foreign_db")
+_ends_after: dict[str, list[Any]] = {}  # a test's node id: the fixtures its teardown ends
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last: dict[Any, str] = {}
+    for item in items:
+        for name in ENDED_AFTER_LAST_USE:
+            # the definition this test gets (a module may have its own of the same name)
+            found = getattr(item, "_fixtureinfo", None)
+            defs = found.name2fixturedefs.get(name) if found else None
+            if name in getattr(item, "fixturenames", ()) and defs and defs[-1].scope == "session":
+                last[defs[-1]] = item.nodeid
+    _ends_after.clear()
+    for fixturedef, nodeid in last.items():  # in the order above: dependents first
+        _ends_after.setdefault(nodeid, []).append(fixturedef)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for fixturedef in _ends_after.get(item.nodeid, ()):
+            # pytest's own teardown of it (its value forgotten: a later user makes it anew)
+            fixturedef.finish(item._request)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> None:
     require_postgres()

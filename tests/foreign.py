@@ -57,9 +57,10 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def foreign_db(stack: Stack) -> Iterator[str]:
-    """The service's own database, beside the inspector's on the same server."""
+    """The service's own database, beside the inspector's on the same server (once for the
+    modules that attach the service, until the last of them: tests/conftest.py)."""
     from lifecycle.runtime.database import conninfo
 
     with service_database("foreign", SERVICE / "schema.sql") as name:
@@ -93,7 +94,7 @@ def service_database(prefix: str, schema: Path | None) -> Iterator[str]:
             )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     """README, steps 1 and 3: capture installed on its table, its worker and API started."""
     from django.conf import settings
