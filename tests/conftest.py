@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests import venvs
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,23 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         for fixturedef in _ends_after.get(item.nodeid, ()):
             # pytest's own teardown of it (its value forgotten: a later user makes it anew)
             fixturedef.finish(item._request)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "environment(name): a test needs this environment of tests/venvs.py"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environments(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The environments the collected tests need, begun in the background (tests/venvs.py)."""
+    for name in venvs.needed(request.session.items):
+        venvs.begin(name, tmp_path_factory)
+    yield
+    venvs.wait()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
+from tests import venvs
 from tests.conftest import FOREIGN_API_PORT, ROOT, Stack, http, wait_for
 
 SERVICE = ROOT / "tests" / "acceptance" / "foreign_service"
@@ -30,7 +31,11 @@ ASYNC_SERVICE_REQUIREMENTS = ["fastapi>=0.110", "uvicorn>=0.29", "asyncpg>=0.29"
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """README, step 2: the client alone in the services' environment (no Django), with the
     pytest extra for the plugin; the async service's FastAPI, uvicorn and asyncpg beside."""
-    where = tmp_path_factory.mktemp("foreign-venv")
+    return venvs.made("client_venv", tmp_path_factory)
+
+
+@venvs.maker("client_venv")
+def make_client_venv(where: Path) -> Path:
     source = where / "client-source"
     shutil.copytree(
         ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
