@@ -2,10 +2,13 @@
 psycopg 2 project's. Each one a collected test needs is begun in the background as the
 session starts (tests/conftest.py), while the tests before its first user run; its
 fixture waits for it. A test needs one by its fixture, or by ``environment(name)`` when it
-asks for it only for some of its params."""
+asks for it only for some of its params. They are made one at a time, in the order of
+their first users, at a lower priority (nice 10, which pip inherits from the thread that
+starts it): the tests running meanwhile, some of them timed, keep the CPU they had."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +17,9 @@ import pytest
 
 Maker = Callable[[Path], Path]  # a new folder to make it in -> its python
 MAKERS: dict[str, Maker] = {}  # by the name of the fixture that gives it
-_pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="venv")
+_pool = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="venv", initializer=os.nice, initargs=(10,)
+)
 _begun: dict[str, Future[Path]] = {}
 
 
@@ -27,12 +32,12 @@ def maker(name: str) -> Callable[[Maker], Maker]:
 
 
 def needed(items: Iterable[pytest.Item]) -> list[str]:
-    names: set[str] = set()
+    """The environments these tests need, in the order of their first users."""
+    names: dict[str, None] = {}
     for item in items:
-        names.update(getattr(item, "fixturenames", ()))
-        for mark in item.iter_markers("environment"):
-            names.update(mark.args)
-    return [name for name in MAKERS if name in names]
+        marked = [name for mark in item.iter_markers("environment") for name in mark.args]
+        names.update(dict.fromkeys([*getattr(item, "fixturenames", ()), *marked]))
+    return [name for name in names if name in MAKERS]
 
 
 def begin(name: str, factory: pytest.TempPathFactory) -> Future[Path]:
