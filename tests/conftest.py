@@ -19,12 +19,62 @@ from typing import Any
 
 import pytest
 
+from tests import venvs
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["skip_or_fail"]
 pytest_plugins = ["tests.foreign", "tests.foreign_async", "tests.foreign_django", "tests.standby"]
+
+
+# Session fixtures that modules of different folders share (an attached service, slow to
+# start), each torn down after the last collected test that uses it, as a module fixture is
+# after its module's: what runs after it does not run beside it.
+ENDED_AFTER_LAST_USE = ("service", "foreign_db")
+_ends_after: dict[str, list[Any]] = {}  # a test's node id: the fixtures its teardown ends
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last: dict[Any, str] = {}
+    for item in items:
+        for name in ENDED_AFTER_LAST_USE:
+            # the definition this test gets (a module may have its own of the same name)
+            found = getattr(item, "_fixtureinfo", None)
+            defs = found.name2fixturedefs.get(name) if found else None
+            if name in getattr(item, "fixturenames", ()) and defs and defs[-1].scope == "session":
+                last[defs[-1]] = item.nodeid
+    _ends_after.clear()
+    for fixturedef, nodeid in last.items():  # in the order above: dependents first
+        _ends_after.setdefault(nodeid, []).append(fixturedef)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for fixturedef in _ends_after.get(item.nodeid, ()):
+            # pytest's own teardown of it (its value forgotten: a later user makes it anew)
+            fixturedef.finish(item._request)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "environment(name): a test needs this environment of tests/venvs.py"
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _environments(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """The environments the collected tests need, begun in the background (tests/venvs.py)."""
+    for name in venvs.needed(request.session.items):
+        venvs.begin(name, tmp_path_factory)
+    yield
+    venvs.wait()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
+from tests import venvs
 from tests.conftest import FOREIGN_API_PORT, ROOT, Stack, http, wait_for
 
 SERVICE = ROOT / "tests" / "acceptance" / "foreign_service"
@@ -30,7 +31,11 @@ ASYNC_SERVICE_REQUIREMENTS = ["fastapi>=0.110", "uvicorn>=0.29", "asyncpg>=0.29"
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """README, step 2: the client alone in the services' environment (no Django), with the
     pytest extra for the plugin; the async service's FastAPI, uvicorn and asyncpg beside."""
-    where = tmp_path_factory.mktemp("foreign-venv")
+    return venvs.made("client_venv", tmp_path_factory)
+
+
+@venvs.maker("client_venv")
+def make_client_venv(where: Path) -> Path:
     source = where / "client-source"
     shutil.copytree(
         ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
@@ -57,9 +62,10 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def foreign_db(stack: Stack) -> Iterator[str]:
-    """The service's own database, beside the inspector's on the same server."""
+    """The service's own database, beside the inspector's on the same server (once for the
+    modules that attach the service, until the last of them: tests/conftest.py)."""
     from lifecycle.runtime.database import conninfo
 
     with service_database("foreign", SERVICE / "schema.sql") as name:
@@ -93,7 +99,7 @@ def service_database(prefix: str, schema: Path | None) -> Iterator[str]:
             )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     """README, steps 1 and 3: capture installed on its table, its worker and API started."""
     from django.conf import settings

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests import venvs
 from tests.conftest import DJANGO_API_PORT, ROOT, Stack, http, wait_for
 from tests.foreign import first_on_timeline, service_database, stop
 
@@ -31,7 +32,11 @@ def django_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """README, step 3: the client in the application's environment (with the pytest extra
     for the plugin, step 6), beside its own requirements (Django, django_dramatiq, gunicorn,
     psycopg; pytest and pytest-django for its tests)."""
-    where = tmp_path_factory.mktemp("django-venv")
+    return venvs.made("django_venv", tmp_path_factory)
+
+
+@venvs.maker("django_venv")
+def make_django_venv(where: Path) -> Path:
     source = where / "client-source"
     shutil.copytree(
         ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")

@@ -14,9 +14,10 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-# Module scope: Playwright's sync API keeps an event loop running in this thread while it
-# is open, which would break the asyncio tests that run after the browser tests.
-@pytest.fixture(scope="module")
+# One Chromium for the browser tests, closed after the last of them (package scope, not
+# session): Playwright's sync API keeps an event loop running in this thread while it is
+# open, which would break the asyncio tests that run after the browser tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         skip_or_fail(f"{CHROMIUM} is missing: apt-get install chromium chromium-driver")
@@ -28,6 +29,26 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+# Runs several modules look at, made once: none of them changes its run.
+@pytest.fixture(scope="package")
+def swallowed(stack: Any) -> dict[str, Any]:
+    """A failing run whose checker names a swallowed error and a mismatch."""
+    from tests.browser.test_compare import finished, start
+
+    return dict(finished(stack, start(stack, "swallowed-error")["id"]))
+
+
+@pytest.fixture(scope="package")
+def overwritten(stack: Any) -> dict[str, Any]:
+    """A done run of ``overwrite-after-failure`` (FAILED committed, then COMPLETED over it)."""
+    from tests.conftest import wait_for
+
+    status, run = stack.post("/api/scenarios/overwrite-after-failure/runs")
+    assert status == 201
+    wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
+    return dict(run)
 
 
 def log_in(page: Any, stack: Any) -> None:

@@ -20,12 +20,6 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def swallowed(stack) -> dict:
-    """A failing run whose checker names a swallowed error and a mismatch."""
-    return finished(stack, start(stack, "swallowed-error")["id"])
-
-
-@pytest.fixture(scope="module")
 def long_key(stack) -> str:
     key = f"a11y-long-{uuid.uuid4()}"
     _insert_history(key, 5000)

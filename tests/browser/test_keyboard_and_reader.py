@@ -12,7 +12,6 @@ import pytest
 
 from bench.dashboard import _insert_history
 from tests.browser.conftest import caught_up
-from tests.browser.test_compare import finished, start
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +19,6 @@ ROWS = "#timeline-events > li > a.ev-time"
 FINDING_LINKS = "[data-testid=finding] a"
 MARKS = "[data-testid=swimlane] a.mark"
 TOGGLES = "#timeline-events .run-toggle"
-
-
-@pytest.fixture(scope="module")
-def swallowed(stack) -> dict:
-    return finished(stack, start(stack, "swallowed-error")["id"])
 
 
 def tab_through(page, wanted: list[str], limit: int = 1500) -> dict[str, int]:

@@ -11,14 +11,6 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def overwritten(stack):
-    status, run = stack.post("/api/scenarios/overwrite-after-failure/runs")
-    assert status == 201
-    wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
-    return run
-
-
 def test_the_swimlane_shows_an_event_on_focus_and_leads_to_its_row(stack, page, overwritten):
     page.goto(f"{stack.base_url}/tasks/{overwritten['task']}")
     picture = page.get_by_test_id("swimlane")

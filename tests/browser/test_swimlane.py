@@ -7,7 +7,6 @@ import math
 import pytest
 
 from dashboard.swimlane import PILE_PX
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -25,14 +24,6 @@ MEASURE = """svg => {
   const ticks = [...svg.querySelectorAll('.tick-label, .zoom-note')].map(box);
   return {commits, ticks};
 }"""
-
-
-@pytest.fixture(scope="module")
-def overwritten(stack):
-    status, run = stack.post("/api/scenarios/overwrite-after-failure/runs")
-    assert status == 201
-    wait_for(lambda: stack.get(f"/api/runs/{run['id']}")[1]["state"] == "done", 30)
-    return run
 
 
 def overlap(a: list[float], b: list[float]) -> bool:

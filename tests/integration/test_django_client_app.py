@@ -28,12 +28,14 @@ from psycopg import sql as pgsql
 
 from lifecycle import events
 from lifecycle.history import Snapshot
+from tests import venvs
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 
 require_postgres()
 require_rabbitmq()
 
-pytestmark = pytest.mark.integration
+# the psycopg 2 environment, begun when the session starts (asked for by one param of `run`)
+pytestmark = [pytest.mark.integration, pytest.mark.environment("psycopg2_python")]
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = Path(__file__).resolve().parent / "django_client_app"
@@ -45,7 +47,11 @@ AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 def psycopg2_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Django project's environment with psycopg 2 and no psycopg 3: Django, the driver and
     the client (``[dramatiq]``, without the ``psycopg`` extra), from PyPI."""
-    where = tmp_path_factory.mktemp("django-psycopg2")
+    return venvs.made("psycopg2_python", tmp_path_factory)
+
+
+@venvs.maker("psycopg2_python")
+def make_psycopg2_python(where: Path) -> Path:
     source = where / "client-source"
     shutil.copytree(
         ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__", "build")
