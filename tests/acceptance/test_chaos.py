@@ -7,11 +7,10 @@ carry no finding but those a real redelivery causes."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lifecycle.scenarios.chaos import FAULTS, FaultResult, run_suite, table
+from lifecycle.scenarios.chaos import FAULTS, run_suite, table
 from tests.services import require_postgres, require_rabbitmq
 
 require_postgres()
@@ -19,37 +18,19 @@ require_rabbitmq()
 
 pytestmark = pytest.mark.acceptance
 
-# Two stacks strike at once, each its share of the faults, one after another as before. A
-# fault reaches only its own stack (its proxies, its database's backends, its processes,
-# its namespace), so neither half sees the other's; the suite takes half the time. The
-# heavy ones (the outages, kill-node's second node) are split between them, and kill-node
-# is in one half only: its second node is found by name on the server.
-HALVES = (
-    ("rabbitmq", "kill-ingest", "kill-web", "feed"),
-    ("postgres", "kill-worker", "kill-node"),
-)
 
-
-def half(faults: tuple[str, ...], suffix: str) -> list[FaultResult]:
+def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixture[str]) -> None:
     name = os.environ.get("TEST_DATABASE_NAME") or "test_lifecycle"
-    return run_suite(
-        list(faults),
+    results = run_suite(
+        list(FAULTS),
         log=lambda line: None,
         where={
-            "database": f"{name}_chaos{suffix}"[:63],
-            "namespace": f"{os.environ['LIFECYCLE_NAMESPACE']}-chaos{suffix.replace('_', '-')}",
+            "database": f"{name}_chaos"[:63],
+            "namespace": f"{os.environ['LIFECYCLE_NAMESPACE']}-chaos",
         },
         # runs started at 0, 1.5, 3 (the strike), 4.5 and 6 s: some before, some during
         seconds=6.5,
     )
-
-
-def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixture[str]) -> None:
-    assert sorted(f for faults in HALVES for f in faults) == sorted(FAULTS)
-    with ThreadPoolExecutor(len(HALVES)) as pool:
-        halves = list(pool.map(half, HALVES, ("", "_b")))
-    by_fault = {r.fault: r for results in halves for r in results}
-    results = [by_fault[f] for f in FAULTS if f in by_fault]
     report = table(results)
     print(report)  # shown with -s, and in the failure below
 
