@@ -1083,22 +1083,10 @@ def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
         "txid": txid,
         "body": body,
     }
-    if not (
-        type(task) is str
-        and type(source) is str
-        and type(kind) is str
-        and (status is None or type(status) is str)
-        and (txid is None or type(txid) is int)
-        and type(body) is dict
-    ):
+    if not (_plain(source, kind, task, status, txid) and type(body) is dict):
         return message, messages.encode(message)
-    text = (
-        f'{{"schema":{messages.SCHEMA_VERSION},"uuid":"{message["uuid"]}","task":{_quote(task)},'
-        f'"source":{_quote(source)},"kind":{_quote(kind)},'
-        f'"status":{"null" if status is None else _quote(status)},"at":"{message["at"]}",'
-        f'"txid":{"null" if txid is None else txid},"body":{_dumps(body)}}}'
-    )
-    return message, text.encode()
+    text = _text(message["uuid"], task, source, kind, status, message["at"], txid, _dumps(body))
+    return message, text
 
 
 def _encode(
@@ -1109,16 +1097,6 @@ def _encode(
     """An ``emit``'s routing key, encoding (``_build``'s) and uuid, its body encoded once
     for all the events that share it (``bodies``: this round's; ``before``: the last's)."""
     source, kind, task, status, at, txid, body = parts
-    if not (
-        type(task) is str
-        and type(source) is str
-        and type(kind) is str
-        and (status is None or type(status) is str)
-        and (txid is None or type(txid) is int)
-    ):
-        message, encoded = _build(parts)
-        message_id = message["uuid"]
-        return f"{source}.{kind}", encoded, message_id if _short(message_id) else None
     if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
         text = body[1]  # encoded by the caller (the middleware)
     elif type(body) is dict:
@@ -1129,27 +1107,56 @@ def _encode(
         bodies[key] = known
         text = known[1]
     else:
+        text = None
+    if text is None or not _plain(source, kind, task, status, txid):
         message, encoded = _build(parts)
-        return f"{source}.{kind}", encoded, message["uuid"]
-    known_kind = _kinds.get((source, kind))
-    if known_kind is None:
+        message_id = message["uuid"]
+        return f"{source}.{kind}", encoded, message_id if _short(message_id) else None
+    uuid = messages.new_uuid()
+    return f"{source}.{kind}", _text(uuid, task, source, kind, status, _iso(at), txid, text), uuid
+
+
+def _plain(source: Any, kind: Any, task: Any, status: Any, txid: Any) -> bool:
+    """The event's fields are of the types the fast encoding writes as they are (the rest
+    go through ``messages.encode``)."""
+    return (
+        type(task) is str
+        and type(source) is str
+        and type(kind) is str
+        and (status is None or type(status) is str)
+        and (txid is None or type(txid) is int)
+    )
+
+
+def _text(
+    uuid: str,
+    task: str,
+    source: str,
+    kind: str,
+    status: str | None,
+    at: str,
+    txid: int | None,
+    body: str,
+) -> bytes:
+    """``messages.encode``'s bytes of a message of plain fields (``_plain``) whose body is
+    already JSON text."""
+    fields = _kinds.get((source, kind))
+    if fields is None:
         if len(_kinds) >= MAX_KINDS:
             _kinds.clear()
-        known_kind = _kinds[(source, kind)] = (
-            f"{source}.{kind}",
-            f',"source":{_quote(source)},"kind":{_quote(kind)},"status":',
+        fields = _kinds[(source, kind)] = (
+            f',"source":{_quote(source)},"kind":{_quote(kind)},"status":'
         )
-    uuid = messages.new_uuid()
     text = (
         f'{{"schema":{messages.SCHEMA_VERSION},"uuid":"{uuid}","task":{_quote(task)}'
-        f'{known_kind[1]}{"null" if status is None else _quote(status)},"at":"{_iso(at)}",'
-        f'"txid":{"null" if txid is None else txid},"body":{text}}}'
+        f'{fields}{"null" if status is None else _quote(status)},"at":"{at}",'
+        f'"txid":{"null" if txid is None else txid},"body":{body}}}'
     )
-    return known_kind[0], text.encode(), uuid
+    return text.encode()
 
 
-# By source and kind: an event's routing key and its JSON from "source" to "status".
-_kinds: dict[tuple[str, str], tuple[str, str]] = {}
+# By source and kind: an event's JSON from "source" to "status".
+_kinds: dict[tuple[str, str], str] = {}
 MAX_KINDS = 256
 
 

@@ -42,7 +42,7 @@ import psycopg
 
 from lifecycle import sql
 from lifecycle.events import NOTIFY_CHANNEL, EventRecord
-from lifecycle.runtime.database import conninfo, first_line
+from lifecycle.runtime.database import conninfo, first_line, noticing_loss
 
 logger = logging.getLogger(__name__)
 
@@ -237,17 +237,11 @@ class LiveFeed:
         options: dict[str, Any] = {}
         if self.application_name:
             options["application_name"] = self.application_name
-        # Keepalives and a TCP user timeout notice a peer that vanished without a word;
-        # pg_terminate_backend and restarts are noticed at once anyway.
         return await psycopg.AsyncConnection.connect(
             self.dsn,
             autocommit=True,
             connect_timeout=5,
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=2,
-            tcp_user_timeout=int(self.query_timeout * 1000),
+            **noticing_loss(idle=5, interval=2, user_timeout=self.query_timeout),
             **options,
         )
 

@@ -42,7 +42,7 @@ import psycopg
 from django.conf import settings
 
 from lifecycle import sql
-from lifecycle.runtime.database import conninfo, first_line
+from lifecycle.runtime.database import conninfo, first_line, noticing_loss
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +80,8 @@ def _connect(role: str, database: str | None) -> psycopg.Connection[Any]:
         application_name=application_name,
         autocommit=True,
         connect_timeout=5,
-        # the client's side of a lost network (over TCP; a local socket needs none)
-        keepalives=1,
-        keepalives_idle=2,
-        keepalives_interval=1,
-        keepalives_count=2,
-        tcp_user_timeout=int(LOST_AFTER * 1000),
+        # given up before the server's side frees the lock (election.sql: keepalive)
+        **noticing_loss(idle=2, interval=1, user_timeout=LOST_AFTER),
     )
     conn.execute(ELECTION["keepalive"])
     return conn

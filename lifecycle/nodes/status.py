@@ -93,6 +93,11 @@ class Ingest:
         }
 
 
+def _backlog(items: int, noun: str, oldest_seconds: float | None) -> str:
+    """ "3 pending, oldest 2.1s" (empty when there are none)."""
+    return f"{count(items)} {noun}, oldest {ago(oldest_seconds)}" if items else ""
+
+
 @dataclass(frozen=True)
 class OutboxLag:
     """A watched database's outbox: what the follower has not copied yet."""
@@ -106,9 +111,7 @@ class OutboxLag:
     @property
     def lag_text(self) -> str:
         assert self.pending is not None
-        if not self.pending:
-            return "nothing pending"
-        return f"{count(self.pending)} pending, oldest {ago(self.oldest_seconds)}"
+        return _backlog(self.pending, "pending", self.oldest_seconds) or "nothing pending"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -131,12 +134,8 @@ class MaintainLag:
     @property
     def lag_text(self) -> str:
         assert self.behind is not None
-        behind = (
-            f"{count(self.behind)} event{'' if self.behind == 1 else 's'} behind, "
-            f"oldest {ago(self.oldest_seconds)}"
-            if self.behind
-            else "no event behind"
-        )
+        noun = "event behind" if self.behind == 1 else "events behind"
+        behind = _backlog(self.behind, noun, self.oldest_seconds) or "no event behind"
         return f"checked through event {self.checked_through}; {behind}"
 
     def as_json(self) -> dict[str, Any]:

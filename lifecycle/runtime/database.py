@@ -50,6 +50,20 @@ def conninfo(*, application_name: str | None = None, dbname: str | None = None) 
     return make_conninfo(**{key: value for key, value in params.items() if value})
 
 
+def noticing_loss(*, idle: int, interval: int, user_timeout: float) -> dict[str, Any]:
+    """psycopg.connect's options for the client's side of a lost network (over TCP; a local
+    socket needs none): a silent peer is given up after ``idle + 2 * interval`` seconds of
+    unanswered keepalives, and data left unacknowledged after ``user_timeout`` seconds.
+    pg_terminate_backend and a restart are noticed at once anyway."""
+    return {
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": interval,
+        "keepalives_count": 2,
+        "tcp_user_timeout": int(user_timeout * 1000),
+    }
+
+
 def first_line(exc: BaseException) -> str:
     """An error's message as logs and answers show it: its first line (libpq's never
     repeat a password)."""
