@@ -77,6 +77,17 @@ def _environments(
     venvs.wait()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _quick_passwords() -> Iterator[None]:
+    """Logins in this process hash quickly (tests/passwords.py)."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    quick = "tests.passwords.QuickPBKDF2PasswordHasher"
+    with override_settings(PASSWORD_HASHERS=[quick, *settings.PASSWORD_HASHERS]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres() -> None:
     require_postgres()

@@ -43,6 +43,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ class ChaosStack:
         self.pids: dict[str, int] = {}
         self.token = ""
         self.second: subprocess.Popen[str] | None = None  # kill-node's other node
+        self._second_starting: Future[None] | None = None
         self.second_port = 0
         self.takeovers: list[float] = []  # kill-node: seconds until the other node held both
 
@@ -221,8 +223,21 @@ class ChaosStack:
             self.stop()
             raise RuntimeError("the chaos stack did not start:\n" + "".join(self.output[-40:]))
 
+    def begin_second_node(self) -> None:
+        """``start_second_node`` in the background (while the fault before kill-node runs:
+        its runs may be served by either node)."""
+        if self._second_starting is None:
+            self._second_starting = ThreadPoolExecutor(1).submit(self._start_second_node)
+
     def start_second_node(self) -> None:
-        """Another node of the same deployment, every role, on a port of its own."""
+        """Another node of the same deployment, every role, on a port of its own; once its
+        followers stand by."""
+        begun, self._second_starting = self._second_starting, None
+        if begun is not None:
+            begun.result()
+        self._start_second_node()
+
+    def _start_second_node(self) -> None:
         if self.second is not None and self.second.poll() is None:
             return
         self.second_port = _free_port()
@@ -395,10 +410,11 @@ def run_fault(
     strike_after: float = 3.0,
     outage: float = 5.0,
     verdict_timeout: float = 90.0,
+    settle: float = 3.0,
 ) -> FaultResult:
-    started = time.monotonic()
     if fault == "kill-node":
-        stack.start_second_node()
+        stack.start_second_node()  # before the runs' window: they all see it up
+    started = time.monotonic()
     with stack.direct() as conn:
         before = _scalar(conn, "SELECT coalesce(max(id), 0) FROM lifecycle_run")
     refused = 0
@@ -427,9 +443,7 @@ def run_fault(
         if not running:
             break
         time.sleep(0.5)
-    time.sleep(3.0)  # the last events still on their way through RabbitMQ
-    with stack.direct() as conn:
-        audits = audit_runs(conn, before)
+    audits = _settled_audit(stack, before, settle)
     result = FaultResult(fault, audits, refused, time.monotonic() - started)
     if fault == "kill-node":
         took = stack.takeovers[-1] if stack.takeovers else -1.0
@@ -442,6 +456,25 @@ def run_fault(
                 f"fault kill-node: the second node held follow and maintain {took:.2f}s after"
             )
     return result
+
+
+def _settled_audit(stack: ChaosStack, after_id: int, settle: float) -> list[RunAudit]:
+    """The audit of the runs after ``after_id`` once their last events have come through
+    RabbitMQ: as soon as it finds nothing wrong (within ``settle`` seconds), and again a
+    second later, for an event that comes twice."""
+    deadline = time.monotonic() + settle
+    clean_since: float | None = None
+    while True:
+        with stack.direct() as conn:
+            audits = audit_runs(conn, after_id)
+        now = time.monotonic()
+        if any(a.problems for a in audits):
+            clean_since = None
+        elif clean_since is None:
+            clean_since = now
+        if now >= deadline or (clean_since is not None and now - clean_since >= 1.0):
+            return audits
+        time.sleep(0.25)
 
 
 def audit_runs(conn: psycopg.Connection[Any], after_id: int) -> list[RunAudit]:
@@ -559,7 +592,10 @@ def run_suite(
             f"chaos stack on {stack.base_url}, database {stack.database}, namespace "
             f"{stack.namespace}"
         )
-        for fault in faults or list(FAULTS):
+        faults = faults or list(FAULTS)
+        for fault, after in zip(faults, [*faults[1:], None], strict=True):
+            if after == "kill-node":
+                stack.begin_second_node()  # its start is not kill-node's to wait for
             log(f"fault {fault}: starting runs")
             result = run_fault(stack, fault, **options)
             log(f"fault {fault}: {'ok' if result.passed else 'FAILED'} in {result.seconds:.0f}s")
