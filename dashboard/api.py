@@ -23,7 +23,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dashboard import replies, runs
 from dashboard.access import access_of, needs
-from dashboard.pages.timeline import part_views, timeline_context
 from dashboard.render import fields_json
 from lifecycle import events
 from lifecycle.check import findings
@@ -51,6 +50,7 @@ from lifecycle.timeline import exports
 from lifecycle.timeline.layout import EventView
 from lifecycle.timeline.otlp import trace as otlp_trace
 from lifecycle.timeline.otlp import trace_chunks
+from lifecycle.timeline.page import part_views, whole_page
 
 
 def run_json(run: Run, request: HttpRequest) -> dict[str, Any]:
@@ -188,21 +188,19 @@ def timeline(request: HttpRequest, task_key: str) -> JsonResponse:
         page_size = MAX_PAGE  # too long to answer whole: its first page, and next
     if page_size is not None and outline.longer_than(task_key, outline.WINDOWED_ABOVE):
         return _long_timeline(request, task_key, expected, page_size, cursor)
-    context = timeline_context(task_key, expected, html=False)
-    if not context["events"]:
+    page = whole_page(task_key, expected)
+    if not page.events:
         return json_error(404, f"no event for task {task_key}")
-    views = context["events"]
+    views = page.events
     if cursor is not None:
         views = [v for v in views if (v.at_us, v.id) > cursor]
     following = None
     if page_size is not None and len(views) > page_size:
         views = views[:page_size]
         following = f"{views[-1].at_us}.{views[-1].id}"
-    body = _timeline_body(
-        request, task_key, context["status"], expected, context["finding_objects"], views
-    )
+    body = _timeline_body(request, task_key, page.status, expected, page.found, views)
     if page_size is not None or cursor is not None:
-        body["total"] = len(context["events"])
+        body["total"] = len(page.events)
         body["next"] = following
     return JsonResponse(body)
 
@@ -329,17 +327,11 @@ def otlp(request: HttpRequest, task_key: str) -> HttpResponseBase:
             slot.release()
             raise
     else:
-        context = timeline_context(task_key, eventlog.expected_for(task_key), html=False)
-        if not context["events"]:
+        page = whole_page(task_key)
+        if not page.events:
             return json_error(404, f"no event for task {task_key}")
         response = JsonResponse(
-            otlp_trace(
-                task_key,
-                context["events"],
-                context["finding_objects"],
-                status=context["status"],
-                url=url,
-            )
+            otlp_trace(task_key, page.events, page.found, status=page.status, url=url)
         )
     response["Content-Disposition"] = f'attachment; filename="{name}.otlp.json"'
     return response

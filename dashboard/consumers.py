@@ -38,7 +38,8 @@ from lifecycle.timeline.catch_up import (
     read_start,
     window_before,
 )
-from lifecycle.timeline.layout import EventView, gap_notices, pin
+from lifecycle.timeline.layout import EventView, pin
+from lifecycle.words import gap_notices
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from lifecycle.timeline.layout import (
     EventView,
     ReadRun,
     Row,
-    commit_change,
     field_text,
     run_summary,
 )
+from lifecycle.words import commit_change
 
 LANE_INDEX = {name: i for i, (name, _) in enumerate(LANES)}
 _escaped: dict[str, str] = {}  # kinds and statuses: a small set, escaped once each

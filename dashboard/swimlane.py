@@ -48,7 +48,7 @@ from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, clock
 from lifecycle.history import ATTEMPT_ENDS
 from lifecycle.store.outline import Outline
-from lifecycle.timeline.layout import LANE_NOUNS, LANES, EventView, attempts
+from lifecycle.timeline.layout import LANE_NOUNS, LANES, EventView
 
 WIDTH = 1000  # the viewBox's width; the picture scales to its container
 LEFT = 96  # lane titles
@@ -397,12 +397,15 @@ def _label_svg(label: _Label, y: float) -> str:
 
 def swimlane(
     views: Sequence[EventView],
+    bars: Sequence[tuple[EventRecord, EventRecord | None]],
     findings: Sequence[Finding],
     roles: dict[str, str],
     outline: Outline | None = None,
 ) -> str:
-    """The SVG of a timeline (``views`` in time order); ``roles``: each status's role in
-    its lifecycle (``Lifecycle.role``), for the commits' colours.
+    """The SVG of a timeline (``views`` in time order); ``bars``: its attempts, each
+    broker start with the step that ended it (``lifecycle.timeline.layout.attempts``);
+    ``roles``: each status's role in its lifecycle (``Lifecycle.role``), for the commits'
+    colours.
 
     ``outline``: a long history's (``lifecycle.store.outline``); ``views`` are then only the
     events drawn one by one (commits, attempt steps, gaps, the findings' events) and the
@@ -420,11 +423,11 @@ def swimlane(
     bucket = outline is not None or len(views) > MAX_MARKS
 
     # Attempts: bars from a start to the step that ended it.
-    bars = attempts(outline.steps if outline is not None else (v.record for v in views))
     more_bars = max(len(bars) - MAX_ATTEMPTS, 0)
     if more_bars:  # the ones that went wrong, and those proving a finding
-        bars.sort(key=lambda b: (b[1] is not None and b[1].kind == "ack", b[0].id not in proving))
-        bars = bars[:MAX_ATTEMPTS]
+        bars = sorted(
+            bars, key=lambda b: (b[1] is not None and b[1].kind == "ack", b[0].id not in proving)
+        )[:MAX_ATTEMPTS]
     scale = Scale(start, _segments(start, end, views, stamps, bars, outline))
 
     # Which events are drawn one by one, which as a bucket's dot.
@@ -488,7 +491,7 @@ def swimlane(
             f'<rect class="lane lane-{name}" x="0" y="{y:.1f}" width="{WIDTH}" height="{h:.1f}"/>'
             f'<text class="lane-title" x="6" y="{lane_y[name] + 4:.1f}">{escape(title)}</text>'
         )
-    parts.extend(_axis(scale, top, axis_y))
+    parts += _axis(scale, top, axis_y)
     for s, finish in bars:
         x1 = scale.x(s.at)
         x2 = scale.x(finish.at) if finish else WIDTH - RIGHT
@@ -557,7 +560,7 @@ def swimlane(
             f'<text class="tip" x="{LEFT}" y="{height - 2:.0f}">{tip}</text></a>'
         )
     if outline is not None:
-        parts.extend(_columns(outline, scale, lane_y))
+        parts += _columns(outline, scale, lane_y)
     for (lane, column), group in buckets.items():
         first = group[0]
         tip = escape(

@@ -1,7 +1,8 @@
 """The facts of one task's history that the checker, the timeline and the pages share: its
-time order, its current status, the broker steps that end an attempt, the xid modulus, and
-which committed version of the row a read returned. Pure, and imports nothing of ours but
-the event record.
+time order, its current status, its attempts and the broker steps that end one, a commit's
+commit time, the xid modulus, and which committed version of the row a read returned
+(``Versions``; what a row shows of an event, ``Facts``, comes from it in one call). Pure,
+and imports nothing of ours but the event record.
 
 A read names its version by the row's ``xmin`` (the 32-bit part of the writer's 64-bit
 transaction id) and its snapshot (``pg_current_snapshot()``). The capture records each
@@ -16,9 +17,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from lifecycle.events import EventRecord
+from lifecycle.events import EventRecord, attempt_of
 
 XID_WRAP = 2**32  # a row's xmin is the 64-bit txid modulo 2**32
 
@@ -120,6 +122,18 @@ def newest_seen(
     return lo - 1 if lo > start else None
 
 
+def commit_time(e: EventRecord) -> datetime | None:
+    """A db event's commit time, where its server records them (``committed_at``)."""
+    committed = e.body.get("committed_at") if e.source == "db" else None
+    if not isinstance(committed, str):
+        return None
+    try:
+        at = datetime.fromisoformat(committed)
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else None
+
+
 def from_standby(read: EventRecord) -> bool:
     """Whether an API read said a hot standby served it (``pg_is_in_recovery()``)."""
     return read.source == "api" and read.body.get("standby") is True
@@ -140,6 +154,95 @@ def iso_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return at if at.tzinfo is not None else None
+
+
+def attempts(records: Iterable[EventRecord]) -> list[tuple[EventRecord, EventRecord | None]]:
+    """Each broker ``start``, in the given order, with the step that ended it: the first
+    ``ack``/``fail``/``nack``/``skip`` of the same message and attempt not before it by
+    time (None: it never ended). The swimlane's bars and the trace's spans."""
+    records = list(records)
+    ends: dict[tuple[str, int | str] | None, list[EventRecord]] = {}
+    for r in records:
+        if r.source == "broker" and r.kind in ATTEMPT_ENDS and (key := attempt_of(r)):
+            ends.setdefault(key, []).append(r)
+    found = []
+    for s in records:
+        if s.source != "broker" or s.kind != "start":
+            continue
+        candidates = ends.get(attempt_of(s), [])
+        end = next((r for r in candidates if r.at is None or s.at is None or r.at >= s.at), None)
+        found.append((s, end))
+    return found
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the history knows of one event that its row shows: of an API read, the version
+    it names (``xmin``), the commit whose version it returned, and whether a hot standby
+    served it and how far that standby's replay had come (``Versions.facts``)."""
+
+    xmin: int | None = None
+    version: EventRecord | None = None
+    standby: bool = False
+    replayed_at: datetime | None = None
+
+
+class Versions:
+    """The commits of a row's history as its reads name them: by the xmins their versions
+    are read with (``commit_xmins``), and each transaction's last write in commit order,
+    what a read's snapshot saw. Told the commits, it says which one's version a read
+    returned (``facts``)."""
+
+    def __init__(self, commits: Iterable[EventRecord] = ()) -> None:
+        self.by_xmin: dict[int, EventRecord] = {}
+        # Each transaction's last write, in commit order: what a read's snapshot saw.
+        self.by_txid: dict[int, EventRecord] = {}
+        self._txids: list[int] = []  # its keys, kept as a list for bisection
+        self.know(commits)
+
+    def know(self, commits: Iterable[EventRecord]) -> None:
+        """Know these commits first, so a read that arrived before its commit still links;
+        the last write of a transaction is the version readers see."""
+        for r in commits:
+            if r.source == "db" and r.txid is not None:
+                for xmin in commit_xmins(r):
+                    self.by_xmin[xmin] = r
+                self.by_txid[r.txid] = r
+
+    def note(self, e: EventRecord) -> None:
+        """An event met in passing, in time order: a commit not known yet becomes known."""
+        if e.source == "db" and e.txid is not None:
+            for xmin in commit_xmins(e):
+                self.by_xmin.setdefault(xmin, e)
+            self.by_txid[e.txid] = e  # keeps its first place
+
+    def facts(self, e: EventRecord, *, snapshots: bool = True) -> Facts:
+        """What the history knows of ``e``. ``snapshots=False``: the commits known are only
+        those its reads name by xmin, so no read is tied to a commit through its snapshot
+        (the newest commit known may not be the newest the snapshot saw)."""
+        if e.source != "api":
+            return Facts()
+        xmin = read_xmin(e)
+        standby = from_standby(e)
+        return Facts(
+            xmin=xmin,
+            version=self._returned(e, xmin, snapshots),
+            standby=standby,
+            replayed_at=replayed_at(e) if standby else None,
+        )
+
+    def _returned(self, read: EventRecord, xmin: int | None, snapshots: bool) -> EventRecord | None:
+        """The commit whose version an API read returned: named by its xmin, else (a
+        savepoint's xmin, or none) the newest its snapshot saw, if of the status returned."""
+        commit = self.by_xmin.get(xmin) if xmin is not None else None
+        snapshot = read_snapshot(read) if commit is None and snapshots else None
+        if snapshot is None:
+            return commit
+        if len(self._txids) != len(self.by_txid):
+            self._txids = list(self.by_txid)  # commits came since: in commit order
+        index = newest_seen(snapshot, self._txids)
+        seen = None if index is None else self.by_txid[self._txids[index]]
+        return seen if seen is not None and seen.status == read.status else None
 
 
 def in_time_order(records: Iterable[EventRecord]) -> list[EventRecord]:

@@ -25,7 +25,7 @@ from lifecycle.timeline.page import part_views, read_page
 @require_GET
 def task_page(request: HttpRequest, task_key: str) -> HttpResponse:
     whole = request.GET.get("whole") == "1"
-    page = read_page(task_key, eventlog.expected_for(task_key), whole=whole)
+    page = read_page(task_key, whole=whole)
     runs = list(Run.objects.filter(task_key=task_key).order_by("id"))
     if not page.events and not runs:
         raise Http404(f"no event for task {task_key}")

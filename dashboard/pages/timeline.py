@@ -16,10 +16,8 @@ from dashboard.render import (
 )
 from dashboard.swimlane import swimlane
 from lifecycle.check.rules import COMMIT_MARGIN
-from lifecycle.timeline.layout import LANES, EventView, collapse
-from lifecycle.timeline.page import TaskPage, Window, part_views, whole_page
-
-__all__ = ["page_context", "part_views", "timeline_context"]
+from lifecycle.timeline.layout import LANES, collapse
+from lifecycle.timeline.page import TaskPage, Window
 
 
 def page_context(page: TaskPage) -> dict[str, Any]:
@@ -57,13 +55,13 @@ def _events_html(page: TaskPage) -> str:
 
 
 def _swimlane(page: TaskPage) -> str:
+    """Its swimlane; a long page's is drawn once for its outline and findings."""
     o = page.outline
-    if o is None:
-        return swimlane(page.events, page.found, page.roles)
-    return o.derive(
-        ("swimlane", tuple(page.found)),
-        lambda: swimlane(page.marks(), page.found, page.roles, outline=o),
-    )
+
+    def draw() -> str:
+        return swimlane(page.marks(), page.attempts(), page.found, page.roles, outline=o)
+
+    return draw() if o is None else o.derive(("swimlane", tuple(page.found)), draw)
 
 
 def _outline_html(page: TaskPage) -> str:
@@ -100,13 +98,3 @@ def _findings_note(behind: int | None) -> str:
             "ago: the maintainer is checking the newer ones."
         )
     return ""
-
-
-def timeline_context(
-    task_key: str, expected: str | None = None, *, html: bool = False
-) -> dict[str, Any]:
-    """The JSON timeline's and the trace's view of a whole history (``dashboard.api``,
-    until it reads ``lifecycle.timeline.page.whole_page`` itself)."""
-    page = whole_page(task_key, expected)
-    events: list[EventView] = page.events
-    return {"events": events, "status": page.status, "finding_objects": page.found}

@@ -42,16 +42,17 @@ _memo_lock = threading.Lock()
 
 
 def findings_for(records: Sequence[EventRecord], expected: str | None) -> list[Finding]:
-    if not records:
-        return check(records, expected)
     ids = frozenset(r.id for r in records)
-    key = (records[0].task_key, expected, len(ids), max(ids), sum(ids))
-    with _memo_lock:
-        hit = _MEMO.get(key)
-        if hit is not None and hit[0] == ids and len(ids) == len(records):
-            _MEMO.move_to_end(key)
-            return list(hit[1])
+    key = (records[0].task_key, expected, len(ids), max(ids), sum(ids)) if records else None
+    if key is not None:
+        with _memo_lock:
+            hit = _MEMO.get(key)
+            if hit is not None and hit[0] == ids and len(ids) == len(records):
+                _MEMO.move_to_end(key)
+                return list(hit[1])
     findings = check(records, expected)
+    if key is None:
+        return findings
     with _memo_lock:
         _MEMO[key] = (ids, findings)
         while len(_MEMO) > MEMO_SIZE:
@@ -65,16 +66,16 @@ def stored_findings(
     """``findings_for`` a task's whole history, reusing its ``TaskCheck`` when it covers
     exactly these events (as many, up to the same newest id, the same expectation): the
     maintainer keeps it so, and a page then need not run the checker. Nothing is written."""
-    if len(records) < STORE_MIN:
-        return findings_for(records, expected)
-    last = max(r.id for r in records)
-    row = (
-        TaskCheck.objects.filter(
-            task_key=task_key, event_count=len(records), last_event_id=last, expected=expected
+    row = None
+    if len(records) >= STORE_MIN:
+        last = max(r.id for r in records)
+        row = (
+            TaskCheck.objects.filter(
+                task_key=task_key, event_count=len(records), last_event_id=last, expected=expected
+            )
+            .values_list("findings", flat=True)
+            .first()
         )
-        .values_list("findings", flat=True)
-        .first()
-    )
     if row is not None:
         return [Finding.from_json(f) for f in row]
     return findings_for(records, expected)

@@ -24,6 +24,7 @@ from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
 from lifecycle.history import (
     ATTEMPT_ENDS,
     Snapshot,
+    commit_time,
     commit_xmins,
     from_standby,
     iso_time,
@@ -184,18 +185,6 @@ def _arrival_time(e: EventRecord) -> float:
 
 def _copied(e: EventRecord) -> bool:
     return e.source == "db" and "database" in e.body
-
-
-def commit_time(e: EventRecord) -> datetime | None:
-    """A db event's commit time, where its server records them (``committed_at``)."""
-    committed = e.body.get("committed_at") if e.source == "db" else None
-    if not isinstance(committed, str):
-        return None
-    try:
-        at = datetime.fromisoformat(committed)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
 
 
 def _commit_time(e: EventRecord) -> float:

@@ -2,6 +2,6 @@
 and where its live connection starts (page, catch_up), two runs side by side (compare), an
 OTLP trace, and the heavy exports' slots.
 
-It may import everything of the engine below it (store, check, history, statuses, runtime);
-never scenarios or the web.
+It may import everything of the engine below it (store, check, history, words, statuses,
+runtime); never scenarios or the web.
 """

@@ -18,8 +18,9 @@ from lifecycle.history import StatusTracker, in_time_order, read_xmin
 from lifecycle.models import Run
 from lifecycle.runtime import allocator
 from lifecycle.store import eventlog, outline
-from lifecycle.timeline.layout import EventView, TimelineBuilder, gap_notices
+from lifecycle.timeline.layout import EventView, TimelineBuilder
 from lifecycle.timeline.page import Window
+from lifecycle.words import gap_notices
 
 LONG_TAIL = 1000  # a long page's last events a connection reads, to extend its last run
 

@@ -12,15 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from lifecycle.check.rules import Finding
-from lifecycle.events import GAP, EventRecord, attempt_of, clock, gap_span
-from lifecycle.history import (
-    ATTEMPT_ENDS,
-    commit_xmins,
-    newest_seen,
-    read_snapshot,
-    read_xmin,
-    replayed_at,
-)
+from lifecycle.events import EventRecord, clock
+from lifecycle.history import Versions, read_xmin
+from lifecycle.words import summary
 
 
 @dataclass(frozen=True)
@@ -116,63 +110,52 @@ def field_text(value: Any) -> str:
 
 
 class TimelineBuilder:
-    """Turns events into views, remembering commits so a read can name its version.
+    """Turns events into views, each read linked to the commit whose version it returned
+    (``lifecycle.history.Versions``).
 
     Keep one per task and feed it events in arrival order, whole history first.
     """
 
-    def __init__(self, *, all_commits: bool = True) -> None:
+    def __init__(self, *, all_commits: bool = True, versions: Versions | None = None) -> None:
         """``all_commits=False``: it is fed part of a long history, with only the commits
         its reads name by xmin, so no read is tied to a commit through its snapshot (the
-        newest commit it knows may not be the newest the snapshot saw)."""
+        newest commit it knows may not be the newest the snapshot saw). ``versions``: the
+        commits known already."""
         self.all_commits = all_commits
         self.origin: datetime | None = None
-        self.commits_by_xmin: dict[int, EventRecord] = {}
-        # Each transaction's last write, in commit order: what a read's snapshot saw.
-        self.commits_by_txid: dict[int, EventRecord] = {}
-        self._txids: list[int] = []  # its keys, kept as a list for bisection
+        self.versions = versions if versions is not None else Versions()
+
+    @property
+    def commits_by_xmin(self) -> dict[int, EventRecord]:
+        return self.versions.by_xmin
 
     def add(self, record: EventRecord) -> EventView:
+        """The record's row: what the history knows of it asked once, then laid out."""
         if self.origin is None and record.at is not None:
             self.origin = record.at
-        if record.source == "db" and record.txid is not None:
-            for xmin in commit_xmins(record):
-                self.commits_by_xmin.setdefault(xmin, record)
-            self.commits_by_txid[record.txid] = record  # keeps its first place
+        self.versions.note(record)
+        facts = self.versions.facts(record, snapshots=self.all_commits)
         offset = (
             (record.at - self.origin).total_seconds() * 1000
             if record.at is not None and self.origin is not None
             else 0.0
         )
-        view = EventView(
+        version = facts.version
+        return EventView(
             record=record,
             lane=record.source if record.source in LANE_TITLES else "log",
             title=f"{record.source} {record.kind}",
-            summary=self._summary(record),
+            summary=summary(
+                record, xmin=facts.xmin, standby=facts.standby, replayed_at=facts.replayed_at
+            ),
             offset_ms=offset,
+            version_of=version.id if version is not None else None,
+            version_txid=version.txid if version is not None else None,
         )
-        if record.source == "api":
-            commit = self.version_read(record)
-            if commit is not None:
-                view.version_of = commit.id
-                view.version_txid = commit.txid
-        return view
 
     def version_read(self, read: EventRecord) -> EventRecord | None:
-        """The commit whose version an API read returned: named by its xmin, else (a
-        savepoint's xmin, or none) the newest its snapshot saw, if of the status returned."""
-        xmin = read_xmin(read)
-        commit = self.commits_by_xmin.get(xmin) if xmin is not None else None
-        if commit is not None:
-            return commit
-        snapshot = read_snapshot(read) if self.all_commits else None
-        if snapshot is None:
-            return None
-        if len(self._txids) != len(self.commits_by_txid):
-            self._txids = list(self.commits_by_txid)  # commits came since: in commit order
-        index = newest_seen(snapshot, self._txids)
-        seen = None if index is None else self.commits_by_txid[self._txids[index]]
-        return seen if seen is not None and seen.status == read.status else None
+        """The commit whose version an API read returned (``Versions.facts``)."""
+        return self.versions.facts(read, snapshots=self.all_commits).version
 
     def extend(self, records: Iterable[EventRecord]) -> list[EventView]:
         records = list(records)
@@ -181,113 +164,15 @@ class TimelineBuilder:
 
     def index_commits(self, records: Iterable[EventRecord]) -> None:
         """Know every commit first, so a read that arrived before its commit still links."""
+        records = list(records)
+        self.versions.know(records)
+        self.reach_back(records)
+
+    def reach_back(self, records: Iterable[EventRecord]) -> None:
+        """Start the timeline no later than the earliest of these events."""
         for r in records:
-            if r.source == "db" and r.txid is not None:
-                # The last write of a transaction is the version readers see.
-                for xmin in commit_xmins(r):
-                    self.commits_by_xmin[xmin] = r
-                self.commits_by_txid[r.txid] = r
             if r.at is not None and (self.origin is None or r.at < self.origin):
                 self.origin = r.at
-
-    @staticmethod
-    def _summary(r: EventRecord) -> str:
-        b = r.body
-        if r.kind == GAP and r.source != "db":
-            return gap_sentence(r)
-        if r.source == "db":
-            writer = b.get("application_name") or "unknown writer"
-            change = commit_change(
-                r.kind, r.status, b.get("old_status"), b.get("new_status"), b.get("changed")
-            )
-            return f"{change} · txn {r.txid} · {writer}"
-        if r.source == "api":
-            return (
-                f"returned {r.status}"
-                + (" (no version)" if read_xmin(r) is None else "")
-                + (" from its cache" if b.get("cached") is True else "")
-                + replica_phrase(r)
-            )
-        if r.source == "probe":
-            if r.kind == "verdict":
-                return (
-                    f"verdict {str(b.get('verdict', '')).upper()}: expected "
-                    f"{b.get('expected')}, observed {b.get('observed')}"
-                )
-            if r.kind == "expect":
-                test = f" ({str(b['test'])[:160]})" if b.get("test") else ""
-                return f"a test expects {r.status}{test}"
-            if r.kind == "submit":
-                return f"submitted → HTTP {b.get('http_status')} {r.status or ''}".rstrip()
-            if b.get("error"):
-                return str(b["error"])[:160]
-            if b.get("http_status") not in (None, 200):
-                return f"HTTP {b.get('http_status')}"
-            return f"saw {r.status} · {b.get('latency_ms', '?')} ms"
-        if r.source == "broker":
-            parts = [f"attempt {b['attempt']}" if b.get("attempt") else "", b.get("actor") or ""]
-            if b.get("exception"):
-                parts.append(str(b["exception"])[:120])
-            return " · ".join(p for p in parts if p)
-        if r.source == "log":
-            message = str(b.get("message") or "")[:160]
-            return f"{r.kind.upper()} {b.get('logger', '')}: {message}"
-        return r.kind
-
-
-def commit_change(kind: str, status: str | None, old: object, new: object, changed: object) -> str:
-    """What a commit did, as its row and the outline say it."""
-    if kind == "insert":
-        return f"created {status}"
-    if kind == "delete":
-        return "deleted"
-    if old != new:
-        return f"{old} → {new}"
-    columns = changed if isinstance(changed, list) else []
-    return "changed " + ", ".join(str(c) for c in columns)
-
-
-def attempts(records: Iterable[EventRecord]) -> list[tuple[EventRecord, EventRecord | None]]:
-    """Each broker ``start``, in the given order, with the step that ended it: the first
-    ``ack``/``fail``/``nack``/``skip`` of the same message and attempt not before it by
-    time (None: it never ended). The swimlane's bars and the trace's spans."""
-    records = list(records)
-    ends: dict[tuple[str, int | str] | None, list[EventRecord]] = {}
-    for r in records:
-        if r.source == "broker" and r.kind in ATTEMPT_ENDS and (key := attempt_of(r)):
-            ends.setdefault(key, []).append(r)
-    found = []
-    for s in records:
-        if s.source != "broker" or s.kind != "start":
-            continue
-        candidates = ends.get(attempt_of(s), [])
-        end = next((r for r in candidates if r.at is None or s.at is None or r.at >= s.at), None)
-        found.append((s, end))
-    return found
-
-
-def gap_sentence(r: EventRecord) -> str:
-    """What a ``gap`` event means, in the words the timeline and the task header use."""
-    first, last = gap_span(r)
-    who = str(r.body.get("process") or "a process")[:64]
-    pid = r.body.get("pid")
-    dropped = r.body.get("dropped")
-    count = dropped if isinstance(dropped, int) and not isinstance(dropped, bool) else "some"
-    noun = "event" if count == 1 else "events"
-    span = f"at {clock(first)}" if first == last else f"between {clock(first)} and {clock(last)}"
-    return (
-        f"the {who}{f' (pid {pid})' if isinstance(pid, int) else ''} dropped {count} "
-        f"{r.source} {noun} {span}; this history may be incomplete"
-    )
-
-
-def gap_notices(records: Iterable[EventRecord]) -> list[str]:
-    """One sentence per ``gap`` event of a history, oldest first (at most 5, then a count)."""
-    gaps = [r for r in records if r.kind == GAP and r.source != "db"]
-    notices = [gap_sentence(r) for r in gaps[:5]]
-    if len(gaps) > 5:
-        notices.append(f"and {len(gaps) - 5} more gaps")
-    return notices
 
 
 def pin(views: Iterable[EventView], findings: Iterable[Finding]) -> set[int]:
@@ -407,15 +292,6 @@ class Collapser:
 def collapse(views: Iterable[EventView]) -> list[Row]:
     """The rows of a timeline: each event, with runs of identical reads folded."""
     return Collapser().rows(views)
-
-
-def replica_phrase(read: EventRecord) -> str:
-    """How a read a hot standby served is told: from a replica, with how far its replay had
-    come (the primary's commit time of the last transaction it had replayed)."""
-    if read.body.get("standby") is not True:
-        return ""
-    replayed = replayed_at(read)
-    return f" from a replica, replayed to {clock(replayed)}" if replayed else " from a replica"
 
 
 def run_summary(run: ReadRun) -> str:

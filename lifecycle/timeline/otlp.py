@@ -26,8 +26,8 @@ from typing import Any
 
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord, attempt_of
-from lifecycle.history import ATTEMPT_ENDS
-from lifecycle.timeline.layout import EventView, attempts
+from lifecycle.history import ATTEMPT_ENDS, attempts
+from lifecycle.timeline.layout import EventView
 
 SERVICE = "lifecycle-inspector"
 MAX_BODY = 2000  # characters of an event's body kept in its attribute

@@ -3,24 +3,37 @@ history, as a ``TaskPage``. A short history is shown whole; a long one (more tha
 ``outline.WINDOWED_ABOVE`` events) as its outline, its first and last events, and windows
 between them that load on demand (``part_views`` lays out what a window loads).
 
-The web renders a ``TaskPage`` (``dashboard.pages.timeline``); nothing here is HTML.
+Each page gathers what the history holds first, from the findings down to the lifecycle
+(with what the history knows of each row's events, ``lifecycle.history.Versions``), and
+then lays its rows out. The web renders a ``TaskPage`` (``dashboard.pages.timeline``, and
+the JSON API); nothing here is HTML.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from django.utils import timezone
 
 from lifecycle import statuses
 from lifecycle.check import findings
-from lifecycle.check.rules import Finding, commit_time
+from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.history import XID_WRAP, current_status, in_time_order, read_xmin
+from lifecycle.history import (
+    XID_WRAP,
+    Versions,
+    attempts,
+    commit_time,
+    current_status,
+    in_time_order,
+    read_xmin,
+)
 from lifecycle.store import eventlog, outline
 from lifecycle.store.outline import Cursor, Outline, cursor_of, from_us
-from lifecycle.timeline.layout import EventView, TimelineBuilder, gap_notices, pin
+from lifecycle.timeline.layout import EventView, TimelineBuilder, pin
+from lifecycle.words import gap_notices
 
 # A task that finished this recently may still get events (late reads, a redelivery).
 STILL_LIVE_SECONDS = 600
@@ -35,6 +48,16 @@ class Window:
     before: Cursor | None
     count: int
     lanes: dict[str, int] | None = None
+
+
+class Expected(Enum):
+    """``expected`` for a page whose caller has none to give: the task's own, what its
+    latest run or test expects (``eventlog.expected_for``)."""
+
+    OF_TASK = "of the task"
+
+
+OF_TASK = Expected.OF_TASK
 
 
 @dataclass
@@ -78,22 +101,42 @@ class TaskPage:
         pin(views, self.found)
         return views
 
+    def attempts(self) -> list[tuple[EventRecord, EventRecord | None]]:
+        """Its attempts, the swimlane's bars: each broker start with the step that ended
+        it (a long history's from its outline)."""
+        o = self.outline
+        return attempts(o.steps if o is not None else [v.record for v in self.events])
 
-def read_page(task_key: str, expected: str | None, *, whole: bool = False) -> TaskPage:
+
+def read_page(
+    task_key: str, expected: str | None | Expected = OF_TASK, *, whole: bool = False
+) -> TaskPage:
     """A task's page; a long history as its outline and windows unless ``whole`` is
-    asked (and it is at most ``outline.WHOLE_MAX`` events)."""
+    asked (and it is at most ``outline.WHOLE_MAX`` events). ``expected``: what the
+    findings hold the history to (by default what the task's run or test expects)."""
     return _windowed(task_key, expected, whole) or whole_page(task_key, expected)
 
 
-def whole_page(task_key: str, expected: str | None) -> TaskPage:
+def whole_page(task_key: str, expected: str | None | Expected = OF_TASK) -> TaskPage:
     """A task's page with every event of its history, however many."""
+    # What the history holds first: its events, their commits' versions, its status and
+    # gaps, its findings, its lifecycle.
+    if expected is OF_TASK:
+        expected = eventlog.expected_for(task_key)
     records = in_time_order(eventlog.task_events(task_key))
-    views = TimelineBuilder().extend(records)
-    found = findings.stored_findings(task_key, records, expected)
-    pin(views, found)
-    gaps = gap_notices(records)
+    versions = Versions(records)
     status = current_status(records)
+    commit_times = any(commit_time(r) is not None for r in records)
+    gaps = gap_notices(records)
+    found = findings.stored_findings(task_key, records, expected)
     lifecycle = statuses.of_history(records)
+    terminal = lifecycle.is_terminal(status)
+    roles = {r.status: lifecycle.role(r.status) or "" for r in records if r.status}
+    # Then its rows, laid out.
+    builder = TimelineBuilder(versions=versions)
+    builder.reach_back(records)
+    views = [builder.add(r) for r in records]
+    pin(views, found)
     return TaskPage(
         task_key=task_key,
         expected=expected,
@@ -105,13 +148,13 @@ def whole_page(task_key: str, expected: str | None) -> TaskPage:
         event_count=len(records),
         known_until=max((r.id for r in records), default=0),
         gaps=gaps,
-        live=not lifecycle.is_terminal(status) or _recent(records),
-        commit_times=any(commit_time(r) is not None for r in records),
-        roles={r.status: lifecycle.role(r.status) or "" for r in records if r.status},
+        live=not terminal or _recent(records),
+        commit_times=commit_times,
+        roles=roles,
     )
 
 
-def _windowed(task_key: str, expected: str | None, whole: bool) -> TaskPage | None:
+def _windowed(task_key: str, expected: str | None | Expected, whole: bool) -> TaskPage | None:
     """A long history's page: the outline (every lane's count, every commit, every
     finding) and the first and last windows of events; the windows between load as they
     scroll into view, or when a link or a mark points into one. None: a history to show
@@ -123,6 +166,10 @@ def _windowed(task_key: str, expected: str | None, whole: bool) -> TaskPage | No
     o = outline.read_outline(task_key)
     if o is None or not o.windows:
         return None
+    if expected is OF_TASK:
+        expected = eventlog.expected_for(task_key)
+    # What the history holds first: the maintainer's findings and the events they name,
+    # the first and last events, the commits whose versions they read, the status changes.
     stored = findings.stored_check(task_key, o.count, o.last_id, expected)
     found, behind = stored if stored is not None else ([], None)
     proving = eventlog.events_by_id(sorted({i for f in found for i in f.events}))
@@ -133,40 +180,16 @@ def _windowed(task_key: str, expected: str | None, whole: bool) -> TaskPage | No
     head_end = cursor_of(head[-1])
     tail_after = last.after if len(windows) > 1 else head_end
     tail = outline.window_events(task_key, tail_after, None, outline.TAIL, newest=True)
-    builder = TimelineBuilder(all_commits=False)
-    builder.origin = from_us(o.first_us)
-    versions = {x for r in [*head, *tail] if (x := read_xmin(r)) is not None}
+    origin = from_us(o.first_us)
+    xmins = {x for r in [*head, *tail] if (x := read_xmin(r)) is not None}
     commits = [
-        m.record(task_key)
-        for m in o.commits
-        if m.txid is not None and m.txid % XID_WRAP in versions
+        m.record(task_key) for m in o.commits if m.txid is not None and m.txid % XID_WRAP in xmins
     ]
     # A version no transaction's id names was written in a savepoint: its commit says so.
-    unnamed = versions - {c.txid % XID_WRAP for c in commits if c.txid is not None}
-    builder.index_commits(
-        [*commits, *(outline.commits_of_versions(task_key, unnamed) if unnamed else [])]
-    )
-    head_views = [builder.add(r) for r in head]
-    tail_views = [builder.add(r) for r in tail]
-    pin([*head_views, *tail_views], found)
-    # A window wherever the first or the last events read are as many as asked for: the
-    # outline's counts are of a moment ago, and events that came since must not fall
-    # between the rows and the windows.
-    pieces: list[list[EventView] | Window] = [head_views]
-    tail_full = len(tail) == outline.TAIL
-    if len(windows) == 1:
-        if tail_full:
-            rest = max(o.count - len(head) - len(tail), 1)
-            pieces.append(Window(head_end, cursor_of(tail[0]), rest))
-    else:
-        if len(head) == outline.HEAD:
-            pieces.append(Window(head_end, first.before, max(first.count - len(head), 1)))
-        pieces.extend(Window(w.after, w.before, w.count, w.lanes) for w in windows[1:-1])
-        if tail_full:
-            rest = max(last.count - len(tail), 1)
-            pieces.append(Window(last.after, cursor_of(tail[0]), rest))
-    pieces.append(tail_views)
-    gaps = gap_notices(o.gaps)
+    unnamed = xmins - {c.txid % XID_WRAP for c in commits if c.txid is not None}
+    if unnamed:
+        commits += outline.commits_of_versions(task_key, unnamed)
+    versions = Versions(commits)
     changes = o.derive(
         "changes", lambda: [m.record(task_key) for m in o.commits if m.changes_status]
     )
@@ -175,26 +198,59 @@ def _windowed(task_key: str, expected: str | None, whole: bool) -> TaskPage | No
     # The last status committed, else the last one its last events reported.
     status = next((r.status for r in reversed(changes) if r.status), None)
     status = status or current_status(tail)
+    commit_times = any(m.committed_at for m in o.commits) and any(
+        commit_time(r) is not None for r in changes[:1]
+    )
+    gaps = gap_notices(o.gaps)
     lifecycle = statuses.of_history(changes)
+    terminal = lifecycle.is_terminal(status)
+    roles = {r.status: lifecycle.role(r.status) or "" for r in changes if r.status}
+    # Then its rows, laid out.
+    builder = TimelineBuilder(all_commits=False, versions=versions)
+    builder.origin = origin
+    builder.reach_back(commits)
+    views = [builder.add(r) for r in [*head, *tail]]
+    pin(views, found)
+    head_views, tail_views = views[: len(head)], views[len(head) :]
     return TaskPage(
         task_key=task_key,
         expected=expected,
-        events=[*head_views, *tail_views],
-        pieces=pieces,
+        events=views,
+        pieces=[head_views, *_windows(o, head, tail), tail_views],
         found=found,
         named=list(by_id.values()),
         status=status,
         event_count=o.count,
         known_until=o.last_id,
         gaps=gaps,
-        live=not lifecycle.is_terminal(status) or _recent(tail),
-        commit_times=any(m.committed_at for m in o.commits)
-        and any(commit_time(r) is not None for r in changes[:1]),
-        roles={r.status: lifecycle.role(r.status) or "" for r in changes if r.status},
+        live=not terminal or _recent(tail),
+        commit_times=commit_times,
+        roles=roles,
         outline=o,
         findings_behind=behind,
         drawn=drawn,
     )
+
+
+def _windows(o: Outline, head: list[EventRecord], tail: list[EventRecord]) -> list[Window]:
+    """A long page's windows, between its first and its last rows: wherever the first or
+    the last events read are as many as asked for (the outline's counts are of a moment
+    ago, and events that came since must not fall between the rows and the windows),
+    and the outline's windows between."""
+    windows = o.windows
+    first, last = windows[0], windows[-1]
+    head_end = cursor_of(head[-1])
+    tail_full = len(tail) == outline.TAIL
+    if len(windows) == 1:
+        rest = max(o.count - len(head) - len(tail), 1)
+        return [Window(head_end, cursor_of(tail[0]), rest)] if tail_full else []
+    after_head = max(first.count - len(head), 1)
+    before_tail = max(last.count - len(tail), 1)
+    return [
+        *([Window(head_end, first.before, after_head)] if len(head) == outline.HEAD else []),
+        *(Window(w.after, w.before, w.count, w.lanes) for w in windows[1:-1]),
+        *([Window(last.after, cursor_of(tail[0]), before_tail)] if tail_full else []),
+    ]
 
 
 def _recent(records: Sequence[EventRecord]) -> bool:

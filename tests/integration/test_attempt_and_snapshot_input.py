@@ -36,11 +36,18 @@ from lifecycle.check import findings
 from lifecycle.check.rules import check
 from lifecycle.events import EventRecord, make_message
 from lifecycle.feed.hub import get_hub
-from lifecycle.history import Snapshot, in_time_order, newest_seen, read_snapshot, read_xmin
+from lifecycle.history import (
+    Snapshot,
+    attempts,
+    in_time_order,
+    newest_seen,
+    read_snapshot,
+    read_xmin,
+)
 from lifecycle.models import Event, TaskCheck
 from lifecycle.statuses import COMPLETED, PENDING, RUNNING
 from lifecycle.timeline import otlp
-from lifecycle.timeline.layout import TimelineBuilder, attempts
+from lifecycle.timeline.layout import TimelineBuilder
 from tests.histories import T0, History
 
 pytestmark = pytest.mark.integration

@@ -1501,7 +1501,7 @@ def test_a_read_inside_its_writers_transaction_is_not_a_cached_object() -> None:
 
 
 def test_a_null_attempt_is_the_first() -> None:
-    from lifecycle.timeline.layout import attempts
+    from lifecycle.history import attempts
 
     h = History()
     h.add("broker", "start", body={"message_id": "m", "attempt": None})

@@ -131,6 +131,6 @@ def test_a_finding_shows_its_fix_line_escaped_under_its_sentence() -> None:
     assert escape("Cache-Control: no-store") in html
     assert html.index("A cache answered.") < html.rindex('data-testid="fix"')
     # And the timeline says the read came from a replica, replayed to when
-    assert TimelineBuilder._summary(read) == (
+    assert TimelineBuilder().add(read).summary == (
         "returned RUNNING from a replica, replayed to 12:00:00.250"
     )

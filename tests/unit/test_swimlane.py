@@ -14,7 +14,7 @@ import pytest
 from dashboard.swimlane import LEFT, MAX_MARKS, PALETTE, RIGHT, WIDTH, Scale, swimlane, time_scale
 from lifecycle.check.rules import Finding
 from lifecycle.events import EventRecord
-from lifecycle.history import in_time_order
+from lifecycle.history import attempts, in_time_order
 from lifecycle.timeline.layout import TimelineBuilder
 from tests.histories import commit, event
 
@@ -27,8 +27,10 @@ def drawn(html: str) -> str:
 
 
 def picture(records: list[EventRecord], findings: list[Finding] = ()) -> str:  # type: ignore[assignment]
-    views = TimelineBuilder().extend(in_time_order(records))
-    return swimlane(views, findings, {"COMPLETED": "success", "FAILED": "failure"})
+    records = in_time_order(records)
+    views = TimelineBuilder().extend(records)
+    roles = {"COMPLETED": "success", "FAILED": "failure"}
+    return swimlane(views, attempts(records), findings, roles)
 
 
 def test_it_draws_attempts_commits_reads_and_findings() -> None:

@@ -84,7 +84,7 @@ def test_pin_marks_the_events_a_finding_proves_and_reports_the_changes() -> None
 
 
 def test_a_gap_event_reads_as_a_sentence_and_a_notice() -> None:
-    from lifecycle.timeline.layout import gap_notices
+    from lifecycle.words import gap_notices
 
     body = {
         "dropped": 12,
