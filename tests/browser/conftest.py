@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -60,13 +60,48 @@ def log_in(page: Any, stack: Any) -> None:
     page.wait_for_selector("[data-testid=logout]")
 
 
-def logged_in_context(browser: Any, stack: Any, **options: Any) -> Any:
-    """A browser context with the runner's session (cookies are per host, not per port:
-    the session also reaches other dashboard processes on 127.0.0.1)."""
+# Makes a new session of a user in the test database (set for the package below).
+_new_session: Callable[[str], str] | None = None
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _sessions(django_db_blocker: Any) -> Iterator[None]:
+    global _new_session
+
+    def new_session(username: str) -> str:
+        """A new logged-in session of ``username``, as the login form makes one (its
+        cookie's value): Django's own ``force_login``, without the form's page loads and
+        password hash (tests/browser/test_dashboard.py logs in through the form)."""
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+
+        with django_db_blocker.unblock():
+            client = Client()
+            client.force_login(get_user_model().objects.get(username=username))
+            return str(client.cookies[settings.SESSION_COOKIE_NAME].value)
+
+    _new_session = new_session
+    yield
+    _new_session = None
+
+
+def logged_in_context(
+    browser: Any, stack: Any, *, through_form: bool = False, **options: Any
+) -> Any:
+    """A browser context with a new session of the runner's (cookies are per host, not per
+    port: the session also reaches other dashboard processes on 127.0.0.1); made through
+    the login page with ``through_form``."""
+    from django.conf import settings
+
     context = browser.new_context(**options)
-    page = context.new_page()
-    log_in(page, stack)
-    page.close()
+    if through_form or _new_session is None:
+        page = context.new_page()
+        log_in(page, stack)
+        page.close()
+    else:
+        cookie = {"name": settings.SESSION_COOKIE_NAME, "value": _new_session(stack.account[0])}
+        context.add_cookies([{**cookie, "url": stack.base_url}])
     return context
 
 

@@ -80,8 +80,9 @@ def test_run_watch_resubmit_and_share_a_failing_scenario(stack, browser, page, l
         page.get_by_test_id("resubmit-of").get_attribute("href").endswith(run_url.rsplit("/", 1)[1])
     )
 
-    # And someone else opens the first run's permalink: the same events, server-rendered
-    other = logged_in_context(browser, stack)
+    # And someone else, logged in through the login page, opens the first run's permalink:
+    # the same events, server-rendered
+    other = logged_in_context(browser, stack, through_form=True)
     try:
         other_page = other.new_page()
         other_page.goto(run_url)
