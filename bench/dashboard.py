@@ -138,11 +138,13 @@ def bench_websocket(
                 "dashboard.asgi:application",
             ],
             cwd=ROOT,
-            # The clients carry no session: reading is open for this server only.
+            # The clients carry no session: reading is open for this server only, and
+            # their one address, which counts as their session, may hold them all.
             env={
                 **os.environ,
                 "LIFECYCLE_PROCESS_ROLE": "bench-web",
                 "LIFECYCLE_PUBLIC_READ": "true",
+                "LIFECYCLE_WS_PER_SESSION": "100000",
             },
             stdout=log,
             stderr=subprocess.STDOUT,
