@@ -197,6 +197,28 @@ def test_a_table_follows_the_migrations_of_its_parent(app: App, kind: str) -> No
     ]
 
 
+def follow_until_stored(app: App, task: str, what: str) -> None:  # noqa: F811
+    """Run a follower until ``task``'s one change is in the store, then stop it."""
+    follower = start_follower(app.url)
+    try:
+        wait_for(lambda: len(store_events(task)) == 1, 10, what=what)
+    finally:
+        follower.stop()
+        follower.join(5)
+
+
+def follow_a_new_job(app: App, what: str) -> None:  # noqa: F811
+    """A job written after whatever the test put in the outbox, followed into the store."""
+    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    follow_until_stored(app, str(key), what)
+
+
+def put_in_outbox(url: str, columns: str, values: str) -> None:
+    """A row written straight into the outbox, as no trigger of ours writes one."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO lifecycle_capture.outbox ({columns}) VALUES ({values})")
+
+
 def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -> None:  # noqa: F811
     from lifecycle.capture import outbox
     from lifecycle.events import MAX_TASK_KEY
@@ -210,12 +232,7 @@ def test_a_key_longer_than_an_event_holds_does_not_stop_the_follower(app: App) -
     )
     app.write("INSERT INTO notes VALUES ('short', 'B')")
     # Then the follower copies both, the long key cut to what an event holds
-    follower = start_follower(app.url)
-    try:
-        wait_for(lambda: len(store_events("short")) == 1, 10, what="the change after the long key")
-    finally:
-        follower.stop()
-        follower.join(5)
+    follow_until_stored(app, "short", what="the change after the long key")
     long_key = "".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 101))
     assert len(store_events(long_key[:MAX_TASK_KEY])) == 1
     assert app.outbox() == []
@@ -227,20 +244,13 @@ def test_a_row_no_writer_makes_does_not_stop_the_follower(app: App) -> None:  # 
     # Given, in the outbox, a row with an infinite time and a kind longer than an event's
     # (no trigger of ours writes one; code the outbox's writer runs might), then a real one
     outbox.install(app.url, "jobs_job", "id", "status")
-    with psycopg.connect(app.url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO lifecycle_capture.outbox"
-            " (task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user)"
-            " VALUES ('odd', repeat('k', 40), 'infinity', 1, 'x', '{}', '{}', 0, 'x')"
-        )
-    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    put_in_outbox(
+        app.url,
+        "task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user",
+        "'odd', repeat('k', 40), 'infinity', 1, 'x', '{}', '{}', 0, 'x'",
+    )
     # Then the follower copies both
-    follower = start_follower(app.url)
-    try:
-        wait_for(lambda: len(store_events(str(key))) == 1, 10, what="the change after the odd row")
-    finally:
-        follower.stop()
-        follower.join(5)
+    follow_a_new_job(app, what="the change after the odd row")
     (odd,) = store_events("odd")
     assert odd["at"].year == 8999 and len(odd["kind"]) == 32
     assert app.outbox() == []
@@ -259,19 +269,13 @@ def test_nulls_in_an_outbox_the_application_owns_do_not_stop_the_follower(
             conn.execute(
                 f"ALTER TABLE lifecycle_capture.outbox ALTER COLUMN {column} DROP NOT NULL"
             )
-        conn.execute(
-            "INSERT INTO lifecycle_capture.outbox"
-            " (uuid, task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user)"
-            " VALUES (NULL, NULL, NULL, NULL, NULL, 'x', NULL, NULL, 0, 'x')"
-        )
-    (key,) = app.write("INSERT INTO jobs_job (status) VALUES ('PENDING') RETURNING id")[0]
+    put_in_outbox(
+        app.app_url,
+        "uuid, task_key, kind, at, txid, table_name, changed, changed_values, pid, db_user",
+        "NULL, NULL, NULL, NULL, NULL, 'x', NULL, NULL, 0, 'x'",
+    )
     # Then the follower copies the real change after it, and empties the outbox
-    follower = start_follower(app.url)
-    try:
-        wait_for(lambda: len(store_events(str(key))) == 1, 10, what="the change after the null row")
-    finally:
-        follower.stop()
-        follower.join(5)
+    follow_a_new_job(app, what="the change after the null row")
     assert app.outbox() == []
 
 

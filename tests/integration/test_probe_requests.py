@@ -158,6 +158,13 @@ def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
 # -- runs outlive the process that follows them ----------------------------------------------
 
 
+def submitted(found: Scenario) -> Run:
+    """A run of ``found`` whose task the service accepted."""
+    run = probe.create_run(found, "http://unused")
+    assert probe.submit(run)
+    return run
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
     tmp_path: Path, service: Service, postgres: None
@@ -168,13 +175,11 @@ def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
 
     # Given a run submitted by a process that then died (it stopped saying it follows)
     found = scenario(tmp_path, service.url)
-    run = probe.create_run(found, "http://unused")
-    assert probe.submit(run)
+    run = submitted(found)
     quiet = timezone.now() - timedelta(seconds=probe.ORPHAN_AFTER + 1)
     Run.objects.filter(pk=run.pk).update(follower="gone:4242:dead", followed_at=quiet)
     # and one whose follower is alive
-    alive = probe.create_run(found, "http://unused")
-    assert probe.submit(alive)
+    alive = submitted(found)
     Run.objects.filter(pk=alive.pk).update(follower="alive:1:x", followed_at=timezone.now())
 
     # When a web process looks for orphans (twice at once: as two processes would)
@@ -200,9 +205,7 @@ def test_a_follower_waits_out_a_database_that_cut_its_connection(
 ) -> None:
     from django.db import connection
 
-    found = scenario(tmp_path, service.url)
-    run = probe.create_run(found, "http://unused")
-    assert probe.submit(run)
+    run = submitted(scenario(tmp_path, service.url))
 
     # When PostgreSQL ends this process's connection (as a restart does) mid-run
     with connection.cursor() as cursor:

@@ -237,6 +237,13 @@ def follower_pid(app_db: str) -> int | None:
         return row[0] if row else None
 
 
+def new_job(app_db: str) -> str:
+    """One job written and committed at once; its key."""
+    with psycopg.connect(app_db, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()
+    return str(row[0])  # type: ignore[index]
+
+
 def test_writers_notify_only_while_a_follower_waits(watched: str) -> None:
     # Given a session listening on the capture's channel, and no follower waiting
     with (
@@ -273,10 +280,7 @@ def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_no
             lambda: listeners(watched) == [follower_pid(watched)], 10, what="the follower to wait"
         )
         # When one job is written, it arrives at once, woken by its NOTIFY
-        with psycopg.connect(watched, autocommit=True) as conn:
-            job = str(
-                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
-            )  # type: ignore[index]
+        job = new_job(watched)
         wait_for(lambda: len(store_events(job)) == 1, 3, what="a lone write, notified")
 
         # When four writers commit as fast as they can for 2 s
@@ -325,10 +329,7 @@ def test_an_idle_follower_is_woken_and_a_busy_one_lets_writers_commit_without_no
         wait_for(
             lambda: listeners(watched) == [follower_pid(watched)], 10, what="the follower to wait"
         )
-        with psycopg.connect(watched, autocommit=True) as conn:
-            job = str(
-                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
-            )  # type: ignore[index]
+        job = new_job(watched)
         wait_for(lambda: len(store_events(job)) == 1, 3, what="a lone write after the burst")
     finally:
         follower.stop()
@@ -397,10 +398,7 @@ def test_a_follower_of_an_older_install_is_woken_by_every_change(watched: str) -
     follower.start()
     try:
         wait_for(lambda: follower.stats.fetches >= 1, 10, what="the follower's first fetch")
-        with psycopg.connect(watched, autocommit=True) as conn:
-            job = str(
-                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
-            )  # type: ignore[index]
+        job = new_job(watched)
         # Then the change arrives at once all the same, without an error
         wait_for(lambda: len(store_events(job)) == 1, 3, what="a write to an older install")
         assert follower.stats.errors == 0
@@ -530,10 +528,7 @@ def test_list_shows_each_database_and_table_with_its_events(watched: str) -> Non
 
 def test_remove_all_leaves_nothing_of_ours_in_the_database(watched: str) -> None:
     # Given a change still in the outbox when capture is removed
-    with psycopg.connect(watched, autocommit=True) as conn:
-        job = str(
-            conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
-        )  # type: ignore[index]
+    job = new_job(watched)
     out = io.StringIO()
     # When capture is removed from the whole database
     call_command("lifecycle", "capture", "remove", "--all", "--database", watched, stdout=out)
@@ -679,10 +674,7 @@ def test_a_database_on_another_server_is_followed_too(second_server: str) -> Non
     follower = start_follower(second_server)
     try:
         # When the application there commits a change
-        with psycopg.connect(second_server, autocommit=True) as conn:
-            job = str(
-                conn.execute("INSERT INTO billing.jobs DEFAULT VALUES RETURNING id").fetchone()[0]
-            )  # type: ignore[index]
+        job = new_job(second_server)
         # Then it reaches the inspector's store, from the other server
         wait_for(lambda: len(store_events(job)) == 1, 10, what="the other server's commit")
     finally:
