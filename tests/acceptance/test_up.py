@@ -36,21 +36,35 @@ def up(env_overrides: dict[str, str], *args: str) -> tuple[subprocess.CompletedP
     return result, time.monotonic() - began
 
 
-def test_an_unreachable_rabbitmq_is_named_with_its_address_and_the_fix(postgres):
+@pytest.mark.parametrize(
+    ("setting", "url", "name", "fix", "other_service"),
+    [
+        (
+            "AMQP_URL",
+            "amqp://guest:guest@127.0.0.1:{}/%2F",
+            "RabbitMQ",
+            "rabbitmq-server -detached",
+            "postgres",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://root@127.0.0.1:{}/lifecycle",
+            "PostgreSQL",
+            "pg_ctlcluster --skip-systemctl-redirect",
+            "rabbitmq",
+        ),
+    ],
+    ids=["rabbitmq", "postgresql"],
+)
+def test_an_unreachable_service_is_named_with_its_address_and_the_fix(
+    request: pytest.FixtureRequest, setting: str, url: str, name: str, fix: str, other_service: str
+) -> None:
+    request.getfixturevalue(other_service)  # the one that is up must really be up
     port = free_port()
-    result, elapsed = up({"AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/%2F"})
+    result, elapsed = up({setting: url.format(port)})
     assert result.returncode == 2
-    assert f"RabbitMQ is not reachable at 127.0.0.1:{port}" in result.stderr
-    assert "rabbitmq-server -detached" in result.stderr
-    assert elapsed < 10
-
-
-def test_an_unreachable_postgresql_is_named_with_its_address_and_the_fix(rabbitmq):
-    port = free_port()
-    result, elapsed = up({"DATABASE_URL": f"postgres://root@127.0.0.1:{port}/lifecycle"})
-    assert result.returncode == 2
-    assert f"PostgreSQL is not reachable at 127.0.0.1:{port}" in result.stderr
-    assert "pg_ctlcluster --skip-systemctl-redirect" in result.stderr
+    assert f"{name} is not reachable at 127.0.0.1:{port}" in result.stderr
+    assert fix in result.stderr
     assert elapsed < 10
 
 

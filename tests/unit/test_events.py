@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from copy import deepcopy
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,16 +16,19 @@ from lifecycle.events import MalformedEvent, encode, make_message, parse_message
 pytestmark = pytest.mark.unit
 
 
+# What a good message says, as the sender gives it and as the parsed event holds it
+SAID: dict[str, Any] = {
+    "source": "broker",
+    "kind": "start",
+    "status": "RUNNING",
+    "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    "txid": 42,
+    "body": {"attempt": 1},
+}
+
+
 def good(**changes: object) -> dict[str, object]:
-    message = make_message(
-        source="broker",
-        kind="start",
-        task="task-1",
-        status="RUNNING",
-        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        txid=42,
-        body={"attempt": 1},
-    )
+    message = make_message(task="task-1", **deepcopy(SAID))
     message.update(changes)
     return message
 
@@ -39,16 +44,7 @@ def test_a_good_message_becomes_an_event() -> None:
 
     event = parse_message(encode(message))
 
-    assert event == events.IncomingEvent(
-        uuid=str(message["uuid"]),
-        task_key="task-1",
-        source="broker",
-        kind="start",
-        status="RUNNING",
-        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        txid=42,
-        body={"attempt": 1},
-    )
+    assert event == events.IncomingEvent(uuid=str(message["uuid"]), task_key="task-1", **SAID)
 
 
 @pytest.mark.parametrize("source", sorted(events.INGEST_SOURCES))
