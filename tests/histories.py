@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from lifecycle.check.rules import Finding
+from lifecycle.check.rules import Finding, check
 from lifecycle.events import EventRecord
 from lifecycle.statuses import COMPLETED, FAILED, PENDING, RUNNING
 
@@ -179,6 +179,23 @@ def begin(h: History) -> None:
     h.probe()
 
 
+def started() -> History:
+    """A lab run up to its worker's first commit: begun, the message started, RUNNING
+    committed."""
+    h = History()
+    begin(h)
+    h.broker("start")
+    h.commit(RUNNING)
+    return h
+
+
+def finish(h: History) -> EventRecord:
+    """The worker commits COMPLETED and acks the message; returns the commit."""
+    done = h.commit(COMPLETED)
+    h.broker("ack")
+    return done
+
+
 def end(h: History) -> EventRecord:
     """The run's verdict, which the probe records after its last read."""
     return h.add("probe", "verdict", body={"run": h.run})
@@ -233,6 +250,25 @@ class Run:
         body = {"run": self.history.run, "expected": expected, "observed": observed}
         self.history.add("probe", "verdict", body={**body, "verdict": verdict})
         return self
+
+
+def stored_long_task(prefix: str, count: int) -> str:
+    """A new task of ``count`` events shaped like the lab's, written to the store; its key."""
+    import uuid
+
+    from bench.dashboard import _insert_history
+
+    key = f"{prefix}-{uuid.uuid4()}"
+    _insert_history(key, count)
+    return key
+
+
+def the_stale_read(events: list[EventRecord], cause: str) -> Finding:
+    """The history's one finding, which must be a stale read caused by ``cause``."""
+    findings = check(events)
+    assert kinds(findings) == ["stale_read"]
+    assert findings[0].cause == cause
+    return findings[0]
 
 
 def kinds(findings: list[Finding]) -> list[str]:

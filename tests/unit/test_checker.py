@@ -33,9 +33,12 @@ from tests.histories import (
     Plan,
     begin,
     end,
+    finish,
     kinds,
     live,
     plans,
+    started,
+    the_stale_read,
 )
 
 pytestmark = pytest.mark.unit
@@ -211,8 +214,7 @@ def test_a_message_started_twice_without_a_retry_is_a_duplicate_execution() -> N
     h.broker("start")
     h.commit(RUNNING)
     h.broker("start")
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
 
     # When
     findings = check(h.events)
@@ -557,8 +559,7 @@ def test_not_found_after_the_worker_wrote_the_row_is_not_enqueue_before_commit()
     h.broker("start")
     h.commit(RUNNING)
     h.log("warning", "Report template not found, using the default")
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
 
     # When / Then
     assert check(h.events) == []
@@ -606,10 +607,7 @@ def test_findings_are_sorted_deterministic_and_serialisable() -> None:
 
 def test_a_run_still_polling_has_no_final_read_yet() -> None:
     # Given a run mid-way: its latest read says RUNNING, where FAILED is expected
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.probe()
     # Then nothing is said of the expectation (a live page asks mid-run)
     assert check(h.events, expected=FAILED) == []
@@ -619,22 +617,15 @@ def test_a_run_still_polling_has_no_final_read_yet() -> None:
 
 
 def test_scenario_succeeds_is_clean() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.probe()
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     h.probe()
     assert check(h.events, expected=COMPLETED) == []
 
 
 def test_scenario_fails_cleanly_is_clean() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.commit(FAILED)  # the lab's actor returns after committing FAILED: the message is acked
     h.broker("ack")
     h.probe()
@@ -642,10 +633,7 @@ def test_scenario_fails_cleanly_is_clean() -> None:
 
 
 def test_scenario_slow_with_many_reads_while_running_is_clean() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     for _ in range(20):
         h.read("probe-api", after_ms=100)
         h.probe()
@@ -680,14 +668,10 @@ def test_scenario_retried_then_succeeds_is_clean() -> None:
 
 def test_scenario_swallowed_error() -> None:
     # Given the worker caught the error and committed COMPLETED anyway
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.probe()
     h.log("error", "payment failed", "RuntimeError: card declined")
-    done = h.commit(COMPLETED)
-    h.broker("ack")
+    done = finish(h)
     h.read()
     last = h.probe()
     end(h)
@@ -705,10 +689,7 @@ def test_scenario_swallowed_error() -> None:
 
 
 def test_scenario_missing_commit() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.broker("ack")
     h.probe()
     end(h)
@@ -718,10 +699,7 @@ def test_scenario_missing_commit() -> None:
 
 
 def test_scenario_overwrite_after_failure() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.commit(FAILED)
     h.commit(COMPLETED, after_ms=200)  # the "always mark it done" cleanup
     h.broker("ack")
@@ -741,8 +719,7 @@ def test_scenario_cached_read() -> None:
     h.broker("start")
     h.commit(RUNNING)
     stale = [h.read(version=0) for _ in range(3)]
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     staler = [h.read(version=0) for _ in range(3)]
 
     # When
@@ -762,42 +739,33 @@ def test_scenario_snapshot_read() -> None:
     old = f"{h.first_txid + 1}:{h.first_txid + 1}:"
     h.broker("start")
     h.commit(RUNNING)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     reads = [h.read(version=0, snapshot=old, after_ms=300) for _ in range(3)]
 
     # When
-    findings = check(h.events)
+    f = the_stale_read(h.events, "old_snapshot")
 
     # Then
-    assert kinds(findings) == ["stale_read"]
-    assert findings[0].cause == "old_snapshot"
-    assert findings[0].events[1:] == tuple(r.id for r in reads)
-    assert "a snapshot taken before it (an old snapshot)" in findings[0].message
+    assert f.events[1:] == tuple(r.id for r in reads)
+    assert "a snapshot taken before it (an old snapshot)" in f.message
 
 
 def test_a_read_the_application_answered_from_its_cache_is_a_cached_response() -> None:
     # Given a view that cached the task's RUNNING answer, with the version and snapshot of
     # the read that filled its cache, and serves it after COMPLETED committed
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     filled = h.read(version=1)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     hits = [h.read(version=1, snapshot=filled.body["snapshot"], after_ms=300) for _ in range(3)]
     for hit in hits:
         hit.body["cached"] = True
 
     # When
-    findings = check(h.events)
+    f = the_stale_read(h.events, "cached_response")
 
     # Then the cache is named as the cause, with what fixes it
-    assert kinds(findings) == ["stale_read"]
-    assert findings[0].cause == "cached_response"
-    assert findings[0].events[1:] == tuple(r.id for r in hits)
-    assert "answered from its own cache" in findings[0].message
+    assert f.events[1:] == tuple(r.id for r in hits)
+    assert "answered from its own cache" in f.message
 
 
 def test_scenario_enqueue_before_commit() -> None:
@@ -839,16 +807,12 @@ def test_scenario_enqueue_before_commit_with_a_retry() -> None:
 
 def test_scenario_redelivery() -> None:
     # Given the worker finished, the broker redelivered the same message, and it ran again
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = started()
     h.commit(COMPLETED)
     h.log("warning", "task t1: worker process dies before acking its message")
     h.broker("start")
     again = h.commit(RUNNING)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
 
     # When
     findings = check(h.events)
@@ -1096,8 +1060,7 @@ def swallowing(level: str = "error", exception: str | None = "LLMError: timed ou
     h.broker("start")
     h.commit(RUNNING)
     h.log(level, "LLM call failed", exception)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     return h
 
 
@@ -1143,8 +1106,7 @@ def test_no_error_is_swallowed_once_a_failure_was_committed() -> None:
     h.commit(RUNNING)
     h.log("error", "invalid input", "LabError")
     h.commit(FAILED)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     # Then that is an overwrite, not a swallowed error
     assert kinds(check(h.events)) == ["terminal_overwrite"]
 
@@ -1282,8 +1244,7 @@ def test_a_swallowed_error_under_another_lifecycle(jobs_configured: None) -> Non
     h.broker("start")
     h.commit(RUNNING)
     h.log("warning", "LLM call failed", "Traceback (most recent call last): ...")
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     h.probe()
 
     findings = check(renamed(h.events), "errored")
@@ -1340,8 +1301,7 @@ def test_no_duplicate_execution_is_claimed_where_a_gap_could_hide_the_retry() ->
     first = h.clock
     h.commit(RUNNING)
     h.broker("start")
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     gap(h, first=first + timedelta(milliseconds=5), last=first + timedelta(milliseconds=15))
 
     # When / Then: the dropped events may be the retry, so no duplicate is claimed
@@ -1356,8 +1316,7 @@ def test_a_redelivered_start_is_a_duplicate_execution_even_with_a_gap() -> None:
     first = h.clock
     h.commit(RUNNING)
     h.broker("start", redelivered=True)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     gap(h, first=first, last=first + timedelta(milliseconds=20))
 
     # When / Then
@@ -1371,8 +1330,7 @@ def test_a_gap_elsewhere_in_time_changes_nothing() -> None:
     h.broker("start")
     h.commit(RUNNING)
     h.broker("start")
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     gap(h, first=T0 - timedelta(hours=1), last=T0 - timedelta(minutes=59))
 
     # When / Then
@@ -1399,8 +1357,7 @@ def test_a_gap_does_not_hide_what_events_prove() -> None:
     h.insert()
     h.broker("start")
     h.commit(RUNNING)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    finish(h)
     h.read(version=-2, snapshot=False, after_ms=400)
     gap(h, first=T0, last=h.clock)
 

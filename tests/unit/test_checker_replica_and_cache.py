@@ -14,6 +14,7 @@ from lifecycle.check.registry import CAUSES, KINDS, RULES, fix_for
 from lifecycle.check.rules import check
 from lifecycle.events import EventRecord
 from lifecycle.statuses import COMPLETED, RUNNING
+from tests import histories
 from tests.histories import PROPERTY, History, Plan, begin, end, kinds, live, plans
 
 pytestmark = pytest.mark.unit
@@ -44,21 +45,14 @@ def standby_read(
 
 def test_a_standby_read_behind_the_primarys_commit_is_a_replica_stale_read() -> None:
     # Given an API reading a standby that has not replayed COMPLETED yet
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
-    done = h.commit(COMPLETED)
-    h.broker("ack")
+    h = histories.started()
+    done = histories.finish(h)
     reads = [standby_read(h, version=1, after_ms=150 if n else 300) for n in range(2)]
 
     # When
-    findings = check(h.events)
+    f = histories.the_stale_read(h.events, "replica")
 
     # Then one stale read, caused by the replica, naming the commit, the read and the lag
-    assert kinds(findings) == ["stale_read"]
-    f = findings[0]
-    assert f.cause == "replica"
     assert f.events == tuple(sorted([done.id, *(r.id for r in reads)]))
     assert "from a standby" in f.message
     assert f"transaction {done.txid} had committed COMPLETED on the primary" in f.message
@@ -69,12 +63,8 @@ def test_a_standby_read_behind_the_primarys_commit_is_a_replica_stale_read() -> 
 def test_a_replicas_read_is_not_called_an_old_snapshot() -> None:
     # Given the same read twice: from a standby, and from the primary with an old snapshot
     for standby in (True, False):
-        h = History()
-        begin(h)
-        h.broker("start")
-        h.commit(RUNNING)
-        h.commit(COMPLETED)
-        h.broker("ack")
+        h = histories.started()
+        histories.finish(h)
         read = standby_read(h, version=1)
         old = f"{h.versions[-1].txid}:{h.versions[-1].txid}:"
         read.body["snapshot"] = old  # taken before COMPLETED's writer began
@@ -91,10 +81,7 @@ def test_a_replicas_read_is_not_called_an_old_snapshot() -> None:
 
 def test_a_standby_read_that_began_before_the_commit_is_not_stale() -> None:
     # Given a standby read 100 ms after the write: the commit may not have happened yet
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = histories.started()
     h.commit(COMPLETED)
     standby_read(h, version=1, after_ms=100)
 
@@ -103,10 +90,7 @@ def test_a_standby_read_that_began_before_the_commit_is_not_stale() -> None:
 
 
 def test_a_standby_read_of_the_newest_commit_is_clean() -> None:
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = histories.started()
     h.commit(COMPLETED)
     read = standby_read(h, version=-1, replayed_ms=-5)
     read.body["snapshot"] = h.snapshot()
@@ -152,18 +136,14 @@ def test_probe_reads_no_api_read_served_while_newer_was_committed_are_a_response
     h.read()  # the poll that filled the cache reached the API
     h.broker("start")
     h.commit(RUNNING)
-    done = h.commit(COMPLETED)
-    h.broker("ack")
+    done = histories.finish(h)
     polls = cached_polls(h, "PENDING", cache_control="max-age=2", age="1")
     end(h)
 
     # When
-    findings = check(h.events)
+    f = histories.the_stale_read(h.events, "response_cache")
 
     # Then one stale read, caused by a response cache, quoting what the response said
-    assert kinds(findings) == ["stale_read"]
-    f = findings[0]
-    assert f.cause == "response_cache"
     assert f.events == tuple(sorted([done.id, *(p.id for p in polls)]))
     assert "no API read was made while they were in flight" in f.message
     assert "a cache between the client and the API answered" in f.message
@@ -173,10 +153,7 @@ def test_probe_reads_no_api_read_served_while_newer_was_committed_are_a_response
 
 def test_a_probe_read_older_than_what_the_api_had_served_is_a_response_cache() -> None:
     # Given the API serving COMPLETED, then a poll (sent 20 ms later) getting RUNNING
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
+    h = histories.started()
     h.read(version=1)
     h.commit(COMPLETED)
     h.read(after_ms=150)
@@ -184,23 +161,17 @@ def test_a_probe_read_older_than_what_the_api_had_served_is_a_response_cache() -
     h.read(after_ms=1)  # the API, reached meanwhile by another client, still says COMPLETED
 
     # When
-    findings = check(h.events)
+    f = histories.the_stale_read(h.events, "response_cache")
 
     # Then
-    assert kinds(findings) == ["stale_read"]
-    assert findings[0].cause == "response_cache"
-    assert poll.id in findings[0].events
-    assert "returned COMPLETED, not RUNNING" in findings[0].message
+    assert poll.id in f.events
+    assert "returned COMPLETED, not RUNNING" in f.message
 
 
 def test_a_service_that_does_not_report_reads_is_never_a_response_cache() -> None:
     # Given the same cached polls, from a service whose API reports no reads at all
-    h = History()
-    begin(h)
-    h.broker("start")
-    h.commit(RUNNING)
-    h.commit(COMPLETED)
-    h.broker("ack")
+    h = histories.started()
+    histories.finish(h)
     cached_polls(h, "PENDING")
 
     # Then nothing is said of a cache
