@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests import venvs
+from tests.published import Published
 from tests.services import require_postgres, require_rabbitmq, skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +87,16 @@ def _quick_passwords() -> Iterator[None]:
     quick = "tests.passwords.QuickPBKDF2PasswordHasher"
     with override_settings(PASSWORD_HASHERS=[quick, *settings.PASSWORD_HASHERS]):
         yield
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> Published:
+    """What the client's read helpers report, kept instead of sent."""
+    from lifecycle.client import reads
+
+    sink = Published()
+    monkeypatch.setattr(reads, "get_publisher", lambda: sink)
+    return sink
 
 
 @pytest.fixture(scope="session")

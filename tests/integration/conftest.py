@@ -3,8 +3,7 @@ test namespace's topology, a queue that taps every event of its exchange (a batc
 its events), the real RabbitMQ behind a proxy a test can cut, a running ingestor. A module
 using them requires PostgreSQL and RabbitMQ itself (``tests.services``). And the websocket
 consumers' tests share the live feed's hub (``hub``) and open reading (``public_read``);
-the tests over PostgreSQL, sessions of their own (``conninfo``, ``writer``, ``reader``);
-the tests of the client's reads, what the client would have published (``published``)."""
+the tests over PostgreSQL, sessions of their own (``conninfo``, ``writer``, ``reader``)."""
 
 from __future__ import annotations
 
@@ -33,7 +32,6 @@ from lifecycle.ingest import dead_queue_name, declare_topology, ingest_queue_nam
 from lifecycle.scenarios.faults import TcpProxy, tcp_proxy
 from tests.conftest import wait_for
 from tests.integration.rabbit import queue_state
-from tests.published import Published
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,16 +93,6 @@ def reader(conninfo: str) -> Iterator[psycopg.Connection[Any]]:
     """A session of its own in autocommit: each query sees what has committed by then."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         yield conn
-
-
-@pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> Published:
-    """What the client's read helpers report, kept instead of sent."""
-    from lifecycle.client import reads
-
-    sink = Published()
-    monkeypatch.setattr(reads, "get_publisher", lambda: sink)
-    return sink
 
 
 @pytest.fixture

@@ -13,52 +13,32 @@ import pytest
 
 from lifecycle import events
 from lifecycle.client import carry, reads
+from tests.published import Published
 
 pytestmark = pytest.mark.unit
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.waits: list[tuple[int | None, float]] = []
-
-    def publish(self, message: dict[str, Any]) -> int:
-        self.sent.append(message)
-        return len(self.sent)  # its ticket
-
-    def wait(self, ticket: int | None, timeout: float) -> bool:
-        self.waits.append((ticket, timeout))
-        return True
-
-
-@pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    found = Recorder()
-    monkeypatch.setattr(reads, "get_publisher", lambda: found)
-    return found
-
-
-def bodies(recorder: Recorder) -> list[dict[str, Any]]:
-    return [m["body"] for m in recorder.sent]
+def bodies(published: Published) -> list[dict[str, Any]]:
+    return [m["body"] for m in published.messages]
 
 
 def test_a_read_outside_a_request_is_published_at_once_as_answered_200(
-    recorder: Recorder,
+    published: Published,
 ) -> None:
     reads.report_read("t-1", "RUNNING", xmin=10, snapshot="10:11:")
-    (body,) = bodies(recorder)
+    (body,) = bodies(published)
     assert (body["http_status"], body["cached"], body["xmin"]) == (200, False, 10)
 
 
 def test_a_cached_answer_is_reported_with_the_version_that_filled_the_cache(
-    recorder: Recorder,
+    published: Published,
 ) -> None:
     # Given the version a read returned, kept with a cached answer (pickled, as caches do)
     version = pickle.loads(pickle.dumps(reads.ReadVersion(812, "810:813:", "PENDING")))
     # When a later request is answered from that cache
     reads.report_cached("t-1", version, client="web-2", path="/jobs/1")
     # Then the read names the cached status, its version and snapshot, and says cached
-    (message,) = recorder.sent
+    (message,) = published.messages
     assert message["status"] == "PENDING"
     assert {k: message["body"][k] for k in ("xmin", "snapshot", "cached", "client", "path")} == {
         "xmin": 812,
@@ -69,37 +49,37 @@ def test_a_cached_answer_is_reported_with_the_version_that_filled_the_cache(
     }
 
 
-def test_a_cache_filled_without_a_version_reports_nothing(recorder: Recorder) -> None:
+def test_a_cache_filled_without_a_version_reports_nothing(published: Published) -> None:
     reads.report_cached("t-1", None)
-    assert recorder.sent == []
+    assert published.messages == []
 
 
-def test_reads_held_in_a_request_take_the_responses_status(recorder: Recorder) -> None:
+def test_reads_held_in_a_request_take_the_responses_status(published: Published) -> None:
     # Given a request in which two reads are made, one naming its own status
     with reads.deferred_reads() as held:
         reads.report_read("t-1", "RUNNING", xmin=5)
         reads.report_read("t-1", "RUNNING", xmin=5, http_status=304)
         # Then nothing is published while the response is not known
-        assert recorder.sent == []
+        assert published.messages == []
     # When the view's response turns out to be a 500
     held.report(500)
     # Then each read says so, except the one that named its own, stamped when made
-    assert [b["http_status"] for b in bodies(recorder)] == [500, 304]
+    assert [b["http_status"] for b in bodies(published)] == [500, 304]
     # And a read after the request is published at once again
     reads.report_read("t-1", "RUNNING")
-    assert [b["http_status"] for b in bodies(recorder)] == [500, 304, 200]
+    assert [b["http_status"] for b in bodies(published)] == [500, 304, 200]
 
 
-def test_a_report_is_made_once(recorder: Recorder) -> None:
+def test_a_report_is_made_once(published: Published) -> None:
     with reads.deferred_reads() as held:
         reads.report_read("t-1", "RUNNING")
     held.report(200)
     held.report(500)
-    assert [b["http_status"] for b in bodies(recorder)] == [200]
+    assert [b["http_status"] for b in bodies(published)] == [200]
 
 
 def test_reads_from_threads_that_carry_the_requests_context_are_held(
-    recorder: Recorder,
+    published: Published,
 ) -> None:
     async def view() -> None:
         await asyncio.to_thread(reads.report_read, "t-1", "A")
@@ -107,21 +87,21 @@ def test_reads_from_threads_that_carry_the_requests_context_are_held(
     with reads.deferred_reads() as held:
         asyncio.run(view())
         carry(reads.report_read)("t-1", "B")
-        assert recorder.sent == []
+        assert published.messages == []
     held.report(404)
-    assert sorted((m["status"], m["body"]["http_status"]) for m in recorder.sent) == [
+    assert sorted((m["status"], m["body"]["http_status"]) for m in published.messages) == [
         ("A", 404),
         ("B", 404),
     ]
 
 
-def test_held_reads_wait_for_rabbitmq_once_if_one_asked(recorder: Recorder) -> None:
+def test_held_reads_wait_for_rabbitmq_once_if_one_asked(published: Published) -> None:
     with reads.deferred_reads() as held:
         reads.report_read("t-1", "A")
         reads.report_read("t-1", "B", confirm=0.05)
         assert held.waits
     held.report(200)
-    assert recorder.waits == [(2, 0.05)]  # the last read's confirm: the first one's with it
+    assert published.waits == [(2, 0.05)]  # the last read's confirm: the first one's with it
 
 
 def test_reporting_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
