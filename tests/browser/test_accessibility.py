@@ -11,19 +11,17 @@ import uuid
 
 import pytest
 
-from bench.dashboard import _insert_history
 from tests.browser.axe import assert_clean
 from tests.browser.conftest import FLAGS, log_in  # noqa: F401 - FLAGS documents the launch
 from tests.browser.test_compare import finished, overwritten_run, start
+from tests.histories import stored_long_task
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def long_key(stack) -> str:
-    key = f"a11y-long-{uuid.uuid4()}"
-    _insert_history(key, 5000)
-    return key
+    return stored_long_task("a11y-long", 5000)
 
 
 def ready(page) -> None:

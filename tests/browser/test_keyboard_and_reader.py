@@ -6,12 +6,11 @@ announces findings and the verdict, not each read."""
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 
-from bench.dashboard import _insert_history
 from tests.browser.conftest import caught_up
+from tests.histories import stored_long_task
 
 pytestmark = pytest.mark.browser
 
@@ -119,21 +118,27 @@ def test_focus_is_visible_and_enter_opens_what_a_click_opens(stack, page, swallo
     run.locator(".run-events [data-testid=event]").first.wait_for()
 
 
+def enter_moves_the_focus_to_its_event(page, link) -> str:
+    """Enter on a link to an event; waits for that event's time to take the focus and
+    returns the event's id."""
+    target = link.get_attribute("href")[1:]
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "id => { const row = document.activeElement.closest('li');"
+        " return row && row.id === id && document.activeElement.matches('a.ev-time'); }",
+        arg=target,
+    )
+    return target
+
+
 def test_a_findings_proved_by_links_move_focus_to_their_events(stack, page, swallowed):
     page.goto(f"{stack.base_url}/runs/{swallowed['id']}")
     caught_up(page)
     links = page.locator("[data-testid=finding] .proof a")
     assert links.count() >= 2
     for i in (0, 1, 0):  # the same link twice: the address does not change the second time
-        link = links.nth(i)
-        target = link.get_attribute("href")[1:]
-        link.focus()
-        page.keyboard.press("Enter")
-        page.wait_for_function(
-            "id => { const row = document.activeElement.closest('li');"
-            " return row && row.id === id && document.activeElement.matches('a.ev-time'); }",
-            arg=target,
-        )
+        target = enter_moves_the_focus_to_its_event(page, links.nth(i))
         # and Tab goes on from the event, not from the finding
         page.keyboard.press("Tab")
         assert page.evaluate(
@@ -189,8 +194,7 @@ def test_a_live_run_announces_its_findings_and_verdict_not_its_reads(stack, page
 
 def test_enter_on_a_link_into_an_unloaded_window_moves_focus_to_its_event(stack, page):
     # Given a long task, whose outline links to commits in windows not loaded yet
-    key = f"keys-long-{uuid.uuid4()}"
-    _insert_history(key, 5000)
+    key = stored_long_task("keys-long", 5000)
     page.goto(f"{stack.base_url}/tasks/{key}")
     links = page.locator("[data-testid=outline-commits] > li > a")
     link = next(
@@ -198,13 +202,6 @@ def test_enter_on_a_link_into_an_unloaded_window_moves_focus_to_its_event(stack,
         for i in range(links.count())
         if not page.locator(links.nth(i).get_attribute("href")).count()
     )
-    target = link.get_attribute("href")[1:]
 
     # When the reader presses Enter on it, its window loads and the event takes the focus
-    link.focus()
-    page.keyboard.press("Enter")
-    page.wait_for_function(
-        "id => { const row = document.activeElement.closest('li');"
-        " return row && row.id === id && document.activeElement.matches('a.ev-time'); }",
-        arg=target,
-    )
+    enter_moves_the_focus_to_its_event(page, link)

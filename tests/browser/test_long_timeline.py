@@ -7,18 +7,16 @@ import uuid
 
 import pytest
 
-from bench.dashboard import _insert_history
 from lifecycle.models import Event
 from tests.conftest import wait_for
+from tests.histories import stored_long_task
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
 def long_task(stack) -> str:
-    key = f"long-{uuid.uuid4()}"
-    _insert_history(key, 5000)
-    return key
+    return stored_long_task("long", 5000)
 
 
 def test_a_long_task_opens_with_its_outline_and_a_link_reaches_any_event(

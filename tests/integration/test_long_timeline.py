@@ -5,15 +5,14 @@ history, each event once."""
 from __future__ import annotations
 
 import re
-import uuid
 from html import unescape
 
 import pytest
 
-from bench.dashboard import _insert_history
 from lifecycle.check import findings
 from lifecycle.models import Event
 from lifecycle.store import outline
+from tests.histories import stored_long_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -25,9 +24,7 @@ WINDOW_URL = re.compile(r'<li class="window"[^>]*data-url="([^"]+)"')
 
 @pytest.fixture
 def long_task(postgres) -> str:
-    key = f"long-{uuid.uuid4()}"
-    _insert_history(key, EVENTS)
-    return key
+    return stored_long_task("long", EVENTS)
 
 
 def all_ids(key: str) -> list[int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
-import uuid
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from channels.db import database_sync_to_async
 from django.db import connections
 from django.test import AsyncClient
 
-from bench.dashboard import _insert_history
 from dashboard.api import MAX_PAGE
 from lifecycle.check import findings
 from lifecycle.history import current_status, in_time_order
@@ -25,6 +23,7 @@ from lifecycle.people.tokens import create
 from lifecycle.store import eventlog
 from lifecycle.timeline import exports, otlp
 from lifecycle.timeline.layout import TimelineBuilder
+from tests.histories import stored_long_task
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -33,9 +32,7 @@ EVENTS = 12_000
 
 @pytest.fixture
 def big_task(postgres) -> str:
-    key = f"big-{uuid.uuid4()}"
-    _insert_history(key, EVENTS)
-    return key
+    return stored_long_task("big", EVENTS)
 
 
 def all_ids(key: str) -> list[int]:
@@ -85,8 +82,7 @@ def test_a_long_timeline_without_a_limit_answers_its_first_page_and_next_walks_i
 
 
 def test_a_short_timeline_without_a_limit_is_still_whole(client, postgres):
-    key = f"short-{uuid.uuid4()}"
-    _insert_history(key, 300)
+    key = stored_long_task("short", 300)
     body = client.get(f"/api/tasks/{key}/timeline").json()
     assert len(body["events"]) == 300 and "next" not in body
 
@@ -149,8 +145,7 @@ async def export_peak(client: AsyncClient, key: str, token: str) -> tuple[int, i
 async def test_under_asgi_the_trace_is_sent_as_it_is_made_with_bounded_memory(big_task):
     # Given a viewer's token, a task of 12,000 events and one of 3,000
     _, token = await database_sync_to_async(create)("export-test", "viewer")
-    small = f"small-{uuid.uuid4()}"
-    await database_sync_to_async(_insert_history)(small, 3000)
+    small = await database_sync_to_async(stored_long_task)("small", 3000)
     client = AsyncClient()
     await export_peak(client, small, token)  # the first request loads what any loads
     # When each one's trace is exported
@@ -171,8 +166,7 @@ def test_heavy_exports_past_the_cap_are_refused_with_429_and_retry_after(
     client, big_task, settings
 ):
     settings.LIFECYCLE_EXPORTS = 2
-    short = f"short-{uuid.uuid4()}"
-    _insert_history(short, 50)
+    short = stored_long_task("short", 50)
     # Given every export slot of the process taken (two long exports running)
     held = [exports.take() for _ in range(2)]
     assert all(held) and exports.take() is None
