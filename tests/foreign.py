@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +34,13 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @venvs.maker("client_venv")
 def make_client_venv(where: Path) -> Path:
-    source = where / "client-source"
-    shutil.copytree(
-        ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
-    python = where / "venv" / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            f"{source}[dramatiq,psycopg,sqlalchemy,pytest]",
+    python = venvs.with_client(
+        where,
+        lambda client: [
+            f"{client}[dramatiq,psycopg,sqlalchemy,pytest]",
             # The async service's own requirements (tests/foreign_async.py)
             *ASYNC_SERVICE_REQUIREMENTS,
         ],
-        check=True,
-        capture_output=True,
-        timeout=300,
     )
     found = subprocess.run([str(python), "-c", "import django"], capture_output=True)
     assert found.returncode != 0, "the client's environment must not have Django"
@@ -120,18 +105,15 @@ def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     )
     assert done.returncode == 0, done.stderr
     port = FOREIGN_API_PORT
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
-        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
-        "JOBS_DATABASE_URL": foreign_db,
-        "JOBS_QUEUE": f"foreign-{uuid.uuid4().hex[:8]}",
+    env = service_env(
+        stack,
+        JOBS_DATABASE_URL=foreign_db,
+        JOBS_QUEUE=f"foreign-{uuid.uuid4().hex[:8]}",
         # Where its replica path reads: the standby the `standby` fixture makes or reuses
         # (tests that poll that path ask for it).
-        "JOBS_REPLICA_PORT": str(settings.LIFECYCLE_STANDBY_PORT),
-        "PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    }
+        JOBS_REPLICA_PORT=str(settings.LIFECYCLE_STANDBY_PORT),
+        PORT=str(port),
+    )
     worker = subprocess.Popen(
         [
             str(client_venv),
@@ -163,6 +145,33 @@ def service(stack: Stack, foreign_db: str, client_venv: Path) -> Iterator[str]:
     finally:
         stop(api, worker)
         stack.manage("lifecycle", "capture", "remove", "--all", "--database", foreign_db)
+
+
+def service_env(stack: Stack, **own: str) -> dict[str, str]:
+    """README, step 2: what each process of an attached service gets: the dashboard's
+    RabbitMQ and namespace, beside its ``own`` settings."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
+        **own,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def first_created(url: str, exited: Callable[[], None], what: str) -> dict[str, Any]:
+    """The first task a service's API creates (``POST url``, mode ok), once it answers 201;
+    ``exited`` raises, saying what it knows, as soon as a process of the service has ended."""
+
+    def created() -> dict[str, Any] | None:
+        exited()
+        try:
+            status, body = http("POST", url, {"mode": "ok"})
+        except OSError:
+            return None
+        return body if status == 201 else None
+
+    return wait_for(created, 30, interval=0.2, what=what)
 
 
 def first_on_timeline(stack: Stack, task: str, commit: tuple[str, str]) -> None:
@@ -206,6 +215,20 @@ def service_pytest(
 def timeline(stack: Stack, task: str) -> dict[str, Any]:
     status, body = stack.get(f"/api/tasks/{task}/timeline")
     return body if status == 200 else {"events": [], "findings": []}
+
+
+def told(stack: Stack, run_id: int, fields: tuple[str, ...]) -> str:
+    """A run's history, one line an event with the ``fields`` of its body it has, for a
+    failing assertion's message."""
+    run = stack.get(f"/api/runs/{run_id}")[1]
+    lines = [f"run {run_id}: {run.get('verdict')} findings={run.get('findings')}"]
+    for e in timeline(stack, run.get("task") or "")["events"]:
+        body = {k: e["body"].get(k) for k in fields}
+        lines.append(
+            f"  #{e['id']} {e['at']} {e['source']} {e['kind']} {e['status']} txid={e['txid']} "
+            f"{ {k: v for k, v in body.items() if v is not None} } -> {e.get('version_of')}"
+        )
+    return "\n".join(lines)
 
 
 def kinds(body: dict[str, Any]) -> set[tuple[str, str]]:

@@ -5,7 +5,6 @@ the AsyncIO middleware, its own database. Attached exactly as the README says, a
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ASYNC_API_PORT, ROOT, Stack, http, wait_for
-from tests.foreign import first_on_timeline, service_database, stop
+from tests.conftest import ASYNC_API_PORT, ROOT, Stack
+from tests.foreign import first_created, first_on_timeline, service_database, service_env, stop
 
 ASYNC_SERVICE = ROOT / "tests" / "acceptance" / "async_service"
 
@@ -33,14 +32,7 @@ def async_db(stack: Stack) -> Iterator[tuple[str, str]]:
 
 def async_env(stack: Stack, database: str, role: str) -> dict[str, str]:
     """README, step 2: the service's processes get the dashboard's RabbitMQ and namespace."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
-        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
-        "LIFECYCLE_PROCESS_ROLE": role,
-        "TASKS_DATABASE_URL": database,
-        "PYTHONUNBUFFERED": "1",
-    }
+    return service_env(stack, LIFECYCLE_PROCESS_ROLE=role, TASKS_DATABASE_URL=database)
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +85,11 @@ def async_service(stack: Stack, async_db: tuple[str, str], client_venv: Path) ->
     try:
         base = f"http://127.0.0.1:{ASYNC_API_PORT}"
 
-        def created() -> dict[str, str] | None:
+        def exited() -> None:
             if api.poll() is not None:
                 raise AssertionError(f"the API exited: {api.stderr.read() if api.stderr else ''}")
-            try:
-                status, body = http("POST", f"{base}/tasks", {"mode": "ok"})
-            except OSError:
-                return None
-            return body if status == 201 else None
 
-        first = wait_for(created, 30, interval=0.2, what="the tasks API")
+        first = first_created(f"{base}/tasks", exited, "the tasks API")
         first_on_timeline(stack, first["id"], ("db", "update"))
         yield base
     finally:

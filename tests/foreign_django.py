@@ -8,10 +8,7 @@ prefix, its worker (``rundramatiq``) and API started."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests import venvs
-from tests.conftest import DJANGO_API_PORT, ROOT, Stack, http, wait_for
-from tests.foreign import first_on_timeline, service_database, stop
+from tests.conftest import DJANGO_API_PORT, ROOT, Stack, http
+from tests.foreign import first_created, first_on_timeline, service_database, service_env, stop
 
 DJANGO_SERVICE = ROOT / "tests" / "acceptance" / "django_service"
 KEY_PREFIX = "django-jobs:"  # its settings' LIFECYCLE_KEY_PREFIX
@@ -37,42 +34,22 @@ def django_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @venvs.maker("django_venv")
 def make_django_venv(where: Path) -> Path:
-    source = where / "client-source"
-    shutil.copytree(
-        ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
-    python = where / "venv" / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
+    return venvs.with_client(
+        where,
+        lambda client: [
             "-r",
             str(DJANGO_SERVICE / "requirements-dev.txt"),
-            f"{source}[dramatiq,psycopg,pytest]",
+            f"{client}[dramatiq,psycopg,pytest]",
         ],
-        check=True,
-        capture_output=True,
-        timeout=300,
     )
-    return python
 
 
 def django_env(stack: Stack, database: str, role: str, queue: str) -> dict[str, str]:
     """What each of the service's processes gets: its database, and the dashboard's RabbitMQ
     and namespace (README, step 2, which step 3 refers to)."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AMQP_URL": stack.env.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
-        "LIFECYCLE_NAMESPACE": stack.env["LIFECYCLE_NAMESPACE"],
-        "LIFECYCLE_PROCESS_ROLE": role,
-        "JOBS_DATABASE_URL": database,
-        "JOBS_QUEUE": queue,
-        "PYTHONUNBUFFERED": "1",
-    }
+    return service_env(
+        stack, LIFECYCLE_PROCESS_ROLE=role, JOBS_DATABASE_URL=database, JOBS_QUEUE=queue
+    )
 
 
 class DjangoService:
@@ -192,18 +169,13 @@ def django_service(
     )
     try:
 
-        def created() -> dict[str, Any] | None:
+        def exited() -> None:
             for process, name in ((api, "api"), (worker, "worker")):
                 if process.poll() is not None:
                     log = (logs / f"{name}.log").read_text()
                     raise AssertionError(f"the service's {name} exited:\n{log}")
-            try:
-                status, body = http("POST", f"{service.base_url}/jobs", {"mode": "ok"})
-            except OSError:
-                return None
-            return body if status == 201 else None
 
-        first = wait_for(created, 30, interval=0.2, what="the jobs API")
+        first = first_created(f"{service.base_url}/jobs", exited, "the jobs API")
         first_on_timeline(stack, f"{KEY_PREFIX}{first['id']}", ("db", "update"))
         yield service
     finally:

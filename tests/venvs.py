@@ -9,6 +9,9 @@ starts it): the tests running meanwhile, some of them timed, keep the CPU they h
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +24,7 @@ _pool = ThreadPoolExecutor(
     max_workers=1, thread_name_prefix="venv", initializer=os.nice, initargs=(10,)
 )
 _begun: dict[str, Future[Path]] = {}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def maker(name: str) -> Callable[[Maker], Maker]:
@@ -29,6 +33,24 @@ def maker(name: str) -> Callable[[Maker], Maker]:
         return make
 
     return register
+
+
+def with_client(where: Path, pip_args: Callable[[Path], list[str]]) -> Path:
+    """A venv in ``where`` with pip's ``pip_args`` installed, given the folder of the client
+    copied from this checkout (to name it with its extras); its python."""
+    source = where / "client-source"
+    shutil.copytree(
+        ROOT / "lifecycle" / "client", source, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], check=True)
+    python = where / "venv" / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", *pip_args(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return python
 
 
 def needed(items: Iterable[pytest.Item]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lifecycle.history import XID_WRAP
+from tests import foreign
 from tests.acceptance.test_foreign_scenarios import (
     done_run,
     findings_include,
@@ -33,20 +34,13 @@ OURS = {
     "tasks-savepoint-snapshot",
 }
 
+# What a failing assertion's history shows of each event's body
+TOLD = ("xmin", "snapshot", "message_id", "attempt", "thread")
+
 
 def told(stack: Stack, run_id: int) -> str:
-    """A run's history, one line an event, for a failing assertion's message."""
-    run = stack.get(f"/api/runs/{run_id}")[1]
-    lines = [f"run {run_id}: {run.get('verdict')} findings={run.get('findings')}"]
-    for e in timeline(stack, run.get("task") or "")["events"]:
-        body = {
-            k: e["body"].get(k) for k in ("xmin", "snapshot", "message_id", "attempt", "thread")
-        }
-        lines.append(
-            f"  #{e['id']} {e['at']} {e['source']} {e['kind']} {e['status']} txid={e['txid']} "
-            f"{ {k: v for k, v in body.items() if v is not None} } -> {e.get('version_of')}"
-        )
-    return "\n".join(lines)
+    """A run's history, for a failing assertion's message."""
+    return foreign.told(stack, run_id, TOLD)
 
 
 def settled(stack: Stack, run_id: int, wanted: set[tuple[str, str | None]]) -> dict[str, Any]:

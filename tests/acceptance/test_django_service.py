@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import foreign
 from tests.acceptance.test_foreign_scenarios import done_run, maintainer_checked, start_each
 from tests.conftest import Stack, http, wait_for
 from tests.foreign import service_pytest, timeline
@@ -31,21 +32,13 @@ OURS = {
     "django-jobs-stale-cache",
 }
 
+# What a failing assertion's history shows of each event's body
+TOLD = ("xmin", "snapshot", "cached", "message_id", "attempt", "http_status")
+
 
 def told(stack: Stack, run_id: int) -> str:
-    """A run's history, one line an event, for a failing assertion's message."""
-    run = stack.get(f"/api/runs/{run_id}")[1]
-    lines = [f"run {run_id}: {run.get('verdict')} findings={run.get('findings')}"]
-    for e in timeline(stack, run.get("task") or "")["events"]:
-        body = {
-            k: e["body"].get(k)
-            for k in ("xmin", "snapshot", "cached", "message_id", "attempt", "http_status")
-        }
-        lines.append(
-            f"  #{e['id']} {e['at']} {e['source']} {e['kind']} {e['status']} txid={e['txid']} "
-            f"{ {k: v for k, v in body.items() if v is not None} } -> {e.get('version_of')}"
-        )
-    return "\n".join(lines)
+    """A run's history, for a failing assertion's message."""
+    return foreign.told(stack, run_id, TOLD)
 
 
 def findings_of(stack: Stack, run_id: int, wanted: set[str], timeout: float = 20) -> dict[str, Any]:
