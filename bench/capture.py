@@ -58,6 +58,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from bench import harness
+
 TARGET_TRIGGER_OVERHEAD = 25.0  # percent
 TARGET_INGEST_RATE = 30_000.0  # events per second, stored, as clients send them now
 TARGET_GENERATED_OVER_FLOOR = 10.0  # percent: the per-table function against the floor
@@ -227,11 +229,7 @@ def bench_trigger(
         ]
     conninfo = database_conninfo(application_name="lifecycle-bench")
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        had_outbox = bool(
-            conn.execute("SELECT to_regclass('lifecycle_capture.outbox') IS NOT NULL").fetchone()[0]  # type: ignore[index]
-        )
-        _drop(conn, variants, had_outbox)
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        had_outbox = _fresh_schema(conn, variants)
         try:
             keys = [str(uuid.uuid4()) for _ in range(rows)]
             for variant in variants:
@@ -342,19 +340,9 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
     elif variant.trigger:
         schema = f"{SCHEMA}_{variant.name}"
         variant.events = f"{schema}.lifecycle_event"
+        ddls = [d.replace(f"'{NOTIFY_CHANNEL}'", f"'{BENCH_CHANNEL}'") for d in _ddl(variant.name)]
         with conn.transaction():
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-            conn.execute(
-                sql.SQL("CREATE TABLE {} (LIKE public.lifecycle_event INCLUDING ALL)").format(
-                    sql.Identifier(schema, "lifecycle_event")
-                )
-            )
-            # The migrations' SQL names nothing by schema: run in this one, it makes copies.
-            conn.execute(
-                sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema))
-            )
-            for ddl in _ddl(variant.name):
-                conn.execute(ddl.replace(f"'{NOTIFY_CHANNEL}'", f"'{BENCH_CHANNEL}'"))
+            capture_copy(conn, schema, ddls)
             conn.execute(
                 sql.SQL(
                     "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {}"
@@ -365,6 +353,23 @@ def _create(conn: Any, variant: Variant, keys: list[str]) -> None:
                     sql.Identifier(schema, "lifecycle_capture"),
                 )
             )
+
+
+def capture_copy(conn: Any, schema: str, ddls: list[str]) -> None:
+    """A migration's capture function copied into ``schema``, beside its own copy of the
+    event table, inside the caller's transaction: the migrations' SQL names nothing by
+    schema, so ``ddls`` run with ``schema`` first on the search path make copies there."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (LIKE public.lifecycle_event INCLUDING ALL)").format(
+            sql.Identifier(schema, "lifecycle_event")
+        )
+    )
+    conn.execute(sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema)))
+    for ddl in ddls:
+        conn.execute(ddl)
 
 
 def _ddl(name: str) -> list[str]:
@@ -385,6 +390,17 @@ def _ddl(name: str) -> list[str]:
 def _in_outbox(variant: Variant) -> bool:
     """Whether the variant's table gets the installed capture trigger into the outbox."""
     return variant.name in OUTBOX_VARIANTS or variant.events == OUTBOX
+
+
+def _fresh_schema(conn: Any, variants: list[Variant]) -> bool:
+    """What an earlier run left dropped, and the bench's schema made anew; whether capture's
+    outbox was there before (then it is left in place afterwards)."""
+    had_outbox = bool(
+        conn.execute("SELECT to_regclass('lifecycle_capture.outbox') IS NOT NULL").fetchone()[0]
+    )
+    _drop(conn, variants, had_outbox)
+    conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    return had_outbox
 
 
 def _drop(conn: Any, variants: list[Variant], had_outbox: bool = True) -> None:
@@ -547,12 +563,7 @@ def bench_ingest(
     db = psycopg.connect(database_conninfo("lifecycle-bench"), autocommit=True)
 
     def clear() -> tuple[int, int]:
-        row = db.execute(
-            "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
-            [prefix + "%"],
-        ).fetchone()
-        db.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
-        return (row[0], row[1]) if row else (0, 0)
+        return harness.stored_and_cleared(db, prefix)
 
     def floor() -> dict[str, float]:
         payloads = [copy_text(chunk) for chunk in _chunks(rows, batch_size)]
@@ -671,11 +682,7 @@ def bench_writers(
     lost: dict[str, tuple[int, int]] = {}  # table: (commits, rows in the outbox), one turn
     conninfo = database_conninfo(application_name="lifecycle-bench")
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        had_outbox = bool(
-            conn.execute("SELECT to_regclass('lifecycle_capture.outbox') IS NOT NULL").fetchone()[0]  # type: ignore[index]
-        )
-        _drop(conn, variants, had_outbox)
-        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        had_outbox = _fresh_schema(conn, variants)
         pool: list[psycopg.Connection[Any]] = []
         try:
             keys = [str(uuid.uuid4()) for _ in range(rows)]

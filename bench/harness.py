@@ -1,5 +1,6 @@
 """What several benchmarks share: Django set up and a benchmark's own options parsed, a
-throwaway database, a process's CPU time, a writer's pace, a child process stopped."""
+throwaway database, a process's CPU time, a writer's pace, a child process stopped, the
+events a run stored counted and cleared."""
 
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ def scratch_database(name: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def stored_and_cleared(db: Any, prefix: str) -> tuple[int, int]:
+    """How many events of the tasks keyed ``prefix``… the store holds, and how many of them
+    are distinct (by uuid); then deletes them, for the next round to count its own."""
+    row = db.execute(
+        "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
+        [prefix + "%"],
+    ).fetchone()
+    db.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
+    return (row[0], row[1]) if row else (0, 0)
 
 
 def process_cpu(pid: int) -> float:

@@ -135,14 +135,6 @@ def bench_ingest_nodes(count: int = 100_000, rounds: int = 3) -> dict[str, Any]:
                 except subprocess.TimeoutExpired:
                     process.kill()
 
-    def counted(prefix: str) -> tuple[int, int]:
-        row = db.execute(
-            "SELECT count(*), count(DISTINCT uuid) FROM lifecycle_event WHERE task_key LIKE %s",
-            [prefix + "%"],
-        ).fetchone()
-        db.execute("DELETE FROM lifecycle_event WHERE task_key LIKE %s", [prefix + "%"])
-        return (row[0], row[1]) if row else (0, 0)
-
     try:
         declare_topology(channel, namespace)
         order = list(WAYS)
@@ -152,7 +144,7 @@ def bench_ingest_nodes(count: int = 100_000, rounds: int = 3) -> dict[str, Any]:
                 try:
                     runs[way].append(one_round(way, prefix))
                 finally:
-                    found = counted(prefix)
+                    found = harness.stored_and_cleared(db, prefix)
                 if found != (count, count):
                     wrong[way] = found
     finally:

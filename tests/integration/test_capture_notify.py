@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bench.capture import capture_copy
 from lifecycle import sql as lifecycle_sql
 from lifecycle.events import NOTIFY_CHANNEL
 from lifecycle.ingest import INGEST
@@ -185,16 +186,7 @@ def both_functions(writer: psycopg.Connection[Any]) -> Iterator[psycopg.Connecti
             ("capture_eq_0002", SQL_0002["capture_function"]),
             ("capture_eq_0005", SQL_0005["body_type"] + "\n" + SQL_0005["capture_function"]),
         ):
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-            conn.execute(
-                sql.SQL("CREATE TABLE {} (LIKE public.lifecycle_event INCLUDING ALL)").format(
-                    sql.Identifier(schema, "lifecycle_event")
-                )
-            )
-            conn.execute(
-                sql.SQL("SET LOCAL search_path = {}, public").format(sql.Identifier(schema))
-            )
-            conn.execute(ddl)
+            capture_copy(conn, schema, [ddl])
             conn.execute(
                 sql.SQL(
                     "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON capture_eq.orders "
