@@ -198,14 +198,7 @@ class ChaosStack:
 
     def _launch(self, *args: str) -> None:
         """``lifecycle up`` of the first node, until its dashboard listens."""
-        process = self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "lifecycle", "up", *args],
-            cwd=ROOT,
-            env=self.env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        process = self.process = up_process(self.env, *args)
         ready = threading.Event()
 
         def pump() -> None:
@@ -367,6 +360,19 @@ class ChaosStack:
                 )
         else:
             raise ValueError(f"unknown fault {fault!r}; the faults are {', '.join(FAULTS)}")
+
+
+def up_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """``manage.py lifecycle up`` started with ``env``, its output (errors with it) on a pipe
+    for the caller to read."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "lifecycle", "up", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def descendants(pid: int) -> list[int]:

@@ -26,7 +26,7 @@ from django.conf import settings
 from lifecycle.nodes import deployment, election, heartbeat
 from lifecycle.runtime.database import conninfo
 from lifecycle.runtime.services import maintenance_conninfo
-from lifecycle.scenarios.chaos import descendants
+from lifecycle.scenarios.chaos import descendants, up_process
 from lifecycle.scenarios.faults import TcpProxy
 from tests import conftest
 from tests.conftest import ROOT, free_port, lifecycle_status, stack_env, wait_for
@@ -50,14 +50,7 @@ class Node:
 
     def start(self, *args: str) -> None:
         self.output = []
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "lifecycle", "up", *args],
-            cwd=ROOT,
-            env=self.env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = up_process(self.env, *args)
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
