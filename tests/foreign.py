@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -210,6 +211,24 @@ def service_pytest(
         text=True,
         timeout=180,
     )
+
+
+def failing_report(
+    stack: Stack, done: subprocess.CompletedProcess[str], key: str
+) -> tuple[str, str, str]:
+    """A service's own pytest run, failed as its seeded bug makes it, and the plugin's report
+    of it: the whole output, the plugin's section, and the task its permalink names (a key
+    matching the pattern ``key``). The section names the swallowed error, and the runner's
+    token is never shown."""
+    out = done.stdout + done.stderr
+    print(out)
+    assert done.returncode == 1, out
+    section = out[out.index("lifecycle") :]
+    task = re.search(rf"task ({key}): ({re.escape(stack.base_url)}/tasks/\S+)", section)
+    assert task, out
+    assert "swallowed_error: Attempt 1 of message" in section, out
+    assert stack.token not in out
+    return out, section, task[1]
 
 
 def timeline(stack: Stack, task: str) -> dict[str, Any]:

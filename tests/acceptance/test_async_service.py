@@ -6,7 +6,6 @@ error, with the permalink and without the runner's token."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,13 @@ import pytest
 from lifecycle.history import XID_WRAP
 from tests import foreign
 from tests.acceptance.test_foreign_scenarios import (
-    done_run,
     findings_include,
+    in_group,
     maintainer_checked,
-    start_each,
+    run_each,
 )
 from tests.conftest import Stack, http, wait_for
-from tests.foreign import service_pytest, timeline
+from tests.foreign import failing_report, service_pytest, timeline
 from tests.foreign_async import ASYNC_SERVICE
 
 pytestmark = pytest.mark.acceptance
@@ -54,14 +53,10 @@ def test_each_scenario_of_the_async_service_gets_the_findings_of_its_bug(
     stack: Stack, async_service: str
 ) -> None:
     # Given the service's scenarios in the catalogue
-    status, listing = stack.get("/api/scenarios")
-    assert status == 200
-    groups = {s["name"]: s["group"] for s in listing["scenarios"]}
-    assert {n for n, g in groups.items() if g == "Tasks service (async)"} == OURS
+    assert in_group(stack, "Tasks service (async)") == OURS
 
     # When each is started through the JSON API, all at once
-    started = start_each(stack, OURS)
-    runs = {name: done_run(stack, run_id, 60) for name, run_id in started.items()}
+    started, runs = run_each(stack, OURS, 60)
 
     # Then the warning an async actor's LLM client swallowed is tied to its attempt
     swallowed = settled(
@@ -143,15 +138,8 @@ def test_its_own_pytest_report_names_the_swallowed_error_and_keeps_the_token(
     done = service_pytest(
         client_venv, ASYNC_SERVICE, "test_tasks_e2e.py", env, "--showlocals", "-rA"
     )
-    out = done.stdout + done.stderr
-    print(out)
     # Then it fails, and its report has the permalink and the swallowed error's sentence
-    assert done.returncode == 1, out
-    section = out[out.index("lifecycle") :]
-    task = re.search(rf"task (\S+): ({re.escape(stack.base_url)}/tasks/\S+)", section)
-    assert task, out
-    assert "swallowed_error: Attempt 1 of message" in section, out
+    out, section, _ = failing_report(stack, done, r"\S+")
     assert "logged WARNING" in section and "so the error was swallowed" in section, out
     # And the fixture was shown, but never the runner's token
     assert "token='***'" in out, out
-    assert stack.token not in out

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from tests import foreign
-from tests.acceptance.test_foreign_scenarios import done_run, maintainer_checked, start_each
+from tests.acceptance.test_foreign_scenarios import in_group, maintainer_checked, run_each
 from tests.conftest import Stack, http, wait_for
-from tests.foreign import service_pytest, timeline
+from tests.foreign import failing_report, service_pytest, timeline
 from tests.foreign_django import DJANGO_SERVICE, KEY_PREFIX, DjangoService
 
 pytestmark = pytest.mark.acceptance
@@ -74,14 +74,10 @@ def test_each_scenario_of_the_django_service_gets_the_findings_of_its_bug(
     stack: Stack, django_service: DjangoService
 ) -> None:
     # Given the service's scenarios in the catalogue, under its file's title
-    status, listing = stack.get("/api/scenarios")
-    assert status == 200
-    groups = {s["name"]: s["group"] for s in listing["scenarios"]}
-    assert {n for n, g in groups.items() if g == "Jobs service (Django)"} == OURS
+    assert in_group(stack, "Jobs service (Django)") == OURS
 
     # When each is started through the JSON API, all at once
-    started = start_each(stack, OURS)
-    runs = {name: done_run(stack, run_id, 60) for name, run_id in started.items()}
+    started, runs = run_each(stack, OURS, 60)
     for name, run in sorted(runs.items()):  # shown with -s, or when the test fails
         print(f"{name}: {run['verdict']} {run['started_at']} .. {run['finished_at']}")
 
@@ -168,18 +164,11 @@ def test_its_own_pytest_report_names_the_job_by_its_prefixed_key(
     done = service_pytest(
         django_venv, DJANGO_SERVICE, "jobs/tests/test_end_to_end.py", env, "--showlocals"
     )
-    out = done.stdout + done.stderr
-    print(out)
     # Then it fails, and its report names the job as the inspector knows it, with the
     # permalink and the swallowed error
-    assert done.returncode == 1, out
-    section = out[out.index("lifecycle") :]
-    task = re.search(rf"task ({KEY_PREFIX}\d+): ({re.escape(stack.base_url)}/tasks/\S+)", section)
-    assert task, out
-    assert "swallowed_error: Attempt 1 of message" in section, out
+    out, section, task = failing_report(stack, done, rf"{re.escape(KEY_PREFIX)}\d+")
     assert "expectation_mismatch (committed)" in section, out
-    assert stack.token not in out
-    status, page = stack.get(f"/api/tasks/{task[1]}/timeline")
+    status, page = stack.get(f"/api/tasks/{task}/timeline")
     assert status == 200 and page["expected"] == "FAILED"
 
 

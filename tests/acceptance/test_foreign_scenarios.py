@@ -46,6 +46,27 @@ def done_run(stack: Stack, run_id: int, timeout: float = 40) -> dict[str, Any]:
     )
 
 
+def catalogue(stack: Stack) -> dict[str, str]:
+    """The scenario panel's catalogue: each scenario's group, by the scenario's name."""
+    status, listing = stack.get("/api/scenarios")
+    assert status == 200
+    return {s["name"]: s["group"] for s in listing["scenarios"]}
+
+
+def in_group(stack: Stack, group: str) -> set[str]:
+    """The names of the catalogue's scenarios in ``group``."""
+    return {n for n, g in catalogue(stack).items() if g == group}
+
+
+def run_each(
+    stack: Stack, names: set[str], timeout: float = 40
+) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Each scenario started through the JSON API, all at once, and each run once it has its
+    verdict: name -> run id, and name -> run."""
+    started = start_each(stack, names)
+    return started, {name: done_run(stack, run_id, timeout) for name, run_id in started.items()}
+
+
 def start_each(stack: Stack, names: set[str]) -> dict[str, int]:
     """Start each scenario through the JSON API, all at once: name -> run id."""
     started = {}
@@ -81,15 +102,11 @@ def test_the_services_scenarios_run_from_the_api_with_the_findings_of_their_bugs
     stack: Stack, service: str
 ) -> None:
     # Given the scenario panel's catalogue: the lab's scenarios and the service's
-    status, listing = stack.get("/api/scenarios")
-    assert status == 200
-    groups = {s["name"]: s["group"] for s in listing["scenarios"]}
-    assert {n for n, g in groups.items() if g == "Jobs service"} == OURS | {REPLICA}
-    assert groups["succeeds"] == "The lab"
+    assert in_group(stack, "Jobs service") == OURS | {REPLICA}
+    assert catalogue(stack)["succeeds"] == "The lab"
 
     # When each of the service's scenarios is started through the JSON API, all at once
-    started = start_each(stack, OURS)
-    runs = {name: done_run(stack, run_id) for name, run_id in started.items()}
+    started, runs = run_each(stack, OURS)
 
     # Then the swallowed error is named twice: the swallowed error itself, and the
     # expectation (errored) missed because the worker committed done
