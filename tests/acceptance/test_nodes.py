@@ -237,8 +237,9 @@ def test_two_nodes_one_dies_the_other_carries_on(stage):
         held = wait_for(
             lambda: len(h := election.holders(store)) == 2 and h, 30, what="both roles held"
         )
+        # (the first up takes both, unless the other's standby asked first for one: under
+        # load the two start together)
         holder = held["follow"].node
-        assert held["maintain"].node == holder, held  # the first up takes both, here
         first, second = (a, b) if holder == "node-a" else (b, a)
         balancer.target = ("127.0.0.1", second.port)  # as it would once the first is gone
 
