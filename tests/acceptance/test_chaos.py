@@ -21,8 +21,11 @@ pytestmark = pytest.mark.acceptance
 
 def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixture[str]) -> None:
     name = os.environ.get("TEST_DATABASE_NAME") or "test_lifecycle"
+    # The live feed's connection terminated is left to test_feed (the feed is not on a
+    # run's path: ingest stores, the probe polls); `lifecycle chaos` strikes it too.
+    faults = [f for f in FAULTS if f != "feed"]
     results = run_suite(
-        list(FAULTS),
+        faults,
         log=lambda line: None,
         where={
             "database": f"{name}_chaos"[:63],
@@ -34,7 +37,7 @@ def test_no_fault_loses_doubles_or_misjudges_anything(capsys: pytest.CaptureFixt
     report = table(results)
     print(report)  # shown with -s, and in the failure below
 
-    assert [r.fault for r in results] == list(FAULTS)
+    assert [r.fault for r in results] == faults
     failed = [r for r in results if not r.passed]
     assert not failed, "\n" + report
     # Every fault saw runs through, and the outages did strike: starts were refused then.

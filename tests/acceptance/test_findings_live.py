@@ -91,14 +91,14 @@ def test_swallowed_error_shows_the_logged_error_next_to_the_completed_commit(sta
 
 
 def test_the_matrix_catches_every_fault_and_stays_silent_on_clean_runs(stack):
-    # A smaller version of `lifecycle matrix` (20 runs each): 2 runs of every lab scenario
+    # A smaller version of `lifecycle matrix` (20 runs each): a run of every lab scenario
     # (the foreign service's run in test_foreign_scenarios, while the service is up).
     from lifecycle.scenarios.catalogue import LAB_FILE, load
 
     # (replica-read needs a standby this stack is not given: test_replica_and_cache_live)
     lab = [f"--scenario={s.name}" for s in load([LAB_FILE]).scenarios.values() if not s.requires]
     result = stack.manage(
-        "lifecycle", "matrix", *lab, "--runs", "2", "--clean-runs", "2", "--json", timeout=400
+        "lifecycle", "matrix", *lab, "--runs", "1", "--clean-runs", "1", "--json", timeout=400
     )
     matrix = json.loads(result.stdout.strip().splitlines()[-1])
     missed = [row for row in matrix["rows"] if not row["met"]]
