@@ -124,14 +124,7 @@ def newest_seen(
 
 def commit_time(e: EventRecord) -> datetime | None:
     """A db event's commit time, where its server records them (``committed_at``)."""
-    committed = e.body.get("committed_at") if e.source == "db" else None
-    if not isinstance(committed, str):
-        return None
-    try:
-        at = datetime.fromisoformat(committed)
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
+    return iso_time(e.body.get("committed_at")) if e.source == "db" else None
 
 
 def from_standby(read: EventRecord) -> bool:
