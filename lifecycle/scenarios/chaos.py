@@ -220,7 +220,9 @@ class ChaosStack:
         """``start_second_node`` in the background (while the fault before kill-node runs:
         its runs may be served by either node)."""
         if self._second_starting is None:
-            self._second_starting = ThreadPoolExecutor(1).submit(self._start_second_node)
+            starter = ThreadPoolExecutor(1, thread_name_prefix="chaos-second")
+            self._second_starting = starter.submit(self._start_second_node)
+            starter.shutdown(wait=False)  # its one thread ends with the start
 
     def start_second_node(self) -> None:
         """Another node of the same deployment, every role, on a port of its own; once its
