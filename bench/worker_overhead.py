@@ -76,6 +76,44 @@ ENQUEUE_FLUSH = 120.0  # seconds the enqueuing process may take to send its even
 VARIANTS = {"full": "1", "hooks": "hooks", "buffer": "buffer", "empty": "empty"}
 
 
+WORKER_CPU = 0  # ``--pin``: the worker's core; RabbitMQ and the relay get the rest
+OTHER_CPUS = set(range(1, os.cpu_count() or 2)) or {0}
+
+
+def relay_pids(root: int) -> list[int]:
+    """The relay processes among ``root``'s descendants (``lifecycle.client.relay``)."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        children = []
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):  # a child is its starting thread's
+                children += Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            todo.append(child)
+            try:
+                if b"lifecycle.client.relay" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(child)
+            except OSError:
+                continue
+    return found
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (an Erlang VM has dozens)."""
+    try:
+        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            continue
+
+
 class Bench:
     """A namespace of the bench's own: its ingest queue, a counting queue per kind beside
     it, the actor's queue; one drain after another, and the clean-up."""
@@ -163,6 +201,7 @@ class Bench:
         return found
 
     variant = "full"  # what the worker's middleware publishes: VARIANTS
+    pin = False  # the worker on a core of its own, RabbitMQ and the relay on the others
 
     def drain(self, count: int, middleware: bool, profile: Path | None = None) -> dict[str, Any]:
         """Enqueue ``count`` messages, then time a worker that acks them all."""
@@ -192,8 +231,10 @@ class Bench:
             env["BENCH_PROFILE"] = str(profile)
         log = tempfile.TemporaryFile()
         rabbitmq = cpu_seconds(self.rabbitmq)
+        pinned = ["taskset", "-c", str(WORKER_CPU)] if self.pin else []
         worker = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "bench.worker_app"]
+            pinned
+            + [sys.executable, "-m", "dramatiq", "bench.worker_app"]
             + ["--processes", "1", "--threads", str(THREADS), "--queues", self.queue],
             cwd=ROOT,
             env=env,
@@ -201,6 +242,7 @@ class Bench:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        relays: set[int] = set()
         try:
             deadline = time.monotonic() + 60 + count / 100
             while not result_path.exists():
@@ -208,8 +250,13 @@ class Bench:
                     log.seek(0)
                     tail = log.read().decode(errors="replace")[-3000:]
                     raise RuntimeError(f"the worker did not ack {count} messages:\n{tail}")
+                for pid in set(relay_pids(worker.pid)) - relays:
+                    relays.add(pid)
+                    if self.pin:
+                        pin(pid, OTHER_CPUS)
                 time.sleep(0.02)
             rabbitmq = cpu_seconds(self.rabbitmq) - rabbitmq
+            relay_cpu = cpu_seconds(sorted(relays)) if relays else None
             worker.send_signal(signal.SIGTERM)  # a graceful stop: the middleware closes
             worker.wait(120)
         finally:
@@ -231,6 +278,7 @@ class Bench:
             cpu=timed["last_cpu"] - timed["boot_cpu"],
             cpu_closed=shutdown["cpu"] - timed["boot_cpu"] if "cpu" in shutdown else None,
             rabbitmq_cpu=rabbitmq if self.rabbitmq else None,
+            relay_cpu=relay_cpu,
             threads=timed.get("threads", {}),
             gc=timed.get("gc", {}),
             at_last_ack={k: timed[k] for k in ("published", "dropped", "queued") if k in timed},
@@ -276,11 +324,18 @@ class Bench:
 
 
 def bench_worker_overhead(
-    sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS, variant: str = "full"
+    sizes: tuple[int, ...] = SIZES,
+    rounds: int = ROUNDS,
+    variant: str = "full",
+    pinned: bool = False,
 ) -> dict[str, Any]:
     """Drain each size without and with the middleware, ``rounds`` times interleaved."""
     bench = Bench()
     bench.variant = variant
+    bench.pin = pinned
+    if pinned:
+        for pid in bench.rabbitmq:
+            pin(pid, OTHER_CPUS)
     runs: list[dict[str, Any]] = []
     try:
         for r in range(rounds):
@@ -292,6 +347,9 @@ def bench_worker_overhead(
                     print("  " + _run_line(run), flush=True)
     finally:
         bench.close()
+        if pinned:
+            for pid in bench.rabbitmq:
+                pin(pid, set(range(os.cpu_count() or 1)))
     result = {
         "sizes": sizes,
         "rounds": rounds,
@@ -315,7 +373,8 @@ def _run_line(run: dict[str, Any]) -> str:
         f"{count / run['drain']:,.0f}/s ({run['drain']:.2f} s; CPU µs/message: worker"
         f" {_per_message(run['cpu'], count)}, until its publisher closed"
         f" {_per_message(run['cpu_closed'], count)}, RabbitMQ"
-        f" {_per_message(run['rabbitmq_cpu'], count)}; by thread: "
+        f" {_per_message(run['rabbitmq_cpu'], count)}, relay process"
+        f" {_per_message(run.get('relay_cpu'), count)}; by thread: "
         + ", ".join(f"{role} {_per_message(s, count)}" for role, s in run["threads"].items())
         + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
         + (
@@ -367,7 +426,7 @@ def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, 
             "stray": sum(r["events"] for r in plain.values()),  # must be 0
         }
         for name, runs_of in (("without", plain), ("with", watched)):
-            for figure in ("cpu", "cpu_closed", "rabbitmq_cpu"):
+            for figure in ("cpu", "cpu_closed", "rabbitmq_cpu", "relay_cpu"):
                 seconds = _median([r[figure] for r in runs_of.values()])
                 s[f"{name}_{figure}_us"] = None if seconds is None else seconds / count * 1e6
             for role in ROLES:
@@ -399,8 +458,9 @@ def format_overhead(result: dict[str, Any]) -> str:
         "",
         "| messages | worker without | worker with the middleware | worker CPU during the"
         " drain | worker CPU until its publisher closed | RabbitMQ CPU during the drain"
+        " | relay process CPU during the drain"
         " | events that reached RabbitMQ (enqueue, start, ack) | gap events |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for count, s in by_size.items():
         kinds = s["kinds"]
@@ -413,7 +473,7 @@ def format_overhead(result: dict[str, Any]) -> str:
             + ") | "
             + " | ".join(
                 f"{_us(s[f'without_{f}_us'])} / {_us(s[f'with_{f}_us'])}"
-                for f in ("cpu", "cpu_closed", "rabbitmq_cpu")
+                for f in ("cpu", "cpu_closed", "rabbitmq_cpu", "relay_cpu")
             )
             + f" | {s['events']:,.0f} of {s['expected']:,}{spread} ({kinds['enqueue']:,.0f},"
             f" {kinds['start']:,.0f}, {kinds['ack']:,.0f})"
@@ -617,12 +677,17 @@ def main(argv: list[str] | None = None) -> int:
         default="full",
         help="hooks, buffer: the worker's publisher sends nothing (the floor of the hooks)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the worker on CPU 0 alone; RabbitMQ and the relay on the others (taskset)",
+    )
     options = parser.parse_args(argv)
     sizes = tuple(int(x) for x in options.messages.split(","))
     if options.profile:
         bench_worker_profile(max(sizes))
         return 0
-    result = bench_worker_overhead(sizes, options.rounds, options.variant)
+    result = bench_worker_overhead(sizes, options.rounds, options.variant, options.pin)
     return 0 if all(not s["stray"] for s in result["by_size"].values()) else 1
 
 

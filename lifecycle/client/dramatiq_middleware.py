@@ -32,7 +32,7 @@ from typing import Any, cast
 import dramatiq
 from dramatiq.common import q_name
 
-from lifecycle.client import config, messages
+from lifecycle.client import config, messages, relay
 from lifecycle.client.context import current_attempt, current_task
 from lifecycle.client.publisher import Publisher, get_publisher
 
@@ -176,6 +176,11 @@ class LifecycleEvents(dramatiq.Middleware):
         return self._publisher or get_publisher()
 
     # -- hooks ------------------------------------------------------------------------------
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # A worker process: with LIFECYCLE_RELAY=auto its publisher hands events to a relay
+        # process (lifecycle.client.relay), so that its threads pay an append per event.
+        relay.in_worker = True
 
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # A delayed message is enqueued twice: onto the delay queue (the step we report), then

@@ -31,15 +31,19 @@ class _Uuids:
         os.register_at_fork(after_in_child=self.reseed)  # a child must not repeat the parent
 
     def reseed(self) -> None:
-        # The layout of uuid4: 48 random bits, version 4, 12 random bits, variant 10, 62
-        # bits: here 14 more random bits, then the counter's 48 (the last group).
-        random = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
-        high, middle, low = random >> 32 & 0xFFFFFFFFFFFF, random >> 20 & 0xFFF, random & 0x3FFF
-        self.head = f"{high >> 16:08x}-{high & 0xFFFF:04x}-4{middle:03x}-{0x8000 | low:04x}-"
+        self.head = uuid_head()
         self.counter = itertools.count()
 
     def __call__(self) -> str:
         return f"{self.head}{next(self.counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+def uuid_head() -> str:
+    """The first four groups of a version-4 UUID, random, for a counter's 12 hex digits to
+    complete: 48 random bits, version 4, 12 random bits, variant 10, 14 more random bits."""
+    random = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
+    high, middle, low = random >> 32 & 0xFFFFFFFFFFFF, random >> 20 & 0xFFF, random & 0x3FFF
+    return f"{high >> 16:08x}-{high & 0xFFFF:04x}-4{middle:03x}-{0x8000 | low:04x}-"
 
 
 new_uuid = _Uuids()

@@ -60,7 +60,8 @@ from typing import Any
 import pika
 from pika.adapters.select_connection import IOLoop
 
-from lifecycle.client import config, messages, topology
+from lifecycle.client import config, messages, relay, topology
+from lifecycle.client.relay import Link
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ class Publisher:
         connect_timeout: float = 2.0,
         max_backoff: float = 10.0,
         linger: float | None = None,
+        relay: bool | None = None,
     ) -> None:
         self.url = url or config.amqp_url()
         self.namespace = namespace or config.namespace()
@@ -224,12 +226,22 @@ class Publisher:
         )
         self.connect_timeout = connect_timeout
         self.max_backoff = max_backoff
+        # Hand events to a relay process (``lifecycle.client.relay``): True, False, or None
+        # for ``LIFECYCLE_RELAY`` (``auto``: in a Dramatiq worker process).
+        self.relay = relay
+        # A relay's own publisher: the uuids of the events it was handed (the handing
+        # process's prefix and the event's ticket), and the pid its ``gap`` events name.
+        self._uuid_head: str | None = None
+        self._reported_pid: int | None = None
+        self._link: Link | None = None
         self._reset()
         ref = weakref.ref(self)
 
         def after_fork_in_child() -> None:
             publisher = ref()
             if publisher is not None:
+                if publisher._link is not None:
+                    publisher._link.forget()
                 publisher._reset()
 
         os.register_at_fork(after_in_child=after_fork_in_child)
@@ -260,6 +272,8 @@ class Publisher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._loop: IOLoop | None = None
+        self._link = None  # set as the thread first starts, if it hands events to a relay
+        self._stop_by = 0.0  # when ``close`` stops waiting for the thread (and the relay)
         self._published = self._dropped = self._failed = self._gaps_sent = 0
         self._gaps: dict[tuple[str, str], _Gap] = {}
         self._unattributed = 0  # dropped events of no known task, or beyond MAX_GAPS tasks
@@ -353,6 +367,38 @@ class Publisher:
             )
             return None
 
+    def _append_handed(self, entries: list[Entry], urgent: int) -> None:
+        """A relay's publisher: buffer the events its handing process sent, with their own
+        tickets (always rising), past any bound (the handing process bounds them)."""
+        if not entries:
+            return
+        with self._lock:
+            self._buffer.extend(entries)
+            self._held += len(entries)
+            self._last_ticket = entries[-1][0]
+            self._urgent = max(self._urgent, urgent)
+            idle, self._idle = self._idle, False
+        if not self._running:
+            try:
+                self._start_thread()
+            except Exception as exc:
+                self._warn("cannot start the publisher thread (%r); buffering", exc)
+        elif idle or urgent:
+            self._wake()
+
+    def _told_gaps(self, told: list[tuple[tuple[str, str], _Gap]]) -> None:
+        """A relay's publisher: the handing process's dropped events, for ``gap`` events."""
+        self._keep_gaps(told)
+        with self._lock:
+            self._idle = False
+        if not self._running:
+            try:
+                self._start_thread()
+            except Exception as exc:
+                self._warn("cannot start the publisher thread (%r); buffering", exc)
+        else:
+            self._wake()
+
     def wait(self, ticket: int | None, timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until RabbitMQ has confirmed the event
         ``publish`` returned ``ticket`` for, and every one published before it: it is sent
@@ -400,7 +446,7 @@ class Publisher:
         try:
             self._wake()
             with self._lock:
-                while self._held or (self._gaps and self._connected):
+                while self._held or ((self._gaps or self._relay_busy()) and self._connected):
                     now = time.monotonic()
                     remaining = deadline - now
                     if remaining <= 0 or self._thread is None or not self._thread.is_alive():
@@ -435,16 +481,19 @@ class Publisher:
         flushed = self.flush(timeout, unreachable=UNREACHABLE_GIVE_UP)
         with self._lock:
             self._stopping = True
+            self._stop_by = max(deadline, time.monotonic() + 0.5)
             connected = self._connected
             self._changed.notify_all()
         self._wake(self._stop)
-        thread.join(min(max(1.0, deadline - time.monotonic()), 3600.0))
+        thread.join(min(max(1.5, deadline - time.monotonic() + 1.0), 3600.0))
         with self._lock:
             # Once the thread has ended, what it had not sent is back in ``_pending``.
             tasks_left = [_task_of_item(item) for item in self._pending]
             if thread.is_alive():
                 tasks_left += [_task_of_item(item) for item in self._inflight_items()]
             tasks_left += [_task_of_entry(entry) for entry in self._buffer]
+            if self._link is not None:  # handed to the relay, not confirmed
+                tasks_left += [_task_of_entry(entry) for entry in self._link.sent]
         left = tasks_left
         if left:
             why = (
@@ -470,8 +519,17 @@ class Publisher:
             return self._last_ticket
         return self._confirmed
 
+    def _relay_busy(self) -> bool:
+        """Under the lock: the relay still has something to send (gaps included)."""
+        return self._link is not None and self._link.busy
+
     def _wake(self, callback: Callable[[], None] | None = None) -> None:
-        """Have the thread run ``callback`` (default: send what is due) in its event loop."""
+        """Have the thread run ``callback`` (default: send what is due) in its event loop;
+        a thread that hands events to a relay looks at what is due, and at ``_stopping``."""
+        link = self._link
+        if link is not None:
+            link.wake()
+            return
         loop = self._loop
         if loop is not None:
             try:
@@ -492,6 +550,12 @@ class Publisher:
             # Not running: no thread, or one past the last thing it does (``_run``).
             if not self._running:
                 self._stopping = False
+                if self._link is None and (
+                    self.relay if self.relay is not None else relay.wanted()
+                ):
+                    self._link = relay.Link(self)
+                elif self._link is not None:
+                    self._link.reopen()
                 self._thread = threading.Thread(
                     target=self._run, name="lifecycle-publisher", daemon=True
                 )
@@ -552,6 +616,16 @@ class Publisher:
 
     def _run(self) -> None:
         try:
+            link = self._link
+            if link is not None:
+                if link.serve():
+                    return
+                # No relay could be started: this thread sends, beginning with what the
+                # relays were handed and did not confirm.
+                with self._lock:
+                    self._buffer.extendleft(reversed(link.sent))
+                    link.sent.clear()
+                    self._link = None
             self._serve()
         finally:
             # The last thing this thread does: the next publish (or ``flush``, ``wait``)
@@ -915,7 +989,12 @@ class Publisher:
         for ticket, message in taken:
             try:
                 if type(message) is tuple:
-                    routing_key, body, message_id = _encode(message, bodies, before)
+                    uuid = (
+                        None
+                        if self._uuid_head is None
+                        else f"{self._uuid_head}{ticket & 0xFFFFFFFFFFFF:012x}"
+                    )
+                    routing_key, body, message_id = _encode(message, bodies, before, uuid)
                 else:
                     body = messages.encode(message)
                     routing_key = f"{message['source']}.{message['kind']}"
@@ -984,7 +1063,7 @@ class Publisher:
             unattributed, self._unattributed = self._unattributed, 0
         if unattributed:
             self._warn_now("%d dropped events belonged to no task that could be told", unattributed)
-        name, pid = process_name(), os.getpid()
+        name, pid = process_name(), self._reported_pid or os.getpid()
         told = list(gaps.items())
         for start in range(0, len(told), MAX_BATCH_EVENTS):
             chunk = told[start : start + MAX_BATCH_EVENTS]
@@ -1063,7 +1142,7 @@ def shutdown_flush() -> float:
     return min(max(value, 0.0), 3600.0) if value == value else DEFAULT_SHUTDOWN_FLUSH
 
 
-def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
+def _build(parts: tuple[Any, ...], uuid: str | None = None) -> tuple[dict[str, Any], bytes]:
     """The schema-1 message of an ``emit`` (what ``messages.make_message`` makes), and its
     encoding: byte for byte ``messages.encode``'s, at half its cost (only the body goes
     through ``json.dumps``)."""
@@ -1074,7 +1153,7 @@ def _build(parts: tuple[Any, ...]) -> tuple[dict[str, Any], bytes]:
         body = body[0]  # a dict and its JSON text (``emit``): the dict is the message's
     message = {
         "schema": messages.SCHEMA_VERSION,
-        "uuid": messages.new_uuid(),
+        "uuid": uuid or messages.new_uuid(),
         "task": task,
         "source": source,
         "kind": kind,
@@ -1093,6 +1172,7 @@ def _encode(
     parts: tuple[Any, ...],
     bodies: dict[int, tuple[Any, str]],
     before: dict[int, tuple[Any, str]],
+    uuid: str | None = None,
 ) -> tuple[str, bytes, str | None]:
     """An ``emit``'s routing key, encoding (``_build``'s) and uuid, its body encoded once
     for all the events that share it (``bodies``: this round's; ``before``: the last's)."""
@@ -1109,10 +1189,10 @@ def _encode(
     else:
         text = None
     if text is None or not _plain(source, kind, task, status, txid):
-        message, encoded = _build(parts)
+        message, encoded = _build(parts, uuid)
         message_id = message["uuid"]
         return f"{source}.{kind}", encoded, message_id if _short(message_id) else None
-    uuid = messages.new_uuid()
+    uuid = uuid or messages.new_uuid()
     return f"{source}.{kind}", _text(uuid, task, source, kind, status, _iso(at), txid, text), uuid
 
 

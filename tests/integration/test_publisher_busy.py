@@ -3,8 +3,9 @@ stop, RabbitMQ going away mid-burst, a nack, a returned message, and each task's
 
 Only the publisher's public behaviour is asserted (``publish``, ``flush``, ``close``,
 ``stats``, and what reaches RabbitMQ or the store), so the tests hold for any way of
-sending. Delivery is at least once: where a fault may make the publisher send an event
-again, an event counts once, at its first arrival. Real RabbitMQ and PostgreSQL.
+sending: each runs with the publisher's own thread and with a relay process. Delivery is
+at least once: where a fault may make the publisher send an event again, an event counts
+once, at its first arrival. Real RabbitMQ and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def queue_exists(channel: Any, name: str) -> bool:
     return True
 
 
+@pytest.fixture(params=[False, True], ids=["thread", "relay"])
+def relay(request: pytest.FixtureRequest) -> bool:
+    """Each test twice: the publisher sending from its own thread, and handing its events to
+    a relay process (``lifecycle.client.relay``, what a Dramatiq worker process does)."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def namespace(channel: Any) -> Iterator[str]:
     """A namespace of this test alone (no tap routes its events), removed afterwards."""
@@ -126,11 +134,11 @@ def namespace(channel: Any) -> Iterator[str]:
     cleanup.close()
 
 
-def test_a_burst_three_times_the_buffer_from_eight_worker_threads_drops_nothing(tap):
+def test_a_burst_three_times_the_buffer_from_eight_worker_threads_drops_nothing(tap, relay):
     # Given a publisher with the default buffer, and 8 worker threads running messages as
     # fast as they can: each reports enqueue and start, does its I/O (0.5 ms), reports ack;
     # 30,000 events in about a second, three times what the buffer holds
-    publisher = Publisher(max_events=BUFFER)
+    publisher = Publisher(max_events=BUFFER, relay=relay)
     sent: list[list[dict[str, Any]]] = [[] for _ in range(WORKER_THREADS)]
 
     def report(index: int, task: str, kind: str, n: int) -> None:
@@ -159,9 +167,9 @@ def test_a_burst_three_times_the_buffer_from_eight_worker_threads_drops_nothing(
     assert publisher.close(5)
 
 
-def test_a_graceful_stop_sends_every_one_of_thousands_of_buffered_events(tap, rabbit_proxy):
+def test_a_graceful_stop_sends_every_one_of_thousands_of_buffered_events(tap, rabbit_proxy, relay):
     # Given a connected publisher that buffers 5,000 events while RabbitMQ is away
-    publisher = Publisher(url=proxied_url(rabbit_proxy), max_backoff=0.5)
+    publisher = Publisher(url=proxied_url(rabbit_proxy), max_backoff=0.5, relay=relay)
     first = message("busy-stop-first", n=0)
     publisher.publish(first)
     assert publisher.flush(5)
@@ -181,9 +189,11 @@ def test_a_graceful_stop_sends_every_one_of_thousands_of_buffered_events(tap, ra
     assert uuids(arrived(tap, 5001)) == uuids([first, *buffered])
 
 
-def test_rabbitmq_down_mid_burst_loses_nothing_and_stores_nothing_twice(ingestor, rabbit_proxy):
+def test_rabbitmq_down_mid_burst_loses_nothing_and_stores_nothing_twice(
+    ingestor, rabbit_proxy, relay
+):
     # Given 8 threads publishing 10,000 events of 40 tasks for about 2.5 s, and an ingestor
-    publisher = Publisher(url=proxied_url(rabbit_proxy), max_backoff=0.5)
+    publisher = Publisher(url=proxied_url(rabbit_proxy), max_backoff=0.5, relay=relay)
     sent: list[list[dict[str, Any]]] = [[] for _ in range(WORKER_THREADS)]
 
     def worker(index: int) -> None:
@@ -227,7 +237,7 @@ def test_rabbitmq_down_mid_burst_loses_nothing_and_stores_nothing_twice(ingestor
     assert order_per_task(stored) == order_per_task(everything)
 
 
-def test_a_nacked_message_is_sent_again(channel, namespace):
+def test_a_nacked_message_is_sent_again(channel, namespace, relay):
     # Given an ingest queue that holds 5 messages and nacks more (reject-publish), full; the
     # publisher cannot declare it its own way and publishes to it anyway
     exchange, queue = exchange_name(namespace), ingest_queue(namespace)
@@ -239,7 +249,7 @@ def test_a_nacked_message_is_sent_again(channel, namespace):
     for _ in range(5):
         channel.basic_publish(exchange, "filler", b"{}")
     wait_for(lambda: queue_state(channel, queue) == (5, 0), what="a full queue")
-    publisher = Publisher(namespace=namespace, max_backoff=0.5)
+    publisher = Publisher(namespace=namespace, max_backoff=0.5, relay=relay)
     sent = [message(f"busy-nack-{i % 20}", n=i // 20) for i in range(3000)]
     for event in sent:
         publisher.publish(event)
@@ -257,10 +267,10 @@ def test_a_nacked_message_is_sent_again(channel, namespace):
     publisher.close(5)
 
 
-def test_a_returned_message_is_sent_again_once_the_queue_is_declared(channel, namespace):
+def test_a_returned_message_is_sent_again_once_the_queue_is_declared(channel, namespace, relay):
     # Given a publisher whose ingest queue received a first burst, then was deleted
     queue = ingest_queue(namespace)
-    publisher = Publisher(namespace=namespace, max_backoff=0.5)
+    publisher = Publisher(namespace=namespace, max_backoff=0.5, relay=relay)
     first = [message(f"busy-return-{i % 10}", n=i // 10) for i in range(1000)]
     for event in first:
         publisher.publish(event)
@@ -282,9 +292,9 @@ def test_a_returned_message_is_sent_again_once_the_queue_is_declared(channel, na
     publisher.close(5)
 
 
-def test_each_tasks_events_arrive_in_the_order_they_were_published(tap):
+def test_each_tasks_events_arrive_in_the_order_they_were_published(tap, relay):
     # Given 8 threads, each publishing the numbered events of 3 tasks, interleaved, at once
-    publisher = Publisher()
+    publisher = Publisher(relay=relay)
     sent: list[list[dict[str, Any]]] = [[] for _ in range(WORKER_THREADS)]
 
     def worker(index: int) -> None:

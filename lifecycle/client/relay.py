@@ -1,0 +1,719 @@
+"""Publishing from a helper process: a busy Dramatiq worker pays an append per event.
+
+A worker process is bound by its GIL: every microsecond of Python the publisher spends in
+it (encoding, pika's frames, its event loop, and the switches between its thread and the
+worker threads) is a microsecond the worker's own threads wait. So in a Dramatiq worker
+process (``LIFECYCLE_RELAY=auto``, the default), or wherever ``LIFECYCLE_RELAY=process``,
+the publisher's thread does not talk to RabbitMQ: it hands what the callers buffered to a
+child process, the relay (``lifecycle.client.relay.main``), through a pipe, a few
+times a second (``LIFECYCLE_PUBLISH_LINGER``). The relay encodes the events, sends them
+with the same ``Publisher`` (batches, confirms pipelined, reconnects, ``gap`` events) and
+reports back what RabbitMQ confirmed.
+
+What does not change for the caller: ``publish``, ``emit``, ``wait``, ``flush``, ``close``
+and ``stats`` mean what they mean in the thread (``LIFECYCLE_RELAY=thread``); an event
+still counts as held until RabbitMQ confirmed it; the buffer's bounds are the same. An
+event's uuid is derived from a random prefix of the handing process and its ticket, so an
+event handed again (the relay died before it said it was confirmed: a new relay is
+started and given everything unconfirmed) is the same event, and the store keeps it once.
+
+The pipe carries ``marshal`` frames (``>I`` length, then the data), never pickles: the
+relay runs no code of what it reads. Down (handing process to relay):
+
+- ``("e", urgent, entries)``: events, each ``(ticket, message)`` as the callers left them
+  (an ``emit``'s parts, or a schema-1 dict); ``urgent``: tickets up to it are awaited;
+- ``("g", gaps)``: events the handing process dropped (buffer full), per task and source,
+  for the relay's ``gap`` events: ``(task, source, count, first_at, last_at, reasons)``;
+- ``("c", seconds)``: the handing process closes; the relay flushes for at most that long
+  once its input ends (without it, for the whole ``LIFECYCLE_SHUTDOWN_FLUSH``: the
+  handing process died).
+
+Up (relay to handing process): ``("r", pid)`` once it is ready, then ``("s", upto, lost,
+published, failed, dropped, gaps_sent, connected, busy)`` whenever that changes: every
+ticket up to ``upto`` is done (confirmed, or lost: ``lost`` lists those it had to drop),
+the counts so far, whether it holds a channel, and whether it still has anything to send.
+
+The relay ignores SIGINT, SIGTERM and SIGHUP (a terminal's Ctrl-C or a service manager
+stopping the whole group must not take the events with it): it ends when its input ends,
+once it has flushed (``LIFECYCLE_SHUTDOWN_FLUSH``, and at most ``UNREACHABLE_GIVE_UP``
+seconds without RabbitMQ). If it cannot be started (an interpreter that is not Python,
+say uWSGI's), the publisher logs why and sends from its own thread instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import json
+import logging
+import marshal
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifecycle.client import config, messages
+
+if TYPE_CHECKING:
+    from lifecycle.client.publisher import Entry, Publisher
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "process", "thread")
+READY_WITHIN = 15.0  # seconds a new relay has to say it is ready
+START_TRIES = 3  # relays that failed to start in a row before the thread takes over
+RESTART_PAUSE = 0.5  # seconds before starting another relay (doubling, at most 5)
+MAX_FRAME = 256 * 1024 * 1024  # bytes: a longer length is a broken pipe, not a frame
+PIPE_SIZE = 1024 * 1024  # bytes asked of the kernel for each pipe (F_SETPIPE_SZ)
+REPORT_EVERY = 0.25  # seconds between two reports when nothing changed (a heartbeat)
+SETTINGS_VARIABLE = "LIFECYCLE_RELAY_SETTINGS"
+_HEADER = struct.Struct(">I")
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+# Set by the Dramatiq middleware in a worker process (``before_worker_boot``): where
+# ``auto`` hands events to a relay.
+in_worker = False
+
+
+def wanted() -> bool:
+    """Whether a publisher starting its thread in this process should use a relay:
+    ``LIFECYCLE_RELAY`` (``auto``: in a Dramatiq worker process; ``process``; ``thread``)."""
+    mode = (config.setting("LIFECYCLE_RELAY") or "auto").strip().lower()
+    if mode not in MODES:
+        logger.warning(
+            "lifecycle publisher: LIFECYCLE_RELAY=%r is not one of %s; using auto",
+            mode,
+            ", ".join(MODES),
+        )
+        mode = "auto"
+    return mode == "process" or (mode == "auto" and in_worker)
+
+
+def frame(data: Any) -> bytes:
+    payload = marshal.dumps(data)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def frames(buffer: bytearray) -> list[Any]:
+    """The whole frames at the head of ``buffer``, taken out of it."""
+    found = []
+    at = 0
+    while len(buffer) - at >= 4:
+        (size,) = _HEADER.unpack_from(buffer, at)
+        if size > MAX_FRAME:
+            raise ValueError(f"a frame of {size} bytes")
+        if len(buffer) - at - 4 < size:
+            break
+        found.append(marshal.loads(bytes(buffer[at + 4 : at + 4 + size])))
+        at += 4 + size
+    del buffer[:at]
+    return found
+
+
+def _widen(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:  # above /proc/sys/fs/pipe-max-size, or not Linux: the default will do
+        pass
+
+
+def _portable(entry: Entry) -> Entry | None:
+    """``entry`` as plain data ``marshal`` can carry: what an ``emit`` or ``publish`` left
+    with a body of other types (a datetime, a UUID) becomes the message the publisher thread
+    would have sent (its uuid fixed here); None if even that cannot be encoded."""
+    from lifecycle.client.publisher import _build
+
+    ticket, message = entry
+    try:
+        if type(message) is tuple:
+            built, encoded = _build(message)
+        else:
+            encoded = messages.encode(message)
+        portable = json.loads(encoded)
+        marshal.dumps(portable)
+    except Exception:
+        return None
+    return ticket, portable
+
+
+class Link:
+    """The handing side: the publisher's thread, its relay process and their pipes."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.head = messages.uuid_head()  # the uuids of the events it hands: head + ticket
+        self.sent: collections.deque[Entry] = collections.deque()  # handed, not yet done
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready = False
+        self.started_at = 0.0
+        self.out = bytearray()  # frames not yet written to the relay
+        self.into = bytearray()  # bytes read from the relay, not yet a whole frame
+        self.forwarded = 0  # the highest awaited ticket told to the relay
+        self.gathering_since: float | None = None  # when the buffer's oldest event came
+        self.counts = (0, 0, 0, 0)  # this relay's published, failed, dropped, gaps sent
+        self.busy = False  # the relay still has something to send (events or gaps)
+        self.failures = 0  # relays that failed to start, in a row
+        self.next_start = 0.0
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"w")
+        except OSError:  # full (it will wake anyway) or closed (it has ended)
+            pass
+
+    def forget(self) -> None:
+        """In a forked child: the parent's pipes are the parent's (its relay must see its
+        input end when the parent closes it, not when every child has also ended)."""
+        fds = [self.wake_r, self.wake_w]
+        if self.process is not None:
+            fds += [f.fileno() for f in (self.process.stdin, self.process.stdout) if f]
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.process = None
+
+    # -- the publisher's thread ---------------------------------------------------------------
+
+    def serve(self) -> bool:
+        """Hand events to a relay until the publisher stops: True; False if no relay could
+        be started (the caller then sends from this thread itself)."""
+        publisher = self.publisher
+        try:
+            while True:
+                if self.process is None:
+                    if self.failures >= START_TRIES:
+                        return False
+                    if publisher._stopping:
+                        return True
+                    if time.monotonic() >= self.next_start:
+                        self._start()
+                if self.process is None:
+                    self._sleep(max(0.0, self.next_start - time.monotonic()))
+                    continue
+                if publisher._stopping and self.ready:
+                    self._stop()
+                    return True
+                timeout = self._round()
+                self._select(timeout)
+        finally:
+            self._close_pipes()
+
+    def _select(self, timeout: float | None) -> None:
+        process = self.process
+        assert process is not None and process.stdin and process.stdout
+        readers = [self.wake_r, process.stdout.fileno()]
+        writers = [process.stdin.fileno()] if self.out else []
+        if not self.ready:
+            left = self.started_at + READY_WITHIN - time.monotonic()
+            timeout = left if timeout is None else min(timeout, left)
+        try:
+            readable, writable, _ = select.select(readers, writers, [], timeout)
+        except InterruptedError:
+            return
+        if self.wake_r in readable:
+            self._drain_wake()
+        if writable:
+            self._write()
+        if self.process is not None and process.stdout.fileno() in readable:
+            self._read()
+        if self.process is not None and not self.ready:
+            if time.monotonic() >= self.started_at + READY_WITHIN:
+                self._failed_start(f"it did not say it was ready within {READY_WITHIN:g}s")
+
+    def _sleep(self, seconds: float) -> None:
+        try:
+            readable, _, _ = select.select([self.wake_r], [], [], seconds)
+        except InterruptedError:
+            return
+        if readable:
+            self._drain_wake()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except OSError:
+            pass
+
+    def _start(self) -> bool:
+        """Start a relay; False if it could not be started at all."""
+        publisher = self.publisher
+        settings = {
+            "url": publisher.url,
+            "namespace": publisher.namespace,
+            "max_bytes": publisher.max_bytes,
+            "linger": publisher.linger,
+            "connect_timeout": publisher.connect_timeout,
+            "max_backoff": publisher.max_backoff,
+            "flush": _shutdown_flush(),
+            "head": self.head,
+            "pid": os.getpid(),
+            "role": _process_name(),
+        }
+        env = dict(os.environ)
+        env[SETTINGS_VARIABLE] = json.dumps(settings)
+        # Where this very client was imported from comes first: the relay runs the same code.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env.pop("DJANGO_SETTINGS_MODULE", None)  # what it needs is in its settings above
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from lifecycle.client.relay import main; main()"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                bufsize=0,
+            )
+        except Exception as exc:  # no interpreter, no processes or descriptors left
+            self._failed_start(f"it could not be started ({exc!r})")
+            return False
+        assert process.stdin and process.stdout
+        for pipe in (process.stdin, process.stdout):
+            _widen(pipe.fileno())
+            os.set_blocking(pipe.fileno(), False)
+        self.process, self.ready, self.started_at = process, False, time.monotonic()
+        self.out.clear()
+        self.into.clear()
+        self.counts, self.busy, self.forwarded = (0, 0, 0, 0), False, 0
+        return True
+
+    def _failed_start(self, why: str) -> None:
+        self.failures += 1
+        self._end_process()
+        self.next_start = time.monotonic() + min(RESTART_PAUSE * 2 ** (self.failures - 1), 5.0)
+        if self.failures >= START_TRIES:
+            self.publisher._warn_now(
+                "cannot start the relay process (%s, %d times); sending from this process",
+                why,
+                self.failures,
+            )
+        else:
+            self.publisher._warn("cannot start the relay process (%s); trying again", why)
+
+    def _end_process(self) -> None:
+        process, self.process, self.ready = self.process, None, False
+        if process is None:
+            return
+        for pipe in (process.stdin, process.stdout):
+            try:
+                if pipe:
+                    pipe.close()
+            except OSError:
+                pass
+        try:
+            process.wait(0.5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            try:
+                process.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+        with self.publisher._lock:
+            self.publisher._connected = False
+            self.busy = False
+            self.publisher._changed.notify_all()
+
+    def _round(self) -> float | None:
+        """Hand over what is due; the seconds until the next thing is due (None: until
+        woken)."""
+        publisher = self.publisher
+        if not self.ready:
+            return 0.5
+        now = time.monotonic()
+        with publisher._lock:
+            buffer = publisher._buffer
+            urgent = publisher._urgent
+            if not buffer:
+                taken = None
+                if not (publisher._gaps or publisher._unattributed):
+                    publisher._idle = True  # the next publish wakes this thread
+            else:
+                if self.gathering_since is None:
+                    self.gathering_since = now
+                due = (
+                    publisher._stopping
+                    or len(buffer) >= _batch_events()
+                    or (urgent > self.forwarded and buffer[0][0] <= urgent)
+                    or now - self.gathering_since >= publisher.linger
+                )
+                if not due:
+                    return self.gathering_since + publisher.linger - now
+                taken, publisher._buffer = buffer, collections.deque()
+            gaps = None
+            if publisher._gaps or publisher._unattributed:
+                gaps, publisher._gaps = publisher._gaps, {}
+                unattributed, publisher._unattributed = publisher._unattributed, 0
+        if taken:
+            self.gathering_since = None
+            self._hand(list(taken), urgent)
+        if gaps is not None:
+            if unattributed:
+                publisher._warn_now(
+                    "%d dropped events belonged to no task that could be told", unattributed
+                )
+            told = [
+                (task, source, gap.count, gap.first_at, gap.last_at, gap.reasons)
+                for (task, source), gap in gaps.items()
+            ]
+            if told:
+                self.out += frame(("g", told))
+        # Once something was handed, look again at once: an empty buffer then lets the next
+        # publish wake this thread (``_idle``).
+        return 0.0 if taken or gaps is not None else None
+
+    def _hand(self, entries: list[Entry], urgent: int) -> None:
+        """Frame ``entries`` for the relay, and keep them until it says they are done."""
+        try:
+            data = frame(("e", urgent, entries))
+        except ValueError:  # a body marshal cannot carry: as the thread would encode it
+            portable = []
+            for entry in entries:
+                kept = _portable(entry)
+                if kept is None:
+                    self._unencodable(entry)
+                else:
+                    portable.append(kept)
+            entries = portable
+            if not entries:
+                return
+            data = frame(("e", urgent, entries))
+        self.forwarded = max(self.forwarded, urgent)
+        self.sent.extend(entries)
+        self.out += data
+        self._write()
+
+    def _unencodable(self, entry: Entry) -> None:
+        from lifecycle.client.publisher import _summary
+
+        publisher = self.publisher
+        with publisher._lock:
+            publisher._held -= 1
+            publisher._lost.append(entry[0])
+            publisher._changed.notify_all()
+        publisher._drop(
+            _summary(entry[1]),
+            "the publisher could not encode the event",
+            "cannot encode an event: dropping it",
+        )
+
+    def _write(self) -> None:
+        process = self.process
+        if not self.out or process is None or process.stdin is None:
+            return
+        try:
+            written = os.write(process.stdin.fileno(), self.out)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EPIPE: it ended; its output's end says so next
+            if exc.errno != errno.EPIPE:
+                self._lost_relay(f"writing to it failed ({exc!r})")
+            return
+        del self.out[:written]
+
+    def _read(self) -> None:
+        process = self.process
+        assert process is not None and process.stdout is not None
+        try:
+            chunk = os.read(process.stdout.fileno(), 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost_relay(f"reading from it failed ({exc!r})")
+            return
+        if not chunk:
+            self._lost_relay("it ended")
+            return
+        self.into += chunk
+        try:
+            found = frames(self.into)
+        except Exception as exc:
+            self._lost_relay(f"it wrote something that is not a frame ({exc!r})")
+            return
+        for data in found:
+            if data[0] == "r":
+                self.ready = True
+                self.failures = 0
+                if self.sent:  # what the last relay had not confirmed: the same events
+                    self.out += frame(("e", self.forwarded, list(self.sent)))
+                    self._write()
+            elif data[0] == "s":
+                self._status(*data[1:])
+
+    def _status(
+        self,
+        upto: int,
+        lost: list[int],
+        published: int,
+        failed: int,
+        dropped: int,
+        gaps_sent: int,
+        connected: bool,
+        busy: bool,
+    ) -> None:
+        publisher, sent = self.publisher, self.sent
+        before = self.counts
+        self.counts = (published, failed, dropped, gaps_sent)
+        with publisher._lock:
+            done = 0
+            if lost:  # dropped by the relay (its byte limit): no longer held here either
+                publisher._lost.extend(lost)
+                gone = set(lost)
+                kept = [entry for entry in sent if entry[0] not in gone]
+                done = len(sent) - len(kept)
+                sent = self.sent = collections.deque(kept)
+            while sent and sent[0][0] <= upto:
+                sent.popleft()
+                done += 1
+            publisher._held -= done
+            publisher._published += published - before[0]
+            publisher._failed += failed - before[1]
+            publisher._dropped += dropped - before[2]
+            publisher._gaps_sent += gaps_sent - before[3]
+            publisher._connected = connected
+            self.busy = busy
+            if sent:
+                lowest = sent[0][0]
+            elif publisher._buffer:
+                lowest = publisher._buffer[0][0]
+            else:
+                lowest = publisher._last_ticket + 1
+            publisher._confirmed = lowest - 1
+            publisher._changed.notify_all()
+
+    def _lost_relay(self, why: str) -> None:
+        """The relay ended or broke: another is started, and given what it had not done."""
+        process = self.process
+        if not self.ready:  # it never got going: a start that failed
+            self._failed_start(f"{why} before it was ready")
+            return
+        code = process.poll() if process is not None else None
+        self._end_process()
+        self.publisher._warn(
+            "the relay process stopped (%s, exit code %s); starting another, which sends "
+            "again the %d events it had not confirmed",
+            why,
+            code,
+            len(self.sent),
+        )
+        self.next_start = time.monotonic() + RESTART_PAUSE
+
+    def _stop(self) -> None:
+        """Hand over the rest, end the relay's input, and read its reports until it ends or
+        ``close``'s time is up (then it goes on flushing on its own, within its bounds)."""
+        publisher = self.publisher
+        self._round()
+        deadline = publisher._stop_by
+        process = self.process
+        while self.out and self.process is not None and time.monotonic() < deadline:
+            self._select(min(0.1, max(0.0, deadline - time.monotonic())))
+        process = self.process
+        if process is None:
+            return
+        assert process.stdin is not None
+        try:  # the relay flushes for what is left of ``close``'s time, not its own allowance
+            left = max(0.0, deadline - time.monotonic())
+            _write_all(process.stdin.fileno(), frame(("c", left)), deadline)
+        except OSError:
+            pass
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
+        while self.process is not None and time.monotonic() < deadline:
+            stdout = process.stdout
+            assert stdout is not None
+            try:
+                readable, _, _ = select.select([stdout.fileno()], [], [], 0.1)
+            except InterruptedError:
+                continue
+            if readable:
+                try:
+                    chunk = os.read(stdout.fileno(), 1 << 16)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                self.into += chunk
+                try:
+                    for data in frames(self.into):
+                        if data[0] == "s":
+                            self._status(*data[1:])
+                except Exception:
+                    break
+        if process.poll() is not None or time.monotonic() < deadline:
+            self._end_process()
+        else:  # still flushing: left to end on its own (its input is closed)
+            self.process = None
+            stdout = process.stdout
+            if stdout is not None:
+                stdout.close()
+
+    def _close_pipes(self) -> None:
+        for fd in (self.wake_r, self.wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.wake_r = self.wake_w = -1
+
+    def reopen(self) -> None:
+        """A fresh wake pipe, for a thread started again after this one ended."""
+        if self.wake_r < 0:
+            self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def _batch_events() -> int:
+    from lifecycle.client.publisher import MAX_BATCH_EVENTS
+
+    return MAX_BATCH_EVENTS
+
+
+def _shutdown_flush() -> float:
+    from lifecycle.client.publisher import shutdown_flush
+
+    return shutdown_flush()
+
+
+def _process_name() -> str:
+    from lifecycle.client.publisher import process_name
+
+    return process_name()
+
+
+# -- the relay process ------------------------------------------------------------------------
+
+
+class _Reporter(threading.Thread):
+    """Writes a status frame whenever the publisher's state changes (and a heartbeat)."""
+
+    def __init__(self, publisher: Publisher, out: int) -> None:
+        super().__init__(name="lifecycle-relay-reporter", daemon=True)
+        self.publisher, self.out = publisher, out
+        self.reported_lost = 0
+        self.last: tuple[Any, ...] | None = None
+        self.done = False
+
+    def run(self) -> None:
+        publisher = self.publisher
+        while not self.done:
+            with publisher._lock:
+                state, lost = self._state()
+                if state == self.last and not lost:  # checked under the lock: no change
+                    publisher._changed.wait(REPORT_EVERY)  # is missed while it reports
+                    state, lost = self._state()
+            self._send(state, lost)
+
+    def report(self) -> None:
+        with self.publisher._lock:
+            state, lost = self._state()
+        self._send(state, lost)
+
+    def _state(self) -> tuple[tuple[Any, ...], list[int]]:
+        """Under the lock: what the handing process is told, and the tickets newly lost."""
+        publisher = self.publisher
+        lost = [t for t in publisher._lost if t > self.reported_lost]
+        state = (
+            publisher._confirmed_upto(),
+            publisher._published,
+            publisher._failed,
+            publisher._dropped,
+            publisher._gaps_sent,
+            publisher._connected,
+            bool(publisher._held or publisher._gaps or publisher._unattributed),
+        )
+        return state, lost
+
+    def _send(self, state: tuple[Any, ...], lost: list[int]) -> None:
+        if state == self.last and not lost:
+            return
+        if lost:
+            self.reported_lost = lost[-1]
+        self.last = state
+        try:
+            _write_all(self.out, frame(("s", state[0], lost, *state[1:])))
+        except OSError:  # the handing process is gone: the input's end says so too
+            self.done = True
+
+
+def _write_all(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """Write all of ``data`` (to a blocking or non-blocking pipe), by ``deadline`` if given."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("the pipe stayed full") from None
+            select.select([], [fd], [], left)
+            continue
+        view = view[written:]
+
+
+def main() -> None:
+    """The relay: read frames from stdin, publish them, report on stdout."""
+    from lifecycle.client.publisher import Publisher, _Gap
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    settings = json.loads(os.environ.pop(SETTINGS_VARIABLE))
+    os.environ["LIFECYCLE_PROCESS_ROLE"] = settings["role"]
+    publisher = Publisher(
+        url=settings["url"],
+        namespace=settings["namespace"],
+        max_events=2**62,  # the handing process bounds what it holds, and so what this holds
+        max_bytes=settings["max_bytes"],
+        linger=settings["linger"],
+        connect_timeout=settings["connect_timeout"],
+        max_backoff=settings["max_backoff"],
+        relay=False,
+    )
+    publisher._uuid_head = settings["head"]
+    publisher._reported_pid = settings["pid"]
+    out, into = sys.stdout.fileno(), sys.stdin.fileno()
+    sys.stdout = sys.stderr  # nothing else may write to the frames' pipe
+    reporter = _Reporter(publisher, out)
+    _write_all(out, frame(("r", os.getpid())))
+    reporter.start()
+    buffer = bytearray()
+    allowance = float(settings["flush"])  # the handing process died: the whole allowance
+    try:
+        while True:
+            chunk = os.read(into, 1 << 20)
+            if not chunk:
+                break
+            buffer += chunk
+            for data in frames(buffer):
+                if data[0] == "e":
+                    _, urgent, entries = data
+                    publisher._append_handed(entries, urgent)
+                elif data[0] == "g":
+                    for task, source, count, first_at, last_at, reasons in data[1]:
+                        gap = _Gap(count, first_at, last_at, list(reasons))
+                        publisher._keep_gaps([((task, source), gap)])
+                    publisher._wake()
+                elif data[0] == "c":  # the handing process closes: what is left of its time
+                    allowance = min(allowance, max(0.0, float(data[1])))
+    except Exception as exc:  # a broken frame: what was read so far is sent all the same
+        logger.warning("lifecycle relay: its input broke (%r); flushing and ending", exc)
+    publisher.close(allowance)
+    reporter.done = True
+    reporter.report()
+
+
+if __name__ == "__main__":
+    main()
