@@ -75,6 +75,7 @@ from typing import Any
 from bench import harness
 from bench.dashboard import _clients, _percentiles, _system_busy, _system_cpu, _websocket_result
 from bench.publisher import cpu_seconds, rabbitmq_pids
+from bench.worker_overhead import relay_pids
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS, RATE = 60.0, 500
@@ -382,6 +383,7 @@ class Firehose:
             raise RuntimeError("the websocket client did not get its catch-up in 60 s")
         time.sleep(0.5)
 
+        relays = relay_pids(self.worker.pid)  # started by its first event, in the warm-up
         cpu = CpuMeter(
             {
                 "web (daphne)": [self.stack.pids["web"]],
@@ -389,7 +391,10 @@ class Firehose:
                 "follow": [self.stack.pids["follow"]],
                 "maintain": [self.stack.pids["maintain"]],
                 "lifecycle up (supervisor)": [self.stack.process.pid],
-                "app worker (dramatiq, 8 threads)": _group(self.worker.pid),
+                "app worker (dramatiq, 8 threads)": [
+                    pid for pid in _group(self.worker.pid) if pid not in relays
+                ],
+                "app worker's relay (lifecycle.client.relay)": relays,
                 "app API: sends": [sender.pid],
                 f"app API: reads ({READERS} threads)": [reader.pid],
                 "bench (pages, ws client, watched writer)": [

@@ -554,8 +554,6 @@ class Publisher:
                     self.relay if self.relay is not None else relay.wanted()
                 ):
                     self._link = relay.Link(self)
-                elif self._link is not None:
-                    self._link.reopen()
                 self._thread = threading.Thread(
                     target=self._run, name="lifecycle-publisher", daemon=True
                 )

@@ -174,15 +174,14 @@ class Link:
     def forget(self) -> None:
         """In a forked child: the parent's pipes are the parent's (its relay must see its
         input end when the parent closes it, not when every child has also ended)."""
-        fds = [self.wake_r, self.wake_w]
-        if self.process is not None:
-            fds += [f.fileno() for f in (self.process.stdin, self.process.stdout) if f]
-        for fd in fds:
+        self._close_pipes()
+        process, self.process = self.process, None
+        for pipe in (process.stdin, process.stdout) if process is not None else ():
             try:
-                os.close(fd)
+                if pipe is not None:
+                    pipe.close()  # closed once, as a file: no later close of a reused number
             except OSError:
                 pass
-        self.process = None
 
     # -- the publisher's thread ---------------------------------------------------------------
 
@@ -192,23 +191,28 @@ class Link:
         publisher = self.publisher
         try:
             while True:
-                if self.process is None:
-                    if self.failures >= START_TRIES:
-                        return False
-                    if publisher._stopping:
+                try:
+                    if self.process is None:
+                        if self.failures >= START_TRIES:
+                            return False
+                        if publisher._stopping:
+                            return True
+                        if time.monotonic() >= self.next_start:
+                            self._start()
+                    if self.process is None:
+                        self._sleep(max(0.0, self.next_start - time.monotonic()))
+                        continue
+                    if publisher._stopping and self.ready:
+                        self._stop()
                         return True
-                    if time.monotonic() >= self.next_start:
-                        self._start()
-                if self.process is None:
-                    self._sleep(max(0.0, self.next_start - time.monotonic()))
-                    continue
-                if publisher._stopping and self.ready:
-                    self._stop()
-                    return True
-                timeout = self._round()
-                self._select(timeout)
+                    self._select(self._round())
+                except Exception as exc:  # the thread must outlive anything: never deaf
+                    publisher._warn("the relay link failed (%r); going on", exc)
+                    self._sleep(0.1)
         finally:
-            self._close_pipes()
+            # The wake pipe stays open while the link lives (another thread may be writing
+            # to it right now: a number closed here could be reused by another file).
+            self._drain_wake()
 
     def _select(self, timeout: float | None) -> None:
         process = self.process
@@ -216,7 +220,7 @@ class Link:
         readers = [self.wake_r, process.stdout.fileno()]
         writers = [process.stdin.fileno()] if self.out else []
         if not self.ready:
-            left = self.started_at + READY_WITHIN - time.monotonic()
+            left = max(0.0, self.started_at + READY_WITHIN - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
         try:
             readable, writable, _ = select.select(readers, writers, [], timeout)
@@ -391,7 +395,8 @@ class Link:
                 return
             data = frame(("e", urgent, entries))
         self.forwarded = max(self.forwarded, urgent)
-        self.sent.extend(entries)
+        with self.publisher._lock:  # ``close`` may read them from another thread
+            self.sent.extend(entries)
         self.out += data
         self._write()
 
@@ -562,17 +567,14 @@ class Link:
                 stdout.close()
 
     def _close_pipes(self) -> None:
-        for fd in (self.wake_r, self.wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.wake_r = self.wake_w = -1
-
-    def reopen(self) -> None:
-        """A fresh wake pipe, for a thread started again after this one ended."""
-        if self.wake_r < 0:
-            self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        """In a forked child only, where no other thread of this process runs."""
+        fds, self.wake_r, self.wake_w = (self.wake_r, self.wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def _batch_events() -> int:
