@@ -242,6 +242,7 @@ class Publisher:
             if publisher is not None:
                 if publisher._link is not None:
                     publisher._link.forget()
+                publisher._uuid_head = None  # its tickets start again: not the parent's uuids
                 publisher._reset()
 
         os.register_at_fork(after_in_child=after_fork_in_child)
@@ -369,8 +370,13 @@ class Publisher:
 
     def _append_handed(self, entries: list[Entry], urgent: int) -> None:
         """A relay's publisher: buffer the events its handing process sent, with their own
-        tickets (always rising), past any bound (the handing process bounds them)."""
+        tickets (always rising), past any bound (the handing process bounds them); no
+        entries: events handed already are awaited (``urgent``), sent without the linger."""
         if not entries:
+            with self._lock:
+                sooner, self._urgent = urgent > self._urgent, max(self._urgent, urgent)
+            if sooner and self._running:
+                self._wake()
             return
         with self._lock:
             self._buffer.extend(entries)
@@ -624,6 +630,10 @@ class Publisher:
                     self._buffer.extendleft(reversed(link.sent))
                     link.sent.clear()
                     self._link = None
+                    # The relays' uuids (head + ticket): an event a relay sent before it
+                    # died unconfirmed is sent again as the same event, not a second one.
+                    self._uuid_head = link.head
+                link.give_back_gaps()
             self._serve()
         finally:
             # The last thing this thread does: the next publish (or ``flush``, ``wait``)

@@ -21,7 +21,8 @@ The pipe carries ``marshal`` frames (``>I`` length, then the data), never pickle
 relay runs no code of what it reads. Down (handing process to relay):
 
 - ``("e", urgent, entries)``: events, each ``(ticket, message)`` as the callers left them
-  (an ``emit``'s parts, or a schema-1 dict); ``urgent``: tickets up to it are awaited;
+  (an ``emit``'s parts, or a schema-1 dict); ``urgent``: tickets up to it are awaited
+  (``entries`` empty: a ``wait`` or ``flush`` for events handed already);
 - ``("g", gaps)``: events the handing process dropped (buffer full), per task and source,
   for the relay's ``gap`` events: ``(task, source, count, first_at, last_at, reasons)``;
 - ``("c", seconds)``: the handing process closes; the relay flushes for at most that long
@@ -29,9 +30,13 @@ relay runs no code of what it reads. Down (handing process to relay):
   handing process died).
 
 Up (relay to handing process): ``("r", pid)`` once it is ready, then ``("s", upto, lost,
-published, failed, dropped, gaps_sent, connected, busy)`` whenever that changes: every
+published, failed, dropped, gaps_sent, connected, busy, gaps_got)`` whenever that changes,
+and every ``REPORT_EVERY`` seconds regardless (a heartbeat: a relay holding events that is
+silent for ``SILENT_FOR`` seconds is taken for stopped or hung, killed and replaced): every
 ticket up to ``upto`` is done (confirmed, or lost: ``lost`` lists those it had to drop),
-the counts so far, whether it holds a channel, and whether it still has anything to send.
+the counts so far, whether it holds a channel, whether it still has anything to send, and
+how many ``g`` frames it has read (those are told once it is no longer busy; until then
+the handing process keeps them, for the next relay if this one dies).
 
 The relay ignores SIGINT, SIGTERM and SIGHUP (a terminal's Ctrl-C or a service manager
 stopping the whole group must not take the events with it): it ends when its input ends,
@@ -73,7 +78,9 @@ RESTART_PAUSE = 0.5  # seconds before starting another relay (doubling, at most 
 MAX_FRAME = 256 * 1024 * 1024  # bytes: a longer length is a broken pipe, not a frame
 PIPE_SIZE = 1024 * 1024  # bytes asked of the kernel for each pipe (F_SETPIPE_SZ)
 REPORT_EVERY = 0.25  # seconds between two reports when nothing changed (a heartbeat)
+SILENT_FOR = 5.0  # seconds without a report from a relay holding events: stopped or hung
 SETTINGS_VARIABLE = "LIFECYCLE_RELAY_SETTINGS"
+RELAY_GRACE = 5.0  # seconds a relay left to flush may run past its allowance before a kill
 _HEADER = struct.Struct(">I")
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -161,6 +168,11 @@ class Link:
         self.counts = (0, 0, 0, 0)  # this relay's published, failed, dropped, gaps sent
         self.busy = False  # the relay still has something to send (events or gaps)
         self.failures = 0  # relays that failed to start, in a row
+        self.heard = 0.0  # when the relay last wrote (its heartbeat: every REPORT_EVERY)
+        # Gaps handed to this relay and not yet known told, each with its number (the
+        # relay's count of gap frames it read): handed again to the next relay if it dies.
+        self.gaps_handed: list[tuple[int, list[Any]]] = []
+        self.gaps_seq = 0
         self.next_start = 0.0
 
     # -- any thread -------------------------------------------------------------------------
@@ -222,6 +234,8 @@ class Link:
         if not self.ready:
             left = max(0.0, self.started_at + READY_WITHIN - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
+        elif self.sent:  # a relay holding events must keep talking: look again in time
+            timeout = SILENT_FOR if timeout is None else min(timeout, SILENT_FOR)
         try:
             readable, writable, _ = select.select(readers, writers, [], timeout)
         except InterruptedError:
@@ -235,6 +249,9 @@ class Link:
         if self.process is not None and not self.ready:
             if time.monotonic() >= self.started_at + READY_WITHIN:
                 self._failed_start(f"it did not say it was ready within {READY_WITHIN:g}s")
+        elif self.process is not None and self.sent:
+            if time.monotonic() - self.heard >= SILENT_FOR:  # stopped (SIGSTOP) or hung
+                self._lost_relay(f"it said nothing for {SILENT_FOR:g}s")
 
     def _sleep(self, seconds: float) -> None:
         try:
@@ -289,9 +306,11 @@ class Link:
             _widen(pipe.fileno())
             os.set_blocking(pipe.fileno(), False)
         self.process, self.ready, self.started_at = process, False, time.monotonic()
+        self.heard = self.started_at
         self.out.clear()
         self.into.clear()
         self.counts, self.busy, self.forwarded = (0, 0, 0, 0), False, 0
+        self.gaps_seq = 0
         return True
 
     def _failed_start(self, why: str) -> None:
@@ -363,6 +382,11 @@ class Link:
         if taken:
             self.gathering_since = None
             self._hand(list(taken), urgent)
+        elif urgent > self.forwarded and self.sent and self.sent[0][0] <= urgent:
+            # Awaited events the relay holds already: it sends them without its linger.
+            self.forwarded = urgent
+            self.out += frame(("e", urgent, []))
+            self._write()
         if gaps is not None:
             if unattributed:
                 publisher._warn_now(
@@ -373,7 +397,7 @@ class Link:
                 for (task, source), gap in gaps.items()
             ]
             if told:
-                self.out += frame(("g", told))
+                self._hand_gaps(told)
         # Once something was handed, look again at once: an empty buffer then lets the next
         # publish wake this thread (``_idle``).
         return 0.0 if taken or gaps is not None else None
@@ -399,6 +423,24 @@ class Link:
             self.sent.extend(entries)
         self.out += data
         self._write()
+
+    def _hand_gaps(self, told: list[Any]) -> None:
+        self.gaps_seq += 1
+        self.gaps_handed.append((self.gaps_seq, told))
+        self.out += frame(("g", told))
+
+    def give_back_gaps(self) -> None:
+        """Gaps handed to relays and not known told: the publisher's again (no relay)."""
+        from lifecycle.client.publisher import _Gap
+
+        handed, self.gaps_handed = self.gaps_handed, []
+        self.publisher._keep_gaps(
+            [
+                ((task, source), _Gap(count, first_at, last_at, list(reasons)))
+                for _, told in handed
+                for task, source, count, first_at, last_at, reasons in told
+            ]
+        )
 
     def _unencodable(self, entry: Entry) -> None:
         from lifecycle.client.publisher import _summary
@@ -441,6 +483,7 @@ class Link:
         if not chunk:
             self._lost_relay("it ended")
             return
+        self.heard = time.monotonic()
         self.into += chunk
         try:
             found = frames(self.into)
@@ -453,7 +496,10 @@ class Link:
                 self.failures = 0
                 if self.sent:  # what the last relay had not confirmed: the same events
                     self.out += frame(("e", self.forwarded, list(self.sent)))
-                    self._write()
+                handed, self.gaps_handed = self.gaps_handed, []
+                for _, told in handed:  # and the gaps it may not have told
+                    self._hand_gaps(told)
+                self._write()
             elif data[0] == "s":
                 self._status(*data[1:])
 
@@ -467,8 +513,11 @@ class Link:
         gaps_sent: int,
         connected: bool,
         busy: bool,
+        gaps_got: int = 0,
     ) -> None:
         publisher, sent = self.publisher, self.sent
+        if not busy and self.gaps_handed:  # the gaps it had read are told
+            self.gaps_handed = [(n, told) for n, told in self.gaps_handed if n > gaps_got]
         before = self.counts
         self.counts = (published, failed, dropped, gaps_sent)
         with publisher._lock:
@@ -565,6 +614,7 @@ class Link:
             stdout = process.stdout
             if stdout is not None:
                 stdout.close()
+            _reap(process, max(0.0, deadline - time.monotonic()) + RELAY_GRACE)
 
     def _close_pipes(self) -> None:
         """In a forked child only, where no other thread of this process runs."""
@@ -575,6 +625,24 @@ class Link:
                     os.close(fd)
                 except OSError:
                     pass
+
+
+def _reap(process: subprocess.Popen[bytes], within: float) -> None:
+    """Wait for a relay left to flush on its own (no zombie once it ends), and kill it if
+    it has not ended ``within`` seconds (stopped or hung: no orphan outlives its allowance).
+    While this process lives; once it exits, the relay is init's to reap."""
+
+    def run() -> None:
+        try:
+            process.wait(within)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    try:
+        threading.Thread(target=run, name="lifecycle-relay-reaper", daemon=True).start()
+    except RuntimeError:  # interpreter shutdown: the process ends, init reaps it
+        pass
 
 
 def _batch_events() -> int:
@@ -606,6 +674,8 @@ class _Reporter(threading.Thread):
         self.publisher, self.out = publisher, out
         self.reported_lost = 0
         self.last: tuple[Any, ...] | None = None
+        self.sent_at = 0.0  # when it last wrote: at least every REPORT_EVERY (a heartbeat)
+        self.gaps_got = 0  # gap frames read (under the publisher's lock, with the gaps kept)
         self.done = False
 
     def run(self) -> None:
@@ -635,12 +705,15 @@ class _Reporter(threading.Thread):
             publisher._gaps_sent,
             publisher._connected,
             bool(publisher._held or publisher._gaps or publisher._unattributed),
+            self.gaps_got,
         )
         return state, lost
 
     def _send(self, state: tuple[Any, ...], lost: list[int]) -> None:
-        if state == self.last and not lost:
+        now = time.monotonic()
+        if state == self.last and not lost and now - self.sent_at < REPORT_EVERY:
             return
+        self.sent_at = now
         if lost:
             self.reported_lost = lost[-1]
         self.last = state
@@ -704,10 +777,14 @@ def main() -> None:
                     _, urgent, entries = data
                     publisher._append_handed(entries, urgent)
                 elif data[0] == "g":
-                    for task, source, count, first_at, last_at, reasons in data[1]:
-                        gap = _Gap(count, first_at, last_at, list(reasons))
-                        publisher._keep_gaps([((task, source), gap)])
-                    publisher._wake()
+                    publisher._told_gaps(  # its thread started if no event came before
+                        [
+                            ((task, source), _Gap(count, first_at, last_at, list(reasons)))
+                            for task, source, count, first_at, last_at, reasons in data[1]
+                        ]
+                    )
+                    with publisher._lock:
+                        reporter.gaps_got += 1
                 elif data[0] == "c":  # the handing process closes: what is left of its time
                     allowance = min(allowance, max(0.0, float(data[1])))
     except Exception as exc:  # a broken frame: what was read so far is sent all the same
