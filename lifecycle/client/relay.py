@@ -76,6 +76,7 @@ READY_WITHIN = 15.0  # seconds a new relay has to say it is ready
 START_TRIES = 3  # relays that failed to start in a row before the thread takes over
 RESTART_PAUSE = 0.5  # seconds before starting another relay (doubling, at most 5)
 MAX_FRAME = 256 * 1024 * 1024  # bytes: a longer length is a broken pipe, not a frame
+FRAME_EVENTS = 500  # events handed in one frame at most (the relay's batch)
 PIPE_SIZE = 1024 * 1024  # bytes asked of the kernel for each pipe (F_SETPIPE_SZ)
 REPORT_EVERY = 0.25  # seconds between two reports when nothing changed (a heartbeat)
 SILENT_FOR = 5.0  # seconds without a report from a relay holding events: stopped or hung
@@ -404,25 +405,49 @@ class Link:
 
     def _hand(self, entries: list[Entry], urgent: int) -> None:
         """Frame ``entries`` for the relay, and keep them until it says they are done."""
-        try:
-            data = frame(("e", urgent, entries))
-        except ValueError:  # a body marshal cannot carry: as the thread would encode it
-            portable = []
-            for entry in entries:
-                kept = _portable(entry)
-                if kept is None:
-                    self._unencodable(entry)
-                else:
-                    portable.append(kept)
-            entries = portable
-            if not entries:
-                return
-            data = frame(("e", urgent, entries))
+        data, entries = self._framed(urgent, entries)
+        if not entries:
+            return
         self.forwarded = max(self.forwarded, urgent)
         with self.publisher._lock:  # ``close`` may read them from another thread
             self.sent.extend(entries)
         self.out += data
         self._write()
+
+    def _framed(self, urgent: int, entries: list[Entry]) -> tuple[bytearray, list[Entry]]:
+        """``entries`` as ``e`` frames the relay takes (at most FRAME_EVENTS events and
+        MAX_FRAME bytes each: a longer frame ends the relay, and the next, for ever), and
+        the entries they carry; one marshal cannot carry goes as the thread would encode
+        it, one that cannot be encoded or is larger than a frame is dropped."""
+        data = bytearray()
+        kept: list[Entry] = []
+        chunks = [entries[i : i + FRAME_EVENTS] for i in range(0, len(entries), FRAME_EVENTS)]
+        chunks.reverse()
+        while chunks:
+            chunk = chunks.pop()
+            try:
+                framed = frame(("e", urgent, chunk))
+            except ValueError:  # a body marshal cannot carry: as the thread would encode it
+                if len(chunk) > 1:
+                    chunks += [chunk[len(chunk) // 2 :], chunk[: len(chunk) // 2]]
+                    continue
+                portable = _portable(chunk[0])
+                if portable is None:
+                    self._unencodable(chunk[0])
+                    continue
+                chunk = [portable]
+                framed = frame(("e", urgent, chunk))
+            if len(framed) - _HEADER.size > MAX_FRAME:
+                if len(chunk) > 1:
+                    chunks += [chunk[len(chunk) // 2 :], chunk[: len(chunk) // 2]]
+                    continue
+                self._unencodable(
+                    chunk[0], f"the event was larger than the relay takes ({MAX_FRAME} bytes)"
+                )
+                continue
+            data += framed
+            kept += chunk
+        return data, kept
 
     def _hand_gaps(self, told: list[Any]) -> None:
         self.gaps_seq += 1
@@ -442,7 +467,9 @@ class Link:
             ]
         )
 
-    def _unencodable(self, entry: Entry) -> None:
+    def _unencodable(
+        self, entry: Entry, cause: str = "the publisher could not encode the event"
+    ) -> None:
         from lifecycle.client.publisher import _summary
 
         publisher = self.publisher
@@ -450,11 +477,7 @@ class Link:
             publisher._held -= 1
             publisher._lost.append(entry[0])
             publisher._changed.notify_all()
-        publisher._drop(
-            _summary(entry[1]),
-            "the publisher could not encode the event",
-            "cannot encode an event: dropping it",
-        )
+        publisher._drop(_summary(entry[1]), cause, "cannot hand an event: dropping it (%s)", cause)
 
     def _write(self) -> None:
         process = self.process
@@ -495,7 +518,7 @@ class Link:
                 self.ready = True
                 self.failures = 0
                 if self.sent:  # what the last relay had not confirmed: the same events
-                    self.out += frame(("e", self.forwarded, list(self.sent)))
+                    self.out += self._framed(self.forwarded, list(self.sent))[0]
                 handed, self.gaps_handed = self.gaps_handed, []
                 for _, told in handed:  # and the gaps it may not have told
                     self._hand_gaps(told)

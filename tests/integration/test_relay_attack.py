@@ -207,3 +207,45 @@ def test_a_stopped_relay_is_replaced(make_publisher, monkeypatch):
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:  # killed and reaped: replaced
             pass
+
+
+def test_events_handed_at_once_never_make_a_frame_longer_than_the_relay_takes(
+    make_publisher, tap, monkeypatch
+):
+    # Given a relay that takes frames of at most MAX_FRAME bytes (here 300 kB for 256 MiB:
+    # a longer one ends the relay, and each relay after it, given the same events again)
+    monkeypatch.setattr(relay, "MAX_FRAME", 300_000)
+    publisher = make_publisher(linger=0.5)
+    warm(publisher)
+    stream = bytearray()  # what the handing process writes to its relay from now on
+
+    class Os:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        def write(self, fd: int, data: Any) -> int:
+            written = os.write(fd, data)
+            link = publisher._link
+            stdin = link.process.stdin if link is not None and link.process is not None else None
+            if stdin is not None and not stdin.closed and fd == stdin.fileno():
+                stream.extend(bytes(data[:written]))
+            return written
+
+    monkeypatch.setattr(relay, "os", Os())
+
+    # When 4 events of 120 kB each are handed together (a buffer that filled meanwhile)
+    task = unique("frame")
+    for n in range(4):
+        publisher.emit("broker", "enqueue", task, {"n": n, "pad": "x" * 120_000})
+
+    # Then each goes in a frame the relay takes, and all 4 arrive
+    assert publisher.flush(5)
+    lengths, at = [], 0
+    while at + 4 <= len(stream):
+        lengths.append(int.from_bytes(stream[at : at + 4], "big"))
+        at += 4 + lengths[-1]
+    assert lengths and max(lengths) <= relay.MAX_FRAME, lengths
+    seen: list[dict[str, Any]] = []
+    wait_for(
+        lambda: len([e for e in decoded(tap, seen) if e["task"] == task]) == 4, 5, what="4 events"
+    )
