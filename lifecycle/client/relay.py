@@ -814,6 +814,9 @@ def main() -> None:
         logger.warning("lifecycle relay: its input broke (%r); flushing and ending", exc)
     publisher.close(allowance)
     reporter.done = True
+    with publisher._lock:
+        publisher._changed.notify_all()
+    reporter.join(2 * REPORT_EVERY + 1.0)  # one writer: its last frame must not come after this
     reporter.report()
 
 
