@@ -77,6 +77,7 @@ START_TRIES = 3  # relays that failed to start in a row before the thread takes 
 RESTART_PAUSE = 0.5  # seconds before starting another relay (doubling, at most 5)
 MAX_FRAME = 256 * 1024 * 1024  # bytes: a longer length is a broken pipe, not a frame
 FRAME_EVENTS = 500  # events handed in one frame at most (the relay's batch)
+GAPS_KEPT = 64  # gap frames kept for a next relay before they are merged into one
 PIPE_SIZE = 1024 * 1024  # bytes asked of the kernel for each pipe (F_SETPIPE_SZ)
 REPORT_EVERY = 0.25  # seconds between two reports when nothing changed (a heartbeat)
 SILENT_FOR = 5.0  # seconds without a report from a relay holding events: stopped or hung
@@ -453,6 +454,18 @@ class Link:
         self.gaps_seq += 1
         self.gaps_handed.append((self.gaps_seq, told))
         self.out += frame(("g", told))
+        if len(self.gaps_handed) > GAPS_KEPT:  # a relay busy for long: kept as one, bounded
+            merged: dict[tuple[str, str], list[Any]] = {}
+            for _, each in self.gaps_handed:
+                for task, source, count, first_at, last_at, reasons in each:
+                    known = merged.get((task, source))
+                    if known is None:
+                        merged[(task, source)] = [task, source, count, first_at, last_at, reasons]
+                    else:
+                        known[2] += count
+                        known[3], known[4] = min(known[3], first_at), max(known[4], last_at)
+                        known[5] = list(dict.fromkeys([*known[5], *reasons]))
+            self.gaps_handed = [(self.gaps_seq, [tuple(gap) for gap in merged.values()])]
 
     def give_back_gaps(self) -> None:
         """Gaps handed to relays and not known told: the publisher's again (no relay)."""
