@@ -58,13 +58,21 @@ WINDOW = 500  # unconfirmed messages in flight, pipelined floor
 ROUTING_KEY = "broker.start"
 
 BATCH = 50  # events per AMQP message, batched floor
-METHODS = ("no confirms", "blocking confirms", "pipelined confirms", "batched", "Publisher")
+METHODS = (
+    "no confirms",
+    "blocking confirms",
+    "pipelined confirms",
+    "batched",
+    "Publisher",
+    "Publisher, relay",
+)
 LABELS = {
     "no confirms": "pika, no confirms (BlockingConnection)",
     "blocking confirms": "pika, confirms one at a time (BlockingConnection)",
     "pipelined confirms": "pika, confirms pipelined (SelectConnection, window {window})",
     "batched": "the same, {batch} events a message (a JSON array)",
     "Publisher": "Publisher: publish() each, then flush()",
+    "Publisher, relay": "the same, handed to a relay process (its CPU counted)",
 }
 
 
@@ -278,7 +286,11 @@ def _pipelined(
 
 
 def _publisher(
-    url: str, namespace: str, messages: list[dict[str, Any]], purge: Callable[[], None]
+    url: str,
+    namespace: str,
+    messages: list[dict[str, Any]],
+    purge: Callable[[], None],
+    relay: bool = False,
 ) -> dict[str, float]:
     from lifecycle.client.messages import make_message
     from lifecycle.client.publisher import DEFAULT_BUFFER_EVENTS, Publisher
@@ -288,6 +300,7 @@ def _publisher(
         namespace=namespace,
         max_events=max(len(messages), DEFAULT_BUFFER_EVENTS) + 1,
         max_bytes=2**31,
+        relay=relay,
     )
     try:
         # The connection and its declarations are made before the timing starts.
@@ -296,6 +309,9 @@ def _publisher(
             raise RuntimeError("Publisher: the warm-up message was not confirmed in 30 s")
         purge()
         before = publisher.stats()
+        link = publisher._link
+        helper = [link.process.pid] if link is not None and link.process is not None else []
+        helper_cpu = cpu_seconds(helper)
         cpu, start, caller = time.process_time(), time.perf_counter(), time.thread_time()
         for message in messages:
             publisher.publish(message)
@@ -303,7 +319,7 @@ def _publisher(
         queued = time.perf_counter() - start
         flushed = publisher.flush(timeout=max(60.0, len(messages) / 200))
         seconds = time.perf_counter() - start
-        cpu = time.process_time() - cpu
+        cpu = time.process_time() - cpu + cpu_seconds(helper) - helper_cpu
         after = publisher.stats()
     finally:
         publisher.close(timeout=5)
@@ -500,6 +516,7 @@ def bench_publisher(
             "pipelined confirms": lambda: _pipelined(url, exchange, queue, bodies, window),
             "batched": lambda: _pipelined(url, exchange, queue, batches, window),
             "Publisher": lambda: _publisher(url, namespace, messages, purge),
+            "Publisher, relay": lambda: _publisher(url, namespace, messages, purge, relay=True),
         }
         for r in range(rounds):
             order = METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]
@@ -510,9 +527,10 @@ def bench_publisher(
                 one = ways[method]()
                 one["rabbitmq"] = cpu_seconds(rabbitmq) - broker_cpu
                 expected = len(batches) if method == "batched" else count
-                one["stored"] = events_held(expected) if method == "Publisher" else stored(expected)
+                ours = method.startswith("Publisher")
+                one["stored"] = events_held(expected) if ours else stored(expected)
                 if one["stored"] != expected:
-                    what = "events" if method == "Publisher" else "messages"
+                    what = "events" if ours else "messages"
                     lost.append(f"{method}: {one['stored']} of {expected} {what} in the queue")
                 runs[method].append(one)
                 line.append(f"{method} {count / one['seconds']:,.0f}/s")
@@ -574,15 +592,18 @@ def _summarize(runs: dict[str, list[dict[str, float]]], count: int, window: int)
     }
     ours = runs["Publisher"]
     found["caller_us"] = statistics.median(r["caller"] / count * 1e6 for r in ours)
-    found["dropped"] = sum(int(r["dropped"]) for r in ours)
-    found["failed"] = sum(int(r["failed"]) for r in ours)
+    relayed = runs["Publisher, relay"]
+    found["relay_caller_us"] = statistics.median(r["caller"] / count * 1e6 for r in relayed)
+    found["dropped"] = sum(int(r["dropped"]) for r in [*ours, *relayed])
+    found["failed"] = sum(int(r["failed"]) for r in [*ours, *relayed])
     found["resent"] = sum(
         int(r.get("resent", 0)) for m in ("pipelined confirms", "batched") for r in runs[m]
     )
     floor = found["rate"]["pipelined confirms"]
     rate = found["rate"]["Publisher"]
-    found["met_rate"] = rate >= TARGET_RATE
-    found["met_share"] = rate >= TARGET_FLOOR_SHARE * floor
+    relay_rate = found["rate"]["Publisher, relay"]
+    found["met_rate"] = min(rate, relay_rate) >= TARGET_RATE
+    found["met_share"] = min(rate, relay_rate) >= TARGET_FLOOR_SHARE * floor
     return found
 
 
@@ -606,15 +627,16 @@ def format_result(r: dict[str, Any]) -> str:
             f"  CPU {r['cpu_us'][method]:6.1f}, RabbitMQ {broker}"
         )
     floor = r["rate"]["pipelined confirms"]
-    rate = r["rate"]["Publisher"]
+    rate = min(r["rate"]["Publisher"], r["rate"]["Publisher, relay"])
     lines += [
         f"  Publisher, calling thread's CPU per publish(): {r['caller_us']:.1f} µs (the"
         f" publisher's thread encodes; the caller's make_message() costs"
-        f" {r['make_message_us']:.1f} µs more; encode() alone {r['encode_us']:.1f} µs)",
+        f" {r['make_message_us']:.1f} µs more; encode() alone {r['encode_us']:.1f} µs);"
+        f" with a relay {r['relay_caller_us']:.1f} µs",
         f"  Publisher: dropped {r['dropped']}, failed sends {r['failed']};"
         f" pipelined floors: {r['resent']} nacked or returned and sent again",
-        f"  target ≥ {TARGET_RATE:,.0f} events/s confirmed: {_verdict(r['met_rate'])}"
-        f" ({rate:,.0f}/s)",
+        f"  target ≥ {TARGET_RATE:,.0f} events/s confirmed, both ways:"
+        f" {_verdict(r['met_rate'])} ({rate:,.0f}/s, the slower)",
         f"  target ≥ {TARGET_FLOOR_SHARE:.0%} of the pipelined floor ({floor:,.0f}/s, so"
         f" ≥ {TARGET_FLOOR_SHARE * floor:,.0f}/s): {_verdict(r['met_share'])}"
         f" ({rate / floor:.1%})",

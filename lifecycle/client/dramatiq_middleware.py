@@ -179,8 +179,15 @@ class LifecycleEvents(dramatiq.Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         # A worker process: with LIFECYCLE_RELAY=auto its publisher hands events to a relay
-        # process (lifecycle.client.relay), so that its threads pay an append per event.
+        # process (lifecycle.client.relay), so that its threads pay an append per event;
+        # started now, not by the first message.
         relay.in_worker = True
+        try:
+            start = getattr(self.publisher, "start", None)
+            if start is not None:
+                start()
+        except Exception:
+            self._swallow("before_worker_boot")
 
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int | None) -> None:
         # A delayed message is enqueued twice: onto the delay queue (the step we report), then

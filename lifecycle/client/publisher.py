@@ -543,6 +543,16 @@ class Publisher:
             except Exception:  # the loop is closing: the thread ends anyway
                 pass
 
+    def start(self) -> None:
+        """Get ready to send before the first event: start the thread, which connects (or
+        starts its relay process). A Dramatiq worker does at its boot, so that its first
+        messages do not pay for it. Never raises."""
+        try:
+            if not self._running:
+                self._start_thread()
+        except Exception as exc:  # the first publish tries again
+            self._warn("cannot start the publisher thread (%r)", exc)
+
     def _revive(self) -> None:
         """Start a thread again if events are held and the last one died."""
         if self._held and not self._running:

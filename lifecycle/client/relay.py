@@ -287,9 +287,11 @@ class Link:
         }
         env = dict(os.environ)
         env[SETTINGS_VARIABLE] = json.dumps(settings)
-        # Where this very client was imported from comes first: the relay runs the same code.
+        # The relay runs this very client: from a checkout, its root comes first (never an
+        # installed one's site-packages, which must not go before the standard library).
         root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        if root not in _site_dirs():
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.pop("DJANGO_SETTINGS_MODULE", None)  # what it needs is in its settings above
         try:
             process = subprocess.Popen(
@@ -679,6 +681,16 @@ def _reap(process: subprocess.Popen[bytes], within: float) -> None:
         threading.Thread(target=run, name="lifecycle-relay-reaper", daemon=True).start()
     except RuntimeError:  # interpreter shutdown: the process ends, init reaps it
         pass
+
+
+def _site_dirs() -> set[str]:
+    import site
+
+    try:
+        found = [*site.getsitepackages(), site.getusersitepackages()]
+    except AttributeError:  # a virtualenv of old without them
+        found = []
+    return {str(Path(d).resolve()) for d in found}
 
 
 def _batch_events() -> int:

@@ -235,3 +235,30 @@ def test_the_byte_limit_holds_in_the_relay_and_releases_the_handing_process():
     assert stats.queued <= 20, stats
     assert len(publisher._link.sent) <= 20
     publisher.close(0.5)
+
+
+def test_a_worker_boot_starts_the_relay_before_the_first_message(monkeypatch):
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+
+    from lifecycle.client import relay
+    from lifecycle.client.dramatiq_middleware import LifecycleEvents
+
+    # Given the middleware with a publisher left to LIFECYCLE_RELAY (auto), as shipped
+    monkeypatch.delenv("LIFECYCLE_RELAY", raising=False)
+    monkeypatch.setattr(relay, "in_worker", False)
+    publisher = Publisher()
+    broker = StubBroker(middleware=[LifecycleEvents(publisher=publisher)])
+
+    # When a worker boots on its broker, before any message
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        # Then this is a worker process, and its relay is up already
+        assert relay.in_worker
+        relay_pid(publisher)
+        assert publisher.stats().queued == 0
+    finally:
+        worker.stop()
+        broker.close()
+    assert publisher.close(5)
