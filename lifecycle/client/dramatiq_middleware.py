@@ -32,7 +32,7 @@ from typing import Any, cast
 import dramatiq
 from dramatiq.common import q_name
 
-from lifecycle.client import config, messages, relay
+from lifecycle.client import config, link, messages
 from lifecycle.client.context import current_attempt, current_task
 from lifecycle.client.publisher import Publisher, get_publisher
 
@@ -179,9 +179,9 @@ class LifecycleEvents(dramatiq.Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         # A worker process: with LIFECYCLE_RELAY=auto its publisher hands events to a relay
-        # process (lifecycle.client.relay), so that its threads pay an append per event;
+        # process (lifecycle.client.link), so that its threads pay an append per event;
         # started now, not by the first message.
-        relay.in_worker = True
+        link.in_worker = True
         try:
             start = getattr(self.publisher, "start", None)
             if start is not None:

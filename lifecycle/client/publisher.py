@@ -45,6 +45,7 @@ import functools
 import itertools
 import json
 import logging
+import marshal
 import math
 import operator
 import os
@@ -60,8 +61,9 @@ from typing import Any
 import pika
 from pika.adapters.select_connection import IOLoop
 
-from lifecycle.client import config, messages, relay, topology
-from lifecycle.client.relay import Link
+from lifecycle.client import config, messages, topology
+from lifecycle.client.link import Link
+from lifecycle.client.link import wanted as relay_wanted
 
 logger = logging.getLogger(__name__)
 
@@ -392,9 +394,19 @@ class Publisher:
         elif idle or urgent:
             self._wake()
 
-    def _told_gaps(self, told: list[tuple[tuple[str, str], _Gap]]) -> None:
-        """A relay's publisher: the handing process's dropped events, for ``gap`` events."""
-        self._keep_gaps(told)
+    def _told_gaps(self, told: list[Any], start: bool = True) -> None:
+        """Dropped events told as ``(task, source, count, first_at, last_at, reasons)``, for
+        ``gap`` events: a relay's publisher, from its handing process (``start``: and its
+        thread started, if no event came before); a publisher whose relays are gone, those
+        they had not told."""
+        self._keep_gaps(
+            [
+                ((task, source), _Gap(count, first_at, last_at, list(reasons)))
+                for task, source, count, first_at, last_at, reasons in told
+            ]
+        )
+        if not start:
+            return
         with self._lock:
             self._idle = False
         if not self._running:
@@ -404,6 +416,45 @@ class Publisher:
                 self._warn("cannot start the publisher thread (%r); buffering", exc)
         else:
             self._wake()
+
+    # -- what a link to a relay asks of its publisher (``lifecycle.client.link``) -------------
+
+    def _relay_settings(self) -> dict[str, Any]:
+        """What a relay publishes with: this publisher's settings, as JSON."""
+        return {
+            "url": self.url,
+            "namespace": self.namespace,
+            "max_bytes": self.max_bytes,
+            "linger": self.linger,
+            "connect_timeout": self.connect_timeout,
+            "max_backoff": self.max_backoff,
+            "flush": shutdown_flush(),
+            "role": process_name(),
+        }
+
+    def _portable(self, entry: Entry) -> Entry | None:
+        """``entry`` as plain data ``marshal`` can carry: what an ``emit`` or ``publish`` left
+        with a body of other types (a datetime, a UUID) becomes the message the thread would
+        have sent (its uuid fixed here); None if even that cannot be encoded."""
+        ticket, message = entry
+        try:
+            if type(message) is tuple:
+                _, encoded = _build(message)
+            else:
+                encoded = messages.encode(message)
+            portable = json.loads(encoded)
+            marshal.dumps(portable)
+        except Exception:
+            return None
+        return ticket, portable
+
+    def _drop_handed(self, entry: Entry, cause: str) -> None:
+        """An event that could not be handed to a relay: no longer held, counted dropped."""
+        with self._lock:
+            self._held -= 1
+            self._lost.append(entry[0])
+            self._changed.notify_all()
+        self._drop(_summary(entry[1]), cause, "cannot hand an event: dropping it (%s)", cause)
 
     def wait(self, ticket: int | None, timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until RabbitMQ has confirmed the event
@@ -567,9 +618,9 @@ class Publisher:
             if not self._running:
                 self._stopping = False
                 if self._link is None and (
-                    self.relay if self.relay is not None else relay.wanted()
+                    self.relay if self.relay is not None else relay_wanted()
                 ):
-                    self._link = relay.Link(self)
+                    self._link = Link(self)
                 self._thread = threading.Thread(
                     target=self._run, name="lifecycle-publisher", daemon=True
                 )

@@ -241,12 +241,12 @@ def test_a_worker_boot_starts_the_relay_before_the_first_message(monkeypatch):
     import dramatiq
     from dramatiq.brokers.stub import StubBroker
 
-    from lifecycle.client import relay
+    from lifecycle.client import link
     from lifecycle.client.dramatiq_middleware import LifecycleEvents
 
     # Given the middleware with a publisher left to LIFECYCLE_RELAY (auto), as shipped
     monkeypatch.delenv("LIFECYCLE_RELAY", raising=False)
-    monkeypatch.setattr(relay, "in_worker", False)
+    monkeypatch.setattr(link, "in_worker", False)
     publisher = Publisher()
     broker = StubBroker(middleware=[LifecycleEvents(publisher=publisher)])
 
@@ -255,7 +255,7 @@ def test_a_worker_boot_starts_the_relay_before_the_first_message(monkeypatch):
     worker.start()
     try:
         # Then this is a worker process, and its relay is up already
-        assert relay.in_worker
+        assert link.in_worker
         relay_pid(publisher)
         assert publisher.stats().queued == 0
     finally:

@@ -1,6 +1,6 @@
-"""The relay (``lifecycle.client.relay``) attacked: each test states a promise of the relay
-module's docstring (or the publisher's) that the relayed publisher breaks. Real RabbitMQ,
-real relay processes; each test fails on the code as it is (or passes once fixed).
+"""The relay (``lifecycle.client.link``, ``relay``) attacked: each test states a promise of
+those modules' docstrings (or the publisher's) that the relayed publisher broke. Real
+RabbitMQ, real relay processes; each test failed on the code as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lifecycle.client import relay
+from lifecycle.client import link
 from lifecycle.client.publisher import Publisher
 from tests.conftest import wait_for
 from tests.integration.rabbit import message
@@ -190,7 +190,7 @@ def test_a_relay_left_to_flush_after_close_is_not_left_a_zombie(make_publisher):
 def test_a_stopped_relay_is_replaced(make_publisher, monkeypatch):
     # Given a relayed publisher whose relay stops (SIGSTOP; a hung interpreter is the same),
     # given up on after 1 s of silence (here; SILENT_FOR, 5 s by default)
-    monkeypatch.setattr(relay, "SILENT_FOR", 1.0, raising=False)
+    monkeypatch.setattr(link, "SILENT_FOR", 1.0, raising=False)
     publisher = make_publisher()
     pid = warm(publisher)
     os.kill(pid, signal.SIGSTOP)
@@ -214,7 +214,7 @@ def test_events_handed_at_once_never_make_a_frame_longer_than_the_relay_takes(
 ):
     # Given a relay that takes frames of at most MAX_FRAME bytes (here 300 kB for 256 MiB:
     # a longer one ends the relay, and each relay after it, given the same events again)
-    monkeypatch.setattr(relay, "MAX_FRAME", 300_000)
+    monkeypatch.setattr(link, "MAX_FRAME", 300_000)
     publisher = make_publisher(linger=0.5)
     warm(publisher)
     stream = bytearray()  # what the handing process writes to its relay from now on
@@ -231,7 +231,7 @@ def test_events_handed_at_once_never_make_a_frame_longer_than_the_relay_takes(
                 stream.extend(bytes(data[:written]))
             return written
 
-    monkeypatch.setattr(relay, "os", Os())
+    monkeypatch.setattr(link, "os", Os())
 
     # When 4 events of 120 kB each are handed together (a buffer that filled meanwhile)
     task = unique("frame")
@@ -244,7 +244,7 @@ def test_events_handed_at_once_never_make_a_frame_longer_than_the_relay_takes(
     while at + 4 <= len(stream):
         lengths.append(int.from_bytes(stream[at : at + 4], "big"))
         at += 4 + lengths[-1]
-    assert lengths and max(lengths) <= relay.MAX_FRAME, lengths
+    assert lengths and max(lengths) <= link.MAX_FRAME, lengths
     seen: list[dict[str, Any]] = []
     wait_for(
         lambda: len([e for e in decoded(tap, seen) if e["task"] == task]) == 4, 5, what="4 events"

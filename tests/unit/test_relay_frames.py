@@ -1,4 +1,4 @@
-"""The relay's pipe format and its choice of mode (``lifecycle.client.relay``): pure logic."""
+"""The relay's pipe format and its choice of mode (``lifecycle.client.link``): pure logic."""
 
 from __future__ import annotations
 
@@ -8,38 +8,41 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lifecycle.client import relay
+from lifecycle.client import link
+from lifecycle.client.publisher import Publisher
 
 
 def test_frames_are_taken_whole_and_a_partial_one_waits():
-    data = relay.frame(("e", 0, [(1, ("broker", "start", "t", None, 1.5, None, {"n": 1}))]))
-    data += relay.frame(("s", 1, [], 1, 0, 0, 0, True, False))
+    data = link.frame(("e", 0, [(1, ("broker", "start", "t", None, 1.5, None, {"n": 1}))]))
+    data += link.frame(("s", 1, [], 1, 0, 0, 0, True, False))
     buffer = bytearray(data[:-3])
-    first = relay.frames(buffer)
+    first = link.frames(buffer)
     assert [f[0] for f in first] == ["e"]
     buffer += data[-3:]
-    assert [f[0] for f in relay.frames(buffer)] == ["s"]
+    assert [f[0] for f in link.frames(buffer)] == ["s"]
     assert buffer == bytearray()
 
 
 def test_a_length_past_the_limit_is_a_broken_pipe_not_a_frame():
-    buffer = bytearray(struct.pack(">I", relay.MAX_FRAME + 1) + b"x")
+    buffer = bytearray(struct.pack(">I", link.MAX_FRAME + 1) + b"x")
     with pytest.raises(ValueError):
-        relay.frames(buffer)
+        link.frames(buffer)
 
 
 def test_a_frame_is_marshal_never_a_pickle():
-    payload = bytes(relay.frame(("g", [])))[4:]
+    payload = bytes(link.frame(("g", [])))[4:]
     assert marshal.loads(payload) == ("g", [])
     with pytest.raises(ValueError):
-        relay.frame(("e", 0, [(1, ("broker", "start", "t", None, 1.0, None, {"x": object()}))]))
+        link.frame(("e", 0, [(1, ("broker", "start", "t", None, 1.0, None, {"x": object()}))]))
 
 
 def test_an_entry_marshal_cannot_carry_becomes_its_message():
     when = datetime(2024, 1, 2, tzinfo=UTC)
-    ticket, message = relay._portable((7, ("broker", "start", "t", None, 0.0, None, {"w": when})))
+    publisher = Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F", namespace="nowhere")
+    entry = (7, ("broker", "start", "t", None, 0.0, None, {"w": when}))
+    ticket, message = publisher._portable(entry)
     assert ticket == 7 and message["body"] == {"w": str(when)} and message["task"] == "t"
-    assert relay._portable((8, ("broker", "start", "t", None, float("nan"), None, {}))) is None
+    assert publisher._portable((8, ("broker", "start", "t", None, float("nan"), None, {}))) is None
 
 
 @pytest.mark.parametrize(
@@ -59,5 +62,5 @@ def test_the_mode(monkeypatch, setting, in_worker, wanted):
         monkeypatch.delenv("LIFECYCLE_RELAY", raising=False)
     else:
         monkeypatch.setenv("LIFECYCLE_RELAY", setting)
-    monkeypatch.setattr(relay, "in_worker", in_worker)
-    assert relay.wanted() is wanted
+    monkeypatch.setattr(link, "in_worker", in_worker)
+    assert link.wanted() is wanted
