@@ -235,7 +235,7 @@ class Publisher:
         # process's prefix and the event's ticket), and the pid its ``gap`` events name.
         self._uuid_head: str | None = None
         self._reported_pid: int | None = None
-        self._link: Link | None = None
+        self._link: Link | None = None  # (``_reset`` sets it again)
         self._reset()
         ref = weakref.ref(self)
 
@@ -386,13 +386,7 @@ class Publisher:
             self._last_ticket = entries[-1][0]
             self._urgent = max(self._urgent, urgent)
             idle, self._idle = self._idle, False
-        if not self._running:
-            try:
-                self._start_thread()
-            except Exception as exc:
-                self._warn("cannot start the publisher thread (%r); buffering", exc)
-        elif idle or urgent:
-            self._wake()
+        self._start_or_wake(wake=idle or bool(urgent))
 
     def _told_gaps(self, told: list[Any], start: bool = True) -> None:
         """Dropped events told as ``(task, source, count, first_at, last_at, reasons)``, for
@@ -409,12 +403,16 @@ class Publisher:
             return
         with self._lock:
             self._idle = False
+        self._start_or_wake()
+
+    def _start_or_wake(self, wake: bool = True) -> None:
+        """A relay's publisher, given work: its thread started if none runs, else woken."""
         if not self._running:
             try:
                 self._start_thread()
             except Exception as exc:
                 self._warn("cannot start the publisher thread (%r); buffering", exc)
-        else:
+        elif wake:
             self._wake()
 
     # -- what a link to a relay asks of its publisher (``lifecycle.client.link``) -------------
