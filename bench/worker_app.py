@@ -69,11 +69,13 @@ class AckClock(dramatiq.Middleware):
         self.times: dict[str, float] = {}
         self.boot_threads: dict[int, tuple[str, float]] = {}
         self.boot_gc: dict[str, float] = {}
+        self.boot_system: dict[str, float] = {}
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.times.update(boot=time.monotonic(), boot_cpu=time.process_time())
         self.boot_gc = dict(_gc)
         self.boot_threads = thread_cpu()
+        self.boot_system = system_cpu()
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         if "first" not in self.times:
@@ -92,6 +94,10 @@ class AckClock(dramatiq.Middleware):
                     "pid": os.getpid(),
                     **self.times,
                     "threads": threads,
+                    "system": {
+                        role: seconds - self.boot_system.get(role, 0.0)
+                        for role, seconds in system_cpu().items()
+                    },
                     "gc": {k: v - self.boot_gc.get(k, 0) for k, v in _gc.items()},
                     **_publisher_stats(),
                 },
@@ -132,6 +138,22 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
             found[thread.ident or 0] = (_role(thread), time.clock_gettime(clock))
         except (OSError, OverflowError):  # it ended meanwhile
             continue
+    return found
+
+
+def system_cpu() -> dict[str, float]:
+    """Each kind of live thread's system (kernel) CPU seconds so far: what its system calls,
+    futex waits for the GIL or a lock included, cost it (``/proc``; empty elsewhere)."""
+    found: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        role = _role(thread)
+        found[role] = found.get(role, 0.0) + int(fields[12]) / tick
     return found
 
 
@@ -197,6 +219,21 @@ if os.environ.get("BENCH_LIFECYCLE") == "1":
     broker.add_middleware(LifecycleEvents())
 elif os.environ.get("BENCH_LIFECYCLE") == "empty":
     broker.add_middleware(dramatiq.Middleware())  # Dramatiq's own cost of one more middleware
+elif os.environ.get("BENCH_LIFECYCLE") == "minimal":
+    import collections
+
+    _sink: collections.deque[Any] = collections.deque(maxlen=1000)
+
+    class _Minimal(dramatiq.Middleware):
+        """The least a start and an ack event could cost: a time and the message, kept."""
+
+        def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+            _sink.append((time.time(), message))
+
+        def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+            _sink.append((time.time(), message))
+
+    broker.add_middleware(_Minimal())
 elif os.environ.get("BENCH_LIFECYCLE") in ("hooks", "buffer"):
     # What the floor is (``--variant``): the middleware's hooks with a publisher whose thread
     # never runs: ``hooks``, every event discarded as it is emitted; ``buffer``, every event

@@ -26,7 +26,12 @@ at the end.
 ``python -m bench.worker_overhead --variant hooks`` (or ``buffer``) runs the same drains
 with the middleware's hooks on a publisher whose thread never runs, each event discarded as
 it is emitted (or buffered and never sent): the floor of what the hooks alone (or the hooks
-and the buffer) cost the worker threads, without the publisher thread's share.
+and the buffer) cost the worker threads, without the publisher thread's share;
+``--variant empty`` adds a middleware with no hook of its own (Dramatiq's cost of one
+more, an A/A control of the bench's noise), and ``--variant minimal`` one whose start and
+ack hooks each keep a time and the message in a deque: the floor of any start and ack event.
+Each round's line also gives each kind of thread's CPU spent in the kernel (system calls,
+futex waits for the GIL or a lock), from ``/proc``.
 
 **worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
 with the middleware, with every thread of the worker under ``cProfile`` timed by the
@@ -72,8 +77,15 @@ ENQUEUE_FLUSH = 120.0  # seconds the enqueuing process may take to send its even
 # ``--variant``: the worker's middleware as shipped (``full``), or, to show the floor, its
 # hooks with a publisher whose thread never runs, every event discarded as emitted
 # (``hooks``) or buffered and never sent (``buffer``): only ``full`` sends start and ack.
-# ``empty``: a middleware with no hook of its own, Dramatiq's cost of calling one more.
-VARIANTS = {"full": "1", "hooks": "hooks", "buffer": "buffer", "empty": "empty"}
+# ``empty``: a middleware with no hook of its own, Dramatiq's cost of calling one more;
+# ``minimal``: a start and an ack hook that each keep a time and the message, no more.
+VARIANTS = {
+    "full": "1",
+    "hooks": "hooks",
+    "buffer": "buffer",
+    "empty": "empty",
+    "minimal": "minimal",
+}
 
 
 WORKER_CPU = 0  # ``--pin``: the worker's core; RabbitMQ and the relay get the rest
@@ -280,6 +292,7 @@ class Bench:
             rabbitmq_cpu=rabbitmq if self.rabbitmq else None,
             relay_cpu=relay_cpu,
             threads=timed.get("threads", {}),
+            system=timed.get("system", {}),
             gc=timed.get("gc", {}),
             at_last_ack={k: timed[k] for k in ("published", "dropped", "queued") if k in timed},
             at_shutdown=shutdown,
@@ -376,6 +389,13 @@ def _run_line(run: dict[str, Any]) -> str:
         f" {_per_message(run['rabbitmq_cpu'], count)}, relay process"
         f" {_per_message(run.get('relay_cpu'), count)}; by thread: "
         + ", ".join(f"{role} {_per_message(s, count)}" for role, s in run["threads"].items())
+        + (
+            " (of which in the kernel: "
+            + ", ".join(f"{role} {_per_message(s, count)}" for role, s in system.items())
+            + ")"
+            if (system := run.get("system"))
+            else ""
+        )
         + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
         + (
             f"; garbage collector {_per_message(gc['seconds'], count)} µs/message"
