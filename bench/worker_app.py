@@ -47,6 +47,9 @@ def _gc_callback(phase: str, info: dict[str, Any]) -> None:
 
 gc.callbacks.append(_gc_callback)
 _profiles: list[tuple[threading.Thread, cProfile.Profile]] = []
+# ``--variant timed``: the middleware's hooks' own CPU seconds over the sampled messages, and
+# the hook calls that were timed (three a message, one message in SAMPLE).
+_hooks = {"seconds": 0.0, "calls": 0}
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
@@ -99,6 +102,7 @@ class AckClock(dramatiq.Middleware):
                         for role, seconds in system_cpu().items()
                     },
                     "gc": {k: v - self.boot_gc.get(k, 0) for k, v in _gc.items()},
+                    **({"hooks": _hooks} if _hooks["calls"] else {}),
                     **_publisher_stats(),
                 },
             )
@@ -217,6 +221,36 @@ if os.environ.get("BENCH_LIFECYCLE") == "1":
     from lifecycle.client import LifecycleEvents
 
     broker.add_middleware(LifecycleEvents())
+elif os.environ.get("BENCH_LIFECYCLE") == "timed":
+    # The middleware as shipped, its three hooks timed in place by the thread's own CPU
+    # clock, for one message in SAMPLE (by its id): what its own code costs in a busy worker,
+    # apart from what it does to the rest (``--variant timed``).
+    from lifecycle.client import LifecycleEvents
+
+    SAMPLE = 8
+
+    class _Timed(LifecycleEvents):
+        def _timed(self, hook: Any, message: Any, *args: Any, **kwargs: Any) -> None:
+            if hash(message.message_id) % SAMPLE:
+                hook(*args, message, **kwargs)
+                return
+            clock = time.thread_time
+            first = clock()
+            began = clock()  # the clock's own cost, once, taken off below
+            hook(*args, message, **kwargs)
+            _hooks["seconds"] += clock() - began - (began - first)
+            _hooks["calls"] += 1
+
+        def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+            self._timed(super().before_process_message, message, broker)
+
+        def after_process_message(self, broker: dramatiq.Broker, message: Any, **kw: Any) -> None:
+            self._timed(super().after_process_message, message, broker, **kw)
+
+        def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
+            self._timed(super().after_ack, message, broker)
+
+    broker.add_middleware(_Timed())
 elif os.environ.get("BENCH_LIFECYCLE") == "empty":
     broker.add_middleware(dramatiq.Middleware())  # Dramatiq's own cost of one more middleware
 elif os.environ.get("BENCH_LIFECYCLE") == "minimal":

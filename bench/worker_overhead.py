@@ -30,6 +30,8 @@ and the buffer) cost the worker threads, without the publisher thread's share;
 ``--variant empty`` adds a middleware with no hook of its own (Dramatiq's cost of one
 more, an A/A control of the bench's noise), and ``--variant minimal`` one whose start and
 ack hooks each keep a time and the message in a deque: the floor of any start and ack event.
+``--variant timed`` is the middleware as shipped, its hooks timed in place (the thread's CPU
+clock around each hook, one message in 8): what its own code costs inside a busy worker.
 Each round's line also gives each kind of thread's CPU spent in the kernel (system calls,
 futex waits for the GIL or a lock), from ``/proc``.
 
@@ -85,6 +87,7 @@ VARIANTS = {
     "buffer": "buffer",
     "empty": "empty",
     "minimal": "minimal",
+    "timed": "timed",
 }
 
 
@@ -293,6 +296,7 @@ class Bench:
             relay_cpu=relay_cpu,
             threads=timed.get("threads", {}),
             system=timed.get("system", {}),
+            hooks=timed.get("hooks"),
             gc=timed.get("gc", {}),
             at_last_ack={k: timed[k] for k in ("published", "dropped", "queued") if k in timed},
             at_shutdown=shutdown,
@@ -396,6 +400,13 @@ def _run_line(run: dict[str, Any]) -> str:
             if (system := run.get("system"))
             else ""
         )
+        + (
+            "; the middleware's hooks, timed in place: "
+            f"{hooks['seconds'] / hooks['calls'] * 3e6:.1f} µs/message"
+            f" ({hooks['calls']:,} hook calls timed)"
+            if (hooks := run.get("hooks"))
+            else ""
+        )
         + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
         + (
             f"; garbage collector {_per_message(gc['seconds'], count)} µs/message"
@@ -472,7 +483,7 @@ def format_overhead(result: dict[str, Any]) -> str:
         " CPU: µs per message, without / with)"
         + (
             ""
-            if result.get("variant", "full") == "full"
+            if result.get("variant", "full") in ("full", "timed")
             else f"; variant {result['variant']}: the worker's publisher sends nothing"
         ),
         "",
