@@ -40,9 +40,10 @@ logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
 # Stored on the MessageProxy at start, read by ack, fail and nack: the task's key as
-# published, the events' body (message id, actor, queue, attempt, pid, the worker thread
-# that ran it) and its JSON, worked out once per message. The start and the ack events
-# share that body and its JSON, and nothing changes them.
+# published, what our publisher is given as the body of the start and the ack (``(None,
+# json)``: the body's JSON alone, which is all it encodes, and all a relay is handed), and
+# the events' body (message id, actor, queue, attempt, pid, the worker thread that ran it),
+# worked out once per message. The start and the ack share them, and nothing changes them.
 _EVENT = "_lifecycle_event"
 _SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
@@ -219,13 +220,20 @@ class LifecycleEvents(dramatiq.Middleware):
         # (``_message``): each attribute read through the proxy's ``__getattr__`` costs more
         # than the rest of a hook, and a busy worker runs three hooks a message.
         try:
-            own = _attributes(message)
+            try:
+                own = message.__dict__
+            except AttributeError:  # an object of __slots__ (``_attributes``)
+                own = _NO_ATTRIBUTES
             inner = own.get("_message", message)
             attempt = (inner.options.get("retries") or 0) + 1
             key = self._key(inner, message)
             task = config.task_key(key)
             body, text = _body(inner, own, attempt)
-            setattr(message, _EVENT, (task, body, text))
+            event = (task, (None, text), body)
+            if own is _NO_ATTRIBUTES:
+                setattr(message, _EVENT, event)
+            else:
+                own[_EVENT] = event  # what setattr does, without its lookups
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
@@ -234,7 +242,7 @@ class LifecycleEvents(dramatiq.Middleware):
             self._swallow("before_process_message")
             self._emit("start", message)
             return
-        self._send("start", task, body, text)
+        self._send("start", event)
 
     def after_process_message(
         self,
@@ -246,23 +254,26 @@ class LifecycleEvents(dramatiq.Middleware):
     ) -> None:
         if exception is None:
             try:
-                setattr(message, _SUCCEEDED, True)  # reported once acked (after_ack)
-            except Exception:
-                self._swallow("after_process_message")
+                message.__dict__[_SUCCEEDED] = True  # reported once acked (after_ack)
+            except AttributeError:  # an object of __slots__: its start was not worked out
+                pass
         else:
             self._emit("fail", message, exception=repr(exception)[:2000])
         current_task.set(None)
         current_attempt.set(None)
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
-        own = _attributes(message)
+        try:
+            own = message.__dict__
+        except AttributeError:  # an object of __slots__: nothing of ours is on it
+            return
         if not own.get(_SUCCEEDED):
             return
         event = own.get(_EVENT)
         if event is None:  # its start could not be worked out: the slow way, then
             self._emit("ack", message)
         else:
-            self._send("ack", *event)
+            self._send("ack", event)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("skip", message)
@@ -290,13 +301,15 @@ class LifecycleEvents(dramatiq.Middleware):
             task_key = self._task_key = _configured_task_key()
         return task_key(inner if task_key is default_task_key else message)
 
-    def _send(self, kind: str, task: str, body: dict[str, Any], text: str | None) -> None:
-        """A start or an ack: the event worked out at the start, as it is (with its body's
-        JSON, for our publisher: encoded once for both)."""
+    def _send(self, kind: str, event: tuple[str, tuple[None, str | None], dict[str, Any]]) -> None:
+        """A start or an ack: the event worked out at the start, as it is: for our
+        publisher, its body's JSON, made once for both, goes straight to its buffer (what
+        ``emit`` does, a call less); another publisher gets the body."""
         try:
             publisher = self._publisher or get_publisher()
-            if text is not None and isinstance(publisher, Publisher):
-                publisher.emit("broker", kind, task, (body, text))
+            task, encoded, body = event
+            if encoded[1] is not None and isinstance(publisher, Publisher):
+                publisher._append(("broker", kind, task, None, time.time(), None, encoded))
                 return
             emit = getattr(publisher, "emit", None)
             if emit is not None:
@@ -317,7 +330,7 @@ class LifecycleEvents(dramatiq.Middleware):
                 task = config.task_key(self._key(inner, message))
                 body = _body(inner, own, (inner.options.get("retries") or 0) + 1)[0]
             else:
-                task, body = event[0], event[1]
+                task, body = event[0], event[2]
             if extra:
                 body = {**body, **extra}
             publisher = self.publisher

@@ -322,8 +322,9 @@ class Publisher:
         made by the publisher thread. ``body`` is the publisher's from now on (an event may
         share one with another): a dict, or a dict and its JSON text, byte for byte what
         ``json.dumps(body, separators=(",", ":"))`` makes (the Dramatiq middleware's start
-        and ack share one, encoded once on the worker's thread). Returns its ticket, for
-        ``wait``; None if it was dropped."""
+        and ack share one, encoded once on the worker's thread; it gives ``None`` for the
+        dict, the text alone being all that is encoded, and handed to a relay). Returns its
+        ticket, for ``wait``; None if it was dropped."""
         return self._append(
             (source, kind, task, status, time.time() if at is None else at, txid, body)
         )
@@ -1217,7 +1218,9 @@ def _build(parts: tuple[Any, ...], uuid: str | None = None) -> tuple[dict[str, A
     if type(task) is not str:
         task = str(task)  # a task key is text (config.task_key does the same)
     if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
-        body = body[0]  # a dict and its JSON text (``emit``): the dict is the message's
+        # A dict and its JSON text (``emit``): the dict is the message's; the text alone
+        # (the dict ``None``: the Dramatiq middleware's start and ack) is read back.
+        body = json.loads(body[1]) if body[0] is None else body[0]
     message = {
         "schema": messages.SCHEMA_VERSION,
         "uuid": uuid or messages.new_uuid(),

@@ -26,7 +26,8 @@ text = st.text(max_size=30)  # any code point: quotes, controls, U+2028, astral 
 
 
 class Emitted(Publisher):
-    """The real publisher's ``emit`` and encoding, with no thread: keeps what it was given."""
+    """The real publisher's encoding, with no thread: keeps what was buffered (``emit``'s,
+    or the middleware's own append)."""
 
     def __init__(self) -> None:
         super().__init__(url="amqp://guest:guest@127.0.0.1:1/%2F", max_events=100)
@@ -84,13 +85,15 @@ def test_start_and_ack_reach_the_wire_as_messages_encode_makes_them() -> None:
     middleware.after_ack(None, message)  # type: ignore[arg-type]
     # Then each event, as the publisher's thread encodes it, is make_message's, encoded
     start, ack = publisher.given
-    assert start[6][0] is ack[6][0] and start[6][1] is ack[6][1]  # one body and JSON, shared
+    assert start[6] is ack[6]  # one body's JSON, made once, shared
+    assert start[6][0] is None  # the JSON alone: what is encoded, and handed to a relay
     for parts, kind in ((start, "start"), (ack, "ack")):
         routing_key, raw, uuid = _encode(parts, {}, {})
         assert routing_key == f"broker.{kind}"
         sent = json.loads(raw)
         assert sent["uuid"] == uuid
-        expected = messages.make_message(source="broker", kind=kind, task="t-1", body=start[6][0])
+        body = json.loads(start[6][1])
+        expected = messages.make_message(source="broker", kind=kind, task="t-1", body=body)
         expected.update(uuid=uuid, at=sent["at"])
         assert raw == messages.encode(expected)
         assert sent["body"] == {

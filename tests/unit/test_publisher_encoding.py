@@ -115,3 +115,24 @@ def test_events_sharing_one_body_encode_it_once_and_alike() -> None:
     third: dict[int, Any] = {id(other): (body, "{}")}
     _, raw, _ = _encode(("broker", "ack", "t-2", None, at, None, other), third, {})
     assert json.loads(raw)["body"] == other
+
+
+@given(
+    task=st.integers() | text,
+    status=st.none() | text | st.integers(),
+    body=st.dictionaries(text, values, max_size=6),
+)
+def test_a_body_given_as_its_json_alone_is_encoded_as_the_body_would_be(
+    task: Any, status: Any, body: Any
+) -> None:
+    # Given an event whose body the caller gave as its JSON alone (the Dramatiq middleware's
+    # start and ack: ``(None, text)``), of plain fields or not (a task key that is a number)
+    text = json.dumps(body, separators=(",", ":"))
+    at = time.time()
+    alone: dict[int, Any] = {}
+    _, encoded, _ = _encode(("broker", "start", task, status, at, None, (None, text)), alone, {})
+    # Then it reaches the wire as the same event with the body itself would
+    sent = json.loads(encoded)
+    expected, _ = _build(("broker", "start", task, status, at, None, body), sent["uuid"])
+    assert encoded == messages.encode(expected)
+    assert sent["body"] == json.loads(text)
