@@ -51,6 +51,7 @@ from __future__ import annotations
 import collections
 import errno
 import fcntl
+import itertools
 import json
 import logging
 import marshal
@@ -61,6 +62,8 @@ import subprocess
 import sys
 import threading
 import time
+from bisect import bisect_right
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,7 @@ from lifecycle.client import config, messages
 
 # An event as the callers left it (``lifecycle.client.publisher``): its ticket, its message.
 Entry = tuple[int, Any]
+_ticket = itemgetter(0)
 
 logger = logging.getLogger(__name__)
 
@@ -520,9 +524,13 @@ class Link:
                 kept = [entry for entry in sent if entry[0] not in gone]
                 done = len(sent) - len(kept)
                 sent = self.sent = collections.deque(kept)
-            while sent and sent[0][0] <= upto:
-                sent.popleft()
-                done += 1
+            if sent:  # the events done: a rising run of tickets, cut at ``upto`` at once
+                cut = len(sent) if sent[-1][0] <= upto else bisect_right(sent, upto, key=_ticket)
+                if cut == len(sent):
+                    sent.clear()
+                elif cut:
+                    sent = self.sent = collections.deque(itertools.islice(sent, cut, None))
+                done += cut
             publisher._held -= done
             publisher._published += published - before[0]
             publisher._failed += failed - before[1]
