@@ -1106,18 +1106,21 @@ class Publisher:
         events and MAX_BATCH_BYTES bytes (always the first one, whatever its size)."""
         pending = self._pending
         items: list[Item] = []
-        size = 2
-        while pending and len(items) < MAX_BATCH_EVENTS:
-            size += len(pending[0][1]) + 1
-            if items and size > MAX_BATCH_BYTES:
+        append, take = items.append, pending.popleft
+        size = 0  # the events' bytes
+        for _ in range(min(len(pending), MAX_BATCH_EVENTS)):
+            length = len(pending[0][1])
+            # a JSON array: its brackets and a comma after each but the last
+            if items and 2 + size + length + len(items) > MAX_BATCH_BYTES:
                 break
-            items.append(pending.popleft())
+            size += length
+            append(take())
         if len(items) == 1 and _short(items[0][0]):
             routing_key, body, message_id, _ = items[0]
         else:
             routing_key, message_id = BATCH_ROUTING_KEY, None
-            body = b"[" + b",".join(item[1] for item in items) + b"]"
-        flight = _Flight(items=items, size=sum(len(item[1]) for item in items))
+            body = b"[" + b",".join([item[1] for item in items]) + b"]"
+        flight = _Flight(items=items, size=size)
         if self._publish(routing_key, body, message_id, flight):
             return True
         self._pending.extendleft(reversed(items))

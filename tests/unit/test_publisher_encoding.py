@@ -136,3 +136,26 @@ def test_a_body_given_as_its_json_alone_is_encoded_as_the_body_would_be(
     expected, _ = _build(("broker", "start", task, status, at, None, body), sent["uuid"])
     assert encoded == messages.encode(expected)
     assert sent["body"] == json.loads(text)
+
+
+def test_a_batch_holds_as_many_events_as_its_byte_limit_takes_and_no_more(monkeypatch) -> None:
+    from lifecycle.client import publisher as module
+
+    # Given pending events of 100 bytes each, and a batch limit of 10 events' JSON array
+    monkeypatch.setattr(module, "MAX_BATCH_BYTES", 2 + 10 * 100 + 9)
+    sent: list[tuple[bytes, Any]] = []
+    publisher = module.Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F")
+    monkeypatch.setattr(
+        publisher, "_publish", lambda key, body, uuid, flight: sent.append((body, flight)) or True
+    )
+    for ticket in range(1, 26):
+        event = b'"' + str(ticket).encode().rjust(98, b"x") + b'"'
+        publisher._pending.append(("broker.start", event, None, ticket))
+    # When they are sent
+    while publisher._pending:
+        assert publisher._send_batch()
+    # Then each batch is a JSON array of whole events within the limit, filled to it
+    assert [len(json.loads(body)) for body, _ in sent] == [10, 10, 5]
+    assert len(sent[0][0]) == module.MAX_BATCH_BYTES
+    assert [flight.size for _, flight in sent] == [1000, 1000, 500]
+    assert [item[3] for _, flight in sent for item in flight.items] == list(range(1, 26))
