@@ -118,10 +118,11 @@ class Comparison:
 
 
 def lifecycle_steps(records: Sequence[EventRecord]) -> list[Step]:
-    """The run's steps, from its task's history in time order."""
+    """The run's steps, from its task's history in time order (a read after the commit it
+    saw, ``_as_it_happened``)."""
     origin = next((r.at for r in records if r.at is not None), None)
     steps: list[Step] = []
-    for record in records:
+    for record in _as_it_happened(records, origin):
         offset = _offset(record.at, origin)
         if record.source in READ_SOURCES and record.kind == "read":
             last = steps[-1] if steps else None
@@ -132,6 +133,44 @@ def lifecycle_steps(records: Sequence[EventRecord]) -> list[Step]:
         else:
             steps.append(_step(record, offset))
     return steps
+
+
+def _as_it_happened(records: Sequence[EventRecord], origin: datetime | None) -> list[EventRecord]:
+    """The history with each read placed after the commit it returned: a probe's read is
+    stamped when it was sent, so one sent just before a commit and answered after it
+    returns that commit's status, stamped before it. Such a read (of a status the row did
+    not hold yet, committed within the read's window and the tolerance) comes after that
+    commit, as its answer did: the commit is the step, the read what it caused. A read of a
+    status committed later than that stays where it is (it read the future: a divergence)."""
+    placed: list[EventRecord] = []
+    after: dict[int, list[EventRecord]] = {}  # a commit's index: the reads that saw it
+    held: Any = None  # the status the commits so far left the row in
+    for i, record in enumerate(records):
+        if record.source == "db":
+            held = record.body.get("new_status", record.status)
+        elif record.source in READ_SOURCES and record.kind == "read" and record.status != held:
+            seen = _commit_seen(records, i, origin)
+            if seen is not None:
+                after.setdefault(seen, []).append(record)
+                continue
+        placed.append(record)
+        placed.extend(after.pop(i, ()))
+    return placed
+
+
+def _commit_seen(records: Sequence[EventRecord], i: int, origin: datetime | None) -> int | None:
+    """The index of the commit of the status read ``records[i]`` returned, if one was
+    written while the read was on its way (its window, with the tolerance)."""
+    read = records[i]
+    latency = read.body.get("latency_ms")
+    end = _offset(read.at, origin) + (latency if isinstance(latency, int | float) else 0.0)
+    for j in range(i + 1, len(records)):  # in time order: only as far as the window goes
+        record = records[j]
+        if _offset(record.at, origin) > end + READ_TOLERANCE_MS:
+            return None
+        if record.source == "db" and record.body.get("new_status", record.status) == read.status:
+            return j
+    return None
 
 
 def _offset(at: datetime | None, origin: datetime | None) -> float:

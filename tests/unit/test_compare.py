@@ -269,3 +269,53 @@ def test_retried_lifecycles_line_up_attempt_by_attempt_despite_an_early_poll():
     assert comparison.divergence is None
     starts = [row for row in comparison.rows if row.left and row.left.token == ("broker", "start")]
     assert len(starts) == 3 and all(row.same for row in starts)
+
+
+def test_a_read_sent_before_the_overwrite_and_answered_after_it_does_not_hide_the_commit():
+    # The failing run's probe asked 5 ms before the late writer wrote COMPLETED over FAILED
+    # and got COMPLETED 20 ms later: stamped at its request, the read comes first in time,
+    # but what diverges is the commit it saw (a race of the browser test of comparing runs)
+    passing = fails()
+    failing = Run(first_id=500).submit().commit("PENDING").broker("enqueue", "start")
+    failing.commit("RUNNING").commit("FAILED").broker("ack").polls(1)
+    answered_late = {"latency_ms": 20.0, "http_status": 200}
+    failing.history.add("probe", "read", status="COMPLETED", after_ms=100, body=answered_late)
+    failing.commit("COMPLETED", after_ms=5).polls(6).verdict("FAILED", "COMPLETED")
+    steps = steps_of(failing)
+    commit = next(
+        i for i, s in enumerate(steps) if s.token == ("db", "update", "FAILED", "COMPLETED")
+    )
+    assert steps[commit + 1].label == "read COMPLETED ×13"  # the early read, then the polls
+
+    comparison = align(steps_of(passing), steps)
+    row = comparison.divergence
+    assert row is not None and row.left is None
+    assert row.right is not None and row.right.token == ("db", "update", "FAILED", "COMPLETED")
+    assert divergence_sentence(comparison, 12, 15).startswith(
+        f"The runs diverge at step {row.number}: run 15 committed COMPLETED;"
+    )
+
+
+def test_a_read_of_a_status_committed_after_its_answer_stays_before_the_commit():
+    # Answered 5 ms after it was sent and 100 ms before COMPLETED was written (past the
+    # tolerance): it cannot have seen that commit, and stays where it was stamped
+    run = Run().submit().commit("PENDING").commit("RUNNING")
+    run.history.add("probe", "read", status="COMPLETED", after_ms=10, body={"latency_ms": 5.0})
+    run.commit("COMPLETED", after_ms=100)
+    assert [s.label for s in steps_of(run)][-2:] == ["read COMPLETED", "RUNNING → COMPLETED"]
+
+
+def test_a_long_history_of_stale_reads_is_made_steps_in_linear_time():
+    # 20,000 reads of a status the row no longer holds, with no commit after them: each
+    # looks ahead for the commit it may have seen only as far as its own window goes
+    class Counted(list):
+        looked = 0
+
+        def __getitem__(self, index):
+            Counted.looked += 1
+            return super().__getitem__(index)
+
+    run = Run().submit().commit("PENDING").commit("RUNNING").polls(10_000, "PENDING")
+    steps = lifecycle_steps(Counted(run.events))
+    assert steps[-1].label == "read PENDING ×20000"
+    assert Counted.looked < 5 * len(run.events)  # to the end of the history each time: 2e8
