@@ -6,10 +6,11 @@ it (encoding, pika's frames, its event loop, and the switches between its thread
 worker threads) is a microsecond the worker's own threads wait. So in a Dramatiq worker
 process (``LIFECYCLE_RELAY=auto``, the default), or wherever ``LIFECYCLE_RELAY=process``,
 the publisher's thread does not talk to RabbitMQ: it hands what the callers buffered to a
-child process, the relay (``lifecycle.client.relay``), through a pipe, a few
-times a second (``LIFECYCLE_PUBLISH_LINGER``). The relay encodes the events, sends them
-with the same ``Publisher`` (batches, confirms pipelined, reconnects, ``gap`` events) and
-reports back what RabbitMQ confirmed.
+child process, the relay (``lifecycle.client.relay``), through a pipe, what gathered over
+``LIFECYCLE_PUBLISH_LINGER`` (20 ms) as one frame. The relay encodes the events, sends each
+frame as it comes (no linger of its own: an event waits for one linger, not two) with the
+same ``Publisher`` (batches, confirms pipelined, reconnects, ``gap`` events) and reports
+back what RabbitMQ confirmed.
 
 What does not change for the caller: ``publish``, ``emit``, ``wait``, ``flush``, ``close``
 and ``stats`` mean what they mean in the thread (``LIFECYCLE_RELAY=thread``); an event

@@ -424,7 +424,6 @@ class Publisher:
             "url": self.url,
             "namespace": self.namespace,
             "max_bytes": self.max_bytes,
-            "linger": self.linger,
             "connect_timeout": self.connect_timeout,
             "max_backoff": self.max_backoff,
             "flush": shutdown_flush(),

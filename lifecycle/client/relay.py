@@ -97,7 +97,9 @@ def main() -> None:
         namespace=settings["namespace"],
         max_events=2**62,  # the handing process bounds what it holds, and so what this holds
         max_bytes=settings["max_bytes"],
-        linger=settings["linger"],
+        # What it is handed gathered for the handing process's linger already (or is
+        # awaited): sent as it comes, an event waits for one linger, not two.
+        linger=0.0,
         connect_timeout=settings["connect_timeout"],
         max_backoff=settings["max_backoff"],
         relay=False,

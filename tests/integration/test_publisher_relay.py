@@ -262,3 +262,20 @@ def test_a_worker_boot_starts_the_relay_before_the_first_message(monkeypatch):
         worker.stop()
         broker.close()
     assert publisher.close(5)
+
+
+def test_a_relayed_event_waits_for_one_linger_not_one_in_the_worker_and_one_in_the_relay():
+    # Given a publisher handing its events to a relay, with a linger of 2 s
+    publisher = Publisher(relay=True, linger=2.0)
+    try:
+        publisher.start()
+        relay_pid(publisher)
+        # When one event is emitted and nobody waits for it
+        began = time.monotonic()
+        publisher.emit("broker", "enqueue", unique("one-linger"), {})
+        wait_for(lambda: publisher.stats().published == 1, 10, 0.02, "the event confirmed")
+        took = time.monotonic() - began
+        # Then it is confirmed after the worker's linger, not after the relay's too (4 s)
+        assert 2.0 <= took < 3.2, took
+    finally:
+        publisher.close(5)
