@@ -32,6 +32,7 @@ READ_SOURCES = frozenset({"api", "probe"})
 # both ends; an API read is stamped once). The trigger stamps a commit when the row is
 # written, a little before it commits: allow that much on either side.
 READ_TOLERANCE_MS = 50.0
+LONGEST_READ_MS = 60_000.0  # a read's latency past this is not believed (the checker's poll)
 # A step one run has a few rows before the other is the same step, stamped in another order.
 REORDER_WINDOW = 3
 # Past this many pairings to weigh (two runs of 500 steps each, ~0.2 s), align by greedy
@@ -162,8 +163,7 @@ def _commit_seen(records: Sequence[EventRecord], i: int, origin: datetime | None
     """The index of the commit of the status read ``records[i]`` returned, if one was
     written while the read was on its way (its window, with the tolerance)."""
     read = records[i]
-    latency = read.body.get("latency_ms")
-    end = _offset(read.at, origin) + (latency if isinstance(latency, int | float) else 0.0)
+    end = _offset(read.at, origin) + _latency(read)
     for j in range(i + 1, len(records)):  # in time order: only as far as the window goes
         record = records[j]
         if _offset(record.at, origin) > end + READ_TOLERANCE_MS:
@@ -171,6 +171,16 @@ def _commit_seen(records: Sequence[EventRecord], i: int, origin: datetime | None
         if record.source == "db" and record.body.get("new_status", record.status) == read.status:
             return j
     return None
+
+
+def _latency(read: EventRecord) -> float:
+    """How long a read was on its way, as it says (ms): what an observed system sent is
+    taken only when it is a number from 0 to LONGEST_READ_MS (NaN, infinite or negative:
+    0), so that no read's window reaches across the whole history."""
+    latency = read.body.get("latency_ms")
+    if isinstance(latency, bool) or not isinstance(latency, int | float):
+        return 0.0
+    return float(latency) if 0 <= latency <= LONGEST_READ_MS else 0.0
 
 
 def _offset(at: datetime | None, origin: datetime | None) -> float:
@@ -197,8 +207,7 @@ def _read_step(r: EventRecord, offset: float) -> Step:
 
 
 def _add_read(step: Step, r: EventRecord, offset: float) -> None:
-    latency = r.body.get("latency_ms")
-    window = (offset, offset + (latency if isinstance(latency, int | float) else 0.0))
+    window = (offset, offset + _latency(r))
     if not step.count:
         step.first_window = window
     step.count += 1

@@ -305,9 +305,11 @@ def test_a_read_of_a_status_committed_after_its_answer_stays_before_the_commit()
     assert [s.label for s in steps_of(run)][-2:] == ["read COMPLETED", "RUNNING → COMPLETED"]
 
 
-def test_a_long_history_of_stale_reads_is_made_steps_in_linear_time():
-    # 20,000 reads of a status the row no longer holds, with no commit after them: each
-    # looks ahead for the commit it may have seen only as far as its own window goes
+@pytest.mark.parametrize("latency", [5.0, float("nan"), float("inf"), 1e308, -1e308, True])
+def test_a_long_history_of_stale_reads_is_made_steps_in_linear_time(latency):
+    # 20,000 reads of a status the row no longer holds, with no commit after them, each
+    # saying how long it was on its way (a number an observed system sent: any): each looks
+    # ahead for the commit it may have seen only as far as its own believable window goes
     class Counted(list):
         looked = 0
 
@@ -316,6 +318,10 @@ def test_a_long_history_of_stale_reads_is_made_steps_in_linear_time():
             return super().__getitem__(index)
 
     run = Run().submit().commit("PENDING").commit("RUNNING").polls(10_000, "PENDING")
+    run.events[:] = [
+        replace(e, body={**e.body, "latency_ms": latency}) if e.kind == "read" else e
+        for e in run.events
+    ]
     steps = lifecycle_steps(Counted(run.events))
     assert steps[-1].label == "read PENDING ×20000"
     assert Counted.looked < 5 * len(run.events)  # to the end of the history each time: 2e8
