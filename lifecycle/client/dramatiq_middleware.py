@@ -82,6 +82,7 @@ def _configured_task_key() -> TaskKey:
 
 
 _NO_ATTRIBUTES: dict[str, Any] = {}
+_EMIT = Publisher.emit  # what a start or an ack skips, unless a subclass has its own
 # A worker thread's name, asked once, and the JSON of what its events' bodies share (actor,
 # queue, pid, thread), by actor, queue and redelivery (``_body``). Fresh in a forked child.
 _thread = threading.local()
@@ -309,7 +310,10 @@ class LifecycleEvents(dramatiq.Middleware):
             publisher = self._publisher or get_publisher()
             task, encoded, body = event
             if encoded[1] is not None and isinstance(publisher, Publisher):
-                publisher._append(("broker", kind, task, None, time.time(), None, encoded))
+                if type(publisher).emit is _EMIT:
+                    publisher._append(("broker", kind, task, None, time.time(), None, encoded))
+                else:  # a subclass's own emit gets what it always got: the body and its JSON
+                    publisher.emit("broker", kind, task, (body, encoded[1]))
                 return
             emit = getattr(publisher, "emit", None)
             if emit is not None:

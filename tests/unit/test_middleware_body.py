@@ -144,3 +144,23 @@ def test_a_forked_child_names_its_own_pid_in_its_bodies() -> None:
     assert parent[0]["pid"] == os.getpid()
     assert child_body["pid"] == pid
     assert json.loads(child_json)["pid"] == pid
+
+
+def test_a_publisher_subclass_with_its_own_emit_still_gets_the_body_and_its_json() -> None:
+    class Recording(Publisher):
+        def __init__(self) -> None:
+            super().__init__(url="amqp://guest:guest@127.0.0.1:1/%2F", max_events=100)
+            self.given: list[Any] = []
+
+        def emit(self, source: str, kind: str, task: str, body: Any, **_: Any) -> None:
+            self.given.append((kind, body))
+
+    publisher = Recording()
+    middleware = LifecycleEvents(publisher=publisher)
+    message = proxy("m-1", "work", "default", False)
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    assert [kind for kind, _ in publisher.given] == ["start", "ack"]
+    for _, (body, text) in publisher.given:
+        assert body["message_id"] == "m-1" and json.loads(text) == body
