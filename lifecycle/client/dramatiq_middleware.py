@@ -253,24 +253,28 @@ class LifecycleEvents(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        if exception is None:
-            try:
+        try:
+            if exception is None:
                 message.__dict__[_SUCCEEDED] = True  # reported once acked (after_ack)
-            except AttributeError:  # an object of __slots__: its start was not worked out
-                pass
-        else:
-            self._emit("fail", message, exception=repr(exception)[:2000])
-        current_task.set(None)
-        current_attempt.set(None)
+            else:
+                self._emit("fail", message, exception=repr(exception)[:2000])
+        except Exception:  # an object of __slots__, or of its own making: counted, logged
+            self._swallow("after_process_message")
+        finally:  # whatever happened, the thread's next work is not this task's
+            current_task.set(None)
+            current_attempt.set(None)
 
     def after_ack(self, broker: dramatiq.Broker, message: Any) -> None:
         try:
             own = message.__dict__
+            if not own.get(_SUCCEEDED):
+                return
+            event = own.get(_EVENT)
         except AttributeError:  # an object of __slots__: nothing of ours is on it
             return
-        if not own.get(_SUCCEEDED):
+        except Exception:  # a message object of its own making
+            self._swallow("after_ack")
             return
-        event = own.get(_EVENT)
         if event is None:  # its start could not be worked out: the slow way, then
             self._emit("ack", message)
         else:

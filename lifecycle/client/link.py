@@ -529,8 +529,11 @@ class Link:
                 cut = len(sent) if sent[-1][0] <= upto else bisect_right(sent, upto, key=_ticket)
                 if cut == len(sent):
                     sent.clear()
-                elif cut:
+                elif cut > len(sent) // 2:  # the fewer events moved: those kept
                     sent = self.sent = collections.deque(itertools.islice(sent, cut, None))
+                else:  # or those released (a big buffer, a small report: no copy of it)
+                    for _ in range(cut):
+                        sent.popleft()
                 done += cut
             publisher._held -= done
             publisher._published += published - before[0]

@@ -13,6 +13,7 @@ but marked ``timing``; the first row that really ``differs`` is where the runs d
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -143,6 +144,10 @@ def _as_it_happened(records: Sequence[EventRecord], origin: datetime | None) -> 
     not hold yet, committed within the read's window and the tolerance) comes after that
     commit, as its answer did: the commit is the step, the read what it caused. A read of a
     status committed later than that stays where it is (it read the future: a divergence)."""
+    commits: dict[Any, list[int]] = {}  # each status: the indexes of its commits, rising
+    for i, record in enumerate(records):
+        if record.source == "db":
+            commits.setdefault(record.body.get("new_status", record.status), []).append(i)
     placed: list[EventRecord] = []
     after: dict[int, list[EventRecord]] = {}  # a commit's index: the reads that saw it
     held: Any = None  # the status the commits so far left the row in
@@ -150,7 +155,7 @@ def _as_it_happened(records: Sequence[EventRecord], origin: datetime | None) -> 
         if record.source == "db":
             held = record.body.get("new_status", record.status)
         elif record.source in READ_SOURCES and record.kind == "read" and record.status != held:
-            seen = _commit_seen(records, i, origin)
+            seen = _commit_seen(records, i, commits.get(record.status, ()), origin)
             if seen is not None:
                 after.setdefault(seen, []).append(record)
                 continue
@@ -159,18 +164,18 @@ def _as_it_happened(records: Sequence[EventRecord], origin: datetime | None) -> 
     return placed
 
 
-def _commit_seen(records: Sequence[EventRecord], i: int, origin: datetime | None) -> int | None:
-    """The index of the commit of the status read ``records[i]`` returned, if one was
-    written while the read was on its way (its window, with the tolerance)."""
-    read = records[i]
+def _commit_seen(
+    records: Sequence[EventRecord], i: int, commits: Sequence[int], origin: datetime | None
+) -> int | None:
+    """The index of the commit of the status read ``records[i]`` returned (``commits``:
+    that status's commits), if the first one after the read was written while the read
+    was on its way (its window, with the tolerance; the records are in time order)."""
+    k = bisect_right(commits, i)
+    if k == len(commits):
+        return None
+    read, j = records[i], commits[k]
     end = _offset(read.at, origin) + _latency(read)
-    for j in range(i + 1, len(records)):  # in time order: only as far as the window goes
-        record = records[j]
-        if _offset(record.at, origin) > end + READ_TOLERANCE_MS:
-            return None
-        if record.source == "db" and record.body.get("new_status", record.status) == read.status:
-            return j
-    return None
+    return j if _offset(records[j].at, origin) <= end + READ_TOLERANCE_MS else None
 
 
 def _latency(read: EventRecord) -> float:

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lifecycle.client import messages
+from lifecycle.client.context import current_attempt, current_task
 from lifecycle.client.dramatiq_middleware import LifecycleEvents, _body
 from lifecycle.client.publisher import Publisher, _encode
 
@@ -164,3 +165,33 @@ def test_a_publisher_subclass_with_its_own_emit_still_gets_the_body_and_its_json
     assert [kind for kind, _ in publisher.given] == ["start", "ack"]
     for _, (body, text) in publisher.given:
         assert body["message_id"] == "m-1" and json.loads(text) == body
+
+
+def test_a_message_of_its_own_making_never_makes_a_hook_raise_nor_leaves_its_task_set() -> None:
+    # Given a message object with __slots__ whose attribute lookup raises KeyError (a proxy
+    # of an application's own), on the real publisher's encoding
+    class Slotted:
+        __slots__ = ("_fields",)
+
+        def __init__(self, **fields: Any) -> None:
+            object.__setattr__(self, "_fields", fields)
+
+        def __getattr__(self, name: str) -> Any:
+            return self._fields[name]  # KeyError for "__dict__"
+
+    publisher = Emitted()
+    middleware = LifecycleEvents(publisher=publisher)
+    message = Slotted(
+        message_id="m-1", actor_name="a", queue_name="q", options={}, args=(), kwargs={}
+    )
+    # When it goes through every hook of a message, as another task's work had set the
+    # thread's task and attempt
+    current_task.set("task-A")
+    current_attempt.set(("m-A", 1))
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message, exception=ValueError("x"))  # type: ignore[arg-type]
+    # Then nothing raised, the failures were counted, and the thread works for no task
+    assert middleware.errors >= 2
+    assert current_task.get() is None and current_attempt.get() is None
