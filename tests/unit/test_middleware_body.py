@@ -56,6 +56,13 @@ def proxy(
     return _RabbitmqMessage(redelivered, 1, inner)
 
 
+def process(middleware: LifecycleEvents, message: Any) -> None:
+    """A message through the hooks of one that succeeds: start, end, ack."""
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+    middleware.after_ack(None, message)  # type: ignore[arg-type]
+
+
 @given(
     message_id=text,
     actor=text,
@@ -81,9 +88,7 @@ def test_start_and_ack_reach_the_wire_as_messages_encode_makes_them() -> None:
     middleware = LifecycleEvents(publisher=publisher)
     message = proxy("m-\u2028\"'", "act\u00e9", "jobs.DQ", True)
     # When a message starts and is acked
-    middleware.before_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    process(middleware, message)
     # Then each event, as the publisher's thread encodes it, is make_message's, encoded
     start, ack = publisher.given
     assert start[6] is ack[6]  # one body's JSON, made once, shared
@@ -119,9 +124,7 @@ def test_a_publisher_of_ones_own_gets_the_body_as_a_dict() -> None:
     own = Own()
     middleware = LifecycleEvents(publisher=own)  # type: ignore[arg-type]
     message = proxy("m-1", "work", "default", False)
-    middleware.before_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    process(middleware, message)
     assert [type(b) for b in own.bodies] == [dict, dict]
     assert own.bodies[0]["message_id"] == "m-1"
 
@@ -159,9 +162,7 @@ def test_a_publisher_subclass_with_its_own_emit_still_gets_the_body_and_its_json
     publisher = Recording()
     middleware = LifecycleEvents(publisher=publisher)
     message = proxy("m-1", "work", "default", False)
-    middleware.before_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    process(middleware, message)
     assert [kind for kind, _ in publisher.given] == ["start", "ack"]
     for _, (body, text) in publisher.given:
         assert body["message_id"] == "m-1" and json.loads(text) == body
@@ -188,9 +189,7 @@ def test_a_message_of_its_own_making_never_makes_a_hook_raise_nor_leaves_its_tas
     # thread's task and attempt
     current_task.set("task-A")
     current_attempt.set(("m-A", 1))
-    middleware.before_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_process_message(None, message)  # type: ignore[arg-type]
-    middleware.after_ack(None, message)  # type: ignore[arg-type]
+    process(middleware, message)
     middleware.after_process_message(None, message, exception=ValueError("x"))  # type: ignore[arg-type]
     # Then nothing raised, the failures were counted, and the thread works for no task
     assert middleware.errors >= 2
