@@ -70,18 +70,20 @@ def test_a_report_releases_exactly_the_events_up_to_its_ticket():
     # Given events handed to a relay, their tickets rising with holes (dropped ones)
     publisher = Publisher(url="amqp://guest:guest@127.0.0.1:1/%2F", relay=True)
     handing = link.Link(publisher)
-    tickets = [1, 2, 3, 5, 8, 9, 13]
+    tickets = [1, 2, 3, 5, 8, 9, 13, 14, 15]
     handing.sent.extend((t, ("broker", "start", f"t{t}", None, 1.5, None, {})) for t in tickets)
-    publisher._held, publisher._last_ticket = len(tickets), 13
+    publisher._held, publisher._last_ticket = len(tickets), 15
 
     def report(upto: int, lost: list[int] | None = None) -> list[int]:
         handing._status(upto, lost or [], 0, 0, 0, 0, True, True)
         return [entry[0] for entry in handing.sent]
 
     # When the relay says every ticket up to one is done: those, and only those, are released
+    # (fewer than half of those held: popped; more: the rest kept as a new run)
     assert report(0) == tickets
-    assert report(4) == [5, 8, 9, 13] and publisher._confirmed == 4
-    assert report(7) == [8, 9, 13] and publisher._confirmed == 7  # up to a hole
-    assert report(7, lost=[9]) == [8, 13] and 9 in publisher._lost  # dropped by the relay
-    assert report(8) == [13] and publisher._confirmed == 12  # up to a ticket it holds
-    assert report(13) == [] and publisher._held == 0 and publisher._confirmed == 13
+    assert report(4) == [5, 8, 9, 13, 14, 15] and publisher._confirmed == 4
+    assert report(7) == [8, 9, 13, 14, 15] and publisher._confirmed == 7  # up to a hole
+    assert report(7, lost=[9]) == [8, 13, 14, 15] and 9 in publisher._lost  # relay's drop
+    assert report(8) == [13, 14, 15] and publisher._confirmed == 12  # up to a ticket it holds
+    assert report(14) == [15] and publisher._confirmed == 14  # most of them at once
+    assert report(15) == [] and publisher._held == 0 and publisher._confirmed == 15
