@@ -89,6 +89,10 @@ DRAIN_TIMEOUT = 900.0  # seconds after the load for every event to be stored
 DRAIN_STILL = 30.0  # ... unless nothing new arrives for this long
 ELSEWHERE = "everything else on the machine"  # in the CPU table: other users' work
 TARGET_LAG_S = 1.0
+# ``--pin``: the inspector (its processes, their backends, the bench's clients) on this core;
+# the application, RabbitMQ and the rest of PostgreSQL on the others: what it holds on a
+# machine where it does not share cores with the system it observes.
+INSPECTOR_CPU = 0
 TARGET_PUSH_P99_MS = 25.0
 TARGET_PAGE_P99_MS = 300.0
 # Per task: what its lifecycle makes (source, kind) -> how many.
@@ -163,6 +167,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_SECONDS:g} s at {QUICK_RATE}/s, to try it"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"the inspector on CPU {INSPECTOR_CPU} alone, the application on the others",
+    )
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -171,10 +180,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Firehose:
     """One run: the stack, the application, the load and the clients, and the clean-up."""
 
-    def __init__(self, seconds: float, rate: int) -> None:
+    def __init__(self, seconds: float, rate: int, pinned: bool = False) -> None:
         from django.conf import settings
 
-        self.seconds, self.rate = seconds, rate
+        self.seconds, self.rate, self.pinned = seconds, rate, pinned
         self.tasks = math.ceil(seconds * rate)
         run = uuid.uuid4().hex[:8]
         name = settings.DATABASES["default"]["NAME"]
@@ -192,6 +201,7 @@ class Firehose:
         self.apis: list[subprocess.Popen[str]] = []
         self.children: list[Any] = []  # multiprocessing processes: clients, writer
         self.ctx = multiprocessing.get_context("spawn")
+        self.placement: Placement | None = None  # ``--pin``
 
     # -- setting up ------------------------------------------------------------------------
 
@@ -213,6 +223,27 @@ class Firehose:
         stack.start()
         self._make_application()
         self._start_worker()
+
+    def _placement(
+        self,
+        client: int,
+        writer: int,
+        relays: list[int],
+        sender: subprocess.Popen[str],
+        reader: subprocess.Popen[str],
+    ) -> Placement | None:
+        """``--pin``: every process of the application on its cores, the inspector's on its
+        own; its database backends, which come and go, are placed by the CPU meter."""
+        if not self.pinned:
+            return None
+        placement = self.placement = Placement()
+        inspector = [self.stack.process.pid, os.getpid(), client]
+        inspector += _descendants(self.stack.process.pid)
+        assert self.worker is not None
+        application = [*_group(self.worker.pid), *relays, sender.pid, reader.pid, writer]
+        placement.place(inspector, placement.inspector)
+        placement.place([*application, *rabbitmq_pids(), *postgres_pids()], placement.others)
+        return placement
 
     def _inspector(self) -> Any:
         """A connection to the stack's database (the bench's own: its pages, its counts)."""
@@ -406,6 +437,7 @@ class Firehose:
             },
             maintenance_conninfo(),
             {self.database: "inspector db", self.app_database: "app db"},
+            placed=self._placement(clients.pid or 0, writer.pid or 0, relays, sender, reader),
         )
         pages: dict[str, list[float]] = {"home": [], "task": []}
         page_errors: Counter[str] = Counter()
@@ -706,6 +738,8 @@ class Firehose:
 
         from lifecycle.runtime.services import maintenance_conninfo
 
+        if self.placement is not None:  # RabbitMQ and PostgreSQL get the machine back first
+            self.placement.restore()
         for child in self.children:
             if child.is_alive():
                 child.kill()
@@ -812,6 +846,67 @@ def _push_parts(
     return {"to_store": _percentiles(stored_ms), "to_fragment": _percentiles(fanout_ms)}
 
 
+def _descendants(root: int) -> list[int]:
+    """Every process started by ``root``, and by those, and so on."""
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+                found += map(int, children)
+                todo += map(int, children)
+    return found
+
+
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process of the machine (the postmaster, its helpers, backends)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    found.append(int(entry))
+    return found
+
+
+class Placement:
+    """``--pin``: which core each process runs on. Every thread of a process is placed
+    (an Erlang VM has dozens); a process started later inherits its parent's place, so the
+    postmaster's new backends start on the application's cores until the CPU meter moves
+    the inspector's (``inspector_backend``). ``restore`` gives every process it moved, and
+    every PostgreSQL process, the whole machine back."""
+
+    def __init__(self) -> None:
+        cpus = set(range(os.cpu_count() or 1))
+        self.all = cpus
+        self.inspector = {INSPECTOR_CPU}
+        self.others = (cpus - self.inspector) or cpus
+        self.moved: set[int] = set()
+        self.backends: set[int] = set()  # the inspector's, placed already
+
+    def place(self, pids: list[int], cpus: set[int]) -> None:
+        from bench.worker_overhead import pin
+
+        for pid in pids:
+            if pid:
+                pin(pid, cpus)
+                self.moved.add(pid)
+
+    def backend(self, pid: int, database: str, application: str) -> None:
+        """A backend seen by the CPU meter: the inspector's database's, or the follower's
+        on the application's database, go to the inspector's core."""
+        if pid in self.backends:
+            return
+        if database == "inspector db" or application.startswith("lifecycle-"):
+            self.backends.add(pid)
+            self.place([pid], self.inspector)
+
+    def restore(self) -> None:
+        self.place(sorted(self.moved | set(postgres_pids())), self.all)
+
+
 def _group(pid: int) -> list[int]:
     """A process and every process of its group (Dramatiq's worker processes)."""
     found = [pid]
@@ -836,8 +931,15 @@ class CpuMeter:
     ``application_name``; and what those backends were doing, sampled every
     ``WAIT_EVERY`` s (``pg_stat_activity``, and ``pg_locks`` for the NOTIFY lock)."""
 
-    def __init__(self, named: dict[str, list[int]], conninfo: str, databases: dict[str, str]):
+    def __init__(
+        self,
+        named: dict[str, list[int]],
+        conninfo: str,
+        databases: dict[str, str],
+        placed: Placement | None = None,
+    ):
         self.named, self.conninfo, self.databases = named, conninfo, databases
+        self.placed = placed
         self.before: dict[str, float] = {}
         self.first: dict[int, float] = {}  # postgres pid -> CPU seconds when first seen
         self.last: dict[int, float] = {}
@@ -902,6 +1004,8 @@ class CpuMeter:
             for pid, database, application, state, wait_type, wait, notify in rows:
                 label = f"PostgreSQL: {self.databases[database]}, {application or '(no name)'}"
                 names[pid] = self.label[pid] = label
+                if self.placed is not None:
+                    self.placed.backend(pid, self.databases[database], application or "")
                 if notify:
                     doing = "waiting for the NOTIFY lock"
                 elif state == "active":
@@ -930,9 +1034,11 @@ class CpuMeter:
             self.last[pid] = seconds
 
 
-def bench_firehose(seconds: float = SECONDS, rate: int = RATE) -> dict[str, Any]:
+def bench_firehose(
+    seconds: float = SECONDS, rate: int = RATE, pinned: bool = False
+) -> dict[str, Any]:
     """Run the firehose; print and return its figures."""
-    run = Firehose(seconds, rate)
+    run = Firehose(seconds, rate, pinned)
     previous = None
     if threading.current_thread() is threading.main_thread():
         # A SIGTERM cleans up as Ctrl-C does: databases, role, queues.
@@ -946,6 +1052,7 @@ def bench_firehose(seconds: float = SECONDS, rate: int = RATE) -> dict[str, Any]
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+    result["pinned"] = pinned
     result["ok"] = result["lost"] == 0 and result["doubled"] == 0 and result["stray"] == 0
     result["ok"] = result["ok"] and result["push"]["lost"] == 0
     result["ok"] = result["ok"] and result["push"]["duplicates"] == 0
@@ -983,6 +1090,15 @@ def format_firehose(r: dict[str, Any]) -> str:
         f"{r['namespace']}; the application: a worker (1 process, {THREADS} threads), an API "
         f"(a sending process, a reading one with {READERS} threads), the watched task's writer"
         f" ({WATCH_RATE} commits/s)",
+        *(
+            [
+                f"  pinned (--pin): the inspector (its processes, their PostgreSQL backends, the"
+                f" bench's pages and websocket client) on CPU {INSPECTOR_CPU} alone; the"
+                " application, RabbitMQ and the rest of PostgreSQL on the others"
+            ]
+            if r.get("pinned")
+            else []
+        ),
         "",
         f"  {'events (per task: 1 enqueue, start, ack; 3 updates; 5 reads)':<62}"
         f"{'expected':>10}{'stored':>10}{'uuids':>10}",
@@ -1108,7 +1224,7 @@ if __name__ == "__main__":
     add_arguments(parser)
     options = parser.parse_args()
     if options.quick:
-        outcome = bench_firehose(QUICK_SECONDS, QUICK_RATE)
+        outcome = bench_firehose(QUICK_SECONDS, QUICK_RATE, options.pin)
     else:
-        outcome = bench_firehose(options.seconds, options.rate)
+        outcome = bench_firehose(options.seconds, options.rate, options.pin)
     raise SystemExit(0 if outcome["ok"] else 1)

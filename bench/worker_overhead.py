@@ -219,10 +219,18 @@ class Bench:
     variant = "full"  # what the worker's middleware publishes: VARIANTS
     pin = False  # the worker on a core of its own, RabbitMQ and the relay on the others
 
-    def drain(self, count: int, middleware: bool, profile: Path | None = None) -> dict[str, Any]:
-        """Enqueue ``count`` messages, then time a worker that acks them all."""
+    def drain(
+        self,
+        count: int,
+        middleware: bool,
+        profile: Path | None = None,
+        variant: str | None = None,
+    ) -> dict[str, Any]:
+        """Enqueue ``count`` messages, then time a worker that acks them all (``variant``:
+        another middleware than the bench's, ``empty`` for the control)."""
+        variant = variant or self.variant
         self.purge()
-        run = self.enqueue(count, middleware)
+        run = self.enqueue(count, middleware and variant != "empty")
         deadline = time.monotonic() + 10  # published without confirms: they may still be on the way
         while (waiting := self.held(self.queue)) < count and time.monotonic() < deadline:
             self.connection.sleep(0.05)
@@ -240,7 +248,7 @@ class Bench:
             BENCH_QUEUE=self.queue,
             BENCH_EXPECT=str(count),
             BENCH_RESULT=str(result_path),
-            BENCH_LIFECYCLE=(VARIANTS[self.variant] if middleware else "0"),
+            BENCH_LIFECYCLE=(VARIANTS[variant] if middleware else "0"),
         )
         if profile is not None:
             profile.mkdir(exist_ok=True)
@@ -288,6 +296,7 @@ class Bench:
             raise RuntimeError(f"{left} messages left on the queue after the worker acked all")
         run.update(
             middleware=middleware,
+            control=middleware and variant == "empty" != self.variant,
             count=count,
             drain=timed["last"] - timed["boot"],
             first=timed.get("first", timed["boot"]) - timed["boot"],
@@ -346,8 +355,12 @@ def bench_worker_overhead(
     rounds: int = ROUNDS,
     variant: str = "full",
     pinned: bool = False,
+    control: bool = True,
 ) -> dict[str, Any]:
-    """Drain each size without and with the middleware, ``rounds`` times interleaved."""
+    """Drain each size without and with the middleware, ``rounds`` times interleaved; with
+    ``control``, the largest also with a middleware that does nothing (``empty``), in the
+    same rounds: an A/A comparison, whose slowdown is the bench's own noise on this
+    machine (and Dramatiq's cost of one more middleware)."""
     bench = Bench()
     bench.variant = variant
     bench.pin = pinned
@@ -358,8 +371,15 @@ def bench_worker_overhead(
     try:
         for r in range(rounds):
             for count in sizes:
-                for middleware in (False, True) if r % 2 == 0 else (True, False):
-                    run = bench.drain(count, middleware)
+                # None: the control. Each round starts the rotation one further along.
+                drains: list[bool | None] = [False, True]
+                if control and count == max(sizes) and variant != "empty":
+                    drains.append(None)
+                for middleware in drains[r % len(drains) :] + drains[: r % len(drains)]:
+                    if middleware is None:
+                        run = bench.drain(count, True, variant="empty")
+                    else:
+                        run = bench.drain(count, middleware)
                     run["round"] = r + 1
                     runs.append(run)
                     print("  " + _run_line(run), flush=True)
@@ -387,8 +407,12 @@ def _run_line(run: dict[str, Any]) -> str:
     count = run["count"]
     line = (
         f"round {run['round']}, {count:,} messages, "
-        f"{'with' if run['middleware'] else 'without'} the middleware: "
-        f"{count / run['drain']:,.0f}/s ({run['drain']:.2f} s; CPU µs/message: worker"
+        + (
+            "with a middleware that does nothing (the control): "
+            if run.get("control")
+            else f"{'with' if run['middleware'] else 'without'} the middleware: "
+        )
+        + f"{count / run['drain']:,.0f}/s ({run['drain']:.2f} s; CPU µs/message: worker"
         f" {_per_message(run['cpu'], count)}, until its publisher closed"
         f" {_per_message(run['cpu_closed'], count)}, RabbitMQ"
         f" {_per_message(run['rabbitmq_cpu'], count)}, relay process"
@@ -416,7 +440,7 @@ def _run_line(run: dict[str, Any]) -> str:
             else ""
         )
     )
-    if run["middleware"]:
+    if run["middleware"] and not run.get("control"):
         kinds = run["kinds"]
         line += (
             f"; events {run['events']:,} of {3 * count:,} (enqueue {kinds['enqueue']:,},"
@@ -446,7 +470,12 @@ def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, 
     found: dict[int, dict[str, Any]] = {}
     for count in sizes:
         plain = {r["round"]: r for r in runs if r["count"] == count and not r["middleware"]}
-        watched = {r["round"]: r for r in runs if r["count"] == count and r["middleware"]}
+        watched = {
+            r["round"]: r
+            for r in runs
+            if r["count"] == count and r["middleware"] and not r.get("control")
+        }
+        controls = {r["round"]: r for r in runs if r["count"] == count and r.get("control")}
         pairs = [(plain[k], watched[k]) for k in plain if k in watched]
         ratios = [w["drain"] / p["drain"] for p, w in pairs]
         s: dict[str, Any] = {
@@ -478,6 +507,11 @@ def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, 
             s[f"{name}_enqueue_rate"] = statistics.median(
                 r["enqueue_rate"] for r in runs_of.values()
             )
+        if controls:
+            same = [controls[k]["drain"] / plain[k]["drain"] for k in plain if k in controls]
+            s["control"] = statistics.median(same) - 1
+            s["controls"] = [x - 1 for x in same]
+            s["control_interval"] = tuple(x - 1 for x in median_interval(same))
         without, with_ = s["without_cpu_us"], s["with_cpu_us"]
         s["cpu_slowdown"] = with_ / without - 1 if without and with_ is not None else None
         found[count] = s
@@ -553,6 +587,16 @@ def format_overhead(result: dict[str, Any]) -> str:
         + ")",
         f"  target: every event reaches RabbitMQ, no gap: {_verdict(complete)}",
     ]
+    if "control" in s:
+        low, high = s["control_interval"]
+        lines.insert(
+            -1,
+            f"  control, the same rounds with a middleware that does nothing (Dramatiq's cost of"
+            f" one more, and this machine's noise): {s['control']:+.1%} (rounds "
+            + ", ".join(f"{x:+.0%}" for x in s["controls"])
+            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time): a slowdown inside that"
+            " band is not told apart from none by this many rounds",
+        )
     if any(x["stray"] for x in by_size.values()):
         lines.append("  ERROR: events arrived from a run without the middleware")
     return "\n".join(lines)
@@ -734,12 +778,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the worker on CPU 0 alone; RabbitMQ and the relay on the others (taskset)",
     )
+    parser.add_argument(
+        "--no-control",
+        action="store_true",
+        help="no control rounds (a middleware that does nothing) at the largest size",
+    )
     options = parser.parse_args(argv)
     sizes = tuple(int(x) for x in options.messages.split(","))
     if options.profile:
         bench_worker_profile(max(sizes))
         return 0
-    result = bench_worker_overhead(sizes, options.rounds, options.variant, options.pin)
+    result = bench_worker_overhead(
+        sizes, options.rounds, options.variant, options.pin, not options.no_control
+    )
     return 0 if all(not s["stray"] for s in result["by_size"].values()) else 1
 
 

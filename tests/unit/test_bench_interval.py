@@ -24,3 +24,38 @@ def test_rounds_that_agree_give_a_narrow_interval_and_rounds_that_do_not_a_wide_
     assert steady[1] - steady[0] <= 0.02
     assert noisy[1] - noisy[0] >= 0.2
     assert median_interval([0.07]) == (0.07, 0.07)
+
+
+def _run(round_: int, middleware: bool, drain: float, control: bool = False) -> dict:
+    return {
+        "round": round_,
+        "count": 1000,
+        "middleware": middleware,
+        "control": control,
+        "drain": drain,
+        "events": 0 if not middleware or control else 3000,
+        "kinds": {"enqueue": 1000, "start": 1000, "ack": 1000, "gap": 0},
+        "gap_dropped": 0,
+        "cpu": 0.3,
+        "cpu_closed": 0.3,
+        "rabbitmq_cpu": None,
+        "relay_cpu": None,
+        "threads": {},
+        "enqueue_rate": 5000.0,
+    }
+
+
+def test_the_control_rounds_are_summarized_apart_from_the_middleware_s():
+    from bench.worker_overhead import _summarize, format_overhead
+
+    runs = []
+    for r, (without, with_, control) in enumerate([(1.0, 1.2, 1.02), (1.0, 1.1, 0.98)], 1):
+        runs += [_run(r, False, without), _run(r, True, with_), _run(r, True, control, True)]
+    s = _summarize(runs, (1000,))[1000]
+    assert s["slowdowns"] == pytest.approx([0.2, 0.1])  # the control is no middleware round
+    assert s["controls"] == pytest.approx([0.02, -0.02])
+    assert s["control"] == pytest.approx(0.0)
+    assert s["events"] == 3000 and s["stray"] == 0  # a control's events are not counted
+    text = format_overhead({"rounds": 2, "by_size": {1000: s}})
+    assert "control, the same rounds with a middleware that does nothing" in text
+    assert text.index("control") < text.index("every event reaches RabbitMQ")
