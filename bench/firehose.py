@@ -236,13 +236,16 @@ class Firehose:
         own; its database backends, which come and go, are placed by the CPU meter."""
         if not self.pinned:
             return None
-        placement = self.placement = Placement()
+        from lifecycle.runtime.services import maintenance_conninfo
+
+        placement = self.placement = Placement(postmaster_pid(maintenance_conninfo()))
         inspector = [self.stack.process.pid, os.getpid(), client]
         inspector += _descendants(self.stack.process.pid)
         assert self.worker is not None
         application = [*_group(self.worker.pid), *relays, sender.pid, reader.pid, writer]
         placement.place(inspector, placement.inspector)
-        placement.place([*application, *rabbitmq_pids(), *postgres_pids()], placement.others)
+        postgres = postgres_pids(placement.postmaster)
+        placement.place([*application, *rabbitmq_pids(), *postgres], placement.others)
         return placement
 
     def _inspector(self) -> Any:
@@ -733,13 +736,18 @@ class Firehose:
     # -- the clean-up ----------------------------------------------------------------------
 
     def close(self) -> None:
+        try:
+            if self.placement is not None:  # RabbitMQ and PostgreSQL get their cores back first
+                self.placement.restore()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         import psycopg
         from psycopg import sql
 
         from lifecycle.runtime.services import maintenance_conninfo
 
-        if self.placement is not None:  # RabbitMQ and PostgreSQL get the machine back first
-            self.placement.restore()
         for child in self.children:
             if child.is_alive():
                 child.kill()
@@ -860,39 +868,56 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL process of the machine (the postmaster, its helpers, backends)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    found.append(int(entry))
-    return found
+def postgres_pids(postmaster: int) -> list[int]:
+    """A PostgreSQL server's processes: its postmaster and the postmaster's children (its
+    helpers and backends), not another cluster's on the same machine."""
+    children = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{postmaster}/task"):
+            children += Path(f"/proc/{postmaster}/task/{tid}/children").read_text().split()
+    return [postmaster, *map(int, children)]
+
+
+def postmaster_pid(conninfo: str) -> int:
+    """The postmaster of the server ``conninfo`` reaches (on this machine): its backend's
+    parent."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        backend = conn.info.backend_pid
+    stat = Path(f"/proc/{backend}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 class Placement:
     """``--pin``: which core each process runs on. Every thread of a process is placed
-    (an Erlang VM has dozens); a process started later inherits its parent's place, so the
-    postmaster's new backends start on the application's cores until the CPU meter moves
-    the inspector's (``inspector_backend``). ``restore`` gives every process it moved, and
-    every PostgreSQL process, the whole machine back."""
+    (an Erlang VM has dozens), and the affinity each thread had first is kept; a process
+    started later inherits its parent's place, so the postmaster's new backends start on
+    the application's cores until the CPU meter moves the inspector's (``backend``, at
+    most ``WAIT_EVERY`` s later: a connection shorter than that stays where it began).
+    ``restore`` gives each thread moved what it had, the postmaster first, then whatever
+    the postmaster started meanwhile what the postmaster had; after it, nothing is placed."""
 
-    def __init__(self) -> None:
+    def __init__(self, postmaster: int) -> None:
         cpus = set(range(os.cpu_count() or 1))
-        self.all = cpus
+        self.postmaster = postmaster
         self.inspector = {INSPECTOR_CPU}
         self.others = (cpus - self.inspector) or cpus
-        self.moved: set[int] = set()
+        self.saved: dict[int, set[int]] = {}  # thread id -> its affinity before the run
         self.backends: set[int] = set()  # the inspector's, placed already
+        self.restored = False
+        self.lock = threading.Lock()  # the CPU meter's thread places backends too
 
     def place(self, pids: list[int], cpus: set[int]) -> None:
-        from bench.worker_overhead import pin
-
-        for pid in pids:
-            if pid:
-                pin(pid, cpus)
-                self.moved.add(pid)
+        with self.lock:
+            if self.restored:
+                return
+            for pid in pids:
+                for tid in _threads(pid):
+                    with contextlib.suppress(OSError):
+                        before = os.sched_getaffinity(tid)
+                        self.saved.setdefault(tid, before)
+                        os.sched_setaffinity(tid, cpus)
 
     def backend(self, pid: int, database: str, application: str) -> None:
         """A backend seen by the CPU meter: the inspector's database's, or the follower's
@@ -904,7 +929,29 @@ class Placement:
             self.place([pid], self.inspector)
 
     def restore(self) -> None:
-        self.place(sorted(self.moved | set(postgres_pids())), self.all)
+        with self.lock:
+            if self.restored:
+                return
+            self.restored = True
+            # The postmaster first, so that what it starts from now on starts where it did.
+            first = _threads(self.postmaster)
+            for tid in sorted(self.saved, key=lambda t: t not in first):
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(tid, self.saved[tid])
+            home = self.saved.get(self.postmaster)
+            if home is not None:  # its children born meanwhile inherited the pinned place
+                for pid in postgres_pids(self.postmaster):
+                    for tid in _threads(pid):
+                        if tid not in self.saved:
+                            with contextlib.suppress(OSError):
+                                os.sched_setaffinity(tid, home)
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
 
 
 def _group(pid: int) -> list[int]:

@@ -59,3 +59,5 @@ def test_the_control_rounds_are_summarized_apart_from_the_middleware_s():
     text = format_overhead({"rounds": 2, "by_size": {1000: s}})
     assert "control, the same rounds with a middleware that does nothing" in text
     assert text.index("control") < text.index("every event reaches RabbitMQ")
+    runs[2]["events"] = 5  # a control drain whose worker published: the run is wrong
+    assert _summarize(runs, (1000,))[1000]["stray"] == 5
