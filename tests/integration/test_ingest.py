@@ -396,8 +396,10 @@ def test_publish_neither_raises_nor_blocks_when_rabbitmq_is_unreachable():
         timings.append(time.perf_counter() - start)
     publisher.publish({"not": "an event"})  # nor when the message is wrong
 
-    # A few ms at worst (a GIL hand-over can take the 5 ms switch interval); microseconds usually.
-    assert max(timings) < 0.02, max(timings)
+    # Microseconds usually; never the 0.5 s the thread's first reconnection waits, which a
+    # publish that waited for the thread would take (the bound is that, not a speed: a busy
+    # CI machine can deschedule a process for tens of ms).
+    assert max(timings) < 0.25, max(timings)
     assert sorted(timings)[len(timings) // 2] < 0.001
     # The buffer keeps what fits, for when RabbitMQ comes back; only the overflow is lost.
     assert not publisher.flush(1)
@@ -518,7 +520,7 @@ def test_publish_does_not_block_when_rabbitmq_hangs():
         url=f"amqp://guest:guest@127.0.0.1:{port}/%2F",
         namespace="x",
         max_events=10,
-        connect_timeout=1,
+        connect_timeout=5,
     )
     try:
         # When many events are published while its thread is stuck connecting
@@ -527,8 +529,10 @@ def test_publish_does_not_block_when_rabbitmq_hangs():
             publisher.publish(message(f"pub-hang-{i}"))
         elapsed = time.perf_counter() - start
 
-        # Then publish returned at once, keeping what fits the bounded buffer
-        assert elapsed < 0.2, elapsed
+        # Then publish returned at once, keeping what fits the bounded buffer: a publish
+        # that waited for the connection would have waited its 5 s timeout. The bound is
+        # that, not a speed: on a busy CI machine 500 calls took 0.21 s once.
+        assert elapsed < 2.5, elapsed
         stats = publisher.stats()
         assert (stats.published, stats.queued, stats.dropped) == (0, 10, 490)
     finally:
