@@ -240,7 +240,7 @@ class Firehose:
 
         placement = self.placement = Placement(postmaster_pid(maintenance_conninfo()))
         inspector = [self.stack.process.pid, os.getpid(), client]
-        inspector += _descendants(self.stack.process.pid)
+        inspector += harness.descendants(self.stack.process.pid)
         assert self.worker is not None
         application = [*_group(self.worker.pid), *relays, sender.pid, reader.pid, writer]
         placement.place(inspector, placement.inspector)
@@ -854,28 +854,10 @@ def _push_parts(
     return {"to_store": _percentiles(stored_ms), "to_fragment": _percentiles(fanout_ms)}
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process started by ``root``, and by those, and so on."""
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
-                found += map(int, children)
-                todo += map(int, children)
-    return found
-
-
 def postgres_pids(postmaster: int) -> list[int]:
-    """A PostgreSQL server's processes: its postmaster and the postmaster's children (its
-    helpers and backends), not another cluster's on the same machine."""
-    children = []
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{postmaster}/task"):
-            children += Path(f"/proc/{postmaster}/task/{tid}/children").read_text().split()
-    return [postmaster, *map(int, children)]
+    """A PostgreSQL server's processes: its postmaster and what it started (its helpers and
+    backends), not another cluster's on the same machine."""
+    return [postmaster, *harness.descendants(postmaster)]
 
 
 def postmaster_pid(conninfo: str) -> int:
@@ -913,7 +895,7 @@ class Placement:
             if self.restored:
                 return
             for pid in pids:
-                for tid in _threads(pid):
+                for tid in harness.threads(pid):
                     with contextlib.suppress(OSError):
                         before = os.sched_getaffinity(tid)
                         self.saved.setdefault(tid, before)
@@ -934,24 +916,17 @@ class Placement:
                 return
             self.restored = True
             # The postmaster first, so that what it starts from now on starts where it did.
-            first = _threads(self.postmaster)
+            first = harness.threads(self.postmaster)
             for tid in sorted(self.saved, key=lambda t: t not in first):
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(tid, self.saved[tid])
             home = self.saved.get(self.postmaster)
             if home is not None:  # its children born meanwhile inherited the pinned place
                 for pid in postgres_pids(self.postmaster):
-                    for tid in _threads(pid):
+                    for tid in harness.threads(pid):
                         if tid not in self.saved:
                             with contextlib.suppress(OSError):
                                 os.sched_setaffinity(tid, home)
-
-
-def _threads(pid: int) -> list[int]:
-    try:
-        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return []
 
 
 def _group(pid: int) -> list[int]:

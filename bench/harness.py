@@ -1,6 +1,6 @@
 """What several benchmarks share: Django set up and a benchmark's own options parsed, a
-throwaway database, a process's CPU time, a writer's pace, a child process stopped, the
-events a run stored counted and cleared."""
+throwaway database, a process's CPU time, its threads and the processes it started, a
+writer's pace, a child process stopped, the events a run stored counted and cleared."""
 
 from __future__ import annotations
 
@@ -71,6 +71,31 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def threads(pid: int) -> list[int]:
+    """A process's thread ids (none once it has ended)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+
+
+def descendants(root: int) -> list[int]:
+    """Every process ``root`` started, and those started, and so on (``/proc``)."""
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        for tid in threads(pid):  # a child is its starting thread's
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as listed:
+                    children = [int(c) for c in listed.read().split()]
+            except OSError:
+                continue
+            found += children
+            todo += children
+    return found
 
 
 def paced(rate: int, seconds: float, *, max_behind_ns: int | None = None) -> Iterator[int]:

@@ -65,6 +65,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.harness import descendants, threads
 from bench.publisher import cpu_seconds, rabbitmq_pids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,32 +99,19 @@ OTHER_CPUS = set(range(1, os.cpu_count() or 2)) or {0}
 
 def relay_pids(root: int) -> list[int]:
     """The relay processes among ``root``'s descendants (``lifecycle.client.relay``)."""
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        children = []
+    found = []
+    for pid in descendants(root):
         try:
-            for tid in os.listdir(f"/proc/{pid}/task"):  # a child is its starting thread's
-                children += Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+            if b"lifecycle.client.relay" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
         except OSError:
             continue
-        for child in map(int, children):
-            todo.append(child)
-            try:
-                if b"lifecycle.client.relay" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    found.append(child)
-            except OSError:
-                continue
     return found
 
 
 def pin(pid: int, cpus: set[int]) -> None:
     """Every thread of ``pid`` onto ``cpus`` (an Erlang VM has dozens)."""
-    try:
-        threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        return
-    for tid in threads:
+    for tid in threads(pid):
         try:
             os.sched_setaffinity(tid, cpus)
         except OSError:
