@@ -871,9 +871,8 @@ def postmaster_pid(conninfo: str) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-class Placement:
-    """``--pin``: which core each process runs on. Every thread of a process is placed
-    (an Erlang VM has dozens), and the affinity each thread had first is kept; a process
+class Placement(harness.Affinities):
+    """``--pin``: which core each process runs on (``harness.Affinities``). A process
     started later inherits its parent's place, so the postmaster's new backends start on
     the application's cores until the CPU meter moves the inspector's (``backend``, at
     most ``WAIT_EVERY`` s later: a connection shorter than that stays where it began).
@@ -881,25 +880,12 @@ class Placement:
     the postmaster started meanwhile what the postmaster had; after it, nothing is placed."""
 
     def __init__(self, postmaster: int) -> None:
+        super().__init__()
         cpus = set(range(os.cpu_count() or 1))
         self.postmaster = postmaster
         self.inspector = {INSPECTOR_CPU}
         self.others = (cpus - self.inspector) or cpus
-        self.saved: dict[int, set[int]] = {}  # thread id -> its affinity before the run
         self.backends: set[int] = set()  # the inspector's, placed already
-        self.restored = False
-        self.lock = threading.Lock()  # the CPU meter's thread places backends too
-
-    def place(self, pids: list[int], cpus: set[int]) -> None:
-        with self.lock:
-            if self.restored:
-                return
-            for pid in pids:
-                for tid in harness.threads(pid):
-                    with contextlib.suppress(OSError):
-                        before = os.sched_getaffinity(tid)
-                        self.saved.setdefault(tid, before)
-                        os.sched_setaffinity(tid, cpus)
 
     def backend(self, pid: int, database: str, application: str) -> None:
         """A backend seen by the CPU meter: the inspector's database's, or the follower's
@@ -910,23 +896,19 @@ class Placement:
             self.backends.add(pid)
             self.place([pid], self.inspector)
 
-    def restore(self) -> None:
-        with self.lock:
-            if self.restored:
-                return
-            self.restored = True
-            # The postmaster first, so that what it starts from now on starts where it did.
-            first = harness.threads(self.postmaster)
-            for tid in sorted(self.saved, key=lambda t: t not in first):
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(tid, self.saved[tid])
-            home = self.saved.get(self.postmaster)
-            if home is not None:  # its children born meanwhile inherited the pinned place
+    def restore(self, first: list[int] | tuple[int, ...] = ()) -> bool:
+        # The postmaster first, so that what it starts from now on starts where it did.
+        if not super().restore([*first, *harness.threads(self.postmaster)]):
+            return False
+        home = self.saved.get(self.postmaster)
+        if home is not None:  # its children born meanwhile inherited the pinned place
+            with self.lock:
                 for pid in postgres_pids(self.postmaster):
                     for tid in harness.threads(pid):
                         if tid not in self.saved:
                             with contextlib.suppress(OSError):
                                 os.sched_setaffinity(tid, home)
+        return True
 
 
 def _group(pid: int) -> list[int]:

@@ -9,9 +9,10 @@ import math
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 
@@ -96,6 +97,39 @@ def descendants(root: int) -> list[int]:
             found += children
             todo += children
     return found
+
+
+class Affinities:
+    """Processes placed on cores (``place``: every thread, an Erlang VM has dozens), the
+    affinity each thread had first kept; ``restore`` gives each back what it had (``first``:
+    those threads before the rest), and nothing is placed after it."""
+
+    def __init__(self) -> None:
+        self.saved: dict[int, set[int]] = {}  # thread id -> its affinity before the run
+        self.restored = False
+        self.lock = threading.Lock()  # a meter's thread may place processes too
+
+    def place(self, pids: list[int], cpus: set[int]) -> None:
+        with self.lock:
+            if self.restored:
+                return
+            for pid in pids:
+                for tid in threads(pid):
+                    with suppress(OSError):
+                        before = os.sched_getaffinity(tid)
+                        self.saved.setdefault(tid, before)
+                        os.sched_setaffinity(tid, cpus)
+
+    def restore(self, first: list[int] | tuple[int, ...] = ()) -> bool:
+        """Every thread moved back, ``first`` first; False if it was restored already."""
+        with self.lock:
+            if self.restored:
+                return False
+            self.restored = True
+            for tid in sorted(self.saved, key=lambda t: t not in first):
+                with suppress(OSError):
+                    os.sched_setaffinity(tid, self.saved[tid])
+            return True
 
 
 def paced(rate: int, seconds: float, *, max_behind_ns: int | None = None) -> Iterator[int]:

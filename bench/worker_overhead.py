@@ -65,7 +65,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import descendants, threads
+from bench.harness import Affinities, descendants
 from bench.publisher import cpu_seconds, rabbitmq_pids
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,15 +107,6 @@ def relay_pids(root: int) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` onto ``cpus`` (an Erlang VM has dozens)."""
-    for tid in threads(pid):
-        try:
-            os.sched_setaffinity(tid, cpus)
-        except OSError:
-            continue
 
 
 class Bench:
@@ -206,6 +197,7 @@ class Bench:
 
     variant = "full"  # what the worker's middleware publishes: VARIANTS
     pin = False  # the worker on a core of its own, RabbitMQ and the relay on the others
+    placed = Affinities()  # ``pin``: RabbitMQ and the relays moved, given back at the end
 
     def drain(
         self,
@@ -268,7 +260,7 @@ class Bench:
                 for pid in set(relay_pids(worker.pid)) - relays:
                     relays.add(pid)
                     if self.pin:
-                        pin(pid, OTHER_CPUS)
+                        self.placed.place([pid], OTHER_CPUS)
                 time.sleep(0.02)
             rabbitmq = cpu_seconds(self.rabbitmq) - rabbitmq
             relay_cpu = cpu_seconds(sorted(relays)) if relays else None
@@ -355,9 +347,9 @@ def bench_worker_overhead(
     bench = Bench()
     bench.variant = variant
     bench.pin = pinned
+    bench.placed = Affinities()
     if pinned:
-        for pid in bench.rabbitmq:
-            pin(pid, OTHER_CPUS)
+        bench.placed.place(bench.rabbitmq, OTHER_CPUS)
     runs: list[dict[str, Any]] = []
     try:
         for r in range(rounds):
@@ -376,9 +368,7 @@ def bench_worker_overhead(
                     print("  " + _run_line(run), flush=True)
     finally:
         bench.close()
-        if pinned:
-            for pid in bench.rabbitmq:
-                pin(pid, set(range(os.cpu_count() or 1)))
+        bench.placed.restore()
     result = {
         "sizes": sizes,
         "rounds": rounds,
