@@ -391,15 +391,22 @@ def _replica_reads(h: _History) -> Iterator[Finding]:
         groups.setdefault((returned.index, newer.index), []).append(read)
     for (old, new), reads in groups.items():
         returned, newer = h.versions[old], h.versions[new]
-        committed = commit_time(newer.last) or newer.last.at
+        exact = commit_time(newer.last)  # else the change's own time: the commit came later
+        committed = exact or newer.last.at
         replay = replayed_at(reads[0])
         if replay is not None and committed is not None:
             behind = round((committed - replay).total_seconds() * 1000)
-            lag = (
-                f"its replay had reached only {_clock(replay)}, {behind} ms short of that commit"
-                if behind > 0
-                else f"its replay was at {_clock(replay)}"
-            )
+            if behind > 0:
+                short = f"{behind} ms" if exact else f"at least {behind} ms"
+                lag = f"its replay had reached only {_clock(replay)}, {short} short of that commit"
+            else:
+                # Replay stamps are the primary's commit times of other transactions: one
+                # stamped after this change (or, with concurrent commits, after this commit)
+                # can be replayed before this commit's own record.
+                lag = (
+                    f"its replay, at {_clock(replay)}, had not yet applied that commit (another "
+                    f"transaction's commit, stamped later, was replayed before it)"
+                )
         else:
             lag = "its replay had not reached it"
         yield Finding(

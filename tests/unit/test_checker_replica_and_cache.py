@@ -60,6 +60,35 @@ def test_a_standby_read_behind_the_primarys_commit_is_a_replica_stale_read() -> 
     assert "primary" in f.fix
 
 
+def test_a_replay_stamped_after_the_change_is_not_called_short_of_it() -> None:
+    # Given a standby read whose replay stamp (another transaction's commit) is 100 ms after
+    # the change: the server records no commit times, so this commit's own time is unknown
+    h = histories.started()
+    histories.finish(h)
+    standby_read(h, version=1, after_ms=300, replayed_ms=-200)
+
+    # When
+    f = histories.the_stale_read(h.events, "replica")
+
+    # Then the message says the replay had not applied the commit, never a negative lag
+    assert "had not yet applied that commit" in f.message
+    assert "short of" not in f.message and " -" not in f.message
+
+
+def test_a_replica_lag_is_a_floor_without_commit_times_and_exact_with_them() -> None:
+    for recorded in (False, True):
+        h = histories.started()
+        done = histories.finish(h)
+        if recorded:
+            done.body["committed_at"] = done.at.isoformat()
+        standby_read(h, version=1, after_ms=300, replayed_ms=-400)
+
+        f = histories.the_stale_read(h.events, "replica")
+
+        assert "ms short of that commit" in f.message
+        assert ("at least" in f.message) is not recorded, f.message
+
+
 def test_a_replicas_read_is_not_called_an_old_snapshot() -> None:
     # Given the same read twice: from a standby, and from the primary with an old snapshot
     for standby in (True, False):
