@@ -20,7 +20,6 @@ positional argument, else the message id. Another app points the setting
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import threading
@@ -40,10 +39,9 @@ logger = logging.getLogger(__name__)
 
 TaskKey = Callable[[Any], str]
 # Stored on the MessageProxy at start, read by ack, fail and nack: the task's key as
-# published, what our publisher is given as the body of the start and the ack (``(None,
-# json)``: the body's JSON alone, which is all it encodes, and all a relay is handed), and
-# the events' body (message id, actor, queue, attempt, pid, the worker thread that ran it),
-# worked out once per message. The start and the ack share them, and nothing changes them.
+# published and the events' body as its fields (message id, actor, queue, attempt, pid, the
+# worker thread that ran it: ``_fields``), worked out once per message. The start and the
+# ack share them, and nothing changes them.
 _EVENT = "_lifecycle_event"
 _SUCCEEDED = "_lifecycle_succeeded"  # the actor returned: its ack is an ``ack`` event
 _DELAYED = "lifecycle_delayed"  # message option: this message went through a delay queue
@@ -82,13 +80,12 @@ def _configured_task_key() -> TaskKey:
 
 
 _NO_ATTRIBUTES: dict[str, Any] = {}
-_EMIT = Publisher.emit  # what a start or an ack skips, unless a subclass has its own
-# A worker thread's name, asked once, and the JSON of what its events' bodies share (actor,
-# queue, pid, thread), by actor, queue and redelivery (``_body``). Fresh in a forked child.
+_EMIT = Publisher.emit  # whose publisher is handed a start's and an ack's fields (``_note``)
+# A worker thread's name, asked once (``_fields``). Fresh in a forked child.
 _thread = threading.local()
 _pid = os.getpid()
-_quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
-MAX_SHAPES = 1000  # (actor, queue, redelivered) a worker thread keeps the JSON of
+_queues: dict[Any, Any] = {}  # a queue's name as Dramatiq gives it -> as a body says it
+MAX_QUEUES = 1000
 
 
 def _forked() -> None:
@@ -109,54 +106,25 @@ def _attributes(message: Any) -> dict[str, Any]:
         return _NO_ATTRIBUTES
 
 
-def _body(inner: Any, own: dict[str, Any], attempt: int) -> tuple[dict[str, Any], str | None]:
-    """An event's body (message id, actor, queue, attempt, pid, the worker thread, whether
-    RabbitMQ redelivered it) and its JSON, byte for byte ``json.dumps``'s (None if a field
-    is not what Dramatiq makes): the start and ack of a message share both, and the JSON of
-    all but the message id and attempt is made once per actor and queue."""
-    here = _thread
+def _fields(inner: Any, own: dict[str, Any], attempt: int) -> messages.BrokerFields:
+    """An event's body as its fields (``messages.BROKER_FIELDS``): message id, actor, queue,
+    attempt, pid, the worker thread, whether RabbitMQ redelivered it. The start and ack of
+    a message share them, and the publisher's side (a relay process, in a worker) makes
+    their JSON: the worker's threads only read them."""
     try:
-        thread, shapes = here.name, here.shapes
+        thread = _thread.name
     except AttributeError:
-        thread = here.name = threading.current_thread().name
-        shapes = here.shapes = {}
+        thread = _thread.name = threading.current_thread().name
     redelivered = own.get("redelivered")
     if redelivered is not None:
         redelivered = bool(redelivered)
-    actor, queue = inner.actor_name, inner.queue_name
-    shape = shapes.get((actor, queue, redelivered))
-    if shape is None:
-        if len(shapes) >= MAX_SHAPES:
-            shapes.clear()
-        shape = shapes[(actor, queue, redelivered)] = _shape(actor, queue, thread, redelivered)
-    message_id = inner.message_id
-    body: dict[str, Any] = {
-        "message_id": message_id,
-        "actor": actor,
-        "queue": shape[0],
-        "attempt": attempt,
-        "pid": _pid,
-        "thread": thread,
-    }
-    if redelivered is not None:
-        body["redelivered"] = redelivered
-    if shape[1] is None or type(message_id) is not str:
-        return body, None
-    return body, f'{{"message_id":{_quote(message_id)}{shape[1]},"attempt":{attempt}{shape[2]}'
-
-
-def _shape(
-    actor: Any, queue: Any, thread: str, redelivered: bool | None
-) -> tuple[str, str | None, str]:
-    """The queue's name as a body says it, and the JSON around the message id and attempt
-    (None: not text, left to ``json.dumps``)."""
-    name = q_name(queue)
-    tail = f',"pid":{_pid},"thread":{_quote(thread)}'
-    if redelivered is not None:
-        tail += ',"redelivered":true' if redelivered else ',"redelivered":false'
-    if type(actor) is not str or type(name) is not str:
-        return name, None, tail + "}"
-    return name, f',"actor":{_quote(actor)},"queue":{_quote(name)}', tail + "}"
+    queue = inner.queue_name
+    name = _queues.get(queue)
+    if name is None:
+        if len(_queues) >= MAX_QUEUES:
+            _queues.clear()
+        name = _queues[queue] = q_name(queue)
+    return (inner.message_id, inner.actor_name, name, attempt, _pid, thread, redelivered)
 
 
 class LifecycleEvents(dramatiq.Middleware):
@@ -168,6 +136,7 @@ class LifecycleEvents(dramatiq.Middleware):
         self._task_key = task_key
         self._publisher = publisher
         self._moving = threading.local()
+        self._noting: Publisher | None = None  # the publisher last handed a start's fields
         self.errors = 0  # hooks that failed (and were swallowed)
 
     def task_key(self, message: Any) -> str:
@@ -228,9 +197,8 @@ class LifecycleEvents(dramatiq.Middleware):
             inner = own.get("_message", message)
             attempt = (inner.options.get("retries") or 0) + 1
             key = self._key(inner, message)
-            task = config.task_key(key)
-            body, text = _body(inner, own, attempt)
-            event = (task, (None, text), body)
+            fields = _fields(inner, own, attempt)
+            event = (config.task_key(key), fields)
             if own is _NO_ATTRIBUTES:
                 setattr(message, _EVENT, event)
             else:
@@ -238,7 +206,7 @@ class LifecycleEvents(dramatiq.Middleware):
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
-            current_attempt.set((str(body["message_id"]), attempt))
+            current_attempt.set((str(fields[0]), attempt))
         except Exception:
             self._swallow("before_process_message")
             self._emit("start", message)
@@ -306,18 +274,20 @@ class LifecycleEvents(dramatiq.Middleware):
             task_key = self._task_key = _configured_task_key()
         return task_key(inner if task_key is default_task_key else message)
 
-    def _send(self, kind: str, event: tuple[str, tuple[None, str | None], dict[str, Any]]) -> None:
-        """A start or an ack: the event worked out at the start, as it is: for our
-        publisher, its body's JSON, made once for both, goes straight to its buffer (what
-        ``emit`` does, a call less); another publisher gets the body."""
+    def _send(self, kind: str, event: tuple[str, messages.BrokerFields]) -> None:
+        """A start or an ack, worked out at the start: our publisher is given its fields as
+        they are (``Publisher._note``: an append, made JSON by the relay or the publisher's
+        thread); another publisher gets the body."""
         try:
             publisher = self._publisher or get_publisher()
-            task, encoded, body = event
-            if encoded[1] is not None and isinstance(publisher, Publisher):
-                if type(publisher).emit is _EMIT:
-                    publisher._append(("broker", kind, task, None, time.time(), None, encoded))
-                else:  # a subclass's own emit gets what it always got: the body and its JSON
-                    publisher.emit("broker", kind, task, (body, encoded[1]))
+            task, fields = event
+            if publisher is self._noting or getattr(type(publisher), "emit", None) is _EMIT:
+                self._noting = publisher  # ours, with its own emit: asked once
+                publisher._note(("broker", kind, task, None, time.time(), None, fields))
+                return
+            body = messages.broker_body(fields)
+            if isinstance(publisher, Publisher):  # a subclass's own emit: what it always got
+                publisher.emit("broker", kind, task, (body, messages.broker_json(fields)))
                 return
             emit = getattr(publisher, "emit", None)
             if emit is not None:
@@ -336,9 +306,10 @@ class LifecycleEvents(dramatiq.Middleware):
             if event is None:  # not a message this worker started (enqueue, retry, skip)
                 inner = own.get("_message", message)
                 task = config.task_key(self._key(inner, message))
-                body = _body(inner, own, (inner.options.get("retries") or 0) + 1)[0]
+                fields = _fields(inner, own, (inner.options.get("retries") or 0) + 1)
             else:
-                task, body = event[0], event[2]
+                task, fields = event
+            body = messages.broker_body(fields)
             if extra:
                 body = {**body, **extra}
             publisher = self.publisher

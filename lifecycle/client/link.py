@@ -335,12 +335,16 @@ class Link:
             return 0.5
         now = time.monotonic()
         with publisher._lock:
+            publisher._absorb()
             buffer = publisher._buffer
             urgent = publisher._urgent
             if not buffer:
                 taken = None
                 if not (publisher._gaps or publisher._unattributed):
                     publisher._idle = True  # the next publish wakes this thread
+                    if publisher._lane:  # noted as it went idle (``_note``): look again
+                        publisher._idle = False
+                        return 0.0
             else:
                 if self.gathering_since is None:
                     self.gathering_since = now

@@ -73,5 +73,45 @@ def make_message(
     }
 
 
+# The body of a Dramatiq message's broker event, as the middleware hands it to the publisher
+# (a tuple: a worker's thread only reads them): message id, actor, queue, attempt, pid,
+# thread, and whether RabbitMQ redelivered it (None: not said).
+BROKER_FIELDS = ("message_id", "actor", "queue", "attempt", "pid", "thread", "redelivered")
+BrokerFields = tuple[Any, Any, Any, int, int, str, bool | None]
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+
+
+def is_broker_fields(body: object) -> bool:
+    return type(body) is tuple and len(body) == len(BROKER_FIELDS)
+
+
+def broker_body(fields: BrokerFields) -> dict[str, Any]:
+    """The body dict of a broker event's fields (``redelivered`` only if said)."""
+    body = dict(zip(BROKER_FIELDS, fields, strict=True))
+    if body["redelivered"] is None:
+        del body["redelivered"]
+    return body
+
+
+def broker_json(fields: BrokerFields) -> str:
+    """The JSON of ``broker_body(fields)``, byte for byte ``json.dumps``'s (compact)."""
+    message_id, actor, queue, attempt, pid, thread, redelivered = fields
+    if not (
+        type(message_id) is str
+        and type(actor) is str
+        and type(queue) is str
+        and type(attempt) is int
+        and type(pid) is int
+        and type(thread) is str
+        and (redelivered is None or type(redelivered) is bool)
+    ):
+        return json.dumps(broker_body(fields), separators=(",", ":"), default=str)
+    tail = "}" if redelivered is None else f',"redelivered":{"true" if redelivered else "false"}}}'
+    return (
+        f'{{"message_id":{_quote(message_id)},"actor":{_quote(actor)},"queue":{_quote(queue)},'
+        f'"attempt":{attempt},"pid":{pid},"thread":{_quote(thread)}{tail}'
+    )
+
+
 def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":"), default=str).encode()

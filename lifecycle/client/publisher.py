@@ -259,6 +259,9 @@ class Publisher:
         self._lock = threading.RLock()  # a signal handler may publish mid-publish
         self._changed = threading.Condition(self._lock)  # confirms, connection, stop
         self._buffer: collections.deque[Entry] = collections.deque()  # not yet taken
+        # Events noted without the lock (``_note``), in order, not yet given a ticket: each
+        # is moved to the buffer (``_absorb``) before anything later is, or anything reads it.
+        self._lane: collections.deque[Any] = collections.deque()
         self._held = 0  # events buffered, taken, or sent and not yet confirmed
         self._bytes = 0  # the encoded size of those taken (the thread encodes them)
         self._tickets = itertools.count(1)
@@ -321,13 +324,62 @@ class Publisher:
         message, its uuid and its time (``at``: seconds since the epoch, default now) are
         made by the publisher thread. ``body`` is the publisher's from now on (an event may
         share one with another): a dict, or a dict and its JSON text, byte for byte what
-        ``json.dumps(body, separators=(",", ":"))`` makes (the Dramatiq middleware's start
-        and ack share one, encoded once on the worker's thread; it gives ``None`` for the
-        dict, the text alone being all that is encoded, and handed to a relay). Returns its
-        ticket, for ``wait``; None if it was dropped."""
+        ``json.dumps(body, separators=(",", ":"))`` makes. Returns its ticket, for
+        ``wait``; None if it was dropped. (The Dramatiq middleware's start and ack cost its
+        threads less still: ``_note``.)"""
         return self._append(
             (source, kind, task, status, time.time() if at is None else at, txid, body)
         )
+
+    def _note(self, message: Any) -> None:
+        """``emit``'s parts buffered at the least cost to the caller, without a ticket (the
+        Dramatiq middleware's start and ack): an append, atomic under the GIL. The thread
+        (or the next ``_append``, ``flush``, ``close``) gives it its ticket, in order, and
+        applies the buffer's bound then. The thread is woken if it sleeps, or once a whole
+        message waits; it sets ``_idle`` before it looks at the lane a last time, so an
+        event appended as it goes to sleep is either seen by it or wakes it."""
+        lane = self._lane
+        lane.append(message)
+        if self._idle or len(lane) >= MAX_BATCH_EVENTS:
+            self._absorb_and_wake()
+
+    def _absorb_and_wake(self) -> None:
+        try:
+            with self._lock:
+                self._absorb()
+                idle, self._idle = self._idle, False
+            if not self._running:
+                self._start_thread()
+            elif idle:
+                self._wake()
+        except Exception as exc:  # never the caller's problem: kept, the next one tries
+            self._warn("cannot start the publisher thread (%r); buffering", exc)
+
+    def _absorb(self) -> None:
+        """Under the lock: the lane's events into the buffer, each given its ticket; what
+        exceeds ``max_events`` is dropped and counted, as ``_append`` would have."""
+        lane = self._lane
+        count = len(lane)
+        if not count:
+            return
+        taken = list(itertools.islice(iter(lane.popleft, None), count))
+        room = max(self.max_events - self._held, 0)
+        dropped = taken[room:] if room < count else None
+        if dropped:
+            del taken[room:]
+        if taken:
+            first = self._last_ticket + 1
+            self._last_ticket = last = first + len(taken) - 1
+            self._tickets = itertools.count(last + 1)
+            self._buffer.extend(zip(range(first, last + 1), taken, strict=True))
+            self._held += len(taken)
+        for message in dropped or ():
+            self._drop(
+                _summary(message),
+                f"the publisher's buffer was full ({self.max_events} events)",
+                "the buffer is full (%d events): dropping events",
+                self.max_events,
+            )
 
     def _append(self, message: Any) -> int | None:
         # The caller's whole cost: a lock, a ticket, an append. A forked child got a fresh
@@ -335,6 +387,8 @@ class Publisher:
         # it sleeps (``_idle``, also set as it ends), not at each event.
         try:
             with self._lock:
+                if self._lane:
+                    self._absorb()  # noted before this one: their tickets come first
                 if self._held < self.max_events:
                     ticket = self._last_ticket = next(self._tickets)
                     buffer = self._buffer
@@ -495,13 +549,18 @@ class Publisher:
         now = time.monotonic()
         deadline, away_since = now + timeout, None if self._connected else now
         with self._lock:
+            self._absorb()
             self._urgent = max(self._urgent, self._last_ticket)
             self._waiters += 1
         self._revive()
         try:
             self._wake()
             with self._lock:
-                while self._held or ((self._gaps or self._relay_busy()) and self._connected):
+                while (
+                    self._held
+                    or self._lane
+                    or ((self._gaps or self._relay_busy()) and self._connected)
+                ):
                     now = time.monotonic()
                     remaining = deadline - now
                     if remaining <= 0 or self._thread is None or not self._thread.is_alive():
@@ -531,7 +590,7 @@ class Publisher:
             self._revive()
         thread = self._thread
         if self._pid != os.getpid() or thread is None or not thread.is_alive():
-            return not self._held
+            return not (self._held or self._lane)
         deadline = time.monotonic() + timeout
         flushed = self.flush(timeout, unreachable=UNREACHABLE_GIVE_UP)
         with self._lock:
@@ -542,6 +601,7 @@ class Publisher:
         self._wake(self._stop)
         thread.join(min(max(1.5, deadline - time.monotonic() + 1.0), 3600.0))
         with self._lock:
+            self._absorb()
             # Once the thread has ended, what it had not sent is back in ``_pending``.
             tasks_left = [_task_of_item(item) for item in self._pending]
             if thread.is_alive():
@@ -565,7 +625,11 @@ class Publisher:
 
     def stats(self) -> PublisherStats:
         return PublisherStats(
-            self._published, self._dropped, self._failed, self._held, self._gaps_sent
+            self._published,
+            self._dropped,
+            self._failed,
+            self._held + len(self._lane),
+            self._gaps_sent,
         )
 
     def _confirmed_upto(self) -> int:
@@ -604,7 +668,7 @@ class Publisher:
 
     def _revive(self) -> None:
         """Start a thread again if events are held and the last one died."""
-        if self._held and not self._running:
+        if (self._held or self._lane) and not self._running:
             try:
                 self._start_thread()
             except Exception as exc:
@@ -1002,6 +1066,7 @@ class Publisher:
         linger, or at once if 500 events wait, someone waits for a confirm, or we stop."""
         now = time.monotonic()
         with self._lock:
+            self._absorb()
             taken, self._buffer = self._buffer, collections.deque()
             urgent = self._urgent
             stopping = self._stopping
@@ -1037,8 +1102,11 @@ class Publisher:
                 if self._buffer:  # came meanwhile: next round
                     again = True
                 else:
+                    # Idle first, then a last look at the lane (``_note``).
                     self._idle = True
-                    again = False
+                    again = bool(self._lane)
+                    if again:
+                        self._idle = False
             if again and self._loop is not None:
                 self._arm(0)
 
@@ -1220,9 +1288,9 @@ def _build(parts: tuple[Any, ...], uuid: str | None = None) -> tuple[dict[str, A
     if type(task) is not str:
         task = str(task)  # a task key is text (config.task_key does the same)
     if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
-        # A dict and its JSON text (``emit``): the dict is the message's; the text alone
-        # (the dict ``None``: the Dramatiq middleware's start and ack) is read back.
-        body = json.loads(body[1]) if body[0] is None else body[0]
+        body = body[0]  # a dict and its JSON text (``emit``): the dict is the message's
+    elif messages.is_broker_fields(body):  # the Dramatiq middleware's start and ack
+        body = messages.broker_body(body)
     message = {
         "schema": messages.SCHEMA_VERSION,
         "uuid": uuid or messages.new_uuid(),
@@ -1250,7 +1318,14 @@ def _encode(
     for all the events that share it (``bodies``: this round's; ``before``: the last's)."""
     source, kind, task, status, at, txid, body = parts
     if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
-        text = body[1]  # encoded by the caller (the middleware)
+        text = body[1]  # encoded by the caller
+    elif messages.is_broker_fields(body):  # the Dramatiq middleware's start and ack
+        key = id(body)
+        known = bodies.get(key) or before.get(key)
+        if known is None or known[0] is not body:
+            known = (body, messages.broker_json(body))
+        bodies[key] = known
+        text = known[1]
     elif type(body) is dict:
         key = id(body)
         known = bodies.get(key) or before.get(key)

@@ -322,3 +322,83 @@ def test_each_tasks_events_arrive_in_the_order_they_were_published(tap, relay):
         task: ns[:20] for task, ns in order.items() if ns != list(range(300))
     }
     publisher.close(5)
+
+
+def hooked(middleware: Any, task: str, message_id: str) -> None:
+    """One message through the Dramatiq middleware's hooks as a worker thread runs them:
+    start, the actor returns, ack (start and ack go to the publisher without its lock)."""
+    import dramatiq
+    from dramatiq.brokers.rabbitmq import _RabbitmqMessage
+
+    inner = dramatiq.Message(
+        queue_name="busy",
+        actor_name="work",
+        args=(),
+        kwargs={"task_id": task},
+        options={},
+        message_id=message_id,
+    )
+    proxy = _RabbitmqMessage(False, 1, inner)
+    middleware.before_process_message(None, proxy)
+    middleware.after_process_message(None, proxy)
+    middleware.after_ack(None, proxy)
+
+
+def test_hooks_and_emits_from_eight_threads_keep_each_tasks_order_without_a_flush(tap, relay):
+    # Given 8 worker threads, each running messages of 3 tasks through the middleware's
+    # hooks, each message's enqueue emitted before it (with the publisher's lock)
+    from lifecycle.client.dramatiq_middleware import LifecycleEvents
+
+    publisher = Publisher(max_events=BUFFER, relay=relay)
+    middleware = LifecycleEvents(publisher=publisher)
+    per_thread = 600
+    publisher.emit("broker", "enqueue", "busy-hooks-warm", {"message_id": "warm"})
+    assert publisher.flush(15)  # connected (its relay started), as a worker is at its boot
+
+    def worker(index: int) -> None:
+        for n in range(per_thread):
+            task = f"busy-hooks-{index}-{n % 3}"
+            publisher.emit("broker", "enqueue", task, {"message_id": f"m-{index}-{n}"})
+            hooked(middleware, task, f"m-{index}-{n}")
+            time.sleep(0.001)  # its I/O: a busy worker's pace (about 20,000 events/s in all)
+
+    join(run_threads(WORKER_THREADS, worker))
+
+    # Then, with no flush (an event left behind by a sleeping thread would never come),
+    # every event arrives, and each task's go enqueue, start, ack, message after message
+    expected = 3 * WORKER_THREADS * per_thread
+    got = [e for e in arrived(tap, expected + 1) if e["task"] != "busy-hooks-warm"]
+    assert middleware.errors == 0 and publisher.stats().dropped == 0
+    seen: set[str] = set()
+    steps: dict[str, list[tuple[str, str]]] = {}
+    for event in got:
+        if event["uuid"] not in seen:
+            seen.add(event["uuid"])
+            steps.setdefault(event["task"], []).append((event["body"]["message_id"], event["kind"]))
+    assert len(seen) == expected and len(steps) == 3 * WORKER_THREADS
+    for task, found in steps.items():
+        index = int(task.split("-")[2])
+        own = [n for n in range(per_thread) if f"busy-hooks-{index}-{n % 3}" == task]
+        wanted = [(f"m-{index}-{n}", kind) for n in own for kind in ("enqueue", "start", "ack")]
+        assert found == wanted, (task, found[:9])
+    assert publisher.close(5)
+
+
+def test_a_lone_start_and_ack_arrive_without_a_flush_while_the_thread_sleeps(tap, relay):
+    # Given a publisher whose thread has gone to sleep between messages
+    from lifecycle.client.dramatiq_middleware import LifecycleEvents
+
+    publisher = Publisher(relay=relay)
+    middleware = LifecycleEvents(publisher=publisher)
+    publisher.start()
+    for n in range(5):
+        time.sleep(0.15)  # more than the linger: the thread is idle again
+        # When one message runs
+        hooked(middleware, f"busy-lone-{n}", f"lone-{n}")
+        # Then its start and ack arrive, with nothing else published after them
+        got = arrived(tap, 2)
+        assert [(e["task"], e["kind"]) for e in got] == [
+            (f"busy-lone-{n}", "start"),
+            (f"busy-lone-{n}", "ack"),
+        ]
+    assert publisher.close(5)

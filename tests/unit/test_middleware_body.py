@@ -1,7 +1,8 @@
-"""The Dramatiq middleware works out a message's body and its JSON once, at its start, on the
-worker's thread, and hands both to the publisher; the start and the ack share them. What
-reaches RabbitMQ must be what ``messages.encode`` makes of the same event, byte for byte, and
-the hooks must read the message behind Dramatiq's ``MessageProxy`` as Dramatiq gave it."""
+"""The Dramatiq middleware reads a message's body fields once, at its start, on the worker's
+thread, and hands them to the publisher as they are (``Publisher._note``); the start and the
+ack share them, and the publisher's side makes their JSON. What reaches RabbitMQ must be what
+``messages.encode`` makes of the same event, byte for byte, and the hooks must read the
+message behind Dramatiq's ``MessageProxy`` as Dramatiq gave it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from lifecycle.client import messages
 from lifecycle.client.context import current_attempt, current_task
-from lifecycle.client.dramatiq_middleware import LifecycleEvents, _body
+from lifecycle.client.dramatiq_middleware import LifecycleEvents, _fields
 from lifecycle.client.publisher import Publisher, _encode
 
 pytestmark = pytest.mark.unit
@@ -28,7 +29,7 @@ text = st.text(max_size=30)  # any code point: quotes, controls, U+2028, astral 
 
 class Emitted(Publisher):
     """The real publisher's encoding, with no thread: keeps what was buffered (``emit``'s,
-    or the middleware's own append)."""
+    or the middleware's own note)."""
 
     def __init__(self) -> None:
         super().__init__(url="amqp://guest:guest@127.0.0.1:1/%2F", max_events=100)
@@ -37,6 +38,9 @@ class Emitted(Publisher):
     def _append(self, message: Any) -> int | None:
         self.given.append(message)
         return len(self.given)
+
+    def _note(self, message: Any) -> None:
+        self.given.append(message)
 
 
 def proxy(
@@ -74,8 +78,10 @@ def test_the_bodys_json_is_json_dumps_of_the_body(
     message_id: str, actor: str, queue: str, redelivered: bool | None, retries: int
 ) -> None:
     message = proxy(message_id, actor, queue, redelivered, retries)
-    body, encoded = _body(message._message, vars(message), retries + 1)
-    assert encoded == json.dumps(body, separators=(",", ":"))
+    fields = _fields(message._message, vars(message), retries + 1)
+    body = messages.broker_body(fields)
+    assert messages.broker_json(fields) == json.dumps(body, separators=(",", ":"))
+    assert messages.is_broker_fields(fields)
     assert body["message_id"] == message_id and body["actor"] == actor
     assert body["attempt"] == retries + 1 and body["pid"] == os.getpid()
     assert body["thread"] == threading.current_thread().name
@@ -91,14 +97,14 @@ def test_start_and_ack_reach_the_wire_as_messages_encode_makes_them() -> None:
     process(middleware, message)
     # Then each event, as the publisher's thread encodes it, is make_message's, encoded
     start, ack = publisher.given
-    assert start[6] is ack[6]  # one body's JSON, made once, shared
-    assert start[6][0] is None  # the JSON alone: what is encoded, and handed to a relay
+    assert start[6] is ack[6]  # one body's fields, read once, shared
+    assert messages.is_broker_fields(start[6])  # as they are: plain data a relay is handed
     for parts, kind in ((start, "start"), (ack, "ack")):
         routing_key, raw, uuid = _encode(parts, {}, {})
         assert routing_key == f"broker.{kind}"
         sent = json.loads(raw)
         assert sent["uuid"] == uuid
-        body = json.loads(start[6][1])
+        body = messages.broker_body(start[6])
         expected = messages.make_message(source="broker", kind=kind, task="t-1", body=body)
         expected.update(uuid=uuid, at=sent["at"])
         assert raw == messages.encode(expected)
@@ -130,24 +136,24 @@ def test_a_publisher_of_ones_own_gets_the_body_as_a_dict() -> None:
 
 
 def test_a_forked_child_names_its_own_pid_in_its_bodies() -> None:
-    # Given a thread that already made a body (its shared JSON is kept per thread)
+    # Given a thread that already read a body's fields (its name is kept per thread)
     message = proxy("m-1", "work", "default", False)
-    parent = _body(message._message, vars(message), 1)
+    parent = _fields(message._message, vars(message), 1)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the same thread, another process
         try:
-            os.write(write, json.dumps(_body(message._message, vars(message), 1)).encode())
+            child = _fields(message._message, vars(message), 1)
+            os.write(write, messages.broker_json(child).encode())
         finally:
             os._exit(0)
     os.close(write)
     with os.fdopen(read) as pipe:
-        child_body, child_json = json.loads(pipe.read())
+        child_body = json.loads(pipe.read())
     os.waitpid(pid, 0)
-    # Then the child's body and its JSON name the child
-    assert parent[0]["pid"] == os.getpid()
+    # Then the child's body names the child
+    assert messages.broker_body(parent)["pid"] == os.getpid()
     assert child_body["pid"] == pid
-    assert json.loads(child_json)["pid"] == pid
 
 
 def test_a_publisher_subclass_with_its_own_emit_still_gets_the_body_and_its_json() -> None:

@@ -120,22 +120,35 @@ def test_events_sharing_one_body_encode_it_once_and_alike() -> None:
 @given(
     task=st.integers() | text,
     status=st.none() | text | st.integers(),
-    body=st.dictionaries(text, values, max_size=6),
+    message_id=text | st.integers() | st.binary(max_size=8),
+    actor=text,
+    queue=text | st.none(),
+    attempt=st.integers(min_value=1, max_value=10**9),
+    thread=text,
+    redelivered=st.none() | st.booleans(),
 )
-def test_a_body_given_as_its_json_alone_is_encoded_as_the_body_would_be(
-    task: Any, status: Any, body: Any
+def test_a_body_given_as_its_broker_fields_is_encoded_as_the_body_would_be(
+    task: Any,
+    status: Any,
+    message_id: Any,
+    actor: str,
+    queue: Any,
+    attempt: int,
+    thread: str,
+    redelivered: bool | None,
 ) -> None:
-    # Given an event whose body the caller gave as its JSON alone (the Dramatiq middleware's
-    # start and ack: ``(None, text)``), of plain fields or not (a task key that is a number)
-    text = json.dumps(body, separators=(",", ":"))
+    # Given an event whose body the caller gave as its fields (the Dramatiq middleware's
+    # start and ack), of plain fields or not (a task key that is a number, a message id that
+    # is bytes, a queue that is None: an application's own message class)
+    fields = (message_id, actor, queue, attempt, 4321, thread, redelivered)
     at = time.time()
-    alone: dict[int, Any] = {}
-    _, encoded, _ = _encode(("broker", "start", task, status, at, None, (None, text)), alone, {})
+    _, encoded, _ = _encode(("broker", "start", task, status, at, None, fields), {}, {})
     # Then it reaches the wire as the same event with the body itself would
     sent = json.loads(encoded)
+    body = messages.broker_body(fields)
     expected, _ = _build(("broker", "start", task, status, at, None, body), sent["uuid"])
     assert encoded == messages.encode(expected)
-    assert sent["body"] == json.loads(text)
+    assert ("redelivered" in sent["body"]) is (redelivered is not None)
 
 
 def test_a_batch_holds_as_many_events_as_its_byte_limit_takes_and_no_more(monkeypatch) -> None:
