@@ -33,6 +33,7 @@ from dramatiq.common import q_name
 
 from lifecycle.client import config, link, messages
 from lifecycle.client.context import current_attempt, current_task
+from lifecycle.client.messages import BROKER_MARK
 from lifecycle.client.publisher import Publisher, get_publisher
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,16 @@ def _fields(inner: Any, own: dict[str, Any], attempt: int) -> messages.BrokerFie
         if len(_queues) >= MAX_QUEUES:
             _queues.clear()
         name = _queues[queue] = q_name(queue)
-    return (inner.message_id, inner.actor_name, name, attempt, _pid, thread, redelivered)
+    return (
+        BROKER_MARK,
+        inner.message_id,
+        inner.actor_name,
+        name,
+        attempt,
+        _pid,
+        thread,
+        redelivered,
+    )
 
 
 class LifecycleEvents(dramatiq.Middleware):
@@ -206,7 +216,7 @@ class LifecycleEvents(dramatiq.Middleware):
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
-            current_attempt.set((str(fields[0]), attempt))
+            current_attempt.set((str(fields[1]), attempt))
         except Exception:
             self._swallow("before_process_message")
             self._emit("start", message)

@@ -361,6 +361,7 @@ class Link:
             if publisher._gaps or publisher._unattributed:
                 gaps, publisher._gaps = publisher._gaps, {}
                 unattributed, publisher._unattributed = publisher._unattributed, 0
+        publisher._warn_dropped()
         if taken:
             self.gathering_since = None
             self._hand(list(taken), urgent)

@@ -74,20 +74,22 @@ def make_message(
 
 
 # The body of a Dramatiq message's broker event, as the middleware hands it to the publisher
-# (a tuple: a worker's thread only reads them): message id, actor, queue, attempt, pid,
-# thread, and whether RabbitMQ redelivered it (None: not said).
+# (a tuple: a worker's thread only reads them): a mark (which no body an application emits
+# begins with), then message id, actor, queue, attempt, pid, thread, and whether RabbitMQ
+# redelivered it (None: not said).
+BROKER_MARK = "lifecycle.broker-fields/1"
 BROKER_FIELDS = ("message_id", "actor", "queue", "attempt", "pid", "thread", "redelivered")
-BrokerFields = tuple[Any, Any, Any, int, int, str, bool | None]
+BrokerFields = tuple[str, Any, Any, Any, int, int, str, bool | None]
 _quote = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 
 
 def is_broker_fields(body: object) -> bool:
-    return type(body) is tuple and len(body) == len(BROKER_FIELDS)
+    return type(body) is tuple and len(body) == 8 and body[0] == BROKER_MARK
 
 
 def broker_body(fields: BrokerFields) -> dict[str, Any]:
     """The body dict of a broker event's fields (``redelivered`` only if said)."""
-    body = dict(zip(BROKER_FIELDS, fields, strict=True))
+    body = dict(zip(BROKER_FIELDS, fields[1:], strict=True))
     if body["redelivered"] is None:
         del body["redelivered"]
     return body
@@ -95,7 +97,7 @@ def broker_body(fields: BrokerFields) -> dict[str, Any]:
 
 def broker_json(fields: BrokerFields) -> str:
     """The JSON of ``broker_body(fields)``, byte for byte ``json.dumps``'s (compact)."""
-    message_id, actor, queue, attempt, pid, thread, redelivered = fields
+    _, message_id, actor, queue, attempt, pid, thread, redelivered = fields
     if not (
         type(message_id) is str
         and type(actor) is str

@@ -262,6 +262,7 @@ class Publisher:
         # Events noted without the lock (``_note``), in order, not yet given a ticket: each
         # is moved to the buffer (``_absorb``) before anything later is, or anything reads it.
         self._lane: collections.deque[Any] = collections.deque()
+        self._unwarned = 0  # events ``_absorb`` dropped and no warning told yet
         self._held = 0  # events buffered, taken, or sent and not yet confirmed
         self._bytes = 0  # the encoded size of those taken (the thread encodes them)
         self._tickets = itertools.count(1)
@@ -346,18 +347,23 @@ class Publisher:
     def _absorb_and_wake(self) -> None:
         try:
             with self._lock:
+                before = len(self._buffer)
                 self._absorb()
+                full = before < MAX_BATCH_EVENTS <= len(self._buffer)
                 idle, self._idle = self._idle, False
+            self._warn_dropped()
             if not self._running:
                 self._start_thread()
-            elif idle:
+            elif idle or full:
                 self._wake()
         except Exception as exc:  # never the caller's problem: kept, the next one tries
             self._warn("cannot start the publisher thread (%r); buffering", exc)
 
     def _absorb(self) -> None:
         """Under the lock: the lane's events into the buffer, each given its ticket; what
-        exceeds ``max_events`` is dropped and counted, as ``_append`` would have."""
+        exceeds ``max_events`` is dropped and counted, as ``_append`` would have. Nothing
+        is logged here (a logging handler's lock must never be awaited under ours): the
+        caller calls ``_warn_dropped`` once it has let the lock go."""
         lane = self._lane
         count = len(lane)
         if not count:
@@ -368,38 +374,52 @@ class Publisher:
         if dropped:
             del taken[room:]
         if taken:
-            first = self._last_ticket + 1
-            self._last_ticket = last = first + len(taken) - 1
-            self._tickets = itertools.count(last + 1)
-            self._buffer.extend(zip(range(first, last + 1), taken, strict=True))
-            self._held += len(taken)
-        for message in dropped or ():
-            self._drop(
-                _summary(message),
-                f"the publisher's buffer was full ({self.max_events} events)",
-                "the buffer is full (%d events): dropping events",
-                self.max_events,
-            )
+            # Each ticket drawn from the counter itself: a signal handler that publishes
+            # meanwhile (the lock is reentrant) draws one of its own, never the same.
+            tickets = self._tickets
+            entries = [(next(tickets), message) for message in taken]
+            self._buffer.extend(entries)
+            self._held += len(entries)
+            self._last_ticket = max(self._last_ticket, entries[-1][0])
+        if dropped:
+            cause = f"the publisher's buffer was full ({self.max_events} events)"
+            for message in dropped:
+                self._count_drop(_summary(message), cause)
+            self._unwarned += len(dropped)
+
+    def _warn_dropped(self) -> None:
+        """Log the events ``_absorb`` dropped, outside the lock."""
+        if self._unwarned:
+            with self._lock:
+                count, self._unwarned = self._unwarned, 0
+            if count:
+                self._warn("the buffer is full (%d events): dropping events", self.max_events)
 
     def _append(self, message: Any) -> int | None:
         # The caller's whole cost: a lock, a ticket, an append. A forked child got a fresh
         # state from the at-fork hook (``_reset``); the thread's liveness is asked only when
         # it sleeps (``_idle``, also set as it ends), not at each event.
         try:
+            wake = False
             with self._lock:
+                buffer = self._buffer
+                before = len(buffer)
                 if self._lane:
                     self._absorb()  # noted before this one: their tickets come first
                 if self._held < self.max_events:
                     ticket = self._last_ticket = next(self._tickets)
-                    buffer = self._buffer
                     buffer.append((ticket, message))
                     self._held += 1
                     # Wake the thread only if it sleeps, or once a full message waits.
-                    if not self._idle and len(buffer) != MAX_BATCH_EVENTS:
-                        return ticket
-                    self._idle = False
+                    wake = self._idle or before < MAX_BATCH_EVENTS <= len(buffer)
+                    if wake:
+                        self._idle = False
                 else:
                     ticket = None
+            if self._unwarned:
+                self._warn_dropped()
+            if ticket is not None and not wake:
+                return ticket
             if ticket is None:
                 self._drop(
                     _summary(message),
@@ -552,6 +572,7 @@ class Publisher:
             self._absorb()
             self._urgent = max(self._urgent, self._last_ticket)
             self._waiters += 1
+        self._warn_dropped()
         self._revive()
         try:
             self._wake()
@@ -609,6 +630,7 @@ class Publisher:
             tasks_left += [_task_of_entry(entry) for entry in self._buffer]
             if self._link is not None:  # handed to the relay, not confirmed
                 tasks_left += [_task_of_entry(entry) for entry in self._link.sent]
+        self._warn_dropped()
         left = tasks_left
         if left:
             why = (
@@ -697,6 +719,11 @@ class Publisher:
     def _drop(self, message: Any, cause: str, reason: str, *args: object) -> None:
         """Count a lost message against its task and source (for its ``gap`` event, which
         tells ``cause``), and log ``reason % args``."""
+        self._count_drop(message, cause)
+        self._warn(reason, *args)
+
+    def _count_drop(self, message: Any, cause: str) -> None:
+        """``_drop`` without the log line: fit to call under the lock."""
         try:
             task, source = str(message["task"]), str(message["source"])
             at = str(message.get("at") or messages.now().isoformat())
@@ -715,7 +742,6 @@ class Publisher:
                 gap.add_reason(cause)
             else:
                 self._unattributed += 1
-        self._warn(reason, *args)
 
     def _warn(self, reason: str, *args: object) -> None:
         """Log a problem at most once per LOG_EVERY seconds, with the counts so far."""
@@ -1070,6 +1096,7 @@ class Publisher:
             taken, self._buffer = self._buffer, collections.deque()
             urgent = self._urgent
             stopping = self._stopping
+        self._warn_dropped()
         if taken:
             if not self._pending:
                 self._pending_since = now

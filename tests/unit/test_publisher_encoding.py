@@ -140,7 +140,7 @@ def test_a_body_given_as_its_broker_fields_is_encoded_as_the_body_would_be(
     # Given an event whose body the caller gave as its fields (the Dramatiq middleware's
     # start and ack), of plain fields or not (a task key that is a number, a message id that
     # is bytes, a queue that is None: an application's own message class)
-    fields = (message_id, actor, queue, attempt, 4321, thread, redelivered)
+    fields = (messages.BROKER_MARK, message_id, actor, queue, attempt, 4321, thread, redelivered)
     at = time.time()
     _, encoded, _ = _encode(("broker", "start", task, status, at, None, fields), {}, {})
     # Then it reaches the wire as the same event with the body itself would
@@ -149,6 +149,13 @@ def test_a_body_given_as_its_broker_fields_is_encoded_as_the_body_would_be(
     expected, _ = _build(("broker", "start", task, status, at, None, body), sent["uuid"])
     assert encoded == messages.encode(expected)
     assert ("redelivered" in sent["body"]) is (redelivered is not None)
+
+
+def test_a_body_of_seven_or_eight_values_of_its_own_is_not_taken_for_broker_fields() -> None:
+    at = time.time()
+    for body in ((1, 2, 3, 4, 5, 6, 7), ("a", 1, 2, 3, 4, 5, 6, 7)):
+        _, encoded, _ = _encode(("broker", "start", "t", None, at, None, body), {}, {})
+        assert json.loads(encoded)["body"] == list(body)
 
 
 def test_a_batch_holds_as_many_events_as_its_byte_limit_takes_and_no_more(monkeypatch) -> None:

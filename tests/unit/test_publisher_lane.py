@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from lifecycle.client.messages import BROKER_MARK
 from lifecycle.client.publisher import Publisher
 
 pytestmark = pytest.mark.unit
@@ -28,7 +29,7 @@ class Sleeping(Publisher):
 
 
 def parts(task: str, kind: str) -> tuple[Any, ...]:
-    fields = ("m-1", "work", "default", 1, 1, "Thread-1", None)
+    fields = (BROKER_MARK, "m-1", "work", "default", 1, 1, "Thread-1", None)
     return ("broker", kind, task, None, time.time(), None, fields)
 
 
@@ -79,11 +80,64 @@ def test_a_note_wakes_the_thread_only_while_it_sleeps_or_once_a_message_is_full(
     for _ in range(499):
         publisher._note(parts("t", "ack"))
     assert woken == [] and len(publisher._lane) == 499  # awake: an append each, no more
-    publisher._note(parts("t", "ack"))  # a whole message waits: moved to the buffer
-    assert len(publisher._lane) == 0 and publisher.stats().queued == 501
+    publisher._note(parts("t", "ack"))  # a whole message waits: moved, the thread woken
+    assert len(publisher._lane) == 0 and publisher.stats().queued == 501 and woken == [0]
+    for _ in range(500):
+        publisher._note(parts("t", "ack"))  # into a buffer past a whole message already
+    assert woken == [0] and publisher.stats().queued == 1001
     publisher._idle = True  # the thread went to sleep
     publisher._note(parts("t", "ack"))
-    assert woken == [0] and publisher._idle is False
+    assert woken == [0, 0] and publisher._idle is False
+
+
+def test_an_emit_that_moves_a_whole_message_out_of_the_lane_wakes_the_thread() -> None:
+    publisher = Sleeping(max_events=10_000)
+    publisher._running, publisher._idle = True, False  # an awake thread
+    woken: list[int] = []
+    publisher._wake = lambda callback=None: woken.append(1)  # type: ignore[method-assign]
+    for _ in range(450):
+        publisher._note(parts("t", "start"))
+    publisher.emit("broker", "enqueue", "t", {})
+    assert woken == []  # 451 buffered: not yet a whole message
+    for _ in range(60):
+        publisher._note(parts("t", "start"))
+    publisher.emit("broker", "enqueue", "t", {})  # 512 now: past 500 at once
+    assert woken == [1]
+
+
+def test_events_the_lane_drops_are_logged_once_the_lock_is_let_go(caplog) -> None:
+    # Given a full buffer, and a log handler that takes the publisher's lock from another
+    # thread (as a handler that publishes a record would): logging under the lock would
+    # hang it
+    import logging
+    import threading
+
+    publisher = Sleeping(max_events=2)
+    publisher._running, publisher._idle = True, False
+    held: list[bool] = []
+
+    def take() -> None:
+        got = publisher._lock.acquire(timeout=1)
+        held.append(got)
+        if got:
+            publisher._lock.release()
+
+    class Probe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got = threading.Thread(target=take)
+            got.start()
+            got.join()
+
+    probe = Probe()
+    logging.getLogger("lifecycle.client.publisher").addHandler(probe)
+    try:
+        for n in range(5):
+            publisher._note(parts(f"t-{n}", "start"))
+        assert publisher.flush(0) is False  # moves the lane: 2 kept, 3 dropped
+    finally:
+        logging.getLogger("lifecycle.client.publisher").removeHandler(probe)
+    assert publisher.stats().dropped == 3
+    assert held == [True]  # logged once, and the lock was free while it was
 
 
 def test_noted_events_count_as_queued_and_keep_close_from_saying_all_was_sent() -> None:
