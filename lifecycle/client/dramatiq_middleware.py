@@ -146,7 +146,6 @@ class LifecycleEvents(dramatiq.Middleware):
         self._task_key = task_key
         self._publisher = publisher
         self._moving = threading.local()
-        self._noting: Publisher | None = None  # the publisher last handed a start's fields
         self.errors = 0  # hooks that failed (and were swallowed)
 
     def task_key(self, message: Any) -> str:
@@ -291,8 +290,7 @@ class LifecycleEvents(dramatiq.Middleware):
         try:
             publisher = self._publisher or get_publisher()
             task, fields = event
-            if publisher is self._noting or getattr(type(publisher), "emit", None) is _EMIT:
-                self._noting = publisher  # ours, with its own emit: asked once
+            if getattr(type(publisher), "emit", None) is _EMIT:
                 publisher._note(("broker", kind, task, None, time.time(), None, fields))
                 return
             body = messages.broker_body(fields)

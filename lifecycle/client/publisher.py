@@ -352,12 +352,9 @@ class Publisher:
                 full = before < MAX_BATCH_EVENTS <= len(self._buffer)
                 idle, self._idle = self._idle, False
             self._warn_dropped()
-            if not self._running:
-                self._start_thread()
-            elif idle or full:
-                self._wake()
+            self._start_or_wake(wake=idle or full)
         except Exception as exc:  # never the caller's problem: kept, the next one tries
-            self._warn("cannot start the publisher thread (%r); buffering", exc)
+            self._warn("cannot buffer noted events (%r); keeping them", exc)
 
     def _absorb(self) -> None:
         """Under the lock: the lane's events into the buffer, each given its ticket; what
@@ -428,13 +425,7 @@ class Publisher:
                     self.max_events,
                 )
                 return None
-            if not self._running:
-                try:
-                    self._start_thread()
-                except Exception as exc:  # kept: the next publish tries again
-                    self._warn("cannot start the publisher thread (%r); buffering", exc)
-            else:
-                self._wake()
+            self._start_or_wake()  # a thread that cannot start: the next publish tries again
             return ticket
         except Exception as exc:  # never the caller's problem
             self._drop(
@@ -481,7 +472,8 @@ class Publisher:
         self._start_or_wake()
 
     def _start_or_wake(self, wake: bool = True) -> None:
-        """A relay's publisher, given work: its thread started if none runs, else woken."""
+        """Given work: the thread started if none runs (kept buffered if it cannot be: the
+        next call tries again), else woken if ``wake``."""
         if not self._running:
             try:
                 self._start_thread()
@@ -1346,18 +1338,11 @@ def _encode(
     source, kind, task, status, at, txid, body = parts
     if type(body) is tuple and len(body) == 2 and type(body[1]) is str:
         text = body[1]  # encoded by the caller
-    elif messages.is_broker_fields(body):  # the Dramatiq middleware's start and ack
+    elif type(body) is dict or messages.is_broker_fields(body):  # the latter: start, ack
         key = id(body)
         known = bodies.get(key) or before.get(key)
         if known is None or known[0] is not body:
-            known = (body, messages.broker_json(body))
-        bodies[key] = known
-        text = known[1]
-    elif type(body) is dict:
-        key = id(body)
-        known = bodies.get(key) or before.get(key)
-        if known is None or known[0] is not body:
-            known = (body, _dumps(body))
+            known = (body, _dumps(body) if type(body) is dict else messages.broker_json(body))
         bodies[key] = known
         text = known[1]
     else:
