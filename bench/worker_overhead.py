@@ -35,6 +35,14 @@ clock around each hook, one message in 8): what its own code costs inside a busy
 Each round's line also gives each kind of thread's CPU spent in the kernel (system calls,
 futex waits for the GIL or a lock), from ``/proc``.
 
+``--shadow`` adds, at the largest size and in the same rounds, a drain without the
+middleware beside a *shadow*: another process that sends the same start and ack events
+through the client (``Publisher._note``, its link, its relay process, RabbitMQ) at the pace
+the worker takes messages off the queue. Everything the events cost outside the worker
+process is then spent on the same cores at the same time, and nothing inside it: a shadow
+that slows the worker as much as the middleware does says that the slowdown is the
+machine's cores, shared with RabbitMQ and the relay, not the worker's own code.
+
 **worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
 with the middleware, with every thread of the worker under ``cProfile`` timed by the
 thread's own CPU clock (``bench.worker_app``), from boot to the end of its graceful stop;
@@ -90,6 +98,7 @@ VARIANTS = {
     "empty": "empty",
     "minimal": "minimal",
     "timed": "timed",
+    "lazy": "lazy",
 }
 
 
@@ -196,6 +205,8 @@ class Bench:
         return found
 
     variant = "full"  # what the worker's middleware publishes: VARIANTS
+    instructions = False  # the worker under valgrind, its instructions counted
+    linger: float | None = None  # LIFECYCLE_PUBLISH_LINGER for the worker, if not its own
     pin = False  # the worker on a core of its own, RabbitMQ and the relay on the others
     placed = Affinities()  # ``pin``: RabbitMQ and the relays moved, given back at the end
 
@@ -205,15 +216,18 @@ class Bench:
         middleware: bool,
         profile: Path | None = None,
         variant: str | None = None,
+        shadow: bool = False,
     ) -> dict[str, Any]:
         """Enqueue ``count`` messages, then time a worker that acks them all (``variant``:
-        another middleware than the bench's, ``empty`` for the control)."""
+        another middleware than the bench's, ``empty`` for the control; ``shadow``: no
+        middleware, a shadow process sending its events at its pace, ``run_shadow``)."""
         variant = variant or self.variant
         # The control: a middleware that does nothing, in rounds of another variant's. Its
         # messages are enqueued without the middleware, so no events are expected of it.
         control = middleware and variant == "empty" and self.variant != "empty"
+        also = middleware and not control and variant != self.variant  # ``--also``
         self.purge()
-        run = self.enqueue(count, middleware and not control)
+        run = self.enqueue(count, middleware and not control and not also)
         deadline = time.monotonic() + 10  # published without confirms: they may still be on the way
         while (waiting := self.held(self.queue)) < count and time.monotonic() < deadline:
             self.connection.sleep(0.05)
@@ -233,12 +247,43 @@ class Bench:
             BENCH_RESULT=str(result_path),
             BENCH_LIFECYCLE=(VARIANTS[variant] if middleware else "0"),
         )
+        if self.linger is not None:
+            env["LIFECYCLE_PUBLISH_LINGER"] = f"{self.linger:.3f}"
         if profile is not None:
             profile.mkdir(exist_ok=True)
             env["BENCH_PROFILE"] = str(profile)
         log = tempfile.TemporaryFile()
         rabbitmq = cpu_seconds(self.rabbitmq)
         pinned = ["taskset", "-c", str(WORKER_CPU)] if self.pin else []
+        shadowing = None
+        if shadow:
+            shadowing = subprocess.Popen(
+                [sys.executable, "-m", "bench.worker_overhead", "--shadow", self.queue]
+                + ["--messages", str(count)],
+                cwd=ROOT,
+                env={**env, "BENCH_SHADOW_TASKS": f"bench-worker-{self.runs}-"},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            assert shadowing.stdout is not None
+            if shadowing.stdout.readline().strip() != b"ready":
+                shadowing.kill()
+                raise RuntimeError(f"the shadow did not start: {_output(shadowing)}")
+            shadow_base = cpu_seconds([shadowing.pid])  # its imports and start: not counted
+        counted = self.tmp / f"valgrind-{self.runs}" if self.instructions else None
+        if counted is not None:
+            counted.mkdir()
+            pinned = [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                "--trace-children=yes",  # the worker process (a fork: followed anyway)
+                "--trace-children-skip-by-arg=*lifecycle.client.relay*",  # not the relay
+                f"--log-file={counted}/%p",
+            ]
         worker = subprocess.Popen(
             pinned
             + [sys.executable, "-m", "dramatiq", "bench.worker_app"]
@@ -251,25 +296,36 @@ class Bench:
         )
         relays: set[int] = set()
         try:
-            deadline = time.monotonic() + 60 + count / 100
+            deadline = time.monotonic() + (600 + count / 10 if counted else 60 + count / 100)
             while not result_path.exists():
                 if worker.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     tail = log.read().decode(errors="replace")[-3000:]
                     raise RuntimeError(f"the worker did not ack {count} messages:\n{tail}")
-                for pid in set(relay_pids(worker.pid)) - relays:
+                sources = [worker.pid] + ([shadowing.pid] if shadowing else [])
+                for pid in {p for s in sources for p in relay_pids(s)} - relays:
                     relays.add(pid)
                     if self.pin:
                         self.placed.place([pid], OTHER_CPUS)
+                if shadowing is not None and shadowing.poll() not in (None, 0):
+                    raise RuntimeError(f"the shadow failed: {_output(shadowing)}")
                 time.sleep(0.02)
             rabbitmq = cpu_seconds(self.rabbitmq) - rabbitmq
             relay_cpu = cpu_seconds(sorted(relays)) if relays else None
+            shadow_cpu = cpu_seconds([shadowing.pid]) - shadow_base if shadowing else None
             worker.send_signal(signal.SIGTERM)  # a graceful stop: the middleware closes
-            worker.wait(120)
+            worker.wait(900 if counted else 120)
+            if shadowing is not None:
+                assert shadowing.stdin is not None
+                shadowing.stdin.close()  # measured: it may close its publisher
+                shadowing.wait(120)
+                if shadowing.returncode:
+                    raise RuntimeError(f"the shadow failed: {_output(shadowing)}")
         finally:
-            if worker.poll() is None:
-                os.killpg(worker.pid, signal.SIGKILL)  # its session: the worker process too
-                worker.wait()
+            for process in (worker, shadowing):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)  # its session: its children too
+                    process.wait()
             log.close()
         timed = json.loads(result_path.read_text())
         shutdown_path = Path(f"{result_path}.shutdown")
@@ -280,6 +336,10 @@ class Bench:
         run.update(
             middleware=middleware,
             control=control,
+            also=variant if also else None,
+            shadow=shadow,
+            shadow_cpu=shadow_cpu,
+            instructions=instructions_counted(counted) if counted else None,
             count=count,
             drain=timed["last"] - timed["boot"],
             first=timed.get("first", timed["boot"]) - timed["boot"],
@@ -330,6 +390,87 @@ class Bench:
         return {"events": last, "kinds": kinds, "gap_dropped": dropped}
 
 
+def instructions_counted(logs: Path) -> int:
+    """The instructions valgrind counted in the processes that logged to ``logs`` (the
+    dramatiq command and its worker process)."""
+    total = 0
+    for log in logs.iterdir():
+        for line in log.read_text(errors="replace").splitlines():
+            _, found, count = line.partition("I   refs:")
+            if found:
+                total += int(count.strip().replace(",", ""))
+    if not total:
+        raise RuntimeError(f"valgrind counted nothing in {logs}")
+    return total
+
+
+def _output(process: subprocess.Popen[bytes]) -> str:
+    """What an ended process printed (its last 3,000 characters)."""
+    out = process.stdout.read() if process.stdout else b""
+    return out.decode(errors="replace")[-3000:]
+
+
+SHADOW_POLL = 0.01  # seconds between the shadow's looks at the worker's queue
+
+
+def run_shadow(queue: str, count: int) -> int:
+    """The shadow (``--shadow``): send a start and an ack event for each message a worker
+    takes off ``queue``, as the middleware would (the same fields, through
+    ``Publisher._note`` and a relay process), at the pace the queue empties. It says
+    ``ready`` once its imports are done and its relay runs (the worker is started then, so
+    that neither start overlaps the drain), and closes its publisher (every event
+    confirmed) when its standard input ends (the bench has read its CPU and its relay's).
+    Messages taken are ``count`` less those still ready: the worker's prefetch (a few
+    dozen) counts as taken, a few ms early."""
+    import pika
+
+    from lifecycle.client import config, link
+    from lifecycle.client.messages import BROKER_MARK
+    from lifecycle.client.publisher import get_publisher
+
+    link.in_worker = True  # LIFECYCLE_RELAY=auto hands the events to a relay, as a worker's
+    publisher = get_publisher()
+    publisher.start()
+    prefix = os.environ.get("BENCH_SHADOW_TASKS", "bench-shadow-")
+    pid = os.getpid()
+    events = [
+        (
+            config.task_key(f"{prefix}{i}"),
+            (
+                BROKER_MARK,
+                str(uuid.uuid4()),
+                "noop",
+                queue,
+                1,
+                pid,
+                f"Thread-{i % THREADS + 2}",
+                None,
+            ),
+        )
+        for i in range(count)
+    ]
+    connection = pika.BlockingConnection(pika.URLParameters(config.amqp_url()))
+    channel = connection.channel()
+    publisher.flush(timeout=30)  # the relay started and connected
+    print("ready", flush=True)
+    sent = 0
+    try:
+        while sent < count:
+            ready = channel.queue_declare(queue, passive=True).method.message_count
+            for task, fields in events[sent : count - ready]:
+                now = time.time()
+                publisher._note(("broker", "start", task, None, now, None, fields))
+                publisher._note(("broker", "ack", task, None, now, None, fields))
+            sent = max(sent, count - ready)
+            time.sleep(SHADOW_POLL)
+    finally:
+        connection.close()
+        sys.stdin.read()  # until the bench is done measuring
+        closed = publisher.close()
+    print(f"shadow: {2 * count} events noted, closed {closed}", flush=True)
+    return 0 if closed else 1
+
+
 # -- worker-overhead ----------------------------------------------------------------------------
 
 
@@ -339,11 +480,15 @@ def bench_worker_overhead(
     variant: str = "full",
     pinned: bool = False,
     control: bool = True,
+    shadow: bool = False,
+    also: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Drain each size without and with the middleware, ``rounds`` times interleaved; with
     ``control``, the largest also with a middleware that does nothing (``empty``), in the
     same rounds: an A/A comparison, whose slowdown is the bench's own noise on this
-    machine (and Dramatiq's cost of one more middleware)."""
+    machine (and Dramatiq's cost of one more middleware); with ``shadow``, the largest also
+    without the middleware beside a shadow that sends its events (``run_shadow``), and with
+    each variant of ``also`` (what part of the price is whose, measured in the same rounds)."""
     bench = Bench()
     bench.variant = variant
     bench.pin = pinned
@@ -354,15 +499,24 @@ def bench_worker_overhead(
     try:
         for r in range(rounds):
             for count in sizes:
-                # None: the control. Each round starts the rotation one further along.
-                drains: list[bool | None] = [False, True]
+                # None: the control; "shadow": the shadow. Each round starts the rotation one
+                # further along.
+                drains: list[bool | str | None] = [False, True]
                 if control and count == max(sizes) and variant != "empty":
                     drains.append(None)
+                if shadow and count == max(sizes):
+                    drains.append("shadow")
+                if count == max(sizes):
+                    drains += [f"also:{v}" for v in also if v != variant]
                 for middleware in drains[r % len(drains) :] + drains[: r % len(drains)]:
                     if middleware is None:
                         run = bench.drain(count, True, variant="empty")
+                    elif middleware == "shadow":
+                        run = bench.drain(count, False, shadow=True)
+                    elif isinstance(middleware, str):
+                        run = bench.drain(count, True, variant=middleware.removeprefix("also:"))
                     else:
-                        run = bench.drain(count, middleware)
+                        run = bench.drain(count, bool(middleware))
                     run["round"] = r + 1
                     runs.append(run)
                     print("  " + _run_line(run), flush=True)
@@ -380,6 +534,92 @@ def bench_worker_overhead(
     return result
 
 
+INSTRUCTION_SIZES = (1_000, 3_000)
+DEFAULT_LINGER = 0.02  # LIFECYCLE_PUBLISH_LINGER's default (``lifecycle.client.publisher``)
+
+
+def bench_worker_instructions(
+    sizes: tuple[int, ...] = INSTRUCTION_SIZES, variants: tuple[str, ...] = ("full",)
+) -> dict[str, Any]:
+    """The worker's own work per message, counted: drains of two sizes without the
+    middleware and with each variant, the worker process under valgrind (cachegrind,
+    instructions only; the relay runs natively, RabbitMQ is not counted). Instructions per
+    message are the difference between the two sizes over the difference in messages,
+    which takes the boot and the stop away. Unlike the drain's wall time, the count does
+    not move with what else the machine runs (the same code counts the same within a
+    fraction of a percent), so it tells the middleware's own share of a message apart from
+    the two cores' noise. Valgrind runs the threads one at a time, about 50 times slower:
+    the link thread's 20 ms rounds carry fewer events each than at full speed, which
+    counts its share high; the wait for the GIL, a lock or a core is not counted at all.
+    So the drains with the middleware run with the linger stretched as much as valgrind
+    stretches the drain (measured: the largest drain without the middleware, natively and
+    under valgrind), and its rounds carry as many events as at full speed."""
+    small, large = min(sizes), max(sizes)
+    bench = Bench()
+    counts: dict[str, dict[int, int]] = {}
+    try:
+        native = min(bench.drain(large, False)["drain"] for _ in range(3))
+        bench.instructions = True
+        for name in ("without", *variants):
+            for count in (small, large):
+                if name == "without":
+                    run = bench.drain(count, False)
+                else:
+                    run = bench.drain(count, True, variant=name)
+                counts.setdefault(name, {})[count] = run["instructions"]
+                if name == "without" and count == large:
+                    dilation = run["drain"] / native
+                    bench.linger = DEFAULT_LINGER * dilation
+                    print(
+                        f"  valgrind drains {dilation:.0f} times slower ({run['drain']:.1f} s"
+                        f" against {native:.2f} s): the linger stretched to"
+                        f" {bench.linger:.2f} s",
+                        flush=True,
+                    )
+                line = f"  {name}, {count:,} messages: {run['instructions']:,} instructions"
+                if run["middleware"] and name in ("full", "timed", "lazy"):
+                    line += f"; events {run['events']:,} of {3 * count:,}"
+                print(line, flush=True)
+    finally:
+        bench.close()
+    per = {name: (c[large] - c[small]) / (large - small) for name, c in counts.items()}
+    result = {
+        "sizes": (small, large),
+        "counts": counts,
+        "per_message": per,
+        "linger": bench.linger,
+    }
+    print(format_instructions(result), flush=True)
+    return result
+
+
+def format_instructions(result: dict[str, Any]) -> str:
+    per = result["per_message"]
+    small, large = result["sizes"]
+    base = per["without"]
+    lines = [
+        "",
+        f"worker-instructions: the worker process's instructions per message (valgrind,"
+        f" drains of {small:,} and {large:,} messages, the difference), no-op actor,"
+        f" 1 process x {THREADS} threads; the linger stretched to {result['linger']:.2f} s",
+        "",
+        "| worker | instructions per message | over the worker without |",
+        "| --- | --- | --- |",
+    ]
+    for name, value in per.items():
+        over = "" if name == "without" else f"{value - base:+,.0f} ({value / base - 1:+.1%})"
+        lines.append(f"| {name} | {value:,.0f} | {over} |")
+    if "full" in per:
+        share = per["full"] / base - 1
+        lines += [
+            "",
+            f"  the middleware's own work, {share:+.1%} of a no-op message's"
+            f" ({'within' if share <= TARGET_SLOWDOWN else 'ABOVE'} the {TARGET_SLOWDOWN:.0%}"
+            " the slowdown may be)",
+        ]
+    return "\n".join(lines)
+
+
 def _per_message(seconds: float | None, count: int) -> str:
     return "?" if seconds is None else f"{seconds / count * 1e6:.0f}"
 
@@ -391,6 +631,10 @@ def _run_line(run: dict[str, Any]) -> str:
         + (
             "with a middleware that does nothing (the control): "
             if run.get("control")
+            else f"with the middleware's variant {run['also']}: "
+            if run.get("also")
+            else "without the middleware, beside the shadow sending its events: "
+            if run.get("shadow")
             else f"{'with' if run['middleware'] else 'without'} the middleware: "
         )
         + f"{count / run['drain']:,.0f}/s ({run['drain']:.2f} s; CPU µs/message: worker"
@@ -413,6 +657,11 @@ def _run_line(run: dict[str, Any]) -> str:
             if (hooks := run.get("hooks"))
             else ""
         )
+        + (
+            f"; the shadow process {_per_message(run['shadow_cpu'], count)}"
+            if run.get("shadow")
+            else ""
+        )
         + f"; enqueued at {run['enqueue_rate']:,.0f}/s)"
         + (
             f"; garbage collector {_per_message(gc['seconds'], count)} µs/message"
@@ -421,7 +670,9 @@ def _run_line(run: dict[str, Any]) -> str:
             else ""
         )
     )
-    if run["middleware"] and not run.get("control"):
+    if run.get("shadow"):
+        line += f"; the shadow's events {run['events']:,} of {2 * count:,}"
+    elif run["middleware"] and not run.get("control") and not run.get("also"):
         kinds = run["kinds"]
         line += (
             f"; events {run['events']:,} of {3 * count:,} (enqueue {kinds['enqueue']:,},"
@@ -450,11 +701,19 @@ def median_interval(values: list[float], coverage: float = 0.9) -> tuple[float, 
 def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {}
     for count in sizes:
-        plain = {r["round"]: r for r in runs if r["count"] == count and not r["middleware"]}
+        plain = {
+            r["round"]: r
+            for r in runs
+            if r["count"] == count and not r["middleware"] and not r.get("shadow")
+        }
+        shadows = {r["round"]: r for r in runs if r["count"] == count and r.get("shadow")}
         watched = {
             r["round"]: r
             for r in runs
-            if r["count"] == count and r["middleware"] and not r.get("control")
+            if r["count"] == count
+            and r["middleware"]
+            and not r.get("control")
+            and not r.get("also")
         }
         controls = {r["round"]: r for r in runs if r["count"] == count and r.get("control")}
         pairs = [(plain[k], watched[k]) for k in plain if k in watched]
@@ -494,6 +753,25 @@ def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, 
             s["control"] = statistics.median(same) - 1
             s["controls"] = [x - 1 for x in same]
             s["control_interval"] = tuple(x - 1 for x in median_interval(same))
+        for name in sorted({r["also"] for r in runs if r["count"] == count and r.get("also")}):
+            of = {r["round"]: r for r in runs if r["count"] == count and r.get("also") == name}
+            same = [of[k]["drain"] / plain[k]["drain"] for k in plain if k in of]
+            cpu = [of[k]["cpu"] / plain[k]["cpu"] for k in plain if k in of]
+            s.setdefault("also", {})[name] = {
+                "slowdown": statistics.median(same) - 1,
+                "slowdowns": [x - 1 for x in same],
+                "interval": tuple(x - 1 for x in median_interval(same)),
+                "cpu": statistics.median(cpu) - 1,
+            }
+        if shadows:
+            same = [shadows[k]["drain"] / plain[k]["drain"] for k in plain if k in shadows]
+            s["shadow"] = statistics.median(same) - 1
+            s["shadows"] = [x - 1 for x in same]
+            s["shadow_interval"] = tuple(x - 1 for x in median_interval(same))
+            s["shadow_events"] = [r["events"] for r in shadows.values()]
+            for figure in ("cpu", "rabbitmq_cpu", "relay_cpu", "shadow_cpu"):
+                seconds = _median([r[figure] for r in shadows.values()])
+                s[f"shadow_{figure}_us"] = None if seconds is None else seconds / count * 1e6
         without, with_ = s["without_cpu_us"], s["with_cpu_us"]
         s["cpu_slowdown"] = with_ / without - 1 if without and with_ is not None else None
         found[count] = s
@@ -578,6 +856,30 @@ def format_overhead(result: dict[str, Any]) -> str:
             + ", ".join(f"{x:+.0%}" for x in s["controls"])
             + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time): a slowdown inside that"
             " band is not told apart from none by this many rounds",
+        )
+    for name, a in s.get("also", {}).items():
+        low, high = a["interval"]
+        lines.insert(
+            -1,
+            f"  variant {name}, the same rounds: {a['slowdown']:+.1%} (rounds "
+            + ", ".join(f"{x:+.0%}" for x in a["slowdowns"])
+            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time; the worker's CPU per"
+            f" message {a['cpu']:+.1%})",
+        )
+    if "shadow" in s:
+        low, high = s["shadow_interval"]
+        lines.insert(
+            -1,
+            f"  shadow, the same rounds without the middleware, its events sent at the worker's"
+            f" pace by another process (everything they cost but the worker's own share):"
+            f" {s['shadow']:+.1%} (rounds "
+            + ", ".join(f"{x:+.0%}" for x in s["shadows"])
+            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time; CPU µs/message: the"
+            f" worker {_us(s['shadow_cpu_us'])}, RabbitMQ {_us(s['shadow_rabbitmq_cpu_us'])},"
+            f" the relay {_us(s['shadow_relay_cpu_us'])}, the shadow process"
+            f" {_us(s['shadow_shadow_cpu_us'])}; its events "
+            + ", ".join(f"{n:,}" for n in s["shadow_events"])
+            + f" of {2 * largest:,} each)",
         )
     if any(x["stray"] for x in by_size.values()):
         lines.append("  ERROR: events arrived from a run without the middleware")
@@ -765,13 +1067,49 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no control rounds (a middleware that does nothing) at the largest size",
     )
+    parser.add_argument(
+        "--shadow",
+        nargs="?",
+        const="",
+        metavar="QUEUE",
+        help="shadow rounds at the largest size: no middleware, its events sent by another"
+        " process at the worker's pace (with QUEUE: be that process, for --messages)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count the worker's instructions per message under valgrind instead (two sizes"
+        " of --messages, default 1000,3000; --variant and --also)",
+    )
+    parser.add_argument(
+        "--also",
+        default="",
+        metavar="VARIANTS",
+        help="more variants (comma-separated) drained in the same rounds at the largest size",
+    )
     options = parser.parse_args(argv)
+    also = tuple(v for v in options.also.split(",") if v)
+    for name in also:
+        if name not in VARIANTS:
+            parser.error(f"--also: {name!r} is not one of {', '.join(sorted(VARIANTS))}")
     sizes = tuple(int(x) for x in options.messages.split(","))
+    if options.shadow:
+        return run_shadow(options.shadow, max(sizes))
+    if options.instructions:
+        given = sizes if len(sizes) > 1 else INSTRUCTION_SIZES
+        bench_worker_instructions(given, (options.variant, *also))
+        return 0
     if options.profile:
         bench_worker_profile(max(sizes))
         return 0
     result = bench_worker_overhead(
-        sizes, options.rounds, options.variant, options.pin, not options.no_control
+        sizes,
+        options.rounds,
+        options.variant,
+        options.pin,
+        not options.no_control,
+        options.shadow is not None,
+        also,
     )
     return 0 if all(not s["stray"] for s in result["by_size"].values()) else 1
 
