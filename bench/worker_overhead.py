@@ -698,6 +698,28 @@ def median_interval(values: list[float], coverage: float = 0.9) -> tuple[float, 
     return medians[int(tail * len(medians))], medians[int((1 - tail) * len(medians)) - 1]
 
 
+def _against(
+    plain: dict[int, dict[str, Any]], others: dict[int, dict[str, Any]]
+) -> tuple[float, list[float], tuple[float, float]]:
+    """Drains of another kind against those without the middleware of the same rounds: the
+    median slowdown, each round's, and where the median lies 90 % of the time."""
+    same = [others[k]["drain"] / plain[k]["drain"] for k in plain if k in others]
+    low, high = median_interval(same)
+    return statistics.median(same) - 1, [x - 1 for x in same], (low - 1, high - 1)
+
+
+def _rounds(
+    label: str, slowdown: float, slowdowns: list[float], interval: tuple[float, float], tail: str
+) -> str:
+    """One line of the summary: a kind of drain against those without, round by round."""
+    low, high = interval
+    rounds = ", ".join(f"{x:+.0%}" for x in slowdowns)
+    return (
+        f"  {label}: {slowdown:+.1%} (rounds {rounds}; within {low:+.0%} to {high:+.0%}, 90 %"
+        f" of the time{tail}"
+    )
+
+
 def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {}
     for count in sizes:
@@ -749,25 +771,19 @@ def _summarize(runs: list[dict[str, Any]], sizes: tuple[int, ...]) -> dict[int, 
                 r["enqueue_rate"] for r in runs_of.values()
             )
         if controls:
-            same = [controls[k]["drain"] / plain[k]["drain"] for k in plain if k in controls]
-            s["control"] = statistics.median(same) - 1
-            s["controls"] = [x - 1 for x in same]
-            s["control_interval"] = tuple(x - 1 for x in median_interval(same))
+            s["control"], s["controls"], s["control_interval"] = _against(plain, controls)
         for name in sorted({r["also"] for r in runs if r["count"] == count and r.get("also")}):
             of = {r["round"]: r for r in runs if r["count"] == count and r.get("also") == name}
-            same = [of[k]["drain"] / plain[k]["drain"] for k in plain if k in of]
+            slowdown, slowdowns, interval = _against(plain, of)
             cpu = [of[k]["cpu"] / plain[k]["cpu"] for k in plain if k in of]
             s.setdefault("also", {})[name] = {
-                "slowdown": statistics.median(same) - 1,
-                "slowdowns": [x - 1 for x in same],
-                "interval": tuple(x - 1 for x in median_interval(same)),
+                "slowdown": slowdown,
+                "slowdowns": slowdowns,
+                "interval": interval,
                 "cpu": statistics.median(cpu) - 1,
             }
         if shadows:
-            same = [shadows[k]["drain"] / plain[k]["drain"] for k in plain if k in shadows]
-            s["shadow"] = statistics.median(same) - 1
-            s["shadows"] = [x - 1 for x in same]
-            s["shadow_interval"] = tuple(x - 1 for x in median_interval(same))
+            s["shadow"], s["shadows"], s["shadow_interval"] = _against(plain, shadows)
             s["shadow_events"] = [r["events"] for r in shadows.values()]
             for figure in ("cpu", "rabbitmq_cpu", "relay_cpu", "shadow_cpu"):
                 seconds = _median([r[figure] for r in shadows.values()])
@@ -848,38 +864,44 @@ def format_overhead(result: dict[str, Any]) -> str:
         f"  target: every event reaches RabbitMQ, no gap: {_verdict(complete)}",
     ]
     if "control" in s:
-        low, high = s["control_interval"]
         lines.insert(
             -1,
-            f"  control, the same rounds with a middleware that does nothing (Dramatiq's cost of"
-            f" one more, and this machine's noise): {s['control']:+.1%} (rounds "
-            + ", ".join(f"{x:+.0%}" for x in s["controls"])
-            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time): a slowdown inside that"
-            " band is not told apart from none by this many rounds",
+            _rounds(
+                "control, the same rounds with a middleware that does nothing (Dramatiq's cost"
+                " of one more, and this machine's noise)",
+                s["control"],
+                s["controls"],
+                s["control_interval"],
+                "): a slowdown inside that band is not told apart from none by this many rounds",
+            ),
         )
     for name, a in s.get("also", {}).items():
-        low, high = a["interval"]
         lines.insert(
             -1,
-            f"  variant {name}, the same rounds: {a['slowdown']:+.1%} (rounds "
-            + ", ".join(f"{x:+.0%}" for x in a["slowdowns"])
-            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time; the worker's CPU per"
-            f" message {a['cpu']:+.1%})",
+            _rounds(
+                f"variant {name}, the same rounds",
+                a["slowdown"],
+                a["slowdowns"],
+                a["interval"],
+                f"; the worker's CPU per message {a['cpu']:+.1%})",
+            ),
         )
     if "shadow" in s:
-        low, high = s["shadow_interval"]
         lines.insert(
             -1,
-            f"  shadow, the same rounds without the middleware, its events sent at the worker's"
-            f" pace by another process (everything they cost but the worker's own share):"
-            f" {s['shadow']:+.1%} (rounds "
-            + ", ".join(f"{x:+.0%}" for x in s["shadows"])
-            + f"; within {low:+.0%} to {high:+.0%}, 90 % of the time; CPU µs/message: the"
-            f" worker {_us(s['shadow_cpu_us'])}, RabbitMQ {_us(s['shadow_rabbitmq_cpu_us'])},"
-            f" the relay {_us(s['shadow_relay_cpu_us'])}, the shadow process"
-            f" {_us(s['shadow_shadow_cpu_us'])}; its events "
-            + ", ".join(f"{n:,}" for n in s["shadow_events"])
-            + f" of {2 * largest:,} each)",
+            _rounds(
+                "shadow, the same rounds without the middleware, its events sent at the"
+                " worker's pace by another process (everything they cost but the worker's own"
+                " share)",
+                s["shadow"],
+                s["shadows"],
+                s["shadow_interval"],
+                f"; CPU µs/message: the worker {_us(s['shadow_cpu_us'])}, RabbitMQ"
+                f" {_us(s['shadow_rabbitmq_cpu_us'])}, the relay {_us(s['shadow_relay_cpu_us'])},"
+                f" the shadow process {_us(s['shadow_shadow_cpu_us'])}; its events "
+                + ", ".join(f"{n:,}" for n in s["shadow_events"])
+                + f" of {2 * largest:,} each)",
+            ),
         )
     if any(x["stray"] for x in by_size.values()):
         lines.append("  ERROR: events arrived from a run without the middleware")

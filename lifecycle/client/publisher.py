@@ -371,10 +371,10 @@ class Publisher:
         if dropped:
             del taken[room:]
         if taken:
-            # Each ticket drawn from the counter itself: a signal handler that publishes
-            # meanwhile (the lock is reentrant) draws one of its own, never the same.
-            tickets = self._tickets
-            entries = [(next(tickets), message) for message in taken]
+            # Each ticket drawn from the counter itself, all of them in one C call (no
+            # bytecode runs between two, so a signal handler that publishes runs before or
+            # after: the lock is reentrant, and it draws tickets of its own, never these).
+            entries = list(zip(itertools.islice(self._tickets, len(taken)), taken, strict=True))
             self._buffer.extend(entries)
             self._held += len(entries)
             self._last_ticket = max(self._last_ticket, entries[-1][0])

@@ -61,3 +61,40 @@ def test_the_control_rounds_are_summarized_apart_from_the_middleware_s():
     assert text.index("control") < text.index("every event reaches RabbitMQ")
     runs[2]["events"] = 5  # a control drain whose worker published: the run is wrong
     assert _summarize(runs, (1000,))[1000]["stray"] == 5
+
+
+def test_shadow_and_other_variants_are_summarized_apart_from_the_middleware_s():
+    from bench.worker_overhead import _summarize, format_overhead
+
+    runs = []
+    for r, (without, with_, shadow, minimal) in enumerate(
+        [(1.0, 1.2, 1.01, 1.05), (1.0, 1.1, 0.97, 1.03)], 1
+    ):
+        shadowed = _run(r, False, shadow)
+        shadowed.update(shadow=True, shadow_cpu=0.1, events=2000)  # the shadow's own events
+        also = _run(r, True, minimal)
+        also.update(also="minimal", events=0)
+        runs += [_run(r, False, without), _run(r, True, with_), shadowed, also]
+    s = _summarize(runs, (1000,))[1000]
+    # The middleware's rounds are its own; the shadow's and the variant's are apart
+    assert s["slowdowns"] == pytest.approx([0.2, 0.1])
+    assert s["shadows"] == pytest.approx([0.01, -0.03])
+    assert s["also"]["minimal"]["slowdowns"] == pytest.approx([0.05, 0.03])
+    # and a shadow's events (sent by another process) are not stray events of a plain drain
+    assert s["stray"] == 0 and s["events"] == 3000
+    text = format_overhead({"rounds": 2, "by_size": {1000: s}})
+    assert "shadow, the same rounds without the middleware" in text
+    assert "its events 2,000, 2,000 of 2,000 each" in text
+    assert "variant minimal, the same rounds: +4.0% (rounds +5%, +3%" in text
+
+
+def test_valgrinds_counts_are_summed_over_the_processes_it_logged(tmp_path):
+    from bench.worker_overhead import instructions_counted
+
+    (tmp_path / "101").write_text("==101== Cachegrind\n==101== I   refs:      1,234,567\n")
+    (tmp_path / "102").write_text("==102== I   refs:      10\n")
+    assert instructions_counted(tmp_path) == 1_234_577
+    (tmp_path / "101").write_text("==101== killed\n")
+    (tmp_path / "102").write_text("")
+    with pytest.raises(RuntimeError):
+        instructions_counted(tmp_path)

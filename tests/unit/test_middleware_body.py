@@ -200,3 +200,65 @@ def test_a_message_of_its_own_making_never_makes_a_hook_raise_nor_leaves_its_tas
     # Then nothing raised, the failures were counted, and the thread works for no task
     assert middleware.errors >= 2
     assert current_task.get() is None and current_attempt.get() is None
+
+
+@given(
+    task_id=st.none() | st.integers() | text,
+    args=st.lists(st.none() | st.integers() | text, max_size=2),
+    prefix=st.sampled_from(["", "shop:"]),
+)
+def test_the_start_names_the_task_as_default_task_key_and_the_prefix_do(
+    task_id: Any, args: list[Any], prefix: str
+) -> None:
+    # Given a message with or without a task_id kwarg and positional arguments, and a prefix
+    from lifecycle.client import config
+
+    config._key_prefix = prefix
+    try:
+        started(task_id, args, prefix)
+    finally:
+        config.forget()
+
+
+def started(task_id: Any, args: list[Any], prefix: str) -> None:
+    from lifecycle.client import config
+    from lifecycle.client.dramatiq_middleware import default_task_key
+
+    inner: Any = dramatiq.Message(
+        queue_name="q",
+        actor_name="a",
+        args=tuple(args),
+        kwargs={} if task_id is None else {"task_id": task_id},
+        options={},
+        message_id="m-9",
+    )
+    message = dramatiq.broker.MessageProxy(inner)
+    publisher = Emitted()
+    middleware = LifecycleEvents(publisher=publisher)
+    # When it starts
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    # Then its event names the task as the key function and the prefix always did, and the
+    # thread works for the application's own key
+    expected = default_task_key(inner)
+    assert publisher.given[0][2] == config.task_key(expected) == prefix + expected
+    assert current_task.get() == expected
+    assert current_attempt.get() == ("m-9", 1)
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+
+
+def test_a_new_publisher_of_the_process_gets_the_next_messages_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the middleware on the process's publisher (none given), which handed it events
+    from lifecycle.client import publisher as publishers
+
+    first, second = Emitted(), Emitted()
+    monkeypatch.setattr(publishers, "_publisher", first)
+    middleware = LifecycleEvents()
+    process(middleware, proxy("m-1", "work", "default", False))
+    # When the process's publisher is replaced (a test's reset, a fork's own)
+    monkeypatch.setattr(publishers, "_publisher", second)
+    process(middleware, proxy("m-2", "work", "default", False))
+    # Then each message's start and ack went to the publisher of its time, none to the other
+    assert [(e[1], e[6][1]) for e in first.given] == [("start", "m-1"), ("ack", "m-1")]
+    assert [(e[1], e[6][1]) for e in second.given] == [("start", "m-2"), ("ack", "m-2")]
