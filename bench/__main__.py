@@ -10,6 +10,7 @@ stack: its rows, tables, queues and task keys are its own, and it removes them a
 
     python -m bench [--only websocket] [--seconds 10]      (make bench)
     python -m bench --only worker-overhead [--quick]       (in the default set, minutes)
+    python -m bench --only worker-instructions [--quick]   (in the default set, valgrind)
 
 It exits 1 when a benchmark failed to run or its events were lost or doubled; a missed
 target is printed, not an exit status (figures on a shared machine vary). The events the
@@ -45,6 +46,7 @@ NAMES = (
     "firehose",
     "soak",
     "worker-overhead",
+    "worker-instructions",
     "worker-profile",
 )
 # The soak takes ten minutes: it runs when asked for (--only soak), as does the worker's
@@ -63,6 +65,7 @@ DEFAULT = (
     "publisher",
     "firehose",
     "worker-overhead",
+    "worker-instructions",
 )
 
 # (benchmark, figure, target) rows for the summary: value and baseline filled in by each run.
@@ -154,6 +157,7 @@ def run(options: dict[str, Any]) -> int:
         "publisher": _publisher,
         "firehose": _firehose,
         "worker-overhead": _worker_overhead,
+        "worker-instructions": _worker_instructions,
         "worker-profile": _worker_profile,
     }
     for name in NAMES:
@@ -702,6 +706,44 @@ def _worker_overhead(options: dict[str, Any], rows: list[Row]) -> bool:
             )
     # Events lost by the client are its measured shortfall (MISSED above), not a failed run.
     return not any(s["stray"] for s in r["by_size"].values())
+
+
+def _worker_instructions(options: dict[str, Any], rows: list[Row]) -> bool:
+    """The worker's instructions per message under valgrind: the middleware's own share,
+    steady where the drain's wall time is not (``bench_worker_instructions``)."""
+    import shutil
+
+    from bench import worker_overhead
+
+    if shutil.which("valgrind") is None:
+        print("worker-instructions: valgrind is not installed (apt-get install valgrind): skipped")
+        return True
+    sizes = (300, 1000) if options["quick"] else worker_overhead.INSTRUCTION_SIZES
+    r = worker_overhead.bench_worker_instructions(sizes, ("full", "minimal", "empty"))
+    per = r["per_message"]
+    base = per["without"]
+    for name, label in (
+        ("full", "with the middleware"),
+        ("minimal", "with the least start and ack hooks (a time and the message kept)"),
+        ("empty", "with a middleware that does nothing (Dramatiq's cost of one more)"),
+    ):
+        share = per[name] / base - 1
+        rows.append(
+            {
+                "bench": "worker-instructions",
+                "figure": f"no-op actor, 8 threads: the worker's instructions per message {label}"
+                " (valgrind)",
+                "value": f"{share:+.1%} ({per[name] - base:+,.0f})",
+                "baseline": f"without: {base:,.0f}",
+                "target": (
+                    f"≤ {worker_overhead.TARGET_SLOWDOWN:.0%}" if name == "full" else "(context)"
+                ),
+                "verdict": _verdict(share <= worker_overhead.TARGET_SLOWDOWN)
+                if name == "full"
+                else "",
+            }
+        )
+    return True
 
 
 def _worker_profile(options: dict[str, Any], rows: list[Row]) -> bool:

@@ -32,7 +32,6 @@ import dramatiq
 from dramatiq.common import q_name
 
 from lifecycle.client import config, link, messages
-from lifecycle.client import publisher as _publishers
 from lifecycle.client.context import current_attempt, current_task
 from lifecycle.client.messages import BROKER_MARK
 from lifecycle.client.publisher import Publisher, get_publisher
@@ -148,10 +147,6 @@ class LifecycleEvents(dramatiq.Middleware):
         self._publisher = publisher
         self._moving = threading.local()
         self.errors = 0  # hooks that failed (and were swallowed)
-        # The publisher last found to be ours (``Publisher.emit``: handed a start's and an
-        # ack's fields, ``_send``) with its bound ``_note``: one attribute, so that a thread
-        # never pairs one publisher with another's ``_note``.
-        self._noting: tuple[Publisher, Callable[[Any], None]] | None = None
 
     def task_key(self, message: Any) -> str:
         return self._key(_attributes(message).get("_message", message), message)
@@ -200,37 +195,19 @@ class LifecycleEvents(dramatiq.Middleware):
         self._emit(kind, message, at=at, attempt=retries + 1, delay=delay)
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
-        # The busiest hook of all (with ``after_ack``): a worker runs it for every message,
-        # on a GIL it shares with every other thread, so the default key and the prefix are
-        # written out here (``python -m bench.worker_overhead --instructions`` counts what
-        # it costs). It reads the message behind Dramatiq's MessageProxy
-        # (``_message``): each attribute read through the proxy's ``__getattr__`` costs
-        # more than the rest of a hook.
+        # The hooks on a worker's threads read the message behind Dramatiq's MessageProxy
+        # (``_message``): each attribute read through the proxy's ``__getattr__`` costs more
+        # than the rest of a hook, and a busy worker runs three hooks a message.
         try:
             try:
                 own = message.__dict__
             except AttributeError:  # an object of __slots__ (``_attributes``)
                 own = _NO_ATTRIBUTES
             inner = own.get("_message", message)
-            retries = inner.options.get("retries")
-            attempt = retries + 1 if retries else 1
-            message_id = inner.message_id
-            task_key = self._task_key
-            if task_key is None:
-                task_key = self._task_key = _configured_task_key()
-            if task_key is default_task_key:  # ``default_task_key``, inlined
-                kwargs = inner.kwargs
-                raw = kwargs.get("task_id") if kwargs else None
-                if raw is None:
-                    args = inner.args
-                    raw = args[0] if args else message_id
-            else:  # the application's own: given what Dramatiq gave the hook
-                raw = task_key(message)
-            key = raw if type(raw) is str else str(raw)
-            prefix = config._key_prefix
-            if prefix is None:
-                prefix = config.key_prefix()
-            event = (prefix + key if prefix else key, _fields(inner, own, attempt))
+            attempt = (inner.options.get("retries") or 0) + 1
+            key = self._key(inner, message)
+            fields = _fields(inner, own, attempt)
+            event = (config.task_key(key), fields)
             if own is _NO_ATTRIBUTES:
                 setattr(message, _EVENT, event)
             else:
@@ -238,14 +215,12 @@ class LifecycleEvents(dramatiq.Middleware):
             current_task.set(key)
             # What the attempt logs or reads carries its identity, whichever thread runs it
             # (an ``async def`` actor runs on the AsyncIO middleware's event-loop thread).
-            current_attempt.set(
-                (message_id if type(message_id) is str else str(message_id), attempt)
-            )
+            current_attempt.set((str(fields[1]), attempt))
         except Exception:
             self._swallow("before_process_message")
             self._emit("start", message)
             return
-        self._note("start", event)
+        self._send("start", event)
 
     def after_process_message(
         self,
@@ -280,7 +255,7 @@ class LifecycleEvents(dramatiq.Middleware):
         if event is None:  # its start could not be worked out: the slow way, then
             self._emit("ack", message)
         else:
-            self._note("ack", event)
+            self._send("ack", event)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self._emit("skip", message)
@@ -308,18 +283,6 @@ class LifecycleEvents(dramatiq.Middleware):
             task_key = self._task_key = _configured_task_key()
         return task_key(inner if task_key is default_task_key else message)
 
-    def _note(self, kind: str, event: tuple[str, messages.BrokerFields]) -> None:
-        """A start or an ack: straight to the publisher's ``_note`` while the publisher is
-        the one ``_send`` last found to be ours; else ``_send``."""
-        noting = self._noting
-        if noting is not None and (self._publisher or _publishers._publisher) is noting[0]:
-            try:
-                noting[1](("broker", kind, event[0], None, time.time(), None, event[1]))
-            except Exception:
-                self._swallow(kind)
-        else:
-            self._send(kind, event)
-
     def _send(self, kind: str, event: tuple[str, messages.BrokerFields]) -> None:
         """A start or an ack, worked out at the start: our publisher is given its fields as
         they are (``Publisher._note``: an append, made JSON by the relay or the publisher's
@@ -328,9 +291,6 @@ class LifecycleEvents(dramatiq.Middleware):
             publisher = self._publisher or get_publisher()
             task, fields = event
             if getattr(type(publisher), "emit", None) is _EMIT:
-                # Ours: its ``_note`` kept for the next events (``_note`` calls it
-                # straight), for as long as this is the publisher.
-                self._noting = (publisher, publisher._note)
                 publisher._note(("broker", kind, task, None, time.time(), None, fields))
                 return
             body = messages.broker_body(fields)

@@ -262,3 +262,33 @@ def test_a_new_publisher_of_the_process_gets_the_next_messages_events(
     # Then each message's start and ack went to the publisher of its time, none to the other
     assert [(e[1], e[6][1]) for e in first.given] == [("start", "m-1"), ("ack", "m-1")]
     assert [(e[1], e[6][1]) for e in second.given] == [("start", "m-2"), ("ack", "m-2")]
+
+
+@pytest.mark.parametrize("given", [42, None, "k-7"])
+def test_a_key_function_s_own_value_is_the_thread_s_task_and_its_str_the_event_s(
+    given: Any,
+) -> None:
+    # Given the application's own key function, which returns an int, None or a str
+    publisher = Emitted()
+    middleware = LifecycleEvents(publisher=publisher, task_key=lambda message: given)
+    message = proxy("m-1", "work", "default", False)
+    # When a message starts
+    middleware.before_process_message(None, message)  # type: ignore[arg-type]
+    # Then the thread works for the key as the function gave it (None: for no task, so its
+    # warnings are not published), and the event names it as text
+    assert current_task.get() == given
+    assert publisher.given[0][2] == str(given)
+    middleware.after_process_message(None, message)  # type: ignore[arg-type]
+
+
+def test_a_subclass_s_own_key_names_the_start_and_the_ack() -> None:
+    # Given a subclass of the middleware with a _key of its own
+    class Keyed(LifecycleEvents):
+        def _key(self, inner: Any, message: Any) -> str:
+            return "mine"
+
+    publisher = Emitted()
+    # When a message goes through its hooks
+    process(Keyed(publisher=publisher), proxy("m-1", "work", "default", False))
+    # Then its start and ack are the subclass's task's
+    assert [(e[1], e[2]) for e in publisher.given] == [("start", "mine"), ("ack", "mine")]
