@@ -613,9 +613,9 @@ def format_instructions(result: dict[str, Any]) -> str:
         share = per["full"] / base - 1
         lines += [
             "",
-            f"  the middleware's own work, {share:+.1%} of a no-op message's"
-            f" ({'within' if share <= TARGET_SLOWDOWN else 'ABOVE'} the {TARGET_SLOWDOWN:.0%}"
-            " the slowdown may be)",
+            f"  target: the middleware's own work at most {TARGET_SLOWDOWN:.0%} of a no-op"
+            f" message's (the slowdown's target, in instructions):"
+            f" {_verdict(share <= TARGET_SLOWDOWN)} ({share:+.1%})",
         ]
     return "\n".join(lines)
 
