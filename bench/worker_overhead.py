@@ -42,6 +42,9 @@ the worker takes messages off the queue. Everything the events cost outside the 
 process is then spent on the same cores at the same time, and nothing inside it: a shadow
 that slows the worker as much as the middleware does says that the slowdown is the
 machine's cores, shared with RabbitMQ and the relay, not the worker's own code.
+``--also V,W`` drains more variants in the same rounds. ``--instructions`` counts the
+worker's instructions per message under valgrind instead (``bench_worker_instructions``):
+the middleware's own share, steady where the drain's wall time is not.
 
 **worker-profile.** Two drains (the largest N, or 3,000 with ``--quick``), without and
 with the middleware, with every thread of the worker under ``cProfile`` timed by the
@@ -254,7 +257,7 @@ class Bench:
             env["BENCH_PROFILE"] = str(profile)
         log = tempfile.TemporaryFile()
         rabbitmq = cpu_seconds(self.rabbitmq)
-        pinned = ["taskset", "-c", str(WORKER_CPU)] if self.pin else []
+        launcher = ["taskset", "-c", str(WORKER_CPU)] if self.pin else []
         shadowing = None
         if shadow:
             shadowing = subprocess.Popen(
@@ -275,7 +278,7 @@ class Bench:
         counted = self.tmp / f"valgrind-{self.runs}" if self.instructions else None
         if counted is not None:
             counted.mkdir()
-            pinned = [
+            launcher = [  # in place of ``taskset``: the count does not depend on the core
                 "valgrind",
                 "--tool=cachegrind",
                 "--cache-sim=no",
@@ -285,7 +288,7 @@ class Bench:
                 f"--log-file={counted}/%p",
             ]
         worker = subprocess.Popen(
-            pinned
+            launcher
             + [sys.executable, "-m", "dramatiq", "bench.worker_app"]
             + ["--processes", "1", "--threads", str(THREADS), "--queues", self.queue],
             cwd=ROOT,
@@ -535,7 +538,6 @@ def bench_worker_overhead(
 
 
 INSTRUCTION_SIZES = (1_000, 3_000)
-DEFAULT_LINGER = 0.02  # LIFECYCLE_PUBLISH_LINGER's default (``lifecycle.client.publisher``)
 
 
 def bench_worker_instructions(
@@ -548,12 +550,14 @@ def bench_worker_instructions(
     which takes the boot and the stop away. Unlike the drain's wall time, the count does
     not move with what else the machine runs (the same code counts the same within a
     fraction of a percent), so it tells the middleware's own share of a message apart from
-    the two cores' noise. Valgrind runs the threads one at a time, about 50 times slower:
+    the two cores' noise. Valgrind runs the threads one at a time, about ten times slower:
     the link thread's 20 ms rounds carry fewer events each than at full speed, which
     counts its share high; the wait for the GIL, a lock or a core is not counted at all.
     So the drains with the middleware run with the linger stretched as much as valgrind
     stretches the drain (measured: the largest drain without the middleware, natively and
     under valgrind), and its rounds carry as many events as at full speed."""
+    from lifecycle.client.publisher import DEFAULT_LINGER
+
     small, large = min(sizes), max(sizes)
     bench = Bench()
     counts: dict[str, dict[int, int]] = {}

@@ -371,9 +371,9 @@ class Publisher:
         if dropped:
             del taken[room:]
         if taken:
-            # Each ticket drawn from the counter itself, all of them in one C call (no
-            # bytecode runs between two, so a signal handler that publishes runs before or
-            # after: the lock is reentrant, and it draws tickets of its own, never these).
+            # Each ticket drawn from the counter itself, all of them in one C call: a signal
+            # handler or a finalizer that publishes meanwhile (the lock is reentrant) draws
+            # tickets of its own from the same counter, never these.
             entries = list(zip(itertools.islice(self._tickets, len(taken)), taken, strict=True))
             self._buffer.extend(entries)
             self._held += len(entries)
