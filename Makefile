@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) manage.py lifecycle up
 
-## Run the whole suite against the real PostgreSQL and RabbitMQ.
+## Run the whole suite against the real PostgreSQL and RabbitMQ, as two pytest processes
+## side by side (tests/shards.py); options go to both: make test ARGS="-x".
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m tests.shards $(ARGS)
 
 ## Print the benchmark figures (each with its baseline measured in the same run).
 bench: $(STAMP)
