@@ -89,11 +89,19 @@ def standby_for_both() -> Iterator[None]:
 
 
 def _pump(name: str, process: subprocess.Popen[str], lock: threading.Lock) -> None:
+    """A shard's lines to ours; read to the end even if ours is gone (``| head``), so that
+    the shard never blocks on a full pipe."""
     assert process.stdout is not None
+    shown = True
     for line in process.stdout:
+        if not shown:
+            continue
         with lock:
-            sys.stdout.write(f"{name} | {line}")
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(f"{name} | {line}")
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError):
+                shown = False
 
 
 def run(options: list[str]) -> int:
@@ -123,9 +131,12 @@ def run(options: list[str]) -> int:
             for _, process, _ in running:
                 process.wait()
             return 130
-    print(f"shards: done in {time.monotonic() - began:.0f} s", flush=True)
-    for name, status in statuses:
-        print(f"shards: {name} exited with {status}", flush=True)
+    try:
+        print(f"shards: done in {time.monotonic() - began:.0f} s", flush=True)
+        for name, status in statuses:
+            print(f"shards: {name} exited with {status}", flush=True)
+    except BrokenPipeError:  # ours is gone (``| head``): the status still tells
+        pass
     return outcome([status for _, status in statuses])
 
 
