@@ -109,6 +109,9 @@ def main() -> None:
     out, into = sys.stdout.fileno(), sys.stdin.fileno()
     sys.stdout = sys.stderr  # nothing else may write to the frames' pipe
     reporter = _Reporter(publisher, out)
+    # Connected before the first event, as the handing process's own publisher would be
+    # (``Publisher.start``: a worker's first messages must not wait for the connection).
+    publisher.start()
     _write_all(out, frame(("r", os.getpid())))
     reporter.start()
     buffer = bytearray()

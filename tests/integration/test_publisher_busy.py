@@ -141,7 +141,11 @@ def test_a_burst_three_times_the_buffer_from_eight_worker_threads_drops_nothing(
     # about 2.5 s, three times what the buffer holds. (Faster than that, on two cores shared
     # with other work, a relay gets only its fair share of a core while the threads are no
     # longer slowed by the publisher: what it cannot send in time is dropped and told.)
+    # connected before the burst, as the middleware has it at the worker's boot (a relay
+    # process still starting and connecting meanwhile would see the buffer fill first)
     publisher = Publisher(max_events=BUFFER, relay=relay)
+    publisher.start()
+    wait_for(lambda: publisher._connected, timeout=30, what="the publisher connected")
     sent: list[list[dict[str, Any]]] = [[] for _ in range(WORKER_THREADS)]
 
     def report(index: int, task: str, kind: str, n: int) -> None:
