@@ -4,7 +4,8 @@ A Dramatiq application as a user writes one, set up from the environment before 
 is declared (Dramatiq's broker is global): ``AMQP_URL``; ``BENCH_QUEUE``, the queue;
 ``BENCH_LIFECYCLE=1`` adds ``LifecycleEvents()`` (publishing to ``LIFECYCLE_NAMESPACE``);
 ``hooks`` or ``buffer`` adds it with a publisher that sends nothing, ``empty`` a middleware
-that does nothing (``--variant``).
+that does nothing, ``minimal`` the least start and ack hooks, ``inlined`` the same events
+as the shipped middleware at the least a Python middleware spends (``--variant``).
 
 ``AckClock`` notes when the worker booted, when it started its first message and when it
 acked the ``BENCH_EXPECT``-th, with the CPU time of the process and of each kind of thread
@@ -25,6 +26,7 @@ import os
 import pstats
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dramatiq
@@ -253,6 +255,95 @@ elif os.environ.get("BENCH_LIFECYCLE") == "timed":
             self._timed(super().after_ack, message, broker)
 
     broker.add_middleware(_Timed())
+elif os.environ.get("BENCH_LIFECYCLE") in ("inlined", "inlined-noctx", "inlined-hooks"):
+    # The ceiling of a Python middleware (``--variant inlined``): the same start and ack
+    # tuples to the same publisher, every lookup bound once, no call but the publisher's
+    # append. Not a middleware to ship: it skips what the shipped hooks must check (a key
+    # function of the application's, a subclass's ``_key``, a publisher replaced after
+    # boot, ``LIFECYCLE_KEY_PREFIX``) and expects Dramatiq's MessageProxy.
+    from dramatiq.common import q_name as _q_name
+
+    from lifecycle.client import LifecycleEvents
+    from lifecycle.client.context import current_attempt as _ca
+    from lifecycle.client.context import current_task as _ct
+    from lifecycle.client.messages import BROKER_MARK as _MARK
+    from lifecycle.client.publisher import get_publisher as _gp
+
+    _CTX = os.environ["BENCH_LIFECYCLE"] != "inlined-noctx"
+    _names: dict[int, str] = {}
+    _qs: dict[str, str] = {}
+
+    class _Inlined(LifecycleEvents):
+        def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+            super().before_worker_boot(broker, worker)
+            discard = os.environ["BENCH_LIFECYCLE"] == "inlined-hooks"
+            self._n: Callable[[Any], None] = (lambda event: None) if discard else _gp()._note
+
+        def before_process_message(
+            self,
+            broker: dramatiq.Broker,
+            message: Any,
+            _time: Any = time.time,
+            _st: Any = _ct.set,
+            _sa: Any = _ca.set,
+            _ident: Any = threading.get_ident,
+            _pid: int = os.getpid(),
+        ) -> None:
+            own = message.__dict__
+            inner = own["_message"]
+            retries = inner.options.get("retries")
+            attempt = retries + 1 if retries else 1
+            kwargs = inner.kwargs
+            task_id = kwargs.get("task_id") if kwargs else None
+            key = str(task_id) if task_id is not None else str(inner.message_id)
+            ident = _ident()
+            name = _names.get(ident)
+            if name is None:
+                name = _names[ident] = threading.current_thread().name
+            queue = _qs.get(inner.queue_name)
+            if queue is None:
+                queue = _qs[inner.queue_name] = _q_name(inner.queue_name)
+            red = own.get("redelivered")
+            mid = inner.message_id
+            fields = (
+                _MARK,
+                mid,
+                inner.actor_name,
+                queue,
+                attempt,
+                _pid,
+                name,
+                None if red is None else bool(red),
+            )
+            own["_lifecycle_event"] = (key, fields)
+            if _CTX:
+                _st(key)
+                _sa((mid, attempt))
+            self._n(("broker", "start", key, None, _time(), None, fields))
+
+        def after_process_message(
+            self,
+            broker: dramatiq.Broker,
+            message: Any,
+            *,
+            result: Any = None,
+            exception: BaseException | None = None,
+            _st: Any = _ct.set,
+            _sa: Any = _ca.set,
+        ) -> None:
+            if exception is None:
+                message.__dict__["_lifecycle_succeeded"] = True
+            if _CTX:
+                _st(None)
+                _sa(None)
+
+        def after_ack(self, broker: dramatiq.Broker, message: Any, _time: Any = time.time) -> None:
+            own = message.__dict__
+            if own.get("_lifecycle_succeeded"):
+                key, fields = own["_lifecycle_event"]
+                self._n(("broker", "ack", key, None, _time(), None, fields))
+
+    broker.add_middleware(_Inlined())
 elif os.environ.get("BENCH_LIFECYCLE") == "empty":
     broker.add_middleware(dramatiq.Middleware())  # Dramatiq's own cost of one more middleware
 elif os.environ.get("BENCH_LIFECYCLE") == "minimal":

@@ -30,6 +30,12 @@ and the buffer) cost the worker threads, without the publisher thread's share;
 ``--variant empty`` adds a middleware with no hook of its own (Dramatiq's cost of one
 more, an A/A control of the bench's noise), and ``--variant minimal`` one whose start and
 ack hooks each keep a time and the message in a deque: the floor of any start and ack event.
+``--variant inlined`` is the ceiling of a middleware in Python: the same start and ack
+tuples to the same publisher, with every lookup bound once and no call but the
+publisher's append (none of the checks the shipped hooks make: another key function, a
+subclass's ``_key``, a publisher replaced after boot, a key prefix); ``inlined-noctx``
+the same without the two context variables, and ``inlined-hooks`` the same with every
+event discarded (its hooks alone, without the link's share).
 ``--variant timed`` is the middleware as shipped, its hooks timed in place (the thread's CPU
 clock around each hook, one message in 8): what its own code costs inside a busy worker.
 Each round's line also gives each kind of thread's CPU spent in the kernel (system calls,
@@ -93,10 +99,15 @@ ENQUEUE_FLUSH = 120.0  # seconds the enqueuing process may take to send its even
 # hooks with a publisher whose thread never runs, every event discarded as emitted
 # (``hooks``) or buffered and never sent (``buffer``): only ``full`` sends start and ack.
 # ``empty``: a middleware with no hook of its own, Dramatiq's cost of calling one more;
-# ``minimal``: a start and an ack hook that each keep a time and the message, no more.
+# ``minimal``: a start and an ack hook that each keep a time and the message, no more;
+# ``inlined``: the same events as ``full`` at the least a Python middleware can spend
+# (``inlined-noctx``: without the context variables; ``inlined-hooks``: none sent).
 VARIANTS = {
     "full": "1",
     "hooks": "hooks",
+    "inlined": "inlined",
+    "inlined-noctx": "inlined-noctx",
+    "inlined-hooks": "inlined-hooks",
     "buffer": "buffer",
     "empty": "empty",
     "minimal": "minimal",
