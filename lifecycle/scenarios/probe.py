@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -235,7 +236,10 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
     scenario = get_scenario(run.scenario)
     url = scenario.submit_to(run.base_url)
     try:
-        submitted = http_json(scenario.method, url, run.body, _client(run), _headers(run, url))
+        headers = _headers(run, url)
+        submitted = _beating(
+            run, lambda: http_json(scenario.method, url, run.body, _client(run), headers)
+        )
         if not 200 <= submitted.http_status < 300:
             error = submitted.body.get("error") or submitted.body.get("detail") or ""
             raise RuntimeError(f"it answered {submitted.http_status} {str(error)[:200]}".rstrip())
@@ -257,8 +261,24 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
         run.error = f"could not submit the task to {url}: {exc}"
         _finish(run, None)
         return False
+    # Only while the run is still this process's: one whose submit outlasted ORPHAN_AFTER
+    # (a database outage) may have been closed by an adopter meanwhile, and its verdict
+    # stands (``close_keyless``).
+    stored = _db(
+        lambda: Run.objects.filter(
+            pk=run.pk, state=Run.State.RUNNING, follower__in=[ME, ""]
+        ).update(task_key=task_key, followed_at=dj_timezone.now())
+    )
+    if not stored:
+        logger.warning(
+            "run %s (%s): submitted as task %r after another process had closed it; leaving it",
+            run.id,
+            run.scenario,
+            task_key,
+        )
+        run.refresh_from_db()
+        return False
     run.task_key = task_key
-    _db(lambda: Run.objects.filter(pk=run.pk).update(task_key=run.task_key))
     status = status_of(scenario, submitted)
     _record(run, "submit", run.task_key, submitted, status)
     if progress:
@@ -330,6 +350,19 @@ def _still_mine(run: Run) -> bool:
             ).update(follower=ME, followed_at=dj_timezone.now())
         )
     )
+
+
+def _beating(run: Run, work: Callable[[], T]) -> T:
+    """``work`` (a request to the service: no database) in a helper thread while this one
+    renews the run's claim every ``HEARTBEAT``: a service slow to answer a submit is not
+    taken for a dead submitter (``close_keyless``)."""
+    with ThreadPoolExecutor(1, thread_name_prefix=f"probe-submit-{run.pk}") as pool:
+        answer = pool.submit(work)
+        while True:
+            try:
+                return answer.result(timeout=HEARTBEAT)
+            except TimeoutError:
+                _still_mine(run)
 
 
 def _pause(run: Run, seconds: float) -> bool:
@@ -471,12 +504,62 @@ def expire_if_abandoned(run: Run) -> Run:
     return run
 
 
+KEYLESS_ERROR = (
+    "could not submit the task: the process submitting it stopped (a restart or a crash)"
+    " before the service's answer was recorded, so the run does not know the task's key;"
+    " the service may have taken the task"
+)
+
+
+def close_keyless(now: datetime | None = None) -> list[int]:
+    """Close every run whose submitter went quiet before it learnt the task's key (its web
+    process was killed mid-submit): there is nothing to poll, so its verdict is a failed
+    submit's, at once, not "abandoned" minutes later. Each with one conditional update
+    on the follower and its last beat, as ``adopt_orphans`` claims."""
+    now = now or dj_timezone.now()
+    quiet = now - timedelta(seconds=ORPHAN_AFTER)
+    closed = []
+    candidates = (
+        Run.objects.filter(state=Run.State.RUNNING, task_key__isnull=True)
+        .exclude(pk__in=list(_polling))
+        .filter(
+            models.Q(followed_at__lt=quiet)
+            | models.Q(followed_at__isnull=True, started_at__lt=quiet)
+        )
+        .order_by("id")
+        .values_list("id", "follower", "followed_at")[:100]
+    )
+    for run_id, follower, followed_at in list(candidates):
+        if Run.objects.filter(
+            pk=run_id,
+            state=Run.State.RUNNING,
+            task_key__isnull=True,
+            follower=follower,
+            followed_at=followed_at,
+        ).update(
+            state=Run.State.DONE,
+            verdict=Run.Verdict.FAIL,
+            observed=None,
+            finished_at=now,
+            error=KEYLESS_ERROR,
+        ):
+            logger.warning(
+                "run %s: closed, its submitter (%s) stopped before the task's key came back",
+                run_id,
+                follower or "a process that never claimed it",
+            )
+            closed.append(run_id)
+    return closed
+
+
 def adopt_orphans(now: datetime | None = None) -> list[Run]:
     """Poll, from this process, every submitted run whose poller went quiet (the web
     process that started it was restarted or killed): it gets its true verdict, not
     "abandoned". Each run is claimed with one conditional update, so two web processes
-    adopting at once never both poll it."""
+    adopting at once never both poll it. A run whose submitter died before it learnt the
+    task's key is closed instead (``close_keyless``)."""
     now = now or dj_timezone.now()
+    close_keyless(now)
     quiet = now - timedelta(seconds=ORPHAN_AFTER)
     candidates = list(
         Run.objects.filter(state=Run.State.RUNNING, task_key__isnull=False)

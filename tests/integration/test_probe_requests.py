@@ -3,11 +3,12 @@ method, headers, body, dotted key and status paths, and the answers it refuses."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from lifecycle.models import Event, Run
 from lifecycle.scenarios import probe
@@ -25,6 +26,7 @@ class Service(JsonServer):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.submit_answer: tuple[int, Any] = (202, {"data": {"thing": {"key": "k/1 #"}}})
+        self.before_submit_answer: Callable[[], None] = lambda: None
         service = self
 
         class Handler(JsonHandler):
@@ -37,6 +39,10 @@ class Service(JsonServer):
                         "body": self.json_body(),
                     }
                 )
+                try:
+                    service.before_submit_answer()
+                finally:
+                    connection.close()  # this thread's, if the hook used the database
                 self.answer(*service.submit_answer)
 
             def do_GET(self) -> None:
@@ -197,6 +203,98 @@ def test_a_run_whose_follower_died_is_adopted_and_gets_its_true_verdict(
     assert (done.verdict, done.observed, done.error) == (Run.Verdict.PASS, "finished", "")
     assert done.follower == probe.ME
     assert Run.objects.get(pk=alive.pk).state == Run.State.RUNNING  # not taken from the living
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_submitter_died_before_the_key_came_back_is_closed_as_a_failed_submit(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    # Given a run whose web process was killed mid-submit: no task key, its claim gone quiet
+    found = scenario(tmp_path, service.url)
+    quiet = timezone.now() - timedelta(seconds=probe.ORPHAN_AFTER + 1)
+    dead = probe.create_run(found, "http://unused")
+    Run.objects.filter(pk=dead.pk).update(follower="gone:4242:dead", followed_at=quiet)
+    # and one whose submitter is alive, and a submitted one whose poller died
+    alive = probe.create_run(found, "http://unused")
+    Run.objects.filter(pk=alive.pk).update(follower="alive:1:x", followed_at=timezone.now())
+    orphan = submitted(found)
+    Run.objects.filter(pk=orphan.pk).update(follower="gone:4242:dead", followed_at=quiet)
+
+    # When a web process looks for orphans
+    adopted = probe.adopt_orphans()
+
+    # Then the keyless run is closed at once with a failed submit's verdict, saying why
+    # (not polled: there is no key to poll; not "abandoned" minutes later)
+    closed = Run.objects.get(pk=dead.pk)
+    assert (closed.state, closed.verdict, closed.task_key) == (
+        Run.State.DONE,
+        Run.Verdict.FAIL,
+        None,
+    )
+    assert closed.error == probe.KEYLESS_ERROR and closed.finished_at is not None
+    assert not closed.error.startswith("abandoned")
+    assert [r.id for r in adopted] == [orphan.id]  # the submitted one is polled as before
+    assert Run.objects.get(pk=alive.pk).state == Run.State.RUNNING
+    assert probe.close_keyless() == []  # once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_submit_keeps_its_claim_and_one_closed_meanwhile_keeps_that_verdict(
+    tmp_path: Path, service: Service, postgres: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    monkeypatch.setattr(probe, "HEARTBEAT", 0.1)
+    found = scenario(tmp_path, service.url)
+    run = probe.create_run(found, "http://unused")
+    probe.claim(run)
+
+    # Given a service that answers the submit a second late, after another process has
+    # looked for runs quiet for 0.7 s (a claim not renewed meanwhile would be closed)
+    closed_meanwhile: list[list[int]] = []
+
+    def looks() -> None:
+        time.sleep(1.0)
+        quiet = timezone.now() + timedelta(seconds=probe.ORPHAN_AFTER - 0.7)
+        closed_meanwhile.append(probe.close_keyless(quiet))
+
+    service.before_submit_answer = looks
+
+    # When it submits, Then its claim was renewed while it waited, and it goes on
+    assert probe.submit(run)
+    assert closed_meanwhile == [[]]
+    assert Run.objects.get(pk=run.pk).task_key == "k/1 #"
+
+    # Given a second run that another process closes before the service answers (the
+    # submitter was taken for dead: a database outage longer than ORPHAN_AFTER; no beat
+    # comes between, or the close would rightly find the claim renewed)
+    monkeypatch.setattr(probe, "HEARTBEAT", 60.0)
+    second = probe.create_run(found, "http://unused")
+    probe.claim(second)
+
+    def closes() -> None:
+        far = timezone.now() + timedelta(seconds=probe.ORPHAN_AFTER + 60)
+        closed_meanwhile.append(probe.close_keyless(far))
+
+    service.before_submit_answer = closes
+
+    # When the answer comes, Then the submitter leaves the closed run as it is
+    assert not probe.submit(second)
+    assert closed_meanwhile[-1] == [second.id]
+    stored = Run.objects.get(pk=second.pk)
+    assert (stored.state, stored.task_key, stored.error) == (
+        Run.State.DONE,
+        None,
+        probe.KEYLESS_ERROR,
+    )
+    assert second.state == Run.State.DONE  # what the caller holds says so too
 
 
 @pytest.mark.django_db(transaction=True)
