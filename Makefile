@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) manage.py lifecycle up
 
-## Run the whole suite against the real PostgreSQL and RabbitMQ, as two pytest processes
-## side by side (tests/shards.py); options go to both: make test ARGS="-x".
+## Run the whole suite against the real PostgreSQL and RabbitMQ, as three pytest processes
+## side by side (tests/shards.py); options go to each: make test ARGS="-x".
 test: $(STAMP)
 	$(PY) -m tests.shards $(ARGS)
 

@@ -1,19 +1,21 @@
-"""``make test``: the suite as two pytest processes side by side, so that one's waits (a
-stack starting, a fault's outage, a browser's page) overlap the other's work.
+"""``make test``: the suite as three pytest processes side by side, so that one's waits (a
+stack starting, a fault's outage, a browser's page) overlap the others' work.
 
 - ``acceptance+browser`` runs ``tests/browser`` and ``tests/acceptance`` in the caller's
   environment (the RabbitMQ namespace ``lifecycle-test`` and pytest-django's test
   database, unless set);
-- ``unit+integration`` runs ``tests/unit`` and ``tests/integration`` in a namespace and a
-  test database of its own (the first's, ``-b`` and ``_b`` after), so that neither sees
-  the other's queues, events or tables.
+- ``unit+integration`` runs ``tests/unit`` and ``tests/integration`` but the files of
+  ``SECOND_INTEGRATION``, in a namespace and a test database of its own (the first's,
+  ``-b`` and ``_b`` after);
+- ``integration-2`` runs those files, in its own (``-c``, ``_c``): no shard sees another's
+  queues, events or tables.
 
-Every line either prints is shown as it comes, after its shard's name; the options given
-(``python -m tests.shards -x -k chaos``) go to both. The exit status is the first failing
+Every line each prints is shown as it comes, after its shard's name; the options given
+(``python -m tests.shards -x -k chaos``) go to each. The exit status is the first failing
 shard's (a shard that collected nothing, as ``-k`` may leave one, is not a failure unless
-both did). A hot standby for the replica tests (``tests/standby.py``) is started once
-before the two, when none runs and one can be made, and stopped after: the two shards'
-fixtures then both reuse it instead of racing to make one.
+all did). A hot standby for the replica tests (``tests/standby.py``) is started once
+before the three, when none runs and one can be made, and stopped after: the shards'
+fixtures then all reuse it instead of racing to make one.
 
 One file or folder runs as usual: ``.venv/bin/python -m pytest tests/unit``.
 """
@@ -33,20 +35,47 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_TESTS = 5  # pytest's exit status when it collected nothing
 
 
+# The integration tests that wait the most (a web process, a relay, an ingestor or a
+# proxy of their own, exports of thousands of events), run beside the others: alone on this
+# machine they take about half of tests/integration's 520 s, and the pytest process that
+# runs them is busy a third of that time.
+SECOND_INTEGRATION = (
+    "tests/integration/test_attack_slow_reader.py",
+    "tests/integration/test_capture_hostile.py",
+    "tests/integration/test_consumers.py",
+    "tests/integration/test_election.py",
+    "tests/integration/test_ingest.py",
+    "tests/integration/test_long_timeline.py",
+    "tests/integration/test_publisher_attack.py",
+    "tests/integration/test_publisher_busy.py",
+    "tests/integration/test_timeline_export.py",
+    "tests/integration/test_watched.py",
+)
+
+
 def shards(env: dict[str, str]) -> list[tuple[str, list[str], dict[str, str]]]:
-    """Each shard's name, folders and environment, from the caller's environment."""
+    """Each shard's name, pytest arguments (its folders and files, and ``--ignore`` of the
+    files another runs) and environment, from the caller's environment."""
     namespace = env.get("LIFECYCLE_NAMESPACE") or "lifecycle-test"
     database = env.get("TEST_DATABASE_NAME") or f"test_{_database_name(env)}"
+
+    def own(suffix: str) -> dict[str, str]:
+        # PostgreSQL's names are at most 63 bytes
+        return {
+            "LIFECYCLE_NAMESPACE": f"{namespace}-{suffix}",
+            "TEST_DATABASE_NAME": f"{database[:61]}_{suffix}",
+        }
+
     return [
         # The browser's tests first: the acceptance tests' attached services wait for their
         # environments (``tests/venvs.py``, built from PyPI as the session begins).
         ("acceptance+browser", ["tests/browser", "tests/acceptance"], {}),
         (
             "unit+integration",
-            ["tests/unit", "tests/integration"],
-            # PostgreSQL's names are at most 63 bytes
-            {"LIFECYCLE_NAMESPACE": f"{namespace}-b", "TEST_DATABASE_NAME": f"{database[:61]}_b"},
+            ["tests/unit", "tests/integration", *(f"--ignore={f}" for f in SECOND_INTEGRATION)],
+            own("b"),
         ),
+        ("integration-2", list(SECOND_INTEGRATION), own("c")),
     ]
 
 
@@ -59,7 +88,7 @@ def _database_name(env: dict[str, str]) -> str:
 
 
 @contextmanager
-def standby_for_both() -> Iterator[None]:
+def standby_for_all() -> Iterator[None]:
     """A standby started here if none runs (stopped after); if it cannot be, nothing: each
     shard's fixture then says why, skipping locally and failing in CI."""
     made = False
@@ -108,7 +137,7 @@ def run(options: list[str]) -> int:
     began = time.monotonic()
     lock = threading.Lock()
     running: list[tuple[str, subprocess.Popen[str], threading.Thread]] = []
-    with standby_for_both():
+    with standby_for_all():
         for name, folders, extra in shards(dict(os.environ)):
             process = subprocess.Popen(
                 [sys.executable, "-m", "pytest", *folders, *options],
