@@ -6,6 +6,7 @@ the run gets its verdict: ``pass`` when the final status seen is the expected on
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -90,6 +91,111 @@ def _utcnow() -> datetime:
 
 
 MAX_RESPONSE = 1024 * 1024  # bytes of a response the probe reads; the rest is not kept
+# Seconds one request may take in all, its answer read: HTTP_TIMEOUT bounds each wait on
+# the socket, so a service that trickles (a streamed or long-polled URL, a byte every few
+# seconds) would hold the poller past its run's deadline without this.
+HTTP_TOTAL = 10.0
+
+
+class _Exchange:
+    """One request's sockets (a redirect opens more), shut when ``HTTP_TOTAL`` is up: the
+    read blocked on one returns, and the request says it took too long."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.sockets: list[socket.socket] = []
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(limit, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Exchange:
+        _current.exchange = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.exchange = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self.sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self.sockets:
+                _shut(sock)
+
+    def too_long(self) -> TimeoutError:
+        return TimeoutError(f"no whole answer within {self.limit:g} s (it trickled in)")
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Current(threading.local):
+    exchange: _Exchange | None = None
+
+
+_current = _Current()
+
+
+def _watched(sock: socket.socket) -> None:
+    exchange = _current.exchange
+    if exchange is not None:
+        exchange.watch(sock)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watched(self.sock)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _watched(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+_opener: urllib.request.OpenerDirector | None = None
+
+
+def _open(request: urllib.request.Request) -> Any:
+    """``urlopen`` (the environment's proxies, redirects followed) through connections
+    whose sockets the current ``_Exchange`` watches."""
+    global _opener
+    if _opener is None:
+        _opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
+    return _opener.open(request, timeout=HTTP_TIMEOUT)
+
+
+def _read(response: Any) -> bytes:
+    """Up to ``MAX_RESPONSE`` bytes of the body, a chunk at a time (a shut socket ends it)."""
+    chunks, size = [], 0
+    while size < MAX_RESPONSE:
+        chunk = response.read1(min(65536, MAX_RESPONSE - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def http_json(
@@ -108,11 +214,19 @@ def http_json(
     request.add_header("Accept", "application/json")
     request.add_header("X-Lifecycle-Client", client)
     sent_at = _utcnow()
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as resp:
-            status, raw, kept = resp.status, resp.read(MAX_RESPONSE), _kept(resp.headers)
-    except urllib.error.HTTPError as exc:
-        status, raw, kept = exc.code, exc.read(MAX_RESPONSE), _kept(exc.headers)
+    with _Exchange(HTTP_TOTAL) as exchange:
+        try:
+            try:
+                with _open(request) as resp:
+                    status, raw, kept = resp.status, _read(resp), _kept(resp.headers)
+            except urllib.error.HTTPError as exc:
+                status, raw, kept = exc.code, _read(exc), _kept(exc.headers)
+        except (OSError, http.client.HTTPException) as exc:
+            if exchange.expired:
+                raise exchange.too_long() from exc
+            raise
+        if exchange.expired:  # what was read before the socket was shut is not the answer
+            raise exchange.too_long()
     received_at = _utcnow()
     try:
         body = json.loads(raw) if raw else {}

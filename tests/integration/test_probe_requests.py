@@ -3,6 +3,8 @@ method, headers, body, dotted key and status paths, and the answers it refuses."
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -246,7 +248,6 @@ def test_a_run_whose_submitter_died_before_the_key_came_back_is_closed_as_a_fail
 def test_a_slow_submit_keeps_its_claim_and_one_closed_meanwhile_keeps_that_verdict(
     tmp_path: Path, service: Service, postgres: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
     from datetime import timedelta
 
     from django.utils import timezone
@@ -339,3 +340,80 @@ def test_a_read_stored_before_its_connection_was_lost_is_not_stored_again(
 
     # Then the read is stored once
     assert Event.objects.filter(task_key="twice/1", kind="read").count() == 1
+
+
+# -- a service that trickles its answer ----------------------------------------------------
+
+
+class Trickling(JsonServer):
+    """Answers every request a byte every 0.2 s, for a minute: the headers (``where`` =
+    "headers") or a body that says it is longer than it is yet ("body"); and a redirect to
+    itself first when ``hop``."""
+
+    def __init__(self, where: str, hop: bool = False) -> None:
+        trickling = self
+
+        class Handler(JsonHandler):
+            def do_GET(self) -> None:
+                if hop and self.path == "/start":
+                    self.send_response(302)
+                    self.send_header("Location", "/things/1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                rest = b'{"thing": {"state": ["x", "finished"]}}' + b" " * 100_000
+                if where == "headers":
+                    dribble, first = head + b"Content-Length: 2\r\n\r\n{}", b""
+                else:
+                    first = head + f"Content-Length: {len(rest)}\r\n\r\n".encode()
+                    dribble = rest
+                self.wfile.write(first)
+                self.wfile.flush()
+                end = time.monotonic() + 60
+                for byte in dribble:
+                    if time.monotonic() > end or trickling.closed.is_set():
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the probe gave up: what this test wants
+                    time.sleep(0.2)
+
+        self.closed = threading.Event()
+        super().__init__(Handler)
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+@pytest.mark.parametrize(("where", "hop"), [("headers", False), ("body", False), ("body", True)])
+def test_an_answer_that_trickles_in_is_cut_off_at_the_requests_total_time(
+    monkeypatch: pytest.MonkeyPatch, where: str, hop: bool
+) -> None:
+    # Given a service whose every byte comes well within HTTP_TIMEOUT of the last, but whose
+    # answer would take minutes in all
+    monkeypatch.setattr(probe, "HTTP_TOTAL", 1.5)
+    server = Trickling(where, hop)
+    try:
+        # When the probe asks it (after a redirect, on the second connection)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"no whole answer within 1.5 s"):
+            probe.http_json("GET", f"{server.url}/{'start' if hop else 'things/1'}", None, "t")
+
+        # Then the request ends at its total time, not at the trickle's end
+        assert time.monotonic() - began < 1.5 + probe.HTTP_TIMEOUT
+    finally:
+        server.close()
+
+
+def test_an_answer_within_its_total_time_is_read_whole_and_the_next_request_is_not_cut(
+    monkeypatch: pytest.MonkeyPatch, service: Service
+) -> None:
+    monkeypatch.setattr(probe, "HTTP_TOTAL", 0.5)
+    for _ in range(3):  # each request its own clock: a shut socket of one is not another's
+        answer = probe.http_json("GET", f"{service.url}/things/1", None, "t")
+        assert answer.http_status == 200 and answer.body["thing"]["state"][1] == "finished"
+        time.sleep(0.3)
