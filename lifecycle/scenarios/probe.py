@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -98,8 +98,12 @@ HTTP_TOTAL = 10.0
 
 
 class _Exchange:
-    """One request's sockets (a redirect opens more), shut when ``HTTP_TOTAL`` is up: the
-    read blocked on one returns, and the request says it took too long."""
+    """One request's connections (a redirect opens more), shut when ``HTTP_TOTAL`` is up:
+    the read blocked on one returns, and the request says it took too long. Each is watched
+    through a duplicate of its socket taken as it connects: a shutdown acts on the
+    connection whichever descriptor asks, TLS wraps the socket it was given in another
+    object, and the duplicate is this exchange's own until it ends (its number is never
+    another connection's)."""
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
@@ -117,12 +121,16 @@ class _Exchange:
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
         _current.exchange = None
+        with self._lock:
+            for sock in self.sockets:
+                sock.close()
+            self.sockets.clear()
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
-            self.sockets.append(sock)
+            self.sockets.append(sock.dup())
             if self.expired:
-                _shut(sock)
+                _shut(self.sockets[-1])
 
     def _expire(self) -> None:
         with self._lock:
@@ -152,16 +160,26 @@ def _watched(sock: socket.socket) -> None:
         exchange.watch(sock)
 
 
+def _connected(
+    address: tuple[str, int], timeout: Any = None, source_address: Any = None
+) -> socket.socket:
+    """``socket.create_connection``, its socket watched from then on: the TLS handshake
+    and a proxy's answer to CONNECT count in the request's time too."""
+    sock = socket.create_connection(address, timeout, source_address)
+    _watched(sock)
+    return sock
+
+
 class _HTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _watched(self.sock)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _connected
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _watched(self.sock)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _connected
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -472,11 +490,10 @@ def _beating(run: Run, work: Callable[[], T]) -> T:
     taken for a dead submitter (``close_keyless``)."""
     with ThreadPoolExecutor(1, thread_name_prefix=f"probe-submit-{run.pk}") as pool:
         answer = pool.submit(work)
-        while True:
-            try:
-                return answer.result(timeout=HEARTBEAT)
-            except TimeoutError:
-                _still_mine(run)
+        # wait(), not result(timeout=): the request's own timeout is a TimeoutError too
+        while not wait([answer], timeout=HEARTBEAT).done:
+            _still_mine(run)
+        return answer.result()
 
 
 def _pause(run: Run, seconds: float) -> bool:
@@ -509,7 +526,7 @@ def _finish(run: Run, observed: str | None) -> None:
     run.state = Run.State.DONE
     run.finished_at = dj_timezone.now()
 
-    def save() -> None:
+    def save() -> bool:
         with transaction.atomic():
             # Only while the run is this process's (or nobody's): a poller that was taken
             # for dead and adopted leaves the verdict to the adopter.
@@ -523,7 +540,7 @@ def _finish(run: Run, observed: str | None) -> None:
                 error=run.error,
             )
             if not mine:
-                return
+                return False
             if run.task_key:
                 _record(
                     run,
@@ -535,8 +552,10 @@ def _finish(run: Run, observed: str | None) -> None:
                     verdict=run.verdict,
                     error=run.error,
                 )
+            return True
 
-    _db(save)
+    if not _db(save):  # another process's run now: what it holds, not what this one found
+        _db(run.refresh_from_db)
 
 
 def execute(run: Run, progress: Progress | None = None) -> Run:

@@ -3,6 +3,7 @@ method, headers, body, dotted key and status paths, and the answers it refuses."
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -297,6 +298,15 @@ def test_a_slow_submit_keeps_its_claim_and_one_closed_meanwhile_keeps_that_verdi
     )
     assert second.state == Run.State.DONE  # what the caller holds says so too
 
+    # And one whose submit fails on its own after it was closed: the caller holds the
+    # verdict that stands, not the failure it met
+    third = probe.create_run(found, "http://unused")
+    probe.claim(third)
+    service.submit_answer = (500, {"error": "boom"})
+    assert not probe.submit(third)
+    assert closed_meanwhile[-1] == [third.id]
+    assert (third.state, third.error) == (Run.State.DONE, probe.KEYLESS_ERROR)
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_follower_waits_out_a_database_that_cut_its_connection(
@@ -417,3 +427,102 @@ def test_an_answer_within_its_total_time_is_read_whole_and_the_next_request_is_n
         answer = probe.http_json("GET", f"{service.url}/things/1", None, "t")
         assert answer.http_status == 200 and answer.body["thing"]["state"][1] == "finished"
         time.sleep(0.3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_the_service_leaves_unanswered_past_the_timeout_fails_at_once(
+    tmp_path: Path, service: Service, postgres: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a service that answers the submit after the socket's timeout, and a submitter
+    # that beats often
+    monkeypatch.setattr(probe, "HTTP_TIMEOUT", 0.5)
+    monkeypatch.setattr(probe, "HEARTBEAT", 0.1)
+    beats: list[float] = []
+    renew = probe._still_mine
+
+    def counted(run: Run) -> bool:
+        beats.append(time.monotonic())
+        return renew(run)
+
+    monkeypatch.setattr(probe, "_still_mine", counted)
+    service.before_submit_answer = lambda: time.sleep(1.5)
+    run = probe.create_run(scenario(tmp_path, service.url), "http://unused")
+    probe.claim(run)
+
+    # When it submits
+    began = time.monotonic()
+    assert not probe.submit(run)
+
+    # Then the run fails when the socket times out, having beaten a few times (a timeout
+    # is not taken for the heartbeat's own wait, over and over)
+    assert time.monotonic() - began < 1.4
+    assert len(beats) <= 8
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.state, stored.verdict) == (Run.State.DONE, Run.Verdict.FAIL)
+    assert "timed out" in stored.error
+
+
+def test_a_tls_handshake_that_trickles_is_cut_off_at_the_requests_total_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a server that answers a TLS hello with a record header that promises 16 KB, then
+    # sends a byte every 0.2 s
+    monkeypatch.setattr(probe, "HTTP_TOTAL", 1.5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"\x16\x03\x03\x40\x00")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+                stop.wait(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        # When the probe asks it over https, Then the handshake ends at the total time
+        began = time.monotonic()
+        with pytest.raises(TimeoutError, match="no whole answer within 1.5 s"):
+            probe.http_json("GET", f"https://127.0.0.1:{port}/things/1", None, "t")
+        assert time.monotonic() - began < 1.5 + probe.HTTP_TIMEOUT
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_an_https_service_is_asked_and_checked_as_urlopen_would(
+    tmp_path: Path, service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+    import subprocess
+
+    # Given an HTTPS service whose certificate (for 127.0.0.1) the machine trusts, through
+    # the environment as OpenSSL reads it
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    service.server.socket = context.wrap_socket(service.server.socket, server_side=True)
+    url = f"https://127.0.0.1:{service.port}/things/1"
+
+    # When the probe asks it, Then it reads the answer whole
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    answer = probe.http_json("GET", url, None, "t")
+    assert answer.http_status == 200 and answer.body["thing"]["state"][1] == "finished"
+
+    # and a certificate the machine does not trust is refused, as urlopen refuses it
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+        probe.http_json("GET", url, None, "t")
