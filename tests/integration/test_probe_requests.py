@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from lifecycle.models import Event, Run
-from lifecycle.scenarios import probe
+from lifecycle.scenarios import exchange, probe
 from lifecycle.scenarios.catalogue import LAB_FILE, Scenario, activate
 from tests.conftest import wait_for
 from tests.integration.json_server import JsonHandler, JsonServer
@@ -405,16 +405,16 @@ def test_an_answer_that_trickles_in_is_cut_off_at_the_requests_total_time(
 ) -> None:
     # Given a service whose every byte comes well within HTTP_TIMEOUT of the last, but whose
     # answer would take minutes in all
-    monkeypatch.setattr(probe, "HTTP_TOTAL", 1.5)
+    monkeypatch.setattr(exchange, "HTTP_TOTAL", 1.5)
     server = Trickling(where, hop)
     try:
         # When the probe asks it (after a redirect, on the second connection)
         began = time.monotonic()
         with pytest.raises(TimeoutError, match=r"no whole answer within 1.5 s"):
-            probe.http_json("GET", f"{server.url}/{'start' if hop else 'things/1'}", None, "t")
+            exchange.http_json("GET", f"{server.url}/{'start' if hop else 'things/1'}", None, "t")
 
         # Then the request ends at its total time, not at the trickle's end
-        assert time.monotonic() - began < 1.5 + probe.HTTP_TIMEOUT
+        assert time.monotonic() - began < 1.5 + exchange.HTTP_TIMEOUT
     finally:
         server.close()
 
@@ -422,9 +422,9 @@ def test_an_answer_that_trickles_in_is_cut_off_at_the_requests_total_time(
 def test_an_answer_within_its_total_time_is_read_whole_and_the_next_request_is_not_cut(
     monkeypatch: pytest.MonkeyPatch, service: Service
 ) -> None:
-    monkeypatch.setattr(probe, "HTTP_TOTAL", 0.5)
+    monkeypatch.setattr(exchange, "HTTP_TOTAL", 0.5)
     for _ in range(3):  # each request its own clock: a shut socket of one is not another's
-        answer = probe.http_json("GET", f"{service.url}/things/1", None, "t")
+        answer = exchange.http_json("GET", f"{service.url}/things/1", None, "t")
         assert answer.http_status == 200 and answer.body["thing"]["state"][1] == "finished"
         time.sleep(0.3)
 
@@ -435,7 +435,7 @@ def test_a_submit_the_service_leaves_unanswered_past_the_timeout_fails_at_once(
 ) -> None:
     # Given a service that answers the submit after the socket's timeout, and a submitter
     # that beats often
-    monkeypatch.setattr(probe, "HTTP_TIMEOUT", 0.5)
+    monkeypatch.setattr(exchange, "HTTP_TIMEOUT", 0.5)
     monkeypatch.setattr(probe, "HEARTBEAT", 0.1)
     beats: list[float] = []
     renew = probe._still_mine
@@ -467,7 +467,7 @@ def test_a_tls_handshake_that_trickles_is_cut_off_at_the_requests_total_time(
 ) -> None:
     # Given a server that answers a TLS hello with a record header that promises 16 KB, then
     # sends a byte every 0.2 s
-    monkeypatch.setattr(probe, "HTTP_TOTAL", 1.5)
+    monkeypatch.setattr(exchange, "HTTP_TOTAL", 1.5)
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -489,8 +489,8 @@ def test_a_tls_handshake_that_trickles_is_cut_off_at_the_requests_total_time(
         # When the probe asks it over https, Then the handshake ends at the total time
         began = time.monotonic()
         with pytest.raises(TimeoutError, match="no whole answer within 1.5 s"):
-            probe.http_json("GET", f"https://127.0.0.1:{port}/things/1", None, "t")
-        assert time.monotonic() - began < 1.5 + probe.HTTP_TIMEOUT
+            exchange.http_json("GET", f"https://127.0.0.1:{port}/things/1", None, "t")
+        assert time.monotonic() - began < 1.5 + exchange.HTTP_TIMEOUT
     finally:
         stop.set()
         listener.close()
@@ -519,10 +519,10 @@ def test_an_https_service_is_asked_and_checked_as_urlopen_would(
 
     # When the probe asks it, Then it reads the answer whole
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    answer = probe.http_json("GET", url, None, "t")
+    answer = exchange.http_json("GET", url, None, "t")
     assert answer.http_status == 200 and answer.body["thing"]["state"][1] == "finished"
 
     # and a certificate the machine does not trust is refused, as urlopen refuses it
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "none.pem"))
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
-        probe.http_json("GET", url, None, "t")
+        exchange.http_json("GET", url, None, "t")
