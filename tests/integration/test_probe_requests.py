@@ -244,6 +244,16 @@ def test_a_run_whose_submitter_died_before_the_key_came_back_is_closed_as_a_fail
     assert Run.objects.get(pk=alive.pk).state == Run.State.RUNNING
     assert probe.close_keyless() == []  # once
 
+    # And the run's page says so, and that there is no task to show; the live one's, that
+    # it is being submitted
+    from tests.integration.people import as_role
+
+    viewer = as_role("viewer")
+    page = viewer.get(f"/runs/{dead.pk}").content.decode()
+    assert "the process submitting it stopped (a restart or a crash)" in page
+    assert "No task key came back from the submit" in page
+    assert "is being submitted" in viewer.get(f"/runs/{alive.pk}").content.decode()
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_submit_keeps_its_claim_and_one_closed_meanwhile_keeps_that_verdict(
