@@ -9,8 +9,11 @@ import contextlib
 import http.client
 import json
 import socket
+import string
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,8 +42,23 @@ def _kept(headers: Any) -> dict[str, str]:
     for name in KEPT_HEADERS:
         value = headers.get(name) if headers is not None else None
         if value:
-            kept[name] = str(value)[:KEPT_HEADER]
+            # a folded line's CR LF, a NUL, an escape: shown and stored as a space
+            text = "".join(c if c.isprintable() else " " for c in str(value)[:KEPT_HEADER])
+            kept[name] = storable(text)
     return kept
+
+
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL can store it: a NUL or a lone surrogate (a service's JSON may
+    hold ``\\u0000`` or ``\\ud800``) becomes U+FFFD."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
 
 
 def utcnow() -> datetime:
@@ -69,9 +87,11 @@ class _Exchange:
         self._lock = threading.Lock()
         self._timer = threading.Timer(limit, self._expire)
         self._timer.daemon = True
+        self._began = time.monotonic()
 
     def __enter__(self) -> _Exchange:
         _current.exchange = self
+        self._began = time.monotonic()
         self._timer.start()
         return self
 
@@ -95,6 +115,10 @@ class _Exchange:
             for sock in self.sockets:
                 _shut(sock)
 
+    def left(self) -> float:
+        """Seconds left of the request's time."""
+        return self.limit - (time.monotonic() - self._began)
+
     def too_long(self) -> TimeoutError:
         return TimeoutError(f"no whole answer within {self.limit:g} s (it trickled in)")
 
@@ -117,14 +141,41 @@ def _watched(sock: socket.socket) -> None:
         exchange.watch(sock)
 
 
+MAX_ADDRESSES = 3  # addresses of a name tried, each with what is left of the request's time
+
+
 def _connected(
     address: tuple[str, int], timeout: Any = None, source_address: Any = None
 ) -> socket.socket:
-    """``socket.create_connection``, its socket watched from then on: the TLS handshake
-    and a proxy's answer to CONNECT count in the request's time too."""
-    sock = socket.create_connection(address, timeout, source_address)
-    _watched(sock)
-    return sock
+    """``socket.create_connection``, but each attempt given only what is left of the
+    request's time (a name with many unreachable addresses would take ``HTTP_TIMEOUT``
+    each), and its socket watched from then on: the TLS handshake and a proxy's answer to
+    CONNECT count in the request's time too."""
+    exchange = _current.exchange
+    host, port = address
+    error: OSError | None = None
+    for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[
+        :MAX_ADDRESSES
+    ]:
+        left = exchange.left() if exchange is not None else None
+        if left is not None and left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        try:
+            limits = [t for t in (timeout, left) if t is not None]
+            sock.settimeout(min(limits) if limits else None)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(where)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        _watched(sock)
+        return sock
+    if exchange is not None and exchange.left() <= 0:
+        raise exchange.too_long()
+    raise error or OSError(f"no address to connect to for {host!r}")
 
 
 class _HTTPConnection(http.client.HTTPConnection):
@@ -149,6 +200,61 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
 
 
+# Request headers sent on to another origin when a redirect leads there: the scenario's
+# own (a token) and the lab's key stay with the origin they were written for.
+CROSS_ORIGIN_HEADERS = frozenset({"accept", "content-type", "x-lifecycle-client", "user-agent"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, as far as an untrusted service may lead them: only to http and
+    https; the redirect's own body not read (urllib reads it whole, whatever its length);
+    a location that is not a usable URL refused as such; the scenario's headers and the
+    lab's key not sent on to another origin (nor from https to http)."""
+
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        location = headers.get("location")
+        if location is None:
+            return None
+        try:
+            newurl = urllib.parse.urljoin(req.full_url, location.strip())
+            parts = urllib.parse.urlsplit(newurl)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not one)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("not an http:// or https:// URL")
+            parts.hostname.encode("idna")
+            newurl = urllib.parse.quote(newurl, safe=string.punctuation, encoding="iso-8859-1")
+        except (ValueError, UnicodeError) as exc:
+            fp.close()
+            raise http.client.InvalidURL(
+                f"{code} redirect to an unusable location {location[:200]!r}: {exc}"
+            ) from None
+        new = self.redirect_request(req, fp, code, msg, headers, newurl)
+        if new is None:
+            return None
+        visited = new.redirect_dict = getattr(req, "redirect_dict", {})  # type: ignore[attr-defined]
+        if visited.get(newurl, 0) >= self.max_repeats or len(visited) >= self.max_redirections:
+            fp.close()
+            raise http.client.HTTPException(f"{code} redirects loop or run past {len(visited)}")
+        visited[newurl] = visited.get(newurl, 0) + 1
+        if _origin(newurl) != _origin(req.full_url):
+            new.headers = {
+                name: value
+                for name, value in new.headers.items()
+                if name.lower() in CROSS_ORIGIN_HEADERS
+            }
+        fp.close()  # unread: the connection is not reused
+        return self.parent.open(new, timeout=req.timeout)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
 _opener: urllib.request.OpenerDirector | None = None
 
 
@@ -157,7 +263,7 @@ def _open(request: urllib.request.Request) -> Any:
     whose sockets the current ``_Exchange`` watches."""
     global _opener
     if _opener is None:
-        _opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
+        _opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler, _Redirects)
     return _opener.open(request, timeout=HTTP_TIMEOUT)
 
 
@@ -200,11 +306,13 @@ def http_json(
             if exchange.expired:
                 raise exchange.too_long() from exc
             raise
+        except (ValueError, OverflowError) as exc:  # a host idna refuses, a port too large
+            raise http.client.InvalidURL(f"{url[:200]!r} cannot be asked: {exc}") from None
         if exchange.expired:  # what was read before the socket was shut is not the answer
             raise exchange.too_long()
     received_at = utcnow()
     try:
         body = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        body = {"error": raw[:200].decode(errors="replace")}
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, a 5,000-digit int
+        body = {"error": storable(raw[:200].decode(errors="replace"))}
     return Response(status, body if isinstance(body, dict) else {}, sent_at, received_at, kept)

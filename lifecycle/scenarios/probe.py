@@ -41,7 +41,7 @@ from lifecycle.scenarios.catalogue import (
     find_scenario,
     get_scenario,
 )
-from lifecycle.scenarios.exchange import Response, http_json, utcnow
+from lifecycle.scenarios.exchange import Response, http_json, storable, utcnow
 from lifecycle.statuses import MAX_STATUS
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def status_of(scenario: Scenario, response: Response) -> str | None:
         return None
     if isinstance(status, bool) or not isinstance(status, str | int):
         return None
-    return str(status)[:MAX_STATUS]
+    return storable(str(status)[:MAX_STATUS])  # a NUL or a lone surrogate: U+FFFD
 
 
 def _record(
