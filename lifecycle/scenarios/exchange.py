@@ -153,6 +153,8 @@ def _connected(
     CONNECT count in the request's time too."""
     exchange = _current.exchange
     host, port = address
+    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+        timeout = socket.getdefaulttimeout()
     error: OSError | None = None
     for family, kind, proto, _, where in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[
         :MAX_ADDRESSES

@@ -190,11 +190,13 @@ def submit(run: Run, progress: Progress | None = None) -> bool:
             raise RuntimeError(
                 f"its task key is {len(task_key)} characters; events hold at most {MAX_TASK_KEY}"
             )
-        if "\x00" in task_key:  # PostgreSQL stores no text that holds one
-            raise RuntimeError(f"its task key {task_key!r} holds a NUL character")
+        if storable(task_key) != task_key:  # PostgreSQL stores no text that holds one
+            what = "a NUL character" if "\x00" in task_key else "a lone surrogate"
+            raise RuntimeError(f"its task key {task_key!r} holds {what}")
     except Exception as exc:
         logger.warning("run %s (%s) could not submit: %s", run.id, run.scenario, exc)
-        run.error = f"could not submit the task to {url}: {exc}"
+        # the service's own words may be in it (an answer's error, a bad status line)
+        run.error = storable(f"could not submit the task to {url}: {exc}")
         _finish(run, None)
         return False
     # Only while the run is still this process's: one whose submit outlasted ORPHAN_AFTER
@@ -243,7 +245,8 @@ def poll_to_verdict(run: Run, progress: Progress | None = None) -> Run:
                 response = http_json("GET", url, None, _client(run), _headers(run, url))
             except (OSError, http.client.HTTPException) as exc:
                 # The service is restarting, say: an unanswered poll is a fact, not the end.
-                _record(run, "read", run.task_key, None, None, error=f"no answer: {exc}"[:300])
+                error = storable(f"no answer: {exc}"[:300])  # the service's bytes may be in it
+                _record(run, "read", run.task_key, None, None, error=error)
                 status = None
             else:
                 status = status_of(scenario, response) if response.http_status == 200 else None
@@ -266,7 +269,7 @@ def poll_to_verdict(run: Run, progress: Progress | None = None) -> Run:
                 return run
     except Exception as exc:  # the probe reports a broken system, it does not crash on it
         logger.warning("run %s (%s) could not finish: %s", run.id, run.scenario, exc)
-        run.error = str(exc)
+        run.error = storable(str(exc))
     _finish(run, observed)
     if progress:
         progress(run, None)

@@ -30,6 +30,7 @@ class Service(JsonServer):
         self.requests: list[dict[str, Any]] = []
         self.submit_answer: tuple[int, Any] = (202, {"data": {"thing": {"key": "k/1 #"}}})
         self.before_submit_answer: Callable[[], None] = lambda: None
+        self.poll_raw: bytes | None = None  # what a poll gets instead, as it is
         service = self
 
         class Handler(JsonHandler):
@@ -52,6 +53,9 @@ class Service(JsonServer):
                 service.requests.append(
                     {"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")}
                 )
+                if service.poll_raw is not None:
+                    self.wfile.write(service.poll_raw)
+                    return
                 self.answer(200, {"thing": {"state": ["x", "finished"]}})
 
         super().__init__(Handler)
@@ -149,6 +153,8 @@ def test_a_key_prefix_names_the_task_as_the_capture_does_and_the_poll_as_the_ser
         ((201, {"data": {"thing": {"key": True}}}), "is not a task key: True"),
         ((201, {"data": {"thing": {"key": "k" * 201}}}), "201 characters; events hold at most 200"),
         ((201, {"data": {"thing": {"key": "k\u0000"}}}), "holds a NUL character"),
+        ((201, {"data": {"thing": {"key": "k\ud800"}}}), "holds a lone surrogate"),
+        ((500, {"error": "x\u0000y\udc00"}), "it answered 500 x\ufffdy\ufffd"),
     ],
 )
 def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
@@ -162,6 +168,30 @@ def test_an_answer_without_a_usable_key_ends_the_run_with_the_reason(
     assert f"could not submit the task to {service.url}/things: " in run.error
     assert error in run.error
     assert len(service.requests) == 1  # nothing was polled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poll_answered_with_a_nul_in_its_status_line_is_a_read_with_no_answer(
+    tmp_path: Path, service: Service, postgres: None
+) -> None:
+    # Given a service whose polls get a status line that holds a NUL (its text is the
+    # error's, and PostgreSQL stores no NUL)
+    service.poll_raw = b"HTTP/1.1 2\x000 OK\r\n\r\n"
+
+    # When a run polls it to its deadline
+    run = probe.execute(probe.create_run(scenario(tmp_path, service.url), "http://unused"))
+
+    # Then each poll is a read with no answer, and the run ends on its deadline, not on the
+    # database's refusal
+    assert (run.state, run.verdict, run.observed, run.error) == (
+        Run.State.DONE,
+        Run.Verdict.FAIL,
+        None,
+        "",
+    )
+    reads = Event.objects.filter(task_key="k/1 #", kind="read")
+    assert reads.count() >= 2
+    assert all("\ufffd" in read.body["error"] for read in reads)
 
 
 # -- runs outlive the process that follows them ----------------------------------------------
